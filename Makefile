@@ -1,0 +1,45 @@
+# One-command setup, demo and tests. Needs Python 3.11+, Node.js 18+ and (for headless
+# rendering) Mesa's EGL; missing Debian packages are installed when running as root.
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+APT_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 nodejs npm
+
+.PHONY: setup setup-test demo test lint clean
+
+$(VENV)/.system-deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
+	@mkdir -p $(VENV) && touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+setup: $(VENV)/.installed node_modules/.installed
+
+setup-test: setup $(VENV)/.installed-test
+
+demo: setup
+	$(VENV)/bin/assetfactory demo
+
+test: setup-test
+	$(VENV)/bin/pytest
+
+lint: setup-test
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) node_modules factory-data

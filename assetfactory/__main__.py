@@ -1,0 +1,3 @@
+from assetfactory.cli import app
+
+app()

@@ -1,0 +1,203 @@
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Turn product catalogs into production 3D assets.")
+console = Console()
+
+DEFAULT_OUT = "factory-data"
+
+
+def _quiet_prefect() -> None:
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+
+def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
+             overrides: dict | None = None) -> dict[str, Any]:
+    _quiet_prefect()
+    from assetfactory.flows import convert as conv
+
+    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
+                        MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
+                        console=console, transient=False)
+    task_id = progress.add_task("starting Prefect + Ray", total=None, last="")
+
+    def on_plan(n: int, skipped: int) -> None:
+        progress.update(task_id, total=n, description="converting",
+                        last=f"{skipped} up to date" if skipped else "")
+
+    def on_done(s: dict[str, Any]) -> None:
+        mark = "[green]ok[/]" if s["status"] == "ok" else f"[red]failed at {s['failed_stage']}[/]"
+        progress.update(task_id, advance=1, last=f"{s['sku']}: {mark}")
+        if s["status"] != "ok":
+            progress.console.print(f"  [red]✗[/] {s['sku']} [{s['failed_stage']}] {s['error']}")
+
+    conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
+    t0 = time.perf_counter()
+    with progress:
+        summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
+                                       backend=backend, force=force, overrides=overrides)
+    summary["elapsed_s"] = time.perf_counter() - t0
+    return summary
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    console.rule(f"run {s.get('run_id')}")
+    counts = s.get("counts", {})
+    t = Table(title="assets by status")
+    t.add_column("status")
+    t.add_column("count", justify="right")
+    for k, v in counts.items():
+        t.add_row(k, str(v))
+    if s.get("skipped"):
+        t.add_row("up to date (skipped)", str(s["skipped"]))
+    console.print(t)
+    if s.get("failures"):
+        f = Table(title="failures by stage")
+        for c in ("sku", "stage", "error", "fix"):
+            f.add_column(c, overflow="fold")
+        for r in s["failures"]:
+            f.add_row(r["sku"], r["stage"] or "", r["error"] or "", r["fix"] or "")
+        console.print(f)
+    if s.get("stages"):
+        st = Table(title="slowest stages")
+        for c in ("stage", "runs", "mean s", "p95 s", "share"):
+            st.add_column(c, justify="right" if c != "stage" else "left")
+        for r in s["stages"]:
+            st.add_row(r["stage"], str(r["runs"]), f"{r['mean_s']:.2f}", f"{r['p95_s']:.2f}",
+                       f"{100 * (r['share'] or 0):.0f}%")
+        console.print(st)
+    if s.get("elapsed_s") is not None:
+        console.print(f"wall time {s['elapsed_s']:.1f} s; outputs under {s.get('out')}")
+
+
+@app.command()
+def demo(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
+         profile: str = typer.Option("ar", help="ar | web | game | print | render"),
+         n: int = typer.Option(13, help="number of demo SKUs (the last one is deliberately broken)"),
+         force: bool = typer.Option(False, help="re-make assets that are already up to date")):
+    """Synthesise a demo catalog of textured products and convert it."""
+    from assetfactory.demo import make_demo_catalog
+
+    local_out = out if not out.startswith("s3://") else DEFAULT_OUT
+    console.print("[bold]making the demo catalog[/] (procedural products, rendered photos)")
+    catalog = make_demo_catalog(Path(local_out) / "demo-catalog", n=n)
+    console.print(f"demo catalog: {catalog}")
+    summary = _convert(str(catalog), out, profile, "silhouette", force)
+    _print_summary(summary)
+
+
+@app.command()
+def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify product CSV"),
+        profile: str = typer.Option("ar", help="ar | web | game | print | render"),
+        backend: str = typer.Option("silhouette", help="generator backend"),
+        out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
+        force: bool = typer.Option(False, help="re-make assets that are already up to date"),
+        target_tris: Optional[int] = typer.Option(None, help="override the triangle budget"),
+        texture_px: Optional[int] = typer.Option(None, help="override the texture size")):
+    """Convert a catalog."""
+    overrides: dict = {}
+    if target_tris:
+        overrides["simplify"] = {"target_tris": target_tris}
+    if texture_px:
+        overrides["texture"] = {"size": texture_px}
+        overrides["export"] = {"texture_size": texture_px}
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    _print_summary(summary)
+    if summary.get("counts", {}).get("failed"):
+        raise typer.Exit(code=0)
+
+
+@app.command()
+def status(run_id: Optional[str] = typer.Argument(None, help="run id (default: the latest)"),
+           out: str = typer.Option(DEFAULT_OUT, help="output folder")):
+    """Summarise a run from the catalog."""
+    from assetfactory.catalog.summary import run_summary
+
+    s = run_summary(out, run_id)
+    if s.get("run_id") is None:
+        console.print(f"no runs recorded under {out}")
+        raise typer.Exit(code=1)
+    _print_summary(s)
+
+
+@app.command()
+def show(sku: str, out: str = typer.Option(DEFAULT_OUT, help="output folder")):
+    """Show one SKU's latest attempt: status, outputs, metrics and stages."""
+    from assetfactory.catalog.views import connect
+
+    con = connect(out)
+    try:
+        cur = con.execute("SELECT * FROM assets WHERE sku = ?", [sku])
+        cols = [d[0] for d in cur.description]
+        row = cur.fetchone()
+        if row is None:
+            console.print(f"[red]no SKU {sku!r} in the catalog under {out}[/]")
+            raise typer.Exit(code=1)
+        rec = dict(zip(cols, row))
+        t = Table(title=f"{sku} ({rec['status']})", show_header=False)
+        t.add_column("field")
+        t.add_column("value", overflow="fold")
+        for k in ("status", "failed_stage", "error", "fix", "profile", "backend", "glb_uri",
+                  "poster_uri", "wall_s", "peak_rss_mb", "attempt_id", "run_id", "asset_id"):
+            if rec.get(k) is not None:
+                t.add_row(k, str(rec[k]))
+        for k, v in sorted(json.loads(rec.get("metrics") or "{}").items()):
+            t.add_row(k, f"{v:.4g}" if isinstance(v, float) else str(v))
+        console.print(t)
+        st = Table(title="stages")
+        for c in ("stage", "status", "seconds", "peak MB", "error"):
+            st.add_column(c)
+        for r in con.execute("SELECT stage, status, duration_s, peak_rss_mb, error FROM stages "
+                             "WHERE attempt_id = ? ORDER BY seq", [rec["attempt_id"]]).fetchall():
+            st.add_row(r[0], r[1], f"{r[2]:.2f}", f"{r[3]:.0f}", r[4] or "")
+        console.print(st)
+    finally:
+        con.close()
+
+
+@app.command()
+def query(sql: str, out: str = typer.Option(DEFAULT_OUT, help="output folder"),
+          as_json: bool = typer.Option(False, "--json", help="print rows as JSON lines")):
+    """Run SQL (DuckDB) over the catalog views: assets, attempts, stages, runs, reviews."""
+    from assetfactory.catalog.views import query as q
+
+    cols, rows = q(out, sql)
+    if as_json:
+        for r in rows:
+            typer.echo(json.dumps(dict(zip(cols, r)), default=str))
+        return
+    t = Table()
+    for c in cols:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[f"{v:.4g}" if isinstance(v, float) else str(v) for v in r])
+    console.print(t)
+
+
+@app.command()
+def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
+    """Merge the catalog's fragments (no row lost or duplicated)."""
+    from assetfactory.catalog.compact import compact as do_compact
+
+    console.print(do_compact(out))
+
+
+if __name__ == "__main__":
+    app()

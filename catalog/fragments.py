@@ -1,0 +1,213 @@
+"""Append-only catalog fragments: one Parquet file per asset attempt, never updated in place.
+
+Layout under the output root (local or S3)::
+
+    catalog/stages/run=<run_id>/<attempt_id>.parquet   one row per stage run
+    catalog/assets/run=<run_id>/<attempt_id>.parquet   one row: the attempt's outcome
+    catalog/reviews/<review_id>.parquet                 review decisions (rows too)
+    catalog/compacted/<kind>-<id>.parquet               merged fragments (see ``compact``)
+
+The asset fragment is written last and acts as the commit marker: stage rows whose attempt has
+no asset row are ignored by the views. Many workers write side by side without contention.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import platform
+import socket
+import time
+import uuid
+from importlib import metadata
+from typing import Any, Iterable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ..core.storage import Storage
+from ..core.types import AssetState, StageRecord
+
+ASSET_FIELDS: list[pa.Field] = [
+    pa.field("attempt_id", pa.string()),
+    pa.field("run_id", pa.string()),
+    pa.field("asset_id", pa.string()),
+    pa.field("sku", pa.string()),
+    pa.field("title", pa.string()),
+    pa.field("category", pa.string()),
+    pa.field("row", pa.int64()),
+    pa.field("status", pa.string()),          # ok | failed
+    pa.field("failed_stage", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("fix", pa.string()),
+    pa.field("error_kind", pa.string()),
+    pa.field("profile", pa.string()),
+    pa.field("backend", pa.string()),
+    pa.field("catalog_source", pa.string()),
+    pa.field("started_at", pa.timestamp("ms", tz="UTC")),
+    pa.field("finished_at", pa.timestamp("ms", tz="UTC")),
+    pa.field("wall_s", pa.float64()),
+    pa.field("peak_rss_mb", pa.float64()),
+    pa.field("glb_uri", pa.string()),
+    pa.field("poster_uri", pa.string()),
+    pa.field("glb_sha256", pa.string()),
+    pa.field("input_hashes", pa.string()),    # JSON {artifact: sha256}
+    pa.field("recipe_hash", pa.string()),
+    pa.field("recipe", pa.string()),          # JSON: stage -> version + options
+    pa.field("code_version", pa.string()),
+    pa.field("library_versions", pa.string()),  # JSON
+    pa.field("host", pa.string()),
+    pa.field("metrics", pa.string()),         # JSON of every metric, also spread into columns
+]
+ASSET_SCHEMA = pa.schema(ASSET_FIELDS)
+FIXED_COLUMNS = {f.name for f in ASSET_FIELDS}
+
+STAGE_SCHEMA = pa.schema([
+    pa.field("attempt_id", pa.string()),
+    pa.field("run_id", pa.string()),
+    pa.field("asset_id", pa.string()),
+    pa.field("sku", pa.string()),
+    pa.field("seq", pa.int64()),
+    pa.field("stage", pa.string()),
+    pa.field("version", pa.string()),
+    pa.field("status", pa.string()),
+    pa.field("error", pa.string()),
+    pa.field("options_hash", pa.string()),
+    pa.field("options", pa.string()),
+    pa.field("inputs", pa.string()),
+    pa.field("outputs", pa.string()),
+    pa.field("started_at", pa.timestamp("ms", tz="UTC")),
+    pa.field("duration_s", pa.float64()),
+    pa.field("host", pa.string()),
+    pa.field("device", pa.string()),
+    pa.field("peak_rss_mb", pa.float64()),
+])
+
+_LIBS = ("numpy", "scipy", "trimesh", "xatlas", "fast-simplification", "pillow",
+         "opencv-python-headless", "scikit-image", "moderngl", "pyarrow", "duckdb", "ray", "prefect")
+
+
+def library_versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for name in _LIBS:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def code_version() -> str:
+    from .. import __version__
+
+    return __version__
+
+
+def new_attempt_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:12]
+
+
+def _ts(seconds: float | None):
+    return None if seconds is None else int(seconds * 1000)
+
+
+def _metric_column(name: str) -> str:
+    return name if name not in FIXED_COLUMNS else f"m_{name}"
+
+
+def _to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    extra: dict[str, pa.DataType] = {}
+    for row in rows:
+        for k, v in row.items():
+            if k in schema.names or k in extra or v is None:
+                continue
+            if isinstance(v, bool):
+                extra[k] = pa.bool_()
+            elif isinstance(v, int):
+                extra[k] = pa.int64()
+            elif isinstance(v, float):
+                extra[k] = pa.float64()
+            else:
+                extra[k] = pa.string()
+    full = pa.schema(list(schema) + [pa.field(k, t) for k, t in sorted(extra.items())])
+    cols = {}
+    for f in full:
+        vals = [row.get(f.name) for row in rows]
+        if pa.types.is_floating(f.type):
+            vals = [None if v is None else float(v) for v in vals]
+        elif pa.types.is_string(f.type):
+            vals = [None if v is None else str(v) for v in vals]
+        cols[f.name] = pa.array(vals, type=f.type)
+    return pa.table(cols, schema=full)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def asset_row(state: AssetState, *, started_at: float, finished_at: float, recipe: dict,
+              recipe_hash: str, input_hashes: dict, catalog_source: str = "") -> dict[str, Any]:
+    f = state.failure
+    glb = state.artifacts.get("glb")
+    poster = state.artifacts.get("poster")
+    metrics = {k: v for k, v in state.metrics.items()}
+    row: dict[str, Any] = {
+        "attempt_id": state.attempt_id, "run_id": state.run_id, "asset_id": state.asset_id,
+        "sku": state.sku, "title": state.spec.title, "category": state.spec.category,
+        "row": state.spec.row, "status": "ok" if f is None else "failed",
+        "failed_stage": f.stage if f else None, "error": f.message if f else None,
+        "fix": f.fix if f else None, "error_kind": f.kind if f else None,
+        "profile": state.profile, "backend": state.backend, "catalog_source": catalog_source,
+        "started_at": _ts(started_at), "finished_at": _ts(finished_at),
+        "wall_s": finished_at - started_at,
+        "peak_rss_mb": max((r.peak_rss_mb for r in state.records), default=None),
+        "glb_uri": glb.uri if glb else None, "poster_uri": poster.uri if poster else None,
+        "glb_sha256": glb.sha256 if glb else None,
+        "input_hashes": json.dumps(input_hashes, sort_keys=True),
+        "recipe_hash": recipe_hash, "recipe": json.dumps(recipe, sort_keys=True, default=str),
+        "code_version": code_version(), "library_versions": json.dumps(library_versions()),
+        "host": socket.gethostname(),
+        "metrics": json.dumps(metrics, sort_keys=True, default=str),
+    }
+    for k, v in metrics.items():
+        if isinstance(v, (bool, int, float, str)) or v is None:
+            row[_metric_column(k)] = v
+    return row
+
+
+def stage_rows(state: AssetState) -> list[dict[str, Any]]:
+    rows = []
+    for seq, r in enumerate(state.records):
+        rows.append(_stage_row(state, seq, r))
+    return rows
+
+
+def _stage_row(state: AssetState, seq: int, r: StageRecord) -> dict[str, Any]:
+    return {
+        "attempt_id": state.attempt_id, "run_id": state.run_id, "asset_id": state.asset_id,
+        "sku": state.sku, "seq": seq, "stage": r.stage, "version": r.version,
+        "status": r.status, "error": r.error or None, "options_hash": r.options_hash,
+        "options": json.dumps(r.options, sort_keys=True, default=str),
+        "inputs": json.dumps(dict(r.inputs), sort_keys=True),
+        "outputs": json.dumps(dict(r.outputs), sort_keys=True),
+        "started_at": _ts(r.started_at), "duration_s": r.duration_s, "host": r.host,
+        "device": r.device, "peak_rss_mb": r.peak_rss_mb,
+    }
+
+
+def write_attempt(store: Storage, asset: dict[str, Any], stages: list[dict[str, Any]]) -> str:
+    """Write one attempt's fragments: stages first, then the asset row (the commit marker)."""
+    run, attempt = asset["run_id"], asset["attempt_id"]
+    if stages:
+        store.put(f"catalog/stages/run={run}/{attempt}.parquet",
+                  _parquet_bytes(_to_table(stages, STAGE_SCHEMA)))
+    key = f"catalog/assets/run={run}/{attempt}.parquet"
+    store.put(key, _parquet_bytes(_to_table([asset], ASSET_SCHEMA)))
+    return key
+
+
+def write_table_fragment(store: Storage, key: str, rows: Iterable[dict[str, Any]],
+                         schema: pa.Schema) -> None:
+    store.put(key, _parquet_bytes(_to_table(list(rows), schema)))

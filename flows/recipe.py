@@ -1,0 +1,103 @@
+"""Output profiles and the recipes (ordered stage calls) they expand to.
+
+A recipe is data: the stage's import path plus its frozen options. Its hash, with the stage
+versions, is part of every asset's identity, so changing a profile or an option re-makes exactly
+the assets it affects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..core.hashing import sha256_obj
+from ..core.stage import Stage
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What an output profile asks of an asset (see ARCHITECTURE.md, Output profiles)."""
+
+    name: str
+    target_tris: int
+    texture_px: int
+    max_glb_mb: float
+    outputs: tuple[str, ...]
+    description: str = ""
+
+
+PROFILES: dict[str, Profile] = {
+    "ar": Profile("ar", 23_000, 2048, 5.0, ("glb", "usdz", "poster"),
+                  "web viewers, AR Quick Look, Scene Viewer"),
+    "web": Profile("web", 23_000, 1024, 3.0, ("glb", "poster"), "product pages"),
+    "game": Profile("game", 23_000, 2048, 20.0, ("glb", "poster"), "engines (LOD0)"),
+    "print": Profile("print", 100_000, 1024, 50.0, ("glb", "poster"), "3D printing"),
+    "render": Profile("render", 500_000, 4096, 200.0, ("glb", "poster"), "offline renders"),
+}
+
+STAGE_ORDER = ("ingest", "generate", "cleanup", "simplify", "uv", "texture", "export", "metrics")
+
+
+@dataclass(frozen=True)
+class StageCall:
+    name: str
+    path: str          # "module:attribute" of the Stage object
+    options: Any
+
+    def stage(self) -> Stage:
+        return resolve_stage(self.path)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    profile: str
+    backend: str
+    calls: tuple[StageCall, ...] = field(default_factory=tuple)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "profile": self.profile,
+            "backend": self.backend,
+            "stages": [{"name": c.name, "version": c.stage().version,
+                        "options": dataclasses.asdict(c.options)} for c in self.calls],
+        }
+
+    @property
+    def hash(self) -> str:
+        return sha256_obj(self.describe())
+
+
+def resolve_stage(path: str) -> Stage:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _make_options(stage: Stage, wanted: dict[str, Any]) -> Any:
+    names = {f.name for f in dataclasses.fields(stage.options_type)}
+    return stage.options(**{k: v for k, v in wanted.items() if k in names and v is not None})
+
+
+def build_recipe(profile: str = "ar", backend: str = "silhouette",
+                 overrides: dict[str, dict[str, Any]] | None = None) -> Recipe:
+    """Expand a profile into stage calls. ``overrides`` maps stage name -> option values."""
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    p = PROFILES[profile]
+    wanted: dict[str, dict[str, Any]] = {
+        "generate": {"backend": backend},
+        "simplify": {"target_tris": p.target_tris},
+        "uv": {"resolution": min(p.texture_px, 2048)},
+        "texture": {"size": p.texture_px},
+        "export": {"texture_size": p.texture_px, "max_glb_mb": p.max_glb_mb,
+                   "write_poster": "poster" in p.outputs},
+    }
+    for name, opts in (overrides or {}).items():
+        wanted.setdefault(name, {}).update(opts)
+    calls = []
+    for name in STAGE_ORDER:
+        path = f"assetfactory.tasks.{name}:{name}"
+        st = resolve_stage(path)
+        calls.append(StageCall(name, path, _make_options(st, wanted.get(name, {}))))
+    return Recipe(profile, backend, tuple(calls))

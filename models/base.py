@@ -1,0 +1,77 @@
+"""The one protocol every generator backend speaks.
+
+A backend is a frozen ``Config`` dataclass (what goes into provenance) whose ``build()`` returns
+a ``Generator`` that loads its weights once and then serves many ``generate`` calls. Heavy
+libraries (torch, diffusers) are imported inside ``build()``, never at module import, so the
+registry can list every backend on a machine that has none of them installed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from ..core.camera import Camera
+from ..core.mesh import MeshData
+
+Scalar = int | float | str | bool | None
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """What a backend gets: the SKU's views (cropped photos, masks, cameras) or a mesh to import.
+
+    ``views`` holds ``tasks.ingest.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
+    ``mask`` (H,W) bool); any object with those attributes works.
+    """
+
+    sku: str
+    views: list = field(default_factory=list)
+    mesh_uri: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class DenseMesh:
+    """A backend's answer: a dense mesh in the frame of ``cameras`` plus flat info for metrics."""
+
+    mesh: MeshData
+    cameras: list[Camera] = field(default_factory=list)
+    info: dict[str, Scalar] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Generator(Protocol):
+    def generate(self, request: GenerateRequest) -> DenseMesh: ...
+
+
+class BackendConfig(Protocol):
+    """Each backend's frozen dataclass config."""
+
+    name: ClassVar[str]
+    device: str
+
+    def build(self) -> Generator: ...
+
+    def weights_sha256(self) -> str | None: ...
+
+
+def config_fields(config_cls: type) -> set[str]:
+    """Names a config accepts; used to map stage options onto any backend's config."""
+    if not dataclasses.is_dataclass(config_cls):
+        return set()
+    return {f.name for f in dataclasses.fields(config_cls) if f.init}
+
+
+def make_config(config_cls: type, **values: Any) -> Any:
+    """Build a config from the values it knows; unknown keys are an error naming the valid ones."""
+    known = config_fields(config_cls)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        from ..core.errors import OptionsError
+
+        raise OptionsError(
+            f"backend {getattr(config_cls, 'name', config_cls.__name__)!r} has no option(s) "
+            f"{unknown}; it accepts {sorted(known)}")
+    return config_cls(**values)

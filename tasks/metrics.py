@@ -1,0 +1,264 @@
+"""metrics: the last stage, per-asset quality numbers that triage rules and the dashboard read.
+
+Why a stage of its own: every number here is measured on the final artefacts (the shipped mesh,
+its texture, the GLB), not on intermediate states, so a rule like "watertight and IoU > 0.9"
+judges what a customer gets. Topology is measured on vertices merged by position, because the
+UV stage splits vertices along seams and would otherwise make every closed mesh look open.
+
+Definitions (decided here, written down for the catalog):
+
+* ``metrics_watertight``: every edge is shared by exactly two faces (closed surface).
+* ``metrics_manifold``: no edge is shared by more than two faces, and every edge shared by two
+  faces has them wound consistently (opposite half-edges). Boundary edges are allowed, so an
+  open but clean surface is manifold and not watertight; holes are counted apart
+  (``metrics_boundary_edges``). Vertex (bow-tie) manifoldness is not checked.
+* ``metrics_volume_m3``: enclosed volume when watertight, else None; ``metrics_outward`` says
+  whether the faces wind outward (positive signed volume).
+* ``metrics_iou_*``: silhouette IoU between the mesh rendered at each input camera and that
+  view's mask (cameras are already in the asset frame).
+* ``metrics_psnr_*``: the textured mesh rendered unlit at each input view against the photo,
+  inside the view's mask (a first look at texture fidelity).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.artifacts import load_cameras, load_image, load_mesh
+from ..core.camera import Camera
+from ..core.errors import ProcessingError
+from ..core.mesh import MeshData
+from ..core.stage import check, stage
+from ..core.types import AssetState, Resources, StageResult
+
+log = logging.getLogger(__name__)
+
+NAME = "metrics"
+IOU_VIEWS = ("inputs", "none")
+
+
+@dataclass(frozen=True)
+class MetricsOptions:
+    """What to measure.
+
+    iou_views: "inputs" compares silhouettes (and the texture) at the input cameras; "none"
+        skips every rendered comparison (geometry only, no renderer needed).
+    weld_tolerance: vertices closer than this fraction of the bounding-box diagonal are one
+        vertex for topology (UV seams and normal splits duplicate vertices at equal positions).
+    """
+
+    iou_views: str = "inputs"
+    weld_tolerance: float = 1e-7
+
+    def __post_init__(self) -> None:
+        check(self.iou_views in IOU_VIEWS,
+              f"metrics.iou_views must be one of {IOU_VIEWS}, got {self.iou_views!r}")
+        check(0 <= self.weld_tolerance < 0.01, "metrics.weld_tolerance must be in [0, 0.01)")
+
+
+# ---------------------------------------------------------------- topology
+
+@dataclass(frozen=True)
+class EdgeStats:
+    """Counts of undirected edges by how many faces share them and how they are wound."""
+
+    edges: int
+    boundary: int       # used by one face
+    nonmanifold: int    # used by three or more faces
+    inconsistent: int   # used by two faces wound the same way (one of them is flipped)
+
+    @property
+    def watertight(self) -> bool:
+        return self.edges > 0 and self.boundary == 0 and self.nonmanifold == 0
+
+    @property
+    def manifold(self) -> bool:
+        return self.edges > 0 and self.nonmanifold == 0 and self.inconsistent == 0
+
+
+def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = 1e-7
+         ) -> tuple[np.ndarray, np.ndarray]:
+    """Merge vertices at equal positions (within ``tolerance`` x bbox diagonal); drop faces
+    that collapse. Returns (vertices, faces) of the welded mesh."""
+    v = np.asarray(vertices, np.float64)
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(v) == 0 or len(f) == 0:
+        return v.reshape(-1, 3), f
+    diag = float(np.linalg.norm(v.max(0) - v.min(0))) or 1.0
+    step = tolerance * diag
+    key = np.round(v / step).astype(np.int64) if step > 0 else v
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    f2 = inverse.reshape(-1)[f]
+    ok = (f2[:, 0] != f2[:, 1]) & (f2[:, 1] != f2[:, 2]) & (f2[:, 2] != f2[:, 0])
+    return v[first], f2[ok]
+
+
+def edge_stats(faces: np.ndarray) -> EdgeStats:
+    """Classify every undirected edge of a (welded) face array."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(f) == 0:
+        return EdgeStats(0, 0, 0, 0)
+    half = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    key = np.sort(half, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    forward = np.bincount(inverse.reshape(-1), weights=(half[:, 0] < half[:, 1]),
+                          minlength=len(counts))
+    pairs = counts == 2
+    return EdgeStats(
+        edges=len(counts),
+        boundary=int((counts == 1).sum()),
+        nonmanifold=int((counts > 2).sum()),
+        inconsistent=int((pairs & (forward != 1)).sum()),
+    )
+
+
+def count_components(n_vertices: int, faces: np.ndarray) -> int:
+    """Connected pieces of surface (vertices linked through faces; unused vertices ignored)."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(f) == 0:
+        return 0
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    a = np.concatenate([f[:, 0], f[:, 1]])
+    b = np.concatenate([f[:, 1], f[:, 2]])
+    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n_vertices, n_vertices))
+    _, labels = connected_components(graph, directed=False)
+    return len(np.unique(labels[np.unique(f)]))
+
+
+def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
+    """Signed enclosed volume (divergence theorem); positive when faces wind outward."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(f) == 0:
+        return 0.0
+    t = np.asarray(vertices, np.float64)[f]
+    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
+
+
+def geometry_metrics(mesh: MeshData, weld_tolerance: float = 1e-7) -> dict:
+    """Counts, bounding box, topology and volume of the final mesh (asset frame, metres)."""
+    v, f = weld(mesh.vertices, mesh.faces, weld_tolerance)
+    stats = edge_stats(f)
+    lo, hi = mesh.bounds()
+    size = hi - lo
+    vol = signed_volume(v, f) if stats.watertight else None
+    return {
+        "metrics_tris": mesh.n_faces,
+        "metrics_verts": mesh.n_vertices,
+        "metrics_verts_welded": len(np.unique(f)) if len(f) else 0,
+        "metrics_components": count_components(len(v), f),
+        "metrics_watertight": stats.watertight,
+        "metrics_manifold": stats.manifold,
+        "metrics_boundary_edges": stats.boundary,
+        "metrics_nonmanifold_edges": stats.nonmanifold,
+        "metrics_inconsistent_edges": stats.inconsistent,
+        "metrics_bbox_x_m": float(size[0]),
+        "metrics_bbox_y_m": float(size[1]),
+        "metrics_bbox_z_m": float(size[2]),
+        "metrics_volume_m3": None if vol is None else abs(vol),
+        "metrics_outward": None if vol is None else bool(vol > 0),
+    }
+
+
+# ---------------------------------------------------------------- image comparisons
+
+def silhouette_iou(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Intersection over union of two boolean masks; None when both are empty."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = int((a | b).sum())
+    return None if union == 0 else float((a & b).sum() / union)
+
+
+def masked_psnr(render: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float | None:
+    """PSNR (dB, 8-bit peak) of RGB inside ``mask``; None for an empty mask, capped at 99."""
+    m = np.asarray(mask, bool)
+    if not m.any():
+        return None
+    d = render[..., :3].astype(np.float64)[m] - photo[..., :3].astype(np.float64)[m]
+    mse = float((d * d).mean())
+    return 99.0 if mse <= 1e-10 else float(min(99.0, 10 * np.log10(255.0 ** 2 / mse)))
+
+
+def _mask_bool(mask: np.ndarray) -> np.ndarray:
+    m = np.asarray(mask)
+    return (m[..., 0] if m.ndim == 3 else m) > 127
+
+
+def _input_views(state: AssetState) -> list[tuple[Camera, np.ndarray]]:
+    """(camera, mask) for each input camera that has its mask."""
+    if "cameras" not in state.artifacts:
+        return []
+    out = []
+    for cam in load_cameras(state):
+        key = f"mask/{cam.label}"
+        if key not in state.artifacts:
+            continue
+        mask = _mask_bool(load_image(state, key))
+        if mask.shape != (cam.height, cam.width):
+            raise ProcessingError(
+                f"mask {key!r} is {mask.shape[1]}x{mask.shape[0]} px but its camera is "
+                f"{cam.width}x{cam.height}",
+                "re-run ingest and generate so cameras and masks come from one crop")
+        out.append((cam, mask))
+    return out
+
+
+def _summary(prefix: str, per_view: dict[str, float]) -> dict:
+    vals = list(per_view.values())
+    return {
+        f"metrics_{prefix}_mean": float(np.mean(vals)) if vals else None,
+        f"metrics_{prefix}_min": float(np.min(vals)) if vals else None,
+        f"metrics_{prefix}_views": json.dumps({k: round(v, 4) for k, v in per_view.items()},
+                                              sort_keys=True),
+    }
+
+
+def view_metrics(state: AssetState, mesh: MeshData) -> dict:
+    """Silhouette IoU per input view and, with a texture, PSNR of the unlit render per view."""
+    views = _input_views(state)
+    if not views:
+        return {**_summary("iou", {}), **_summary("psnr", {})}
+    from ..core.render import get_renderer
+
+    r = get_renderer()
+    tex = None
+    if "texture/base_color" in state.artifacts and mesh.uv is not None:
+        tex = load_image(state, "texture/base_color")
+    ious: dict[str, float] = {}
+    psnrs: dict[str, float] = {}
+    for cam, mask in views:
+        iou = silhouette_iou(r.mask(mesh, cam), mask)
+        if iou is not None:
+            ious[cam.label] = iou
+        key = f"image/{cam.label}"
+        if tex is not None and key in state.artifacts:
+            photo = load_image(state, key)
+            render = r.render(mesh, cam, texture=tex, shading="unlit")
+            if photo.ndim == 3 and photo.shape[:2] == mask.shape:
+                p = masked_psnr(render, photo, mask)
+                if p is not None:
+                    psnrs[cam.label] = p
+    return {**_summary("iou", ious), **_summary("psnr", psnrs)}
+
+
+# ---------------------------------------------------------------- the stage
+
+@stage(NAME, "1", MetricsOptions, Resources(cpus=1, memory_mb=1024))
+def metrics(state: AssetState, options: MetricsOptions) -> StageResult:
+    """Measure the final asset; writes no artifact, only metrics."""
+    mesh = load_mesh(state, "mesh")
+    out = geometry_metrics(mesh, options.weld_tolerance)
+    if options.iou_views == "inputs":
+        out.update(view_metrics(state, mesh))
+    if "glb" in state.artifacts:
+        ref = state.ref("glb")
+        out["metrics_glb_bytes"] = int(ref.size)
+    log.info("%s %s: %d tris, %d components, watertight=%s manifold=%s, iou_mean=%s",
+             state.sku, NAME, out["metrics_tris"], out["metrics_components"],
+             out["metrics_watertight"], out["metrics_manifold"], out.get("metrics_iou_mean"))
+    return StageResult(metrics=out)

@@ -1,0 +1,25 @@
+"""Shared fixtures: the third-party test data folder, and an isolated Prefect home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+# Prefect keeps state under PREFECT_HOME; tests must not touch a user's.
+os.environ.setdefault("PREFECT_HOME", str(Path(os.environ.get("TMPDIR", "/tmp"))
+                                          / f"assetfactory-test-prefect-{os.getpid()}"))
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"third-party test data not found at {SHARED_DATA} (it sits beside the "
+                    "project checkout as ../shared/data)")
+    return SHARED_DATA

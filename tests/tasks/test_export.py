@@ -1,0 +1,180 @@
+"""export: a validated GLB under the readable key, with the conventions viewers expect."""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import shutil
+import struct
+
+import numpy as np
+import pytest
+import trimesh
+from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
+from assetfactory.core.errors import OptionsError, ValidationFailed
+from assetfactory.core.mesh import MeshData
+from assetfactory.core.types import AssetState, SkuSpec, StageResult
+from assetfactory.tasks.export import ExportOptions, export, gltf_name, pow2_at_most
+from assetfactory.tasks.uv import UVOptions, apply_unwrap, unwrap
+from PIL import Image
+
+NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
+SKU = "Mug 42/Blue"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_validator():
+    from assetfactory.core.validate import find_node_modules
+
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed (the glTF-Validator runs on it)")
+    try:
+        find_node_modules()
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="module")
+def uv_mesh() -> MeshData:
+    """A placed (bottom at y=0), unwrapped sphere of 10 cm."""
+    s = trimesh.creation.icosphere(3, radius=0.05)
+    mesh = MeshData(s.vertices + [0.0, 0.05, 0.0], s.faces)
+    return apply_unwrap(mesh, unwrap(mesh, UVOptions(resolution=256)))
+
+
+def make_state(tmp_path, mesh: MeshData, texture: np.ndarray | None = None) -> AssetState:
+    state = AssetState(sku=SKU, spec=SkuSpec(sku=SKU), store_uri=str(tmp_path))
+    arts = {"mesh": save_mesh(state, mesh)}
+    if texture is not None:
+        arts["texture/base_color"] = save_image(state, texture)
+    return state.apply(StageResult(artifacts=arts))
+
+
+def checker(h: int, w: int) -> np.ndarray:
+    yy, xx = np.mgrid[:h, :w]
+    img = np.zeros((h, w, 3), np.uint8)
+    img[..., 0] = 255 * (((yy // 16) + (xx // 16)) % 2)
+    img[..., 2] = 128
+    return img
+
+
+def glb_parts(glb: bytes) -> tuple[dict, bytes]:
+    """The JSON chunk and the BIN chunk of a GLB."""
+    json_len = struct.unpack_from("<I", glb, 12)[0]
+    doc = json.loads(glb[20:20 + json_len])
+    bin_start = 20 + json_len
+    bin_len = struct.unpack_from("<I", glb, bin_start)[0]
+    return doc, glb[bin_start + 8:bin_start + 8 + bin_len]
+
+
+def accessor(doc: dict, blob: bytes, index: int) -> np.ndarray:
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    width = {"VEC2": 2, "VEC3": 3, "VEC4": 4, "SCALAR": 1}[acc["type"]]
+    dtype = {5126: np.float32, 5121: np.uint8, 5125: np.uint32}[acc["componentType"]]
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    return np.frombuffer(blob, dtype, acc["count"] * width, start).reshape(-1, width)
+
+
+def test_textured_glb_is_valid_and_follows_conventions(tmp_path, uv_mesh):
+    state = make_state(tmp_path, uv_mesh, checker(300, 200))
+    result = export(state, ExportOptions(texture_size=512, poster_size=64))
+    glb = read_bytes(state.apply(result), "glb")
+    assert result.artifacts["glb"].uri.endswith("assets/Mug_42_Blue/Mug_42_Blue.glb")
+    m = result.metrics
+    assert m["gltf_errors"] == 0 and m["export_glb_bytes"] == len(glb)
+    assert m["gltf_warnings"] == 0
+    doc, blob = glb_parts(glb)
+    # names derived from the SKU
+    names = [doc["nodes"][0]["name"], doc["meshes"][0]["name"], doc["materials"][0]["name"]]
+    assert all(NAME_RE.fullmatch(n) for n in names) and names[0] == "mug-42-blue"
+    # PBR metal/rough, texture a power of two on each side
+    pbr = doc["materials"][0]["pbrMetallicRoughness"]
+    assert pbr["metallicFactor"] == 0.0 and pbr["roughnessFactor"] == pytest.approx(0.6)
+    view = doc["bufferViews"][doc["images"][0]["bufferView"]]
+    png = blob[view.get("byteOffset", 0):view.get("byteOffset", 0) + view["byteLength"]]
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (256, 256)
+    assert m["export_texture_px"] == 256
+    # glTF's V points down: the exporter flips the mesh's V-up coordinates
+    attrs = doc["meshes"][0]["primitives"][0]["attributes"]
+    tex = accessor(doc, blob, attrs["TEXCOORD_0"])
+    np.testing.assert_allclose(tex[:, 1], 1.0 - uv_mesh.uv[:, 1], atol=1e-6)
+    normals = accessor(doc, blob, attrs["NORMAL"])
+    np.testing.assert_allclose(np.linalg.norm(normals, axis=1), 1.0, atol=1e-5)
+    # loads back in trimesh, unmoved: bottom at y = 0, centred in x and z
+    loaded = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh")
+    lo, hi = loaded.bounds
+    assert lo[1] == pytest.approx(0.0, abs=1e-6)
+    np.testing.assert_allclose(hi - lo, uv_mesh.bounds()[1] - uv_mesh.bounds()[0], atol=1e-6)
+    assert len(loaded.faces) == uv_mesh.n_faces
+
+
+def test_poster_is_rgb_on_white_and_shows_the_object(tmp_path, uv_mesh):
+    state = make_state(tmp_path, uv_mesh, checker(64, 64))
+    result = export(state, ExportOptions(poster_size=96))
+    assert result.artifacts["poster"].uri.endswith("assets/Mug_42_Blue/poster.png")
+    with Image.open(io.BytesIO(read_bytes(state.apply(result), "poster"))) as im:
+        assert im.mode == "RGB" and im.size == (96, 96)
+        px = np.asarray(im)
+    assert np.all(px[0, 0] == 255) and np.all(px[-1, -1] == 255)  # white background
+    covered = np.any(px < 250, axis=2)
+    assert 0.2 < covered.mean() < 0.9  # framed: fills much of the frame, touches no border
+    assert not covered[0].any() and not covered[-1].any()
+    assert not covered[:, 0].any() and not covered[:, -1].any()
+
+
+def test_without_texture_uses_vertex_colours_or_grey(tmp_path, uv_mesh):
+    colors = np.tile(np.array([255, 0, 0, 255], np.uint8), (uv_mesh.n_vertices, 1))
+    state = make_state(tmp_path / "c", uv_mesh.replace(vertex_colors=colors))
+    result = export(state, ExportOptions(write_poster=False))
+    doc, _ = glb_parts(read_bytes(state.apply(result), "glb"))
+    attrs = doc["meshes"][0]["primitives"][0]["attributes"]
+    assert "COLOR_0" in attrs and "images" not in doc
+    assert result.metrics["export_texture_px"] == 0 and result.metrics["gltf_errors"] == 0
+    assert "poster" not in result.artifacts
+
+    state = make_state(tmp_path / "g", uv_mesh)
+    result = export(state, ExportOptions(write_poster=False))
+    doc, _ = glb_parts(read_bytes(state.apply(result), "glb"))
+    factor = doc["materials"][0]["pbrMetallicRoughness"]["baseColorFactor"]
+    assert factor[:3] == pytest.approx([0.8, 0.8, 0.8]) and result.metrics["gltf_errors"] == 0
+
+
+def test_over_budget_fails_with_a_fix(tmp_path, uv_mesh):
+    state = make_state(tmp_path, uv_mesh, checker(512, 512))
+    with pytest.raises(ValidationFailed) as info:
+        export(state, ExportOptions(max_glb_mb=0.01, write_poster=False))
+    assert "MB" in info.value.message and info.value.fix and info.value.stage == "export"
+
+
+def test_texture_shrinks_to_meet_the_budget(tmp_path, uv_mesh):
+    noise = np.random.default_rng(0).integers(0, 255, (1024, 1024, 3), dtype=np.uint8)
+    state = make_state(tmp_path, uv_mesh, noise)
+    result = export(state, ExportOptions(max_glb_mb=1.5, write_poster=False))
+    assert result.metrics["export_texture_px"] == 512
+    assert result.metrics["export_glb_bytes"] <= 1.5e6
+
+
+def test_names_and_sizes():
+    assert gltf_name("SKU-001") == "sku-001"
+    assert gltf_name("42 Chair") == "chair"
+    assert gltf_name("!!!") == "asset"
+    assert pow2_at_most(1000, 1024) == 1024
+    assert pow2_at_most(300, 1024) == 256
+    assert pow2_at_most(4000, 1000) == 512
+
+
+def test_options_are_validated():
+    with pytest.raises(OptionsError):
+        ExportOptions(max_glb_mb=0)
+
+
+def test_contract_input_unchanged_and_record(tmp_path, uv_mesh):
+    state = make_state(tmp_path, uv_mesh, checker(64, 64))
+    before = dict(state.artifacts), read_bytes(state, "mesh")
+    result = export(state, ExportOptions(write_poster=False))
+    assert (dict(state.artifacts), read_bytes(state, "mesh")) == before
+    assert result.record is not None and result.record.stage == "export"
+    assert set(result.artifacts) == {"glb"}
