@@ -457,6 +457,13 @@ def _views(labels, elevation: float = MULTI_ELEVATION) -> tuple[tuple[str, float
     return tuple((v, AZ[v], elevation) for v in labels)
 
 
+def _studio8() -> tuple[tuple[str, float, float], ...]:
+    """Eight views as a furniture shoot takes them: the four sides at eye level (elevation 0)
+    and the four diagonals from above (20 degrees). Eye-level views let a visual hull carve the
+    space under a seat, which views from above never see."""
+    return tuple((v, AZ[v], 0.0 if i % 2 == 0 else 20.0) for i, v in enumerate(ALL8))
+
+
 def _mug() -> list[Part]:
     body = [(0.0, 0.0), (0.037, 0.0), (0.0395, 0.002), (0.040, 0.006), (0.041, 0.09),
             (0.0405, 0.095), (0.0375, 0.096), (0.0365, 0.091), (0.0, 0.090)]
@@ -689,9 +696,8 @@ CATALOG = (
     ("mug-01", "Cafe mug", "kitchen", "ceramic", _mug, _views(ALL8), False),
     ("bottle-01", "Aqua water bottle", "kitchen", "glass", _bottle, _views(["front"], 10), False),
     ("shoebox-01", "Runfast shoe box", "packaging", "cardboard", _shoebox,
-     _views(["front", "right", "back", "left"]), False),
-    ("chair-01", "Oak dining chair", "furniture", "wood", _chair,
-     _views(["front", "front_right", "right", "back", "left", "front_left"]), False),
+     _views(["front_right"], 15), False),
+    ("chair-01", "Oak dining chair", "furniture", "wood", _chair, _studio8(), False),
     ("lamp-01", "Linen table lamp", "lighting", "fabric", _lamp, _views(["front"], 12), False),
     ("sneaker-01", "Trail sneaker", "footwear", "textile", _sneaker, _views(ALL8), False),
     ("vase-01", "Blue dotted vase", "decor", "ceramic", _vase, _views(["front"], 8), True),
@@ -702,8 +708,7 @@ CATALOG = (
      _views(["front", "right", "back", "left"]), True),
     ("backpack-01", "Trail backpack", "bags", "textile", _backpack,
      _views(["front", "front_right", "right", "back", "left"]), False),
-    ("stool-01", "Round bar stool", "furniture", "wood", _stool,
-     _views(["front", "right", "back", "left"]), False),
+    ("stool-01", "Round bar stool", "furniture", "wood", _stool, _studio8(), False),
     ("teapot-01", "Blue dot teapot", "kitchen", "ceramic", _teapot,
      _views(["front", "front_right", "right", "back", "left", "front_left"]), False),
     ("bookend-01", "Red bookend", "decor", "metal", _bookend, _views(["front"], 10), False),

@@ -30,6 +30,8 @@ class GenerateRequest:
     views: list = field(default_factory=list)
     mesh_uri: str | None = None
     seed: int = 0
+    #: Real size hint (width X, height Y, depth Z in metres; None where unknown) from the catalog.
+    dims_m: tuple = (None, None, None)
 
 
 @dataclass(frozen=True)

@@ -89,7 +89,7 @@ class SilhouetteGenerator:
         if len(used) == 1:
             mesh, info = inflate(cams[0], masks[0], self.config)
         else:
-            mesh, info = visual_hull(cams, masks, self.config)
+            mesh, info = visual_hull(cams, masks, self.config, dims_m=request.dims_m)
         info = {"views": len(views), "views_used": len(used), "voxels": self.config.resolution,
                 **info}
         log.info("%s generate/silhouette: %s from %d of %d view(s) -> %d faces", request.sku,
@@ -275,7 +275,8 @@ def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[Mesh
 # --- two or more views: visual hull ---------------------------------------------------------
 
 def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
-                config: SilhouetteConfig) -> tuple[MeshData, dict]:
+                config: SilhouetteConfig, dims_m: tuple = (None, None, None)
+                ) -> tuple[MeshData, dict]:
     """Carve a grid with every view's silhouette cone; a coarse pass finds the object's box."""
     sdfs = [mask_sdf(m) for m in masks]
 
@@ -301,9 +302,47 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     hi = coarse.lo + (idx.max(0) + 1) * coarse.spacing
     fine = _Grid.over(lo, hi, config.resolution)
     vol = fine.evaluate(field)
+    trim = ground_trim(vol, fine, cameras, dims_m)
     mesh, info = _finish(_march(vol, fine, None), config, "visual_hull")
     info["grid"] = "x".join(str(n) for n in fine.shape)
+    info["ground_trim"] = trim
     return mesh, info
+
+
+def ground_trim(vol: np.ndarray, grid: _Grid, cameras: list[Camera],
+                dims_m: tuple) -> float:
+    """Cut away the wedge a visual hull grows under a product shot only from above.
+
+    Why: no silhouette constrains the hull below the product's base when every camera looks
+    down, so the hull ends in a wedge (about half the footprint x tan(elevation) deep) and the
+    asset comes out too tall. With the catalog's height and at least one horizontal dimension,
+    the horizontal extents (which the wedge does not change) fix the scale, and everything more
+    than the catalog height below the hull's top is carved away. Modifies ``vol`` in place;
+    returns the trimmed depth in grid units (0 when nothing was trimmed).
+    """
+    width, height, depth = (dims_m + (None, None, None))[:3]
+    if not height or not (width or depth):
+        return 0.0
+    if min(c.elevation_deg for c in cameras) < 2.0:
+        return 0.0  # a view from the horizon or below sees the base: nothing to trim
+    inside = vol > 0
+    if not inside.any():
+        return 0.0
+    occ = [np.flatnonzero(inside.any(axis=tuple(a for a in range(3) if a != i)))
+           for i in range(3)]
+    ext = [(o.max() - o.min()) * grid.spacing[i] for i, o in enumerate(occ)]
+    ratios = [d / e for d, e in ((width, ext[0]), (depth, ext[2])) if d and e > 0]
+    if not ratios:
+        return 0.0
+    scale = float(np.exp(np.mean(np.log(ratios))))          # metres per grid unit
+    y_top = grid.lo[1] + occ[1].max() * grid.spacing[1]
+    y_bottom = grid.lo[1] + occ[1].min() * grid.spacing[1]
+    y_cut = y_top - height / scale
+    if y_cut <= y_bottom + grid.spacing[1]:
+        return 0.0
+    ys = grid.lo[1] + np.arange(vol.shape[1]) * grid.spacing[1]
+    np.minimum(vol, (ys - y_cut).astype(np.float32)[None, :, None], out=vol)
+    return float(y_cut - y_bottom)
 
 
 # --- one view: inflation --------------------------------------------------------------------

@@ -365,7 +365,13 @@ def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
         cams = [c.transformed(place.matrix) for c in load_cameras(state)]
         artifacts["cameras"] = save_cameras(state, cams)
     errs = [e for e in place.dims_error if e is not None]
+    from .metrics import edge_stats, signed_volume, weld
+
+    wv, wf = weld(mesh.vertices, mesh.faces, 1e-7)
+    closed = edge_stats(wf).watertight
     metrics = {
+        "cleanup_watertight": closed,
+        "cleanup_volume_m3": abs(signed_volume(wv, wf)) if closed else None,
         "cleanup_tris_in": dense.n_faces,
         "cleanup_tris_out": mesh.n_faces,
         "cleanup_floaters_removed": counts["floaters"],

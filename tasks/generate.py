@@ -111,7 +111,8 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     config = backend_config(name, options)
     generator = build_generator(config)
     dense: DenseMesh = generator.generate(
-        GenerateRequest(sku=state.sku, views=views, mesh_uri=mesh_uri, seed=options.seed))
+        GenerateRequest(sku=state.sku, views=views, mesh_uri=mesh_uri, seed=options.seed,
+                        dims_m=tuple(state.spec.dims_m)))
     mesh = dense.mesh
     if mesh.n_faces == 0:
         raise ProcessingError(f"backend {name!r} returned an empty mesh",

@@ -84,7 +84,7 @@ def test_multiview_reconstruction_matches_ground_truth(demo):
     rows = {r["sku"]: r for r in _rows(out, "SELECT * FROM assets WHERE status = 'ok'")}
     checked = 0
     for sku, gt in truth.items():
-        if gt["views"] < 2 or sku not in rows:
+        if len(gt["views"]) < 2 or sku not in rows:
             continue
         r = rows[sku]
         assert r["metrics_iou_mean"] >= 0.9, (sku, r["metrics_iou_mean"])
