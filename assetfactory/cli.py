@@ -7,7 +7,7 @@ import logging
 import os
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.console import Console
@@ -109,8 +109,8 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         backend: str = typer.Option("silhouette", help="generator backend"),
         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
-        target_tris: Optional[int] = typer.Option(None, help="override the triangle budget"),
-        texture_px: Optional[int] = typer.Option(None, help="override the texture size")):
+        target_tris: int | None = typer.Option(None, help="override the triangle budget"),
+        texture_px: int | None = typer.Option(None, help="override the texture size")):
     """Convert a catalog."""
     overrides: dict = {}
     if target_tris:
@@ -125,7 +125,7 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
 
 
 @app.command()
-def status(run_id: Optional[str] = typer.Argument(None, help="run id (default: the latest)"),
+def status(run_id: str | None = typer.Argument(None, help="run id (default: the latest)"),
            out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     """Summarise a run from the catalog."""
     from assetfactory.catalog.summary import run_summary

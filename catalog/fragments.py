@@ -19,8 +19,9 @@ import platform
 import socket
 import time
 import uuid
+from collections.abc import Iterable
 from importlib import metadata
-from typing import Any, Iterable
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq

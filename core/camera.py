@@ -61,14 +61,14 @@ class Camera:
         P[3, 2] = -1
         return P
 
-    def transformed(self, world_transform: np.ndarray) -> "Camera":
+    def transformed(self, world_transform: np.ndarray) -> Camera:
         """The same camera after the world moved by ``world_transform`` (4x4, similarity).
 
         A uniform scale in the transform moves the camera with the object: the image is unchanged.
         """
         return replace(self, world_to_camera=_rescale_view(self.world_to_camera, world_transform))
 
-    def cropped(self, x0: float, y0: float, crop_size: float, out_size: int) -> "Camera":
+    def cropped(self, x0: float, y0: float, crop_size: float, out_size: int) -> Camera:
         """The camera after cropping a square at (x0, y0) of ``crop_size`` px and resizing."""
         s = out_size / crop_size
         K = self.K.copy()
@@ -86,7 +86,7 @@ class Camera:
                 "elevation_deg": self.elevation_deg}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Camera":
+    def from_dict(cls, d: dict) -> Camera:
         return cls(label=d["label"], K=np.asarray(d["K"], float),
                    world_to_camera=np.asarray(d["world_to_camera"], float),
                    width=int(d["width"]), height=int(d["height"]),

@@ -31,13 +31,13 @@ class MeshData:
 
     @property
     def n_vertices(self) -> int:
-        return int(len(self.vertices))
+        return len(self.vertices)
 
     @property
     def n_faces(self) -> int:
-        return int(len(self.faces))
+        return len(self.faces)
 
-    def replace(self, **changes) -> "MeshData":
+    def replace(self, **changes) -> MeshData:
         return dataclasses.replace(self, **changes)
 
     def to_bytes(self) -> bytes:
@@ -47,7 +47,7 @@ class MeshData:
         return buf.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "MeshData":
+    def from_bytes(cls, data: bytes) -> MeshData:
         with np.load(io.BytesIO(data), allow_pickle=False) as z:
             return cls(**{k: z[k] for k in z.files})
 
@@ -61,17 +61,17 @@ class MeshData:
         return m
 
     @classmethod
-    def from_trimesh(cls, mesh, face_labels: np.ndarray | None = None) -> "MeshData":
+    def from_trimesh(cls, mesh, face_labels: np.ndarray | None = None) -> MeshData:
         return cls(np.asarray(mesh.vertices), np.asarray(mesh.faces), face_labels)
 
-    def subset_faces(self, keep: np.ndarray) -> "MeshData":
+    def subset_faces(self, keep: np.ndarray) -> MeshData:
         """Keep the faces where ``keep`` is true, drop unused vertices, remap every attribute."""
         keep = np.asarray(keep)
         faces = self.faces[keep]
         used = np.unique(faces)
         remap = np.full(self.n_vertices, -1, np.int64)
         remap[used] = np.arange(len(used))
-        pick = lambda a: None if a is None else a[used]  # noqa: E731
+        pick = lambda a: None if a is None else a[used]
         return MeshData(self.vertices[used], remap[faces], self.face_labels[keep],
                         pick(self.uv), pick(self.vertex_colors), pick(self.vertex_normals))
 
@@ -80,7 +80,7 @@ class MeshData:
             return np.zeros((2, 3))
         return np.stack([self.vertices.min(0), self.vertices.max(0)])
 
-    def transformed(self, T: np.ndarray) -> "MeshData":
+    def transformed(self, T: np.ndarray) -> MeshData:
         v = self.vertices @ T[:3, :3].T + T[:3, 3]
         n = self.vertex_normals
         if n is not None:

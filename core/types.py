@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .storage import ArtifactRef
 
@@ -131,7 +132,7 @@ class AssetState:
     def keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.artifacts if k.startswith(prefix))
 
-    def apply(self, result: StageResult) -> "AssetState":
+    def apply(self, result: StageResult) -> AssetState:
         return dataclasses.replace(
             self,
             artifacts={**self.artifacts, **result.artifacts},
@@ -139,7 +140,7 @@ class AssetState:
             records=self.records + ((result.record,) if result.record else ()),
         )
 
-    def failed(self, failure: StageFailure, record: StageRecord | None = None) -> "AssetState":
+    def failed(self, failure: StageFailure, record: StageRecord | None = None) -> AssetState:
         return dataclasses.replace(
             self, failure=failure, records=self.records + ((record,) if record else ()))
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from ..catalog.fragments import asset_row, stage_rows, write_attempt
 from ..core.errors import AssetError

@@ -50,7 +50,7 @@ def test_latest_attempt_wins_and_metrics_can_differ(tmp_path):
     _write(tmp_path, _state(tmp_path, "a", run="r1", failed=True))
     time.sleep(0.01)
     _write(tmp_path, _state(tmp_path, "a", run="r2", metrics={"extra_metric": "x"}))
-    cols, rows = query(str(tmp_path), "SELECT sku, status, run_id, extra_metric FROM assets")
+    _cols, rows = query(str(tmp_path), "SELECT sku, status, run_id, extra_metric FROM assets")
     assert rows == [("a", "ok", "r2", "x")]
     assert query(str(tmp_path), "SELECT count(*) FROM attempts")[1][0][0] == 2
 

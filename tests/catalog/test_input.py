@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from assetfactory.catalog.input import read_catalog
 from assetfactory.core.errors import InputError
 

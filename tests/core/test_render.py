@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.mesh import MeshData
 

@@ -6,6 +6,7 @@ import shutil
 
 import pytest
 import trimesh
+
 from assetfactory.core import validate
 from assetfactory.core.validate import GltfReport, find_node_modules, validate_gltf
 

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.mesh import MeshData
 from assetfactory.demo import BROKEN_SKU, make_demo_catalog
 from assetfactory.demo.products import CATALOG, _merged, build_product
-from PIL import Image
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +133,7 @@ def test_products_are_closed_and_in_the_product_frame(index):
 
 def test_glb_round_trip():
     import trimesh
+
     from assetfactory.demo import to_glb
 
     p = build_product(0)

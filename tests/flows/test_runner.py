@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import toy_stages  # noqa: E402
+import toy_stages
 
-from assetfactory.catalog.views import query  # noqa: E402
-from assetfactory.flows.recipe import Recipe, StageCall, build_recipe  # noqa: E402
-from assetfactory.flows.runner import AttemptMeta, run_asset, run_assets_on_ray, run_stage  # noqa: E402
-from assetfactory.core.types import AssetState, SkuSpec  # noqa: E402
+from assetfactory.catalog.views import query
+from assetfactory.core.types import AssetState, SkuSpec
+from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
+from assetfactory.flows.runner import AttemptMeta, run_asset, run_assets_on_ray, run_stage
 
 RECIPE = Recipe("test", "none", (
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(2)),

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import trimesh
+
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import InputError, OptionsError
 from assetfactory.models.base import GenerateRequest

@@ -9,6 +9,7 @@ from importlib import metadata
 from typing import ClassVar
 
 import pytest
+
 from assetfactory.core.errors import MissingWeightsError, OptionsError
 from assetfactory.models import registry
 from assetfactory.models.base import (

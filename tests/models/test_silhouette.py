@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+
 from assetfactory.core.camera import Camera, orbit_camera
 from assetfactory.core.errors import InputError, OptionsError, ProcessingError
 from assetfactory.models.base import GenerateRequest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+
 from assetfactory.core.artifacts import (
     load_cameras,
     load_json,

@@ -11,13 +11,14 @@ import struct
 import numpy as np
 import pytest
 import trimesh
+from PIL import Image
+
 from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
 from assetfactory.core.errors import OptionsError, ValidationFailed
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.tasks.export import ExportOptions, export, gltf_name, pow2_at_most
 from assetfactory.tasks.uv import UVOptions, apply_unwrap, unwrap
-from PIL import Image
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
 SKU = "Mug 42/Blue"

@@ -9,6 +9,7 @@ from typing import ClassVar
 import numpy as np
 import pytest
 import trimesh
+
 from assetfactory.core.artifacts import load_cameras, load_mesh, save_cameras, save_image
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import InputError, OptionsError

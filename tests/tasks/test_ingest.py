@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
 from assetfactory.core.artifacts import load_cameras, load_image
 from assetfactory.core.errors import InputError, OptionsError
 from assetfactory.core.types import AssetState, ImageSpec, SkuSpec
@@ -19,7 +21,6 @@ from assetfactory.tasks.ingest import (
     pose_known,
     view_poses,
 )
-from PIL import Image
 
 SMALL = IngestOptions(size=64)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from assetfactory.core.artifacts import save_cameras, save_image, save_mesh
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import OptionsError

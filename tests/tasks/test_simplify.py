@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import trimesh
+
 from assetfactory.core.artifacts import load_mesh, read_bytes, save_mesh
 from assetfactory.core.errors import OptionsError
 from assetfactory.core.mesh import MeshData

@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+
 from assetfactory.core.artifacts import load_image, save_cameras, save_image, save_mesh
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import OptionsError, ProcessingError
