@@ -3,12 +3,13 @@
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
-APT_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 nodejs npm
+APT_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libusb-1.0-0
 
 .PHONY: setup setup-test demo test lint clean
 
 $(VENV)/.system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	  else echo "please install:$$missing (sudo apt-get install$$missing)"; exit 1; fi; fi
