@@ -30,6 +30,7 @@ unlabelled photo when no other photo is the front, and ``view<i>`` (i = 1-based 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -141,13 +142,14 @@ class _Pose:
     elevation_deg: float
 
 
-@stage("ingest", "1", IngestOptions, Resources(cpus=1))
+@stage("ingest", "2", IngestOptions, Resources(cpus=1))
 def ingest(state: AssetState, options: IngestOptions) -> StageResult:
     spec = state.spec
     if not spec.images:
         log.info("%s ingest: no images (mesh-only SKU), nothing to do", state.sku)
         return StageResult()
     poses = view_poses(spec.images, options.default_elevation_deg)
+    options = camera_hints(spec, options)
     artifacts = {}
     cameras: list[Camera] = []
     flags: list[str] = []
@@ -228,6 +230,31 @@ def _label_from_angles(img: ImageSpec) -> str | None:
         if min(abs(az - canon), 360.0 - abs(az - canon)) < 0.5:
             return name
     return f"az{round(az) % 360:03d}"
+
+
+def camera_hints(spec: SkuSpec, options: IngestOptions) -> IngestOptions:
+    """Per-row camera hints: optional catalog columns ``fov_deg`` (vertical field of view) and
+    ``camera_distance`` (in units of the product's largest extent) override the assumed shoot.
+
+    Why per row: one catalog often mixes photographers and lenses; a row that knows its camera
+    gets a tighter visual hull. Unusable values are ignored with a log line, never an error.
+    """
+    changes: dict[str, float] = {}
+    for column, field_name, lo, hi in (("fov_deg", "fov_deg", 1.0, 120.0),
+                                       ("camera_distance", "distance", 0.6, 100.0)):
+        raw = (spec.metadata or {}).get(column)
+        if raw in (None, ""):
+            continue
+        try:
+            value = float(raw)
+        except (TypeError, ValueError):
+            log.warning("%s ingest: ignoring %s=%r (not a number)", spec.sku, column, raw)
+            continue
+        if lo <= value <= hi:
+            changes[field_name] = value
+        else:
+            log.warning("%s ingest: ignoring %s=%r (outside %g..%g)", spec.sku, column, raw, lo, hi)
+    return dataclasses.replace(options, **changes) if changes else options
 
 
 def photo_camera(pose: _Pose, width: int, height: int, options: IngestOptions) -> Camera:

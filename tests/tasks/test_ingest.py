@@ -347,3 +347,19 @@ def test_render_catalog_views_get_the_true_camera_directions(tmp_path: Path,
         true_pos = np.asarray(truth[cam.label]["camera_position"])
         cos = cam.position @ true_pos / np.linalg.norm(cam.position) / np.linalg.norm(true_pos)
         assert cos > 0.9999, cam.label
+
+
+def test_camera_hints_from_catalog_metadata():
+    import dataclasses as dc
+
+    from assetfactory.core.types import SkuSpec as Spec
+    from assetfactory.tasks.ingest import IngestOptions as Opts
+    from assetfactory.tasks.ingest import camera_hints
+
+    base = Opts()
+    spec = Spec(sku="s", metadata={"fov_deg": "40", "camera_distance": "3.1"})
+    got = camera_hints(spec, base)
+    assert (got.fov_deg, got.distance) == (40.0, 3.1)
+    bad = Spec(sku="s", metadata={"fov_deg": "wide", "camera_distance": "-2"})
+    assert camera_hints(bad, base) == base
+    assert camera_hints(dc.replace(spec, metadata={}), base) == base
