@@ -1,4 +1,8 @@
-"""DuckDB views over the catalog's Parquet fragments, locally or on S3 (httpfs).
+"""DuckDB views over the catalog's Parquet fragments, locally or on S3.
+
+Locally DuckDB reads the fragment files directly (globs). On S3 the fragments are read through
+the project's storage layer (boto3, any endpoint) into Arrow and registered with DuckDB: that
+needs no DuckDB extension download at run time, which this factory never does.
 
 Views:
   ``attempts``  every asset attempt (deduplicated by attempt_id, so a half-finished compaction
@@ -12,7 +16,6 @@ Views:
 from __future__ import annotations
 
 import os
-from urllib.parse import urlparse
 
 import duckdb
 
@@ -36,19 +39,19 @@ def _has_files(root: str, kind: str) -> list[str]:
     return found
 
 
-def _configure_s3(con: duckdb.DuckDBPyConnection, root: str) -> None:
-    con.execute("INSTALL httpfs; LOAD httpfs;")
-    endpoint = os.environ.get("ASSETFACTORY_S3_ENDPOINT") or os.environ.get("AWS_ENDPOINT_URL")
-    opts = ["TYPE s3", "URL_STYLE 'path'"]
-    if endpoint:
-        parsed = urlparse(endpoint)
-        opts.append(f"ENDPOINT '{parsed.netloc}'")
-        opts.append(f"USE_SSL {'true' if parsed.scheme == 'https' else 'false'}")
-    for env, key in (("AWS_ACCESS_KEY_ID", "KEY_ID"), ("AWS_SECRET_ACCESS_KEY", "SECRET"),
-                     ("AWS_REGION", "REGION")):
-        if os.environ.get(env):
-            opts.append(f"{key} '{os.environ[env]}'")
-    con.execute(f"CREATE OR REPLACE SECRET assetfactory_s3 ({', '.join(opts)})")
+def _arrow_from_store(root: str, kind: str):
+    """All fragments of ``kind`` under an S3 root as one Arrow table (None when there are none)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    store = open_storage(root)
+    keys = [k for k in store.list(f"catalog/{kind}/") if k.endswith(".parquet")]
+    keys += [k for k in store.list("catalog/compacted/")
+             if k.split("/")[-1].startswith(f"{kind}-") and k.endswith(".parquet")]
+    if not keys:
+        return None
+    tables = [pq.read_table(pa.BufferReader(store.get(k))) for k in keys]
+    return pa.concat_tables(tables, promote_options="permissive")
 
 
 def connect(root: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
@@ -57,10 +60,15 @@ def connect(root: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.D
     if not root.startswith("s3://"):
         root = os.path.abspath(root)
     con = con or duckdb.connect()
-    if root.startswith("s3://"):
-        _configure_s3(con, root)
+    remote = root.startswith("s3://")
 
     def source(kind: str) -> str | None:
+        if remote:
+            table = _arrow_from_store(root, kind)
+            if table is None:
+                return None
+            con.register(f"_{kind}_fragments", table)
+            return f"_{kind}_fragments"
         globs = _has_files(root, kind)
         if not globs:
             return None
