@@ -80,7 +80,10 @@ def record_attempt(state: AssetState, meta: AttemptMeta) -> dict[str, Any]:
 
 
 def ray_options(resources: Resources, name: str = "") -> dict[str, Any]:
-    opts: dict[str, Any] = {"num_cpus": resources.cpus, "max_retries": 0}
+    # Stages are pure and their outputs content-addressed, so a stage whose worker died (out of
+    # memory, a segfault in a native library) is safely run once more; a stage that raised is
+    # not retried (Ray's retry_exceptions stays off): that is the asset's failure.
+    opts: dict[str, Any] = {"num_cpus": resources.cpus, "max_retries": 1}
     if resources.gpus:
         opts["num_gpus"] = resources.gpus
     if resources.memory_mb:
