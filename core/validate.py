@@ -1,4 +1,4 @@
-"""The Khronos glTF-Validator, called from Python.
+"""The validators every exported file passes: Khronos glTF-Validator (GLB), USD's (USDZ).
 
 Why Node: the reference validator (the one Khronos, Google's Scene Viewer and the 3D Commerce
 certification use) ships as the npm package ``gltf-validator``; re-implementing its checks
@@ -8,6 +8,10 @@ JSON. The npm package comes from ``npm ci`` in the project folder (package.json 
 ``node_modules`` is found through ``ASSETFACTORY_NODE_MODULES`` (the folder itself or one that
 holds it), else by walking up from this file (an editable install or a checkout), else in the
 current directory.
+
+USDZ: ``validate_usdz`` runs, through ``pxr.UsdValidation``, the validator groups that
+``usdchecker`` runs in OpenUSD 25+ (usd-core 26 ships no ``usdchecker`` binary), plus the
+ARKit-only rules of the former ``usdchecker --arkit``.
 """
 
 from __future__ import annotations
@@ -108,3 +112,111 @@ def validate_gltf(data: bytes, max_issues: int = 200, timeout_s: float = 120.0) 
     report = parse_report(json.loads(proc.stdout))
     log.debug("glTF-Validator: %d errors, %d warnings", report.errors, report.warnings)
     return report
+
+
+# ---------------------------------------------------------------------------- USDZ
+
+#: The validator groups ``usdchecker`` runs (OpenUSD 25+; usd-core ships no usdchecker binary).
+USD_KEYWORDS = ("UsdCoreValidators", "UsdGeomValidators", "UsdShadeValidators", "UsdzValidators")
+#: Extra validators ``usdchecker`` runs on every file.
+USD_VALIDATORS = ("usdUtilsValidators:MissingReferenceValidator",)
+#: What AR Quick Look accepts inside a package, and the only shaders it understands.
+ARKIT_FILE_TYPES = {"usdc", "usda", "usd", "png", "jpg", "jpeg", "m4a", "mp3", "wav"}
+ARKIT_SHADERS = {"UsdPreviewSurface", "UsdUVTexture", "UsdTransform2d", "UsdPrimvarReader_float",
+                 "UsdPrimvarReader_float2", "UsdPrimvarReader_float3", "UsdPrimvarReader_float4",
+                 "UsdPrimvarReader_int", "UsdPrimvarReader_string", "UsdPrimvarReader_normal",
+                 "UsdPrimvarReader_point", "UsdPrimvarReader_vector", "UsdPrimvarReader_matrix"}
+
+
+@dataclass(frozen=True)
+class UsdReport:
+    """Errors and warnings of the USD validators (``usdchecker --arkit`` equivalent)."""
+
+    errors: int
+    warnings: int
+    messages: list[str] = field(default_factory=list)
+    validators: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.errors == 0
+
+    def first(self, n: int = 5) -> list[str]:
+        return self.messages[:n]
+
+
+def validate_usdz(path: str | os.PathLike) -> UsdReport:
+    """Run the validators ``usdchecker --arkit`` runs on a ``.usdz`` file, plus ARKit's rules
+    (file types inside the package, UsdPreviewSurface-family shaders only, upAxis and
+    metersPerUnit authored, a defaultPrim).
+
+    Messages read ``ERROR|WARNING <validator>: <message>``; errors come first. Raises
+    ``RuntimeError`` when usd-core is not installed (a setup problem, not the asset's).
+    """
+    try:
+        from pxr import Usd, UsdValidation
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise RuntimeError("usd-core is not installed: pip install usd-core") from exc
+    path = Path(path)
+    errors: list[str] = []
+    warnings: list[str] = []
+    try:
+        stage = Usd.Stage.Open(str(path))
+    except Exception as exc:  # noqa: BLE001 - pxr raises Tf.ErrorException for bad packages
+        stage, why = None, " ".join(str(exc).split())[-300:]
+    else:
+        why = ""
+    if stage is None:
+        return UsdReport(1, 0, [f"ERROR open: USD cannot open {path.name}: {why}"])
+    registry = UsdValidation.ValidationRegistry()
+    validators = list(registry.GetOrLoadValidatorsByName(list(USD_VALIDATORS)))
+    for kw in USD_KEYWORDS:
+        for meta in registry.GetValidatorMetadataForKeyword(kw):
+            v = registry.GetOrLoadValidatorByName(meta.name)
+            if v is not None and v not in validators:
+                validators.append(v)
+    ctx = UsdValidation.ValidationContext(validators)
+    for err in ctx.Validate(stage):
+        if err.HasNoError():
+            continue
+        name = err.GetValidator().GetMetadata().name if err.GetValidator() else err.GetName()
+        line = f"{name}: {err.GetMessage()}"
+        kind = err.GetType()
+        if kind == UsdValidation.ValidationErrorType.Error:
+            errors.append(f"ERROR {line}")
+        elif kind == UsdValidation.ValidationErrorType.Warn:
+            warnings.append(f"WARNING {line}")
+    errors += [f"ERROR arkit: {m}" for m in _arkit_rules(path, stage)]
+    return UsdReport(len(errors), len(warnings), errors + warnings, len(validators))
+
+
+def _arkit_rules(path: Path, stage) -> list[str]:
+    """The ARKit-only checks of the old ``usdchecker --arkit`` (ComplianceChecker(arkit=True))."""
+    import zipfile
+
+    from pxr import UsdGeom, UsdShade
+
+    problems = []
+    if path.suffix.lower() == ".usdz":
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                ext = info.filename.rsplit(".", 1)[-1].lower()
+                if ext not in ARKIT_FILE_TYPES:
+                    problems.append(f"file type .{ext} of {info.filename} is not allowed")
+                if info.compress_type != zipfile.ZIP_STORED:
+                    problems.append(f"{info.filename} is compressed; USDZ must store files")
+    layer = stage.GetRootLayer()
+    if not layer.HasDefaultPrim() or not stage.GetDefaultPrim():
+        problems.append("no defaultPrim")
+    if not stage.HasAuthoredMetadata("upAxis"):
+        problems.append("upAxis is not authored")
+    if not stage.HasAuthoredMetadata("metersPerUnit"):
+        problems.append("metersPerUnit is not authored")
+    elif UsdGeom.GetStageMetersPerUnit(stage) <= 0:
+        problems.append("metersPerUnit must be > 0")
+    for prim in stage.Traverse():
+        if prim.IsA(UsdShade.Shader):
+            sid = UsdShade.Shader(prim).GetIdAttr().Get()
+            if sid not in ARKIT_SHADERS:
+                problems.append(f"shader {prim.GetPath()} has id {sid!r}, which ARKit ignores")
+    return problems

@@ -37,7 +37,8 @@ PROFILES: dict[str, Profile] = {
     "render": Profile("render", 500_000, 4096, 200.0, ("glb", "poster"), "offline renders"),
 }
 
-STAGE_ORDER = ("ingest", "generate", "cleanup", "simplify", "uv", "texture", "export", "metrics")
+STAGE_ORDER = ("ingest", "generate", "cleanup", "simplify", "uv", "bake", "texture", "export",
+               "metrics")
 
 
 @dataclass(frozen=True)
@@ -87,11 +88,15 @@ def build_recipe(profile: str = "ar", backend: str = "silhouette",
     p = PROFILES[profile]
     wanted: dict[str, dict[str, Any]] = {
         "generate": {"backend": backend},
-        "simplify": {"target_tris": p.target_tris},
+        # holes are closed where the profile needs closed parts; print rejects what stays open
+        "cleanup": {"fill_holes": profile in ("ar", "print"), "require_closed": profile == "print"},
+        "simplify": {"target_tris": p.target_tris,
+                     **({"lods": (8000, 2500), "collision_hulls": 16} if profile == "game" else {})},
         "uv": {"resolution": min(p.texture_px, 2048)},
+        "bake": {"size": min(p.texture_px, 2048)},
         "texture": {"size": p.texture_px},
         "export": {"texture_size": p.texture_px, "max_glb_mb": p.max_glb_mb,
-                   "write_poster": "poster" in p.outputs},
+                   "write_poster": "poster" in p.outputs, "write_usdz": "usdz" in p.outputs},
     }
     for name, opts in (overrides or {}).items():
         wanted.setdefault(name, {}).update(opts)

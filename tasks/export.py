@@ -1,28 +1,49 @@
-"""export: the finished mesh and its texture as a validated GLB, plus a poster PNG.
+"""export: the finished asset as a validated GLB (and, for ``ar``, USDZ), plus a poster PNG.
 
 Why here and like this: the GLB is what merchants ship, so it follows the Khronos 3D Commerce
 conventions (metres, +Y up, front +Z, origin at the bottom centre: already true of ``mesh``
-after cleanup, so nothing is moved), PBR metal/rough with a power-of-two sRGB base colour,
-names a viewer can show, and it must pass the Khronos glTF-Validator with zero errors, or the
-stage fails with the validator's first messages. Written under readable keys
-(``assets/<sku>/<sku>.glb``, ``assets/<sku>/poster.png``) so people and CDNs can find them.
+after cleanup, so nothing is moved), PBR metal/rough with a power-of-two sRGB base colour plus
+the linear normal and ORM maps when earlier stages made them (ORM packed R = occlusion,
+G = roughness, B = metal: one image serves ``occlusionTexture`` and
+``metallicRoughnessTexture``), one material per distinct material of the ``materials`` table
+(named ``<asset>-<material>``), names matching ``[a-z][a-z0-9_-]*``, and it must pass the
+Khronos glTF-Validator with zero errors, or the stage fails with the validator's first
+messages (warnings are counted as metrics). The profile's size budget is met by halving the
+textures and, at each size, trying a JPEG base colour (core glTF) before halving again.
+
+The GLB is written by a small writer here rather than through trimesh, which cannot share one
+set of vertex buffers between per-material primitives, embed JPEG, normal and ORM maps side by
+side, or express LODs (``MSFT_lod``) and collision nodes.
+
+``game``: the ``lod1``/``lod2`` meshes of simplify become sibling nodes ``<name>_lod1``... tied
+to the main node by ``MSFT_lod`` (with ``MSFT_screencoverage`` hints), and the ``collision``
+hulls become nodes ``<name>_collision_<i>`` without material, marked ``extras.collision``.
+``ar``: ``write_usdz`` adds ``assets/<sku>/<sku>.usdz`` (see ``tasks/usdz.py``), validated by the
+validators ``usdchecker --arkit`` runs. Files are written under readable keys
+(``assets/<sku>/<sku>.glb``, ``.usdz``, ``poster.png``) so people and CDNs can find them.
 """
 
 from __future__ import annotations
 
+import io
+import json
 import logging
 import math
 import re
-from dataclasses import dataclass
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
-from ..core.artifacts import encode_png, load_image, load_mesh, store_of
+from ..core.artifacts import encode_png, load_image, load_json, load_mesh, read_bytes, store_of
 from ..core.camera import Camera, orbit_camera
 from ..core.errors import ValidationFailed
 from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from . import materials as mats
 from .cleanup import smooth_normals
 
 log = logging.getLogger(__name__)
@@ -35,21 +56,31 @@ MIN_TEXTURE_PX = 256
 POSTER_AZIMUTH_DEG = 35.0
 POSTER_ELEVATION_DEG = 20.0
 POSTER_FOV_DEG = 30.0
+LOD_COVERAGE = (0.5, 0.2, 0.05, 0.01)   # MSFT_screencoverage per level, LOD0 first
 _GL_ARRAY_BUFFER = 34962
 _GL_ELEMENT_ARRAY_BUFFER = 34963
+_FLOAT, _UBYTE, _USHORT, _UINT = 5126, 5121, 5123, 5125
 
 
 @dataclass(frozen=True)
 class ExportOptions:
     """Options of the export stage.
 
-    texture_size: largest side of the embedded base colour texture (px); the texture is resized
-        to the nearest power of two not above it (WebGL 1 and some AR viewers need one).
+    texture_size: largest side of the embedded textures (px); each is resized to the nearest
+        power of two not above it (WebGL 1 and some AR viewers need one).
     poster_size: side of the square poster PNG (px).
     write_poster: render the poster (front three-quarter view on white).
-    validate: run the Khronos glTF-Validator; any error fails the stage.
-    max_glb_mb: size budget (10^6 bytes); the texture is halved (down to 256 px) to meet it,
-        and the stage fails if it still does not fit.
+    validate: run the validators (Khronos glTF-Validator; USD's for USDZ); any error fails.
+    max_glb_mb: size budget (10^6 bytes) of each file; textures are halved (down to 256 px),
+        trying a JPEG base colour at each size, and the stage fails if it still does not fit.
+    normal_map: embed ``texture/normal`` when a bake stage made one.
+    orm_map: embed ``texture/orm`` (occlusion + roughness + metal) when present.
+    allow_jpeg: let the base colour become JPEG to meet the budget (normal/ORM stay PNG:
+        JPEG blocks show as shading artefacts in data maps).
+    jpeg_quality: JPEG quality (1-95) of that base colour.
+    lods: embed ``lod1``/``lod2`` meshes when present (``MSFT_lod``).
+    collision: embed ``collision`` hulls when present.
+    write_usdz: also write a USDZ (AR Quick Look); the recipe sets it for the ``ar`` profile.
     """
 
     texture_size: int = 1024
@@ -57,6 +88,13 @@ class ExportOptions:
     write_poster: bool = True
     validate: bool = True
     max_glb_mb: float = 5.0
+    normal_map: bool = True
+    orm_map: bool = True
+    allow_jpeg: bool = True
+    jpeg_quality: int = 90
+    lods: bool = True
+    collision: bool = True
+    write_usdz: bool = False
 
     def __post_init__(self) -> None:
         check(isinstance(self.texture_size, int) and 1 <= self.texture_size <= 16384,
@@ -64,6 +102,8 @@ class ExportOptions:
         check(isinstance(self.poster_size, int) and 16 <= self.poster_size <= 4096,
               f"poster_size must be an integer in 16..4096, got {self.poster_size!r}")
         check(self.max_glb_mb > 0, f"max_glb_mb must be > 0, got {self.max_glb_mb}")
+        check(isinstance(self.jpeg_quality, int) and 1 <= self.jpeg_quality <= 95,
+              f"jpeg_quality must be an integer in 1..95, got {self.jpeg_quality!r}")
 
 
 # ---------------------------------------------------------------------------- names and sizes
@@ -71,9 +111,7 @@ class ExportOptions:
 
 def gltf_name(sku: str) -> str:
     """A name matching ``[a-z][a-z0-9_-]*`` derived from the SKU (viewers show it)."""
-    name = re.sub(r"[^a-z0-9_-]+", "-", sku.lower()).strip("-_")
-    name = re.sub(r"^[^a-z]+", "", name)
-    return name or "asset"
+    return mats.asset_name(sku)
 
 
 def asset_key_part(sku: str) -> str:
@@ -118,59 +156,279 @@ def seamless_normals(mesh: MeshData) -> np.ndarray:
     return smooth_normals(welded)[inverse]
 
 
-# ---------------------------------------------------------------------------- GLB
-
-
-def _tree_postprocessor(tree: dict) -> None:
-    """Name the generator and give vertex/index buffer views their targets (validator hints)."""
-    tree.setdefault("asset", {})["generator"] = "assetfactory"
-    views = tree.get("bufferViews", [])
-    accessors = tree.get("accessors", [])
-    for mesh in tree.get("meshes", []):
-        mesh.pop("extras", None)
-        for prim in mesh.get("primitives", []):
-            if "indices" in prim:
-                views[accessors[prim["indices"]]["bufferView"]]["target"] = _GL_ELEMENT_ARRAY_BUFFER
-            for acc in prim.get("attributes", {}).values():
-                views[accessors[acc]["bufferView"]]["target"] = _GL_ARRAY_BUFFER
-
-
-def build_glb(mesh: MeshData, name: str, texture: np.ndarray | None) -> bytes:
-    """GLB bytes: one node, one mesh, one PBR metal/rough material, all named ``name``."""
-    import trimesh
+def encode_image(image: np.ndarray, fmt: str, quality: int = 90) -> tuple[bytes, str]:
+    """(bytes, mime type) of an RGB image as PNG or JPEG."""
     from PIL import Image
 
-    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False,
-                         vertex_normals=mesh.vertex_normals)
-    material = trimesh.visual.material.PBRMaterial(
-        name=f"{name}_material", metallicFactor=METALLIC, roughnessFactor=ROUGHNESS,
-        baseColorFactor=(1.0, 1.0, 1.0, 1.0) if (texture is not None
-                                                  or mesh.vertex_colors is not None)
-        else NEUTRAL_GREY,
-        baseColorTexture=None if texture is None else Image.fromarray(texture, "RGB"))
-    uv = None if texture is None else np.asarray(mesh.uv, np.float64)  # trimesh flips V
-    visual = trimesh.visual.TextureVisuals(uv=uv, material=material)
-    if mesh.vertex_colors is not None and texture is None:
-        rgba = np.asarray(mesh.vertex_colors, np.float64) / 255.0
-        rgba[:, :3] = srgb_to_linear(rgba[:, :3])  # glTF COLOR_0 is linear
-        visual.vertex_attributes["color"] = np.round(rgba * 255.0).astype(np.uint8)
-    tm.visual = visual
+    buf = io.BytesIO()
+    if fmt == "jpeg":
+        Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality,
+                                           subsampling=0 if quality >= 90 else 2)
+        return buf.getvalue(), "image/jpeg"
+    Image.fromarray(image, "RGB").save(buf, format="PNG", compress_level=6)
+    return buf.getvalue(), "image/png"
+
+
+# ---------------------------------------------------------------------------- materials
+
+
+@dataclass(frozen=True)
+class MaterialGroup:
+    """Faces of the main mesh that share one glTF material."""
+
+    name: str
+    faces: np.ndarray
+    metallic: float = METALLIC
+    roughness: float = ROUGHNESS
+
+
+def material_groups(mesh: MeshData, table: dict | None, name: str) -> list[MaterialGroup]:
+    """One group per distinct material of the ``materials`` table (parts not in it take the
+    first part's material); without a table one default material named ``<name>_material``."""
+    rows = (table or {}).get("parts") or {}
+    if not rows:
+        return [MaterialGroup(f"{name}_material", np.arange(mesh.n_faces))]
+    fallback = rows[min(rows, key=int)]
+    labels = np.asarray(mesh.face_labels, np.int64)
+    per_face = np.array([rows.get(str(int(p)), fallback)["material"] for p in labels])
+    by_material = {r["material"]: r for r in rows.values()}
+    groups = []
+    for material in sorted(set(per_face.tolist())):
+        row = by_material[material]
+        groups.append(MaterialGroup(f"{name}-{material}", np.flatnonzero(per_face == material),
+                                    float(row["metallic"]), float(row["roughness"])))
+    return groups
+
+
+@dataclass
+class Encoded:
+    """The textures as they go into the files: role -> (bytes, mime), and the base colour
+    array (the poster renders it)."""
+
+    images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    base: np.ndarray | None = None
+    px: int = 0
+
+
+def encode_textures(textures: dict[str, np.ndarray], cap: int, jpeg: bool,
+                    quality: int) -> Encoded:
+    """Resize every texture to power-of-two sides <= ``cap``; base colour as JPEG if asked."""
+    out = Encoded()
+    for role, img in textures.items():
+        small = resize_texture(img, cap)
+        out.px = max(out.px, int(max(small.shape[:2])))
+        fmt = "jpeg" if (jpeg and role == "base_color") else "png"
+        out.images[role] = encode_image(small, fmt, quality)
+        if role == "base_color":
+            out.base = small
+    return out
+
+
+# ---------------------------------------------------------------------------- GLB writer
+
+
+class GltfWriter:
+    """Accumulates a glTF 2.0 document and its binary buffer; ``glb()`` packs both."""
+
+    def __init__(self) -> None:
+        self.doc: dict = {"asset": {"version": "2.0", "generator": "assetfactory"},
+                          "scene": 0, "scenes": [{"nodes": []}]}
+        self.bin = bytearray()
+
+    def _add(self, kind: str, item: dict) -> int:
+        self.doc.setdefault(kind, []).append(item)
+        return len(self.doc[kind]) - 1
+
+    def view(self, data: bytes, target: int | None = None) -> int:
+        while len(self.bin) % 4:
+            self.bin.append(0)
+        item = {"buffer": 0, "byteOffset": len(self.bin), "byteLength": len(data)}
+        if target is not None:
+            item["target"] = target
+        self.bin += data
+        return self._add("bufferViews", item)
+
+    def accessor(self, arr: np.ndarray, *, target: int | None, minmax: bool = False,
+                 normalized: bool = False) -> int:
+        a = np.ascontiguousarray(arr)
+        width = 1 if a.ndim == 1 else a.shape[1]
+        ctype = {np.dtype(np.float32): _FLOAT, np.dtype(np.uint8): _UBYTE,
+                 np.dtype(np.uint16): _USHORT, np.dtype(np.uint32): _UINT}[a.dtype]
+        item = {"bufferView": self.view(a.tobytes(), target), "componentType": ctype,
+                "count": len(a),
+                "type": {1: "SCALAR", 2: "VEC2", 3: "VEC3", 4: "VEC4"}[width]}
+        if normalized:
+            item["normalized"] = True
+        if minmax and len(a):
+            item["min"] = np.asarray(a.min(0)).reshape(-1).tolist()
+            item["max"] = np.asarray(a.max(0)).reshape(-1).tolist()
+        return self._add("accessors", item)
+
+    def texture(self, data: bytes, mime: str, name: str) -> int:
+        if "samplers" not in self.doc:
+            self._add("samplers", {"magFilter": 9729, "minFilter": 9987})
+        image = self._add("images", {"bufferView": self.view(data), "mimeType": mime,
+                                     "name": name})
+        return self._add("textures", {"sampler": 0, "source": image, "name": name})
+
+    def add(self, kind: str, item: dict) -> int:
+        return self._add(kind, item)
+
+    def use_extension(self, name: str) -> None:
+        used = self.doc.setdefault("extensionsUsed", [])
+        if name not in used:
+            used.append(name)
+
+    def glb(self) -> bytes:
+        doc = dict(self.doc)
+        while len(self.bin) % 4:
+            self.bin.append(0)
+        doc["buffers"] = [{"byteLength": len(self.bin)}]
+        js = json.dumps(doc, separators=(",", ":")).encode()
+        js += b" " * (-len(js) % 4)
+        total = 12 + 8 + len(js) + 8 + len(self.bin)
+        return (struct.pack("<III", 0x46546C67, 2, total) + struct.pack("<II", len(js), 0x4E4F534A)
+                + js + struct.pack("<II", len(self.bin), 0x004E4942) + bytes(self.bin))
+
+
+def _material(w: GltfWriter, group: MaterialGroup, tex: dict[str, int],
+              base_factor: tuple) -> int:
+    pbr: dict = {"baseColorFactor": list(base_factor), "metallicFactor": group.metallic,
+                 "roughnessFactor": group.roughness}
+    item: dict = {"name": group.name, "pbrMetallicRoughness": pbr}
+    if "base_color" in tex:
+        pbr["baseColorTexture"] = {"index": tex["base_color"]}
+    if "orm" in tex:  # the texture holds the per-part values: factors must not scale them
+        pbr["metallicRoughnessTexture"] = {"index": tex["orm"]}
+        pbr["metallicFactor"] = pbr["roughnessFactor"] = 1.0
+        item["occlusionTexture"] = {"index": tex["orm"]}
+    if "normal" in tex:
+        item["normalTexture"] = {"index": tex["normal"]}
+    return w.add("materials", item)
+
+
+def _mesh(w: GltfWriter, mesh: MeshData, name: str, groups: list[tuple[np.ndarray, int | None]],
+          textured: bool) -> int:
+    """One glTF mesh: shared vertex accessors, one primitive (index accessor) per group."""
+    attrs = {"POSITION": w.accessor(mesh.vertices.astype(np.float32), target=_GL_ARRAY_BUFFER,
+                                    minmax=True)}
     if mesh.vertex_normals is not None:
-        tm.vertex_normals = mesh.vertex_normals
-    scene = trimesh.Scene(base_frame=name)
-    scene.add_geometry(tm, geom_name=name, node_name=name)
-    return trimesh.exchange.gltf.export_glb(scene, include_normals=True,
-                                            tree_postprocessor=_tree_postprocessor)
+        n = np.asarray(mesh.vertex_normals, np.float64)
+        n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        attrs["NORMAL"] = w.accessor(n.astype(np.float32), target=_GL_ARRAY_BUFFER)
+    if textured and mesh.uv is not None:
+        uv = np.asarray(mesh.uv, np.float32).copy()
+        uv[:, 1] = 1.0 - uv[:, 1]                      # glTF's V points down
+        attrs["TEXCOORD_0"] = w.accessor(uv, target=_GL_ARRAY_BUFFER)
+    elif mesh.vertex_colors is not None:
+        rgba = np.asarray(mesh.vertex_colors, np.float64) / 255.0
+        rgba[:, :3] = srgb_to_linear(rgba[:, :3])      # glTF COLOR_0 is linear
+        attrs["COLOR_0"] = w.accessor(np.round(rgba * 255.0).astype(np.uint8),
+                                      target=_GL_ARRAY_BUFFER, normalized=True)
+    itype = np.uint16 if mesh.n_vertices < 65535 else np.uint32
+    prims = []
+    for faces, material in groups:
+        if len(faces) == 0:
+            continue
+        idx = w.accessor(mesh.faces[faces].reshape(-1).astype(itype),
+                         target=_GL_ELEMENT_ARRAY_BUFFER)
+        prim: dict = {"attributes": dict(attrs), "indices": idx, "mode": 4}
+        if material is not None:
+            prim["material"] = material
+        prims.append(prim)
+    return w.add("meshes", {"name": name, "primitives": prims})
 
 
-def fit_budget(mesh: MeshData, name: str, texture: np.ndarray | None,
-               max_bytes: float) -> tuple[bytes, np.ndarray | None]:
-    """Build the GLB, halving the texture (not below 256 px) while it is over budget."""
-    glb = build_glb(mesh, name, texture)
-    while len(glb) > max_bytes and texture is not None and max(texture.shape[:2]) > MIN_TEXTURE_PX:
-        texture = resize_texture(texture, max(texture.shape[:2]) // 2)
-        glb = build_glb(mesh, name, texture)
-    return glb, texture
+@dataclass(frozen=True)
+class Extras:
+    """What rides along in the GLB besides the main mesh."""
+
+    lods: tuple[MeshData, ...] = ()
+    hulls: tuple[MeshData, ...] = ()
+
+
+def build_glb(mesh: MeshData, name: str, texture: np.ndarray | None,
+              groups: list[MaterialGroup] | None = None, encoded: Encoded | None = None,
+              extras: Extras = Extras()) -> bytes:
+    """GLB bytes: the asset node ``name`` with one mesh (one primitive per material group),
+    its LOD siblings and collision hulls; textures from ``encoded`` (or ``texture`` as PNG)."""
+    if encoded is None:
+        encoded = Encoded()
+        if texture is not None:
+            encoded.images["base_color"] = encode_image(texture, "png")
+            encoded.base = texture
+    groups = groups or [MaterialGroup(f"{name}_material", np.arange(mesh.n_faces))]
+    w = GltfWriter()
+    w.doc["scenes"][0]["name"] = name
+    tex = {role: w.texture(data, mime, f"{name}-{role.replace('_', '-')}")
+           for role, (data, mime) in encoded.images.items()}
+    textured = "base_color" in tex and mesh.uv is not None
+    if not textured:
+        tex.pop("base_color", None)
+    if mesh.uv is None:
+        tex = {}
+    plain = textured or mesh.vertex_colors is not None
+    factor = (1.0, 1.0, 1.0, 1.0) if plain else NEUTRAL_GREY
+    mids = [_material(w, g, tex, factor) for g in groups]
+    main = w.add("nodes", {"name": name,
+                           "mesh": _mesh(w, mesh, name, [(g.faces, m) for g, m in
+                                                          zip(groups, mids)], textured)})
+    w.doc["scenes"][0]["nodes"].append(main)
+    if extras.lods:
+        _add_lods(w, main, name, extras.lods, mids, tex, textured, encoded)
+    for i, hull in enumerate(extras.hulls):
+        mid = _mesh(w, hull, f"{name}_collision_{i}", [(np.arange(hull.n_faces), None)], False)
+        node = w.add("nodes", {"name": f"{name}_collision_{i}", "mesh": mid,
+                               "extras": {"collision": True}})
+        w.doc["scenes"][0]["nodes"].append(node)
+    return w.glb()
+
+
+def _add_lods(w: GltfWriter, main: int, name: str, lods: tuple[MeshData, ...], mids: list[int],
+              tex: dict[str, int], textured: bool, encoded: Encoded) -> None:
+    """LOD meshes as nodes ``<name>_lod<i>`` referenced by the main node's ``MSFT_lod``.
+
+    A LOD with UVs shares the main materials (first one); one without takes an untextured
+    material of the texture's mean colour, so it still reads as the product from afar.
+    """
+    lod_mat = None
+    ids = []
+    for i, lod in enumerate(lods, start=1):
+        if textured and lod.uv is not None:
+            mat = mids[0]
+        else:
+            if lod_mat is None:
+                mean = (srgb_to_linear(encoded.base.reshape(-1, 3).mean(0) / 255.0)
+                        if encoded.base is not None else np.asarray(NEUTRAL_GREY[:3]))
+                lod_mat = w.add("materials", {"name": f"{name}-lod", "pbrMetallicRoughness": {
+                    "baseColorFactor": [*map(float, mean), 1.0], "metallicFactor": METALLIC,
+                    "roughnessFactor": ROUGHNESS}})
+            mat = lod_mat
+        mid = _mesh(w, lod, f"{name}_lod{i}", [(np.arange(lod.n_faces), mat)],
+                    textured and lod.uv is not None)
+        ids.append(w.add("nodes", {"name": f"{name}_lod{i}", "mesh": mid}))
+    node = w.doc["nodes"][main]
+    node["extensions"] = {"MSFT_lod": {"ids": ids}}
+    node["extras"] = {"MSFT_screencoverage": list(LOD_COVERAGE[:len(ids) + 1])}
+    w.use_extension("MSFT_lod")
+
+
+def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_bytes: float,
+               options: ExportOptions, groups: list[MaterialGroup], extras: Extras = Extras()
+               ) -> tuple[bytes, Encoded]:
+    """Build the GLB at the largest texture size that fits the budget: at each size PNG first,
+    then (if allowed) a JPEG base colour, then half the size (not below 256 px)."""
+    cap = options.texture_size
+    while True:
+        tries = ["png"] + (["jpeg"] if options.allow_jpeg and "base_color" in textures else [])
+        for fmt in tries:
+            enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality)
+            glb = build_glb(mesh, name, None, groups, enc, extras)
+            if len(glb) <= max_bytes or not textures:
+                return glb, enc
+        if not textures or cap <= MIN_TEXTURE_PX or enc.px <= MIN_TEXTURE_PX:
+            return glb, enc
+        cap = max(MIN_TEXTURE_PX, min(cap, enc.px) // 2)
 
 
 # ---------------------------------------------------------------------------- poster
@@ -205,53 +463,148 @@ def render_poster(mesh: MeshData, texture: np.ndarray | None, size: int) -> np.n
 # ---------------------------------------------------------------------------- the stage
 
 
-def _load_texture(state: AssetState, mesh: MeshData, cap: int) -> np.ndarray | None:
-    if "texture/base_color" not in state.artifacts:
-        return None
-    if mesh.uv is None:
-        log.warning("%s export: texture/base_color present but the mesh has no UVs; "
-                    "exporting without the texture", state.sku)
-        return None
-    return resize_texture(load_image(state, "texture/base_color"), cap)
+TEXTURE_KEYS = {"base_color": "texture/base_color", "normal": "texture/normal",
+                "orm": "texture/orm"}
 
 
-@stage(NAME, "0.1.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
-def export(state: AssetState, options: ExportOptions) -> StageResult:
-    """Write ``assets/<sku>/<sku>.glb`` (validated) and ``assets/<sku>/poster.png``."""
+def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions
+                  ) -> dict[str, np.ndarray]:
+    """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's)."""
+    wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map}
+    present = [r for r, key in TEXTURE_KEYS.items() if wanted[r] and key in state.artifacts]
+    if present and mesh.uv is None:
+        log.warning("%s export: %s present but the mesh has no UVs; exporting without them",
+                    state.sku, ", ".join(TEXTURE_KEYS[r] for r in present))
+        return {}
+    out = {}
+    for role in present:
+        img = load_image(state, TEXTURE_KEYS[role])
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
+        out[role] = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    return out
+
+
+def _with_normals(mesh: MeshData) -> MeshData:
+    return mesh if mesh.vertex_normals is not None else mesh.replace(
+        vertex_normals=seamless_normals(mesh))
+
+
+def load_extras(state: AssetState, options: ExportOptions) -> Extras:
+    """LOD meshes (``lod1``, ``lod2``...) and collision hulls, when present and wanted."""
+    lods = []
+    if options.lods:
+        i = 1
+        while f"lod{i}" in state.artifacts:
+            lods.append(_with_normals(load_mesh(state, f"lod{i}")))
+            i += 1
+    hulls: list[MeshData] = []
+    if options.collision and "collision" in state.artifacts:
+        hulls = read_hulls(state)
+    return Extras(tuple(lods), tuple(hulls))
+
+
+def read_hulls(state: AssetState) -> list[MeshData]:
+    """Collision hulls from ``collision``: a mesh (.npz) whose ``face_labels`` number the hulls,
+    or JSON ``{"hulls": [{"vertices": [[x, y, z]...], "faces": [[a, b, c]...]}...]}``."""
+    ref = state.ref("collision")
+    if ref.uri.endswith(".json"):
+        doc = load_json(state, "collision")
+        rows = doc.get("hulls", []) if isinstance(doc, dict) else doc
+        return [MeshData(np.asarray(h["vertices"], float).reshape(-1, 3),
+                         np.asarray(h["faces"], np.int64).reshape(-1, 3)) for h in rows]
+    mesh = MeshData.from_bytes(read_bytes(state, "collision"))
+    return [mesh.subset_faces(mesh.face_labels == k).replace(uv=None, vertex_colors=None,
+                                                                vertex_normals=None)
+            for k in np.unique(mesh.face_labels)]
+
+
+def _validate_glb(glb: bytes, name: str) -> dict:
     from ..core.validate import validate_gltf
 
-    mesh = load_mesh(state, "mesh")
-    if mesh.vertex_normals is None:
-        mesh = mesh.replace(vertex_normals=seamless_normals(mesh))
-    texture = _load_texture(state, mesh, options.texture_size)
+    report = validate_gltf(glb)
+    if not report.ok:
+        raise ValidationFailed(
+            f"glTF-Validator found {report.errors} error(s) in {name}.glb: "
+            + "; ".join(report.first("error", 3)),
+            "report this with the mesh artifact attached; the exporter wrote an invalid file")
+    return {"gltf_errors": report.errors, "gltf_warnings": report.warnings,
+            "gltf_infos": report.infos}
+
+
+def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encoded,
+              validate: bool) -> tuple[bytes, dict]:
+    """USDZ bytes (same textures as the GLB) and their validation metrics."""
+    from .usdz import UsdMaterial, UsdTextures, build_usdz
+
+    base = (1.0, 1.0, 1.0) if enc.base is not None else NEUTRAL_GREY[:3]
+    usd_mats = [UsdMaterial(g.name, g.faces, g.metallic, g.roughness, base) for g in groups]
+    ext = {"image/png": "png", "image/jpeg": "jpg"}
+    images = {r: (data, ext[mime]) for r, (data, mime) in enc.images.items()}
+    if mesh.uv is None:
+        images = {}
+    data = build_usdz(mesh, name, usd_mats, UsdTextures(images))
+    metrics = {"export_usdz_bytes": len(data), "usd_errors": None, "usd_warnings": None}
+    if validate:
+        from ..core.validate import validate_usdz
+
+        with tempfile.TemporaryDirectory(prefix="assetfactory-usdz-check-") as tmp:
+            path = Path(tmp) / f"{name}.usdz"
+            path.write_bytes(data)
+            report = validate_usdz(path)
+        metrics.update(usd_errors=report.errors, usd_warnings=report.warnings)
+        if not report.ok:
+            raise ValidationFailed(
+                f"USD validation (usdchecker --arkit rules) found {report.errors} error(s) in "
+                f"{name}.usdz: " + "; ".join(report.first(3)),
+                "report this with the mesh artifact attached; the exporter wrote an invalid file")
+    return data, metrics
+
+
+@stage(NAME, "0.2.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
+def export(state: AssetState, options: ExportOptions) -> StageResult:
+    """Write ``assets/<sku>/<sku>.glb`` (validated), optionally ``.usdz``, and ``poster.png``."""
+    mesh = _with_normals(load_mesh(state, "mesh"))
     name = gltf_name(state.sku)
+    table = load_json(state, "materials") if "materials" in state.artifacts else None
+    groups = material_groups(mesh, table, name)
+    textures = load_textures(state, mesh, options)
+    extras = load_extras(state, options)
     max_bytes = options.max_glb_mb * 1e6
-    glb, texture = fit_budget(mesh, name, texture, max_bytes)
+    glb, enc = fit_budget(mesh, name, textures, max_bytes, options, groups, extras)
     if len(glb) > max_bytes:
         raise ValidationFailed(
             f"the GLB is {len(glb) / 1e6:.1f} MB, over the {options.max_glb_mb:g} MB budget "
             f"({mesh.n_faces} triangles)",
             "lower simplify target_tris or export texture_size, or raise export max_glb_mb")
-    metrics: dict = {"export_glb_bytes": len(glb),
-                     "export_texture_px": 0 if texture is None else int(max(texture.shape[:2])),
+    metrics: dict = {"export_glb_bytes": len(glb), "export_texture_px": enc.px,
+                     "export_base_color_format": enc.images.get("base_color", ("", ""))[1]
+                     .replace("image/", ""),
+                     "export_materials": len(groups), "export_lods": len(extras.lods),
+                     "export_collision_hulls": len(extras.hulls),
+                     "export_maps": ",".join(sorted(enc.images)),
                      "gltf_errors": None, "gltf_warnings": None, "gltf_infos": None}
     if options.validate:
-        report = validate_gltf(glb)
-        metrics.update(gltf_errors=report.errors, gltf_warnings=report.warnings,
-                       gltf_infos=report.infos)
-        if not report.ok:
-            raise ValidationFailed(
-                f"glTF-Validator found {report.errors} error(s) in {name}.glb: "
-                + "; ".join(report.first("error", 3)),
-                "report this with the mesh artifact attached; the exporter wrote an invalid file")
+        metrics.update(_validate_glb(glb, name))
     store = store_of(state)
     part = asset_key_part(state.sku)
     artifacts = {"glb": store.put(f"assets/{part}/{part}.glb", glb, "model/gltf-binary")}
+    if options.write_usdz:
+        usdz, usd_metrics = make_usdz(mesh, name, groups, enc, options.validate)
+        if len(usdz) > max_bytes:
+            raise ValidationFailed(
+                f"the USDZ is {len(usdz) / 1e6:.1f} MB, over the {options.max_glb_mb:g} MB "
+                "budget", "lower export texture_size or simplify target_tris")
+        metrics.update(usd_metrics)
+        artifacts["usdz"] = store.put(f"assets/{part}/{part}.usdz", usdz, "model/vnd.usdz+zip")
     if options.write_poster:
-        poster = render_poster(mesh, texture, options.poster_size)
+        poster = render_poster(mesh, enc.base, options.poster_size)
         artifacts["poster"] = store.put(f"assets/{part}/poster.png", encode_png(poster),
                                         "image/png")
-    log.info("%s export: %s.glb %.2f MB, texture %s px, validator errors %s warnings %s",
-             state.sku, name, len(glb) / 1e6, metrics["export_texture_px"],
-             metrics["gltf_errors"], metrics["gltf_warnings"])
+    log.info("%s export: %s.glb %.2f MB, maps %s at %s px (%s), %d materials, %d LODs, "
+             "%d hulls, validator errors %s warnings %s%s", state.sku, name, len(glb) / 1e6,
+             metrics["export_maps"] or "-", enc.px, metrics["export_base_color_format"] or "-",
+             len(groups), len(extras.lods), len(extras.hulls), metrics["gltf_errors"],
+             metrics["gltf_warnings"],
+             f", usdz {metrics['export_usdz_bytes'] / 1e6:.2f} MB" if options.write_usdz else "")
     return StageResult(artifacts=artifacts, metrics=metrics)

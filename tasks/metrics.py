@@ -18,6 +18,9 @@ Definitions (decided here, written down for the catalog):
   view's mask (cameras are already in the asset frame).
 * ``metrics_psnr_*``: the textured mesh rendered unlit at each input view against the photo,
   inside the view's mask (a first look at texture fidelity).
+* ``metrics_ssim_*``: SSIM (scikit-image, 7x7 uniform window, per RGB channel) of
+  the same pair, averaged over the pixels inside the mask: PSNR says how far colours are,
+  SSIM whether edges and patterns sit where the photo has them.
 """
 
 from __future__ import annotations
@@ -184,6 +187,24 @@ def masked_psnr(render: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> floa
     return 99.0 if mse <= 1e-10 else float(min(99.0, 10 * np.log10(255.0 ** 2 / mse)))
 
 
+def masked_ssim(render: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> float | None:
+    """Mean SSIM of the RGB images over the pixels inside ``mask``; None for an empty mask.
+
+    Outside the mask the render takes the photo's pixels, so windows that straddle the
+    silhouette compare only what differs inside it (the background is not the asset's).
+    """
+    from skimage.metrics import structural_similarity
+
+    m = np.asarray(mask, bool)
+    if not m.any() or min(m.shape) < 7:
+        return None
+    a = np.array(render[..., :3], copy=True)
+    b = np.asarray(photo[..., :3])
+    a[~m] = b[~m]
+    _, full = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
+    return float(full.mean(axis=2)[m].mean())
+
+
 def _mask_bool(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask)
     return (m[..., 0] if m.ndim == 3 else m) > 127
@@ -222,7 +243,7 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
     """Silhouette IoU per input view and, with a texture, PSNR of the unlit render per view."""
     views = _input_views(state)
     if not views:
-        return {**_summary("iou", {}), **_summary("psnr", {})}
+        return {**_summary("iou", {}), **_summary("psnr", {}), **_summary("ssim", {})}
     from ..core.render import get_renderer
 
     r = get_renderer()
@@ -231,6 +252,7 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
         tex = load_image(state, "texture/base_color")
     ious: dict[str, float] = {}
     psnrs: dict[str, float] = {}
+    ssims: dict[str, float] = {}
     for cam, mask in views:
         iou = silhouette_iou(r.mask(mesh, cam), mask)
         if iou is not None:
@@ -243,7 +265,10 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
                 p = masked_psnr(render, photo, mask)
                 if p is not None:
                     psnrs[cam.label] = p
-    return {**_summary("iou", ious), **_summary("psnr", psnrs)}
+                q = masked_ssim(render, photo, mask)
+                if q is not None:
+                    ssims[cam.label] = q
+    return {**_summary("iou", ious), **_summary("psnr", psnrs), **_summary("ssim", ssims)}
 
 
 # ---------------------------------------------------------------- the stage

@@ -1,19 +1,56 @@
-"""simplify: quadric edge collapse (QEM) of the clean mesh down to the profile's triangle budget.
+"""simplify: the clean mesh down to the profile's triangle budget, plus LODs and collision hulls.
 
-Why fast-simplification: on this machine it decimates 1M faces to 23k in 1-2 s against 10-18 s
-for the higher-quality pymeshlab/open3d collapses (see NOTES.md), and the baked normal map
-recovers most of the lost detail. QEM does not track per-face attributes, so each new face takes
-the part label of the nearest original face (centroid query), and vertex colours come from the
-nearest original vertex. UVs cannot survive a collapse; the uv stage runs after this one.
+Why this method ("fast_qem"): on this machine pymeshlab's quadric edge collapse gives the best
+quality of the libraries but takes 10-20 s on a ~1M-face mesh; fast-simplification and
+meshoptimizer take well under 2 s but lose accuracy, fast-simplification mostly because of its
+threshold schedule, meshoptimizer because a half-edge collapse keeps every surviving vertex at
+one of the original positions. We keep meshoptimizer's ordering (a quadric-error priority queue,
+exact target counts, topology checks) and add what it lacks, QEM's optimal placement, as a
+second step: every surviving vertex gathers the area-weighted plane quadrics of the dense faces
+in its cell on the surface (multi-source breadth-first search over the dense edges, so the two
+sides of a thin wall never mix) and moves to the point that minimises them, regularised towards
+its original position. Three guards keep that honest against the dense surface: a move is
+clamped to MAX_STEP mean dense edge lengths (QEM would otherwise "sharpen" the bevel marching
+cubes cuts into every crease, away from the dense surface); a move is kept only where it lowers
+the distance of the cell's dense vertices to the vertex's one-ring; moves that would flip a face
+are undone. See benchmarks/results/simplify.md for the measured quality and time beside
+pymeshlab, fast-simplification and meshoptimizer.
+
+Part borders: vertices are split per part label before the collapse, so meshoptimizer sees each
+border between parts as an attribute seam, which it only collapses along itself and on both
+sides at once; every output face is an input face with re-pointed corners, so its part label is
+carried exactly (no nearest-neighbour transfer) and so are vertex colours (surviving vertices
+are original vertices); the output keeps one vertex copy per part at a border (glTF primitives
+need that anyway), at equal positions.
+
+Watertight in -> watertight out: meshoptimizer now and then leaves a "pillow" (two back-to-back
+triangles hanging off an edge: dropped) or pinches two sheets along one edge (the collapse is
+re-run with the dense vertices around the pinch locked). The edges are checked on welded
+positions; if a result is still open, pymeshlab's is used when it is closed.
+
+Per-part budgets are implicit: the collapse order is global, by quadric error, so a flat part
+gets few triangles and a detailed one many, all within the one total budget; the per-part
+counts are logged.
+
+LODs (``lods``) chain from the previous level (a few thousand faces: milliseconds), the same
+way: collapse, then placement against that level's quadrics.
+Collision hulls (``collision_hulls``): one convex hull per part when the mesh has 2..N parts,
+else CoACD's approximate convex decomposition of a ~3k-face copy, written as one MeshData
+whose ``face_labels`` give the hull index.
+
+Error metrics are point-to-surface distances both ways between uniform area samples of the
+result and of the dense (clean) mesh, with the dense mesh's bounding-box DIAGONAL scaled to 1.
 """
 
 from __future__ import annotations
 
+import ctypes
+import itertools
 import logging
+import time
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from ..core.artifacts import load_mesh, save_mesh
 from ..core.errors import ProcessingError
@@ -25,6 +62,11 @@ from .cleanup import smooth_normals
 log = logging.getLogger(__name__)
 
 NAME = "simplify"
+MAX_STEP = 0.25  # a re-placed vertex moves at most this many mean dense edge lengths
+ERROR_STRIDE = 2  # the move test uses every 2nd dense vertex (cells hold dozens)
+COUNT_SLACK = 0.001  # dropped pillows may leave the count this share short without a re-run
+METHODS = ("fast_qem", "meshoptimizer", "fast_simplification", "pymeshlab")
+COLLISION_METHODS = ("auto", "parts", "coacd")
 
 
 @dataclass(frozen=True)
@@ -32,75 +74,884 @@ class SimplifyOptions:
     """Options of the simplify stage.
 
     target_tris: the triangle budget (23k: the `ar` profile's default, Khronos 3D Commerce).
-    preserve_border: never collapse an edge touching an open border, so silhouettes of open
-        meshes (a lampshade's rim) keep their outline; may stop short of the budget on meshes
-        with very long borders.
+        Closed meshes only have even face counts, so the result may be one under.
+    preserve_border: keep every vertex of an open border, so silhouettes of open meshes (a
+        lampshade's rim) keep their outline; may stop short of the budget on meshes with very
+        long borders (then logged and reported in ``simplify_target_met``).
+    method: "fast_qem" (ours, see the module docstring); the peers "meshoptimizer",
+        "fast_simplification" and "pymeshlab" stay selectable for comparison and as fallbacks.
+    placement_regularization: how strongly a re-placed vertex is pulled back to its original
+        position, as a fraction of its cell's quadric trace; 0.01 measured best (lower lowers
+        Chamfer a little and raises Hausdorff).
+    preserve_parts: keep borders between part labels (as seams) and labels exact.
+    lods: triangle budgets of LOD1, LOD2, ... (strictly decreasing, each under target_tris),
+        written as artifacts ``lod1``, ``lod2``, ...; the `game` profile uses (8000, 2500).
+    collision_hulls: at most this many convex hulls in the ``collision`` artifact; 0 = none.
+    collision_method: "auto" (hull per part when there are 2..collision_hulls parts, else
+        CoACD), "parts" or "coacd".
+    measure_error: compute Chamfer/Hausdorff/normal error against the clean mesh (costs about
+        as much as the simplification itself on 1M faces).
+    error_samples: surface samples per side for those metrics.
     """
 
     target_tris: int = 23_000
     preserve_border: bool = True
+    method: str = "fast_qem"
+    placement_regularization: float = 0.01
+    preserve_parts: bool = True
+    lods: tuple[int, ...] = ()
+    collision_hulls: int = 0
+    collision_method: str = "auto"
+    measure_error: bool = True
+    error_samples: int = 100_000
 
     def __post_init__(self) -> None:
         check(isinstance(self.target_tris, int) and self.target_tris >= 4,
               f"target_tris must be an integer >= 4, got {self.target_tris!r}")
+        check(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
+        check(self.placement_regularization > 0,
+              f"placement_regularization must be > 0, got {self.placement_regularization}")
+        lods = tuple(self.lods)
+        object.__setattr__(self, "lods", lods)
+        check(all(isinstance(n, int) and n >= 4 for n in lods),
+              f"lods must be integers >= 4, got {lods!r}")
+        chain = (self.target_tris, *lods)
+        check(all(a > b for a, b in itertools.pairwise(chain)),
+              f"lods must decrease strictly from target_tris={self.target_tris}, got {lods!r}")
+        check(isinstance(self.collision_hulls, int) and 0 <= self.collision_hulls <= 256,
+              f"collision_hulls must be an integer in [0, 256], got {self.collision_hulls!r}")
+        check(self.collision_method in COLLISION_METHODS,
+              f"collision_method must be one of {COLLISION_METHODS}, got {self.collision_method!r}")
+        check(isinstance(self.error_samples, int) and self.error_samples >= 1000,
+              f"error_samples must be an integer >= 1000, got {self.error_samples!r}")
 
 
-def face_centroids(mesh: MeshData) -> np.ndarray:
-    return mesh.vertices[mesh.faces].mean(axis=1)
+# ------------------------------------------------------------------------- topology helpers
 
 
-def transfer_attributes(source: MeshData, vertices: np.ndarray, faces: np.ndarray) -> MeshData:
-    """A new mesh with ``source``'s face labels (nearest face centroid) and vertex colours
-    (nearest vertex); normals recomputed when the source had them, UVs dropped."""
-    new = MeshData(vertices, faces)
-    labels = source.face_labels
-    if new.n_faces and len(np.unique(labels)) > 1:
-        _, idx = cKDTree(face_centroids(source)).query(face_centroids(new), workers=-1)
-        labels = source.face_labels[idx]
+def weld_ids(vertices: np.ndarray) -> np.ndarray:
+    """Id of each vertex's exact position (vertices at equal positions share one id), so seams
+    split for UVs or parts move together and watertightness is judged on positions.
+
+    A 64-bit hash of the coordinates' bits is uniqued (fast, 1-D); a hash collision between
+    different positions is detected and answered with an exact row-wise unique."""
+    v = np.ascontiguousarray(vertices, np.float64) + 0.0  # -0.0 -> 0.0
+    if len(v) == 0:
+        return np.zeros(0, np.int64)
+    bits = v.view(np.uint64)
+    h = (bits[:, 0] * np.uint64(0x9E3779B97F4A7C15)) ^ (bits[:, 1] * np.uint64(0xC2B2AE3D27D4EB4F)) \
+        ^ (bits[:, 2] * np.uint64(0x165667B19E3779F9))
+    _, first, inverse = np.unique(h, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.int64)
+    if np.array_equal(v[first[inverse]], v):
+        return inverse
+    rows = v.view(np.dtype((np.void, v.dtype.itemsize * 3))).ravel()
+    return np.unique(rows, return_inverse=True)[1].reshape(-1).astype(np.int64)
+
+
+def _edge_keys(faces: np.ndarray) -> np.ndarray:
+    e = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    e = np.sort(e, axis=1)
+    n = int(faces.max()) + 1 if len(faces) else 1
+    return e[:, 0] * n + e[:, 1]
+
+
+def is_watertight(faces: np.ndarray) -> bool:
+    """Every edge shared by exactly two faces (faces indexed by welded position ids).
+
+    Fast path for the usual case, a closed and consistently wound surface: the half-edges
+    a->b with a<b must be exactly the reversed half-edges b->a with b<a, one each."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(f) == 0:
+        return False
+    a = f.ravel()
+    b = f[:, [1, 2, 0]].ravel()
+    n = int(f.max()) + 1
+    up = a < b
+    fwd = np.sort(a[up] * n + b[up])
+    bwd = np.sort(b[~up] * n + a[~up])
+    if len(fwd) == len(bwd) and np.array_equal(fwd, bwd) and np.all(fwd[1:] != fwd[:-1]):
+        return True
+    _, counts = np.unique(_edge_keys(f), return_counts=True)
+    return bool(np.all(counts == 2))
+
+
+def boundary_vertices(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Mask of vertices on an open border (an edge used by one face)."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    mask = np.zeros(n_vertices, bool)
+    if len(f) == 0:
+        return mask
+    keys, counts = np.unique(_edge_keys(f), return_counts=True)
+    n = int(f.max()) + 1
+    border = keys[counts == 1]
+    mask[border // n] = True
+    mask[border % n] = True
+    return mask
+
+
+def _compact(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used vertex indices, faces re-indexed into them)."""
+    used = np.unique(faces)
+    remap = np.full(n_vertices, -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return used, remap[faces]
+
+
+def _drop_collapsed(faces: np.ndarray) -> np.ndarray:
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return f[ok]
+
+
+def pillow_faces(faces: np.ndarray) -> np.ndarray:
+    """Mask of faces whose three (welded) corners another face also has: meshoptimizer now
+    and then folds a sliver into two back-to-back triangles hanging off one edge, which makes
+    that edge non-manifold. Both copies enclose nothing; dropping them closes the surface."""
+    if len(faces) == 0:
+        return np.zeros(0, bool)
+    key = np.sort(faces, axis=1)
+    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)] > 1
+
+
+def face_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit normals, areas) per face."""
+    t = vertices[faces]
+    n = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
+    a2 = np.linalg.norm(n, axis=1)
+    return n / np.maximum(a2, 1e-300)[:, None], 0.5 * a2
+
+
+# ------------------------------------------------------------------------ the collapse step
+
+
+def _split_by_label(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
+    """Faces over split vertices (one copy per (vertex, label)) and each copy's source vertex."""
+    labels = mesh.face_labels.astype(np.int64)
+    uniq, lab = np.unique(labels, return_inverse=True)
+    code = mesh.faces * len(uniq) + lab.reshape(-1)[:, None]
+    keys, inverse = np.unique(code.ravel(), return_inverse=True)
+    return inverse.reshape(-1, 3).astype(np.int64), keys // len(uniq)
+
+
+def meshopt_collapse(vertices: np.ndarray, faces: np.ndarray, target_tris: int,
+                     lock_border: bool, lock: np.ndarray | None = None) -> np.ndarray:
+    """meshoptimizer's quadric half-edge collapse to ``target_tris``; returns the kept faces
+    (indices into ``vertices``). Vertices at equal positions but different indices are seams;
+    vertices where ``lock`` is true are never collapsed away."""
+    import meshoptimizer as mo
+
+    idx = np.ascontiguousarray(faces, np.uint32).ravel()
+    out = np.zeros_like(idx)
+    pos = np.ascontiguousarray(vertices, np.float32)
+    options = mo.SIMPLIFY_LOCK_BORDER if lock_border else 0
+    if lock is None:
+        count = mo.simplify(out, idx, pos, target_index_count=3 * int(target_tris),
+                            target_error=1.0, options=options)
     else:
-        labels = np.full(new.n_faces, labels[0] if len(labels) else 0, np.int32)
-    colors = None
-    if source.vertex_colors is not None and new.n_vertices:
-        _, vidx = cKDTree(source.vertices).query(new.vertices, workers=-1)
-        colors = np.asarray(source.vertex_colors)[vidx]
-    new = new.replace(face_labels=np.asarray(labels, np.int32), vertex_colors=colors)
+        count = _simplify_locked(out, idx, pos, lock, 3 * int(target_tris), options)
+    return _drop_collapsed(out[:count].astype(np.int64).reshape(-1, 3))
+
+
+_LOCKED_FN = None
+
+
+def _simplify_locked(out: np.ndarray, idx: np.ndarray, pos: np.ndarray, lock: np.ndarray,
+                     target_index_count: int, options: int) -> int:
+    """meshopt_simplifyWithAttributes with a vertex lock and no attributes.
+
+    Called through our own ctypes handle with a declared signature: the Python wrapper of
+    meshoptimizer 0.2.30a0 declares none for this function, so its size_t arguments past the
+    sixth go on the stack as 32-bit ints and the call crashes (segfault) or fails to convert
+    the float ``target_error``."""
+    global _LOCKED_FN
+    if _LOCKED_FN is None:
+        from meshoptimizer._loader import find_library
+
+        fn = ctypes.CDLL(find_library()).meshopt_simplifyWithAttributes
+        u32p, f32p = ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_float)
+        size = ctypes.c_size_t
+        fn.argtypes = [u32p, u32p, size, f32p, size, size, f32p, size, f32p, size,
+                       ctypes.POINTER(ctypes.c_ubyte), size, ctypes.c_float, ctypes.c_uint, f32p]
+        fn.restype = size
+        _LOCKED_FN = fn
+    u32p, f32p = ctypes.POINTER(ctypes.c_uint), ctypes.POINTER(ctypes.c_float)
+    attrs = np.zeros(len(pos), np.float32)
+    weights = np.zeros(1, np.float32)
+    lock8 = np.ascontiguousarray(lock, np.uint8)
+    return int(_LOCKED_FN(
+        out.ctypes.data_as(u32p), idx.ctypes.data_as(u32p), len(idx), pos.ctypes.data_as(f32p),
+        len(pos), 12, attrs.ctypes.data_as(f32p), 4, weights.ctypes.data_as(f32p), 1,
+        lock8.ctypes.data_as(ctypes.POINTER(ctypes.c_ubyte)), int(target_index_count), 1.0,
+        int(options), None))
+
+
+def nonmanifold_vertices(faces: np.ndarray) -> np.ndarray:
+    """Vertices of edges shared by more than two faces (welded ids)."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(f) == 0:
+        return np.zeros(0, np.int64)
+    keys, counts = np.unique(_edge_keys(f), return_counts=True)
+    n = int(f.max()) + 1
+    bad = keys[counts > 2]
+    return np.unique(np.concatenate([bad // n, bad % n]))
+
+
+def peer_decimate(mesh: MeshData, target_tris: int, method: str,
+                  preserve_border: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """A library's own decimation (vertices, faces), for comparison and fallback."""
+    v, f = mesh.vertices, mesh.faces
+    if method == "meshoptimizer":
+        faces = meshopt_collapse(v, f, target_tris, preserve_border)
+        used, faces = _compact(faces, len(v))
+        return v[used], faces
+    if method == "fast_simplification":
+        import fast_simplification
+
+        p, faces = fast_simplification.simplify(v, f, target_count=int(target_tris),
+                                                preserve_border=preserve_border)
+        used, faces = _compact(_drop_collapsed(faces), len(p))
+        return np.asarray(p, np.float64)[used], faces
+    if method == "pymeshlab":
+        import pymeshlab
+
+        ms = pymeshlab.MeshSet()
+        ms.add_mesh(pymeshlab.Mesh(v, f))
+        ms.meshing_decimation_quadric_edge_collapse(
+            targetfacenum=int(target_tris), preserveboundary=preserve_border,
+            preservenormal=True, optimalplacement=True, planarquadric=True, qualitythr=0.3,
+            autoclean=True)
+        m = ms.current_mesh()
+        return np.asarray(m.vertex_matrix(), np.float64), np.asarray(m.face_matrix(), np.int64)
+    raise ValueError(f"unknown peer method {method!r}")
+
+
+# ---------------------------------------------------------------------- optimal placement
+
+
+@dataclass(frozen=True)
+class DenseQuadrics:
+    """Per welded-position quadrics of the dense mesh and its edge graph, computed once per
+    asset."""
+
+    positions: np.ndarray   # (P, 3) welded positions
+    faces: np.ndarray       # (M, 3) dense faces over welded ids
+    q: np.ndarray           # (P, 9) upper triangle of sum w n n^T (xx xy xz yy yz zz), then
+                            #        sum -w d n; w = a third of each adjacent face's area
+    indptr: np.ndarray      # CSR vertex adjacency over welded ids
+    indices: np.ndarray
+    edge_length: float      # mean dense edge length
+
+
+_KERNELS: dict = {}
+
+
+def _kernels() -> dict:
+    """numba kernels, compiled on first use (and cached on disk), so importing the stage
+    module stays cheap for processes that never simplify."""
+    if _KERNELS:
+        return _KERNELS
+    import numba
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def quadrics(v, f, n_points):
+        # acc[:, 0:6] = upper triangle of sum w n n^T, acc[:, 6:9] = sum -w d n; w = area / 3
+        acc = np.zeros((n_points, 9))
+        for k in range(f.shape[0]):
+            a, b, c = f[k, 0], f[k, 1], f[k, 2]
+            e1 = v[b] - v[a]
+            e2 = v[c] - v[a]
+            nx = e1[1] * e2[2] - e1[2] * e2[1]
+            ny = e1[2] * e2[0] - e1[0] * e2[2]
+            nz = e1[0] * e2[1] - e1[1] * e2[0]
+            a2 = np.sqrt(nx * nx + ny * ny + nz * nz)
+            if a2 == 0.0:
+                continue
+            nx, ny, nz = nx / a2, ny / a2, nz / a2
+            w = a2 / 6.0
+            d = -(nx * v[a, 0] + ny * v[a, 1] + nz * v[a, 2])
+            q = (w * nx * nx, w * nx * ny, w * nx * nz, w * ny * ny, w * ny * nz, w * nz * nz,
+                 -w * d * nx, -w * d * ny, -w * d * nz)
+            for corner in (a, b, c):
+                for i in range(9):
+                    acc[corner, i] += q[i]
+        return acc
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def bfs_cells(indptr, indices, seeds, n_points):
+        # multi-source breadth-first search: each vertex joins the seed reached first
+        cell = np.full(n_points, -1, np.int64)
+        queue = np.empty(n_points, np.int64)
+        tail = 0
+        for s in range(seeds.shape[0]):
+            if cell[seeds[s]] < 0:
+                cell[seeds[s]] = s
+                queue[tail] = seeds[s]
+                tail += 1
+        head = 0
+        while head < tail:
+            u = queue[head]
+            head += 1
+            for j in range(indptr[u], indptr[u + 1]):
+                w = indices[j]
+                if cell[w] < 0:
+                    cell[w] = cell[u]
+                    queue[tail] = w
+                    tail += 1
+        return cell
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def adjacency(f, n_points):
+        # CSR vertex adjacency from faces: each face links each corner to the other two
+        # (an interior edge appears twice; harmless for a search)
+        indptr = np.zeros(n_points + 1, np.int64)
+        for k in range(f.shape[0]):
+            for c in range(3):
+                indptr[f[k, c] + 1] += 2
+        for i in range(n_points):
+            indptr[i + 1] += indptr[i]
+        fill = indptr[:-1].copy()
+        indices = np.empty(indptr[-1], np.int64)
+        for k in range(f.shape[0]):
+            for c in range(3):
+                u = f[k, c]
+                indices[fill[u]] = f[k, (c + 1) % 3]
+                indices[fill[u] + 1] = f[k, (c + 2) % 3]
+                fill[u] += 2
+        return indptr, indices
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")
+    def point_triangle_d2(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+        # squared distance from p to triangle abc (Ericson, Real-Time Collision Detection
+        # 5.1.5), on scalars: small numba arrays would allocate in the inner loop
+        abx, aby, abz = bx - ax, by - ay, bz - az
+        acx, acy, acz = cx - ax, cy - ay, cz - az
+        apx, apy, apz = px - ax, py - ay, pz - az
+        d1 = abx * apx + aby * apy + abz * apz
+        d2 = acx * apx + acy * apy + acz * apz
+        if d1 <= 0.0 and d2 <= 0.0:
+            u, v = 0.0, 0.0
+        else:
+            bpx, bpy, bpz = px - bx, py - by, pz - bz
+            d3 = abx * bpx + aby * bpy + abz * bpz
+            d4 = acx * bpx + acy * bpy + acz * bpz
+            cpx, cpy, cpz = px - cx, py - cy, pz - cz
+            d5 = abx * cpx + aby * cpy + abz * cpz
+            d6 = acx * cpx + acy * cpy + acz * cpz
+            vc = d1 * d4 - d3 * d2
+            vb = d5 * d2 - d1 * d6
+            va = d3 * d6 - d5 * d4
+            if d3 >= 0.0 and d4 <= d3:
+                u, v = 1.0, 0.0
+            elif vc <= 0.0 and d1 >= 0.0 and d3 <= 0.0:
+                u, v = d1 / (d1 - d3), 0.0
+            elif d6 >= 0.0 and d5 <= d6:
+                u, v = 0.0, 1.0
+            elif vb <= 0.0 and d2 >= 0.0 and d6 <= 0.0:
+                u, v = 0.0, d2 / (d2 - d6)
+            elif va <= 0.0 and (d4 - d3) >= 0.0 and (d5 - d6) >= 0.0:
+                w = (d4 - d3) / ((d4 - d3) + (d5 - d6))
+                u, v = 1.0 - w, w
+            elif va + vb + vc > 0.0:
+                den = 1.0 / (va + vb + vc)
+                u, v = vb * den, vc * den
+            else:  # degenerate (zero-area) triangle: its first corner stands for it
+                u, v = 0.0, 0.0
+        rx = apx - u * abx - v * acx
+        ry = apy - u * aby - v * acy
+        rz = apz - u * abz - v * acz
+        return rx * rx + ry * ry + rz * rz
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def ring_d2(p, x, c, ring_ptr, ring, faces):
+        best = np.inf
+        for j in range(ring_ptr[c], ring_ptr[c + 1]):
+            f = ring[j]
+            i0, i1, i2 = faces[f, 0], faces[f, 1], faces[f, 2]
+            d = point_triangle_d2(p[0], p[1], p[2], x[i0, 0], x[i0, 1], x[i0, 2],
+                                  x[i1, 0], x[i1, 1], x[i1, 2], x[i2, 0], x[i2, 1], x[i2, 2])
+            best = min(best, d)
+        return best
+
+    @numba.njit(cache=True, nogil=True, error_model="numpy")
+    def cell_errors(points, weight, cell, ring_ptr, ring, faces, x0, x1, n_cells, stride):
+        # per cell, for the positions x0 and x1: sum over its dense points (every stride-th)
+        # of weight x squared distance to the one-ring of the cell's simplified vertex (the
+        # local part of the dense -> simple error)
+        e0 = np.zeros(n_cells)
+        e1 = np.zeros(n_cells)
+        for p in range(0, points.shape[0], stride):
+            c = cell[p]
+            if c < 0:
+                continue
+            e0[c] += weight[p] * ring_d2(points[p], x0, c, ring_ptr, ring, faces)
+            e1[c] += weight[p] * ring_d2(points[p], x1, c, ring_ptr, ring, faces)
+        return e0, e1
+
+    @numba.njit(cache=True, nogil=True)
+    def closed_oriented(indptr, indices):
+        # around every vertex the "next" corners of its faces must be exactly its "prev"
+        # corners, each once: every half-edge u->v has one twin v->u (adjacency() stores the
+        # pair (next, prev) per incident face)
+        for u in range(indptr.shape[0] - 1):
+            a, b = indptr[u], indptr[u + 1]
+            for i in range(a, b, 2):  # O(degree^2) without allocating: degrees are small
+                v = indices[i]
+                as_next, as_prev = 0, 0
+                for j in range(a, b, 2):
+                    as_next += indices[j] == v
+                    as_prev += indices[j + 1] == v
+                if as_next != 1 or as_prev != 1:
+                    return False
+        return True
+
+    _KERNELS.update(closed_oriented=closed_oriented, quadrics=quadrics, bfs_cells=bfs_cells, adjacency=adjacency,
+                    cell_errors=cell_errors)
+    return _KERNELS
+
+
+def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
+    """Area-weighted plane quadrics of the dense faces (a third to each corner) and the
+    symmetric vertex adjacency."""
+    P = len(positions)
+    acc = _kernels()["quadrics"](np.ascontiguousarray(positions, np.float64),
+                                 np.ascontiguousarray(faces, np.int64), P)
+    indptr, indices = _kernels()["adjacency"](np.ascontiguousarray(faces, np.int64), P)
+    some = faces[:: max(1, len(faces) // 20_000)]  # a sample gives the mean well enough
+    e = positions[some[:, 1]] - positions[some[:, 0]]
+    edge = float(np.sqrt((e * e).sum(1)).mean()) if len(some) else 0.0
+    return DenseQuadrics(positions, faces, acc, indptr, indices, edge)
+
+
+def place_vertices(dq: DenseQuadrics, kept: np.ndarray, faces: np.ndarray, start: np.ndarray,
+                   regularization: float, locked: np.ndarray) -> tuple[np.ndarray, int]:
+    """QEM optimal placement of simplified vertices after the collapse.
+
+    ``kept``: welded dense id each simplified vertex sits on (its Voronoi seed); ``faces``
+    index the simplified vertices; ``start`` their current positions. Each vertex minimises
+    the quadric of its cell plus ``regularization`` x trace x |x - start|^2; locked vertices,
+    moves that do not lower the cell's distance to the one-ring, and the corners of faces a
+    move would flip keep ``start``. Returns (positions, vertices left in place).
+    """
+    cell = _kernels()["bfs_cells"](dq.indptr, dq.indices, kept, len(dq.positions))
+    ok = cell >= 0
+    K = len(kept)
+    cq = np.stack([np.bincount(cell[ok], dq.q[ok, c], K) for c in range(9)], 1)
+    A = np.empty((K, 3, 3))
+    for c, (i, j) in enumerate([(0, 0), (0, 1), (0, 2), (1, 1), (1, 2), (2, 2)]):
+        A[:, i, j] = A[:, j, i] = cq[:, c]
+    b = cq[:, 6:]
+    reg = regularization * np.trace(A, axis1=1, axis2=2) + 1e-300
+    x = np.linalg.solve(A + reg[:, None, None] * np.eye(3), (b + reg[:, None] * start)[..., None])
+    x = x[..., 0]
+    bad = locked | ~np.isfinite(x).all(1)
+    x[bad] = start[bad]
+    step = x - start
+    limit = MAX_STEP * dq.edge_length
+    length = np.linalg.norm(step, axis=1)
+    far = length > limit
+    x[far] = start[far] + step[far] * (limit / length[far])[:, None]
+    x = _keep_improvements(dq, cell, faces, start, x)
+    n0, _ = face_normals(start, faces)
+    for _ in range(4):  # undo moves that flip or fold a face, until none does
+        n1, _ = face_normals(x, faces)
+        flipped = np.einsum("ij,ij->i", n0, n1) < 0.2
+        if not flipped.any():
+            break
+        x[np.unique(faces[flipped])] = start[np.unique(faces[flipped])]
+    return x, int(np.sum(np.all(x == start, axis=1) & ~locked))
+
+
+def _keep_improvements(dq: DenseQuadrics, cell: np.ndarray, faces: np.ndarray,
+                       start: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Keep a vertex's move only where it lowers the distance of its cell's dense points to
+    its one-ring. The cell quadric is a proxy: a cell that spills over a crease onto a
+    feature other vertices represent would pull a vertex off an exact flat; this catches it."""
+    K = len(start)
+    order = np.argsort(faces.ravel(), kind="stable")
+    ring = (order // 3).astype(np.int64)
+    ring_ptr = np.concatenate([[0], np.cumsum(np.bincount(faces.ravel(), minlength=K))])
+    weight = dq.q[:, 0] + dq.q[:, 3] + dq.q[:, 5]  # a third of the adjacent area
+    e0, e1 = _kernels()["cell_errors"](dq.positions, weight, cell, ring_ptr.astype(np.int64),
+                                       ring, faces, start, x, K, ERROR_STRIDE)
+    worse = np.any(x != start, axis=1) & (e1 >= e0)
+    x = x.copy()
+    x[worse] = start[worse]
+    return x
+
+
+# ------------------------------------------------------------------------------ decimation
+
+
+@dataclass
+class Decimation:
+    """A simplified mesh with what happened on the way (for metrics and logs)."""
+
+    mesh: MeshData
+    seconds: dict
+    watertight_in: bool
+    watertight_out: bool
+    fallback: str = ""
+    unmoved: int = 0  # simplified vertices the placement left where the collapse put them
+    retries: int = 0
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """The dense mesh split for the collapse, computed once per asset."""
+
+    mesh: MeshData
+    split_faces: np.ndarray   # faces over split vertices (per part label)
+    split_src: np.ndarray     # dense vertex index of each split vertex
+    wid: np.ndarray           # welded position id of each dense vertex
+    watertight: bool
+    quadrics: DenseQuadrics | None
+
+
+def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool) -> Prepared:
+    wid = weld_ids(mesh.vertices)
+    positions = np.zeros((int(wid.max()) + 1 if len(wid) else 0, 3))
+    positions[wid] = mesh.vertices
+    wfaces = wid[mesh.faces]
+    if preserve_parts and len(np.unique(mesh.face_labels)) > 1:
+        split_faces, split_src = _split_by_label(mesh)
+    else:
+        split_faces, split_src = mesh.faces, np.arange(mesh.n_vertices)
+    dq = dense_quadrics(positions, wfaces) if with_quadrics else None
+    watertight = bool(len(wfaces)) and (
+        (dq is not None and _kernels()["closed_oriented"](dq.indptr, dq.indices))
+        or is_watertight(wfaces))
+    return Prepared(mesh, split_faces, split_src, wid, watertight, dq)
+
+
+def _build(source: MeshData, src_vertex: np.ndarray, positions: np.ndarray, faces: np.ndarray,
+           labels: np.ndarray) -> MeshData:
+    """Output MeshData: colours from the surviving original vertices, normals recomputed."""
+    colors = None if source.vertex_colors is None else np.asarray(source.vertex_colors)[src_vertex]
+    out = MeshData(positions, faces, labels.astype(np.int32), vertex_colors=colors)
     if source.vertex_normals is not None:
-        new = new.replace(vertex_normals=smooth_normals(new))
-    return new
+        out = out.replace(vertex_normals=smooth_normals(out))
+    return out
 
 
-def decimate(mesh: MeshData, target_tris: int, preserve_border: bool = True) -> MeshData:
-    """QEM-decimate to about ``target_tris`` faces; a mesh already within budget comes back
-    unchanged. Collapsed (repeated-vertex) faces and unused vertices are dropped."""
-    import fast_simplification
+def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
+                     lock_border: bool) -> tuple[np.ndarray, int]:
+    """The collapse, kept closed and at the exact count; returns (faces, retries).
 
+    meshoptimizer sometimes (i) folds a sliver into two back-to-back triangles (a "pillow")
+    or (ii) pinches two sheets together along one edge; both make an edge non-manifold.
+    Pillows are dropped (they enclose nothing); a pinch is retried with the dense vertices
+    around it locked, so the collapse happens elsewhere. Dropped pillows leave the count short
+    by a few faces; past COUNT_SLACK one more collapse aims higher by as many faces, and a
+    final collapse trims any overshoot.
+    """
+    lock, aim, retries = None, target_tris, 0
+    wid_of = prep.wid[prep.split_src]
+    for _ in range(4):
+        raw = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border, lock)
+        pillows = pillow_faces(wid_of[raw])
+        faces = raw[~pillows]
+        pinched = nonmanifold_vertices(wid_of[faces]) if prep.watertight else []
+        if len(pinched):
+            lock = _lock_around(prep, wid_of[faces], pinched, lock)
+        elif pillows.any() and len(faces) < target_tris - COUNT_SLACK * target_tris \
+                and aim == target_tris:
+            aim = min(target_tris + (target_tris - len(faces)), prep.mesh.n_faces)
+        else:
+            break
+        retries += 1
+    if len(faces) > target_tris:
+        faces = meshopt_collapse(split_pos, faces, target_tris, lock_border)
+        faces = faces[~pillow_faces(wid_of[faces])]
+    return faces, retries
+
+
+def _lock_around(prep: Prepared, wfaces: np.ndarray, pinched: np.ndarray,
+                 lock: np.ndarray | None) -> np.ndarray:
+    """Lock (per split vertex) the dense vertices whose nearest surviving vertex is a pinched
+    vertex or one of its neighbours."""
+    dq = prep.quadrics
+    kept = np.unique(wfaces)
+    near = np.zeros(len(dq.positions), bool)
+    near[pinched] = True
+    for _ in range(2):  # two rings: one was often not enough to move the pinch away
+        near[wfaces[near[wfaces].any(1)].ravel()] = True
+    cell = _kernels()["bfs_cells"](dq.indptr, dq.indices, kept, len(dq.positions))
+    locked_w = np.zeros(len(dq.positions), bool)
+    ok = cell >= 0
+    locked_w[ok] = near[kept[cell[ok]]]
+    new = locked_w[prep.wid[prep.split_src]]
+    return new if lock is None else (lock | new)
+
+
+def fast_qem(prep: Prepared, target_tris: int, options: SimplifyOptions) -> Decimation:
+    """Ours: meshoptimizer's collapse over part-split vertices, then optimal placement."""
+    mesh, seconds = prep.mesh, {}
+    t = time.perf_counter()
+    split_pos = mesh.vertices[prep.split_src]
+    faces, retries = _collapse_closed(prep, split_pos, target_tris, options.preserve_border)
+    seconds["collapse"] = time.perf_counter() - t
+    t = time.perf_counter()
+    kept_split, local = _compact(faces, len(split_pos))
+    src = prep.split_src[kept_split]
+    wid = prep.wid[src]
+    # one placement per welded position (seam copies move together)
+    ukept, inv = np.unique(wid, return_inverse=True)
+    inv = inv.reshape(-1)
+    wfaces = inv[local]
+    start = prep.quadrics.positions[ukept]
+    locked = boundary_vertices(wfaces, len(ukept)) if options.preserve_border else \
+        np.zeros(len(ukept), bool)
+    x, unmoved = place_vertices(prep.quadrics, ukept, wfaces, start,
+                                 options.placement_regularization, locked)
+    seconds["placement"] = time.perf_counter() - t
+    out = _build(mesh, src, x[inv], local, _labels_of(prep, kept_split, local))
+    return Decimation(out, seconds, prep.watertight, is_watertight(wfaces), unmoved=unmoved,
+                      retries=retries)
+
+
+def _labels_of(prep: Prepared, kept_split: np.ndarray, local: np.ndarray) -> np.ndarray:
+    """Exact part label of each output face: the label its (split) corners belong to (all
+    three agree: copies are per label). Without the split (one part, or preserve_parts off),
+    the label of any input face that used the corner."""
+    copy_label = np.zeros(len(prep.split_src), np.int32)
+    copy_label[prep.split_faces.ravel()] = np.repeat(prep.mesh.face_labels, 3)
+    return copy_label[kept_split][local[:, 0]]
+
+
+def peer(prep: Prepared, target_tris: int, method: str, preserve_border: bool) -> Decimation:
+    """A peer library's decimation, labels and colours transferred by nearest neighbour."""
+    from scipy.spatial import cKDTree
+
+    mesh = prep.mesh
+    t = time.perf_counter()
+    v, f = peer_decimate(mesh, target_tris, method, preserve_border)
+    seconds = {"collapse": time.perf_counter() - t}
+    labels = np.zeros(len(f), np.int32)
+    if len(f) and len(np.unique(mesh.face_labels)) > 1:
+        cen = mesh.vertices[mesh.faces].mean(1)
+        _, idx = cKDTree(cen).query(v[f].mean(1), workers=-1)
+        labels = mesh.face_labels[idx]
+    elif len(mesh.face_labels):
+        labels[:] = mesh.face_labels[0]
+    src = cKDTree(mesh.vertices).query(v, workers=-1)[1] if len(v) else np.zeros(0, np.int64)
+    out = _build(mesh, src, v, f, labels)
+    return Decimation(out, seconds, prep.watertight, is_watertight(weld_ids(v)[f]))
+
+
+def decimate_prepared(prep: Prepared, target_tris: int, options: SimplifyOptions,
+                      sku: str = "-") -> Decimation:
+    """Decimate with the chosen method. A result that opened a watertight input is replaced by
+    pymeshlab's when that one is closed (slower; it too can open thin meshes, then ours stays
+    and ``watertight_out`` says so)."""
+    if options.method == "fast_qem":
+        result = fast_qem(prep, target_tris, options)
+    else:
+        result = peer(prep, target_tris, options.method, options.preserve_border)
+    if result.watertight_in and not result.watertight_out and options.method != "pymeshlab":
+        fb = peer(prep, target_tris, "pymeshlab", options.preserve_border)
+        log.warning("%s simplify: %s opened a watertight mesh at %d tris; pymeshlab %s", sku,
+                    options.method, target_tris,
+                    "kept it closed: using it" if fb.watertight_out else "too: keeping ours")
+        if fb.watertight_out:
+            fb.fallback = "pymeshlab"
+            fb.seconds = {k: result.seconds.get(k, 0) + fb.seconds.get(k, 0)
+                          for k in set(result.seconds) | set(fb.seconds)}
+            result = fb
+    return result
+
+
+def decimate(mesh: MeshData, target_tris: int, preserve_border: bool = True,
+             method: str = "fast_qem", **option_overrides) -> MeshData:
+    """Simplify an in-memory mesh to ``target_tris`` faces (unchanged when within budget)."""
     if mesh.n_faces <= target_tris:
         return mesh
-    points, faces = fast_simplification.simplify(
-        mesh.vertices, mesh.faces, target_count=int(target_tris), preserve_border=preserve_border)
-    faces = np.asarray(faces, np.int64).reshape(-1, 3)
-    ok = (faces[:, 0] != faces[:, 1]) & (faces[:, 1] != faces[:, 2]) & (faces[:, 0] != faces[:, 2])
-    faces = faces[ok]
-    used = np.unique(faces)
-    remap = np.full(len(points), -1, np.int64)
-    remap[used] = np.arange(len(used))
-    return transfer_attributes(mesh, np.asarray(points)[used], remap[faces])
+    options = SimplifyOptions(target_tris=int(target_tris), preserve_border=preserve_border,
+                              method=method, **option_overrides)
+    prep = prepare(mesh, options.preserve_parts, method == "fast_qem")
+    return decimate_prepared(prep, target_tris, options).mesh
 
 
-@stage(NAME, "0.1.0", SimplifyOptions, Resources(cpus=1, memory_mb=2048))
+# --------------------------------------------------------------------------------- error
+
+
+def sample_surface(vertices: np.ndarray, faces: np.ndarray, n: int,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` area-uniform points on the surface and the face each lies on."""
+    t = vertices[faces]
+    _, area = face_normals(vertices, faces)
+    cdf = np.cumsum(area)
+    idx = np.minimum(np.searchsorted(cdf, rng.random(n) * cdf[-1]), len(faces) - 1)
+    r1, r2 = np.sqrt(rng.random(n)), rng.random(n)
+    tt = t[idx]
+    pts = ((1 - r1)[:, None] * tt[:, 0] + (r1 * (1 - r2))[:, None] * tt[:, 1]
+           + (r1 * r2)[:, None] * tt[:, 2])
+    return pts, idx
+
+
+def _closest(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray):
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(vertices.astype(np.float32), faces.astype(np.uint32))
+    ans = scene.compute_closest_points(points.astype(np.float32))
+    return ans["points"].numpy().astype(np.float64), ans["primitive_ids"].numpy().astype(np.int64)
+
+
+def surface_error(dense: MeshData, simple: MeshData, samples: int = 100_000,
+                  seed: int = 0) -> dict[str, float]:
+    """Two-sided point-to-surface error of ``simple`` against ``dense``, with the dense mesh's
+    bounding-box diagonal scaled to 1: ``chamfer`` (mean of the two mean distances),
+    ``hausdorff`` (max of the two max distances), ``normal_error_deg`` (mean angle between a
+    dense sample's face normal and the normal of the closest simplified face)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = dense.bounds()
+    diag = float(np.linalg.norm(hi - lo)) or 1.0
+    pd, fd = sample_surface(dense.vertices, dense.faces, samples, rng)
+    ps, _ = sample_surface(simple.vertices, simple.faces, samples, rng)
+    to_simple, prim = _closest(simple.vertices, simple.faces, pd)
+    to_dense, _ = _closest(dense.vertices, dense.faces, ps)
+    a = np.linalg.norm(to_simple - pd, axis=1)
+    b = np.linalg.norm(to_dense - ps, axis=1)
+    nd, _ = face_normals(dense.vertices, dense.faces[fd])
+    ns, _ = face_normals(simple.vertices, simple.faces[prim])
+    angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", nd, ns), -1, 1)))
+    return {"chamfer": float((a.mean() + b.mean()) / 2 / diag),
+            "hausdorff": float(max(a.max(), b.max()) / diag),
+            "normal_error_deg": float(angle.mean())}
+
+
+# ----------------------------------------------------------------------------- collision
+
+
+def _hull(points: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    import trimesh
+
+    if len(points) < 4:
+        return None
+    try:
+        h = trimesh.convex.convex_hull(points)
+    except Exception:  # noqa: BLE001 - qhull on flat/degenerate input: no hull for that piece
+        return None
+    return (np.asarray(h.vertices), np.asarray(h.faces)) if len(h.faces) >= 4 else None
+
+
+def collision_hulls(mesh: MeshData, max_hulls: int, method: str = "auto") -> MeshData:
+    """Convex hulls for physics: one per part when there are 2..max_hulls parts (or ``method``
+    is "parts"), else CoACD on a ~3k-face copy; hull index in ``face_labels``."""
+    parts = np.unique(mesh.face_labels)
+    hulls = []
+    if method == "parts" or (method == "auto" and 1 < len(parts) <= max_hulls):
+        for p in parts[:max_hulls]:
+            h = _hull(mesh.vertices[np.unique(mesh.faces[mesh.face_labels == p])])
+            if h is not None:
+                hulls.append(h)
+    else:
+        import coacd
+
+        coacd.set_log_level("error")
+        small = mesh if mesh.n_faces <= 3000 else decimate(mesh, 3000, method="meshoptimizer")
+        pieces = coacd.run_coacd(coacd.Mesh(small.vertices, small.faces), threshold=0.08,
+                                 max_convex_hull=max_hulls, preprocess_mode="off",
+                                 resolution=1000, mcts_iterations=60, mcts_max_depth=2,
+                                 mcts_nodes=10, seed=0)
+        hulls = [(np.asarray(v, np.float64), np.asarray(f, np.int64)) for v, f in pieces]
+    if not hulls:
+        hulls = [h for h in [_hull(mesh.vertices)] if h is not None]
+    verts, faces, labels, off = [], [], [], 0
+    for i, (v, f) in enumerate(hulls):
+        verts.append(v)
+        faces.append(f + off)
+        labels.append(np.full(len(f), i, np.int32))
+        off += len(v)
+    if not verts:
+        return MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+    return MeshData(np.vstack(verts), np.vstack(faces), np.concatenate(labels))
+
+
+# --------------------------------------------------------------------------------- stage
+
+
+def _part_counts(mesh: MeshData) -> str:
+    labels, counts = np.unique(mesh.face_labels, return_counts=True)
+    return ", ".join(f"{int(a)}:{int(b)}" for a, b in zip(labels, counts))
+
+
+@stage(NAME, "0.2.0", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
 def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
-    """Decimate ``clean_mesh`` to the triangle budget and write it as ``mesh``."""
+    """Decimate ``clean_mesh`` to the triangle budget as ``mesh``; optional LODs and hulls."""
     clean = load_mesh(state, "clean_mesh")
-    out = decimate(clean, options.target_tris, options.preserve_border)
-    if out.n_faces == 0:
-        raise ProcessingError(
-            f"simplification of clean_mesh ({clean.n_faces} faces) left no faces",
-            "raise simplify target_tris for this SKU, or check the cleanup output")
-    ref = state.ref("clean_mesh") if out is clean else save_mesh(state, out)
-    log.info("%s simplify: tris %d -> %d (target %d)", state.sku, clean.n_faces, out.n_faces,
-             options.target_tris)
-    return StageResult(artifacts={"mesh": ref}, metrics={
+    t0 = time.perf_counter()
+    artifacts, metrics = {}, {}
+    if clean.n_faces <= options.target_tris:
+        out, result = clean, None
+        artifacts["mesh"] = state.ref("clean_mesh")
+    else:
+        prep = prepare(clean, options.preserve_parts, options.method == "fast_qem")
+        metrics["simplify_seconds_prepare"] = time.perf_counter() - t0
+        result = decimate_prepared(prep, options.target_tris, options, state.sku)
+        out = result.mesh
+        if out.n_faces == 0:
+            raise ProcessingError(
+                f"simplification of clean_mesh ({clean.n_faces} faces) left no faces",
+                "raise simplify target_tris for this SKU, or check the cleanup output")
+        artifacts["mesh"] = save_mesh(state, out)
+        for k, v in result.seconds.items():
+            metrics[f"simplify_seconds_{k}"] = v
+    metrics.update({
         "simplify_tris_in": clean.n_faces,
         "simplify_tris_out": out.n_faces,
         "simplify_verts_out": out.n_vertices,
+        "simplify_target_met": out.n_faces <= options.target_tris,
+        "simplify_method": options.method if result is None or not result.fallback
+        else result.fallback,
+        "simplify_parts": len(np.unique(out.face_labels)),
     })
+    if result is not None:
+        metrics["simplify_watertight_in"] = result.watertight_in
+        metrics["simplify_watertight_out"] = result.watertight_out
+        metrics["simplify_vertices_unmoved"] = result.unmoved
+        metrics["simplify_collapse_retries"] = result.retries
+    else:
+        wt = is_watertight(weld_ids(clean.vertices)[clean.faces])
+        metrics["simplify_watertight_in"] = metrics["simplify_watertight_out"] = wt
+    if options.measure_error:
+        t = time.perf_counter()
+        err = surface_error(clean, out, options.error_samples) if out is not clean else \
+            {"chamfer": 0.0, "hausdorff": 0.0, "normal_error_deg": 0.0}
+        metrics.update({f"simplify_{k}": v for k, v in err.items()})
+        metrics["simplify_seconds_measure"] = time.perf_counter() - t
+    if options.lods:
+        t = time.perf_counter()
+        lod_meshes = _lods(out, options)
+        for i, lod in enumerate(lod_meshes, start=1):
+            artifacts[f"lod{i}"] = save_mesh(state, lod)
+            metrics[f"simplify_lod{i}_tris"] = lod.n_faces
+        metrics["simplify_seconds_lods"] = time.perf_counter() - t
+    if options.collision_hulls:
+        t = time.perf_counter()
+        base = lod_meshes[-1] if options.lods else out
+        hulls = collision_hulls(base, options.collision_hulls, options.collision_method)
+        artifacts["collision"] = save_mesh(state, hulls)
+        metrics["simplify_collision_hulls"] = len(np.unique(hulls.face_labels)) \
+            if hulls.n_faces else 0
+        metrics["simplify_seconds_collision"] = time.perf_counter() - t
+    metrics["simplify_seconds_total"] = time.perf_counter() - t0
+    log.info("%s simplify: tris %d -> %d (target %d, %s), parts [%s]", state.sku, clean.n_faces,
+             out.n_faces, options.target_tris, metrics["simplify_method"], _part_counts(out))
+    return StageResult(artifacts=artifacts, metrics=metrics)
+
+
+def _lods(lod0: MeshData, options: SimplifyOptions) -> list[MeshData]:
+    """LOD1.. each from the previous level (cheap: a few thousand faces), with the part borders
+    and labels kept the same way as LOD0."""
+    lods, prev = [], lod0
+    for n in options.lods:
+        lod = prev if prev.n_faces <= n else decimate(
+            prev, n, options.preserve_border, options.method,
+            placement_regularization=options.placement_regularization,
+            preserve_parts=options.preserve_parts)
+        lods.append(lod)
+        prev = lod
+    return lods

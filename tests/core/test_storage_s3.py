@@ -14,10 +14,25 @@ import pytest
 from assetfactory.core.storage import LocalStorage, S3Storage, open_storage, put_object, read_ref
 
 
-def _free_port() -> int:
+def _port_free(port: int) -> bool:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def _free_port(taken: set[int] = set()) -> int:  # noqa: B006 - remembers ports handed out
+    """A free loopback port P whose gRPC twin P + 10000 (SeaweedFS's convention) is free too."""
+    import random
+
+    rng = random.Random()
+    while True:
+        port = rng.randrange(20000, 45000)
+        if port not in taken and _port_free(port) and _port_free(port + 10000):
+            taken.add(port)
+            return port
 
 
 @pytest.fixture(scope="module")

@@ -66,3 +66,71 @@ def test_missing_package_says_run_npm_ci(monkeypatch, tmp_path):
     with pytest.raises(RuntimeError, match="npm ci"):
         validate_gltf(b"glTF")
 
+
+
+# ---------------------------------------------------------------- USDZ (usdchecker --arkit rules)
+
+def _usd_stage(path, *, up=True, meters=True, default=True):
+    from pxr import Usd, UsdGeom
+
+    stage = Usd.Stage.CreateNew(str(path))
+    xf = UsdGeom.Xform.Define(stage, "/asset")
+    UsdGeom.Mesh.Define(stage, "/asset/geom")
+    if up:
+        UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
+    if meters:
+        UsdGeom.SetStageMetersPerUnit(stage, 1.0)
+    if default:
+        stage.SetDefaultPrim(xf.GetPrim())
+    stage.GetRootLayer().Save()
+    return path
+
+
+def _package(layer, out):
+    from pxr import Sdf, UsdUtils
+
+    assert UsdUtils.CreateNewARKitUsdzPackage(Sdf.AssetPath(str(layer)), str(out))
+    return out
+
+
+@pytest.fixture()
+def pxr_available():
+    pytest.importorskip("pxr")
+
+
+def test_usdz_with_stage_metadata_passes(tmp_path, pxr_available):
+    path = _package(_usd_stage(tmp_path / "ok.usdc"), tmp_path / "ok.usdz")
+    report = validate.validate_usdz(path)
+    assert report.ok and report.errors == 0 and report.validators >= 15
+
+
+def test_usdz_without_up_axis_meters_or_default_prim_fails(tmp_path, pxr_available):
+    layer = _usd_stage(tmp_path / "bad.usdc", up=False, meters=False, default=False)
+    report = validate.validate_usdz(_package(layer, tmp_path / "bad.usdz"))
+    text = " ".join(report.messages)
+    assert not report.ok and "upAxis" in text and "metersPerUnit" in text
+    assert "defaultPrim" in text
+
+
+def test_compressed_or_foreign_files_in_a_package_fail(tmp_path, pxr_available):
+    import zipfile
+
+    layer = _usd_stage(tmp_path / "a.usdc")
+    path = tmp_path / "zipped.usdz"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.write(layer, "a.usdc")
+        z.writestr("notes.txt", "hello")
+    report = validate.validate_usdz(path)
+    assert not report.ok and report.messages[0].startswith("ERROR")
+
+
+def test_non_preview_surface_shader_fails_arkit(tmp_path, pxr_available):
+    from pxr import Usd, UsdShade
+
+    layer = _usd_stage(tmp_path / "s.usdc")
+    stage = Usd.Stage.Open(str(layer))
+    UsdShade.Material.Define(stage, "/asset/mat")
+    UsdShade.Shader.Define(stage, "/asset/mat/s").CreateIdAttr("ND_standard_surface_surfaceshader")
+    stage.GetRootLayer().Save()
+    report = validate.validate_usdz(_package(layer, tmp_path / "s.usdz"))
+    assert any("ARKit ignores" in m for m in report.messages) and not report.ok

@@ -179,3 +179,129 @@ def test_contract_input_unchanged_and_record(tmp_path, uv_mesh):
     assert (dict(state.artifacts), read_bytes(state, "mesh")) == before
     assert result.record is not None and result.record.stage == "export"
     assert set(result.artifacts) == {"glb"}
+
+
+# ---------------------------------------------------------------- PBR maps, materials, LODs, USDZ
+
+def full_state(tmp_path, uv_mesh: MeshData, collision_json: bool = False) -> AssetState:
+    """An asset as the game/ar profiles hand it over: two parts with different materials,
+    base colour + normal + ORM maps, one LOD and two collision hulls."""
+    from assetfactory.core.artifacts import save_json
+
+    labels = (uv_mesh.vertices[uv_mesh.faces].mean(1)[:, 1] > 0.05).astype(np.int32)
+    mesh = uv_mesh.replace(face_labels=labels)
+    state = make_state(tmp_path, mesh, checker(256, 256))
+    lod = trimesh.creation.icosphere(1, radius=0.05)
+    box = trimesh.creation.box((0.1, 0.05, 0.1))
+    hulls = MeshData(np.r_[box.vertices + [0, 0.025, 0], box.vertices + [0, 0.075, 0]],
+                     np.r_[box.faces, box.faces + 8], np.repeat([0, 1], 12).astype(np.int32))
+    table = {"parts": {
+        "0": {"material": "metal", "metallic": 1.0, "roughness": 0.35, "name": "x-metal"},
+        "1": {"material": "plastic", "metallic": 0.0, "roughness": 0.45, "name": "x-plastic"}}}
+    arts = {"texture/orm": save_image(state, np.full((256, 256, 3), 200, np.uint8)),
+            "texture/normal": save_image(state, np.tile(np.array([128, 128, 255], np.uint8),
+                                                        (256, 256, 1))),
+            "materials": save_json(state, table),
+            "lod1": save_mesh(state, MeshData(lod.vertices + [0, 0.05, 0], lod.faces))}
+    if collision_json:
+        arts["collision"] = save_json(state, {"hulls": [
+            {"vertices": box.vertices.tolist(), "faces": box.faces.tolist()}]})
+    else:
+        arts["collision"] = save_mesh(state, hulls)
+    return state.apply(StageResult(artifacts=arts))
+
+
+def test_pbr_maps_materials_lods_and_hulls_in_a_valid_glb(tmp_path, uv_mesh):
+    state = full_state(tmp_path, uv_mesh)
+    result = export(state, ExportOptions(write_poster=False))
+    m = result.metrics
+    assert m["gltf_errors"] == 0 and m["export_maps"] == "base_color,normal,orm"
+    assert (m["export_materials"], m["export_lods"], m["export_collision_hulls"]) == (2, 1, 2)
+    doc, blob = glb_parts(read_bytes(state.apply(result), "glb"))
+    names = [x["name"] for k in ("nodes", "meshes", "materials", "textures") for x in doc[k]]
+    assert all(NAME_RE.fullmatch(n) for n in names), names
+    mats = {x["name"]: x for x in doc["materials"]}
+    assert {"mug-42-blue-metal", "mug-42-blue-plastic"} <= set(mats)
+    metal = mats["mug-42-blue-metal"]
+    orm = metal["pbrMetallicRoughness"]["metallicRoughnessTexture"]["index"]
+    assert metal["occlusionTexture"]["index"] == orm            # one ORM image for both
+    assert metal["pbrMetallicRoughness"]["metallicFactor"] == 1.0
+    assert "normalTexture" in metal
+    # every embedded map is a power of two
+    for img in doc["images"]:
+        view = doc["bufferViews"][img["bufferView"]]
+        data = blob[view["byteOffset"]:view["byteOffset"] + view["byteLength"]]
+        with Image.open(io.BytesIO(data)) as im:
+            assert all(s & (s - 1) == 0 for s in im.size)
+    # one mesh, two primitives (one per material) sharing the vertex accessors
+    prims = doc["meshes"][0]["primitives"]
+    assert len(prims) == 2 and prims[0]["attributes"] == prims[1]["attributes"]
+    # LOD sibling through MSFT_lod, collision hulls without material
+    root = doc["nodes"][0]
+    (lod_id,) = root["extensions"]["MSFT_lod"]["ids"]
+    assert doc["nodes"][lod_id]["name"] == "mug-42-blue_lod1" and "MSFT_lod" in doc["extensionsUsed"]
+    hulls = [n for n in doc["nodes"] if n["name"].startswith("mug-42-blue_collision_")]
+    assert len(hulls) == 2 and all(n["extras"]["collision"] for n in hulls)
+    assert all("material" not in p for n in hulls for p in doc["meshes"][n["mesh"]]["primitives"])
+
+
+def test_collision_hulls_from_json(tmp_path, uv_mesh):
+    state = full_state(tmp_path, uv_mesh, collision_json=True)
+    result = export(state, ExportOptions(write_poster=False, lods=False))
+    assert result.metrics["export_collision_hulls"] == 1 and result.metrics["export_lods"] == 0
+    assert result.metrics["gltf_errors"] == 0
+
+
+def test_jpeg_base_colour_keeps_full_size_under_budget(tmp_path, uv_mesh):
+    photo_like = np.asarray(Image.fromarray(checker(1024, 1024)).resize((1024, 1024)))
+    photo_like = (photo_like.astype(float) * np.linspace(0.5, 1, 1024)[None, :, None]
+                  + np.random.default_rng(1).normal(0, 6, (1024, 1024, 3)))
+    img = np.clip(photo_like, 0, 255).astype(np.uint8)
+    state = make_state(tmp_path, uv_mesh, img)
+    png_only = export(state, ExportOptions(max_glb_mb=1.0, allow_jpeg=False, write_poster=False))
+    with_jpeg = export(state, ExportOptions(max_glb_mb=1.0, write_poster=False))
+    assert png_only.metrics["export_texture_px"] < 1024
+    assert with_jpeg.metrics["export_texture_px"] == 1024
+    assert with_jpeg.metrics["export_base_color_format"] == "jpeg"
+    assert with_jpeg.metrics["gltf_errors"] == 0 and with_jpeg.metrics["export_glb_bytes"] <= 1e6
+    doc, _ = glb_parts(read_bytes(state.apply(with_jpeg), "glb"))
+    assert doc["images"][0]["mimeType"] == "image/jpeg"
+
+
+def test_usdz_for_ar_is_written_and_valid(tmp_path, uv_mesh):
+    pytest.importorskip("pxr")
+    import zipfile
+
+    from pxr import Usd, UsdGeom, UsdShade
+
+    state = full_state(tmp_path, uv_mesh)
+    result = export(state, ExportOptions(write_usdz=True, write_poster=False))
+    m = result.metrics
+    assert m["usd_errors"] == 0 and m["export_usdz_bytes"] > 1000
+    ref = result.artifacts["usdz"]
+    assert ref.uri.endswith("assets/Mug_42_Blue/Mug_42_Blue.usdz")
+    path = tmp_path / "check.usdz"
+    path.write_bytes(read_bytes(state.apply(result), "usdz"))
+    names = zipfile.ZipFile(path).namelist()
+    assert names[0].endswith(".usdc") and sum(n.endswith(".png") for n in names) == 3
+    stage = Usd.Stage.Open(str(path))
+    assert UsdGeom.GetStageUpAxis(stage) == "Y" and UsdGeom.GetStageMetersPerUnit(stage) == 1.0
+    mesh = UsdGeom.Mesh(stage.GetDefaultPrim().GetChild("geom"))
+    st = np.asarray(UsdGeom.PrimvarsAPI(mesh).GetPrimvar("st").Get())
+    np.testing.assert_allclose(st, uv_mesh.uv, atol=1e-6)     # USD's t is up, like ours
+    subsets = UsdGeom.Subset.GetGeomSubsets(mesh)
+    assert len(subsets) == 2
+    shaders = [UsdShade.Shader(p).GetIdAttr().Get() for p in stage.Traverse()
+               if p.IsA(UsdShade.Shader)]
+    assert shaders.count("UsdPreviewSurface") == 2
+
+
+def test_usdz_validation_failure_fails_the_stage(tmp_path, uv_mesh, monkeypatch):
+    pytest.importorskip("pxr")
+    from assetfactory.core import validate
+
+    bad = validate.UsdReport(1, 0, ["ERROR usdGeomValidators:StageMetadataChecker: no upAxis"])
+    monkeypatch.setattr(validate, "validate_usdz", lambda path: bad)
+    with pytest.raises(ValidationFailed) as info:
+        export(make_state(tmp_path, uv_mesh), ExportOptions(write_usdz=True, write_poster=False))
+    assert "StageMetadataChecker" in info.value.message and info.value.stage == "export"

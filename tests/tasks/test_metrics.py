@@ -173,9 +173,25 @@ def test_psnr_of_a_textured_mesh_against_its_own_render(renderer, tmp_path):
     state = dataclasses.replace(base, artifacts=arts)
     m = metrics(state, MetricsOptions()).metrics
     assert m["metrics_psnr_mean"] > 40
+    assert m["metrics_ssim_mean"] > 0.95 and m["metrics_ssim_min"] <= m["metrics_ssim_mean"]
+    assert set(json.loads(m["metrics_ssim_views"])) == {"front", "right", "back_left"}
     grey = {**arts, "texture/base_color": save_image(base, np.full((16, 16, 3), 128, np.uint8))}
     m2 = metrics(dataclasses.replace(state, artifacts=grey), MetricsOptions()).metrics
     assert m2["metrics_psnr_mean"] < 15
+
+
+def test_masked_ssim_scores_structure_inside_the_mask():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    mask = np.zeros((32, 32), bool)
+    mask[8:24, 8:24] = True
+    assert mt.masked_ssim(img, img, mask) == pytest.approx(1.0)
+    other = rng.integers(0, 255, (32, 32, 3)).astype(np.uint8)
+    assert mt.masked_ssim(other, img, mask) < 0.5
+    outside_only = img.copy()
+    outside_only[~mask] = 0                       # changes outside the mask do not count
+    assert mt.masked_ssim(outside_only, img, mask) == pytest.approx(1.0)
+    assert mt.masked_ssim(img, img, np.zeros((32, 32), bool)) is None
 
 
 def test_mesh_only_asset_without_views(tmp_path):

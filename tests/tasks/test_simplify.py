@@ -10,6 +10,7 @@ from assetfactory.core.artifacts import load_mesh, read_bytes, save_mesh
 from assetfactory.core.errors import OptionsError
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
+from assetfactory.tasks import simplify as S
 from assetfactory.tasks.simplify import SimplifyOptions, simplify
 
 
@@ -84,3 +85,153 @@ def test_contract_input_unchanged_and_record(tmp_path):
     assert (dict(state.artifacts), read_bytes(state, "clean_mesh")) == before
     assert result.record is not None and result.record.stage == "simplify"
     assert set(result.artifacts) == {"mesh"}
+
+
+# ---------------------------------------------------------------- fast_qem (issue 3b)
+
+
+def hemispheres(subdiv: int = 5) -> MeshData:
+    """One closed sphere whose top and bottom halves are two parts sharing a border."""
+    m = sphere(subdiv)
+    y = m.vertices[m.faces].mean(axis=1)[:, 1]
+    return m.replace(face_labels=np.where(y > 0, 1, 2).astype(np.int32))
+
+
+def labelled_cylinder() -> MeshData:
+    """A dense closed cylinder (r 0.5, h 1): side = part 1, caps = part 2; the borders are
+    the two rims."""
+    c = trimesh.creation.cylinder(radius=0.5, height=1.0, sections=64)
+    v, f = c.vertices, c.faces
+    for _ in range(3):
+        v, f = trimesh.remesh.subdivide(v, f)
+    m = MeshData(v, f)
+    n = np.cross(v[f[:, 1]] - v[f[:, 0]], v[f[:, 2]] - v[f[:, 0]])
+    cap = np.abs(n[:, 2]) > 0.99 * np.linalg.norm(n, axis=1)
+    return m.replace(face_labels=np.where(cap, 2, 1).astype(np.int32))
+
+
+def test_exact_count_watertight_and_error_metrics(tmp_path):
+    state = make_state(tmp_path, sphere(5))
+    result = simplify(state, SimplifyOptions(target_tris=2000))
+    m = result.metrics
+    out = load_mesh(state.apply(result), "mesh")
+    assert out.n_faces in (1999, 2000) and m["simplify_target_met"]
+    assert m["simplify_watertight_in"] and m["simplify_watertight_out"]
+    assert out.to_trimesh().is_watertight
+    assert 0 < m["simplify_chamfer"] < 1e-3 and m["simplify_chamfer"] <= m["simplify_hausdorff"]
+    assert 0 < m["simplify_normal_error_deg"] < 5
+    assert m["simplify_method"] == "fast_qem"
+    for phase in ("prepare", "collapse", "placement", "measure", "total"):
+        assert m[f"simplify_seconds_{phase}"] >= 0
+
+
+def test_part_border_kept_and_labels_exact(tmp_path):
+    mesh = labelled_cylinder()
+    state = make_state(tmp_path, mesh)
+    result = simplify(state, SimplifyOptions(target_tris=1500))
+    out = load_mesh(state.apply(result), "mesh")
+    assert mesh.n_faces > 10_000 and out.n_faces <= 1500
+    assert result.metrics["simplify_watertight_out"] and result.metrics["simplify_parts"] == 2
+    # exact labels: every side face is vertical, every cap face horizontal (no face straddles
+    # a rim, none took the other part's label)
+    v = out.vertices
+    n = np.cross(v[out.faces[:, 1]] - v[out.faces[:, 0]], v[out.faces[:, 2]] - v[out.faces[:, 0]])
+    nz = np.abs(n[:, 2]) / np.linalg.norm(n, axis=1)
+    assert np.all(nz[out.face_labels == 1] < 0.05) and np.all(nz[out.face_labels == 2] > 0.999)
+    # the borders survive as the two rims, shared by both parts (vertices are split per part,
+    # at equal positions: the welded surface is closed)
+    ids = S.weld_ids(v)
+    border = np.intersect1d(ids[out.faces[out.face_labels == 1]], ids[out.faces[out.face_labels == 2]])
+    at = v[np.unique(np.flatnonzero(np.isin(ids, border)))]
+    assert len(border) >= 16 and S.is_watertight(ids[out.faces])
+    assert np.allclose(np.abs(at[:, 2]), 0.5, atol=1e-6)
+    assert np.allclose(np.linalg.norm(at[:, :2], axis=1), 0.5, atol=5e-3)
+
+
+def test_placement_beats_plain_half_edge_collapse():
+    mesh = sphere(6)  # 81920 faces of a smooth surface
+    ours = S.decimate(mesh, 2000)
+    plain = S.decimate(mesh, 2000, method="meshoptimizer")
+    assert ours.n_faces == plain.n_faces
+    assert S.surface_error(mesh, ours, 20_000)["chamfer"] < \
+        0.9 * S.surface_error(mesh, plain, 20_000)["chamfer"]
+
+
+def test_surface_error_is_normalised_by_the_diagonal():
+    mesh = sphere(4)
+    same = S.surface_error(mesh, mesh, 5000)
+    assert same["chamfer"] < 1e-6 and same["normal_error_deg"] < 0.1  # open3d is float32
+    bigger = mesh.replace(vertices=mesh.vertices * 1.02)  # 0.02 off everywhere, diagonal 2*sqrt(3)
+    err = S.surface_error(mesh, bigger, 5000)
+    assert err["chamfer"] == pytest.approx(0.02 / (2 * np.sqrt(3)), rel=0.1)
+
+
+def test_pillows_and_nonmanifold_edges_detected():
+    tet = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [2, 0, 3]])
+    assert S.is_watertight(tet) and not S.pillow_faces(tet).any()
+    with_pillow = np.vstack([tet, [[0, 1, 4], [0, 4, 1]]])  # a fin hanging off edge 0-1
+    assert not S.is_watertight(with_pillow)
+    assert S.pillow_faces(with_pillow).tolist() == [False] * 4 + [True, True]
+    assert set(S.nonmanifold_vertices(with_pillow).tolist()) >= {0, 1}
+    assert S.is_watertight(with_pillow[~S.pillow_faces(with_pillow)])
+
+
+def test_weld_ids_join_split_seams():
+    box = trimesh.creation.box()
+    split = box.vertices[box.faces].reshape(-1, 3)  # every corner its own vertex
+    ids = S.weld_ids(split)
+    assert len(np.unique(ids)) == 8
+    assert S.is_watertight(ids.reshape(-1, 3)) and not S.is_watertight(np.arange(36).reshape(-1, 3))
+
+
+def test_locked_vertices_survive_the_collapse():
+    mesh = sphere(4)
+    lock = np.zeros(mesh.n_vertices, bool)
+    lock[::50] = True
+    faces = S.meshopt_collapse(mesh.vertices, mesh.faces, 300, True, lock)
+    assert len(faces) <= 400  # the locked ones cost some of the budget
+    assert set(np.flatnonzero(lock)) <= set(np.unique(faces).tolist())
+
+
+def test_lods_and_collision_hulls(tmp_path):
+    state = make_state(tmp_path, two_parts())
+    opts = SimplifyOptions(target_tris=2000, lods=(800, 200), collision_hulls=4)
+    result = simplify(state, opts)
+    assert set(result.artifacts) == {"mesh", "lod1", "lod2", "collision"}
+    done = state.apply(result)
+    lod1, lod2 = load_mesh(done, "lod1"), load_mesh(done, "lod2")
+    assert 2000 >= load_mesh(done, "mesh").n_faces > lod1.n_faces > lod2.n_faces
+    assert lod1.n_faces <= 800 and lod2.n_faces <= 200
+    assert set(lod2.face_labels.tolist()) == {3, 7}
+    hulls = load_mesh(done, "collision")
+    assert result.metrics["simplify_collision_hulls"] == 2  # one per part
+    for h in np.unique(hulls.face_labels):
+        tm = hulls.subset_faces(hulls.face_labels == h).to_trimesh()
+        assert tm.is_watertight and tm.is_convex
+
+
+def test_collision_hulls_by_coacd_for_one_part():
+    hulls = S.collision_hulls(hemispheres(3).replace(face_labels=None), 4, "coacd")
+    assert 1 <= len(np.unique(hulls.face_labels)) <= 4
+    assert hulls.vertices.min() > -1.1 and hulls.vertices.max() < 1.1
+
+
+@pytest.mark.parametrize("bad", [{"lods": (30000,)}, {"lods": (500, 800)}, {"method": "magic"},
+                                 {"collision_hulls": -1}, {"collision_method": "x"},
+                                 {"placement_regularization": 0}])
+def test_bad_options_rejected(bad):
+    with pytest.raises(OptionsError):
+        SimplifyOptions(**bad)
+
+
+def test_real_model_stays_closed(shared_data):
+    path = shared_data / "models" / "odedstein_boot.obj"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    tm = trimesh.load(str(path), force="mesh")
+    mesh = MeshData(tm.vertices, tm.faces)
+    prep = S.prepare(mesh, True, True)
+    result = S.decimate_prepared(prep, 5000, SimplifyOptions(target_tris=5000))
+    assert result.watertight_in and result.watertight_out and not result.fallback
+    assert 4990 <= result.mesh.n_faces <= 5000
+    assert S.surface_error(mesh, result.mesh, 20_000)["hausdorff"] < 0.02

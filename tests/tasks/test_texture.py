@@ -236,3 +236,157 @@ def test_mesh_without_uv_is_a_processing_error(tmp_path):
     with pytest.raises(ProcessingError) as err:
         texture(_state(tmp_path, mesh))
     assert "uv stage" in err.value.fix and err.value.stage == "texture" and err.value.sku == "t"
+
+
+# ---------------------------------------------------------------- edges, footprint, mip levels
+
+@pytest.mark.parametrize("bad", [{"edge_px": -1}, {"depth_edge": 0}, {"edge_weight": 1.5},
+                                 {"flatten_cells": 1}])
+def test_new_options_reject_bad_values(bad):
+    with pytest.raises(OptionsError):
+        TextureOptions(**bad)
+
+
+def test_edge_band_marks_depth_steps_and_mask_border_only():
+    depth = np.full((40, 40), 2.0, np.float32)
+    depth[:, 20:] = 3.0                      # a step in depth down the middle
+    depth[:, :2] = np.inf                    # empty background on the left
+    mask = np.zeros((40, 40), bool)
+    mask[:, 2:] = True
+    band = tx.edge_band(depth, mask, px=1, rel_jump=0.05)
+    assert band[10, 19] and band[10, 20]     # both sides of the step
+    assert band[10, 2] and band[10, 3]       # the silhouette / mask border
+    assert not band[10, 10] and not band[10, 30]
+    assert not tx.edge_band(depth, mask, px=0, rel_jump=0.05).any()
+
+
+def test_face_footprint_is_pixels_per_texel():
+    # a 1x1 quad facing the camera at distance 3 with fov 30: f = 0.5*256/tan(15deg) px/unit
+    quad = MeshData(np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0.0]]),
+                    np.array([[0, 1, 2], [0, 2, 3]]),
+                    uv=np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32))
+    cam = orbit_camera("front", 0, 0, 3.0, size=256)
+    f = 0.5 * 256 / np.tan(np.radians(15))
+    fp = tx.face_footprints(quad, cam, size=32)
+    # the quad spans f/3 px across 32 texels
+    assert fp == pytest.approx([f / 3 / 32] * 2, rel=1e-6)
+
+
+def test_sample_pyramid_level0_is_bilinear_and_coarse_levels_average():
+    img = np.zeros((64, 64, 3), np.float32)
+    img[:, ::2] = 1.0                         # one-pixel stripes
+    mask = np.ones((64, 64), bool)
+    pyr = tx.build_pyramid(img, mask)
+    pix = np.array([[10.0, 10.0], [11.0, 10.0], [31.5, 31.5]])
+    c0, cover = tx.sample_pyramid(pyr, pix, np.zeros(3))
+    assert c0[:2, 0] == pytest.approx([1.0, 0.0]) and cover == pytest.approx(1.0)
+    c3, _ = tx.sample_pyramid(pyr, pix, np.full(3, 3.0))
+    assert c3[:, 0] == pytest.approx([0.5] * 3, abs=0.02)
+
+
+def test_pyramid_keeps_background_out_of_coarse_levels():
+    img = np.ones((64, 64, 3), np.float32)           # white background ...
+    img[:, :32] = [0.2, 0.4, 0.6]                    # ... left half is the object
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True
+    pyr = tx.build_pyramid(img, mask)
+    col, cover = tx.sample_pyramid(pyr, np.array([[30.0, 30.0]]), np.array([2.5]))
+    assert col[0] == pytest.approx([0.2, 0.4, 0.6], abs=1e-3) and 0 < cover[0] < 1
+
+
+def _quad_state(tmp_path, photo: np.ndarray, size: int = 128):
+    quad = MeshData(np.array([[-0.5, -0.5, 0], [0.5, -0.5, 0], [0.5, 0.5, 0], [-0.5, 0.5, 0.0]]),
+                    np.array([[0, 1, 2], [0, 2, 3]]),
+                    uv=np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32) * 0.9 + 0.05)
+    cam = orbit_camera("front", 0, 0, 1.2, size=size)
+    return _state(tmp_path, quad, [(cam, photo, np.full((size, size), 255, np.uint8))])
+
+
+def test_mip_filter_stops_a_small_texture_aliasing_fine_stripes(renderer, tmp_path):
+    photo = np.zeros((128, 128, 3), np.uint8)
+    photo[:, ::2] = 255                                   # stripes at the photo's Nyquist rate
+    state = _quad_state(tmp_path, photo)
+    results = {}
+    for mip in (True, False):
+        r = texture(state, TextureOptions(size=16, mip_filter=mip, edge_px=0, pbr=False))
+        tex = load_image(state.apply(r), "texture/base_color").astype(float)
+        results[mip] = (tex[4:12, 4:12].std(), r.metrics["texture_mip_level_mean"])
+    assert results[True][0] < 10 and results[False][0] > 60   # averaged vs. aliased
+    assert results[True][1] > 2.0 and results[False][1] == 0.0
+
+
+# ---------------------------------------------------------------- shading flattening and PBR
+
+def test_flatten_shading_removes_smooth_light_falloff_per_part():
+    x = np.linspace(0, 1, 400)
+    pos = np.c_[x, np.zeros_like(x), np.zeros_like(x)]
+    albedo = np.where(x < 0.5, 0.6, 0.2).astype(np.float32)       # two parts, two albedos
+    light = (0.4 + 0.6 * x).astype(np.float32)                    # smooth light falloff
+    col = np.repeat((albedo * light)[:, None], 3, axis=1)
+    parts = (x >= 0.5).astype(np.int64)
+    flat = tx.flatten_shading(pos, col, parts, cells=8)
+    for p in (0, 1):
+        sel = parts == p
+        assert flat[sel, 0].std() < 0.35 * col[sel, 0].std()
+        assert flat[sel, 0].mean() == pytest.approx(col[sel, 0].mean(), rel=0.05)
+    assert flat[parts == 0, 0].mean() > 1.5 * flat[parts == 1, 0].mean()  # albedos kept apart
+
+
+def _two_part_sphere(renderer):
+    import trimesh
+
+    s = trimesh.creation.icosphere(subdivisions=3, radius=0.5)
+    v, f = np.asarray(s.vertices), np.asarray(s.faces)
+    top = v[f].mean(1)[:, 1] > 0
+    colours = np.where(v[:, 1:2] > 0, [200, 20, 20, 255], [235, 235, 235, 255]).astype(np.uint8)
+    gt = MeshData(v, f, vertex_colors=colours)
+    mesh = _unwrapped(gt)
+    import xatlas
+
+    vmap, idx, uv = xatlas.parametrize(v.astype(np.float32), f.astype(np.uint32))
+    mesh = MeshData(v[vmap], idx.astype(np.int64), face_labels=top.astype(np.int32), uv=uv)
+    return gt, mesh
+
+
+def test_pbr_writes_orm_and_materials_per_part(renderer, tmp_path):
+    gt, mesh = _two_part_sphere(renderer)
+    state = _state(tmp_path, mesh, _photos(renderer, gt, size=128))
+    result = texture(state, TextureOptions(size=128))
+    out = state.apply(result)
+    from assetfactory.core.artifacts import load_json
+
+    table = load_json(out, "materials")
+    assert table["parts"]["1"]["material"] == "plastic"      # saturated red
+    assert table["parts"]["0"]["material"] == "ceramic"      # plain white
+    assert table["parts"]["1"]["name"] == "t-plastic"
+    assert result.metrics["texture_materials"] == "ceramic,plastic"
+    assert result.metrics["texture_parts"] == 2 and result.metrics["texture_has_ao"] is False
+    orm = load_image(out, "texture/orm")
+    assert orm.shape == (128, 128, 3)
+    _, _, face = renderer.rasterize_uv(mesh, 128)
+    covered = face >= 0
+    labels = np.where(covered, mesh.face_labels[np.maximum(face, 0)], -1)
+    assert np.all(orm[covered][:, 0] == 255)                  # no AO baked: R = 1
+    assert np.all(orm[labels == 1][:, 1] == round(0.45 * 255))
+    assert np.all(orm[labels == 0][:, 1] == round(0.25 * 255))
+    assert np.all(orm[covered][:, 2] == 0)
+
+
+def test_pbr_follows_the_catalog_hint_and_reads_baked_ao(renderer, tmp_path):
+    gt, mesh = _two_part_sphere(renderer)
+    state = _state(tmp_path, mesh, _photos(renderer, gt, size=96))
+    ao = np.full((64, 64), 128, np.uint8)                      # another size than the atlas
+    state = dataclasses.replace(
+        state, spec=SkuSpec(sku="t", material="Brushed stainless steel"),
+        artifacts={**state.artifacts, "texture/ao": save_image(state, ao)})
+    result = texture(state, TextureOptions(size=64))
+    orm = load_image(state.apply(result), "texture/orm")
+    assert result.metrics["texture_materials"] == "metal" and result.metrics["texture_has_ao"]
+    assert np.all(np.abs(orm[..., 0].astype(int) - 128) <= 1)
+    assert np.all(orm[..., 2] == 255) and np.all(orm[..., 1] == round(0.35 * 255))
+
+
+def test_pbr_off_writes_only_the_base_colour(renderer, tmp_path):
+    _, mesh = _two_part_sphere(renderer)
+    result = texture(_state(tmp_path, mesh), TextureOptions(size=32, pbr=False))
+    assert set(result.artifacts) == {"texture/base_color"}

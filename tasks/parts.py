@@ -1,0 +1,308 @@
+"""Parts: a weight-free segmentation of a mesh into a few parts a product pipeline can act on.
+
+Why parts: simplify spends its budget per part, texture and export give each part its own
+material slot, ``print`` wants one closed shell per part, and a reviewer can say "the handle is
+wrong" instead of "the mesh is wrong". Generators know nothing of parts; imported files do (one
+label per node). So:
+
+1. labels the input already has are kept when there are several (an imported GLB's nodes),
+   merged down by area when there are more than ``max_parts``;
+2. otherwise: connected components, each split along *concave creases* (edges where the surface
+   folds inwards by more than ``concave_angle_deg``: where a chair leg meets the seat, a handle
+   meets a mug). Convex edges (a box's corners) never split. This is the minima rule of part
+   perception (Hoffman and Richards), needs no weights and is deterministic;
+3. fragments under ``min_part_share`` of the area merge into the neighbour they share the longest
+   border with; while more than ``max_parts`` remain, the smallest merges into its neighbour (or,
+   for a separate component, into the nearest part).
+
+The module also holds the edge/fan topology helpers cleanup uses (vectorised: ~1 s per million
+faces) and the per-part closed/manifold report.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+
+import numpy as np
+from scipy import sparse
+from scipy.sparse import csgraph
+
+from ..core.mesh import MeshData
+from .visibility import face_normals
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------- topology
+
+
+def edge_table(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undirected edges of a triangle list.
+
+    Returns ``(edges (E, 2) sorted vertex pairs, face_edge (M, 3), counts (E,))`` where
+    ``face_edge[f, k]`` is the edge from corner ``k`` to corner ``k + 1`` of face ``f`` and
+    ``counts`` is how many faces use each edge (1: border, 2: manifold, >2: non-manifold).
+    """
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    if len(faces) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    a, b = faces.ravel(), faces[:, [1, 2, 0]].ravel()
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    n = int(faces.max()) + 1
+    keys, inverse, counts = np.unique(lo * n + hi, return_inverse=True, return_counts=True)
+    edges = np.stack([keys // n, keys % n], axis=1)
+    return edges, inverse.reshape(-1, 3), counts
+
+
+def manifold_pairs(face_edge: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of faces sharing an edge that exactly two faces use, and that edge's index."""
+    flat = face_edge.ravel()
+    two = np.flatnonzero(counts[flat] == 2)
+    order = two[np.argsort(flat[two], kind="stable")]
+    first, second = order[0::2], order[1::2]
+    pairs = np.stack([first // 3, second // 3], axis=1)
+    return pairs, flat[first]
+
+
+def vertex_fans(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """Group each vertex's face corners into fans (corners joined across manifold edges).
+
+    A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
+    sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
+    """
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    m = len(faces)
+    if m == 0:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
+    edges, face_edge, counts = edge_table(faces)
+    pairs, e = manifold_pairs(face_edge, counts)
+    f, g = pairs[:, 0], pairs[:, 1]
+    rows, cols = [], []
+    for end in range(2):  # join the two faces' corners at each end of their shared edge
+        v = edges[e, end]
+        rows.append(3 * f + np.argmax(faces[f] == v[:, None], axis=1))
+        cols.append(3 * g + np.argmax(faces[g] == v[:, None], axis=1))
+    rows, cols = np.concatenate(rows), np.concatenate(cols)
+    graph = sparse.coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(3 * m, 3 * m))
+    n_fans, fan = csgraph.connected_components(graph, directed=False)
+    fan_vertex = np.zeros(n_fans, np.int64)
+    fan_vertex[fan] = faces.ravel()
+    return fan.reshape(-1, 3).astype(np.int64), fan_vertex
+
+
+def face_areas(mesh: MeshData) -> np.ndarray:
+    v = mesh.vertices[mesh.faces]
+    return 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+
+
+def face_components(mesh: MeshData) -> tuple[int, np.ndarray]:
+    """Connected components through shared vertices: (count, component id per face)."""
+    n = mesh.n_vertices
+    e = mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    graph = sparse.coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
+    _, labels = csgraph.connected_components(graph, directed=False)
+    _, comp = np.unique(labels[mesh.faces[:, 0]], return_inverse=True)
+    return int(comp.max()) + 1 if len(comp) else 0, comp.reshape(-1)
+
+
+# ---------------------------------------------------------------------------- segmentation
+
+
+def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0) -> np.ndarray:
+    """Region id per face: faces joined across every edge except sharp concave creases.
+
+    Needs consistent winding (cleanup orients first). Faces only meeting at a vertex or a
+    non-manifold edge end up in different regions.
+    """
+    if mesh.n_faces == 0:
+        return np.zeros(0, np.int64)
+    _, face_edge, counts = edge_table(mesh.faces)
+    pairs, _ = manifold_pairs(face_edge, counts)
+    keep = ~concave_crease(mesh, pairs, concave_angle_deg)
+    p = pairs[keep]
+    m = mesh.n_faces
+    graph = sparse.coo_matrix((np.ones(len(p), np.int8), (p[:, 0], p[:, 1])), shape=(m, m))
+    _, region = csgraph.connected_components(graph, directed=False)
+    return region.astype(np.int64)
+
+
+def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float) -> np.ndarray:
+    """Per face pair: does the surface fold inwards across their edge by more than angle_deg?"""
+    if len(pairs) == 0:
+        return np.zeros(0, bool)
+    n = face_normals(mesh)
+    f, g = pairs[:, 0], pairs[:, 1]
+    cos = np.einsum("ij,ij->i", n[f], n[g])
+    sharp = cos < math.cos(math.radians(angle_deg))
+    # the vertex of g that is not on the shared edge: above f's plane means a concave fold
+    in_f = (mesh.faces[g][:, :, None] == mesh.faces[f][:, None, :]).any(axis=2)
+    apex = mesh.faces[g][np.arange(len(g)), np.argmin(in_f, axis=1)]
+    v = mesh.vertices
+    height = np.einsum("ij,ij->i", n[f], v[apex] - v[mesh.faces[f][:, 0]])
+    return sharp & (height > 0)
+
+
+def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float = 30.0,
+                  min_part_share: float = 0.02) -> np.ndarray:
+    """Per-face part labels (int32), deterministic; see the module docstring for the method.
+
+    Input labels are kept when they name 2..max_parts parts, merged down when they name more.
+    A mesh that comes out as a single part keeps its input labels unchanged.
+    """
+    if max_parts < 1:
+        raise ValueError(f"max_parts must be >= 1, got {max_parts}")
+    labels = np.asarray(mesh.face_labels, np.int64)
+    if mesh.n_faces == 0:
+        return labels.astype(np.int32)
+    given = np.unique(labels)
+    if 2 <= len(given) <= max_parts:
+        return labels.astype(np.int32)
+    if len(given) > max_parts:
+        _, region = np.unique(labels, return_inverse=True)
+        names = given
+        min_share = 0.0  # the file's own parts: only merge as far as max_parts asks
+    else:
+        _, comp = face_components(mesh)
+        region = concave_regions(mesh, concave_angle_deg)
+        # never let a region span two components (concave_regions already ensures it)
+        _, region = np.unique(comp * (int(region.max()) + 1) + region, return_inverse=True)
+        names = None
+        min_share = min_part_share
+    merged = merge_regions(mesh, region.reshape(-1), max_parts, min_share)
+    _, merged = np.unique(merged, return_inverse=True)
+    if merged.max() == 0:
+        return labels.astype(np.int32)
+    if names is not None:  # survivors keep the input label of their largest piece
+        out = np.empty(merged.max() + 1, np.int64)
+        area = face_areas(mesh)
+        for k in range(len(out)):
+            sel = merged == k
+            out[k] = given[np.argmax(np.bincount(np.searchsorted(given, labels[sel]),
+                                                 weights=area[sel], minlength=len(given)))]
+        return out[merged].astype(np.int32)
+    return _first_seen_order(merged).astype(np.int32)
+
+
+def _first_seen_order(labels: np.ndarray) -> np.ndarray:
+    """Renumber so part 0 holds face 0, part 1 the next new part in face order, and so on."""
+    _, first = np.unique(labels, return_index=True)
+    rank = np.empty(len(first), np.int64)
+    rank[np.argsort(first)] = np.arange(len(first))
+    return rank[labels]
+
+
+def merge_regions(mesh: MeshData, region: np.ndarray, max_parts: int,
+                  min_share: float) -> np.ndarray:
+    """Merge regions smallest first (a heap): fragments under ``min_share`` into the neighbour
+    with the longest shared border, then anything while more than ``max_parts`` remain
+    (separate components into the nearest region by centroid). Returns a region id per face."""
+    n_regions = int(region.max()) + 1
+    area = np.bincount(region, weights=face_areas(mesh), minlength=n_regions)
+    total = float(area.sum()) or 1.0
+    centroid = _region_centroids(mesh, region, n_regions)
+    adjacency = _region_adjacency(mesh, region)
+    parent = np.arange(n_regions)
+    alive = n_regions
+    heap = [(float(area[r]), r) for r in range(n_regions)]
+    heapq.heapify(heap)
+    while heap and alive > 1:
+        a, r = heapq.heappop(heap)
+        if parent[r] != r or a != area[r]:
+            continue  # stale entry
+        neighbours = adjacency.get(r, {})
+        if alive > max_parts:
+            target = _best_neighbour(neighbours) if neighbours else _nearest(r, centroid, parent)
+        elif neighbours and area[r] / total < min_share:
+            target = _best_neighbour(neighbours)
+        else:
+            continue  # kept as a final part (its area never changes again)
+        _merge_into(r, target, area, centroid, adjacency, parent)
+        alive -= 1
+        heapq.heappush(heap, (float(area[target]), target))
+    root = parent.copy()
+    while True:  # resolve merge chains
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    return root[region]
+
+
+def _region_centroids(mesh: MeshData, region: np.ndarray, n: int) -> np.ndarray:
+    area = face_areas(mesh) + 1e-300
+    c = mesh.vertices[mesh.faces].mean(axis=1) * area[:, None]
+    out = np.stack([np.bincount(region, weights=c[:, k], minlength=n) for k in range(3)], 1)
+    return out / np.bincount(region, weights=area, minlength=n)[:, None]
+
+
+def _region_adjacency(mesh: MeshData, region: np.ndarray) -> dict[int, dict[int, float]]:
+    """Border length between every two regions that share an edge."""
+    edges, face_edge, _ = edge_table(mesh.faces)
+    flat = face_edge.ravel()
+    order = np.argsort(flat, kind="stable")
+    same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
+    ra, rb = region[order[same] // 3], region[order[same + 1] // 3]
+    cross = ra != rb
+    e = flat[order[same]][cross]
+    length = np.linalg.norm(mesh.vertices[edges[e, 0]] - mesh.vertices[edges[e, 1]], axis=1)
+    adjacency: dict[int, dict[int, float]] = {}
+    for a, b, w in zip(ra[cross].tolist(), rb[cross].tolist(), length.tolist()):
+        adjacency.setdefault(a, {})[b] = adjacency.get(a, {}).get(b, 0.0) + w
+        adjacency.setdefault(b, {})[a] = adjacency.get(b, {}).get(a, 0.0) + w
+    return adjacency
+
+
+def _best_neighbour(neighbours: dict[int, float]) -> int:
+    return max(neighbours.items(), key=lambda kv: (kv[1], -kv[0]))[0]
+
+
+def _nearest(r: int, centroid: np.ndarray, parent: np.ndarray) -> int:
+    live = np.flatnonzero((parent == np.arange(len(parent))) & (np.arange(len(parent)) != r))
+    d = np.linalg.norm(centroid[live] - centroid[r], axis=1)
+    return int(live[np.argmin(d)])
+
+
+def _merge_into(r: int, target: int, area: np.ndarray, centroid: np.ndarray,
+                adjacency: dict[int, dict[int, float]], parent: np.ndarray) -> None:
+    total = area[r] + area[target]
+    if total > 0:
+        centroid[target] = (centroid[r] * area[r] + centroid[target] * area[target]) / total
+    area[target] = total
+    parent[r] = target
+    for t, w in adjacency.pop(r, {}).items():
+        adjacency[t].pop(r, None)
+        if t == target:
+            continue
+        adjacency.setdefault(target, {})[t] = adjacency.get(target, {}).get(t, 0.0) + w
+        adjacency[t][target] = adjacency[t].get(target, 0.0) + w
+
+
+# ---------------------------------------------------------------------------- reporting
+
+
+def part_report(mesh: MeshData) -> dict[str, int]:
+    """Parts and how many are closed / manifold.
+
+    A part is *watertight* when none of its edges is a border of the mesh and none is used by
+    more than two faces (an edge it shares with a neighbouring part counts as closed: the part
+    is a closed piece of a closed surface). It is *manifold* when no edge of it has more than
+    two faces and none of its vertices is a bow-tie.
+    """
+    if mesh.n_faces == 0:
+        return {"parts": 0, "parts_watertight": 0, "parts_manifold": 0}
+    _, part = np.unique(mesh.face_labels, return_inverse=True)
+    part = part.reshape(-1)
+    n_parts = int(part.max()) + 1
+    _, face_edge, counts = edge_table(mesh.faces)
+    c = counts[face_edge]
+    open_face = (c == 1).any(axis=1)
+    nm_face = (c > 2).any(axis=1)
+    _, fan_vertex = vertex_fans(mesh.faces, mesh.n_vertices)
+    fans_per_vertex = np.bincount(fan_vertex, minlength=mesh.n_vertices)
+    bowtie_face = (fans_per_vertex[mesh.faces] > 1).any(axis=1)
+    bad_closed = np.bincount(part, weights=open_face | nm_face, minlength=n_parts) > 0
+    bad_manifold = np.bincount(part, weights=nm_face | bowtie_face, minlength=n_parts) > 0
+    return {"parts": n_parts, "parts_watertight": int((~bad_closed).sum()),
+            "parts_manifold": int((~bad_manifold).sum())}

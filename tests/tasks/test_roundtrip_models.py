@@ -1,0 +1,115 @@
+"""Round trip on real textured models: their renders as product photos -> the factory -> GLB.
+
+For small models of ../shared/data/models, the ready-made 4-view renders
+(../shared/data/renders/<model>/4views: view_*.png, cameras.json) stand in for photos. A
+catalog row points at copies of them (inside the catalog folder, as the catalog rules require)
+with the render's camera distance and field of view, and either the model itself as
+``mesh_uri`` (``mesh`` backend: its own geometry, its textures ignored) or no mesh
+(``silhouette`` backend: a visual hull from the four masks). The ``web`` recipe runs in
+process; the GLB must pass the Khronos validator and the texture must reproduce the photos at
+the input views (PSNR/SSIM of the unlit render inside the mask).
+
+Measured on this machine when written (web, 512 px texture; PSNR dB / SSIM / IoU): coffee cup
+mesh 25.8 / 0.959 / 0.996, silhouette 22.8 / 0.954 / 0.998; blaster mesh 28.0 / 0.937 / 0.993,
+silhouette 23.8 / 0.888 / 0.996. The test prints them (``pytest -s``). The thresholds below sit well under those, to catch a broken texture (wrong UV flip, wrong
+camera, background bleeding: < 15 dB), not to grade quality.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from assetfactory.catalog.input import read_catalog
+from assetfactory.core.artifacts import read_bytes
+from assetfactory.core.types import AssetState
+from assetfactory.core.validate import find_node_modules, validate_gltf
+from assetfactory.flows.recipe import build_recipe
+from assetfactory.flows.runner import run_asset
+
+MODELS = {  # model folder under renders/ -> mesh file under models/
+    "basemesh_coffee_cup": "basemesh_coffee_cup.glb",
+    "kenney_blaster": "kenney_blaster",
+}
+MIN_PSNR = {"mesh": 20.0, "silhouette": 16.0}
+#: Stages before texturing: a failure there is not what this test checks (xfail, with reason).
+UPSTREAM = ("ingest", "generate", "cleanup", "simplify", "uv")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def need_tools():
+    if shutil.which("node") is None:
+        pytest.skip("Node.js is not installed (the glTF-Validator runs on it)")
+    try:
+        find_node_modules()
+        from assetfactory.core.render import get_renderer
+
+        get_renderer()
+    except Exception as exc:  # noqa: BLE001 - no validator package or no headless GL here
+        pytest.skip(str(exc))
+
+
+def build_catalog(root: Path, data: Path, model: str) -> Path:
+    """A one-row CSV catalog for ``model`` whose photos are copies of its 4-view renders."""
+    src = data / "renders" / model / "4views"
+    if not src.is_dir():
+        pytest.skip(f"renders of {model} not found at {src}")
+    cams = json.loads((src / "cameras.json").read_text())
+    views = cams.get("views") or cams["cameras"]
+    (root / "photos").mkdir(parents=True, exist_ok=True)
+    images = []
+    for v in views:
+        name = f"{model}_{v['label']}.png"
+        shutil.copy(src / f"view_{v['label']}.png", root / "photos" / name)
+        images.append(f"{v['label']}=photos/{name}@{v['azimuth_deg']},{v['elevation_deg']}")
+    mesh_src = data / "models" / MODELS[model]
+    if mesh_src.is_dir():
+        shutil.copytree(mesh_src, root / "models" / model)
+        mesh_uri = next(f"models/{model}/{p.name}" for p in sorted(mesh_src.iterdir())
+                        if p.suffix in (".glb", ".gltf", ".obj"))
+    else:
+        (root / "models").mkdir(exist_ok=True)
+        shutil.copy(mesh_src, root / "models" / mesh_src.name)
+        mesh_uri = f"models/{mesh_src.name}"
+    path = root / "catalog.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["sku", "images", "mesh_uri", "camera_distance", "fov_deg"])
+        w.writerow([model, "; ".join(images), mesh_uri, views[0]["distance"], cams["fov_y_deg"]])
+    return path
+
+
+@pytest.mark.parametrize("backend", ["mesh", "silhouette"])
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_real_model_round_trip(tmp_path, shared_data, model, backend):
+    parse = read_catalog(build_catalog(tmp_path / "catalog", shared_data, model))
+    assert not parse.errors, parse.errors
+    spec = parse.specs[0]
+    if backend == "silhouette":
+        spec = dataclasses.replace(spec, mesh_uri=None)
+    state = AssetState(sku=spec.sku, spec=spec, store_uri=str(tmp_path / "store"),
+                       profile="web", backend=backend)
+    out = run_asset(state, build_recipe("web", backend, {"texture": {"size": 512}}))
+    if not out.ok and out.failure.stage in UPSTREAM:
+        pytest.xfail(f"{model}/{backend} stopped before texturing, at {out.failure.stage}: "
+                     f"{out.failure.message} (that stage has its own tests)")
+    assert out.ok, out.failure
+    m = out.metrics
+    print(f"{model}/{backend}: psnr {m['metrics_psnr_mean']:.2f} ssim {m['metrics_ssim_mean']:.3f}"
+          f" iou {m['metrics_iou_mean']:.3f} observed {m['texture_observed_frac']:.3f}"
+          f" materials {m['texture_materials']} glb {m['export_glb_bytes']}")
+    report = validate_gltf(read_bytes(out, "glb"))
+    assert report.errors == 0 == m["gltf_errors"], report.first("error")
+    assert m["export_glb_bytes"] <= 3e6                          # the web budget
+    assert m["texture_views_used"] == 4 and m["texture_observed_frac"] > 0.5
+    assert m["metrics_iou_mean"] > 0.85
+    views = json.loads(m["metrics_psnr_views"])
+    assert len(views) == 4
+    assert m["metrics_psnr_mean"] > MIN_PSNR[backend], views
+    assert m["metrics_ssim_mean"] > 0.7
+    assert "materials" in out.artifacts and "texture/orm" in out.artifacts
