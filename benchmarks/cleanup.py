@@ -1,6 +1,6 @@
 """Benchmark: segmentation-aware cleanup on "digital clay" from 5k to 1.3M faces.
 
-Run: /tmp/venv/bin/python benchmarks/cleanup.py [--quick]
+Run: .venv/bin/python benchmarks/cleanup.py [--quick]
 
 The test mesh is a sphere (the product's outer surface) with an enclosed inner shell (what a
 marching-cubes generator leaves inside), three holes punched in the outer surface, and floaters.

@@ -8,8 +8,8 @@ mesh in the same process and measures two-sided point-to-surface Chamfer (mean) 
 the mean normal angle error. Then the per-asset critical path: cleanup (which runs the
 hidden-face test when the cleanup stage has it) + our simplify.
 
-    /tmp/venv/bin/python benchmarks/simplify.py            # full (~10 min on 2 cores)
-    /tmp/venv/bin/python benchmarks/simplify.py --quick    # smoke run (~1 min)
+    .venv/bin/python benchmarks/simplify.py            # full (~10 min on 2 cores)
+    .venv/bin/python benchmarks/simplify.py --quick    # smoke run (~1 min)
 
 Prints a table, writes benchmarks/out/simplify.png and benchmarks/out/simplify.json.
 """

@@ -15,8 +15,8 @@ and scores each by the metrics stage's PSNR/SSIM of the unlit render at the 4 in
 ingest's crop applied to line up.) Then export: GLB bytes and time for PNG vs JPEG base colour, and
 the USDZ (``ar``) time and size.
 
-    /tmp/venv/bin/python benchmarks/texture_export.py           # 3 models, 1024 px (~3 min)
-    /tmp/venv/bin/python benchmarks/texture_export.py --quick   # 1 model, 512 px (~40 s)
+    .venv/bin/python benchmarks/texture_export.py           # 3 models, 1024 px (~3 min)
+    .venv/bin/python benchmarks/texture_export.py --quick   # 1 model, 512 px (~40 s)
 
 Prints tables; writes benchmarks/out/texture_export.png and .json.
 """

@@ -1,7 +1,7 @@
 """Benchmark: serial vs partition-parallel UV unwrapping, and normal/AO bake time and error.
 
-    /tmp/venv/bin/python benchmarks/uv_bake.py            # full run (~10 min on 2 cores)
-    /tmp/venv/bin/python benchmarks/uv_bake.py --quick    # smoke run (~1 min)
+    .venv/bin/python benchmarks/uv_bake.py            # full run (~10 min on 2 cores)
+    .venv/bin/python benchmarks/uv_bake.py --quick    # smoke run (~1 min)
 
 Source: a synthetic ~1M-face marching-cubes surface (a rippled sphere fused with a torus
 handle: fine relief for the normal map, creases for AO), decimated with fast-simplification
