@@ -28,9 +28,23 @@ triangles hanging off an edge: dropped) or pinches two sheets along one edge (th
 re-run with the dense vertices around the pinch locked). The edges are checked on welded
 positions; if a result is still open, pymeshlab's is used when it is closed.
 
-Per-part budgets are implicit: the collapse order is global, by quadric error, so a flat part
-gets few triangles and a detailed one many, all within the one total budget; the per-part
-counts are logged.
+Per-part budgets (``part_budget="area_curvature"``, the default): each part p gets
+budget_p = total x w_p / sum(w), w_p = A_p x (1 + k x S_p), where A_p is its area and S_p the
+area-weighted mean of sqrt(kappa x sqrt(A_p)) over its faces (kappa: the normal curvature along
+each face's edges, |n_b - n_a| / |b - a| of welded vertex normals; the product is dimensionless,
+so a part's weight does not change with the asset's scale). Why the square root: a sharp crease
+(a box's edge) carries kappa ~ angle / h in a band of width ~h, so the plain integral of kappa
+stays finite as the mesh gets denser and a box would weigh as much as a sphere of equal area,
+although a crease costs the collapse only a few faces along its length; the integral of
+sqrt(kappa) goes to zero with h there, while smooth curvature (which does need faces) keeps its
+share. Each budget is at least min(4, the part's faces), at most its faces (the excess goes to
+the others), and rounded by largest remainders so they sum to the total exactly. The collapse
+then runs once per part (largest cut first) on that part's faces plus the ring of faces of its
+neighbours around their shared border, with every other vertex locked: the border stays a seam
+collapsed on both sides at once, so a neighbour may lose a few border faces in another part's
+pass (the totals stay exact; ``simplify_part_faces`` reports the counts reached). With
+``part_budget="global"`` the collapse order is global, by quadric error, which shares the total
+between parts implicitly (the behaviour before budgets). A mesh of one part is unaffected.
 
 LODs (``lods``) chain from the previous level (a few thousand faces: milliseconds), the same
 way: collapse, then placement against that level's quadrics.
@@ -46,6 +60,7 @@ from __future__ import annotations
 
 import ctypes
 import itertools
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -66,6 +81,11 @@ MAX_STEP = 0.25  # a re-placed vertex moves at most this many mean dense edge le
 ERROR_STRIDE = 2  # the move test uses every 2nd dense vertex (cells hold dozens)
 COUNT_SLACK = 0.001  # dropped pillows may leave the count this share short without a re-run
 METHODS = ("fast_qem", "meshoptimizer", "fast_simplification", "pymeshlab")
+PART_BUDGETS = ("area_curvature", "global")
+MIN_PART_FACES = 4  # a part's budget floor (or its own face count when smaller)
+CURVATURE_SAMPLES = 100_000  # faces whose curvature estimates the part weights
+PART_PASSES = 4  # collapses per part: border collapses also remove neighbour faces, so a
+                 # pass ends above the part's budget by those; the next one takes the rest
 COLLISION_METHODS = ("auto", "parts", "coacd")
 
 
@@ -84,6 +104,12 @@ class SimplifyOptions:
         position, as a fraction of its cell's quadric trace; 0.01 measured best (lower lowers
         Chamfer a little and raises Hausdorff).
     preserve_parts: keep borders between part labels (as seams) and labels exact.
+    part_budget: how the total is shared between parts (fast_qem with preserve_parts only):
+        "area_curvature" (explicit per-part budgets weighted by area and curvature, see the
+        module docstring) or "global" (one collapse ordered by error, the older behaviour).
+    part_curvature_weight: k in w_p = A_p x (1 + k x S_p); 0 = budgets by area alone. S_p is
+        about 1.9 on a sphere and near 0 on flat faces, so 1.0 lets a curved part of equal
+        area get up to about three times the faces of a flat one.
     lods: triangle budgets of LOD1, LOD2, ... (strictly decreasing, each under target_tris),
         written as artifacts ``lod1``, ``lod2``, ...; the `game` profile uses (8000, 2500).
     collision_hulls: at most this many convex hulls in the ``collision`` artifact; 0 = none.
@@ -99,6 +125,8 @@ class SimplifyOptions:
     method: str = "fast_qem"
     placement_regularization: float = 0.01
     preserve_parts: bool = True
+    part_budget: str = "area_curvature"
+    part_curvature_weight: float = 1.0
     lods: tuple[int, ...] = ()
     collision_hulls: int = 0
     collision_method: str = "auto"
@@ -111,6 +139,10 @@ class SimplifyOptions:
         check(self.method in METHODS, f"method must be one of {METHODS}, got {self.method!r}")
         check(self.placement_regularization > 0,
               f"placement_regularization must be > 0, got {self.placement_regularization}")
+        check(self.part_budget in PART_BUDGETS,
+              f"part_budget must be one of {PART_BUDGETS}, got {self.part_budget!r}")
+        check(self.part_curvature_weight >= 0,
+              f"part_curvature_weight must be >= 0, got {self.part_curvature_weight}")
         lods = tuple(self.lods)
         object.__setattr__(self, "lods", lods)
         check(all(isinstance(n, int) and n >= 4 for n in lods),
@@ -581,6 +613,122 @@ def _keep_improvements(dq: DenseQuadrics, cell: np.ndarray, faces: np.ndarray,
     return x
 
 
+# ------------------------------------------------------------------------ per-part budgets
+
+
+def part_weights(mesh: MeshData, wid: np.ndarray,
+                 curvature_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(part labels, face counts, weights w_p = A_p x (1 + k x S_p)) of the dense mesh's
+    parts; see the module docstring for S_p and why it averages sqrt(curvature)."""
+    labels, inv, counts = np.unique(mesh.face_labels, return_inverse=True, return_counts=True)
+    inv = inv.reshape(-1)
+    n, area = face_normals(mesh.vertices, mesh.faces)
+    wf = wid[mesh.faces]
+    P = int(wid.max()) + 1
+    pos = np.zeros((P, 3))
+    pos[wid] = mesh.vertices
+    an = n * area[:, None]
+    vn = np.zeros((P, 3))
+    for c in range(3):
+        vn[:, c] = sum(np.bincount(wf[:, k], an[:, c], P) for k in range(3))
+    vn /= np.maximum(np.linalg.norm(vn, axis=1), 1e-300)[:, None]
+    # the mean over a part is a statistic: a strided sample of ~CURVATURE_SAMPLES faces
+    # gives it (a part with no sampled face, a tiny one, falls back to its area alone)
+    pick = np.arange(0, len(wf), max(1, len(wf) // CURVATURE_SAMPLES))
+    ws, area_s, inv_s = wf[pick], area[pick], inv[pick]
+    kappa = np.zeros(len(pick))
+    for a, b in ((0, 1), (1, 2), (2, 0)):
+        ia, ib = ws[:, a], ws[:, b]
+        dn = np.sqrt(((vn[ib] - vn[ia]) ** 2).sum(1))
+        dl = np.sqrt(((pos[ib] - pos[ia]) ** 2).sum(1))
+        kappa += np.where(dl > 0, dn / np.maximum(dl, 1e-300), 0.0)
+    kappa /= 3
+    part_area = np.bincount(inv, area, len(labels))
+    scale = np.sqrt(part_area)
+    s = np.bincount(inv_s, area_s * np.sqrt(kappa * scale[inv_s]), len(labels)) \
+        / np.maximum(np.bincount(inv_s, area_s, len(labels)), 1e-300)
+    return labels, counts, part_area * (1 + curvature_weight * s)
+
+
+def allocate_budgets(total: int, weights: np.ndarray, counts: np.ndarray,
+                     floor: int = MIN_PART_FACES) -> np.ndarray:
+    """Integer budgets proportional to ``weights`` that sum to ``total`` exactly (or to the
+    faces there are, when fewer), each within [min(floor, count), count]; a part held at
+    either bound hands the rest to the others (water-filling), then the fractions are rounded
+    by largest remainders. When the floors alone exceed ``total`` the floors are returned
+    (the caller trims the few extra faces)."""
+    w = np.maximum(np.asarray(weights, np.float64), 0.0)
+    counts = np.asarray(counts, np.int64)
+    lo = np.minimum(floor, counts)
+    total = min(int(total), int(counts.sum()))
+    if lo.sum() >= total:
+        return lo.copy()
+    fixed = np.zeros(len(w), bool)
+    budget = np.zeros(len(w))
+    for _ in range(len(w) + 1):
+        free = ~fixed
+        left = total - budget[fixed].sum()
+        wf = w[free].sum()
+        share = np.where(free, left * (w / wf if wf > 0 else 1.0 / free.sum()), budget)
+        over = free & (share > counts)  # caps first: what they free may lift a floor part
+        under = free & (share < lo) if not over.any() else np.zeros(len(w), bool)
+        if not (over.any() or under.any()):
+            budget = share
+            break
+        budget[over], budget[under] = counts[over], lo[under]
+        fixed |= over | under
+        if fixed.all():
+            break
+    out = np.floor(budget + 1e-9).astype(np.int64)
+    short = total - int(out.sum())
+    if short > 0:
+        frac = np.where(out < counts, budget - out, -np.inf)
+        out[np.argsort(-frac, kind="stable")[:short]] += 1
+    return out
+
+
+def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray,
+                       budgets: np.ndarray, lock_border: bool,
+                       lock: np.ndarray | None) -> np.ndarray:
+    """The collapse run once per part to its budget, smallest cut first: each pass sees the
+    part's faces and its neighbours' faces around the shared border, with every vertex locked
+    but the part's own and, on a border with a part not done yet, both copies of the border
+    vertices (that border collapses as a seam, on both sides at once, and may take a few
+    faces from the neighbour, whose own pass later cuts that many fewer). Borders with parts
+    already done are locked, so a done part keeps its count; every pass hits its total
+    exactly, so the budgets are met exactly unless a neighbour's border collapses pushed a
+    part below its own (its deficit then stays with the last parts)."""
+    copy_label = np.zeros(len(prep.split_src), np.int64)
+    copy_label[prep.split_faces.ravel()] = np.repeat(prep.mesh.face_labels, 3)
+    wid_of = prep.wid[prep.split_src]
+    P = int(prep.wid.max()) + 1
+    faces = prep.split_faces
+    counts = np.array([np.sum(prep.mesh.face_labels == p) for p in labels])
+    done = np.zeros(P, bool)  # welded positions on parts whose pass is over
+    for i in np.argsort(counts - budgets, kind="stable"):
+        part = labels[i]
+        for _ in range(PART_PASSES):
+            is_p = copy_label[faces[:, 0]] == part
+            on_p = np.zeros(P, bool)
+            on_p[wid_of[faces[is_p]].ravel()] = True
+            cut = int(is_p.sum()) - int(budgets[i])
+            if cut <= 0:
+                break
+            in_sub = is_p | on_p[wid_of[faces]].any(1)
+            used, local = _compact(faces[in_sub], len(split_pos))
+            w = wid_of[used]
+            locked = ((copy_label[used] != part) & ~on_p[w]) | done[w]
+            if lock is not None:
+                locked |= lock[used]
+            kept = meshopt_collapse(split_pos[used], local, len(local) - cut, lock_border,
+                                    locked)
+            faces = np.vstack([faces[~in_sub], used[kept]])
+            if len(kept) == len(local):
+                break  # nothing left to collapse here (all locked)
+        done |= on_p
+    return faces
+
+
 # ------------------------------------------------------------------------------ decimation
 
 
@@ -595,6 +743,7 @@ class Decimation:
     fallback: str = ""
     unmoved: int = 0  # simplified vertices the placement left where the collapse put them
     retries: int = 0
+    budgets: dict | None = None  # part label -> face budget, when per-part budgets were used
 
 
 @dataclass(frozen=True)
@@ -636,7 +785,7 @@ def _build(source: MeshData, src_vertex: np.ndarray, positions: np.ndarray, face
 
 
 def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
-                     lock_border: bool) -> tuple[np.ndarray, int]:
+                     lock_border: bool, parts: tuple | None = None) -> tuple[np.ndarray, int]:
     """The collapse, kept closed and at the exact count; returns (faces, retries).
 
     meshoptimizer sometimes (i) folds a sliver into two back-to-back triangles (a "pillow")
@@ -644,12 +793,17 @@ def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
     Pillows are dropped (they enclose nothing); a pinch is retried with the dense vertices
     around it locked, so the collapse happens elsewhere. Dropped pillows leave the count short
     by a few faces; past COUNT_SLACK one more collapse aims higher by as many faces, and a
-    final collapse trims any overshoot.
+    final collapse trims any overshoot. ``parts``: (labels, face counts, weights) for
+    per-part budgets (re-allocated for each aim), or None for one global collapse.
     """
     lock, aim, retries = None, target_tris, 0
     wid_of = prep.wid[prep.split_src]
     for _ in range(4):
-        raw = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border, lock)
+        if parts is None:
+            raw = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border, lock)
+        else:
+            budgets = allocate_budgets(aim, parts[2], parts[1])
+            raw = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, lock)
         pillows = pillow_faces(wid_of[raw])
         faces = raw[~pillows]
         pinched = nonmanifold_vertices(wid_of[faces]) if prep.watertight else []
@@ -688,9 +842,21 @@ def _lock_around(prep: Prepared, wfaces: np.ndarray, pinched: np.ndarray,
 def fast_qem(prep: Prepared, target_tris: int, options: SimplifyOptions) -> Decimation:
     """Ours: meshoptimizer's collapse over part-split vertices, then optimal placement."""
     mesh, seconds = prep.mesh, {}
+    parts, budgets = None, None
+    if options.part_budget == "area_curvature" and options.preserve_parts \
+            and len(np.unique(mesh.face_labels)) > 1:
+        t = time.perf_counter()
+        parts = part_weights(mesh, prep.wid, options.part_curvature_weight)
+        alloc = allocate_budgets(target_tris, parts[2], parts[1])
+        budgets = {int(p): int(b) for p, b in zip(parts[0], alloc)}
+        seconds["budgets"] = time.perf_counter() - t
+    elif options.part_budget == "area_curvature" and mesh.n_faces:
+        budgets = {int(mesh.face_labels[0]): int(target_tris)} \
+            if len(np.unique(mesh.face_labels)) == 1 else None
     t = time.perf_counter()
     split_pos = mesh.vertices[prep.split_src]
-    faces, retries = _collapse_closed(prep, split_pos, target_tris, options.preserve_border)
+    faces, retries = _collapse_closed(prep, split_pos, target_tris, options.preserve_border,
+                                      parts)
     seconds["collapse"] = time.perf_counter() - t
     t = time.perf_counter()
     kept_split, local = _compact(faces, len(split_pos))
@@ -708,7 +874,7 @@ def fast_qem(prep: Prepared, target_tris: int, options: SimplifyOptions) -> Deci
     seconds["placement"] = time.perf_counter() - t
     out = _build(mesh, src, x[inv], local, _labels_of(prep, kept_split, local))
     return Decimation(out, seconds, prep.watertight, is_watertight(wfaces), unmoved=unmoved,
-                      retries=retries)
+                      retries=retries, budgets=budgets)
 
 
 def _labels_of(prep: Prepared, kept_split: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -873,6 +1039,12 @@ def collision_hulls(mesh: MeshData, max_hulls: int, method: str = "auto") -> Mes
 # --------------------------------------------------------------------------------- stage
 
 
+def _part_faces(mesh: MeshData) -> str:
+    """JSON {part label: faces} (a flat scalar for the catalog)."""
+    labels, counts = np.unique(mesh.face_labels, return_counts=True)
+    return json.dumps({str(int(a)): int(b) for a, b in zip(labels, counts)})
+
+
 def _part_counts(mesh: MeshData) -> str:
     labels, counts = np.unique(mesh.face_labels, return_counts=True)
     return ", ".join(f"{int(a)}:{int(b)}" for a, b in zip(labels, counts))
@@ -907,7 +1079,11 @@ def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
         "simplify_method": options.method if result is None or not result.fallback
         else result.fallback,
         "simplify_parts": len(np.unique(out.face_labels)),
+        "simplify_part_faces": _part_faces(out),
     })
+    if result is not None and result.budgets is not None and not result.fallback:
+        metrics["simplify_part_budgets"] = json.dumps({str(k): v for k, v in
+                                                       result.budgets.items()})
     if result is not None:
         metrics["simplify_watertight_in"] = result.watertight_in
         metrics["simplify_watertight_out"] = result.watertight_out
@@ -951,7 +1127,8 @@ def _lods(lod0: MeshData, options: SimplifyOptions) -> list[MeshData]:
         lod = prev if prev.n_faces <= n else decimate(
             prev, n, options.preserve_border, options.method,
             placement_regularization=options.placement_regularization,
-            preserve_parts=options.preserve_parts)
+            preserve_parts=options.preserve_parts, part_budget=options.part_budget,
+            part_curvature_weight=options.part_curvature_weight)
         lods.append(lod)
         prev = lod
     return lods

@@ -305,3 +305,120 @@ def test_usdz_validation_failure_fails_the_stage(tmp_path, uv_mesh, monkeypatch)
     with pytest.raises(ValidationFailed) as info:
         export(make_state(tmp_path, uv_mesh), ExportOptions(write_usdz=True, write_poster=False))
     assert "StageMetadataChecker" in info.value.message and info.value.stage == "export"
+
+
+# ---------------------------------------------------------------------------- meshopt
+
+
+def meshopt_decode(view: dict, blob: bytes) -> bytes:
+    """The uncompressed bytes of an ``EXT_meshopt_compression`` bufferView, decoded by the
+    meshoptimizer package's own decoders."""
+    import meshoptimizer as mo
+
+    ext = view["extensions"]["EXT_meshopt_compression"]
+    assert ext["buffer"] == 0 and ext.get("filter", "NONE") == "NONE"
+    data = blob[ext["byteOffset"]:ext["byteOffset"] + ext["byteLength"]]
+    stride, count = ext["byteStride"], ext["count"]
+    if ext["mode"] == "TRIANGLES":
+        assert data[0] == 0xE1 and count % 3 == 0
+        out = mo.decode_index_buffer(count, stride, data)   # writes `stride`-byte indices
+        return out.view(np.uint8)[:count * stride].tobytes()
+    assert ext["mode"] == "ATTRIBUTES" and data[0] == 0xA0   # codec version 0, as EXT needs
+    return mo.decode_vertex_buffer(count, stride, data, dtype=np.dtype((np.void, stride))
+                                   ).tobytes()
+
+
+def assert_same_triangles(decoded: np.ndarray, original: np.ndarray) -> None:
+    """meshopt's triangle codec may start a triangle at another corner (b, c, a): the same
+    triangle with the same winding. Everything else must match exactly."""
+    d, o = decoded.reshape(-1, 3), original.reshape(-1, 3)
+    assert d.shape == o.shape
+    same = np.zeros(len(o), bool)
+    for shift in range(3):
+        same |= (np.roll(o, -shift, axis=1) == d).all(1)
+    assert same.all()
+
+
+def plain_index_size(doc: dict, view: dict) -> int:
+    acc = next(a for a in doc["accessors"] if doc["bufferViews"][a["bufferView"]] is view)
+    return {5123: 2, 5125: 4}[acc["componentType"]]
+
+
+def test_meshopt_glb_is_valid_and_decodes_to_the_plain_buffers(tmp_path, uv_mesh):
+    state = full_state(tmp_path, uv_mesh)
+    plain_res = export(state, ExportOptions(write_poster=False))
+    plain_doc, plain_bin = glb_parts(read_bytes(state.apply(plain_res), "glb"))  # same key:
+    packed_res = export(state, ExportOptions(write_poster=False, meshopt=True))  # read first
+    packed_doc, packed_bin = glb_parts(read_bytes(state.apply(packed_res), "glb"))
+    m, p = packed_res.metrics, plain_res.metrics
+    assert m["gltf_errors"] == 0 and m["export_meshopt"] is True and p["export_meshopt"] is False
+    assert m["export_geometry_bytes"] < p["export_geometry_bytes"]
+    assert m["export_glb_bytes"] < p["export_glb_bytes"]
+    # used but not required: the fallback buffer declares the plain size and holds no data
+    assert "EXT_meshopt_compression" in packed_doc["extensionsUsed"]
+    assert "EXT_meshopt_compression" not in packed_doc.get("extensionsRequired", [])
+    assert "EXT_meshopt_compression" not in plain_doc.get("extensionsUsed", [])
+    fallback = packed_doc["buffers"][1]
+    assert "uri" not in fallback
+    assert fallback["extensions"]["EXT_meshopt_compression"]["fallback"] is True
+    assert packed_doc["buffers"][0]["byteLength"] == len(packed_bin)
+    # same document apart from the views; every geometry view decodes to the plain bytes
+    assert packed_doc["accessors"] == plain_doc["accessors"]
+    compressed = 0
+    for pv, qv in zip(plain_doc["bufferViews"], packed_doc["bufferViews"], strict=True):
+        start = pv["byteOffset"]
+        original = plain_bin[start:start + pv["byteLength"]]
+        if "target" not in pv:                       # images stay as they are
+            assert "extensions" not in qv
+            assert packed_bin[qv["byteOffset"]:qv["byteOffset"] + qv["byteLength"]] == original
+            continue
+        assert qv["buffer"] == 1 and qv["byteLength"] == pv["byteLength"]
+        assert qv["byteOffset"] + qv["byteLength"] <= fallback["byteLength"]
+        decoded = meshopt_decode(qv, packed_bin)
+        if qv["target"] == 34963:
+            dtype = {2: np.uint16, 4: np.uint32}[plain_index_size(plain_doc, pv)]
+            assert_same_triangles(np.frombuffer(decoded, dtype), np.frombuffer(original, dtype))
+        else:
+            assert decoded == original
+        compressed += 1
+    # main mesh (POSITION, NORMAL, TEXCOORD_0, 2 index sets), LOD and hulls all compressed
+    assert compressed == sum("target" in v for v in plain_doc["bufferViews"]) >= 5
+    # index views carry no stride, vertex views the element size
+    for acc in packed_doc["accessors"]:
+        if "bufferView" not in acc:
+            continue
+        view = packed_doc["bufferViews"][acc["bufferView"]]
+        if view.get("target") == 34963:
+            assert "byteStride" not in view
+        elif view.get("target") == 34962:
+            assert view["byteStride"] == view["extensions"]["EXT_meshopt_compression"][
+                "byteStride"]
+
+
+def test_meshopt_encode_round_trips_uint16_and_uint32_indices_and_colours():
+    import meshoptimizer as mo
+
+    from assetfactory.tasks.export import meshopt_encode
+
+    faces = trimesh.creation.icosphere(2).faces.reshape(-1)
+    for dtype in (np.uint16, np.uint32):
+        data, mode, stride = meshopt_encode(faces.astype(dtype), 34963)
+        assert (mode, stride) == ("TRIANGLES", np.dtype(dtype).itemsize)
+        out = mo.decode_index_buffer(len(faces), stride, data).view(dtype)[:len(faces)]
+        assert_same_triangles(out, faces)
+    rgba = np.random.default_rng(0).integers(0, 256, (50, 4), dtype=np.uint8)
+    data, mode, stride = meshopt_encode(rgba, 34962)
+    assert (mode, stride) == ("ATTRIBUTES", 4)
+    out = mo.decode_vertex_buffer(50, 4, data, dtype=np.dtype((np.void, 4)))
+    assert out.tobytes() == rgba.tobytes()
+
+
+def test_meshopt_is_off_by_default_and_in_every_profile():
+    from assetfactory.flows.recipe import PROFILES, build_recipe
+
+    assert ExportOptions().meshopt is False
+    for profile in PROFILES:
+        (call,) = [c for c in build_recipe(profile).calls if c.name == "export"]
+        assert call.options.meshopt is False, profile
+    on = build_recipe(next(iter(PROFILES)), overrides={"export": {"meshopt": True}})
+    assert next(c for c in on.calls if c.name == "export").options.meshopt is True

@@ -12,8 +12,11 @@ from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.tasks.uv import (
     UVOptions,
+    _uv_areas,
     apply_unwrap,
+    chart_ids,
     coverage_counts,
+    pack_charts,
     partition_faces,
     unwrap_guarded,
     uv,
@@ -197,3 +200,90 @@ def test_more_options_are_validated():
     for bad in ({"mode": "fast"}, {"chunk_faces": 10}, {"workers": -1}):
         with pytest.raises(OptionsError):
             UVOptions(**bad)
+
+
+# ---------------------------------------------------------------- the chart packer
+
+
+def _patches(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` separate 3x3-quad charts of random size, aspect and rotation, side by side."""
+    rng = np.random.default_rng(seed)
+    xs, ys = np.meshgrid(np.linspace(0, 1, 4), np.linspace(0, 1, 4))
+    idx = np.arange(16).reshape(4, 4)
+    a, b, c, d = idx[:-1, :-1].ravel(), idx[:-1, 1:].ravel(), idx[1:, 1:].ravel(), idx[1:, :-1].ravel()
+    quad = np.concatenate([np.stack([a, b, c], 1), np.stack([a, c, d], 1)])
+    uvs, faces = [], []
+    for i in range(n):
+        p = np.stack([xs.ravel() * rng.uniform(0.2, 3), ys.ravel() * rng.uniform(0.2, 1)], 1)
+        t = rng.uniform(0, np.pi)
+        rot = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        uvs.append(p @ rot.T * rng.uniform(0.3, 2) + [i * 10.0, 0])
+        faces.append(quad + 16 * i)
+    return np.concatenate(uvs), np.concatenate(faces)
+
+
+def _charts_disjoint(uv: np.ndarray, faces: np.ndarray, size: int) -> bool:
+    """No texel centre is covered by two different charts (a chart's own xatlas folds aside)."""
+    comp = chart_ids(faces, len(uv))[faces[:, 0]]
+    covered = np.zeros((size, size), np.int32)
+    for c in np.unique(comp):
+        covered += coverage_counts(uv, faces[comp == c], size) > 0
+    return int(covered.max()) <= 1
+
+
+def test_packer_keeps_shapes_scale_and_no_overlaps():
+    src, faces = _patches(200)
+    options = UVOptions(resolution=512, padding=2)
+    out = pack_charts(src, faces, options)
+    assert out.charts == 200
+    assert out.uv.min() >= 0.0 and out.uv.max() <= 1.0
+    assert _charts_disjoint(out.uv, faces, 512)
+    # rigid motions and one common scale: every triangle keeps its shape and winding
+    ratio = uv_face_areas(MeshData(np.zeros((len(src), 3)), faces, uv=out.uv)) / _uv_areas(
+        src, faces)
+    np.testing.assert_allclose(ratio, ratio[0], rtol=1e-3)
+    assert ratio[0] > 0
+    # measured 0.80 here (the shelf packer it replaced: 0.77; rectangles suit shelves)
+    assert out.utilization > 0.7
+    again = pack_charts(src, faces, options)
+    np.testing.assert_array_equal(again.uv, out.uv)  # deterministic
+
+
+def test_packer_keeps_the_padding_in_texels():
+    src, faces = _patches(30, seed=1)
+    for padding in (1, 4, 8):
+        out = pack_charts(src, faces, UVOptions(resolution=256, padding=padding))
+        comp = chart_ids(faces, len(src))
+        pts = out.uv.astype(np.float64) * 256
+        # vertices of different charts are at least ``padding`` texels apart along some axis
+        for c in range(3):
+            mine = pts[comp == c]
+            other = pts[comp != c]
+            gap = np.abs(mine[:, None, :] - other[None, :, :]).max(axis=2).min()
+            assert gap >= padding - 1e-3
+
+
+@pytest.fixture(scope="module")
+def decimated_blob():
+    """The uv_bake benchmark's quick 8k-face mesh (rippled sphere + torus), rebuilt small."""
+    fast_simplification = pytest.importorskip("fast_simplification")
+    from skimage.measure import marching_cubes
+
+    g = np.linspace(-1.2, 1.2, 100)
+    x, y, z = np.meshgrid(g, g, g, indexing="ij")
+    sphere = np.sqrt(x**2 + y**2 + z**2) - 0.8 - 0.04 * np.sin(14 * x) * np.sin(14 * y) * np.sin(
+        14 * z)
+    torus = np.sqrt((np.sqrt(x**2 + (y - 0.2) ** 2) - 0.9) ** 2 + z**2) - 0.15
+    v, f, _, _ = marching_cubes(np.minimum(sphere, torus), 0.0, spacing=(g[1] - g[0],) * 3)
+    v, f = fast_simplification.simplify(v.astype(np.float32), f.astype(np.int32),
+                                        1 - 6000 / len(f))
+    return MeshData(v.astype(np.float64), f)
+
+
+def test_parallel_packing_fills_the_atlas(tmp_path, decimated_blob):
+    _, result, out = unwrap(tmp_path, decimated_blob,
+                            UVOptions(mode="parallel", chunk_faces=3000, workers=2))
+    # measured 0.55 (the shelf packer: 0.34); xatlas folds inside a chart are not ours
+    assert result.metrics["uv_utilization"] > 0.47
+    assert result.metrics["uv_inside_01"] is True
+    assert _charts_disjoint(out.uv, out.faces, 1024)
