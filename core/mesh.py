@@ -75,6 +75,17 @@ class MeshData:
         return MeshData(self.vertices[used], remap[faces], self.face_labels[keep],
                         pick(self.uv), pick(self.vertex_colors), pick(self.vertex_normals))
 
+    @classmethod
+    def concatenate(cls, meshes) -> MeshData:
+        """One mesh holding every input's vertices and faces (indices offset, labels kept)."""
+        meshes = list(meshes)
+        if not meshes:
+            return cls(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
+        offsets = np.cumsum([0] + [m.n_vertices for m in meshes[:-1]])
+        return cls(np.vstack([m.vertices for m in meshes]),
+                   np.vstack([m.faces + o for m, o in zip(meshes, offsets)]),
+                   np.concatenate([m.face_labels for m in meshes]))
+
     def bounds(self) -> np.ndarray:
         if self.n_vertices == 0:
             return np.zeros((2, 3))

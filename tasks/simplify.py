@@ -1025,15 +1025,8 @@ def collision_hulls(mesh: MeshData, max_hulls: int, method: str = "auto") -> Mes
         hulls = [(np.asarray(v, np.float64), np.asarray(f, np.int64)) for v, f in pieces]
     if not hulls:
         hulls = [h for h in [_hull(mesh.vertices)] if h is not None]
-    verts, faces, labels, off = [], [], [], 0
-    for i, (v, f) in enumerate(hulls):
-        verts.append(v)
-        faces.append(f + off)
-        labels.append(np.full(len(f), i, np.int32))
-        off += len(v)
-    if not verts:
-        return MeshData(np.zeros((0, 3)), np.zeros((0, 3), np.int64))
-    return MeshData(np.vstack(verts), np.vstack(faces), np.concatenate(labels))
+    return MeshData.concatenate(MeshData(v, f, np.full(len(f), i, np.int32))
+                                for i, (v, f) in enumerate(hulls))
 
 
 # --------------------------------------------------------------------------------- stage

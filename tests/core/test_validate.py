@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import trimesh
+from conftest import skip_without_gltf_validator
 
 from assetfactory.core import validate
 from assetfactory.core.validate import GltfReport, find_node_modules, validate_gltf
@@ -13,12 +12,7 @@ from assetfactory.core.validate import GltfReport, find_node_modules, validate_g
 
 @pytest.fixture(scope="module", autouse=True)
 def need_validator():
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed")
-    try:
-        find_node_modules()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    skip_without_gltf_validator()
 
 
 @pytest.fixture(scope="module")

@@ -47,13 +47,7 @@ def sphere(subdiv: int = 3, radius: float = 1.0, centre=(0, 0, 0), label: int = 
 
 
 def concat(*meshes: MeshData) -> MeshData:
-    verts, faces, labels, offset = [], [], [], 0
-    for m in meshes:
-        verts.append(m.vertices)
-        faces.append(m.faces + offset)
-        labels.append(m.face_labels)
-        offset += m.n_vertices
-    return MeshData(np.vstack(verts), np.vstack(faces), np.concatenate(labels))
+    return MeshData.concatenate(meshes)
 
 
 def volume(mesh: MeshData) -> float:

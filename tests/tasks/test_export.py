@@ -5,12 +5,12 @@ from __future__ import annotations
 import io
 import json
 import re
-import shutil
 import struct
 
 import numpy as np
 import pytest
 import trimesh
+from conftest import skip_without_gltf_validator
 from PIL import Image
 
 from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
@@ -26,14 +26,7 @@ SKU = "Mug 42/Blue"
 
 @pytest.fixture(scope="module", autouse=True)
 def need_validator():
-    from assetfactory.core.validate import find_node_modules
-
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed (the glTF-Validator runs on it)")
-    try:
-        find_node_modules()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
+    skip_without_gltf_validator()
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ def _mesh(tm: trimesh.Trimesh, label: int = 0) -> MeshData:
 
 
 def _concat(*meshes: MeshData) -> MeshData:
-    verts, faces, labels, offset = [], [], [], 0
-    for m in meshes:
-        verts.append(m.vertices)
-        faces.append(m.faces + offset)
-        labels.append(m.face_labels)
-        offset += m.n_vertices
-    return MeshData(np.vstack(verts), np.vstack(faces), np.concatenate(labels))
+    return MeshData.concatenate(meshes)
 
 
 def _tower() -> MeshData:

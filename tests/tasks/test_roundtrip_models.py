@@ -24,11 +24,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import skip_without_gltf_validator
 
 from assetfactory.catalog.input import read_catalog
 from assetfactory.core.artifacts import read_bytes
 from assetfactory.core.types import AssetState
-from assetfactory.core.validate import find_node_modules, validate_gltf
+from assetfactory.core.validate import validate_gltf
 from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.runner import run_asset
 
@@ -43,10 +44,8 @@ UPSTREAM = ("ingest", "generate", "cleanup", "simplify", "uv")
 
 @pytest.fixture(scope="module", autouse=True)
 def need_tools():
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed (the glTF-Validator runs on it)")
+    skip_without_gltf_validator()
     try:
-        find_node_modules()
         from assetfactory.core.render import get_renderer
 
         get_renderer()

@@ -18,12 +18,7 @@ from assetfactory.tasks.visibility import (
 
 
 def _concat(*meshes: trimesh.Trimesh) -> MeshData:
-    verts, faces, offset = [], [], 0
-    for m in meshes:
-        verts.append(m.vertices)
-        faces.append(m.faces + offset)
-        offset += len(m.vertices)
-    return MeshData(np.vstack(verts), np.vstack(faces))
+    return MeshData.concatenate(MeshData(m.vertices, m.faces) for m in meshes)
 
 
 def test_fibonacci_directions_are_unit_and_spread():
