@@ -68,8 +68,10 @@ class AttemptMeta:
 
 def record_attempt(state: AssetState, meta: AttemptMeta) -> dict[str, Any]:
     """Write the attempt's catalog fragments; return a small summary for the driver."""
-    finished = time.time()
+    # the asset's own time: from its first stage's start to its last stage's end, not the time
+    # a failed asset's pass-through tasks spent queued behind other SKUs' work
     started = min((r.started_at for r in state.records), default=meta.started_at)
+    finished = max((r.started_at + r.duration_s for r in state.records), default=time.time())
     row = asset_row(state, started_at=started, finished_at=finished, recipe=meta.recipe,
                     recipe_hash=meta.recipe_hash, input_hashes=meta.input_hashes,
                     catalog_source=meta.catalog_source)
