@@ -22,6 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import blender_peer
 import numpy as np
 
 from assetfactory.core.artifacts import save_bytes, save_mesh
@@ -103,8 +104,15 @@ def uv_rows(source: MeshData, targets: list[int], workers: int) -> list[dict]:
     return rows
 
 
-def bake_rows(source: MeshData, targets: list[int], sizes: list[int]) -> list[dict]:
+def bake_rows(source: MeshData, targets: list[int], sizes: list[int],
+              blender: bool) -> list[dict]:
+    """Our bake stage (normal + AO, and normal alone) and, with ``blender``, Blender's Cycles
+    bake of the same low mesh and UVs, side by side."""
+    from assetfactory.core.artifacts import load_mesh
+    from assetfactory.tasks import bake as bk
+
     rows = []
+    dense = bk.DenseSurface(source) if blender else None
     with tempfile.TemporaryDirectory() as tmp:
         state = AssetState(sku="bench", spec=SkuSpec(sku="bench"), store_uri=tmp)
         dense_ref = save_bytes(state, source.to_bytes(), ".npz")
@@ -115,7 +123,22 @@ def bake_rows(source: MeshData, targets: list[int], sizes: list[int]) -> list[di
                                                        "clean_mesh": dense_ref}))
                 s = s.apply(uv(s, UVOptions(resolution=size)))
                 m = bake(s, BakeOptions(size=size)).metrics
-                rows.append({"faces": low.n_faces, "size": size, **m})
+                t0 = time.perf_counter()
+                bake(s, BakeOptions(size=size, ao_rays=0, error_samples=0))
+                normal_only = time.perf_counter() - t0
+                row = {"faces": low.n_faces, "size": size, **m, "normal_only_s": normal_only}
+                if blender:
+                    lowuv = load_mesh(s, "mesh")
+                    normals = bk.low_normals(lowuv)
+                    tangents = bk.vertex_tangents(lowuv, normals)
+                    peer = blender_peer.bake(lowuv, source, size)
+                    err, _ = bk.normal_error(lowuv, normals, tangents, peer["normal"], dense,
+                                             20_000, 0)
+                    row.update(blender_normal_s=peer["normal_seconds"],
+                               blender_ao_s=peer["ao_seconds"],
+                               blender_err_mean=float(err.mean()),
+                               blender_err_median=float(np.median(err)))
+                rows.append(row)
                 print(_fmt_bake(rows[-1]), flush=True)
     return rows
 
@@ -132,17 +155,23 @@ def _fmt_uv(r: dict) -> str:
 
 
 def _fmt_bake(r: dict) -> str:
+    peer = (f"{r['blender_normal_s']:7.2f} | {r['blender_ao_s']:7.2f} | "
+            f"{r['blender_err_mean']:.3f} / {r['blender_err_median']:.3f} |"
+            if "blender_normal_s" in r else " - | - | - |")
     return (f"| {r['faces']:>7} | {r['size']:>5} | {r['bake_seconds']:7.2f} | "
-            f"{r['bake_normal_error_mean_deg']:.3f} | {r['bake_normal_error_median_deg']:.3f} | "
+            f"{r['normal_only_s']:7.2f} | "
+            f"{r['bake_normal_error_mean_deg']:.3f} / {r['bake_normal_error_median_deg']:.3f} | "
             f"{r['bake_normal_error_low_mean_deg']:.3f} | {r['bake_ao_mean']:.3f} | "
-            f"{r['bake_texels']:>8} |")
+            f"{r['bake_texels']:>8} | {peer}")
 
 
 UV_HEAD = ("| faces | mode | seconds | speedup | utilisation | charts | seam | area stretch "
            "mean / p95 | angle stretch mean / p95 | texel CV | overlaps |\n"
            "|---|---|---|---|---|---|---|---|---|---|---|")
-BAKE_HEAD = ("| low faces | px | bake s | normal err mean deg | median deg | low mesh alone, mean "
-             "deg | AO mean | texels |\n|---|---|---|---|---|---|---|---|")
+BAKE_HEAD = ("| low faces | px | ours: bake s (normal + AO) | ours: normal only s | ours: normal "
+             "err mean / median deg | low mesh alone, mean deg | AO mean | texels | Blender: "
+             "normal bake s | Blender: AO bake s | Blender: normal err mean / median deg |\n"
+             "|---|---|---|---|---|---|---|---|---|---|---|")
 
 
 def chart(uv: list[dict], bk: list[dict], path: Path) -> None:
@@ -151,7 +180,7 @@ def chart(uv: list[dict], bk: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 5))
     modes = list(dict.fromkeys(r["mode"] for r in uv))
     faces = sorted({r["faces"] for r in uv})
     width = 0.8 / len(modes)
@@ -168,15 +197,21 @@ def chart(uv: list[dict], bk: list[dict], path: Path) -> None:
     for size in sorted({r["size"] for r in bk}):
         rows = [r for r in bk if r["size"] == size]
         b.plot([r["faces"] for r in rows], [r["bake_seconds"] for r in rows], "o-",
-               label=f"{size} px")
+               label=f"ours, normal + AO, {size} px")
+        b.plot([r["faces"] for r in rows], [r["normal_only_s"] for r in rows], "s--",
+               label=f"ours, normal only, {size} px")
+        if all("blender_normal_s" in r for r in rows):
+            b.plot([r["faces"] for r in rows], [r["blender_normal_s"] for r in rows], "x:",
+                   label=f"Blender Cycles, normal only, {size} px")
         for r in rows:
             b.annotate(f"{r['bake_normal_error_mean_deg']:.2f} deg",
                        (r["faces"], r["bake_seconds"]), fontsize=8)
     b.set_xscale("log")
     b.set_xlabel("low-poly faces")
     b.set_ylabel("bake seconds")
-    b.set_title("bake (normal + AO) from the dense source; labels: mean normal error")
-    b.legend()
+    b.set_yscale("log")
+    b.set_title("bake from the dense source; labels: our mean normal error")
+    b.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -184,6 +219,8 @@ def chart(uv: list[dict], bk: list[dict], path: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--no-uv", action="store_true", help="bake section only")
+    ap.add_argument("--no-blender", action="store_true", help="skip the Blender peer")
     args = ap.parse_args()
     grid, uv_targets, bake_targets, sizes = ((140, [3000, 8000], [2000, 5000], [256, 512])
                                              if args.quick else
@@ -194,9 +231,13 @@ def main() -> None:
     source = source_mesh(grid)
     print(f"source: {source.n_faces} faces ({time.perf_counter() - t0:.1f} s); "
           f"{workers} cores\n\nUV\n{UV_HEAD}", flush=True)
-    uv_table = uv_rows(source, uv_targets, workers)
+    uv_table = [] if args.no_uv else uv_rows(source, uv_targets, workers)
+    blender = not args.no_blender and blender_peer.available() is not None
+    if not blender:
+        print("(Blender peer skipped: " + ("--no-blender" if args.no_blender else
+              "no `blender` on PATH; `apt-get install blender` adds it") + ")")
     print(f"\nBake\n{BAKE_HEAD}", flush=True)
-    bake_table = bake_rows(source, bake_targets, sizes)
+    bake_table = bake_rows(source, bake_targets, sizes, blender)
     OUT.mkdir(exist_ok=True)
     chart(uv_table, bake_table, OUT / "uv_bake.png")
     print(f"\nchart: {OUT / 'uv_bake.png'}")

@@ -26,7 +26,8 @@ establishes it once, in this order:
    by a normal-gated flood fill from seen faces (interior shells and walls) are removed; bow-ties
    and holes this leaves are repaired again;
 9. parts (``tasks.parts.segment_parts``): input labels kept, or components split at concave
-   creases and merged to at most ``max_parts``;
+   creases and where the shape diameter changes class across a smooth blend, then merged to at
+   most ``max_parts``;
 10. place: metres, +Y up, front +Z, uniform scale from the catalog dimensions (least squares in
     log space), else the source's known extent, else an assumed extent; origin at the bottom
     centre.
@@ -52,6 +53,7 @@ from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
 from .parts import edge_table, manifold_pairs, part_report, segment_parts, vertex_fans
+from .visibility import METHODS as VISIBILITY_METHODS
 from .visibility import hidden_faces
 
 log = logging.getLogger(__name__)
@@ -83,10 +85,15 @@ class CleanupOptions:
     visibility_resolution: pixels per side of each visibility render.
     visibility_normal_dot: the flood fill from seen faces crosses an edge only where the two
         face normals' dot product exceeds this (0.5: creases under 60 degrees).
-    visibility_face_budget: views x faces rendered at most; a bigger mesh gets fewer views
-        (never under 16), which the flood fill makes up for (keeps 1M faces to seconds).
+    visibility_method: "raycast" (Embree rays through each pixel, the default: its cost is
+        the rays plus one BVH, so every mesh gets all the views) or "render" (OpenGL face-id
+        images: faster on a GPU, and on a CPU its cost grows with faces x views).
+    visibility_face_budget: with "render", views x faces rendered at most; a bigger mesh gets
+        fewer views (never under 16), which the flood fill makes up for.
     max_parts: at most this many parts (face labels) come out.
     part_concave_angle_deg: concave creases sharper than this split a component into parts.
+    part_diameter_split: also split a component where its shape diameter (thickness) falls
+        into two clearly separate classes across a smooth blend (``parts.diameter_classes``).
     min_part_share: geometric fragments under this area share merge into a neighbour.
     fill_holes: close every hole (the ``ar`` and ``print`` profiles need closed parts).
     require_closed: fail the asset (``ProcessingError``) when a part is still open or
@@ -103,9 +110,11 @@ class CleanupOptions:
     visibility_views: int = 64
     visibility_resolution: int = 256
     visibility_normal_dot: float = 0.5
+    visibility_method: str = "raycast"
     visibility_face_budget: int = 20_000_000
     max_parts: int = 8
     part_concave_angle_deg: float = 30.0
+    part_diameter_split: bool = True
     min_part_share: float = 0.02
     fill_holes: bool = True
     require_closed: bool = False
@@ -127,6 +136,9 @@ class CleanupOptions:
               f"visibility_resolution must be in [16, 4096], got {self.visibility_resolution}")
         check(-1.0 <= self.visibility_normal_dot < 1.0,
               f"visibility_normal_dot must be in [-1, 1), got {self.visibility_normal_dot}")
+        check(self.visibility_method in VISIBILITY_METHODS,
+              f"visibility_method must be one of {VISIBILITY_METHODS}, got "
+              f"{self.visibility_method!r}")
         check(self.visibility_face_budget > 0,
               f"visibility_face_budget must be > 0, got {self.visibility_face_budget}")
         check(1 <= self.max_parts <= 256, f"max_parts must be in [1, 256], got {self.max_parts}")
@@ -770,7 +782,7 @@ def clean_mesh(mesh: MeshData, options: CleanupOptions, *, imported: bool = Fals
     if options.remove_interior:
         views = visibility_views(mesh.n_faces, options)
         hidden = hidden_faces(mesh, views, options.visibility_resolution,
-                              options.visibility_normal_dot, renderer)
+                              options.visibility_normal_dot, renderer, options.visibility_method)
         counts["interior"] = int(hidden.sum())
         counts["visibility_views"] = views
         if hidden.all():
@@ -785,7 +797,8 @@ def clean_mesh(mesh: MeshData, options: CleanupOptions, *, imported: bool = Fals
         counts["components"] = vertex_components(mesh)[0]
     note("interior", mesh)
     mesh = mesh.replace(face_labels=segment_parts(
-        mesh, options.max_parts, options.part_concave_angle_deg, options.min_part_share))
+        mesh, options.max_parts, options.part_concave_angle_deg, options.min_part_share,
+        options.part_diameter_split))
     if had_normals:
         mesh = mesh.replace(vertex_normals=smooth_normals(mesh))
     counts["steps"] = steps
@@ -814,12 +827,15 @@ def _repair_slivers(mesh: MeshData, options: CleanupOptions) -> tuple[MeshData, 
 
 
 def visibility_views(n_faces: int, options: CleanupOptions) -> int:
-    """Views for the hidden-face test: all asked for, fewer (>= 16) for a very large mesh."""
+    """Views for the hidden-face test: all asked for; with the "render" method fewer (>= 16)
+    for a very large mesh."""
+    if options.visibility_method == "raycast":
+        return options.visibility_views
     budget = options.visibility_face_budget // max(n_faces, 1)
     return int(max(min(options.visibility_views, 16), min(options.visibility_views, budget)))
 
 
-@stage(NAME, "0.2.0", CleanupOptions, Resources(cpus=1, memory_mb=2048))
+@stage(NAME, "0.3.0", CleanupOptions, Resources(cpus=1, memory_mb=2048))
 def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
     """Repair the dense mesh and place it in the asset frame (see the module docstring)."""
     dense = load_mesh(state, "dense_mesh")

@@ -378,16 +378,23 @@ def _material(w: GltfWriter, group: MaterialGroup, tex: dict[str, int],
     return w.add("materials", item)
 
 
-def _mesh(w: GltfWriter, mesh: MeshData, name: str, groups: list[tuple[np.ndarray, int | None]],
-          textured: bool) -> int:
-    """One glTF mesh: shared vertex accessors, one primitive (index accessor) per group."""
+def _attributes(w: GltfWriter, mesh: MeshData, textured: bool, tangents: bool) -> dict:
+    """The vertex accessors of one mesh (shared by all its primitives and by its textured
+    LODs). ``tangents``: write TANGENT (``bake.vertex_tangents``, the frame the normal map was
+    baked in), so viewers need not derive MikkTSpace themselves."""
     attrs = {"POSITION": w.accessor(mesh.vertices.astype(np.float32), target=_GL_ARRAY_BUFFER,
                                     minmax=True)}
+    n = None
     if mesh.vertex_normals is not None:
         n = np.asarray(mesh.vertex_normals, np.float64)
         n = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         attrs["NORMAL"] = w.accessor(n.astype(np.float32), target=_GL_ARRAY_BUFFER)
     if textured and mesh.uv is not None:
+        if tangents and n is not None:
+            from .bake import vertex_tangents
+
+            attrs["TANGENT"] = w.accessor(vertex_tangents(mesh, n).astype(np.float32),
+                                          target=_GL_ARRAY_BUFFER)
         uv = np.asarray(mesh.uv, np.float32).copy()
         uv[:, 1] = 1.0 - uv[:, 1]                      # glTF's V points down
         attrs["TEXCOORD_0"] = w.accessor(uv, target=_GL_ARRAY_BUFFER)
@@ -396,12 +403,18 @@ def _mesh(w: GltfWriter, mesh: MeshData, name: str, groups: list[tuple[np.ndarra
         rgba[:, :3] = srgb_to_linear(rgba[:, :3])      # glTF COLOR_0 is linear
         attrs["COLOR_0"] = w.accessor(np.round(rgba * 255.0).astype(np.uint8),
                                       target=_GL_ARRAY_BUFFER, normalized=True)
-    itype = np.uint16 if mesh.n_vertices < 65535 else np.uint32
+    return attrs
+
+
+def _primitives(w: GltfWriter, name: str, attrs: dict, n_vertices: int,
+                groups: list[tuple[np.ndarray, int | None]]) -> int:
+    """One glTF mesh over ``attrs``: one primitive (index accessor) per (faces, material)."""
+    itype = np.uint16 if n_vertices < 65535 else np.uint32
     prims = []
     for faces, material in groups:
         if len(faces) == 0:
             continue
-        idx = w.accessor(mesh.faces[faces].reshape(-1).astype(itype),
+        idx = w.accessor(np.asarray(faces).reshape(-1).astype(itype),
                          target=_GL_ELEMENT_ARRAY_BUFFER)
         prim: dict = {"attributes": dict(attrs), "indices": idx, "mode": 4}
         if material is not None:
@@ -410,12 +423,50 @@ def _mesh(w: GltfWriter, mesh: MeshData, name: str, groups: list[tuple[np.ndarra
     return w.add("meshes", {"name": name, "primitives": prims})
 
 
+def _mesh(w: GltfWriter, mesh: MeshData, name: str, groups: list[tuple[np.ndarray, int | None]],
+          textured: bool, tangents: bool = False) -> int:
+    """One glTF mesh: shared vertex accessors, one primitive per (face indices, material)."""
+    attrs = _attributes(w, mesh, textured, tangents)
+    return _primitives(w, name, attrs, mesh.n_vertices,
+                       [(mesh.faces[faces], m) for faces, m in groups])
+
+
 @dataclass(frozen=True)
 class Extras:
-    """What rides along in the GLB besides the main mesh."""
+    """What rides along in the GLB besides the main mesh.
+
+    lods: LOD meshes of their own (untextured: made by simplify before the UV stage).
+    lod_faces: textured LODs, as triangle lists over the main mesh's own vertices (see
+        ``textured_lods``); when given they replace ``lods`` in the GLB.
+    """
 
     lods: tuple[MeshData, ...] = ()
     hulls: tuple[MeshData, ...] = ()
+    lod_faces: tuple[np.ndarray, ...] = ()
+
+    @property
+    def n_lods(self) -> int:
+        return len(self.lod_faces) or len(self.lods)
+
+
+def textured_lods(mesh: MeshData, counts: list[int]) -> tuple[np.ndarray, ...]:
+    """LOD triangle lists over the final (UV-mapped, textured) mesh's own vertices.
+
+    meshoptimizer's collapse keeps vertices where they are and only re-points corners, and it
+    collapses a UV seam (vertices split at equal positions) only along itself, on both sides
+    at once; so each LOD reuses the main mesh's positions, normals, UVs and tangents, and its
+    atlas and materials, and costs the file only its index buffer. Each level chains from the
+    previous one."""
+    from .simplify import meshopt_collapse, pillow_faces, weld_ids
+
+    wid = weld_ids(mesh.vertices)
+    out, prev = [], mesh.faces
+    for n in counts:
+        faces = prev if len(prev) <= n else meshopt_collapse(mesh.vertices, prev, int(n), False)
+        faces = faces[~pillow_faces(wid[faces])]
+        out.append(faces)
+        prev = faces
+    return tuple(out)
 
 
 def build_glb(mesh: MeshData, name: str, texture: np.ndarray | None,
@@ -442,11 +493,14 @@ def build_glb(mesh: MeshData, name: str, texture: np.ndarray | None,
     plain = textured or mesh.vertex_colors is not None
     factor = (1.0, 1.0, 1.0, 1.0) if plain else NEUTRAL_GREY
     mids = [_material(w, g, tex, factor) for g in groups]
-    main = w.add("nodes", {"name": name,
-                           "mesh": _mesh(w, mesh, name, [(g.faces, m) for g, m in
-                                                          zip(groups, mids)], textured)})
+    attrs = _attributes(w, mesh, textured, tangents="normal" in tex)
+    main_mesh = _primitives(w, name, attrs, mesh.n_vertices,
+                            [(mesh.faces[g.faces], m) for g, m in zip(groups, mids)])
+    main = w.add("nodes", {"name": name, "mesh": main_mesh})
     w.doc["scenes"][0]["nodes"].append(main)
-    if extras.lods:
+    if extras.lod_faces and mesh.uv is not None:
+        _add_shared_lods(w, main, name, mesh, extras.lod_faces, attrs, groups, mids)
+    elif extras.lods:
         _add_lods(w, main, name, extras.lods, mids, tex, textured, encoded)
     for i, hull in enumerate(extras.hulls):
         mid = _mesh(w, hull, f"{name}_collision_{i}", [(np.arange(hull.n_faces), None)], False)
@@ -454,6 +508,30 @@ def build_glb(mesh: MeshData, name: str, texture: np.ndarray | None,
                                "extras": {"collision": True}})
         w.doc["scenes"][0]["nodes"].append(node)
     return w.glb()
+
+
+def _link_lods(w: GltfWriter, main: int, ids: list[int]) -> None:
+    node = w.doc["nodes"][main]
+    node["extensions"] = {"MSFT_lod": {"ids": ids}}
+    node["extras"] = {"MSFT_screencoverage": list(LOD_COVERAGE[:len(ids) + 1])}
+    w.use_extension("MSFT_lod")
+
+
+def _add_shared_lods(w: GltfWriter, main: int, name: str, mesh: MeshData,
+                     lod_faces: tuple[np.ndarray, ...], attrs: dict,
+                     groups: list[MaterialGroup], mids: list[int]) -> None:
+    """Textured LODs: nodes ``<name>_lod<i>`` whose primitives index the main mesh's vertex
+    accessors, with the main materials (a LOD face takes its first corner's material group)."""
+    vgroup = np.zeros(mesh.n_vertices, np.int64)
+    for gi, g in enumerate(groups):
+        vgroup[mesh.faces[g.faces].ravel()] = gi
+    ids = []
+    for i, faces in enumerate(lod_faces, start=1):
+        per = vgroup[faces[:, 0]]
+        mid = _primitives(w, f"{name}_lod{i}", attrs, mesh.n_vertices,
+                          [(faces[per == gi], m) for gi, m in enumerate(mids)])
+        ids.append(w.add("nodes", {"name": f"{name}_lod{i}", "mesh": mid}))
+    _link_lods(w, main, ids)
 
 
 def _add_lods(w: GltfWriter, main: int, name: str, lods: tuple[MeshData, ...], mids: list[int],
@@ -479,10 +557,7 @@ def _add_lods(w: GltfWriter, main: int, name: str, lods: tuple[MeshData, ...], m
         mid = _mesh(w, lod, f"{name}_lod{i}", [(np.arange(lod.n_faces), mat)],
                     textured and lod.uv is not None)
         ids.append(w.add("nodes", {"name": f"{name}_lod{i}", "mesh": mid}))
-    node = w.doc["nodes"][main]
-    node["extensions"] = {"MSFT_lod": {"ids": ids}}
-    node["extras"] = {"MSFT_screencoverage": list(LOD_COVERAGE[:len(ids) + 1])}
-    w.use_extension("MSFT_lod")
+    _link_lods(w, main, ids)
 
 
 def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_bytes: float,
@@ -642,6 +717,9 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     groups = material_groups(mesh, table, name)
     textures = load_textures(state, mesh, options)
     extras = load_extras(state, options)
+    if extras.lods and mesh.uv is not None and "base_color" in textures:
+        extras = Extras(extras.lods, extras.hulls,
+                        textured_lods(mesh, [lod.n_faces for lod in extras.lods]))
     max_bytes = options.max_glb_mb * 1e6
     glb, enc = fit_budget(mesh, name, textures, max_bytes, options, groups, extras)
     if len(glb) > max_bytes:
@@ -652,7 +730,9 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     metrics: dict = {"export_glb_bytes": len(glb), "export_texture_px": enc.px,
                      "export_base_color_format": enc.images.get("base_color", ("", ""))[1]
                      .replace("image/", ""),
-                     "export_materials": len(groups), "export_lods": len(extras.lods),
+                     "export_materials": len(groups), "export_lods": extras.n_lods,
+                     "export_lod_tris": ",".join(str(len(f)) for f in extras.lod_faces) or
+                     ",".join(str(lod.n_faces) for lod in extras.lods),
                      "export_collision_hulls": len(extras.hulls),
                      "export_maps": ",".join(sorted(enc.images)),
                      "export_meshopt": options.meshopt,
@@ -678,7 +758,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     log.info("%s export: %s.glb %.2f MB, maps %s at %s px (%s), %d materials, %d LODs, "
              "%d hulls, validator errors %s warnings %s%s", state.sku, name, len(glb) / 1e6,
              metrics["export_maps"] or "-", enc.px, metrics["export_base_color_format"] or "-",
-             len(groups), len(extras.lods), len(extras.hulls), metrics["gltf_errors"],
+             len(groups), extras.n_lods, len(extras.hulls), metrics["gltf_errors"],
              metrics["gltf_warnings"],
              f", usdz {metrics['export_usdz_bytes'] / 1e6:.2f} MB" if options.write_usdz else "")
     return StageResult(artifacts=artifacts, metrics=metrics)

@@ -10,7 +10,11 @@ label per node). So:
 2. otherwise: connected components, each split along *concave creases* (edges where the surface
    folds inwards by more than ``concave_angle_deg``: where a chair leg meets the seat, a handle
    meets a mug). Convex edges (a box's corners) never split. This is the minima rule of part
-   perception (Hoffman and Richards), needs no weights and is deterministic;
+   perception (Hoffman and Richards), needs no weights and is deterministic. Generated and
+   scanned hulls are often smooth where parts meet (no crease), so each component is also
+   split where its *shape diameter* (the local thickness, by inward ray casting) falls into
+   two clearly separate classes, thin and thick (``diameter_classes``): a stool's legs and
+   seat, a lamp's stem and shade. A component whose thickness varies smoothly is not split;
 3. fragments under ``min_part_share`` of the area merge into the neighbour they share the longest
    border with; while more than ``max_parts`` remain, the smallest merges into its neighbour (or,
    for a separate component, into the nearest part).
@@ -110,8 +114,11 @@ def face_components(mesh: MeshData) -> tuple[int, np.ndarray]:
 # ---------------------------------------------------------------------------- segmentation
 
 
-def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0) -> np.ndarray:
-    """Region id per face: faces joined across every edge except sharp concave creases.
+def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
+                    diameter_comp: np.ndarray | None = None) -> np.ndarray:
+    """Region id per face: faces joined across every edge except sharp concave creases (and,
+    with ``diameter_comp``, the component id per face, except where the shape diameter
+    changes class: see ``diameter_classes``).
 
     Needs consistent winding (cleanup orients first). Faces only meeting at a vertex or a
     non-manifold edge end up in different regions.
@@ -121,6 +128,9 @@ def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0) -> np.ndarr
     _, face_edge, counts = edge_table(mesh.faces)
     pairs, _ = manifold_pairs(face_edge, counts)
     keep = ~concave_crease(mesh, pairs, concave_angle_deg)
+    if diameter_comp is not None:
+        cls = diameter_classes(mesh, diameter_comp, pairs)
+        keep &= cls[pairs[:, 0]] == cls[pairs[:, 1]]
     p = pairs[keep]
     m = mesh.n_faces
     graph = sparse.coo_matrix((np.ones(len(p), np.int8), (p[:, 0], p[:, 1])), shape=(m, m))
@@ -144,8 +154,138 @@ def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float) -> np.nd
     return sharp & (height > 0)
 
 
+SDF_RAYS = 8            # rays per face in a cone around the inward normal (plus the axis)
+SDF_CONE_DEG = 120.0    # the cone's full opening angle (Shapira et al. use 120)
+SDF_SAMPLES = 40_000    # faces whose diameter is measured; the others take their nearest's
+SDF_MIN_RATIO = 2.0     # the two classes' typical diameters differ at least this much
+SDF_MIN_SEPARATION = 0.75  # Otsu's between-class share of the variance (1: two spikes)
+SDF_MIN_SHARE = 0.05    # the smaller class holds at least this share of the component's area
+SDF_SMOOTH_DEG = 30.0   # most of the border between the classes bends less than this
+
+
+def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Shape diameter per given face (Shapira, Shamir and Cohen-Or 2008): the median length of
+    rays cast into the volume from the face centre, in a cone around the inward normal, that
+    hit the inside of the opposite wall. NaN where no ray did (an open or inverted part).
+    Embree ray casting through open3d."""
+    import open3d as o3d
+
+    v = np.asarray(mesh.vertices, np.float64)
+    n = face_normals(mesh)[faces]
+    centre = v[mesh.faces[faces]].mean(axis=1)
+    # an orthonormal frame per face: t, b perpendicular to n
+    axis = np.eye(3)[np.argmin(np.abs(n), axis=1)]
+    t = np.cross(n, axis)
+    t /= np.maximum(np.linalg.norm(t, axis=1, keepdims=True), 1e-12)
+    b = np.cross(n, t)
+    half = math.radians(SDF_CONE_DEG) / 2
+    phase = np.random.default_rng(seed).random(len(faces))[:, None] * 2 * math.pi
+    phi = phase + np.arange(SDF_RAYS)[None, :] * 2 * math.pi / SDF_RAYS
+    dirs = np.concatenate([-n[:, None, :], (
+        -n[:, None, :] * math.cos(half * 0.6)
+        + (t[:, None, :] * np.cos(phi)[..., None] + b[:, None, :] * np.sin(phi)[..., None])
+        * math.sin(half * 0.6))], axis=1)                       # (F, R + 1, 3)
+    extent = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
+    origin = np.repeat(centre - n * 1e-6 * extent, SDF_RAYS + 1, axis=0)
+    rays = np.concatenate([origin, dirs.reshape(-1, 3)], axis=1).astype(np.float32)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
+                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    dist = hit["t_hit"].numpy().astype(np.float64)
+    normal = hit["primitive_normals"].numpy().astype(np.float64)
+    # the inside of the opposite wall faces along the ray
+    inside = np.isfinite(dist) & (np.einsum("ij,ij->i", normal, rays[:, 3:]) > 0)
+    dist = np.where(inside, dist, np.nan).reshape(len(faces), SDF_RAYS + 1)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(dist, axis=1)
+
+
+def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.ndarray:
+    """Per face 0/1: within each component, thin (0) or thick (1) by shape diameter, when the
+    component's diameters fall into two clearly separate classes (a table's legs and top, a
+    lamp's stem and shade, fused into one smooth shell that has no concave crease); 0 for every
+    face of a component that does not.
+
+    Diameters are measured on at most SDF_SAMPLES faces (the rest take their nearest sampled
+    face's), smoothed in log space over the face adjacency, then split per component by Otsu's
+    threshold on the area-weighted histogram; the split is kept only where the classes differ
+    by SDF_MIN_RATIO or more, Otsu's separation reaches SDF_MIN_SEPARATION, the smaller
+    class holds SDF_MIN_SHARE of the area and most of the border between the classes is
+    smooth (a slab's rim is "thick" against its "thin" faces, across sharp edges)."""
+    from scipy.spatial import cKDTree
+
+    m = mesh.n_faces
+    out = np.zeros(m, np.int64)
+    if m < 16:
+        return out
+    rng = np.random.default_rng(0)
+    sample = np.sort(rng.choice(m, SDF_SAMPLES, replace=False)) if m > SDF_SAMPLES \
+        else np.arange(m)
+    sdf = shape_diameter(mesh, sample)
+    ok = np.isfinite(sdf) & (sdf > 0)
+    if ok.sum() < 16:
+        return out
+    centre = mesh.vertices[mesh.faces].mean(axis=1)
+    _, nearest = cKDTree(centre[sample[ok]]).query(centre, workers=-1)
+    x = np.log(sdf[ok])[nearest]
+    if len(pairs):  # a few Jacobi steps of neighbour averaging: no single-face speckle
+        adj = sparse.coo_matrix((np.ones(2 * len(pairs)), (np.r_[pairs[:, 0], pairs[:, 1]],
+                                                           np.r_[pairs[:, 1], pairs[:, 0]])),
+                                shape=(m, m)).tocsr()
+        deg = np.asarray(adj.sum(axis=1)).ravel() + 1.0
+        for _ in range(4):
+            x = (adj @ x + x) / deg
+    area = face_areas(mesh)
+    n = face_normals(mesh)
+    smooth = np.einsum("ij,ij->i", n[pairs[:, 0]], n[pairs[:, 1]]) > math.cos(
+        math.radians(SDF_SMOOTH_DEG)) if len(pairs) else np.zeros(0, bool)
+    for c in np.unique(comp):
+        sel = np.flatnonzero(comp == c)
+        cut = _otsu_split(x[sel], area[sel])
+        if cut is None:
+            continue
+        cls = np.zeros(m, bool)
+        cls[sel] = x[sel] > cut
+        border = (comp[pairs[:, 0]] == c) & (cls[pairs[:, 0]] != cls[pairs[:, 1]])
+        # parts meet where the surface runs on smoothly (a blend); a class border along sharp
+        # edges is a slab's rim against its faces (a phone, a box), not two parts
+        if border.any() and smooth[border].mean() >= 0.5:
+            out[sel] = cls[sel]
+    return out
+
+
+def _otsu_split(x: np.ndarray, w: np.ndarray, bins: int = 64) -> float | None:
+    """Otsu's threshold of area-weighted values when it separates two clear classes."""
+    if len(x) < 16 or w.sum() <= 0 or np.ptp(x) < math.log(SDF_MIN_RATIO):
+        return None
+    hist, edges = np.histogram(x, bins=bins, weights=w)
+    p = hist / hist.sum()
+    mids = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)[:-1]
+    m0 = np.cumsum(p * mids)[:-1]
+    total = float((p * mids).sum())
+    w1 = 1 - w0
+    valid = (w0 >= SDF_MIN_SHARE) & (w1 >= SDF_MIN_SHARE)
+    if not valid.any():
+        return None
+    mu0 = np.where(valid, m0 / np.maximum(w0, 1e-12), 0)
+    mu1 = np.where(valid, (total - m0) / np.maximum(w1, 1e-12), 0)
+    between = np.where(valid, w0 * w1 * (mu1 - mu0) ** 2, -1)
+    k = int(np.argmax(between))
+    var = float((p * (mids - total) ** 2).sum())
+    if var <= 0 or between[k] / var < SDF_MIN_SEPARATION or mu1[k] - mu0[k] < math.log(
+            SDF_MIN_RATIO):
+        return None
+    return float(edges[k + 1])
+
+
 def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float = 30.0,
-                  min_part_share: float = 0.02) -> np.ndarray:
+                  min_part_share: float = 0.02, diameter_split: bool = True) -> np.ndarray:
     """Per-face part labels (int32), deterministic; see the module docstring for the method.
 
     Input labels are kept when they name 2..max_parts parts, merged down when they name more.
@@ -165,7 +305,7 @@ def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float =
         min_share = 0.0  # the file's own parts: only merge as far as max_parts asks
     else:
         _, comp = face_components(mesh)
-        region = concave_regions(mesh, concave_angle_deg)
+        region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None)
         # never let a region span two components (concave_regions already ensures it)
         _, region = np.unique(comp * (int(region.max()) + 1) + region, return_inverse=True)
         names = None

@@ -80,6 +80,7 @@ NAME = "simplify"
 MAX_STEP = 0.25  # a re-placed vertex moves at most this many mean dense edge lengths
 ERROR_STRIDE = 2  # the move test uses every 2nd dense vertex (cells hold dozens)
 COUNT_SLACK = 0.001  # dropped pillows may leave the count this share short without a re-run
+PRE_FACTOR = 4  # the coarse pass stops at this many times the target (see _collapse_closed)
 METHODS = ("fast_qem", "meshoptimizer", "fast_simplification", "pymeshlab")
 PART_BUDGETS = ("area_curvature", "global")
 MIN_PART_FACES = 4  # a part's budget floor (or its own face count when smaller)
@@ -274,6 +275,13 @@ def meshopt_collapse(vertices: np.ndarray, faces: np.ndarray, target_tris: int,
     vertices where ``lock`` is true are never collapsed away."""
     import meshoptimizer as mo
 
+    if len(faces) and 3 * len(faces) < len(vertices):
+        # meshoptimizer's set-up is linear in the vertex count: a few faces over a big vertex
+        # buffer (a re-run from a coarse pass) pay for the whole buffer unless compacted
+        used, local = _compact(faces, len(vertices))
+        kept = meshopt_collapse(vertices[used], local, target_tris, lock_border,
+                                None if lock is None else lock[used])
+        return used[kept]
     idx = np.ascontiguousarray(faces, np.uint32).ravel()
     out = np.zeros_like(idx)
     pos = np.ascontiguousarray(vertices, np.float32)
@@ -689,7 +697,7 @@ def allocate_budgets(total: int, weights: np.ndarray, counts: np.ndarray,
 
 def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray,
                        budgets: np.ndarray, lock_border: bool,
-                       lock: np.ndarray | None) -> np.ndarray:
+                       lock: np.ndarray | None, faces: np.ndarray | None = None) -> np.ndarray:
     """The collapse run once per part to its budget, smallest cut first: each pass sees the
     part's faces and its neighbours' faces around the shared border, with every vertex locked
     but the part's own and, on a border with a part not done yet, both copies of the border
@@ -702,8 +710,9 @@ def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray
     copy_label[prep.split_faces.ravel()] = np.repeat(prep.mesh.face_labels, 3)
     wid_of = prep.wid[prep.split_src]
     P = int(prep.wid.max()) + 1
-    faces = prep.split_faces
-    counts = np.array([np.sum(prep.mesh.face_labels == p) for p in labels])
+    faces = prep.split_faces if faces is None else faces
+    face_label = copy_label[faces[:, 0]]
+    counts = np.array([np.sum(face_label == p) for p in labels])
     done = np.zeros(P, bool)  # welded positions on parts whose pass is over
     for i in np.argsort(counts - budgets, kind="stable"):
         part = labels[i]
@@ -743,6 +752,7 @@ class Decimation:
     fallback: str = ""
     unmoved: int = 0  # simplified vertices the placement left where the collapse put them
     retries: int = 0
+    flips: int = 0  # sliver faces flipped away after the placement
     budgets: dict | None = None  # part label -> face budget, when per-part budgets were used
 
 
@@ -791,27 +801,39 @@ def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
     meshoptimizer sometimes (i) folds a sliver into two back-to-back triangles (a "pillow")
     or (ii) pinches two sheets together along one edge; both make an edge non-manifold.
     Pillows are dropped (they enclose nothing); a pinch is retried with the dense vertices
-    around it locked, so the collapse happens elsewhere. Dropped pillows leave the count short
-    by a few faces; past COUNT_SLACK one more collapse aims higher by as many faces, and a
-    final collapse trims any overshoot. ``parts``: (labels, face counts, weights) for
+    around it locked, so the collapse happens elsewhere. Dropped pillows (or, with per-part
+    budgets, a part pushed below its budget by a neighbour's border collapses) leave the count
+    short by a few faces; past COUNT_SLACK the collapse is re-run aiming higher by as many faces, and
+    a final collapse trims any overshoot. ``parts``: (labels, face counts, weights) for
     per-part budgets (re-allocated for each aim), or None for one global collapse.
+
+    Retries are cheap because the dense mesh is first collapsed once to PRE_FACTOR x the
+    target (a coarse pass; see _coarse_pass for a pinch in it): the retries start from that
+    (every face of it is a dense face with re-pointed corners, over the same split vertices,
+    so locks and labels still apply) instead of from the ~1M dense faces. The coarse pass
+    itself costs about one full collapse, since most of meshoptimizer's time goes into the
+    first, largest passes.
     """
-    lock, aim, retries = None, target_tris, 0
     wid_of = prep.wid[prep.split_src]
+    base, base_pinched = _coarse_pass(prep, split_pos, target_tris, lock_border, parts, wid_of)
+    lock, aim, retries = None, target_tris, 0
     for _ in range(4):
         if parts is None:
-            raw = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border, lock)
+            raw = meshopt_collapse(split_pos, base, aim, lock_border, lock)
         else:
             budgets = allocate_budgets(aim, parts[2], parts[1])
-            raw = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, lock)
+            raw = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, lock,
+                                     base)
         pillows = pillow_faces(wid_of[raw])
         faces = raw[~pillows]
         pinched = nonmanifold_vertices(wid_of[faces]) if prep.watertight else []
         if len(pinched):
             lock = _lock_around(prep, wid_of[faces], pinched, lock)
-        elif pillows.any() and len(faces) < target_tris - COUNT_SLACK * target_tris \
-                and aim == target_tris:
-            aim = min(target_tris + (target_tris - len(faces)), prep.mesh.n_faces)
+            if base_pinched:  # locks cannot undo a pinch already in the base
+                base, base_pinched = prep.split_faces, False
+        elif len(faces) < target_tris - COUNT_SLACK * target_tris \
+                and aim < len(base):
+            aim = min(aim + (target_tris - len(faces)), len(base))
         else:
             break
         retries += 1
@@ -819,6 +841,25 @@ def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
         faces = meshopt_collapse(split_pos, faces, target_tris, lock_border)
         faces = faces[~pillow_faces(wid_of[faces])]
     return faces, retries
+
+
+def _coarse_pass(prep: Prepared, split_pos: np.ndarray, target_tris: int, lock_border: bool,
+                 parts: tuple | None, wid_of: np.ndarray) -> tuple[np.ndarray, bool]:
+    """(faces, pinched): the dense faces collapsed to PRE_FACTOR x the target, or the dense
+    faces themselves when they are few enough. ``pinched``: the coarse faces pinch somewhere
+    (a non-manifold edge or vertex of welded positions); the final pass usually collapses such
+    a pinch away (measured: every pinched coarse pass of benchmarks/simplify.py), and the caller
+    goes back to the dense faces when it does not."""
+    aim = PRE_FACTOR * target_tris
+    if len(prep.split_faces) <= 2 * aim:
+        return prep.split_faces, False
+    if parts is None:
+        coarse = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border)
+    else:
+        budgets = allocate_budgets(aim, parts[2], parts[1])
+        coarse = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, None)
+    coarse = coarse[~pillow_faces(wid_of[coarse])]
+    return coarse, bool(prep.watertight and len(nonmanifold_vertices(wid_of[coarse])))
 
 
 def _lock_around(prep: Prepared, wfaces: np.ndarray, pinched: np.ndarray,
@@ -872,9 +913,64 @@ def fast_qem(prep: Prepared, target_tris: int, options: SimplifyOptions) -> Deci
     x, unmoved = place_vertices(prep.quadrics, ukept, wfaces, start,
                                  options.placement_regularization, locked)
     seconds["placement"] = time.perf_counter() - t
-    out = _build(mesh, src, x[inv], local, _labels_of(prep, kept_split, local))
+    labels = _labels_of(prep, kept_split, local)
+    local, flips = flip_slivers(x[inv], local, labels)
+    out = _build(mesh, src, x[inv], local, labels)
     return Decimation(out, seconds, prep.watertight, is_watertight(wfaces), unmoved=unmoved,
-                      retries=retries, budgets=budgets)
+                      retries=retries, flips=flips, budgets=budgets)
+
+
+def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
+                 ratio: float = 1e-3, rounds: int = 4) -> tuple[np.ndarray, int]:
+    """Flip away slivers: faces whose third vertex lies (almost) on their longest edge.
+
+    Collapses along straight borders and flat fans leave such zero-area faces, which carry no
+    normal and trouble UV unwrapping and tangents. Each sliver (a, b, c), with c within
+    ``ratio`` x |ab| of the edge ab, and its neighbour (b, a, d) across ab become (c, a, d)
+    and (d, b, c): the same quad, split along cd. Only within one part (the neighbour's label
+    must match, so part borders stay where they are), only where cd is not an edge yet (the
+    mesh stays manifold and closed) and where both new faces keep the neighbour's
+    orientation. Vertex positions and the face count do not change. Returns (faces, flips).
+    """
+    faces = faces.copy()
+    total = 0
+    for _ in range(rounds):
+        p = vertices[faces]
+        edges = np.roll(p, -1, axis=1) - p                    # edge k: corner k -> k+1
+        length2 = np.einsum("fkd,fkd->fk", edges, edges)
+        k = np.argmax(length2, axis=1)
+        longest = np.sqrt(length2[np.arange(len(faces)), k])
+        twice_area = np.linalg.norm(np.cross(edges[:, 0], -edges[:, 2]), axis=1)
+        cand = np.flatnonzero((longest > 0) & (twice_area < ratio * longest ** 2))
+        if not len(cand):
+            break
+        n = len(vertices)
+        directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+        owner = dict(zip((directed[:, 0] * n + directed[:, 1]).tolist(),
+                         np.repeat(np.arange(len(faces)), 3).tolist()))
+        used = np.zeros(len(faces), bool)
+        flips = 0
+        for i in cand.tolist():
+            a, b, c = (int(faces[i, (k[i] + j) % 3]) for j in range(3))
+            g = owner.get(b * n + a)
+            if g is None or used[i] or used[g] or labels[g] != labels[i]:
+                continue
+            d = int(next(x for x in faces[g] if x != a and x != b))
+            if d == c or c * n + d in owner or d * n + c in owner:
+                continue
+            ng = np.cross(vertices[a] - vertices[b], vertices[d] - vertices[b])
+            n1 = np.cross(vertices[a] - vertices[c], vertices[d] - vertices[c])
+            n2 = np.cross(vertices[b] - vertices[d], vertices[c] - vertices[d])
+            if n1 @ ng <= 0 or n2 @ ng <= 0:
+                continue
+            faces[i], faces[g] = (c, a, d), (d, b, c)
+            owner[c * n + d] = owner[d * n + c] = -1  # taken: no second flip onto cd
+            used[i] = used[g] = True
+            flips += 1
+        total += flips
+        if not flips:
+            break
+    return faces, total
 
 
 def _labels_of(prep: Prepared, kept_split: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -1082,6 +1178,7 @@ def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
         metrics["simplify_watertight_out"] = result.watertight_out
         metrics["simplify_vertices_unmoved"] = result.unmoved
         metrics["simplify_collapse_retries"] = result.retries
+        metrics["simplify_slivers_flipped"] = result.flips
     else:
         wt = is_watertight(weld_ids(clean.vertices)[clean.faces])
         metrics["simplify_watertight_in"] = metrics["simplify_watertight_out"] = wt

@@ -261,12 +261,15 @@ def test_interior_removal_can_be_disabled():
     assert out.n_faces == mesh.n_faces and counts["interior"] == 0
 
 
-def test_views_shrink_for_huge_meshes_but_not_below_16():
-    opts = CleanupOptions()
+def test_rendered_views_shrink_for_huge_meshes_but_not_below_16():
+    opts = CleanupOptions(visibility_method="render")
     assert visibility_views(20_000, opts) == 64
     assert visibility_views(1_000_000, opts) == 20
     assert visibility_views(50_000_000, opts) == 16
-    assert visibility_views(50_000_000, CleanupOptions(visibility_views=8)) == 8
+    assert visibility_views(50_000_000, CleanupOptions(visibility_method="render",
+                                                       visibility_views=8)) == 8
+    # ray casting pays per ray, not per face x view: every mesh gets all the views
+    assert visibility_views(50_000_000, CleanupOptions()) == 64
 
 
 # ---------------------------------------------------------------------------- floaters

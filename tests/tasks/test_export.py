@@ -238,6 +238,46 @@ def test_pbr_maps_materials_lods_and_hulls_in_a_valid_glb(tmp_path, uv_mesh):
     assert all("material" not in p for n in hulls for p in doc["meshes"][n["mesh"]]["primitives"])
 
 
+def test_normal_mapped_glb_carries_tangents_and_textured_lods(tmp_path, uv_mesh):
+    from assetfactory.core.validate import validate_gltf
+
+    state = full_state(tmp_path, uv_mesh)
+    result = export(state, ExportOptions(write_poster=False))
+    glb = read_bytes(state.apply(result), "glb")
+    doc, blob = glb_parts(glb)
+    main = doc["meshes"][doc["nodes"][0]["mesh"]]
+    attrs = main["primitives"][0]["attributes"]
+    assert {"POSITION", "NORMAL", "TANGENT", "TEXCOORD_0"} <= set(attrs)
+    normal = accessor_array(doc, blob, attrs["NORMAL"])
+    tangent = accessor_array(doc, blob, attrs["TANGENT"])
+    assert tangent.shape == (len(normal), 4) and set(np.unique(tangent[:, 3])) <= {-1.0, 1.0}
+    assert np.allclose(np.linalg.norm(tangent[:, :3], axis=1), 1, atol=1e-4)
+    assert np.abs(np.einsum("ij,ij->i", tangent[:, :3], normal)).max() < 1e-4
+    # the LOD is textured: it indexes the main vertex accessors (UVs included) and uses the
+    # main materials, with fewer triangles
+    (lod_id,) = doc["nodes"][0]["extensions"]["MSFT_lod"]["ids"]
+    lod_prims = doc["meshes"][doc["nodes"][lod_id]["mesh"]]["primitives"]
+    assert all(p["attributes"] == attrs for p in lod_prims)
+    assert {p["material"] for p in lod_prims} <= {p["material"] for p in main["primitives"]}
+    lod_tris = sum(doc["accessors"][p["indices"]]["count"] for p in lod_prims) // 3
+    main_tris = sum(doc["accessors"][p["indices"]]["count"] for p in main["primitives"]) // 3
+    assert lod_tris <= 80 < main_tris and result.metrics["export_lod_tris"] == str(lod_tris)
+    # the validator no longer has to make up a tangent space
+    report = validate_gltf(glb)
+    assert report.errors == 0
+    codes = {m["code"] for m in report.messages}
+    assert "MESH_PRIMITIVE_GENERATED_TANGENT_SPACE" not in codes and report.warnings == 0, codes
+
+
+def accessor_array(doc: dict, blob: bytes, index: int) -> np.ndarray:
+    acc = doc["accessors"][index]
+    view = doc["bufferViews"][acc["bufferView"]]
+    width = {"SCALAR": 1, "VEC2": 2, "VEC3": 3, "VEC4": 4}[acc["type"]]
+    assert acc["componentType"] == 5126
+    start = view.get("byteOffset", 0) + acc.get("byteOffset", 0)
+    return np.frombuffer(blob, np.float32, acc["count"] * width, start).reshape(-1, width)
+
+
 def test_collision_hulls_from_json(tmp_path, uv_mesh):
     state = full_state(tmp_path, uv_mesh, collision_json=True)
     result = export(state, ExportOptions(write_poster=False, lods=False))

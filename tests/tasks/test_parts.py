@@ -74,6 +74,55 @@ def test_convex_shapes_stay_one_part_and_keep_their_label():
     assert set(segment_parts(box)) == {2}
 
 
+def _smooth_sdf_mesh(sdf, n: int = 90) -> MeshData:
+    """Marching cubes of an SDF over [-0.7, 0.7]^3, outward winding."""
+    from skimage.measure import marching_cubes
+
+    g = np.linspace(-0.7, 0.7, n)
+    v, f, _, _ = marching_cubes(sdf(*np.meshgrid(g, g, g, indexing="ij")), 0.0,
+                                spacing=(g[1] - g[0],) * 3)
+    return MeshData(v - 0.7, f.astype(np.int64))
+
+
+def _rounded_box(q: list) -> np.ndarray:
+    q = np.stack(q)
+    return np.linalg.norm(np.maximum(q, 0), axis=0) + np.minimum(q.max(0), 0)
+
+
+def _stool(X, Y, Z):
+    """A thick seat and three thin legs fused by a smooth blend: no concave crease anywhere."""
+    d = _rounded_box([np.sqrt(X ** 2 + Z ** 2) - 0.45, np.abs(Y - 0.3) - 0.1]) - 0.03
+    for a in (0.0, 2.1, 4.2):
+        leg = _rounded_box([np.sqrt((X - 0.3 * np.cos(a)) ** 2 + (Z - 0.3 * np.sin(a)) ** 2)
+                            - 0.035, np.abs(Y + 0.2) - 0.45])
+        h = np.clip(0.5 + 0.5 * (leg - d) / 0.06, 0, 1)          # polynomial smooth minimum
+        d = leg * (1 - h) + d * h - 0.06 * h * (1 - h)
+    return d
+
+
+def test_shape_diameter_splits_a_smooth_stool_into_seat_and_legs():
+    mesh = _smooth_sdf_mesh(_stool)
+    assert len(set(segment_parts(mesh, diameter_split=False))) == 1   # no crease to cut
+    labels = segment_parts(mesh)
+    y = mesh.vertices[mesh.faces].mean(axis=1)[:, 1]
+    parts = sorted(set(labels.tolist()))
+    assert len(parts) == 4                                            # seat + 3 legs
+    seat = max(parts, key=lambda p: y[labels == p].mean())
+    assert y[labels == seat].min() > 0.05                             # the seat and its blend
+    for p in set(parts) - {seat}:
+        assert y[labels == p].max() < 0.2 and y[labels == p].min() < -0.6
+    np.testing.assert_array_equal(labels, segment_parts(mesh))        # deterministic
+
+
+def test_shape_diameter_leaves_slabs_and_smooth_shapes_whole():
+    # a phone-like slab: its rim is "thick" against its "thin" faces, but across sharp edges
+    slab = _smooth_sdf_mesh(lambda X, Y, Z: _rounded_box(
+        [np.abs(X) - 0.5, np.abs(Y) - 0.03, np.abs(Z) - 0.25]) - 0.005)
+    capsule = trimesh.creation.capsule(height=1.0, radius=0.3, count=[32, 32])
+    for mesh in (slab, _mesh(capsule), _mesh(trimesh.creation.icosphere(4))):
+        assert len(set(segment_parts(mesh))) == 1
+
+
 def test_input_labels_kept_when_few():
     a = _mesh(trimesh.creation.icosphere(2), label=3)
     b = _mesh(trimesh.creation.icosphere(2).apply_translation((3, 0, 0)), label=7)

@@ -49,6 +49,40 @@ def test_enclosed_shell_hidden_and_every_outer_face_kept():
     assert hidden[n:].all()
 
 
+@pytest.mark.parametrize("method", ["raycast", "render"])
+def test_both_methods_hide_the_inner_shell(method):
+    outer = trimesh.creation.icosphere(3, 1.0)
+    inner = trimesh.creation.icosphere(2, 0.5)
+    mesh = _concat(outer, inner)
+    hidden = hidden_faces(mesh, n_views=16, resolution=128, method=method)
+    n = len(outer.faces)
+    assert not hidden[:n].any() and hidden[n:].all()
+
+
+def test_rays_and_renders_see_the_same_faces():
+    # the first face along each pixel-centre ray is the face the rasteriser draws there
+    s = trimesh.creation.icosphere(3)
+    box = trimesh.creation.box(extents=(0.5, 2.5, 0.5))
+    mesh = _concat(s, box)
+    cams = sphere_cameras(mesh, 1, 96)
+    from assetfactory.core.render import get_renderer
+    from assetfactory.tasks.visibility import camera_rays
+
+    ids = get_renderer().face_ids(mesh, cams[0]).reshape(-1)
+    import open3d as o3d
+
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
+                        o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    hit = scene.cast_rays(o3d.core.Tensor(camera_rays(cams[0])))["primitive_ids"].numpy()
+    hit = np.where(hit == o3d.t.geometry.RaycastingScene.INVALID_ID, -1, hit.astype(np.int64))
+    assert (ids >= 0).sum() > 1500
+    assert np.mean(hit == ids) > 0.99   # pixels on an edge between two faces may differ
+    seen_r = visible_faces(mesh, 8, 96, method="render")
+    seen_c = visible_faces(mesh, 8, 96, method="raycast")
+    assert np.mean(seen_r == seen_c) > 0.98
+
+
 def test_flood_fill_recovers_faces_no_view_saw():
     # one view sees about half of a sphere; the smooth surface carries the fill around it
     s = trimesh.creation.icosphere(3)
