@@ -47,7 +47,9 @@ from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
 from . import materials as mats
+from .bake import vertex_tangents
 from .cleanup import smooth_normals
+from .simplify import meshopt_collapse, pillow_faces, weld_ids
 
 log = logging.getLogger(__name__)
 
@@ -391,8 +393,6 @@ def _attributes(w: GltfWriter, mesh: MeshData, textured: bool, tangents: bool) -
         attrs["NORMAL"] = w.accessor(n.astype(np.float32), target=_GL_ARRAY_BUFFER)
     if textured and mesh.uv is not None:
         if tangents and n is not None:
-            from .bake import vertex_tangents
-
             attrs["TANGENT"] = w.accessor(vertex_tangents(mesh, n).astype(np.float32),
                                           target=_GL_ARRAY_BUFFER)
         uv = np.asarray(mesh.uv, np.float32).copy()
@@ -457,8 +457,6 @@ def textured_lods(mesh: MeshData, counts: list[int]) -> tuple[np.ndarray, ...]:
     at once; so each LOD reuses the main mesh's positions, normals, UVs and tangents, and its
     atlas and materials, and costs the file only its index buffer. Each level chains from the
     previous one."""
-    from .simplify import meshopt_collapse, pillow_faces, weld_ids
-
     wid = weld_ids(mesh.vertices)
     out, prev = [], mesh.faces
     for n in counts:

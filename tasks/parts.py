@@ -28,6 +28,7 @@ from __future__ import annotations
 import heapq
 import logging
 import math
+import warnings
 
 import numpy as np
 from scipy import sparse
@@ -197,12 +198,9 @@ def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarr
     # the inside of the opposite wall faces along the ray
     inside = np.isfinite(dist) & (np.einsum("ij,ij->i", normal, rays[:, 3:]) > 0)
     dist = np.where(inside, dist, np.nan).reshape(len(faces), SDF_RAYS + 1)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmedian(dist, axis=1)
+    with warnings.catch_warnings():  # an all-NaN row (no ray hit inside) is expected
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmedian(dist, axis=1)
 
 
 def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.ndarray:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import open3d as o3d
 import pytest
 import trimesh
 
 from assetfactory.core.mesh import MeshData
+from assetfactory.core.render import get_renderer
 from assetfactory.tasks.visibility import (
+    camera_rays,
     edge_face_pairs,
     fibonacci_directions,
     flood_from_seeds,
@@ -65,12 +68,7 @@ def test_rays_and_renders_see_the_same_faces():
     box = trimesh.creation.box(extents=(0.5, 2.5, 0.5))
     mesh = _concat(s, box)
     cams = sphere_cameras(mesh, 1, 96)
-    from assetfactory.core.render import get_renderer
-    from assetfactory.tasks.visibility import camera_rays
-
     ids = get_renderer().face_ids(mesh, cams[0]).reshape(-1)
-    import open3d as o3d
-
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
                         o3d.core.Tensor(mesh.faces.astype(np.uint32)))
