@@ -176,9 +176,17 @@ def show(sku: str, out: str = typer.Option(DEFAULT_OUT, help="output folder")):
 def query(sql: str, out: str = typer.Option(DEFAULT_OUT, help="output folder"),
           as_json: bool = typer.Option(False, "--json", help="print rows as JSON lines")):
     """Run SQL (DuckDB) over the catalog views: assets, attempts, stages, runs, reviews."""
+    import duckdb
+
     from assetfactory.catalog.views import query as q
 
-    cols, rows = q(out, sql)
+    try:
+        cols, rows = q(out, sql)
+    except duckdb.Error as exc:  # the user's SQL: say what is wrong, no traceback
+        console.print(f"[red]query failed:[/red] {exc}\n"
+                      "the views are assets, attempts, stages, runs, reviews; list a view's "
+                      "columns with: assetfactory query \"DESCRIBE assets\"")
+        raise typer.Exit(2) from None
     if as_json:
         for r in rows:
             typer.echo(json.dumps(dict(zip(cols, r)), default=str))

@@ -118,6 +118,10 @@ def test_cli_reads_the_catalog(demo):
     assert res.exit_code == 0
     stages = {json.loads(line)["stage"] for line in res.output.strip().splitlines()}
     assert {"ingest", "generate", "export", "metrics"} <= stages
+    # a wrong column is the user's mistake: a one-line reason and a hint, no traceback
+    res = runner.invoke(app, ["query", "SELECT no_such_column FROM assets", "--out", str(out)])
+    assert res.exit_code == 2 and "query failed" in res.output and "DESCRIBE" in res.output
+    assert "Traceback" not in res.output
 
 
 def test_real_photos_each_give_an_asset_or_a_reason(shared_data, tmp_path, ray_local):
