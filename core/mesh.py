@@ -68,7 +68,9 @@ class MeshData:
         """Keep the faces where ``keep`` is true, drop unused vertices, remap every attribute."""
         keep = np.asarray(keep)
         faces = self.faces[keep]
-        used = np.unique(faces)
+        mask = np.zeros(self.n_vertices, bool)
+        mask[faces.ravel()] = True  # O(n), where np.unique would sort
+        used = np.flatnonzero(mask)
         remap = np.full(self.n_vertices, -1, np.int64)
         remap[used] = np.arange(len(used))
         pick = lambda a: None if a is None else a[used]

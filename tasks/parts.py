@@ -35,6 +35,7 @@ from scipy import sparse
 from scipy.sparse import csgraph
 
 from ..core.mesh import MeshData
+from . import kernels
 from .visibility import face_normals
 
 log = logging.getLogger(__name__)
@@ -49,26 +50,14 @@ def edge_table(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns ``(edges (E, 2) sorted vertex pairs, face_edge (M, 3), counts (E,))`` where
     ``face_edge[f, k]`` is the edge from corner ``k`` to corner ``k + 1`` of face ``f`` and
     ``counts`` is how many faces use each edge (1: border, 2: manifold, >2: non-manifold).
+    Edges are ordered by (low, high) vertex id.
     """
-    faces = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(faces) == 0:
-        return np.zeros((0, 2), np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    a, b = faces.ravel(), faces[:, [1, 2, 0]].ravel()
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    n = int(faces.max()) + 1
-    keys, inverse, counts = np.unique(lo * n + hi, return_inverse=True, return_counts=True)
-    edges = np.stack([keys // n, keys % n], axis=1)
-    return edges, inverse.reshape(-1, 3), counts
+    return kernels.edge_table(faces)
 
 
 def manifold_pairs(face_edge: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of faces sharing an edge that exactly two faces use, and that edge's index."""
-    flat = face_edge.ravel()
-    two = np.flatnonzero(counts[flat] == 2)
-    order = two[np.argsort(flat[two], kind="stable")]
-    first, second = order[0::2], order[1::2]
-    pairs = np.stack([first // 3, second // 3], axis=1)
-    return pairs, flat[first]
+    return kernels.manifold_pairs(face_edge, counts)
 
 
 def vertex_fans(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,29 +66,11 @@ def vertex_fans(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndar
     A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
     sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
     """
-    faces = np.asarray(faces, np.int64).reshape(-1, 3)
-    m = len(faces)
-    if m == 0:
-        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    edges, face_edge, counts = edge_table(faces)
-    pairs, e = manifold_pairs(face_edge, counts)
-    f, g = pairs[:, 0], pairs[:, 1]
-    rows, cols = [], []
-    for end in range(2):  # join the two faces' corners at each end of their shared edge
-        v = edges[e, end]
-        rows.append(3 * f + np.argmax(faces[f] == v[:, None], axis=1))
-        cols.append(3 * g + np.argmax(faces[g] == v[:, None], axis=1))
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    graph = sparse.coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(3 * m, 3 * m))
-    n_fans, fan = csgraph.connected_components(graph, directed=False)
-    fan_vertex = np.zeros(n_fans, np.int64)
-    fan_vertex[fan] = faces.ravel()
-    return fan.reshape(-1, 3).astype(np.int64), fan_vertex
+    return kernels.vertex_fans(faces)
 
 
 def face_areas(mesh: MeshData) -> np.ndarray:
-    v = mesh.vertices[mesh.faces]
-    return 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    return kernels.face_areas(mesh.vertices, mesh.faces)
 
 
 def face_components(mesh: MeshData) -> tuple[int, np.ndarray]:
@@ -126,9 +97,9 @@ def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
     """
     if mesh.n_faces == 0:
         return np.zeros(0, np.int64)
-    _, face_edge, counts = edge_table(mesh.faces)
-    pairs, _ = manifold_pairs(face_edge, counts)
-    keep = ~concave_crease(mesh, pairs, concave_angle_deg)
+    edges, face_edge, counts = edge_table(mesh.faces)
+    pairs, e = manifold_pairs(face_edge, counts)
+    keep = ~concave_crease(mesh, pairs, concave_angle_deg, edges[e])
     if diameter_comp is not None:
         cls = diameter_classes(mesh, diameter_comp, pairs)
         keep &= cls[pairs[:, 0]] == cls[pairs[:, 1]]
@@ -139,8 +110,10 @@ def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
     return region.astype(np.int64)
 
 
-def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float) -> np.ndarray:
-    """Per face pair: does the surface fold inwards across their edge by more than angle_deg?"""
+def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float,
+                   shared: np.ndarray) -> np.ndarray:
+    """Per face pair: does the surface fold inwards across their edge by more than angle_deg?
+    ``shared``: the two vertices of each pair's shared edge."""
     if len(pairs) == 0:
         return np.zeros(0, bool)
     n = face_normals(mesh)
@@ -148,11 +121,13 @@ def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float) -> np.nd
     cos = np.einsum("ij,ij->i", n[f], n[g])
     sharp = cos < math.cos(math.radians(angle_deg))
     # the vertex of g that is not on the shared edge: above f's plane means a concave fold
-    in_f = (mesh.faces[g][:, :, None] == mesh.faces[f][:, None, :]).any(axis=2)
-    apex = mesh.faces[g][np.arange(len(g)), np.argmin(in_f, axis=1)]
+    sel = np.flatnonzero(sharp)
+    apex = mesh.faces[g[sel]].sum(axis=1) - shared[sel].sum(axis=1)
     v = mesh.vertices
-    height = np.einsum("ij,ij->i", n[f], v[apex] - v[mesh.faces[f][:, 0]])
-    return sharp & (height > 0)
+    height = np.einsum("ij,ij->i", n[f[sel]], v[apex] - v[shared[sel, 0]])
+    out = np.zeros(len(pairs), bool)
+    out[sel] = height > 0
+    return out
 
 
 SDF_RAYS = 8            # rays per face in a cone around the inward normal (plus the axis)
@@ -209,12 +184,12 @@ def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.
     lamp's stem and shade, fused into one smooth shell that has no concave crease); 0 for every
     face of a component that does not.
 
-    Diameters are measured on at most SDF_SAMPLES faces (the rest take their nearest sampled
-    face's), smoothed in log space over the face adjacency, then split per component by Otsu's
-    threshold on the area-weighted histogram; the split is kept only where the classes differ
-    by SDF_MIN_RATIO or more, Otsu's separation reaches SDF_MIN_SEPARATION, the smaller
-    class holds SDF_MIN_SHARE of the area and most of the border between the classes is
-    smooth (a slab's rim is "thick" against its "thin" faces, across sharp edges)."""
+    Diameters are measured on at most SDF_SAMPLES faces (the rest take the nearest sampled
+    face's, in steps over the surface), smoothed in log space over the face adjacency, then
+    split per component by Otsu's threshold on the area-weighted histogram; the split is kept
+    only where the classes differ by SDF_MIN_RATIO or more, Otsu's separation reaches
+    SDF_MIN_SEPARATION, the smaller class holds SDF_MIN_SHARE of the area and most of the
+    border between the classes is smooth (a slab's rim is "thick" against its "thin" faces, across sharp edges)."""
     from scipy.spatial import cKDTree
 
     m = mesh.n_faces
@@ -228,16 +203,17 @@ def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.
     ok = np.isfinite(sdf) & (sdf > 0)
     if ok.sum() < 16:
         return out
-    centre = mesh.vertices[mesh.faces].mean(axis=1)
-    _, nearest = cKDTree(centre[sample[ok]]).query(centre, workers=-1)
-    x = np.log(sdf[ok])[nearest]
-    if len(pairs):  # a few Jacobi steps of neighbour averaging: no single-face speckle
-        adj = sparse.coo_matrix((np.ones(2 * len(pairs)), (np.r_[pairs[:, 0], pairs[:, 1]],
-                                                           np.r_[pairs[:, 1], pairs[:, 0]])),
-                                shape=(m, m)).tocsr()
-        deg = np.asarray(adj.sum(axis=1)).ravel() + 1.0
-        for _ in range(4):
-            x = (adj @ x + x) / deg
+    # every face takes the diameter of the sampled face fewest steps away over the surface
+    # (a breadth-first search; straight-line nearest only where no sampled face is connected)
+    ptr, nbr = kernels.face_adjacency(m, pairs)
+    nearest = kernels.nearest_seed(ptr, nbr, sample[ok])
+    lost = np.flatnonzero(nearest < 0)
+    if len(lost):
+        centre = mesh.vertices[mesh.faces[lost]].mean(axis=1)
+        seed_centre = mesh.vertices[mesh.faces[sample[ok]]].mean(axis=1)
+        nearest[lost] = cKDTree(seed_centre).query(centre)[1]
+    # a few Jacobi steps of neighbour averaging: no single-face speckle
+    x = kernels.smooth(ptr, nbr, np.log(sdf[ok])[nearest], 4)
     area = face_areas(mesh)
     n = face_normals(mesh)
     smooth = np.einsum("ij,ij->i", n[pairs[:, 0]], n[pairs[:, 1]]) > math.cos(

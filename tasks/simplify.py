@@ -62,7 +62,9 @@ import ctypes
 import itertools
 import json
 import logging
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -385,6 +387,7 @@ class DenseQuadrics:
 
 
 _KERNELS: dict = {}
+_KERNELS_LOCK = threading.Lock()
 
 
 def _kernels() -> dict:
@@ -392,6 +395,13 @@ def _kernels() -> dict:
     module stays cheap for processes that never simplify."""
     if _KERNELS:
         return _KERNELS
+    with _KERNELS_LOCK:
+        if not _KERNELS:
+            _KERNELS.update(_compile_kernels())
+    return _KERNELS
+
+
+def _compile_kernels() -> dict:
     import numba
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -546,9 +556,8 @@ def _kernels() -> dict:
                     return False
         return True
 
-    _KERNELS.update(closed_oriented=closed_oriented, quadrics=quadrics, bfs_cells=bfs_cells, adjacency=adjacency,
-                    cell_errors=cell_errors)
-    return _KERNELS
+    return dict(closed_oriented=closed_oriented, quadrics=quadrics, bfs_cells=bfs_cells,
+                adjacency=adjacency, cell_errors=cell_errors)
 
 
 def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
@@ -758,14 +767,29 @@ class Decimation:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The dense mesh split for the collapse, computed once per asset."""
+    """The dense mesh split for the collapse, computed once per asset.
+
+    The dense quadrics and the closed check over them are computed on a worker thread (the
+    numba kernels release the GIL, and so does meshoptimizer's ctypes call): the first collapse
+    runs meanwhile, and ``quadrics`` / ``watertight`` wait for them on first use.
+    """
 
     mesh: MeshData
     split_faces: np.ndarray   # faces over split vertices (per part label)
     split_src: np.ndarray     # dense vertex index of each split vertex
     wid: np.ndarray           # welded position id of each dense vertex
-    watertight: bool
-    quadrics: DenseQuadrics | None
+    _pending: Future          # -> (watertight, DenseQuadrics | None)
+
+    @property
+    def watertight(self) -> bool:
+        return self._pending.result()[0]
+
+    @property
+    def quadrics(self) -> DenseQuadrics | None:
+        return self._pending.result()[1]
+
+
+_BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplify-quadrics")
 
 
 def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool) -> Prepared:
@@ -777,11 +801,17 @@ def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool) -> Prepar
         split_faces, split_src = _split_by_label(mesh)
     else:
         split_faces, split_src = mesh.faces, np.arange(mesh.n_vertices)
+    return Prepared(mesh, split_faces, split_src, wid,
+                    _BACKGROUND.submit(_closed_and_quadrics, positions, wfaces, with_quadrics))
+
+
+def _closed_and_quadrics(positions: np.ndarray, wfaces: np.ndarray,
+                         with_quadrics: bool) -> tuple[bool, DenseQuadrics | None]:
     dq = dense_quadrics(positions, wfaces) if with_quadrics else None
     watertight = bool(len(wfaces)) and (
         (dq is not None and _kernels()["closed_oriented"](dq.indptr, dq.indices))
         or is_watertight(wfaces))
-    return Prepared(mesh, split_faces, split_src, wid, watertight, dq)
+    return watertight, dq
 
 
 def _build(source: MeshData, src_vertex: np.ndarray, positions: np.ndarray, faces: np.ndarray,

@@ -27,6 +27,7 @@ from scipy.sparse import csgraph
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
+from . import kernels
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
 
 def face_normals(mesh: MeshData) -> np.ndarray:
     """Unit geometric normals per face (zero for degenerate faces)."""
-    v = mesh.vertices[mesh.faces]
-    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return n / np.where(length > 0, length, 1.0)
+    return kernels.face_normals(mesh.vertices, mesh.faces)
 
 
 def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -94,6 +94,18 @@ def test_duplicate_and_degenerate_faces_removed(tmp_path):
     assert tm.is_watertight and tm.is_winding_consistent and tm.volume > 0
 
 
+def test_faces_with_a_non_finite_corner_are_dropped_as_degenerate():
+    body = sphere(3)
+    n = body.n_vertices
+    v = np.vstack([body.vertices, [[np.nan, 0.0, 0.0], [0.0, np.inf, 0.0]]])
+    stray = np.array([[0, 1, n], [2, n + 1, 3], [n, n + 1, 4]])
+    out, counts = clean_mesh(MeshData(v, np.vstack([body.faces, stray])), CleanupOptions())
+    assert counts["degenerate"] == 3
+    assert np.isfinite(out.vertices).all()
+    assert out.n_faces == body.n_faces
+    assert out.to_trimesh().is_watertight
+
+
 def test_split_vertices_are_welded(tmp_path):
     box = trimesh.creation.box()
     box.unmerge_vertices()  # 36 vertices, one per corner of each face
