@@ -170,6 +170,9 @@ def warm_up() -> None:
     for method in PEERS:
         S.decimate(m, 500, method=method)
     S.surface_error(m, S.decimate(m, 500), 2000)
+    from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh
+
+    clean_mesh(m, CleanupOptions())
 
 
 # ------------------------------------------------------------------------------ output

@@ -170,12 +170,16 @@ def merge_vertices(mesh: MeshData, tolerance: float) -> MeshData:
         uv = np.round(np.asarray(mesh.uv, np.float64) * 1e6).astype(np.int64)
         key = np.hstack([key, uv - uv.min(axis=0)])
     # one int64 per row where it fits: a 1-d sort, several times faster than unique(axis=0)
-    _, first, inverse = np.unique(_row_keys(key), return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    pick = lambda a: None if a is None else np.asarray(a)[first]
-    merged = MeshData(mesh.vertices[first], inverse[mesh.faces], mesh.face_labels,
-                      pick(mesh.uv), pick(mesh.vertex_colors), pick(mesh.vertex_normals))
-    return merged.subset_faces(np.ones(merged.n_faces, bool))  # drops unused vertices
+    _, first, inverse = np.unique(kernels.row_keys(key), return_index=True, return_inverse=True)
+    welded = inverse.reshape(-1)[mesh.faces]
+    # number the welded vertices in order of first use by the faces (unused ones go): the
+    # sort above left them in grid order, where a face's corners lie far apart in memory,
+    # and every later step walks the faces
+    rank, used = kernels.first_use(welded, len(first))
+    src = first[used]
+    pick = lambda a: None if a is None else np.asarray(a)[src]
+    return MeshData(mesh.vertices[src], rank[welded], mesh.face_labels,
+                    pick(mesh.uv), pick(mesh.vertex_colors), pick(mesh.vertex_normals))
 
 
 def face_areas(mesh: MeshData) -> np.ndarray:
@@ -196,22 +200,10 @@ def duplicate_faces(faces: np.ndarray) -> np.ndarray:
     """True for every face that repeats an earlier face's vertex set (either winding)."""
     if len(faces) == 0:
         return np.zeros(0, bool)
-    _, first = np.unique(_row_keys(np.sort(faces, axis=1)), return_index=True)
+    _, first = np.unique(kernels.row_keys(np.sort(faces, axis=1)), return_index=True)
     dup = np.ones(len(faces), bool)
     dup[first] = False
     return dup
-
-
-def _row_keys(rows: np.ndarray) -> np.ndarray:
-    """One sortable scalar per row of non-negative ints (int64 when it fits, else bytes)."""
-    rows = np.ascontiguousarray(rows, np.int64)
-    base = int(rows.max()) + 1 if rows.size else 1
-    if base ** rows.shape[1] < 2**62:
-        key = np.zeros(len(rows), np.int64)
-        for k in range(rows.shape[1]):
-            key = key * base + rows[:, k]
-        return key
-    return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
 def vertex_components(mesh: MeshData) -> tuple[int, np.ndarray]:
@@ -575,14 +567,14 @@ def _manifold_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.
     edge in the same direction (i.e. their windings disagree); and, per face, whether it has a
     border or non-manifold edge (its patch is then not closed)."""
     _, face_edge, counts = edge_table(faces)
-    pairs, e = manifold_pairs(face_edge, counts)
+    slots, _ = kernels.manifold_slots(face_edge, counts)
     open_face = (counts[face_edge] != 2).any(axis=1)
+    pairs = slots // 3
     keep = pairs[:, 0] != pairs[:, 1]
-    pairs, e = pairs[keep], e[keep]
-    # the corner each face starts the shared edge from: the same vertex = the same direction
-    start_f = faces[pairs[:, 0], np.argmax(face_edge[pairs[:, 0]] == e[:, None], axis=1)]
-    start_g = faces[pairs[:, 1], np.argmax(face_edge[pairs[:, 1]] == e[:, None], axis=1)]
-    return pairs, start_f == start_g, open_face
+    slots, pairs = slots[keep], pairs[keep]
+    # the vertex each face starts the shared edge from: the same vertex = the same direction
+    start = np.ascontiguousarray(faces).reshape(-1)[slots]
+    return pairs, start[:, 0] == start[:, 1], open_face
 
 
 def orient_faces(mesh: MeshData) -> tuple[MeshData, int]:
@@ -600,13 +592,7 @@ def orient_faces(mesh: MeshData) -> tuple[MeshData, int]:
     pairs, disagree, open_face = _manifold_face_pairs(mesh.faces)
     n_patch, patch, flip = kernels.winding_patches(m, pairs, disagree)
     faces = np.where(flip[:, None], mesh.faces[:, ::-1], mesh.faces)
-    v = mesh.vertices[faces]
-    count = np.bincount(patch, minlength=n_patch)[:, None]
-    mid = v.mean(axis=1)
-    centre = np.stack([np.bincount(patch, mid[:, k], n_patch) for k in range(3)], 1) / count
-    rel = v - centre[patch][:, None, :]
-    vol = np.bincount(patch, minlength=n_patch, weights=np.einsum(
-        "ij,ij->i", rel[:, 0], np.cross(rel[:, 1], rel[:, 2])) / 6.0)
+    vol = kernels.patch_volumes(mesh.vertices, faces, patch, n_patch)
     area = face_areas(mesh)
     flipped_area = np.bincount(patch, weights=area * flip, minlength=n_patch)
     kept_area = np.bincount(patch, weights=area * ~flip, minlength=n_patch)

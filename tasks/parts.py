@@ -355,7 +355,7 @@ def _region_adjacency(mesh: MeshData, region: np.ndarray) -> dict[int, dict[int,
     """Border length between every two regions that share an edge."""
     edges, face_edge, _ = edge_table(mesh.faces)
     flat = face_edge.ravel()
-    order = np.argsort(flat, kind="stable")
+    _, order = kernels.edge_slots(face_edge, len(edges))  # the slots grouped by edge
     same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
     ra, rb = region[order[same] // 3], region[order[same + 1] // 3]
     cross = ra != rb

@@ -74,6 +74,7 @@ from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from . import kernels
 from .cleanup import smooth_normals
 
 log = logging.getLogger(__name__)
@@ -227,7 +228,9 @@ def boundary_vertices(faces: np.ndarray, n_vertices: int) -> np.ndarray:
 
 def _compact(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
     """(used vertex indices, faces re-indexed into them)."""
-    used = np.unique(faces)
+    mask = np.zeros(n_vertices, bool)
+    mask[np.asarray(faces).ravel()] = True  # O(n), where np.unique would sort
+    used = np.flatnonzero(mask)
     remap = np.full(n_vertices, -1, np.int64)
     remap[used] = np.arange(len(used))
     return used, remap[faces]
@@ -245,17 +248,14 @@ def pillow_faces(faces: np.ndarray) -> np.ndarray:
     that edge non-manifold. Both copies enclose nothing; dropping them closes the surface."""
     if len(faces) == 0:
         return np.zeros(0, bool)
-    key = np.sort(faces, axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    key = kernels.row_keys(np.sort(faces, axis=1))
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
     return counts[inverse.reshape(-1)] > 1
 
 
 def face_normals(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(unit normals, areas) per face."""
-    t = vertices[faces]
-    n = np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0])
-    a2 = np.linalg.norm(n, axis=1)
-    return n / np.maximum(a2, 1e-300)[:, None], 0.5 * a2
+    return kernels.face_normals(vertices, faces), kernels.face_areas(vertices, faces)
 
 
 # ------------------------------------------------------------------------ the collapse step
@@ -266,6 +266,14 @@ def _split_by_label(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
     labels = mesh.face_labels.astype(np.int64)
     uniq, lab = np.unique(labels, return_inverse=True)
     code = mesh.faces * len(uniq) + lab.reshape(-1)[:, None]
+    # the (vertex, label) codes in use, in order: a mask over the code range (linear) where
+    # it is small enough, else a sort
+    if mesh.n_vertices * len(uniq) <= 8 * code.size + (1 << 20):
+        present = np.zeros(mesh.n_vertices * len(uniq), bool)
+        present[code.ravel()] = True
+        keys = np.flatnonzero(present)
+        rank = np.cumsum(present) - 1
+        return rank[code].astype(np.int64), keys // len(uniq)
     keys, inverse = np.unique(code.ravel(), return_inverse=True)
     return inverse.reshape(-1, 3).astype(np.int64), keys // len(uniq)
 
@@ -721,18 +729,19 @@ def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray
     P = int(prep.wid.max()) + 1
     faces = prep.split_faces if faces is None else faces
     face_label = copy_label[faces[:, 0]]
+    wfaces = wid_of[faces]  # kept beside faces: the passes below would gather them again
     counts = np.array([np.sum(face_label == p) for p in labels])
     done = np.zeros(P, bool)  # welded positions on parts whose pass is over
     for i in np.argsort(counts - budgets, kind="stable"):
         part = labels[i]
         for _ in range(PART_PASSES):
-            is_p = copy_label[faces[:, 0]] == part
+            is_p = face_label == part
             on_p = np.zeros(P, bool)
-            on_p[wid_of[faces[is_p]].ravel()] = True
+            on_p[wfaces[is_p].ravel()] = True
             cut = int(is_p.sum()) - int(budgets[i])
             if cut <= 0:
                 break
-            in_sub = is_p | on_p[wid_of[faces]].any(1)
+            in_sub = is_p | on_p[wfaces[:, 0]] | on_p[wfaces[:, 1]] | on_p[wfaces[:, 2]]
             used, local = _compact(faces[in_sub], len(split_pos))
             w = wid_of[used]
             locked = ((copy_label[used] != part) & ~on_p[w]) | done[w]
@@ -740,7 +749,11 @@ def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray
                 locked |= lock[used]
             kept = meshopt_collapse(split_pos[used], local, len(local) - cut, lock_border,
                                     locked)
-            faces = np.vstack([faces[~in_sub], used[kept]])
+            new = used[kept]
+            out = ~in_sub
+            faces = np.vstack([faces[out], new])
+            wfaces = np.vstack([wfaces[out], wid_of[new]])
+            face_label = np.concatenate([face_label[out], copy_label[new[:, 0]]])
             if len(kept) == len(local):
                 break  # nothing left to collapse here (all locked)
         done |= on_p

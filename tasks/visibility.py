@@ -133,18 +133,14 @@ def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     faces = np.asarray(faces, np.int64)
     if len(faces) == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
-    a = faces.ravel()
-    b = faces[:, [1, 2, 0]].ravel()
-    lo, hi = np.minimum(a, b), np.maximum(a, b)
-    n = int(faces.max()) + 1
-    order = np.argsort(lo * n + hi)
-    key = (lo * n + hi)[order]
+    edges, face_edge, _ = kernels.edge_table(faces)
+    _, order = kernels.edge_slots(face_edge, len(edges))  # slots grouped by edge
+    key = face_edge.ravel()[order]
     same = np.flatnonzero(key[1:] == key[:-1])
     owner = order // 3
     pairs = np.stack([owner[same], owner[same + 1]], axis=1)
     keep = pairs[:, 0] != pairs[:, 1]
-    edges = np.stack([lo[order[same]], hi[order[same]]], axis=1)
-    return pairs[keep], edges[keep]
+    return pairs[keep], edges[key[same]][keep]
 
 
 def flood_from_seeds(n_faces: int, pairs: np.ndarray, seeds: np.ndarray) -> np.ndarray:

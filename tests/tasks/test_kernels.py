@@ -116,3 +116,35 @@ def test_empty_mesh():
     assert edges.shape == (0, 2) and face_edge.shape == (0, 3) and counts.shape == (0,)
     fan, fan_vertex = kernels.vertex_fans(np.zeros((0, 3), np.int64))
     assert fan.shape == (0, 3) and len(fan_vertex) == 0
+
+
+@pytest.mark.parametrize("name,faces,vertices", defective_meshes(), ids=lambda x: x
+                         if isinstance(x, str) else "")
+def test_slot_kernels_match_numpy(name, faces, vertices):
+    edges, face_edge, counts = kernels.edge_table(faces)
+    flat = face_edge.ravel()
+    ptr, slots = kernels.edge_slots(face_edge, len(edges))
+    np.testing.assert_array_equal(slots, np.argsort(flat, kind="stable"))
+    np.testing.assert_array_equal(np.diff(ptr), counts)
+    pair_slots, e = kernels.manifold_slots(face_edge, counts)
+    np.testing.assert_array_equal(flat[pair_slots[:, 0]], e)  # both slots lie on the edge
+    np.testing.assert_array_equal(flat[pair_slots[:, 1]], e)
+    np.testing.assert_array_equal(pair_slots // 3, ref_manifold_pairs(face_edge, counts)[0])
+
+
+def test_first_use_renumbering():
+    faces = np.array([[7, 3, 5], [3, 7, 9], [9, 1, 5]])
+    rank, order = kernels.first_use(faces, 11)
+    np.testing.assert_array_equal(order, [7, 3, 5, 9, 1])
+    np.testing.assert_array_equal(rank[faces], [[0, 1, 2], [1, 0, 3], [3, 4, 2]])
+    assert (rank[[0, 2, 4, 6, 8, 10]] == -1).all()
+
+
+def test_patch_volumes_match_numpy():
+    a = trimesh.creation.icosphere(3, 1.0)
+    b = trimesh.creation.box(extents=(1, 2, 3))
+    v = np.vstack([a.vertices, b.vertices + 5])
+    f = np.vstack([a.faces, b.faces[:, ::-1] + len(a.vertices)])  # the box inside out
+    patch = np.r_[np.zeros(len(a.faces), np.int64), np.ones(len(b.faces), np.int64)]
+    vol = kernels.patch_volumes(v, f, patch, 2)
+    np.testing.assert_allclose(vol, [a.volume, -6.0], rtol=1e-9)
