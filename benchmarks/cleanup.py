@@ -160,11 +160,13 @@ def repair_peers(mesh: MeshData) -> list[dict]:
             ms.meshing_re_orient_faces_coherently()
             ms.meshing_close_holes(maxholesize=100000)
             ms.meshing_remove_unreferenced_vertices()
-            return ms.current_mesh()
+            m = ms.current_mesh()
+            m.compact()  # deleted elements are only flagged until then
+            return m.vertex_matrix(), m.face_matrix()  # while the MeshSet that owns m lives
 
-        m, s = timed(chain)
+        (v, f), s = timed(chain)
         rows.append({"method": "pymeshlab filter chain", "seconds": s, "want": want,
-                     **repair_report(m.vertex_matrix(), m.face_matrix())})
+                     **repair_report(v, f)})
     except Exception as exc:  # noqa: BLE001 - a peer failing is a result, not a crash
         rows.append({"method": "pymeshlab filter chain", "seconds": float("nan"), "want": want,
                      "error": f"{type(exc).__name__}: {exc}"})

@@ -805,7 +805,9 @@ class Prepared:
 _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplify-quadrics")
 
 
-def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool) -> Prepared:
+def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool,
+            background: bool = True) -> Prepared:
+    """Weld, split per part, and (``background``: on the worker thread) the dense quadrics."""
     wid = weld_ids(mesh.vertices)
     positions = np.zeros((int(wid.max()) + 1 if len(wid) else 0, 3))
     positions[wid] = mesh.vertices
@@ -814,8 +816,12 @@ def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool) -> Prepar
         split_faces, split_src = _split_by_label(mesh)
     else:
         split_faces, split_src = mesh.faces, np.arange(mesh.n_vertices)
-    return Prepared(mesh, split_faces, split_src, wid,
-                    _BACKGROUND.submit(_closed_and_quadrics, positions, wfaces, with_quadrics))
+    if background:
+        pending = _BACKGROUND.submit(_closed_and_quadrics, positions, wfaces, with_quadrics)
+    else:
+        pending = Future()
+        pending.set_result(_closed_and_quadrics(positions, wfaces, with_quadrics))
+    return Prepared(mesh, split_faces, split_src, wid, pending)
 
 
 def _closed_and_quadrics(positions: np.ndarray, wfaces: np.ndarray,
