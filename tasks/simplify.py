@@ -437,29 +437,6 @@ def _compile_kernels() -> dict:
         return acc
 
     @numba.njit(cache=True, nogil=True, error_model="numpy")
-    def bfs_cells(indptr, indices, seeds, n_points):
-        # multi-source breadth-first search: each vertex joins the seed reached first
-        cell = np.full(n_points, -1, np.int64)
-        queue = np.empty(n_points, np.int64)
-        tail = 0
-        for s in range(seeds.shape[0]):
-            if cell[seeds[s]] < 0:
-                cell[seeds[s]] = s
-                queue[tail] = seeds[s]
-                tail += 1
-        head = 0
-        while head < tail:
-            u = queue[head]
-            head += 1
-            for j in range(indptr[u], indptr[u + 1]):
-                w = indices[j]
-                if cell[w] < 0:
-                    cell[w] = cell[u]
-                    queue[tail] = w
-                    tail += 1
-        return cell
-
-    @numba.njit(cache=True, nogil=True, error_model="numpy")
     def adjacency(f, n_points):
         # CSR vertex adjacency from faces: each face links each corner to the other two
         # (an interior edge appears twice; harmless for a search)
@@ -564,7 +541,7 @@ def _compile_kernels() -> dict:
                     return False
         return True
 
-    return dict(closed_oriented=closed_oriented, quadrics=quadrics, bfs_cells=bfs_cells,
+    return dict(closed_oriented=closed_oriented, quadrics=quadrics,
                 adjacency=adjacency, cell_errors=cell_errors)
 
 
@@ -581,6 +558,12 @@ def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
     return DenseQuadrics(positions, faces, acc, indptr, indices, edge)
 
 
+def _cells(dq: DenseQuadrics, kept: np.ndarray) -> np.ndarray:
+    """Per dense vertex: the index of the kept vertex it is fewest edges from (its cell), by a
+    multi-source breadth-first search over the dense adjacency; -1 where none is connected."""
+    return kernels.nearest_seed(dq.indptr, dq.indices, kept)
+
+
 def place_vertices(dq: DenseQuadrics, kept: np.ndarray, faces: np.ndarray, start: np.ndarray,
                    regularization: float, locked: np.ndarray) -> tuple[np.ndarray, int]:
     """QEM optimal placement of simplified vertices after the collapse.
@@ -591,7 +574,7 @@ def place_vertices(dq: DenseQuadrics, kept: np.ndarray, faces: np.ndarray, start
     moves that do not lower the cell's distance to the one-ring, and the corners of faces a
     move would flip keep ``start``. Returns (positions, vertices left in place).
     """
-    cell = _kernels()["bfs_cells"](dq.indptr, dq.indices, kept, len(dq.positions))
+    cell = _cells(dq, kept)
     ok = cell >= 0
     K = len(kept)
     cq = np.stack([np.bincount(cell[ok], dq.q[ok, c], K) for c in range(9)], 1)
@@ -921,7 +904,7 @@ def _lock_around(prep: Prepared, wfaces: np.ndarray, pinched: np.ndarray,
     near[pinched] = True
     for _ in range(2):  # two rings: one was often not enough to move the pinch away
         near[wfaces[near[wfaces].any(1)].ravel()] = True
-    cell = _kernels()["bfs_cells"](dq.indptr, dq.indices, kept, len(dq.positions))
+    cell = _cells(dq, kept)
     locked_w = np.zeros(len(dq.positions), bool)
     ok = cell >= 0
     locked_w[ok] = near[kept[cell[ok]]]
