@@ -19,6 +19,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
+	$(PY) -m assetfactory.tasks.kernels
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
