@@ -162,15 +162,19 @@ def merge_vertices(mesh: MeshData, tolerance: float) -> MeshData:
         return mesh
     lo, hi = mesh.bounds()
     step = tolerance * float(np.linalg.norm(hi - lo))
-    if step <= 0 or not np.isfinite(step):
-        key = np.zeros((mesh.n_vertices, 3), np.int64)
-    else:
+    uv = None if mesh.uv is None else np.round(np.asarray(mesh.uv, np.float64) * 1e6)
+    if step > 0 and np.isfinite(step):
         key = np.round((mesh.vertices - lo) / step).astype(np.int64)
-    if mesh.uv is not None:
-        uv = np.round(np.asarray(mesh.uv, np.float64) * 1e6).astype(np.int64)
-        key = np.hstack([key, uv - uv.min(axis=0)])
-    # one int64 per row where it fits: a 1-d sort, several times faster than unique(axis=0)
-    _, first, inverse = np.unique(kernels.row_keys(key), return_index=True, return_inverse=True)
+        if uv is not None:
+            key = np.hstack([key, (uv - uv.min(axis=0)).astype(np.int64)])
+        # one int64 per row where it fits: a 1-d sort, much faster than unique(axis=0)
+        _, first, inverse = np.unique(kernels.row_keys(key), return_index=True,
+                                      return_inverse=True)
+    else:  # merge_tolerance 0 (or a single point): only exact duplicates weld
+        key = np.asarray(mesh.vertices, np.float64) + 0.0  # -0.0 -> 0.0
+        if uv is not None:
+            key = np.hstack([key, uv])
+        _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
     welded = inverse.reshape(-1)[mesh.faces]
     # number the welded vertices in order of first use by the faces (unused ones go): the
     # sort above left them in grid order, where a face's corners lie far apart in memory,

@@ -28,6 +28,7 @@ from assetfactory.tasks.cleanup import (
     collapse_needles,
     fill_holes,
     flip_caps,
+    merge_vertices,
     orient_faces,
     sliver_faces,
     visibility_views,
@@ -105,6 +106,16 @@ def test_faces_with_a_non_finite_corner_are_dropped_as_degenerate():
     assert np.isfinite(out.vertices).all()
     assert out.n_faces == body.n_faces
     assert out.to_trimesh().is_watertight
+
+
+def test_zero_merge_tolerance_welds_exact_duplicates_only():
+    box = trimesh.creation.box()
+    box.unmerge_vertices()
+    v = box.vertices.copy()
+    v[0] += 1e-9  # one corner copy a hair away from the others
+    welded = merge_vertices(MeshData(v, box.faces), 0.0)
+    assert welded.n_vertices == 9
+    assert merge_vertices(MeshData(v, box.faces), 1e-6).n_vertices == 8
 
 
 def test_split_vertices_are_welded(tmp_path):
