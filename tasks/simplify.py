@@ -28,6 +28,12 @@ triangles hanging off an edge: dropped) or pinches two sheets along one edge (th
 re-run with the dense vertices around the pinch locked). The edges are checked on welded
 positions; if a result is still open, pymeshlab's is used when it is closed.
 
+Exact counts: the collapse can still end a few faces short (a dropped pillow, a border step, a
+neighbour part's border collapses); ``top_up`` makes up the difference by splitting the longest
+well-shaped edges inside the parts below their budget at their midpoints, which leaves the
+surface, the part borders and closedness as they were (``simplify_faces_topped_up``). A closed
+mesh only has even face counts, so an odd target on one ends one under.
+
 Per-part budgets (``part_budget="area_curvature"``, the default): each part p gets
 budget_p = total x w_p / sum(w), w_p = A_p x (1 + k x S_p), where A_p is its area and S_p the
 area-weighted mean of sqrt(kappa x sqrt(A_p)) over its faces (kappa: the normal curvature along
@@ -412,8 +418,8 @@ def _kernels() -> dict:
 def _compile_kernels() -> dict:
     from . import _simplify_numba as k
 
-    return dict(closed_oriented=k.closed_oriented, quadrics=k.quadrics,
-                adjacency=k.adjacency, cell_errors=k.cell_errors)
+    return {"closed_oriented": k.closed_oriented, "quadrics": k.quadrics,
+            "adjacency": k.adjacency, "cell_errors": k.cell_errors}
 
 
 def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
@@ -629,6 +635,7 @@ class Decimation:
     unmoved: int = 0  # simplified vertices the placement left where the collapse put them
     retries: int = 0
     flips: int = 0  # sliver faces flipped away after the placement
+    topped_up: int = 0  # faces added by edge splits to reach the exact target
     budgets: dict | None = None  # part label -> face budget, when per-part budgets were used
 
 
@@ -688,9 +695,16 @@ def _closed_and_quadrics(positions: np.ndarray, wfaces: np.ndarray,
 
 
 def _build(source: MeshData, src_vertex: np.ndarray, positions: np.ndarray, faces: np.ndarray,
-           labels: np.ndarray) -> MeshData:
-    """Output MeshData: colours from the surviving original vertices, normals recomputed."""
+           labels: np.ndarray, mid_of: np.ndarray | None = None) -> MeshData:
+    """Output MeshData: colours from the surviving original vertices (``mid_of``: the end
+    points of each vertex added after them by ``top_up``, which takes their mean), normals
+    recomputed."""
     colors = None if source.vertex_colors is None else np.asarray(source.vertex_colors)[src_vertex]
+    if colors is not None and mid_of is not None and len(mid_of):
+        mean = colors[mid_of].astype(np.float64).mean(axis=1)
+        if np.issubdtype(colors.dtype, np.integer):
+            mean = np.rint(mean)
+        colors = np.concatenate([colors, mean.astype(colors.dtype)])
     out = MeshData(positions, faces, labels.astype(np.int32), vertex_colors=colors)
     if source.vertex_normals is not None:
         out = out.replace(vertex_normals=smooth_normals(out))
@@ -818,9 +832,13 @@ def fast_qem(prep: Prepared, target_tris: int, options: SimplifyOptions) -> Deci
     seconds["placement"] = time.perf_counter() - t
     labels = _labels_of(prep, kept_split, local)
     local, flips = flip_slivers(x[inv], local, labels)
-    out = _build(mesh, src, x[inv], local, labels)
+    collapsed = len(local)
+    positions, local, labels, mid_of = top_up(x[inv], local, labels, inv,
+                                              target_tris - collapsed, budgets)
+    out = _build(mesh, src, positions, local, labels, mid_of)
     return Decimation(out, seconds, prep.watertight, is_watertight(wfaces), unmoved=unmoved,
-                      retries=retries, flips=flips, budgets=budgets)
+                      retries=retries, flips=flips, budgets=budgets,
+                      topped_up=len(local) - collapsed)
 
 
 def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
@@ -874,6 +892,88 @@ def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
         if not flips:
             break
     return faces, total
+
+
+def top_up(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, wid: np.ndarray,
+           missing: int, budgets: dict | None = None,
+           fat: float = 0.05) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Add ``missing`` faces by splitting edges at their midpoints, so the count is exact.
+
+    The collapse can end a few faces short of the target (a dropped pillow, an odd step at a
+    border, a neighbour part's border collapses). The surface does not change: each split puts
+    a vertex on an existing edge. Longest edges first (with ``budgets``, label -> faces, first
+    in the parts below their budget, as far as each is below), each face split at most once,
+    and only where both faces at the edge are well shaped (twice the area >= ``fat`` x the
+    edge length squared, so no sliver is made). An edge inside a part (two faces over the same
+    vertex copies) gives two faces more, with the mesh kept closed and manifold; an open border
+    edge (one face also over welded positions ``wid``) gives one, which is used only for an odd
+    remainder. Part borders are never split (their two sides use separate vertex copies, and
+    splitting one side would crack the seam), and a closed mesh only has even face counts, so
+    an odd remainder on it stays one short. Returns (vertices, faces, labels, mid_of): mid_of
+    (k, 2) gives the end points of the k vertices appended.
+    """
+    none = np.zeros((0, 2), np.int64)
+    if missing <= 0 or not len(faces):
+        return vertices, faces, labels, none
+    n = len(vertices)
+    a, b = faces.ravel(), np.roll(faces, -1, axis=1).ravel()      # half-edge k: corner k -> k+1
+    face_of = np.repeat(np.arange(len(faces)), 3)
+    key, rkey = a * n + b, b * n + a
+    order = np.argsort(key)
+    pos = np.minimum(np.searchsorted(key[order], rkey), len(key) - 1)
+    twin = np.where(key[order][pos] == rkey, order[pos], -1)      # opposite half-edge or -1
+    edge = vertices[b] - vertices[a]
+    length2 = np.einsum("ij,ij->i", edge, edge)
+    p = vertices[faces]
+    twice_area = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+    ok = (length2 > 0) & (twice_area[face_of] >= fat * length2)
+    inner = ok & (twin >= 0) & (a < b)
+    inner[inner] &= ok[twin[inner]]
+    # an open border: no twin among the vertex copies, nor among welded positions
+    wkey = np.minimum(wid[a], wid[b]) * (int(wid.max()) + 1) + np.maximum(wid[a], wid[b])
+    _, winv, wcount = np.unique(wkey, return_inverse=True, return_counts=True)
+    border = ok & (twin < 0) & (wcount[winv.reshape(-1)] == 1)
+    by_length = np.argsort(-length2, kind="stable")
+    inner_order, border_order = by_length[inner[by_length]], by_length[border[by_length]]
+    room = None if budgets is None else {
+        int(k): int(budgets.get(int(k), 0)) - int(c)
+        for k, c in zip(*np.unique(labels, return_counts=True))}
+
+    used = np.zeros(len(faces), bool)
+    splits = []                                                    # (half-edge, twin or -1)
+    left = missing
+    for restricted in ((True, False) if room is not None else (False,)):
+        for cand, gain in ((inner_order, 2), (border_order, 1)):
+            for h in cand.tolist():
+                if left < gain or (gain == 1 and left != 1):
+                    break
+                f = face_of[h]
+                g = face_of[twin[h]] if gain == 2 else f
+                if used[f] or used[g] or (restricted and room[int(labels[f])] < gain):
+                    continue
+                used[f] = used[g] = True
+                splits.append((h, int(twin[h]) if gain == 2 else -1))
+                left -= gain
+                if room is not None:
+                    room[int(labels[f])] -= gain
+    if not splits:
+        return vertices, faces, labels, none
+    faces = faces.copy()
+    new_faces, new_labels, mids = [faces], [labels], []
+    for h, t in splits:
+        m = n + len(mids)
+        mids.append((a[h], b[h]))
+        for half in (h, t):
+            if half < 0:
+                continue
+            f, k = face_of[half], half % 3
+            u, v, w = faces[f, k], faces[f, (k + 1) % 3], faces[f, (k + 2) % 3]
+            faces[f] = (u, m, w)                                   # (u, v, w) split on uv
+            new_faces.append(np.array([[m, v, w]]))
+            new_labels.append(labels[f:f + 1])
+    mid_of = np.asarray(mids, np.int64)
+    vertices = np.concatenate([vertices, vertices[mid_of].mean(axis=1)])
+    return vertices, np.concatenate(new_faces), np.concatenate(new_labels), mid_of
 
 
 def _labels_of(prep: Prepared, kept_split: np.ndarray, local: np.ndarray) -> np.ndarray:
@@ -1082,6 +1182,7 @@ def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
         metrics["simplify_vertices_unmoved"] = result.unmoved
         metrics["simplify_collapse_retries"] = result.retries
         metrics["simplify_slivers_flipped"] = result.flips
+        metrics["simplify_faces_topped_up"] = result.topped_up
     else:
         wt = is_watertight(weld_ids(clean.vertices)[clean.faces])
         metrics["simplify_watertight_in"] = metrics["simplify_watertight_out"] = wt
