@@ -60,7 +60,7 @@ def defective_meshes():
     extra = [[s.faces[5, 0], s.faces[5, 1], 2 * n],               # a fin on face 5's first edge
              s.faces[7], s.faces[7][::-1],                         # duplicates, either winding
              [s.faces[9, 0], s.faces[9, 0], s.faces[9, 1]]]        # a repeated vertex
-    hub = np.array([[2 * n + 1, i, i + 1] for i in range(0, 80)])  # one vertex on 80 faces
+    hub = np.array([[2 * n + 1, i, i + 1] for i in range(80)])  # one vertex on 80 faces
     f = np.vstack([f, extra, hub])
     f[11] = f[11][::-1]
     return [("icosphere", s.faces.astype(np.int64), s.vertices),
