@@ -13,7 +13,7 @@ its original position. Three guards keep that honest against the dense surface: 
 clamped to MAX_STEP mean dense edge lengths (QEM would otherwise "sharpen" the bevel marching
 cubes cuts into every crease, away from the dense surface); a move is kept only where it lowers
 the distance of the cell's dense vertices to the vertex's one-ring; moves that would flip a face
-are undone. See benchmarks/results/simplify.md for the measured quality and time beside
+are undone. See BENCHMARKS.md ("simplify") for the measured quality and time beside
 pymeshlab, fast-simplification and meshoptimizer.
 
 Part borders: vertices are split per part label before the collapse, so meshoptimizer sees each
