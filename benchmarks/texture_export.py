@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from assetfactory.catalog.input import read_catalog
+from assetfactory.catalog.renders import catalog_from_renders
 from assetfactory.core.artifacts import load_image, load_mesh
 from assetfactory.core.types import AssetState
 from assetfactory.flows.recipe import build_recipe
@@ -59,12 +60,8 @@ VARIANTS = {
 
 
 def _catalog(root: Path, model: str) -> Path:
-    sys.path.insert(0, str(REPO / "tests" / "tasks"))
-    from test_roundtrip_models import MODELS as TEST_MODELS
-    from test_roundtrip_models import build_catalog
-
-    TEST_MODELS.setdefault(model, MODELS[model])
-    return build_catalog(root, DATA.resolve(), model)
+    return catalog_from_renders(DATA / "renders" / model / "4views", root, model,
+                                DATA / "models" / MODELS[model])
 
 
 def load_rgb(path: Path) -> np.ndarray:

@@ -17,16 +17,15 @@ camera, background bleeding: < 15 dB), not to grade quality.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from conftest import skip_without_gltf_validator
 
 from assetfactory.catalog.input import read_catalog
+from assetfactory.catalog.renders import catalog_from_renders
 from assetfactory.core.artifacts import read_bytes
 from assetfactory.core.types import AssetState
 from assetfactory.core.validate import validate_gltf
@@ -58,29 +57,7 @@ def build_catalog(root: Path, data: Path, model: str) -> Path:
     src = data / "renders" / model / "4views"
     if not src.is_dir():
         pytest.skip(f"renders of {model} not found at {src}")
-    cams = json.loads((src / "cameras.json").read_text())
-    views = cams.get("views") or cams["cameras"]
-    (root / "photos").mkdir(parents=True, exist_ok=True)
-    images = []
-    for v in views:
-        name = f"{model}_{v['label']}.png"
-        shutil.copy(src / f"view_{v['label']}.png", root / "photos" / name)
-        images.append(f"{v['label']}=photos/{name}@{v['azimuth_deg']},{v['elevation_deg']}")
-    mesh_src = data / "models" / MODELS[model]
-    if mesh_src.is_dir():
-        shutil.copytree(mesh_src, root / "models" / model)
-        mesh_uri = next(f"models/{model}/{p.name}" for p in sorted(mesh_src.iterdir())
-                        if p.suffix in (".glb", ".gltf", ".obj"))
-    else:
-        (root / "models").mkdir(exist_ok=True)
-        shutil.copy(mesh_src, root / "models" / mesh_src.name)
-        mesh_uri = f"models/{mesh_src.name}"
-    path = root / "catalog.csv"
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["sku", "images", "mesh_uri", "camera_distance", "fov_deg"])
-        w.writerow([model, "; ".join(images), mesh_uri, views[0]["distance"], cams["fov_y_deg"]])
-    return path
+    return catalog_from_renders(src, root, model, data / "models" / MODELS[model])
 
 
 @pytest.mark.parametrize("backend", ["mesh", "silhouette"])
