@@ -117,7 +117,10 @@ def run_model(model: str, size: int, tmp: Path) -> dict:
         if name == "full":
             final = st
     exports = []
-    for label, opts in (("png", {"allow_jpeg": False}), ("jpeg-forced", {"max_glb_mb": 0.08}),
+    # "budget": a size budget that forces smaller maps and a JPEG base colour (normal and
+    # ORM maps stay PNG); "tight": one no texture size can meet (the SKU fails with a fix)
+    for label, opts in (("png", {"allow_jpeg": False}), ("budget 0.2 MB", {"max_glb_mb": 0.2}),
+                        ("tight 0.08 MB", {"max_glb_mb": 0.08}),
                         ("usdz", {"write_usdz": True})):
         t0 = time.perf_counter()
         try:
@@ -127,6 +130,7 @@ def run_model(model: str, size: int, tmp: Path) -> dict:
                             "usdz_bytes": r.metrics.get("export_usdz_bytes"),
                             "texture_px": r.metrics["export_texture_px"],
                             "format": r.metrics["export_base_color_format"],
+                            "maps": r.metrics.get("export_maps"),
                             "gltf_warnings": r.metrics["gltf_warnings"]})
         except Exception as exc:  # noqa: BLE001 - a benchmark reports, it does not stop
             exports.append({"export": label, "error": str(exc)[:200]})
@@ -162,12 +166,12 @@ def main() -> None:
     for r in results:
         for e in r.get("export", []):
             if "error" in e:
-                print(f"{r['model']:22} {e['export']:12} error: {e['error']}")
+                print(f"{r['model']:22} {e['export']:14} error: {e['error']}")
                 continue
-            print(f"{r['model']:22} {e['export']:12} {e['seconds']:6.2f} s  glb "
+            print(f"{r['model']:22} {e['export']:14} {e['seconds']:6.2f} s  glb "
                   f"{e['glb_bytes'] / 1e6:6.3f} MB  usdz "
                   f"{(e['usdz_bytes'] or 0) / 1e6:6.3f} MB  {e['texture_px']} px {e['format']}"
-                  f"  gltf warnings {e['gltf_warnings']}")
+                  f"  maps {e['maps']}  gltf warnings {e['gltf_warnings']}")
     (OUT / "texture_export.json").write_text(json.dumps(results, indent=1))
     plot(results)
 

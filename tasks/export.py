@@ -722,8 +722,9 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     glb, enc = fit_budget(mesh, name, textures, max_bytes, options, groups, extras)
     if len(glb) > max_bytes:
         raise ValidationFailed(
-            f"the GLB is {len(glb) / 1e6:.1f} MB, over the {options.max_glb_mb:g} MB budget "
-            f"({mesh.n_faces} triangles)",
+            f"the GLB is {len(glb) / 1e6:.3g} MB with {enc.px} px textures, over the "
+            f"{options.max_glb_mb:g} MB budget ({mesh.n_faces} triangles, "
+            f"{geometry_bytes(glb) / 1e6:.3g} MB of geometry)",
             "lower simplify target_tris or export texture_size, or raise export max_glb_mb")
     metrics: dict = {"export_glb_bytes": len(glb), "export_texture_px": enc.px,
                      "export_base_color_format": enc.images.get("base_color", ("", ""))[1]
@@ -745,7 +746,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
         usdz, usd_metrics = make_usdz(mesh, name, groups, enc, options.validate)
         if len(usdz) > max_bytes:
             raise ValidationFailed(
-                f"the USDZ is {len(usdz) / 1e6:.1f} MB, over the {options.max_glb_mb:g} MB "
+                f"the USDZ is {len(usdz) / 1e6:.3g} MB, over the {options.max_glb_mb:g} MB "
                 "budget", "lower export texture_size or simplify target_tris")
         metrics.update(usd_metrics)
         artifacts["usdz"] = store.put(f"assets/{part}/{part}.usdz", usdz, "model/vnd.usdz+zip")

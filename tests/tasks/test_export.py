@@ -141,6 +141,10 @@ def test_over_budget_fails_with_a_fix(tmp_path, uv_mesh):
     with pytest.raises(ValidationFailed) as info:
         export(state, ExportOptions(max_glb_mb=0.01, write_poster=False))
     assert "MB" in info.value.message and info.value.fix and info.value.stage == "export"
+    # the message says how far over, at what texture size, and what geometry alone takes
+    msg = info.value.message
+    assert "256 px textures" in msg and "over the 0.01 MB budget" in msg
+    assert "MB of geometry" in msg and "0.0 MB" not in msg
 
 
 def test_texture_shrinks_to_meet_the_budget(tmp_path, uv_mesh):
