@@ -419,7 +419,8 @@ def _compile_kernels() -> dict:
     from . import _simplify_numba as k
 
     return {"closed_oriented": k.closed_oriented, "quadrics": k.quadrics,
-            "adjacency": k.adjacency, "cell_errors": k.cell_errors}
+            "adjacency": k.adjacency, "cell_errors": k.cell_errors,
+            "welded_normals": k.welded_normals, "edge_curvature": k.edge_curvature}
 
 
 def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
@@ -505,34 +506,36 @@ def part_weights(mesh: MeshData, wid: np.ndarray,
                  curvature_weight: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(part labels, face counts, weights w_p = A_p x (1 + k x S_p)) of the dense mesh's
     parts; see the module docstring for S_p and why it averages sqrt(curvature)."""
-    labels, inv, counts = np.unique(mesh.face_labels, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1)
-    n, area = face_normals(mesh.vertices, mesh.faces)
-    wf = wid[mesh.faces]
+    labels, inv, counts = _label_index(mesh.face_labels)
     P = int(wid.max()) + 1
-    pos = np.zeros((P, 3))
-    pos[wid] = mesh.vertices
-    an = n * area[:, None]
-    vn = np.zeros((P, 3))
-    for c in range(3):
-        vn[:, c] = sum(np.bincount(wf[:, k], an[:, c], P) for k in range(3))
-    vn /= np.maximum(np.linalg.norm(vn, axis=1), 1e-300)[:, None]
+    vn, pos, area = _kernels()["welded_normals"](
+        np.ascontiguousarray(mesh.vertices, np.float64), np.ascontiguousarray(mesh.faces, np.int64),
+        np.ascontiguousarray(wid, np.int64), P)
     # the mean over a part is a statistic: a strided sample of ~CURVATURE_SAMPLES faces
     # gives it (a part with no sampled face, a tiny one, falls back to its area alone)
-    pick = np.arange(0, len(wf), max(1, len(wf) // CURVATURE_SAMPLES))
-    ws, area_s, inv_s = wf[pick], area[pick], inv[pick]
-    kappa = np.zeros(len(pick))
-    for a, b in ((0, 1), (1, 2), (2, 0)):
-        ia, ib = ws[:, a], ws[:, b]
-        dn = np.sqrt(((vn[ib] - vn[ia]) ** 2).sum(1))
-        dl = np.sqrt(((pos[ib] - pos[ia]) ** 2).sum(1))
-        kappa += np.where(dl > 0, dn / np.maximum(dl, 1e-300), 0.0)
-    kappa /= 3
+    pick = np.arange(0, mesh.n_faces, max(1, mesh.n_faces // CURVATURE_SAMPLES))
+    area_s, inv_s = area[pick], inv[pick]
+    kappa = _kernels()["edge_curvature"](np.ascontiguousarray(wid[mesh.faces[pick]], np.int64),
+                                         vn, pos)
     part_area = np.bincount(inv, area, len(labels))
     scale = np.sqrt(part_area)
     s = np.bincount(inv_s, area_s * np.sqrt(kappa * scale[inv_s]), len(labels)) \
         / np.maximum(np.bincount(inv_s, area_s, len(labels)), 1e-300)
     return labels, counts, part_area * (1 + curvature_weight * s)
+
+
+def _label_index(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """np.unique(labels, return_inverse=True, return_counts=True) for small non-negative
+    integer labels, by counting instead of sorting."""
+    labels = np.asarray(labels)
+    if not len(labels) or labels.min() < 0 or labels.max() > 4 * len(labels) + 1024:
+        u, inv, counts = np.unique(labels, return_inverse=True, return_counts=True)
+        return u, inv.reshape(-1), counts
+    all_counts = np.bincount(labels)
+    present = np.flatnonzero(all_counts)
+    rank = np.zeros(len(all_counts), np.int64)
+    rank[present] = np.arange(len(present))
+    return present.astype(labels.dtype), rank[labels], all_counts[present]
 
 
 def allocate_budgets(total: int, weights: np.ndarray, counts: np.ndarray,

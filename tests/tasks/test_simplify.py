@@ -419,6 +419,46 @@ def test_part_weights_scale_free():
     assert w[1] > 1.3 * w[0]
 
 
+def _part_weights_numpy(mesh: MeshData, wid: np.ndarray) -> np.ndarray:
+    """The part weights written out in numpy (every face sampled), to check the kernels."""
+    _, inv = np.unique(mesh.face_labels, return_inverse=True)
+    p = mesh.vertices[mesh.faces]
+    cross = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+    area = 0.5 * np.linalg.norm(cross, axis=1)
+    P = int(wid.max()) + 1
+    pos = np.zeros((P, 3))
+    pos[wid] = mesh.vertices
+    vn = np.zeros((P, 3))
+    np.add.at(vn, wid[mesh.faces].ravel(), np.repeat(0.5 * cross, 3, axis=0))
+    vn /= np.maximum(np.linalg.norm(vn, axis=1), 1e-300)[:, None]
+    wf = wid[mesh.faces]
+    a, b = wf, np.roll(wf, -1, axis=1)
+    dn, dl = np.linalg.norm(vn[b] - vn[a], axis=2), np.linalg.norm(pos[b] - pos[a], axis=2)
+    kappa = np.where(dl > 0, dn / np.maximum(dl, 1e-300), 0).mean(axis=1)
+    part_area = np.bincount(inv, area)
+    s = np.bincount(inv, area * np.sqrt(kappa * np.sqrt(part_area)[inv])) / part_area
+    return part_area * (1 + s)
+
+
+def test_part_weights_match_the_numpy_formulation():
+    mesh = box_and_sphere()  # 18k faces: under CURVATURE_SAMPLES, so every face is sampled
+    mesh = mesh.replace(face_labels=np.where(mesh.face_labels == 2, 7, 3).astype(np.int32))
+    wid = S.weld_ids(mesh.vertices)
+    labels, counts, w = S.part_weights(mesh, wid)
+    assert labels.tolist() == [3, 7]
+    assert counts.tolist() == np.bincount(mesh.face_labels)[[3, 7]].tolist()
+    assert np.allclose(w, _part_weights_numpy(mesh, wid), rtol=1e-10)
+
+
+@pytest.mark.parametrize("labels", [[5, 0, 5, 2, 2, 2], [-3, 4, -3], [10**9, 1, 10**9], [7]])
+def test_label_index_is_np_unique(labels):
+    labels = np.asarray(labels, np.int64)
+    want = np.unique(labels, return_inverse=True, return_counts=True)
+    got = S._label_index(labels)
+    for g, w in zip(got, want):
+        assert np.array_equal(g, np.asarray(w).reshape(-1))
+
+
 @pytest.mark.parametrize("bad", [{"part_budget": "even"}, {"part_curvature_weight": -1.0}])
 def test_bad_part_budget_options_rejected(bad):
     with pytest.raises(OptionsError):
