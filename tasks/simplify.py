@@ -590,21 +590,24 @@ def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray
     copy_label[prep.split_faces.ravel()] = np.repeat(prep.mesh.face_labels, 3)
     wid_of = prep.wid[prep.split_src]
     P = int(prep.wid.max()) + 1
-    faces = prep.split_faces if faces is None else faces
-    face_label = copy_label[faces[:, 0]]
-    wfaces = wid_of[faces]  # kept beside faces: the passes below would gather them again
-    counts = np.array([np.sum(face_label == p) for p in labels])
+    buf = _FaceBuffer(prep.split_faces if faces is None else faces, wid_of, copy_label)
+    counts = np.bincount(buf.label[:buf.n], minlength=int(labels.max()) + 1)[labels] \
+        if len(labels) and labels.min() >= 0 else \
+        np.array([np.sum(buf.label[:buf.n] == p) for p in labels])
     done = np.zeros(P, bool)  # welded positions on parts whose pass is over
+    on_p = np.zeros(P, bool)
     for i in np.argsort(counts - budgets, kind="stable"):
         part = labels[i]
         for _ in range(PART_PASSES):
-            is_p = face_label == part
-            on_p = np.zeros(P, bool)
+            faces, wfaces, alive = buf.view()
+            is_p = alive & (buf.label[:buf.n] == part)
+            on_p[:] = False
             on_p[wfaces[is_p].ravel()] = True
             cut = int(is_p.sum()) - int(budgets[i])
             if cut <= 0:
                 break
-            in_sub = is_p | on_p[wfaces[:, 0]] | on_p[wfaces[:, 1]] | on_p[wfaces[:, 2]]
+            in_sub = is_p | (alive & (on_p[wfaces[:, 0]] | on_p[wfaces[:, 1]]
+                                      | on_p[wfaces[:, 2]]))
             used, local = _compact(faces[in_sub], len(split_pos))
             w = wid_of[used]
             locked = ((copy_label[used] != part) & ~on_p[w]) | done[w]
@@ -612,15 +615,59 @@ def _collapse_per_part(prep: Prepared, split_pos: np.ndarray, labels: np.ndarray
                 locked |= lock[used]
             kept = meshopt_collapse(split_pos[used], local, len(local) - cut, lock_border,
                                     locked)
-            new = used[kept]
-            out = ~in_sub
-            faces = np.vstack([faces[out], new])
-            wfaces = np.vstack([wfaces[out], wid_of[new]])
-            face_label = np.concatenate([face_label[out], copy_label[new[:, 0]]])
+            buf.replace(in_sub, used[kept])
             if len(kept) == len(local):
                 break  # nothing left to collapse here (all locked)
         done |= on_p
-    return faces
+    return buf.alive_faces()
+
+
+class _FaceBuffer:
+    """The per-part passes' faces: a pass marks the faces it took as dead and appends its
+    result, instead of copying the whole (dense: ~1M) face array every pass. Alive faces
+    keep their order (untouched faces first, then each pass's result)."""
+
+    def __init__(self, faces: np.ndarray, wid_of: np.ndarray, copy_label: np.ndarray):
+        self.wid_of, self.copy_label = wid_of, copy_label
+        self.n = len(faces)
+        cap = self.n + self.n // 4 + 1024
+        self.faces = np.empty((cap, 3), faces.dtype)
+        self.faces[:self.n] = faces
+        self.wfaces = np.empty((cap, 3), wid_of.dtype)
+        self.wfaces[:self.n] = wid_of[faces]
+        self.label = np.empty(cap, np.int64)
+        self.label[:self.n] = copy_label[faces[:, 0]]
+        self.alive = np.zeros(cap, bool)
+        self.alive[:self.n] = True
+
+    def view(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.faces[:self.n], self.wfaces[:self.n], self.alive[:self.n]
+
+    def replace(self, taken: np.ndarray, new: np.ndarray) -> None:
+        self.alive[:self.n][taken] = False
+        k = len(new)
+        if self.n + k > len(self.faces):
+            self._grow(self.n + k)
+        self.faces[self.n:self.n + k] = new
+        self.wfaces[self.n:self.n + k] = self.wid_of[new]
+        self.label[self.n:self.n + k] = self.copy_label[new[:, 0]]
+        self.alive[self.n:self.n + k] = True
+        self.n += k
+
+    def _grow(self, need: int) -> None:
+        keep = np.flatnonzero(self.alive[:self.n])  # drop the dead rows while copying
+        cap = max(2 * len(keep), need - self.n + len(keep)) + 1024
+        for name in ("faces", "wfaces", "label"):
+            old = getattr(self, name)
+            new = np.empty((cap,) + old.shape[1:], old.dtype)
+            new[:len(keep)] = old[keep]
+            setattr(self, name, new)
+        self.alive = np.zeros(cap, bool)
+        self.alive[:len(keep)] = True
+        self.n = len(keep)
+
+    def alive_faces(self) -> np.ndarray:
+        return self.faces[:self.n][self.alive[:self.n]]
 
 
 # ------------------------------------------------------------------------------ decimation

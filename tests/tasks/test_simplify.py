@@ -450,6 +450,26 @@ def test_part_weights_match_the_numpy_formulation():
     assert np.allclose(w, _part_weights_numpy(mesh, wid), rtol=1e-10)
 
 
+def test_face_buffer_keeps_order_through_growth():
+    rng = np.random.default_rng(0)
+    wid_of = rng.integers(0, 50, 200)
+    copy_label = rng.integers(0, 3, 200)
+    faces = rng.integers(0, 200, (40, 3))
+    buf = S._FaceBuffer(faces, wid_of, copy_label)
+    model = faces.copy()  # the plain version: drop the taken faces, append the new ones
+    for _ in range(30):   # appends well past the first capacity (40 + 10 + 1024 rows)
+        f, w, alive = buf.view()
+        assert np.array_equal(f[alive], model) and np.array_equal(w[alive], wid_of[model])
+        assert np.array_equal(buf.label[:buf.n][alive], copy_label[model[:, 0]])
+        taken = alive & (rng.random(buf.n) < 0.3)
+        keep = taken[alive]
+        new = rng.integers(0, 200, (int(rng.integers(20, 90)), 3))
+        buf.replace(taken, new)
+        model = np.vstack([model[~keep], new])
+    assert len(buf.faces) > 40 + 10 + 1024  # it grew
+    assert np.array_equal(buf.alive_faces(), model)
+
+
 @pytest.mark.parametrize("labels", [[5, 0, 5, 2, 2, 2], [-3, 4, -3], [10**9, 1, 10**9], [7]])
 def test_label_index_is_np_unique(labels):
     labels = np.asarray(labels, np.int64)
