@@ -954,8 +954,9 @@ def top_up(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, wid: np.
     a vertex on an existing edge. Longest edges first (with ``budgets``, label -> faces, first
     in the parts below their budget, as far as each is below), each face split at most once,
     and only where both faces at the edge are well shaped (twice the area >= ``fat`` x the
-    edge length squared, so no sliver is made). An edge inside a part (two faces over the same
-    vertex copies) gives two faces more, with the mesh kept closed and manifold; an open border
+    edge length squared, so no sliver is made). An edge inside a part (exactly two faces, over
+    the same vertex copies) gives two faces more, with the mesh kept closed and manifold (a
+    non-manifold edge is never split: its other faces would get a T-junction); an open border
     edge (one face also over welded positions ``wid``) gives one, which is used only for an odd
     remainder. Part borders are never split (their two sides use separate vertex copies, and
     splitting one side would crack the seam), and a closed mesh only has even face counts, so
@@ -977,12 +978,19 @@ def top_up(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray, wid: np.
     p = vertices[faces]
     twice_area = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
     ok = (length2 > 0) & (twice_area[face_of] >= fat * length2)
-    inner = ok & (twin >= 0) & (a < b)
-    inner[inner] &= ok[twin[inner]]
-    # an open border: no twin among the vertex copies, nor among welded positions
+    # edges on exactly two faces (one half-edge each way), also over welded positions: a
+    # split on a non-manifold edge would leave its other faces with a T-junction
     wkey = np.minimum(wid[a], wid[b]) * (int(wid.max()) + 1) + np.maximum(wid[a], wid[b])
     _, winv, wcount = np.unique(wkey, return_inverse=True, return_counts=True)
-    border = ok & (twin < 0) & (wcount[winv.reshape(-1)] == 1)
+    wcount = wcount[winv.reshape(-1)]
+    sorted_key = key[order]
+    repeated = np.zeros(len(key), bool)
+    repeated[order[1:][sorted_key[1:] == sorted_key[:-1]]] = True
+    repeated[order[:-1][sorted_key[1:] == sorted_key[:-1]]] = True
+    inner = ok & (twin >= 0) & (a < b) & (wcount == 2) & ~repeated
+    inner[inner] &= ok[twin[inner]] & ~repeated[twin[inner]]
+    # an open border: no twin among the vertex copies, nor among welded positions
+    border = ok & (twin < 0) & (wcount == 1)
     by_length = np.argsort(-length2, kind="stable")
     inner_order, border_order = by_length[inner[by_length]], by_length[border[by_length]]
     room = None if budgets is None else {

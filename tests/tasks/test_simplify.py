@@ -300,6 +300,18 @@ def test_top_up_fills_the_short_part_and_never_cracks_a_border():
     assert len(f3) == len(f) + 10 and length[1].min() >= length[0].max() - 1e-12
 
 
+def test_top_up_leaves_a_non_manifold_edge_alone():
+    # three faces on the long edge 0-1 (a fin); splitting it for two of them would leave the
+    # third with a T-junction, and every other edge is an open border (one face)
+    v = np.array([[0, 0, 0], [10, 0, 0], [5, 3, 0], [5, -3, 0], [5, 0, 3]], float)
+    f = np.array([[0, 1, 2], [1, 0, 3], [1, 0, 4]])
+    _, f2, _, mid_of = S.top_up(v, f, np.zeros(3, np.int32), S.weld_ids(v), 2)
+    assert len(f2) == 3 and not len(mid_of)
+    # the same edge on two faces only is split
+    v3, f3, _, mid3 = S.top_up(v, f[:2], np.zeros(2, np.int32), S.weld_ids(v), 2)
+    assert len(f3) == 4 and mid3.tolist() == [[0, 1]] and np.allclose(v3[-1], [5, 0, 0])
+
+
 def test_top_up_colours_are_the_mean_of_the_edge_ends():
     m = sphere(1)
     colors = np.zeros((m.n_vertices, 4), np.uint8)
