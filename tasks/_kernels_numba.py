@@ -326,19 +326,10 @@ def face_adjacency(m, pairs):
 
 
 @jit
-def nearest_seed(ptr, nbr, seeds):
-    """Per face: the index (into ``seeds``) of the seed face fewest face-steps away (the
-    first seed to reach it), or -1 where no seed is connected."""
-    m = ptr.shape[0] - 1
-    owner = np.full(m, -1, np.int64)
-    queue = np.empty(m, np.int64)
-    tail = 0
-    for i in range(seeds.shape[0]):
-        if owner[seeds[i]] < 0:
-            owner[seeds[i]] = i
-            queue[tail] = seeds[i]
-            tail += 1
-    head = 0
+def _spread(ptr, nbr, owner, parent, slot, queue, head, tail):
+    """Breadth-first search over the face graph from the faces queued in [head, tail): each
+    face reached takes its parent's ``owner`` and records that parent and the adjacency slot
+    it came through (faces enter ``queue`` after their parent). Returns the new tail."""
     while head < tail:
         f = queue[head]
         head += 1
@@ -346,8 +337,29 @@ def nearest_seed(ptr, nbr, seeds):
             g = nbr[j]
             if owner[g] < 0:
                 owner[g] = owner[f]
+                parent[g] = f
+                slot[g] = j
                 queue[tail] = g
                 tail += 1
+    return tail
+
+
+@jit
+def nearest_seed(ptr, nbr, seeds):
+    """Per face: the index (into ``seeds``) of the seed face fewest face-steps away (the
+    first seed to reach it), or -1 where no seed is connected."""
+    m = ptr.shape[0] - 1
+    owner = np.full(m, -1, np.int64)
+    parent = np.full(m, -1, np.int64)
+    slot = np.full(m, -1, np.int64)
+    queue = np.empty(m, np.int64)
+    tail = 0
+    for i in range(seeds.shape[0]):
+        if owner[seeds[i]] < 0:
+            owner[seeds[i]] = i
+            queue[tail] = seeds[i]
+            tail += 1
+    _spread(ptr, nbr, owner, parent, slot, queue, 0, tail)
     return owner
 
 
@@ -374,24 +386,21 @@ def winding_patches(m, pairs, disagree):
     first face (the parities along the BFS tree)."""
     ptr, nbr, which = face_adjacency(m, pairs)
     patch = np.full(m, -1, np.int64)
-    flip = np.zeros(m, np.bool_)
+    parent = np.full(m, -1, np.int64)
+    slot = np.full(m, -1, np.int64)
     queue = np.empty(m, np.int64)
-    n_patch = 0
+    n_patch, tail = 0, 0
     for s in range(m):
         if patch[s] >= 0:
             continue
         patch[s] = n_patch
-        head, tail = 0, 1
-        queue[0] = s
-        while head < tail:
-            f = queue[head]
-            head += 1
-            for j in range(ptr[f], ptr[f + 1]):
-                g = nbr[j]
-                if patch[g] < 0:
-                    patch[g] = n_patch
-                    flip[g] = flip[f] ^ disagree[which[j]]
-                    queue[tail] = g
-                    tail += 1
+        queue[tail] = s
+        tail = _spread(ptr, nbr, patch, parent, slot, queue, tail, tail + 1)
         n_patch += 1
+    # parities along the BFS tree, in queue order (every face after its parent)
+    flip = np.zeros(m, np.bool_)
+    for k in range(m):
+        g = queue[k]
+        if parent[g] >= 0:
+            flip[g] = flip[parent[g]] ^ disagree[which[slot[g]]]
     return n_patch, patch, flip
