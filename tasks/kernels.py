@@ -14,41 +14,15 @@ disk with ``cache=True``), like the simplify stage's.
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
-
-_KERNELS: dict = {}
-_LOCK = threading.Lock()
 
 
 def kernels() -> dict:
-    if not _KERNELS:
-        with _LOCK:
-            if not _KERNELS:
-                _KERNELS.update(_compile())
-    return _KERNELS
+    """The numba kernels of ``_kernels_numba``, imported on first use (Python's import lock
+    makes a first use from two threads safe)."""
+    from . import _kernels_numba
 
-
-def _compile() -> dict:
-    from . import _kernels_numba as k
-
-    return {name: getattr(k, name) for name in (
-        "edge_table",
-        "first_use",
-        "edge_slots",
-        "patch_volumes",
-        "manifold_slots",
-        "vertex_fans",
-        "face_cross",
-        "face_areas",
-        "face_normals",
-        "sliver_shape",
-        "face_adjacency",
-        "nearest_seed",
-        "smooth",
-        "winding_patches",
-    )}
+    return vars(_kernels_numba)
 
 
 def _ints(faces: np.ndarray) -> np.ndarray:

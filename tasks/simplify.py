@@ -68,7 +68,6 @@ import ctypes
 import itertools
 import json
 import logging
-import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -400,27 +399,13 @@ class DenseQuadrics:
     edge_length: float      # mean dense edge length
 
 
-_KERNELS: dict = {}
-_KERNELS_LOCK = threading.Lock()
-
-
 def _kernels() -> dict:
-    """numba kernels, compiled on first use (and cached on disk), so importing the stage
-    module stays cheap for processes that never simplify."""
-    if _KERNELS:
-        return _KERNELS
-    with _KERNELS_LOCK:
-        if not _KERNELS:
-            _KERNELS.update(_compile_kernels())
-    return _KERNELS
+    """The numba kernels of ``_simplify_numba``, imported on first use (importing numba costs
+    ~0.5 s, which processes that never simplify should not pay; Python's import lock makes a
+    first use from two threads safe), compiled once and cached on disk."""
+    from . import _simplify_numba
 
-
-def _compile_kernels() -> dict:
-    from . import _simplify_numba as k
-
-    return {"closed_oriented": k.closed_oriented, "quadrics": k.quadrics,
-            "adjacency": k.adjacency, "cell_errors": k.cell_errors,
-            "welded_normals": k.welded_normals, "edge_curvature": k.edge_curvature}
+    return vars(_simplify_numba)
 
 
 def dense_quadrics(positions: np.ndarray, faces: np.ndarray) -> DenseQuadrics:
