@@ -137,7 +137,8 @@ def run_method(mesh: MeshData, method: str, target: int) -> dict:
         S.decimate_prepared(S.prepare(mesh, True, True, background=False), target, options)
         one_thread = time.perf_counter() - t
     err = S.surface_error(mesh, result.mesh, 200_000, seed=1)
-    return {"method": method, "target": target, "seconds": seconds, "seconds_one_thread": one_thread,
+    return {"method": method, "target": target, "seconds": seconds,
+            "seconds_one_thread": one_thread,
             "faces": result.mesh.n_faces,
             "watertight_in": result.watertight_in, "watertight_out": result.watertight_out,
             "fallback": result.fallback, "retries": result.retries, **err}

@@ -189,7 +189,8 @@ def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.
     split per component by Otsu's threshold on the area-weighted histogram; the split is kept
     only where the classes differ by SDF_MIN_RATIO or more, Otsu's separation reaches
     SDF_MIN_SEPARATION, the smaller class holds SDF_MIN_SHARE of the area and most of the
-    border between the classes is smooth (a slab's rim is "thick" against its "thin" faces, across sharp edges)."""
+    border between the classes is smooth (a slab's rim is "thick" against its "thin" faces,
+    across sharp edges)."""
     from scipy.spatial import cKDTree
 
     m = mesh.n_faces
