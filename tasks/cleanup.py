@@ -54,7 +54,7 @@ from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
 from . import kernels
-from .parts import edge_table, manifold_pairs, part_report, segment_parts, vertex_fans
+from .parts import edge_table, face_areas, manifold_pairs, part_report, segment_parts, vertex_fans
 from .visibility import METHODS as VISIBILITY_METHODS
 from .visibility import hidden_faces
 
@@ -184,10 +184,6 @@ def merge_vertices(mesh: MeshData, tolerance: float) -> MeshData:
     pick = lambda a: None if a is None else np.asarray(a)[src]
     return MeshData(mesh.vertices[src], rank[welded], mesh.face_labels,
                     pick(mesh.uv), pick(mesh.vertex_colors), pick(mesh.vertex_normals))
-
-
-def face_areas(mesh: MeshData) -> np.ndarray:
-    return kernels.face_areas(mesh.vertices, mesh.faces)
 
 
 def degenerate_faces(mesh: MeshData, tolerance: float) -> np.ndarray:
