@@ -52,11 +52,16 @@ JSONL/JSON/Parquet, ``images`` is such a string, or a list of such strings or of
 the label when not given.
 
 URIs: a path relative to the catalog file's folder (``SkuSpec.catalog_root``), an absolute path
-or ``file://`` URI inside that folder, or ``s3://bucket/key`` (not checked here: the run reads
-it). Local files must exist, be files and be readable, and must stay inside the catalog's folder
-(no ``../`` out of it, no absolute path or symlink leading outside) so that a catalog cannot make
-the factory read arbitrary files. ``http(s)://`` and other schemes are refused: the factory does
-not fetch over the network at run time.
+or ``file://`` URI, or ``s3://bucket/key`` (not checked here: the run reads it). Local files
+must exist, be files and be readable, and must stay inside the catalog's folder or one of the
+input roots the user allowed (``read_catalog(path, roots)``; ``--input-root`` on the command
+line, ``input_roots`` in ``assetfactory.toml``): no ``../`` out of them, no absolute path or
+symlink leading elsewhere, so that a catalog cannot make the factory read arbitrary files. A
+file reached through an input root is stored as its resolved absolute path. A catalog on S3
+(``s3://bucket/dir/catalog.csv``) reads relative paths as keys beside it
+(``s3://bucket/dir/photos/a.png``), and they must stay under its folder or an S3 input root.
+``http(s)://`` and other schemes are refused: the factory does not fetch over the network at
+run time.
 
 Row errors (``RowError.code``): ``missing_sku``, ``bad_sku``, ``duplicate_sku`` (the first row
 with a SKU wins; later ones are errors), ``bad_number``, ``no_inputs`` (neither images nor mesh),
@@ -75,6 +80,7 @@ import json
 import logging
 import math
 import os
+import posixpath
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -143,22 +149,109 @@ class _Raw:
 # --------------------------------------------------------------------------- public entry point
 
 
-def read_catalog(path: str | Path) -> CatalogParse:
-    """Parse a catalog file; bad rows become ``RowError``s, an unreadable file raises."""
+@dataclass(frozen=True)
+class InputRoots:
+    """Where a catalog may read files from: its own folder plus the roots a user allowed.
+
+    ``catalog``: the catalog file's folder (a local path, or ``s3://bucket/prefix`` for a
+    catalog on S3). ``local`` / ``s3``: extra roots from ``--input-root`` or the config file.
+    """
+
+    catalog: Path | str
+    local: tuple[Path, ...] = ()
+    s3: tuple[str, ...] = ()
+
+    def local_roots(self) -> tuple[Path, ...]:
+        own = (self.catalog,) if isinstance(self.catalog, Path) else ()
+        return own + self.local
+
+    def describe(self) -> str:
+        extra = [str(r) for r in self.local] + list(self.s3)
+        return f"the catalog folder {self.catalog}" + (
+            f" or the input roots {', '.join(extra)}" if extra else "")
+
+
+def input_roots(roots: Iterable[str | os.PathLike] = ()) -> tuple[tuple[Path, ...],
+                                                                  tuple[str, ...]]:
+    """Normalise extra input roots: local folders (resolved, must exist) and S3 prefixes."""
+    local: list[Path] = []
+    s3: list[str] = []
+    for root in roots:
+        text = str(root).strip()
+        if not text:
+            continue
+        if text.startswith("s3://"):
+            parsed = urlparse(text)
+            if not parsed.netloc:
+                raise InputError(f"input root {text!r} names no bucket",
+                                 fix="write S3 input roots as s3://bucket or s3://bucket/prefix")
+            s3.append(f"s3://{parsed.netloc}/{parsed.path.strip('/')}".rstrip("/"))
+            continue
+        m = _SCHEME.match(text)
+        if m and len(m.group(1)) > 1 and m.group(1).lower() != "file":
+            raise InputError(f"input root {text!r}: only local folders and s3:// prefixes can be "
+                             "input roots", fix="give a folder path or s3://bucket/prefix")
+        path = Path(unquote(urlparse(text).path) if text.startswith("file:") else text)
+        path = path.expanduser().resolve()
+        if not path.is_dir():
+            raise InputError(f"input root {text!r} is not a folder on this machine ({path})",
+                             fix="mount or create it, or drop it from --input-root / "
+                             "input_roots in the config file")
+        local.append(path)
+    return tuple(dict.fromkeys(local)), tuple(dict.fromkeys(s3))
+
+
+def read_catalog(path: str | Path, roots: Iterable[str | os.PathLike] = ()) -> CatalogParse:
+    """Parse a catalog file (local or ``s3://``); bad rows become ``RowError``s, an unreadable
+    file raises. ``roots``: folders or S3 prefixes, besides the catalog's own folder, that the
+    catalog may reference files in (``--input-root``)."""
+    extra_local, extra_s3 = input_roots(roots)
+    if str(path).startswith("s3://"):
+        return _read_s3_catalog(str(path), extra_local, extra_s3)
     p = Path(path).expanduser()
+    root = p.absolute().parent.resolve()
+    return _read_local(p, InputRoots(root, extra_local, extra_s3), str(p.absolute()))
+
+
+def _read_s3_catalog(uri: str, extra_local: tuple[Path, ...], extra_s3: tuple[str, ...]
+                     ) -> CatalogParse:
+    """An S3 catalog: relative paths in it are keys next to it, under the same prefix."""
+    import tempfile
+
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from ..core.storage import read_ref
+
+    parsed = urlparse(uri)
+    name = posixpath.basename(parsed.path)
+    if not parsed.netloc or not name:
+        raise InputError(f"catalog {uri!r} is not s3://bucket/key",
+                         fix="give the catalog's full S3 key, e.g. s3://bucket/catalogs/a.csv")
+    try:
+        data = read_ref(uri)
+    except (BotoCoreError, ClientError) as exc:
+        raise InputError(f"catalog {uri} cannot be read from S3 ({exc})",
+                         fix="check the key, the credentials and AWS_ENDPOINT_URL") from exc
+    folder = f"s3://{parsed.netloc}/{posixpath.dirname(parsed.path.strip('/'))}".rstrip("/")
+    with tempfile.TemporaryDirectory(prefix="assetfactory-catalog-") as tmp:
+        local = Path(tmp) / name
+        local.write_bytes(data)
+        return _read_local(local, InputRoots(folder, extra_local, extra_s3), uri)
+
+
+def _read_local(p: Path, roots: InputRoots, source: str) -> CatalogParse:
     _check_file(p)
     fmt = _FORMATS.get(p.suffix.lower())
     if fmt is None:
         raise InputError(
             f"catalog {p}: unsupported file type {p.suffix or '(no extension)'!r}",
             fix="save the catalog as .csv, .jsonl/.ndjson, .json or .parquet")
-    root = p.absolute().parent.resolve()
     http_hint = ""
     if fmt == "csv":
         header, rows = _read_csv(p, "\t" if p.suffix.lower() == ".tsv" else ",")
         if _is_shopify(header):
             fmt = "shopify"
-            raws = _shopify_raws(rows, root)
+            raws = _shopify_raws(rows, roots.catalog)
             http_hint = (" (Shopify exports: save the image as images/<file name from the URL> "
                          "beside the catalog and it is picked up)")
         else:
@@ -170,10 +263,10 @@ def read_catalog(path: str | Path) -> CatalogParse:
         raws = _read_json(p)
     else:
         raws = _read_parquet(p)
-    specs, errors = _validate_all(raws, root, http_hint)
-    log.info("catalog %s (%s): %d rows, %d ok, %d errors", p, fmt, len(raws), len(specs),
+    specs, errors = _validate_all(raws, roots, http_hint)
+    log.info("catalog %s (%s): %d rows, %d ok, %d errors", source, fmt, len(raws), len(specs),
              len(errors))
-    return CatalogParse(specs=specs, errors=errors, source=str(p.absolute()), format=fmt)
+    return CatalogParse(specs=specs, errors=errors, source=source, format=fmt)
 
 
 # --------------------------------------------------------------------------- file readers
@@ -350,7 +443,7 @@ def _is_shopify(header: list[str]) -> bool:
     return {"Handle", "Image Src"} <= cols and "sku" not in {_norm_column(h) for h in header}
 
 
-def _shopify_raws(rows: list[dict[str, str]], root: Path) -> list[_Raw]:
+def _shopify_raws(rows: list[dict[str, str]], root: Path | str) -> list[_Raw]:
     groups: dict[str, list[tuple[int, dict[str, str]]]] = {}
     raws: list[_Raw] = []
     for i, row in enumerate(rows, start=1):
@@ -366,7 +459,8 @@ def _shopify_raws(rows: list[dict[str, str]], root: Path) -> list[_Raw]:
     return sorted(raws, key=lambda r: r.row)
 
 
-def _shopify_product(handle: str, group: list[tuple[int, dict[str, str]]], root: Path) -> _Raw:
+def _shopify_product(handle: str, group: list[tuple[int, dict[str, str]]], root: Path | str
+                     ) -> _Raw:
     first_row, first = group[0]
     variant_skus = [s for _, r in group if (s := (r.get("Variant SKU") or "").strip())]
     images: list[tuple[float, int, str]] = []
@@ -395,9 +489,9 @@ def _position(text: str | None) -> float:
         return math.inf
 
 
-def _shopify_local(src: str, root: Path) -> str:
-    """A downloaded copy of a Shopify image URL, if one sits beside the catalog."""
-    if not src.lower().startswith(("http://", "https://")):
+def _shopify_local(src: str, root: Path | str) -> str:
+    """A downloaded copy of a Shopify image URL, if one sits beside a local catalog."""
+    if not src.lower().startswith(("http://", "https://")) or not isinstance(root, Path):
         return src
     name = unquote(Path(urlparse(src).path).name)
     for rel in (name, f"images/{name}"):
@@ -409,7 +503,7 @@ def _shopify_local(src: str, root: Path) -> str:
 # --------------------------------------------------------------------------- validation
 
 
-def _validate_all(raws: list[_Raw], root: Path, http_hint: str
+def _validate_all(raws: list[_Raw], root: InputRoots, http_hint: str
                   ) -> tuple[list[SkuSpec], list[RowError]]:
     specs: list[SkuSpec] = []
     errors: list[RowError] = []
@@ -420,7 +514,7 @@ def _validate_all(raws: list[_Raw], root: Path, http_hint: str
     return specs, errors
 
 
-def _validate_row(raw: _Raw, root: Path, seen: dict[str, int], http_hint: str
+def _validate_row(raw: _Raw, root: InputRoots, seen: dict[str, int], http_hint: str
                   ) -> SkuSpec | RowError:
     sku = _text(raw.data.get("sku"))
     if raw.problem is not None:
@@ -445,7 +539,7 @@ def _validate_row(raw: _Raw, root: Path, seen: dict[str, int], http_hint: str
     return SkuSpec(sku=sku, title=_text(raw.data.get("title")),
                    category=_text(raw.data.get("category")), images=tuple(images),
                    mesh_uri=mesh_uri, material=_text(raw.data.get("material")) or None,
-                   metadata=raw.metadata, row=raw.row, catalog_root=str(root), **dims)
+                   metadata=raw.metadata, row=raw.row, catalog_root=str(root.catalog), **dims)
 
 
 def _blank(cell: Any) -> bool:
@@ -505,7 +599,7 @@ def _number(value: Any, name: str, problems: list[_Problem]) -> float | None:
 # --------------------------------------------------------------------------- images and URIs
 
 
-def _images(cell: Any, root: Path, problems: list[_Problem], http_hint: str
+def _images(cell: Any, root: InputRoots, problems: list[_Problem], http_hint: str
             ) -> list[ImageSpec]:
     entries = _image_entries(cell, problems)
     out: list[ImageSpec] = []
@@ -605,7 +699,12 @@ def _angle(value: Any, name: str, uri: str, problems: list[_Problem], lo: float,
     return number
 
 
-def _uri(raw: str, root: Path, what: str, problems: list[_Problem], http_hint: str = ""
+_OUTSIDE_FIX = ("copy the file into the catalog's folder and reference it by a relative path, "
+                "or allow its folder with --input-root DIR (or input_roots in "
+                "assetfactory.toml)")
+
+
+def _uri(raw: str, roots: InputRoots, what: str, problems: list[_Problem], http_hint: str = ""
          ) -> str | None:
     """Check a URI from the catalog; return what to store in the spec, None on a problem."""
     text = raw.strip()
@@ -633,35 +732,64 @@ def _uri(raw: str, root: Path, what: str, problems: list[_Problem], http_hint: s
         local = Path(unquote(parsed.path))
     else:
         local = Path(text)
-    problem = _check_local(local, root, what, text)
+    if isinstance(roots.catalog, str) and not local.is_absolute():
+        return _s3_relative(text, roots, what, problems)
+    resolved, problem = _check_local(local, roots, what, text)
     if problem:
         problems.append(problem)
         return None
-    return str(local) if local.is_absolute() else Path(os.path.normpath(text)).as_posix()
+    if isinstance(roots.catalog, Path) and resolved.is_relative_to(roots.catalog):
+        return str(local) if local.is_absolute() else Path(os.path.normpath(text)).as_posix()
+    # allowed by an extra root: keep the resolved path, so later readers need no root to check
+    return str(resolved)
 
 
-def _check_local(local: Path, root: Path, what: str, text: str) -> _Problem | None:
-    full = local if local.is_absolute() else root / local
+def _s3_relative(text: str, roots: InputRoots, what: str, problems: list[_Problem]
+                 ) -> str | None:
+    """A relative path in an S3 catalog: the key beside the catalog, inside an allowed prefix."""
+    folder = str(roots.catalog)
+    bucket_path = folder[len("s3://"):]
+    key = posixpath.normpath(posixpath.join(bucket_path, text.replace("\\", "/")))
+    uri = f"s3://{key}"
+    allowed = (folder, *roots.s3)
+    if not any(uri == r or uri.startswith(r.rstrip("/") + "/") for r in allowed):
+        problems.append(_Problem("outside_root", f"{what} {text!r} leads outside "
+                                 f"{roots.describe()}", _OUTSIDE_FIX))
+        return None
+    return uri
+
+
+def _check_local(local: Path, roots: InputRoots, what: str, text: str
+                 ) -> tuple[Path, _Problem | None]:
+    base = roots.catalog if isinstance(roots.catalog, Path) else None
+    if not local.is_absolute() and base is None:
+        return local, _Problem("outside_root", f"{what} {text!r} is relative",
+                               "use a path relative to the catalog")
+    full = local if local.is_absolute() else base / local  # type: ignore[operator]
     try:
         resolved = full.resolve(strict=False)
     except (OSError, RuntimeError) as exc:
-        return _Problem("unreadable", f"{what} {text!r} cannot be resolved ({exc})",
-                        "fix the path (is there a symlink loop?)")
-    if not resolved.is_relative_to(root):
-        via = " through a symlink" if Path(os.path.normpath(full)).is_relative_to(root) else ""
-        return _Problem("outside_root", f"{what} {text!r} leads{via} outside the catalog "
-                        f"folder {root}", "copy the file into the catalog's folder and "
-                        "reference it by a relative path")
+        return full, _Problem("unreadable", f"{what} {text!r} cannot be resolved ({exc})",
+                              "fix the path (is there a symlink loop?)")
+    allowed = roots.local_roots()
+    if not any(resolved.is_relative_to(r) for r in allowed):
+        lexical = Path(os.path.normpath(full))
+        via = " through a symlink" if any(lexical.is_relative_to(r) for r in allowed) else ""
+        return resolved, _Problem("outside_root", f"{what} {text!r} leads{via} outside "
+                                  f"{roots.describe()}", _OUTSIDE_FIX)
     if not resolved.exists():
-        return _Problem("missing_file", f"{what} {text!r} not found (looked for {resolved})",
-                        "check the file name; relative paths start at the catalog file's folder")
+        return resolved, _Problem(
+            "missing_file", f"{what} {text!r} not found (looked for {resolved})",
+            "check the file name; relative paths start at the catalog file's folder")
     if not resolved.is_file():
-        return _Problem("not_a_file", f"{what} {text!r} is a directory or special file, not a regular file",
-                        "reference one file per entry")
+        return resolved, _Problem(
+            "not_a_file", f"{what} {text!r} is a directory or special file, not a regular file",
+            "reference one file per entry")
     try:
         with open(resolved, "rb"):
             pass
     except OSError as exc:
-        return _Problem("unreadable", f"{what} {text!r} cannot be read ({exc.strerror or exc})",
-                        "make the file readable by the user running the factory")
-    return None
+        return resolved, _Problem(
+            "unreadable", f"{what} {text!r} cannot be read ({exc.strerror or exc})",
+            "make the file readable by the user running the factory")
+    return resolved, None

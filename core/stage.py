@@ -5,6 +5,15 @@ function decorated with ``@stage(...)``. The decorator, not the body, records pr
 version, options hash, input and output hashes, duration, host, device, memory) and tags any
 ``AssetError`` with the stage's name. It never catches errors: the runner decides what a
 failure means for the asset.
+
+A stage also declares, as data, the catalog columns it reads (``reads=``): ``SkuSpec`` fields
+such as ``images`` or ``material``, or any other column by name (kept in ``spec.metadata``).
+An asset's identity hashes exactly the union of these declarations (``flows/identity.py``), and
+the decorator hands the stage a view of the spec that raises ``UndeclaredColumn`` on any other
+column, so a column that changes a stage's output cannot be left out of the identity by
+oversight: the first run of the stage (its contract test) fails and names the missing column.
+``sku``, ``row`` and ``catalog_root`` are always readable (the SKU is always in the identity;
+the other two only say where inputs are, and the inputs' bytes are hashed).
 """
 
 from __future__ import annotations
@@ -14,13 +23,13 @@ import os
 import resource
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .errors import AssetError, OptionsError
 from .hashing import sha256_obj
-from .types import AssetState, Resources, StageRecord, StageResult
+from .types import AssetState, Resources, SkuSpec, StageRecord, StageResult
 
 O = TypeVar("O")
 
@@ -38,15 +47,70 @@ def options_dict(options: Any) -> dict[str, Any]:
     return dict(options)
 
 
+#: Spec fields any stage may read without declaring them.
+ALWAYS_READABLE = frozenset({"sku", "row", "catalog_root"})
+#: Spec fields that are catalog columns (everything else a row has is in ``metadata``).
+SPEC_COLUMNS = frozenset(f.name for f in dataclasses.fields(SkuSpec)) - ALWAYS_READABLE - {
+    "metadata"}
+
+
+class UndeclaredColumn(LookupError):
+    """A stage read a catalog column it did not declare in ``@stage(..., reads=...)``."""
+
+
+def _undeclared(stage_name: str, column: str) -> UndeclaredColumn:
+    return UndeclaredColumn(
+        f"stage {stage_name!r} reads the catalog column {column!r} without declaring it: add "
+        f"{column!r} to its @stage(..., reads=...) so that the asset identity covers it")
+
+
+class _DeclaredMetadata(Mapping):
+    """``spec.metadata`` limited to the columns a stage declared."""
+
+    def __init__(self, data: Mapping[str, Any], allowed: frozenset[str], stage_name: str):
+        self._data, self._allowed, self._stage = data, allowed, stage_name
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._allowed:
+            raise _undeclared(self._stage, key)
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        raise _undeclared(self._stage, "<every column>")
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+
+class _DeclaredSpec(SkuSpec):
+    """A ``SkuSpec`` whose undeclared columns raise ``UndeclaredColumn`` when read."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in SPEC_COLUMNS and name not in object.__getattribute__(self, "_allowed"):
+            raise _undeclared(object.__getattribute__(self, "_stage"), name)
+        return object.__getattribute__(self, name)
+
+
+def declared_spec(spec: SkuSpec, reads: frozenset[str], stage_name: str) -> SkuSpec:
+    """``spec`` as the stage that declared ``reads`` may see it."""
+    values = {f.name: getattr(spec, f.name) for f in dataclasses.fields(SkuSpec)}
+    values["metadata"] = _DeclaredMetadata(values["metadata"] or {}, reads, stage_name)
+    view = _DeclaredSpec(**values)
+    object.__setattr__(view, "_allowed", reads)
+    object.__setattr__(view, "_stage", stage_name)
+    return view
+
+
 @dataclass(frozen=True)
 class Stage(Generic[O]):
-    """A named, versioned stage with its options type and declared resources."""
+    """A named, versioned stage with its options type, declared resources and catalog reads."""
 
     name: str
     version: str
     options_type: type
     resources: Resources
     fn: Callable[[AssetState, Any], StageResult]
+    reads: frozenset[str] = frozenset()
 
     def default_options(self) -> Any:
         return self.options_type()
@@ -67,8 +131,9 @@ class Stage(Generic[O]):
         started = time.time()
         t0 = time.perf_counter()
         inputs = {k: r.sha256 for k, r in state.artifacts.items()}
+        view = dataclasses.replace(state, spec=declared_spec(state.spec, self.reads, self.name))
         try:
-            result = self.fn(state, options)
+            result = self.fn(view, options)
         except AssetError as exc:
             exc.stage = exc.stage or self.name
             exc.sku = exc.sku or state.sku
@@ -91,13 +156,18 @@ class Stage(Generic[O]):
         return dataclasses.replace(result, record=record)
 
 
-def stage(name: str, version: str, options: type, resources: Resources = Resources()):
-    """Declare a stage. The options type must be a frozen dataclass."""
+def stage(name: str, version: str, options: type, resources: Resources = Resources(),
+          reads: tuple[str, ...] = ()):
+    """Declare a stage. The options type must be a frozen dataclass; ``reads`` names the
+    catalog columns the stage's output depends on (see the module docstring)."""
     if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):  # type: ignore[attr-defined]
         raise TypeError(f"stage {name}: options must be a frozen dataclass")
+    if isinstance(reads, str) or not all(isinstance(c, str) and c for c in reads):
+        raise TypeError(f"stage {name}: reads must be a tuple of column names")
 
     def wrap(fn: Callable[[AssetState, Any], StageResult]) -> Stage:
-        st = Stage(name=name, version=version, options_type=options, resources=resources, fn=fn)
+        st = Stage(name=name, version=version, options_type=options, resources=resources, fn=fn,
+                   reads=frozenset(reads))
         for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
             object.__setattr__(st, attr, getattr(fn, attr, None))
         object.__setattr__(st, "__wrapped__", fn)

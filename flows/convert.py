@@ -22,9 +22,10 @@ from ..catalog.fragments import new_attempt_id, write_attempt
 from ..catalog.input import CatalogParse, read_catalog
 from ..catalog.summary import run_summary, summary_markdown
 from ..catalog.views import connect
-from ..core.hashing import sha256_bytes, sha256_obj
-from ..core.storage import open_storage, read_ref
+from ..core.hashing import sha256_obj
+from ..core.storage import open_storage
 from ..core.types import AssetState, SkuSpec
+from .identity import asset_identity, recipe_identity
 from .recipe import Recipe, build_recipe
 from .runner import AttemptMeta, run_assets_on_ray
 
@@ -34,33 +35,6 @@ log = logging.getLogger("assetfactory.flow")
 PROGRESS_HOOK: Callable[[dict[str, Any]], None] | None = None
 #: Set by the CLI before dispatch with the number of SKUs to convert.
 PLAN_HOOK: Callable[[int, int], None] | None = None
-
-
-def _resolve(uri: str, root: str) -> str:
-    if uri.startswith(("s3://", "file://")):
-        return uri
-    return str(Path(root, uri)) if not os.path.isabs(uri) else uri
-
-
-def input_hashes(spec: SkuSpec) -> dict[str, str]:
-    """Hashes of the SKU's input bytes; unreadable inputs hash to a marker (ingest reports)."""
-    out: dict[str, str] = {}
-    sources = [(f"image:{i}:{im.view}", im.uri) for i, im in enumerate(spec.images)]
-    if spec.mesh_uri:
-        sources.append(("mesh", spec.mesh_uri))
-    for key, uri in sources:
-        try:
-            out[key] = sha256_bytes(read_ref(_resolve(uri, spec.catalog_root)))
-        except Exception as exc:  # noqa: BLE001 - recorded; the stage gives the real error
-            out[key] = f"unreadable:{type(exc).__name__}"
-    dims = (spec.width_mm, spec.height_mm, spec.depth_mm, spec.material)
-    out["spec"] = sha256_obj({"dims": dims, "views": [(i.view, i.azimuth_deg, i.elevation_deg)
-                                                       for i in spec.images]})
-    return out
-
-
-def asset_identity(hashes: dict[str, str], recipe_hash: str) -> str:
-    return sha256_obj({"inputs": hashes, "recipe": recipe_hash})[:32]
 
 
 @task(name="load-catalog", retries=1, retry_delay_seconds=2)
@@ -103,10 +77,9 @@ def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
         finally:
             con.close()
     states, metas, skipped = [], [], []
-    desc, rhash = recipe.describe(), recipe.hash
+    desc, rhash = recipe.describe(), recipe_identity(recipe)  # identity: flows/identity.py
     for spec in parse.specs:
-        hashes = input_hashes(spec)
-        aid = asset_identity(hashes, rhash)
+        aid, hashes = asset_identity(spec, recipe, rhash)
         if aid in done:
             skipped.append(spec.sku)
             continue

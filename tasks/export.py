@@ -21,9 +21,12 @@ side, or express LODs (``MSFT_lod``) and collision nodes.
 ``game``: the ``lod1``/``lod2`` meshes of simplify become sibling nodes ``<name>_lod1``... tied
 to the main node by ``MSFT_lod`` (with ``MSFT_screencoverage`` hints), and the ``collision``
 hulls become nodes ``<name>_collision_<i>`` without material, marked ``extras.collision``.
-``ar``: ``write_usdz`` adds ``assets/<sku>/<sku>.usdz`` (see ``tasks/usdz.py``), validated by the
-validators ``usdchecker --arkit`` runs. Files are written under readable keys
-(``assets/<sku>/<sku>.glb``, ``.usdz``, ``poster.png``) so people and CDNs can find them.
+``ar``: ``write_usdz`` adds ``<dir>/<stem>.usdz`` (see ``tasks/usdz.py``), validated by the
+validators ``usdchecker --arkit`` runs. Files are written under the SKU's own folder
+(``core.paths.asset_dir``: ``assets/<slug>-<digest>/<slug>.glb``, ``.usdz``, ``poster.png``),
+readable for people and CDNs, and never shared with another SKU: the folder is claimed first
+(``sku.txt``) and a folder claimed by a different SKU fails the stage instead of being
+overwritten.
 """
 
 from __future__ import annotations
@@ -32,7 +35,6 @@ import io
 import json
 import logging
 import math
-import re
 import struct
 import tempfile
 from dataclasses import dataclass, field
@@ -42,8 +44,9 @@ import numpy as np
 
 from ..core.artifacts import encode_png, load_image, load_json, load_mesh, read_bytes, store_of
 from ..core.camera import Camera, orbit_camera
-from ..core.errors import ValidationFailed
+from ..core.errors import ProcessingError, ValidationFailed
 from ..core.mesh import MeshData
+from ..core.paths import AssetDirTaken, asset_file_stem, asset_key, claim_asset_dir
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
 from . import materials as mats
@@ -123,12 +126,6 @@ class ExportOptions:
 def gltf_name(sku: str) -> str:
     """A name matching ``[a-z][a-z0-9_-]*`` derived from the SKU (viewers show it)."""
     return mats.asset_name(sku)
-
-
-def asset_key_part(sku: str) -> str:
-    """The SKU as one safe path segment of a storage key."""
-    part = re.sub(r"[^A-Za-z0-9._-]+", "_", sku).strip("._")
-    return part or "asset"
 
 
 def pow2_at_most(n: int, cap: int) -> int:
@@ -706,9 +703,9 @@ def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encod
     return data, metrics
 
 
-@stage(NAME, "0.2.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
+@stage(NAME, "0.3.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
 def export(state: AssetState, options: ExportOptions) -> StageResult:
-    """Write ``assets/<sku>/<sku>.glb`` (validated), optionally ``.usdz``, and ``poster.png``."""
+    """Write ``<asset_dir>/<stem>.glb`` (validated), optionally ``.usdz``, and ``poster.png``."""
     mesh = _with_normals(load_mesh(state, "mesh"))
     name = gltf_name(state.sku)
     table = load_json(state, "materials") if "materials" in state.artifacts else None
@@ -740,8 +737,15 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     if options.validate:
         metrics.update(_validate_glb(glb, name))
     store = store_of(state)
-    part = asset_key_part(state.sku)
-    artifacts = {"glb": store.put(f"assets/{part}/{part}.glb", glb, "model/gltf-binary")}
+    try:
+        claim_asset_dir(store, state.sku)
+    except AssetDirTaken as exc:
+        raise ProcessingError(f"{exc}; nothing was written",
+                              "rename one of the two SKUs (their folder names collide)",
+                              code="path_collision") from exc
+    stem = asset_file_stem(state.sku)
+    artifacts = {"glb": store.put(asset_key(state.sku, f"{stem}.glb"), glb,
+                                  "model/gltf-binary")}
     if options.write_usdz:
         usdz, usd_metrics = make_usdz(mesh, name, groups, enc, options.validate)
         if len(usdz) > max_bytes:
@@ -749,10 +753,11 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
                 f"the USDZ is {len(usdz) / 1e6:.3g} MB, over the {options.max_glb_mb:g} MB "
                 "budget", "lower export texture_size or simplify target_tris")
         metrics.update(usd_metrics)
-        artifacts["usdz"] = store.put(f"assets/{part}/{part}.usdz", usdz, "model/vnd.usdz+zip")
+        artifacts["usdz"] = store.put(asset_key(state.sku, f"{stem}.usdz"), usdz,
+                                      "model/vnd.usdz+zip")
     if options.write_poster:
         poster = render_poster(mesh, enc.base, options.poster_size)
-        artifacts["poster"] = store.put(f"assets/{part}/poster.png", encode_png(poster),
+        artifacts["poster"] = store.put(asset_key(state.sku, "poster.png"), encode_png(poster),
                                         "image/png")
     log.info("%s export: %s.glb %.2f MB, maps %s at %s px (%s), %d materials, %d LODs, "
              "%d hulls, validator errors %s warnings %s%s", state.sku, name, len(glb) / 1e6,

@@ -142,7 +142,8 @@ class _Pose:
     elevation_deg: float
 
 
-@stage("ingest", "2", IngestOptions, Resources(cpus=1))
+@stage("ingest", "2", IngestOptions, Resources(cpus=1),
+       reads=("images", "fov_deg", "camera_distance"))
 def ingest(state: AssetState, options: IngestOptions) -> StageResult:
     spec = state.spec
     if not spec.images:

@@ -17,6 +17,7 @@ from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
 from assetfactory.core.errors import OptionsError, ValidationFailed
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
+from assetfactory.core.paths import asset_dir
 from assetfactory.tasks.export import ExportOptions, export, gltf_name, pow2_at_most
 from assetfactory.tasks.uv import UVOptions, apply_unwrap, unwrap
 
@@ -75,7 +76,7 @@ def test_textured_glb_is_valid_and_follows_conventions(tmp_path, uv_mesh):
     state = make_state(tmp_path, uv_mesh, checker(300, 200))
     result = export(state, ExportOptions(texture_size=512, poster_size=64))
     glb = read_bytes(state.apply(result), "glb")
-    assert result.artifacts["glb"].uri.endswith("assets/Mug_42_Blue/Mug_42_Blue.glb")
+    assert result.artifacts["glb"].uri.endswith(f"{asset_dir(SKU)}/Mug_42_Blue.glb")
     m = result.metrics
     assert m["gltf_errors"] == 0 and m["export_glb_bytes"] == len(glb)
     assert m["gltf_warnings"] == 0
@@ -108,7 +109,7 @@ def test_textured_glb_is_valid_and_follows_conventions(tmp_path, uv_mesh):
 def test_poster_is_rgb_on_white_and_shows_the_object(tmp_path, uv_mesh):
     state = make_state(tmp_path, uv_mesh, checker(64, 64))
     result = export(state, ExportOptions(poster_size=96))
-    assert result.artifacts["poster"].uri.endswith("assets/Mug_42_Blue/poster.png")
+    assert result.artifacts["poster"].uri.endswith(f"{asset_dir(SKU)}/poster.png")
     with Image.open(io.BytesIO(read_bytes(state.apply(result), "poster"))) as im:
         assert im.mode == "RGB" and im.size == (96, 96)
         px = np.asarray(im)
@@ -316,7 +317,7 @@ def test_usdz_for_ar_is_written_and_valid(tmp_path, uv_mesh):
     m = result.metrics
     assert m["usd_errors"] == 0 and m["export_usdz_bytes"] > 1000
     ref = result.artifacts["usdz"]
-    assert ref.uri.endswith("assets/Mug_42_Blue/Mug_42_Blue.usdz")
+    assert ref.uri.endswith(f"{asset_dir(SKU)}/Mug_42_Blue.usdz")
     path = tmp_path / "check.usdz"
     path.write_bytes(read_bytes(state.apply(result), "usdz"))
     names = zipfile.ZipFile(path).namelist()
