@@ -19,6 +19,24 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 console = Console()
 
 DEFAULT_OUT = "factory-data"
+INPUT_ROOT_HELP = ("a folder or s3:// prefix, besides the catalog's folder, that the catalog may "
+                   "read files from (repeatable; also input_roots in assetfactory.toml)")
+CONFIG_HELP = "settings file (default: ./assetfactory.toml when it exists)"
+
+
+def _input_roots(cli_roots: list[str], config: Path | None) -> list[str]:
+    """Config-file roots plus command-line roots; a bad config stops here with one line."""
+    from assetfactory.catalog.input import input_roots
+    from assetfactory.core.config import effective_input_roots
+    from assetfactory.core.errors import InputError
+
+    try:
+        roots = effective_input_roots(cli_roots, config)
+        input_roots(roots)  # each must exist: say so before any Prefect or Ray start-up
+        return roots
+    except InputError as exc:
+        console.print(f"[red]error:[/] {exc.message}\n  fix: {exc.fix}")
+        raise typer.Exit(2) from None
 
 
 def _quiet_prefect() -> None:
@@ -29,7 +47,8 @@ def _quiet_prefect() -> None:
 
 
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
-             overrides: dict | None = None) -> dict[str, Any]:
+             overrides: dict | None = None, input_roots: list[str] | None = None
+             ) -> dict[str, Any]:
     _quiet_prefect()
     from assetfactory.flows import convert as conv
 
@@ -52,7 +71,8 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     t0 = time.perf_counter()
     with progress:
         summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                       backend=backend, force=force, overrides=overrides)
+                                       backend=backend, force=force, overrides=overrides,
+                                       input_roots=input_roots or None)
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -110,15 +130,18 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
-        texture_px: int | None = typer.Option(None, help="override the texture size")):
+        texture_px: int | None = typer.Option(None, help="override the texture size"),
+        input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
+        config: Path | None = typer.Option(None, help=CONFIG_HELP)):
     """Convert a catalog."""
+    roots = _input_roots(input_root, config)
     overrides: dict = {}
     if target_tris:
         overrides["simplify"] = {"target_tris": target_tris}
     if texture_px:
         overrides["texture"] = {"size": texture_px}
         overrides["export"] = {"texture_size": texture_px}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None, roots)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)

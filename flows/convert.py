@@ -38,8 +38,8 @@ PLAN_HOOK: Callable[[int, int], None] | None = None
 
 
 @task(name="load-catalog", retries=1, retry_delay_seconds=2)
-def load_catalog(path: str) -> CatalogParse:
-    return read_catalog(path)
+def load_catalog(path: str, input_roots: list[str] | None = None) -> CatalogParse:
+    return read_catalog(path, input_roots or ())
 
 
 @task(name="record-row-errors")
@@ -119,15 +119,19 @@ def convert_assets(states: list[AssetState], metas: list[AttemptMeta], recipe: R
 def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar",
                     backend: str = "silhouette", force: bool = False,
                     ray_address: str | None = None, num_cpus: int | None = None,
-                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary."""
+                    overrides: dict[str, dict[str, Any]] | None = None,
+                    input_roots: list[str] | None = None) -> dict[str, Any]:
+    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary.
+
+    ``input_roots``: folders or S3 prefixes besides the catalog's folder that its rows may
+    reference files in (see ``catalog.input``)."""
     logger = get_run_logger()
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     recipe = build_recipe(profile, backend, overrides)
-    parse = load_catalog(catalog)
+    parse = load_catalog(catalog, input_roots)
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)

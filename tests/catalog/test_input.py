@@ -280,3 +280,81 @@ def test_unreadable_catalog_files_raise_input_error(tmp_path: Path, name: str,
 def test_a_folder_is_not_a_catalog(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="not a file"):
         read_catalog(tmp_path)
+
+
+# --------------------------------------------------------------------------- input roots
+
+
+@pytest.fixture()
+def share(tmp_path_factory) -> Path:
+    """A photo share outside the catalog's folder."""
+    share = tmp_path_factory.mktemp("photo-share")
+    (share / "p").mkdir()
+    (share / "p" / "front.png").write_bytes(b"photo on a share")
+    return share
+
+
+def _parse(root: Path, images: str, roots=()):
+    return read_catalog(write_csv(root / "cat.csv", [{"sku": "X", "images": images}]), roots)
+
+
+def test_files_outside_the_catalog_folder_are_refused_by_default(root: Path, share: Path):
+    rel = os.path.relpath(share / "p" / "front.png", root)
+    for ref in (str(share / "p" / "front.png"), rel, (share / "p" / "front.png").as_uri()):
+        (err,) = _parse(root, ref).errors
+        assert err.code == "outside_root" and "--input-root" in err.fix, ref
+
+
+def test_an_input_root_allows_files_below_it(root: Path, share: Path):
+    target = str((share / "p" / "front.png").resolve())
+    rel = os.path.relpath(share / "p" / "front.png", root)
+    for ref in (str(share / "p" / "front.png"), rel, (share / "p" / "front.png").as_uri()):
+        parse = _parse(root, ref, [str(share)])
+        assert not parse.errors, parse.errors
+        # stored resolved and absolute, so ingest needs no root to read it
+        assert parse.specs[0].images[0].uri == target
+    # a root for a sibling folder does not open the share
+    other = share.parent / "other-share"
+    other.mkdir(exist_ok=True)
+    (err,) = _parse(root, str(share / "p" / "front.png"), [str(other)]).errors
+    assert err.code == "outside_root" and str(other.resolve()) in err.message
+
+
+def test_symlinks_escaping_every_root_are_refused(root: Path, share: Path, tmp_path_factory):
+    secret = tmp_path_factory.mktemp("secret") / "key.png"
+    secret.write_bytes(b"secret")
+    # a link in the catalog folder into the share: refused by default, allowed with the share
+    (root / "photos" / "to-share.png").symlink_to(share / "p" / "front.png")
+    (err,) = _parse(root, "photos/to-share.png").errors
+    assert err.code == "outside_root" and "symlink" in err.message
+    ok = _parse(root, "photos/to-share.png", [str(share)])
+    assert ok.specs[0].images[0].uri == str((share / "p" / "front.png").resolve())
+    # a link inside an allowed root that leads outside all roots stays refused
+    (share / "p" / "escape.png").symlink_to(secret)
+    (err,) = _parse(root, str(share / "p" / "escape.png"), [str(share)]).errors
+    assert err.code == "outside_root" and "symlink" in err.message
+    # so does a linked folder
+    (share / "linked-dir").symlink_to(secret.parent, target_is_directory=True)
+    (err,) = _parse(root, str(share / "linked-dir" / "key.png"), [str(share)]).errors
+    assert err.code == "outside_root"
+    # and ../ out of an allowed root
+    (err,) = _parse(root, str(share / "p" / ".." / ".." / secret.parent.name / "key.png"),
+                    [str(share)]).errors
+    assert err.code == "outside_root"
+
+
+def test_a_root_given_through_a_symlink_is_the_folder_it_names(root: Path, share: Path,
+                                                               tmp_path_factory):
+    link = tmp_path_factory.mktemp("mounts") / "photos"
+    link.symlink_to(share, target_is_directory=True)
+    parse = _parse(root, str(link / "p" / "front.png"), [str(link)])
+    assert not parse.errors and parse.specs[0].images[0].uri == str(
+        (share / "p" / "front.png").resolve())
+
+
+def test_bad_input_roots_stop_with_a_clear_error(root: Path, tmp_path: Path):
+    write_csv(root / "cat.csv", [{"sku": "X", "images": "photos/a.png"}])
+    for bad, words in ((tmp_path / "missing", "not a folder"), ("http://x/y", "only local"),
+                       ("s3://", "no bucket")):
+        with pytest.raises(InputError, match=words):
+            read_catalog(root / "cat.csv", [str(bad)])

@@ -84,3 +84,53 @@ def test_every_pipeline_stage_follows_the_contract():
         st.default_options()  # defaults are valid
         assert st.resources.cpus > 0
         assert st.__doc__ or st.fn.__doc__ or st.options_type.__doc__
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    pass
+
+
+@stage("reads-material", "1", NoOptions, reads=("material", "fov_deg"))
+def reads_material(state: AssetState, options: NoOptions) -> StageResult:
+    spec = state.spec
+    return StageResult(metrics={"m": f"{spec.material}|{spec.metadata.get('fov_deg')}|"
+                                     f"{spec.sku}|{spec.row}"})
+
+
+@stage("reads-too-much", "1", NoOptions, reads=("material",))
+def reads_too_much(state: AssetState, options: NoOptions) -> StageResult:
+    what = state.spec.metadata.get("what")
+    if what == "title":
+        return StageResult(metrics={"m": state.spec.title})
+    if what == "dims":
+        return StageResult(metrics={"m": str(state.spec.dims_m)})
+    if what == "all":
+        return StageResult(metrics={"m": str(dict(state.spec.metadata))})
+    return StageResult(metrics={"m": state.spec.metadata.get("camera_distance")})
+
+
+def test_a_stage_sees_exactly_the_columns_it_declares(tmp_path):
+    spec = SkuSpec(sku="s1", material="oak", row=3,
+                   metadata={"fov_deg": "40", "what": "title", "camera_distance": "3"})
+    st = AssetState(sku="s1", spec=spec, store_uri=str(tmp_path))
+    assert reads_material.reads == frozenset({"material", "fov_deg"})
+    assert reads_material(st).metrics["m"] == "oak|40|s1|3"
+    assert st.spec is spec  # the stage saw a view; the state is untouched
+    from assetfactory.core.stage import UndeclaredColumn
+
+    # reads-too-much declares 'material' but reads the undeclared column 'what' first
+    with pytest.raises(UndeclaredColumn, match="'what'.*reads="):
+        reads_too_much(st)
+
+
+@pytest.mark.parametrize("what,column", [("title", "title"), ("dims", "width_mm"),
+                                         ("all", "every column"), ("other", "camera_distance")])
+def test_undeclared_reads_fail_naming_the_column(tmp_path, what, column):
+    from assetfactory.core.stage import UndeclaredColumn
+
+    st = AssetState(sku="s1", spec=SkuSpec(sku="s1", metadata={"what": what, "camera_distance": 2}),
+                    store_uri=str(tmp_path))
+    loose = stage("loose", "1", NoOptions, reads=("what",))(reads_too_much.fn)
+    with pytest.raises(UndeclaredColumn, match=column):
+        loose(st)

@@ -16,8 +16,8 @@ from PIL import Image
 from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
 from assetfactory.core.errors import OptionsError, ValidationFailed
 from assetfactory.core.mesh import MeshData
-from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.core.paths import asset_dir
+from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.tasks.export import ExportOptions, export, gltf_name, pow2_at_most
 from assetfactory.tasks.uv import UVOptions, apply_unwrap, unwrap
 
