@@ -5,7 +5,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 APT_PKGS := libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 libusb-1.0-0
 
-.PHONY: setup setup-test demo test lint clean
+.PHONY: setup setup-test demo test lint golden clean
 
 $(VENV)/.system-deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -42,6 +42,10 @@ test: setup-test
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
+
+# After bumping a stage's version: recompute the golden output hashes (tests/tasks/golden/).
+golden: setup-test
+	$(PY) tests/tasks/golden_stages.py
 
 clean:
 	rm -rf $(VENV) node_modules factory-data
