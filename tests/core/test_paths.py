@@ -9,8 +9,14 @@ import re
 import pytest
 
 from assetfactory.core import paths
-from assetfactory.core.paths import (AssetDirTaken, asset_dir, asset_file_stem, asset_key,
-                                     claim_asset_dir, sku_slug)
+from assetfactory.core.paths import (
+    AssetDirTaken,
+    asset_dir,
+    asset_file_stem,
+    asset_key,
+    claim_asset_dir,
+    sku_slug,
+)
 from assetfactory.core.storage import LocalStorage, check_key
 
 HOSTILE = ["Mug 01", "Mug_01", "mug_01", "MUG_01", "Mug/01", "Mug\\01", "../../etc/passwd",

@@ -11,8 +11,12 @@ import pytest
 
 from assetfactory.core.types import ImageSpec, SkuSpec
 from assetfactory.flows import recipe as recipe_mod
-from assetfactory.flows.identity import (asset_identity, identity_columns, input_hashes,
-                                         recipe_identity)
+from assetfactory.flows.identity import (
+    asset_identity,
+    identity_columns,
+    input_hashes,
+    recipe_identity,
+)
 from assetfactory.flows.recipe import STAGE_ORDER, build_recipe, resolve_stage
 from assetfactory.models import registry
 

@@ -263,20 +263,21 @@ def check_stage(name: str, golden: dict | None = None, recipe: Recipe | None = N
     if entry is None:
         return [f"stage {name!r} has no golden entry: regenerate with {REGENERATE}"]
     if entry["version"] != stage.version:
-        return [f"stage {name!r} is version {stage.version} but golden.json records version "
-                f"{entry['version']}: regenerate the golden file with {REGENERATE} and commit it"]
+        return [(f"stage {name!r} is version {stage.version} but golden.json records version "
+                 f"{entry['version']}: regenerate the golden file with {REGENERATE} and commit "
+                 "it")]
     with tempfile.TemporaryDirectory(prefix="golden-") as tmp:
         got = outputs_of(run_stage(name, entry["inputs"], Path(tmp), recipe))
     want = entry["outputs"]
     changed = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
     if not changed:
         return []
-    return [f"stage {name!r} version {stage.version}: output(s) {', '.join(changed)} changed on "
-            f"the fixed golden input while the version stayed {stage.version}. If the change is "
-            f"meant, bump the version in @stage(...) of tasks/{name}.py (so re-runs re-make "
-            f"assets made by the old code), then regenerate with {REGENERATE} and commit "
-            f"tests/tasks/golden/golden.json. If it is not meant, the stage is not "
-            f"deterministic or something changed its output by accident."]
+    return [(f"stage {name!r} version {stage.version}: output(s) {', '.join(changed)} changed "
+             f"on the fixed golden input while the version stayed {stage.version}. If the change "
+             f"is meant, bump the version in @stage(...) of tasks/{name}.py (so re-runs re-make "
+             f"assets made by the old code), then regenerate with {REGENERATE} and commit "
+             "tests/tasks/golden/golden.json. If it is not meant, the stage is not "
+             "deterministic or something changed its output by accident.")]
 
 
 # --------------------------------------------------------------------------- regeneration
