@@ -36,8 +36,7 @@ def read_deployments(path: str | Path = DEFAULT_FILE, environ: dict[str, str] | 
     """The file's deployments with ``{{ $VAR }}`` placeholders filled from ``environ``."""
     import os
 
-    from prefect.utilities.templating import apply_values
-
+    env = dict(os.environ if environ is None else environ)
     path = Path(path)
     try:
         doc = yaml.safe_load(path.read_text())
@@ -46,14 +45,24 @@ def read_deployments(path: str | Path = DEFAULT_FILE, environ: dict[str, str] | 
     deployments = (doc or {}).get("deployments")
     if not isinstance(deployments, list) or not deployments:
         raise DeploymentFileError(f"{path} has no 'deployments' list")
-    filled = apply_values(deployments, dict(os.environ if environ is None else environ),
-                          remove_notset=False)
+    filled = _fill(deployments, env)
     missing = sorted(set(_PLACEHOLDER.findall(yaml.safe_dump(filled))))
     if missing:
         raise DeploymentFileError(
             f"{path} uses environment variable(s) {', '.join(missing)} that are not set; set "
             "them (e.g. ASSETFACTORY_OUT=s3://assets/merchant) before serving or deploying")
     return filled
+
+
+def _fill(value: Any, env: dict[str, str]) -> Any:
+    """Replace ``{{ $VAR }}`` in every string, as ``prefect deploy`` does; unset ones stay."""
+    if isinstance(value, str):
+        return _PLACEHOLDER.sub(lambda m: env.get(m.group(1), m.group(0)), value)
+    if isinstance(value, list):
+        return [_fill(v, env) for v in value]
+    if isinstance(value, dict):
+        return {k: _fill(v, env) for k, v in value.items()}
+    return value
 
 
 def _schedules(entry: dict[str, Any]) -> list:

