@@ -43,9 +43,10 @@ test: setup-test
 lint: setup-test
 	$(VENV)/bin/ruff check .
 
-# After bumping a stage's version: recompute the golden output hashes (tests/tasks/golden/).
+# After bumping a stage's version: recompute the golden output hashes (tests/tasks/golden/);
+# ARGS=--inputs also rebuilds the committed stage inputs.
 golden: setup-test
-	$(PY) tests/tasks/golden_stages.py
+	$(PY) tests/tasks/golden_stages.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules factory-data
