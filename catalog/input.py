@@ -25,8 +25,8 @@ Schema
 =============  ==========================================================================
 column         meaning
 =============  ==========================================================================
-``sku``        required, unique in the file; no ``/`` or ``\\``, not ``.``/``..``, at most
-               128 characters (it names the asset's output folder)
+``sku``        required, unique in the file; any text without control characters, at most
+               128 characters (outputs go to ``core.paths.asset_dir(sku)``, safe for any SKU)
 ``title``      free text
 ``category``   free text (e.g. ``chair``); rules and profiles may key on it
 ``images``     the product photos, see below
@@ -561,11 +561,10 @@ def _text(value: Any) -> str:
 def _check_sku(sku: str, row: int, seen: dict[str, int]) -> list[_Problem]:
     if not sku:
         return [_Problem("missing_sku", "sku is blank", "give every row a unique sku")]
-    if ("/" in sku or "\\" in sku or sku in (".", "..") or len(sku) > MAX_SKU_LEN
-            or any(ord(c) < 32 for c in sku)):
-        return [_Problem("bad_sku", f"sku {sku[:40]!r} cannot name an asset (no '/', '\\', "
-                         f"control characters, '.' or '..'; at most {MAX_SKU_LEN} characters)",
-                         "rename the sku")]
+    # any other text is fine: outputs go to a folder derived from it (core.paths.asset_dir)
+    if len(sku) > MAX_SKU_LEN or any(ord(c) < 32 or ord(c) == 127 for c in sku):
+        return [_Problem("bad_sku", f"sku {sku[:40]!r} cannot name an asset (no control "
+                         f"characters; at most {MAX_SKU_LEN} characters)", "rename the sku")]
     if sku in seen:
         return [_Problem("duplicate_sku", f"sku {sku!r} already used on row {seen[sku]}",
                          "give each product its own sku; the first row with it is kept")]

@@ -72,7 +72,8 @@ def test_top_view_gets_its_elevation_and_file_uri_inside_root_is_accepted(root: 
 
 @pytest.mark.parametrize("row, code, words", [
     ({"sku": "", "images": "photos/a.png"}, "missing_sku", "blank"),
-    ({"sku": "a/b", "images": "photos/a.png"}, "bad_sku", "cannot name"),
+    ({"sku": "a\x07b", "images": "photos/a.png"}, "bad_sku", "cannot name"),
+    ({"sku": "x" * 129, "images": "photos/a.png"}, "bad_sku", "at most 128"),
     ({"sku": "X", "images": "photos/a.png", "width_mm": "abc"}, "bad_number", "width_mm"),
     ({"sku": "X", "images": "photos/a.png", "depth_mm": "-3"}, "bad_number", "positive"),
     ({"sku": "X", "images": "photos/a.png@east"}, "missing_file", "not found"),
@@ -358,3 +359,13 @@ def test_bad_input_roots_stop_with_a_clear_error(root: Path, tmp_path: Path):
                        ("s3://", "no bucket")):
         with pytest.raises(InputError, match=words):
             read_catalog(root / "cat.csv", [str(bad)])
+
+
+def test_skus_with_path_characters_are_accepted_and_kept_apart(root: Path) -> None:
+    from assetfactory.core.paths import asset_dir
+
+    skus = ["a/b", "a_b", "..", "../etc", "\\share\\x", "Mug 01", "Mug_01"]
+    parse = read_catalog(write_csv(root / "cat.csv", [{"sku": s, "images": "photos/a.png"}
+                                                      for s in skus]))
+    assert [s.sku for s in parse.specs] == skus and not parse.errors
+    assert len({asset_dir(s) for s in skus}) == len(skus)

@@ -108,10 +108,10 @@ def _wait_for(env, what, fn, timeout=180, proc=None, log=None):
     while True:
         try:
             value = _client_call(env, fn)
-            if value:
-                return value
-        except Exception:  # noqa: BLE001 - not there yet
-            pass
+        except Exception:  # noqa: BLE001 - not there yet (e.g. no such deployment)
+            value = None
+        if value:
+            return value
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"the serving process exited while waiting for {what}:\n"
                         + (log.read_text(errors="replace")[-3000:] if log else ""))
@@ -150,9 +150,13 @@ def test_served_deployments_run_on_schedule_and_on_demand(server, tmp_path):
         assert nightly.parameters["catalog"] == str(catalog)
 
         async def planned(client):  # the scheduler service plans the cron's next nights
-            from prefect.client.schemas.filters import (DeploymentFilter, DeploymentFilterId,
-                                                        FlowRunFilter, FlowRunFilterState,
-                                                        FlowRunFilterStateType)
+            from prefect.client.schemas.filters import (
+                DeploymentFilter,
+                DeploymentFilterId,
+                FlowRunFilter,
+                FlowRunFilterState,
+                FlowRunFilterStateType,
+            )
             from prefect.client.schemas.objects import StateType
 
             runs = await client.read_flow_runs(
