@@ -25,6 +25,8 @@ import hashlib
 import re
 import unicodedata
 
+from .storage import Storage
+
 #: Every SKU's outputs sit below this prefix of the output root.
 ASSETS_PREFIX = "assets"
 #: The file that names the SKU owning a folder.
@@ -72,7 +74,7 @@ class AssetDirTaken(RuntimeError):
     """The SKU's folder is already claimed by a different SKU (a 64-bit digest collision)."""
 
 
-def claim_asset_dir(store, sku: str) -> str:
+def claim_asset_dir(store: Storage, sku: str) -> str:
     """Make sure ``asset_dir(sku)`` belongs to ``sku``; write ``sku.txt`` if unclaimed.
 
     Returns the folder. Raises ``AssetDirTaken`` when another SKU claimed it first, so a
