@@ -15,6 +15,8 @@ os.environ.setdefault("PREFECT_HOME", str(Path(os.environ.get("TMPDIR", "/tmp"))
                                           / f"assetfactory-test-prefect-{os.getpid()}"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# the ephemeral API server gets 20 s to start by default; a busy shared machine needs longer
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def skip_without_gltf_validator() -> None:
