@@ -170,8 +170,13 @@ class S3Storage:
     @functools.cached_property
     def client(self):
         import boto3
+        from botocore.config import Config
 
-        return boto3.client("s3", endpoint_url=self.endpoint_url)
+        # botocore's standard retry mode (exponential backoff with jitter) rides out a busy or
+        # briefly restarting server ("InternalError", "SlowDown", dropped connections) instead
+        # of failing the SKU on the first hiccup; a request that still fails raises.
+        config = Config(retries={"mode": "standard", "max_attempts": 8})
+        return boto3.client("s3", endpoint_url=self.endpoint_url, config=config)
 
     def __getstate__(self):
         return {"bucket": self.bucket, "prefix": self.prefix, "root_uri": self.root_uri,

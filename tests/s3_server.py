@@ -68,8 +68,15 @@ def weed_s3(data_dir: Path, buckets: tuple[str, ...] = ("factory",)) -> Iterator
         deadline = time.time() + 60
         pending = list(buckets)
         while pending:
-            try:
-                client.create_bucket(Bucket=pending[0])
+            try:  # ready when a bucket exists and an object in it can be written and read
+                try:
+                    client.create_bucket(Bucket=pending[0])
+                except (client.exceptions.BucketAlreadyOwnedByYou,
+                        client.exceptions.BucketAlreadyExists):
+                    pass
+                client.put_object(Bucket=pending[0], Key=".probe", Body=b"ok")
+                client.get_object(Bucket=pending[0], Key=".probe")["Body"].read()
+                client.delete_object(Bucket=pending[0], Key=".probe")
                 pending.pop(0)
             except Exception:  # noqa: BLE001 - the server is still starting
                 if time.time() > deadline or proc.poll() is not None:
