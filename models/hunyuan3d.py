@@ -207,7 +207,7 @@ def _checkpoint_parts(path: Path, use_safetensors: bool) -> set[str]:
     from safetensors import safe_open
 
     with safe_open(str(path), framework="pt") as fh:
-        return {k.split(".", 1)[0] for k in fh.keys()}
+        return {k.split(".", 1)[0] for k in fh.keys()}  # noqa: SIM118 - safe_open is not a dict
 
 
 class Hunyuan3DGenerator:
@@ -284,7 +284,7 @@ class Hunyuan3DGenerator:
         mesh = learned.place_generated(raw.mesh_v, faces, rotation)
         info = {**self.info, "method": "hunyuan3d", "view": view.label, "seed": request.seed,
                 "steps": self.config.steps, "octree_resolution": self.config.octree_resolution,
-                "raw_faces": int(len(faces))}
+                "raw_faces": len(faces)}
         log.info("%s generate/hunyuan3d: %s photo -> %d faces on %s", request.sku, view.label,
                  mesh.n_faces, self.choice.device)
         return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info)

@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-import numpy as np
-
 from ..core.errors import MissingWeightsError, ProcessingError
 from ..core.stage import check
 from ..core.types import Resources
@@ -251,7 +249,7 @@ class ShapEGenerator:
         rotation = learned.yaw(view.camera.azimuth_deg) @ self.rotation
         mesh = learned.place_generated(verts, faces, rotation, colors)
         info = {**self.info, "method": "shap-e", "view": view.label, "seed": request.seed,
-                "steps": self.config.steps, "raw_faces": int(len(faces))}
+                "steps": self.config.steps, "raw_faces": len(faces)}
         log.info("%s generate/shap-e: %s photo -> %d faces on %s", request.sku, view.label,
                  mesh.n_faces, self.choice.device)
         return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info)

@@ -81,8 +81,8 @@ class CenterCrop:
             pad_b = (ch - h + 1) // 2 if ch > h else 0
             x = F.pad(x, [pad_l, pad_r, pad_t, pad_b])
             h, w = x.shape[-2:]
-        top = int(round((h - ch) / 2.0))
-        left = int(round((w - cw) / 2.0))
+        top = round((h - ch) / 2.0)
+        left = round((w - cw) / 2.0)
         return x[..., top:top + ch, left:left + cw]
 
 

@@ -40,7 +40,7 @@ def marching_cubes_table() -> tuple[np.ndarray, np.ndarray]:
 def _edge(p: np.ndarray) -> int:
     """diffusers' local edge number of a vertex at an edge midpoint of the unit cube."""
     axis = int(np.argmin(np.abs(p - 0.5)))
-    a, b = (int(round(p[i])) for i in range(3) if i != axis)
+    a, b = (int(p[i] > 0.5) for i in range(3) if i != axis)
     return 4 * axis + a + 2 * b
 
 
@@ -141,8 +141,11 @@ def make_tiny_hunyuan3d(root: Path, subfolder: str = "hunyuan3d-dit-v2-mini", se
 def make_tiny_segformer(root: Path, seed: int = 0) -> Path:
     """A two-label (background, object) SegFormer with its image processor, saved."""
     import torch
-    from transformers import SegformerConfig, SegformerForSemanticSegmentation
-    from transformers import SegformerImageProcessor
+    from transformers import (
+        SegformerConfig,
+        SegformerForSemanticSegmentation,
+        SegformerImageProcessor,
+    )
 
     torch.manual_seed(seed)
     config = SegformerConfig(
