@@ -110,7 +110,14 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
-        texture_px: int | None = typer.Option(None, help="override the texture size")):
+        texture_px: int | None = typer.Option(None, help="override the texture size"),
+        backend_option: list[str] = typer.Option(
+            [], "--backend-option", "-B",
+            help="a backend config field, KEY=VALUE (repeatable), e.g. -B weights=/models/x"),
+        device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N (generate)"),
+        seed: int | None = typer.Option(None, help="seed for learned generators"),
+        mask_model: str | None = typer.Option(
+            None, help="segmentation model folder for ingest's object masks")):
     """Convert a catalog."""
     overrides: dict = {}
     if target_tris:
@@ -118,10 +125,42 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
     if texture_px:
         overrides["texture"] = {"size": texture_px}
         overrides["export"] = {"texture_size": texture_px}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    generate: dict[str, Any] = {}
+    if backend_option:
+        generate["backend_options"] = _key_values(backend_option)
+    if device:
+        generate["device"] = device
+    if seed is not None:
+        generate["seed"] = seed
+    if generate:
+        overrides["generate"] = generate
+    if mask_model:
+        overrides["ingest"] = {"mask_model": mask_model}
+    from assetfactory.core.errors import MissingWeightsError, OptionsError
+    from assetfactory.models.learned import MissingDependencyError
+
+    try:
+        summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    except (MissingWeightsError, MissingDependencyError, OptionsError) as exc:
+        console.print(f"[red]cannot start the run:[/red] {exc}")
+        raise typer.Exit(code=2) from None
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, null) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--backend-option")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 @app.command()

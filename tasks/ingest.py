@@ -77,6 +77,10 @@ class IngestOptions:
     fov_deg: assumed vertical field of view of the catalog's camera.
     distance: assumed camera distance, in units of the object's largest extent.
     default_elevation_deg: assumed elevation when the catalog gives none.
+    mask_model: a segmentation model's weights (local folder or cached repo id) for the object
+        masks of photos without transparency ("" = the classical mask only); see
+        ``models.masks``. Implausible model masks fall back to the classical one (flagged).
+    mask_device: where the mask model runs ("cpu", "auto", "cuda", "cuda:N").
     """
 
     size: int = 512
@@ -86,6 +90,8 @@ class IngestOptions:
     fov_deg: float = 30.0
     distance: float = 2.5
     default_elevation_deg: float = 0.0
+    mask_model: str = ""
+    mask_device: str = "cpu"
 
     def __post_init__(self) -> None:
         check(16 <= self.size <= 8192, f"ingest: size {self.size} not in [16, 8192]")
@@ -97,6 +103,9 @@ class IngestOptions:
               "camera must be outside the object)")
         check(-90.0 <= self.default_elevation_deg <= 90.0,
               "ingest: default_elevation_deg must be in [-90, 90]")
+        check(self.mask_device in ("cpu", "auto", "cuda") or (
+            self.mask_device.startswith("cuda:") and self.mask_device[5:].isdigit()),
+            f"ingest: mask_device {self.mask_device!r} must be cpu, auto, cuda or cuda:N")
 
 
 @dataclass(frozen=True)
@@ -160,7 +169,7 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
         data = read_image_bytes(spec, image, options.max_bytes)
         total_bytes += len(data)
         rgb, alpha = decode_image(data, image.uri, options.max_pixels)
-        mask, view_flags, source = object_mask(rgb, alpha)
+        mask, view_flags, source = object_mask(rgb, alpha, options)
         if not _has_object(mask):
             raise InputError(f"no object found in {image.uri} (view {pose.label}, mask from "
                              f"{source})", fix=_EMPTY_FIX, code="empty_mask")
@@ -415,12 +424,22 @@ def has_transparency(alpha: np.ndarray | None) -> bool:
     return bool((alpha < 128).mean() > 0.001 and (alpha >= 128).mean() > 0.001)
 
 
-def object_mask(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, list[str], str]:
-    """(object mask, flags, source) from the alpha channel or, failing that, the background."""
+def object_mask(rgb: np.ndarray, alpha: np.ndarray | None,
+                options: IngestOptions | None = None) -> tuple[np.ndarray, list[str], str]:
+    """(object mask, flags, source) from the alpha channel, the mask model (when configured
+    and plausible) or, failing those, the background."""
     if has_transparency(alpha):
         return clean_mask(alpha >= 128), [], "alpha"
-    mask, flags = background_mask(rgb)
-    return clean_mask(mask), flags, "background"
+    flags: list[str] = []
+    if options is not None and options.mask_model:
+        from ..models.masks import MaskModelConfig, load_mask_model
+
+        learned, flags = load_mask_model(MaskModelConfig(
+            options.mask_model, device=options.mask_device)).object_mask(rgb)
+        if learned is not None:
+            return clean_mask(learned), flags, "model"
+    mask, more = background_mask(rgb)
+    return clean_mask(mask), flags + more, "background"
 
 
 def background_mask(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
