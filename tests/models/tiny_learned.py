@@ -157,3 +157,38 @@ def make_tiny_segformer(root: Path, seed: int = 0) -> Path:
     model.save_pretrained(root, safe_serialization=True)
     SegformerImageProcessor(size={"height": 64, "width": 64}).save_pretrained(root)
     return root
+
+
+# --- a product photo and a fast recipe for the whole factory --------------------------------
+
+def product_state(root: Path, sku: str = "lamp-1", backend: str = "silhouette"):
+    """An asset state for one catalog row with one real PNG photo (a two-tone lamp on white)."""
+    from PIL import Image, ImageDraw
+
+    from assetfactory.core.types import AssetState, ImageSpec, SkuSpec
+
+    catalog = root / "catalog"
+    catalog.mkdir(parents=True, exist_ok=True)
+    im = Image.new("RGB", (160, 160), "white")
+    draw = ImageDraw.Draw(im)
+    draw.rectangle([60, 30, 100, 120], fill=(200, 60, 40))
+    draw.ellipse([40, 110, 120, 140], fill=(40, 60, 160))
+    im.save(catalog / "front.png")
+    spec = SkuSpec(sku=sku, images=(ImageSpec("front.png", "front"),), width_mm=200.0,
+                   height_mm=300.0, depth_mm=200.0, catalog_root=str(catalog))
+    return AssetState(sku=sku, spec=spec, store_uri=str(root / "store"), profile="web",
+                      backend=backend)
+
+
+def fast_overrides(backend_options: dict) -> dict:
+    """The web profile cut down to seconds: small crops, few views, small maps."""
+    return {
+        "ingest": {"size": 64},
+        "generate": {"backend_options": backend_options},
+        "cleanup": {"visibility_views": 16, "visibility_resolution": 64},
+        "simplify": {"target_tris": 1500},
+        "uv": {"resolution": 64},
+        "bake": {"size": 64},
+        "texture": {"size": 64},
+        "export": {"texture_size": 64, "poster_size": 64},
+    }
