@@ -229,7 +229,7 @@ class HttpGenerator:
                 conn.request("POST", path, body=body, headers=headers)
                 resp = conn.getresponse()
             except (TimeoutError, OSError, http.client.HTTPException) as exc:
-                raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+                raise _Transient(_why(exc, cfg, deadline)) from exc
             status = resp.status
             if status in _RETRY_STATUS:
                 raise _Transient(f"HTTP {status} {resp.reason}: {_snippet(resp)}",
@@ -331,6 +331,14 @@ def _part(out: io.BytesIO, boundary: str, disposition: str, content_type: str,
     out.write(b"\r\n")
 
 
+def _why(exc: BaseException, cfg: HttpConfig, deadline: float) -> str:
+    if isinstance(exc, TimeoutError):
+        if time.monotonic() >= deadline - 0.01:
+            return f"the total timeout of {cfg.total_timeout_s:g} s for one attempt ran out"
+        return f"no answer within read_timeout_s={cfg.read_timeout_s:g} s (timed out)"
+    return f"{type(exc).__name__}: {exc}"
+
+
 def _left(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
@@ -347,7 +355,7 @@ def _read_capped(resp: http.client.HTTPResponse, conn: http.client.HTTPConnectio
             block = resp.read1(1 << 16) if hasattr(resp, "read1") else resp.read(1 << 16)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             raise _Transient(f"reading the answer failed after {len(out)} bytes: "
-                             f"{type(exc).__name__}: {exc}") from exc
+                             f"{_why(exc, cfg, deadline)}") from exc
         if not block:
             return bytes(out)
         out += block
