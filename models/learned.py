@@ -9,6 +9,7 @@ flag, the same provenance fields — and none of them may import torch before ``
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import math
 import os
@@ -272,6 +273,8 @@ def runtime_info(choice: DeviceChoice, dtype: Any, weights: Weights, libraries: 
         "device": choice.device, "device_requested": choice.requested,
         "cpu_fallback": choice.cpu_fallback, "dtype": str(dtype).replace("torch.", ""),
         "weights_sha256": weights.digest, "weights_files": len(weights.manifest),
+        # every file's sha256, for audits: which checkpoint made this asset
+        "weights_manifest": json.dumps(weights.manifest, sort_keys=True),
     }
     if choice.cpu_fallback:
         info["cpu_fallback_reason"] = choice.reason

@@ -188,7 +188,14 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
                  state.sku, pose.label, image.uri, rgb.shape[1], rgb.shape[0], source,
                  100 * frac, f", flags {','.join(view_flags)}" if view_flags else "")
     artifacts["cameras"] = save_cameras(state, cameras)
+    extra = {}
+    if options.mask_model:  # which segmentation weights made the masks (provenance)
+        from ..models.masks import MaskModelConfig
+
+        extra["ingest_mask_model_sha256"] = MaskModelConfig(options.mask_model).load_weights(
+            ).digest
     return StageResult(artifacts=artifacts, metrics={
+        **extra,
         "ingest_views": len(cameras),
         "ingest_views_posed": sum(pose_known(c.label) for c in cameras),
         "ingest_flags": ",".join(flags),

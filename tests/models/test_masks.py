@@ -71,6 +71,8 @@ def test_the_ingest_stage_runs_with_a_mask_model(tmp_path, weights):
     result = ingest(state, IngestOptions(size=64, mask_model=str(weights)))
     assert result.metrics["ingest_views"] == 1 and "mask/front" in result.artifacts
     assert result.record.options["mask_model"] == str(weights)
+    assert result.metrics["ingest_mask_model_sha256"] == MaskModelConfig(
+        str(weights)).preflight()
 
 
 def test_scene_parsing_labels_count_walls_and_floors_as_background(tmp_path, weights):

@@ -83,6 +83,7 @@ def test_generates_a_normalised_coloured_mesh_deterministically(generator, weigh
     manifest = {f: hashlib.sha256((weights / f).read_bytes()).hexdigest() for f in files}
     assert info["weights_sha256"] == manifest_digest(manifest) == generator.weights.digest
     assert info["weights_files"] == len(files) == 9
+    assert json.loads(info["weights_manifest"]) == manifest
     assert len(a.cameras) == 1
 
 
