@@ -7,49 +7,31 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
+from assetfactory.algorithms.holes import boundary_loops, fill_holes
+from assetfactory.algorithms.orientation import orient_faces
+from assetfactory.algorithms.repair import collapse_needles, flip_caps, sliver_faces
 from assetfactory.core.artifacts import (
     load_cameras,
     load_json,
     load_mesh,
     read_bytes,
     save_cameras,
-    save_mesh,
 )
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import InputError, OptionsError, ProcessingError
 from assetfactory.core.mesh import MeshData
-from assetfactory.core.types import AssetState, SkuSpec, StageResult
+from assetfactory.core.types import StageResult
+from assetfactory.geometry.closed import part_report
+from assetfactory.geometry.topology import edge_table, vertex_fans
+from assetfactory.geometry.weld import merge_vertices
 from assetfactory.models.mesh import import_mesh
-from assetfactory.tasks.cleanup import (
-    CleanupOptions,
-    boundary_loops,
-    clean_mesh,
-    cleanup,
-    collapse_needles,
-    fill_holes,
-    flip_caps,
-    merge_vertices,
-    orient_faces,
-    sliver_faces,
-    visibility_views,
-)
-from assetfactory.tasks.parts import edge_table, part_report, vertex_fans
+from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh, cleanup, visibility_views
+from tests.builders import concat, sphere
+from tests.builders import state_with_mesh as _with_mesh
 
 
-def make_state(tmp_path, mesh: MeshData, metrics=None, **spec) -> AssetState:
-    state = AssetState(sku="t", spec=SkuSpec(sku="t", **spec), store_uri=str(tmp_path),
-                       metrics=metrics or {})
-    return state.apply(StageResult(artifacts={"dense_mesh": save_mesh(state, mesh)}))
-
-
-def sphere(subdiv: int = 3, radius: float = 1.0, centre=(0, 0, 0), label: int = 0) -> MeshData:
-    s = trimesh.creation.icosphere(subdiv, radius)
-    return MeshData(s.vertices + np.asarray(centre, float), s.faces,
-                    np.full(len(s.faces), label, np.int32))
-
-
-def concat(*meshes: MeshData) -> MeshData:
-    return MeshData.concatenate(meshes)
+def make_state(tmp_path, mesh, metrics=None, **spec):
+    return _with_mesh(tmp_path, mesh, "dense_mesh", metrics, **spec)
 
 
 def volume(mesh: MeshData) -> float:

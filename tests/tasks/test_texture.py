@@ -134,7 +134,7 @@ def test_barycentric_recovers_weights():
 @pytest.fixture(scope="module")
 def renderer():
     try:
-        from assetfactory.core.render import get_renderer
+        from assetfactory.geometry.render import get_renderer
 
         return get_renderer()
     except Exception as exc:  # noqa: BLE001 - any EGL/Mesa failure means "no renderer here"

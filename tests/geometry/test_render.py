@@ -9,7 +9,7 @@ import trimesh
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.mesh import MeshData
 
-render = pytest.importorskip("assetfactory.core.render")
+render = pytest.importorskip("assetfactory.geometry.render")
 
 
 @pytest.fixture(scope="module")
