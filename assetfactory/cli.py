@@ -214,11 +214,10 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
 @app.command()
 def warmup():
     """Compile every numba kernel into numba's on-disk cache (``make setup`` runs this)."""
-    from assetfactory.warmup import kernels, warm_up
+    from assetfactory.warmup import uncompiled, warm_up
 
     seconds = warm_up()
-    missing = [name for name, k in kernels().items()
-               if not k.signatures and k.targetoptions.get("inline") != "always"]
+    missing = uncompiled()
     console.print(f"numba kernels compiled and cached in {seconds:.1f} s")
     if missing:
         console.print(f"[red]not compiled:[/] {', '.join(missing)}")

@@ -34,7 +34,7 @@ def make_state(tmp_path, mesh):
 
 
 def two_parts() -> MeshData:
-    a, b = sphere(4, (-1.5, 0, 0), label=3), sphere(4, (1.5, 0, 0), label=7)
+    a, b = sphere(4, centre=(-1.5, 0, 0), label=3), sphere(4, centre=(1.5, 0, 0), label=7)
     return MeshData(np.vstack([a.vertices, b.vertices]),
                     np.vstack([a.faces, b.faces + a.n_vertices]),
                     np.concatenate([a.face_labels, b.face_labels]))
@@ -357,7 +357,7 @@ def box_and_sphere() -> MeshData:
     v, f = b.vertices, b.faces
     for _ in range(5):
         v, f = trimesh.remesh.subdivide(v, f)
-    s = sphere(5, (2.5, 0, 0), label=2)
+    s = sphere(5, centre=(2.5, 0, 0), label=2)
     return MeshData(np.vstack([v - [2.5, 0, 0], s.vertices]), np.vstack([f, s.faces + len(v)]),
                     np.concatenate([np.full(len(f), 1, np.int32), s.face_labels]))
 
