@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.mesh import MeshData
-from .topology import edge_keys, edge_table, vertex_fans
+from .topology import edge_keys, edge_table
 
 
 @dataclass(frozen=True)
@@ -125,11 +125,13 @@ def part_report(mesh: MeshData) -> dict[str, int]:
     _, part = np.unique(mesh.face_labels, return_inverse=True)
     part = part.reshape(-1)
     n_parts = int(part.max()) + 1
-    _, face_edge, counts = edge_table(mesh.faces)
+    from . import derived  # the edge table and fans are shared with the caller's other checks
+
+    _, face_edge, counts = derived.edge_table(mesh)
     c = counts[face_edge]
     open_face = (c == 1).any(axis=1)
     nm_face = (c > 2).any(axis=1)
-    _, fan_vertex = vertex_fans(mesh.faces, mesh.n_vertices)
+    _, fan_vertex = derived.vertex_fans(mesh)
     fans_per_vertex = np.bincount(fan_vertex, minlength=mesh.n_vertices)
     bowtie_face = (fans_per_vertex[mesh.faces] > 1).any(axis=1)
     bad_closed = np.bincount(part, weights=open_face | nm_face, minlength=n_parts) > 0

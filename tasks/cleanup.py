@@ -68,10 +68,11 @@ from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from ..geometry import derived
 from ..geometry.closed import edge_stats, part_report, signed_volume
 from ..geometry.components import vertex_components
 from ..geometry.normals import smooth_normals
-from ..geometry.topology import duplicate_faces, edge_table
+from ..geometry.topology import duplicate_faces
 from ..geometry.weld import merge_vertices, weld
 
 log = logging.getLogger(__name__)
@@ -400,7 +401,7 @@ def _check_closed(mesh: MeshData, counts: dict) -> None:
     rep = part_report(mesh)
     if rep["parts_watertight"] == rep["parts"] and rep["parts_manifold"] == rep["parts"]:
         return
-    _, _, edge_counts = edge_table(mesh.faces)
+    _, _, edge_counts = derived.edge_table(mesh)  # part_report's, cached on the mesh
     raise ProcessingError(
         f"after repair {rep['parts'] - rep['parts_watertight']} of {rep['parts']} parts are "
         f"still open or non-manifold ({int((edge_counts == 1).sum())} border edges, "

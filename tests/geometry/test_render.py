@@ -12,14 +12,6 @@ from assetfactory.core.mesh import MeshData
 render = pytest.importorskip("assetfactory.geometry.render")
 
 
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        return render.get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/driver failure means: no GL here
-        pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
-
-
 def _box() -> MeshData:
     m = trimesh.creation.box((0.5, 0.3, 0.2))
     return MeshData(m.vertices, m.faces)

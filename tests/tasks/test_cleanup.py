@@ -476,3 +476,20 @@ def test_broken_files_cleaned_or_rejected_with_a_reason(tmp_path, shared_data):
     outcome = {p.name: _clean_or_reject(tmp_path / str(i), p) for i, p in enumerate(paths)}
     assert outcome.get("auditor_cube-non-manifold.glb") == "cleaned", outcome
     assert outcome.get("trimesh_empty.stl") == "rejected at import", outcome
+
+
+def test_steps_are_an_explicit_list_each_logging_before_and_after(caplog):
+    from assetfactory.tasks.cleanup import STEPS
+
+    names = [s.name for s in STEPS]
+    assert names == ["non_finite", "weld", "degenerate", "slivers", "non_manifold", "orient",
+                     "floaters", "holes", "interior", "parts", "normals"]
+    mesh = concat(sphere(2), sphere(1, radius=0.05, centre=(3, 0, 0)))  # one floater
+    with caplog.at_level("INFO", logger="assetfactory.tasks.cleanup"):
+        out, counts = clean_mesh(mesh, CleanupOptions(remove_interior=False), sku="s1")
+    lines = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records}
+    assert set(lines) == {f"s1 cleanup {n}" for n in names}
+    assert lines["s1 cleanup floaters"].endswith(
+        f"tris {mesh.n_faces} -> {out.n_faces}, verts {mesh.n_vertices} -> {out.n_vertices}")
+    assert counts["floaters"] == 1 and list(counts["steps"]) == [
+        "weld", "degenerate", "slivers", "non_manifold", "floaters", "holes", "interior"]

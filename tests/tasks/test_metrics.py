@@ -94,15 +94,6 @@ def test_silhouette_iou_and_masked_psnr():
 
 # ---------------------------------------------------------------- the stage
 
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        from assetfactory.geometry.render import get_renderer
-
-        return get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/Mesa failure means "no renderer here"
-        pytest.skip(f"headless OpenGL (moderngl + EGL) unavailable: {exc}")
-
 
 def _views(renderer, mesh: MeshData, state: AssetState, size: int = 96) -> dict:
     arts, cams = {}, []

@@ -148,15 +148,6 @@ def test_barycentric_recovers_weights():
 
 # ---------------------------------------------------------------- the stage (needs the renderer)
 
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        from assetfactory.geometry.render import get_renderer
-
-        return get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/Mesa failure means "no renderer here"
-        pytest.skip(f"headless OpenGL (moderngl + EGL) unavailable: {exc}")
-
 
 def _sphere_with_colours(subdivisions: int = 3) -> MeshData:
     import trimesh
