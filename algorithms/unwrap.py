@@ -43,6 +43,9 @@ class UnwrapSettings(PackSettings, Protocol):
 _MAX_REPACKS = 6
 
 
+# The xatlas calls run inside child processes (see ``_run``); they take and return plain arrays.
+
+
 def _surface_area(mesh: MeshData) -> float:
     return float(_face_areas_3d(mesh.vertices, mesh.faces).sum())
 

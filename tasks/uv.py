@@ -89,10 +89,6 @@ class UVOptions:
               f"workers must be an integer in 0..256, got {self.workers!r}")
 
 
-# ---------------------------------------------------------------------------- xatlas calls
-# These run inside child processes (see ``_run``); they take and return plain arrays.
-
-
 # ---------------------------------------------------------------------------- the stage
 
 
