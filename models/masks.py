@@ -1,7 +1,7 @@
 """Learned object masks for ingest: a segmentation model from a local weights folder.
 
-The classical mask (``tasks.ingest.background_mask``) models the background as a smooth colour
-field; it fails where the background is textured or shares the product's colour (a pink
+The classical mask (``algorithms.masking.background_mask``) models the background as a smooth
+colour field; it fails where the background is textured or shares the product's colour (a pink
 armchair on a pink wall loses its back; a chest on a grey-brown gradient keeps part of it). A
 segmentation network sees *what* the pixels are instead. Any ``transformers`` semantic
 segmentation model saved with ``save_pretrained`` works (SegFormer, DPT, BEiT, MobileViT, ...):

@@ -23,7 +23,8 @@ from test_shap_e import _view
 from tiny_learned import fast_overrides, product_state
 
 from assetfactory.core.errors import OptionsError, ProcessingError
-from assetfactory.flows.recipe import build_recipe, preflight
+from assetfactory.flows.preflight import preflight
+from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.runner import run_asset
 from assetfactory.models.base import GenerateRequest
 from assetfactory.models.http import HttpConfig

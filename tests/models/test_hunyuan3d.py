@@ -28,7 +28,8 @@ from tiny_learned import (
 )
 
 from assetfactory.core.errors import MissingWeightsError, OptionsError
-from assetfactory.flows.recipe import build_recipe, preflight
+from assetfactory.flows.preflight import preflight
+from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.runner import run_asset
 from assetfactory.models.hunyuan3d import Hunyuan3DConfig
 from assetfactory.models.learned import WrongWeightsError

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from assetfactory.core.errors import MissingWeightsError, OptionsError
-from assetfactory.flows.recipe import build_recipe, call_resources, preflight
+from assetfactory.flows.preflight import check_models
+from assetfactory.flows.recipe import build_recipe, call_resources
 from assetfactory.models import learned, registry
 from assetfactory.models.weights import manifest_digest, weights_manifest
 
@@ -54,7 +55,7 @@ def test_learned_backends_are_listed_without_importing_torch():
 
 def test_weight_free_recipes_keep_their_identity():
     recipe = build_recipe("web")
-    checked = preflight(recipe)
+    checked = check_models(recipe)
     assert checked.weights == () and checked.hash == recipe.hash
     assert call_resources(recipe.calls[1]).gpus == 0.0
 
@@ -65,7 +66,7 @@ def test_a_learned_recipe_asks_for_its_gpu_and_checks_weights_first(tmp_path):
     generate = next(c for c in recipe.calls if c.name == "generate")
     assert call_resources(generate).gpus == 0.5
     with pytest.raises(MissingWeightsError, match="never downloaded"):
-        preflight(recipe)
+        check_models(recipe)
     cpu = build_recipe("web", "shap-e", {"generate": {"device": "cpu"}})
     assert call_resources(next(c for c in cpu.calls if c.name == "generate")).gpus == 0.0
     assert registry.find("shap-e").name == "shap-e"

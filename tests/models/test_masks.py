@@ -18,11 +18,13 @@ pytest.importorskip("torch", reason="the [learned] extra is not installed")
 
 from tiny_learned import make_tiny_segformer, product_state
 
+from assetfactory.algorithms.masking import clean_mask, object_mask
 from assetfactory.core.errors import MissingWeightsError
-from assetfactory.flows.recipe import build_recipe, preflight
+from assetfactory.flows.preflight import check_models
+from assetfactory.flows.recipe import build_recipe
 from assetfactory.models.learned import WrongWeightsError
 from assetfactory.models.masks import MaskModel, MaskModelConfig, load_mask_model
-from assetfactory.tasks.ingest import IngestOptions, clean_mask, ingest, object_mask
+from assetfactory.tasks.ingest import IngestOptions, ingest, learned_mask
 
 
 @pytest.fixture(scope="module")
@@ -54,16 +56,20 @@ def test_implausible_masks_fall_back_to_the_classical_one(weights):
 
 
 def test_ingest_uses_the_model_mask_and_keeps_alpha(weights):
-    options = IngestOptions(mask_model=str(weights))
+    hook = learned_mask(IngestOptions(mask_model=str(weights)))
     rgb = _photo()
-    mask, flags, source = object_mask(rgb, None, options)
+    mask, flags, source = object_mask(rgb, None, hook)
     expected = clean_mask(load_mask_model(MaskModelConfig(str(weights)))(rgb))
     assert source == "model" and flags == [] and np.array_equal(mask, expected)
     alpha = np.zeros(rgb.shape[:2], np.uint8)
     alpha[30:60, 50:80] = 255
-    mask, _, source = object_mask(rgb, alpha, options)
+    mask, _, source = object_mask(rgb, alpha, hook)
     assert source == "alpha" and mask.sum() == 30 * 30
-    assert object_mask(rgb, None, IngestOptions())[2] == "background"
+    assert learned_mask(IngestOptions()) is None
+    assert object_mask(rgb, None, None)[2] == "background"
+    # an implausible model answer falls back to the classical mask, keeping the model's flag
+    mask, flags, source = object_mask(rgb, None, lambda _: (None, ["learned_mask_fallback"]))
+    assert source == "background" and flags[0] == "learned_mask_fallback"
 
 
 def test_the_ingest_stage_runs_with_a_mask_model(tmp_path, weights):
@@ -92,7 +98,7 @@ def test_scene_parsing_labels_count_walls_and_floors_as_background(tmp_path, wei
 def test_missing_and_wrong_weights_stop_the_run_first(tmp_path, weights):
     recipe = build_recipe("web", overrides={"ingest": {"mask_model": str(tmp_path / "none")}})
     with pytest.raises(MissingWeightsError, match="none"):
-        preflight(recipe)
+        check_models(recipe)
     part = tmp_path / "part"
     shutil.copytree(weights, part)
     (part / "preprocessor_config.json").unlink()
@@ -113,5 +119,5 @@ def test_missing_and_wrong_weights_stop_the_run_first(tmp_path, weights):
     shutil.copy(weights / "preprocessor_config.json", other)
     with pytest.raises(WrongWeightsError, match="not a transformers semantic-segmentation"):
         MaskModel(MaskModelConfig(str(other)))
-    ok = preflight(build_recipe("web", overrides={"ingest": {"mask_model": str(weights)}}))
+    ok = check_models(build_recipe("web", overrides={"ingest": {"mask_model": str(weights)}}))
     assert dict(ok.weights) == {"ingest.mask_model": MaskModelConfig(str(weights)).preflight()}

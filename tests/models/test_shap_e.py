@@ -25,7 +25,8 @@ from tiny_learned import fast_overrides, make_tiny_shap_e, product_state
 
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import MissingWeightsError, OptionsError
-from assetfactory.flows.recipe import build_recipe, preflight
+from assetfactory.flows.preflight import check_models, preflight
+from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.runner import run_asset
 from assetfactory.models.base import GenerateRequest, backend_resources
 from assetfactory.models.learned import WrongWeightsError
@@ -139,7 +140,7 @@ def test_missing_and_incomplete_weights_fail_before_loading(tmp_path, weights):
     shutil.copytree(weights, part)
     (part / "prior" / "diffusion_pytorch_model.safetensors").unlink()
     with pytest.raises(MissingWeightsError) as err:
-        preflight(build_recipe("web", "shap-e", fast_overrides({"weights": str(part)})))
+        check_models(build_recipe("web", "shap-e", fast_overrides({"weights": str(part)})))
     assert str(part) in str(err.value) and "prior/diffusion_pytorch_model" in str(err.value)
     with pytest.raises(MissingWeightsError, match="variant"):
         ShapEConfig(weights=str(weights), variant="fp16").preflight()
