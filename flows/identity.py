@@ -104,7 +104,16 @@ def backend_identity(recipe: Recipe) -> dict[str, Any]:
     fields = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else repr(config)
     return {"name": options.backend, "class": f"{cls.__module__}:{cls.__qualname__}",
             "version": str(getattr(cls, "version", "")), "config": fields,
-            "weights_sha256": config.weights_sha256() or ""}
+            "weights_sha256": _weights_digest(recipe, config)}
+
+
+def _weights_digest(recipe: Recipe, config: Any) -> str:
+    """The backend's weights digest: the one preflight recorded on the recipe (hashed once per
+    run), else the backend's own ``weights_sha256``."""
+    recorded = dict(recipe.weights).get("generate")
+    if recorded:
+        return recorded
+    return config.weights_sha256() or ""
 
 
 def recipe_identity(recipe: Recipe) -> str:

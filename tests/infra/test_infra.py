@@ -115,9 +115,43 @@ def test_the_cuda_image_exposes_the_gpu_for_compute_and_egl():
     env = " ".join(rest for word, rest in dockerfile("Dockerfile.cuda") if word == "ENV")
     caps = re.search(r"NVIDIA_DRIVER_CAPABILITIES=(\S+)", env).group(1).split(",")
     assert {"compute", "graphics"} <= set(caps)
-    args = {rest.split("=")[0]: rest for word, rest in dockerfile("Dockerfile.cuda")
-            if word == "ARG"}
-    assert "torch" in args["GPU_PACKAGES"]
+
+
+def pip_requirements(cmd: list[str]) -> tuple[frozenset, frozenset]:
+    """(requirements, meaningful flags) of a ``pip install`` argument list; ``-e``, ``-q`` and
+    ``--no-cache-dir`` say how, not what, so they are dropped."""
+    args = cmd[cmd.index("install") + 1:]
+    reqs, flags, i = set(), set(), 0
+    while i < len(args):
+        a = args[i]
+        if a in ("-c", "--constraint"):
+            flags.add(("-c", args[i + 1]))
+            i += 2
+            continue
+        if a.startswith("-"):
+            if a not in ("-e", "--editable", "-q", "--quiet", "--no-cache-dir"):
+                flags.add(a)
+        else:
+            reqs.add(a)
+        i += 1
+    return frozenset(reqs), frozenset(flags)
+
+
+def test_the_cuda_image_installs_the_learned_backends_as_make_setup_test_does():
+    text = (REPO / "Makefile").read_text()
+    m = re.search(r"^\$\(VENV\)/\.installed-learned:.*\n((?:\t.*\n)+)", text, re.MULTILINE)
+    assert m, "the Makefile has no $(VENV)/.installed-learned target"
+    wanted = [pip_requirements(shlex.split(ln.strip().replace("$(PY) -m ", "")))
+              for ln in m.group(1).splitlines() if "pip install" in ln]
+    assert wanted and any("torch" in " ".join(r) for r, _ in wanted)
+    cmds = [c for c in run_commands("Dockerfile.cuda") if c[:2] == ["pip", "install"]]
+    have = [pip_requirements(c) for c in cmds]
+    missing = [w for w in wanted if w not in have]
+    assert not missing, (missing, have)
+    # and in the Makefile's order: torch before the extra that must not replace it
+    assert [have.index(w) for w in wanted] == sorted(have.index(w) for w in wanted)
+    copies = " ".join(rest for word, rest in dockerfile("Dockerfile.cuda") if word == "COPY")
+    assert "constraints-learned.txt" in copies or ". ." in copies
 
 
 def test_the_build_context_leaves_local_state_out():
