@@ -28,10 +28,39 @@ def _quiet_prefect() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+def _stop(message: str) -> None:
+    """A run that cannot start: one line, exit code 2, nothing converted."""
+    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+def _timeouts(values: list[str]) -> dict[str, float]:
+    """``--timeout 600`` (every stage) and ``--timeout uv=300`` (one stage) -> seconds."""
+    out: dict[str, float] = {}
+    for v in values:
+        name, _, secs = v.rpartition("=")
+        try:
+            seconds = float(secs)
+            if not seconds > 0:
+                raise ValueError
+        except ValueError:
+            _stop(f"--timeout {v!r}: give SECONDS or STAGE=SECONDS with a positive number")
+        out[name or "*"] = seconds
+    return out
+
+
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
-             overrides: dict | None = None) -> dict[str, Any]:
+             overrides: dict | None = None, ray_address: str | None = None,
+             shard_size: int = 1000, execution: dict | None = None) -> dict[str, Any]:
     _quiet_prefect()
+    from prefect.exceptions import FailedRun
+
     from assetfactory.flows import convert as conv
+
+    try:  # names are checked before Prefect and Ray start (seconds of waiting otherwise)
+        conv.check_names(profile, backend)
+    except conv.RunInputError as exc:
+        _stop(str(exc))
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
@@ -50,9 +79,14 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
 
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
-    with progress:
-        summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                       backend=backend, force=force, overrides=overrides)
+    try:
+        with progress:
+            summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
+                                           backend=backend, force=force, overrides=overrides,
+                                           ray_address=ray_address, shard_size=shard_size,
+                                           execution=execution)
+    except FailedRun as exc:  # the flow refused its inputs (see convert.RunInputError)
+        _stop(str(exc))
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -110,7 +144,13 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
-        texture_px: int | None = typer.Option(None, help="override the texture size")):
+        texture_px: int | None = typer.Option(None, help="override the texture size"),
+        ray_address: str | None = typer.Option(
+            None, envvar="RAY_ADDRESS", help="join this Ray cluster (default: start a local one)"),
+        shard_size: int = typer.Option(1000, min=1, help="SKUs per Prefect task (a crashed run "
+                                       "resumes shard by shard)"),
+        timeout: list[str] = typer.Option(
+            [], help="stage time limit: SECONDS for every stage or STAGE=SECONDS (repeatable)")):
     """Convert a catalog."""
     overrides: dict = {}
     if target_tris:
@@ -118,7 +158,9 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
     if texture_px:
         overrides["texture"] = {"size": texture_px}
         overrides["export"] = {"texture_size": texture_px}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    execution = {"timeouts": _timeouts(timeout)} if timeout else None
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
+                       ray_address=ray_address, shard_size=shard_size, execution=execution)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)

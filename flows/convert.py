@@ -2,8 +2,14 @@
 
 Prefect runs in its ephemeral mode (no server to install); the heavy work runs on Ray — a
 local instance the flow starts, or a cluster named by ``ray_address`` / ``RAY_ADDRESS``.
-Prefect tasks are coarse (load, plan, convert, summarise): per-task overhead would dominate at
-catalog scale otherwise.
+
+What Prefect sees: the run's inputs checked before any work (an unknown profile or backend, or
+a catalog that cannot be read, fails the run with one line naming the problem and the fix), a
+``plan-assets`` task (each SKU's identity; SKUs already converted are skipped), then one
+``convert-shard`` task per shard of the catalog (``shard_size`` SKUs, default 1,000) with
+retries, so the UI shows progress shard by shard and a run that crashed resumes where it
+stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task per SKU or per
+stage would cost more than a small asset's conversion.
 """
 
 from __future__ import annotations
@@ -17,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from ..catalog.fragments import new_attempt_id, write_attempt
 from ..catalog.input import CatalogParse, read_catalog
 from ..catalog.summary import run_summary, summary_markdown
-from ..catalog.views import connect
+from ..core.errors import InputError, OptionsError
 from ..core.hashing import sha256_bytes, sha256_obj
 from ..core.storage import open_storage, read_ref
 from ..core.types import AssetState, SkuSpec
-from .recipe import Recipe, build_recipe
-from .runner import AttemptMeta, run_assets_on_ray
+from .executor import ExecutorOptions, Job, convert, plan, ray_session, shards
+from .recipe import PROFILES, Recipe, build_recipe
 
 log = logging.getLogger("assetfactory.flow")
 
@@ -63,9 +71,42 @@ def asset_identity(hashes: dict[str, str], recipe_hash: str) -> str:
     return sha256_obj({"inputs": hashes, "recipe": recipe_hash})[:32]
 
 
-@task(name="load-catalog", retries=1, retry_delay_seconds=2)
-def load_catalog(path: str) -> CatalogParse:
-    return read_catalog(path)
+class RunInputError(ValueError):
+    """The run cannot start: a bad profile, backend, option or catalog file. The message is
+    one line that names the problem and the fix; nothing was converted."""
+
+
+def check_names(profile: str, backend: str) -> None:
+    """Fail before any work on a profile or backend name that does not exist."""
+    from ..models.registry import UnknownBackendError, find
+
+    if profile not in PROFILES:
+        raise RunInputError(f"unknown profile {profile!r}; choose one of: "
+                            f"{', '.join(sorted(PROFILES))}")
+    try:
+        find(backend)
+    except UnknownBackendError as exc:
+        raise RunInputError(str(exc)) from None
+    except ImportError as exc:
+        raise RunInputError(str(exc)) from None
+
+
+def prepare_run(catalog: str, profile: str, backend: str,
+                overrides: dict[str, dict[str, Any]] | None,
+                execution: dict[str, Any] | None) -> tuple[Recipe, ExecutorOptions, CatalogParse]:
+    """Everything checked before any SKU is touched; raises ``RunInputError``."""
+    check_names(profile, backend)
+    try:
+        recipe = build_recipe(profile, backend, overrides)
+        options = ExecutorOptions.from_dict(execution)
+    except (OptionsError, ValueError, TypeError) as exc:
+        raise RunInputError(f"bad option: {exc}") from None
+    try:
+        parse = read_catalog(catalog)
+    except InputError as exc:
+        fix = f" Fix: {exc.fix}" if exc.fix else ""
+        raise RunInputError(f"{exc.message}.{fix}".replace("..", ".")) from None
+    return recipe, options, parse
 
 
 @task(name="record-row-errors")
@@ -90,85 +131,100 @@ def record_row_errors(parse: CatalogParse, out: str, run_id: str, recipe: Recipe
     return len(parse.errors)
 
 
-@task(name="plan-assets")
+@task(name="plan-assets", cache_policy=NO_CACHE)
 def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
-                force: bool) -> tuple[list[AssetState], list[AttemptMeta], list[str]]:
-    """Work out each SKU's identity and skip those already converted with the same one."""
-    done: set[str] = set()
-    if not force:
-        con = connect(out)
-        try:
-            done = {r[0] for r in con.execute(
-                "SELECT DISTINCT asset_id FROM attempts WHERE status = 'ok'").fetchall()}
-        finally:
-            con.close()
-    states, metas, skipped = [], [], []
-    desc, rhash = recipe.describe(), recipe.hash
-    for spec in parse.specs:
-        hashes = input_hashes(spec)
-        aid = asset_identity(hashes, rhash)
-        if aid in done:
-            skipped.append(spec.sku)
-            continue
-        states.append(AssetState(sku=spec.sku, spec=spec, store_uri=out, run_id=run_id,
-                                 attempt_id=new_attempt_id(), asset_id=aid,
-                                 profile=recipe.profile, backend=recipe.backend))
-        metas.append(AttemptMeta(time.time(), desc, rhash, hashes, parse.source))
-    return states, metas, skipped
+                force: bool) -> tuple[list[Job], list[str]]:
+    """Each SKU's identity (inputs read and hashed on the workers); the SKUs already converted
+    with the same identity are skipped."""
+    p = plan(parse.specs, recipe, out=out, run_id=run_id, force=force)
+    return p.jobs, p.skipped
 
 
-@task(name="convert-assets")
-def convert_assets(states: list[AssetState], metas: list[AttemptMeta], recipe: Recipe,
-                   ray_address: str | None, num_cpus: int | None) -> list[dict[str, Any]]:
-    import ray
+class ShardJobs:
+    """A shard's jobs, opaque to Prefect (which would otherwise walk and hash every field of
+    every SKU to build the task's inputs and cache key)."""
 
-    started_here = False
-    if not ray.is_initialized():
-        address = ray_address or os.environ.get("RAY_ADDRESS") or None
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "ignore_reinit_error": True}
-        if address:
-            kwargs["address"] = address
-        elif num_cpus:
-            kwargs["num_cpus"] = num_cpus
-        ray.init(**kwargs)
-        started_here = True
-    try:
-        metas = [AttemptMeta(time.time(), m.recipe, m.recipe_hash, m.input_hashes,
-                             m.catalog_source) for m in metas]
-        return run_assets_on_ray(states, recipe, metas, on_done=PROGRESS_HOOK)
-    finally:
-        if started_here:
-            ray.shutdown()
+    def __init__(self, index: int, jobs: list[Job]) -> None:
+        self.index, self.jobs = index, jobs
+
+    def __repr__(self) -> str:
+        return f"ShardJobs(index={self.index}, skus={len(self.jobs)})"
+
+
+@task(name="convert-shard", task_run_name="shard-{shard.index:04d}", retries=2,
+      retry_delay_seconds=10, cache_policy=NO_CACHE)
+def convert_shard(shard: ShardJobs, recipe: Recipe, options: ExecutorOptions,
+                  catalog_source: str) -> dict[str, Any]:
+    """Convert one shard; a retry converts only the SKUs the failed try did not record."""
+    from prefect.context import get_run_context
+
+    jobs = shard.jobs
+    run_ctx = get_run_context()
+    if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and jobs:
+        store = open_storage(jobs[0].state.store_uri)
+        jobs = [j for j in jobs if not store.exists(
+            f"catalog/assets/run={j.state.run_id}/{j.state.attempt_id}.parquet")]
+    outcome = convert(jobs, recipe, catalog_source=catalog_source, options=options,
+                      on_done=PROGRESS_HOOK)
+    return {"shard": shard.index, "skus": len(shard.jobs), "converted": len(jobs),
+            "counts": outcome.counts, "lost": outcome.lost}
+
+
+def run_shards(jobs: list[Job], recipe: Recipe, options: ExecutorOptions, catalog_source: str,
+               shard_size: int, parallel: int = 2) -> list[dict[str, Any]]:
+    """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
+    SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
+    results, running = [], []
+    for i, part in enumerate(shards(jobs, shard_size)):
+        running.append(convert_shard.submit(ShardJobs(i, list(part)), recipe, options,
+                                            catalog_source))
+        if len(running) >= parallel:
+            results.append(running.pop(0).result())
+    results += [f.result() for f in running]
+    return results
 
 
 @flow(name="convert_catalog", log_prints=True)
 def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar",
                     backend: str = "silhouette", force: bool = False,
                     ray_address: str | None = None, num_cpus: int | None = None,
-                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary."""
+                    overrides: dict[str, dict[str, Any]] | None = None,
+                    shard_size: int = 1000,
+                    execution: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary.
+
+    ``execution`` holds ``ExecutorOptions`` fields (timeouts, retries, ...). A run whose
+    inputs are unusable ends Failed, with the reason as its message, before any work.
+    """
     logger = get_run_logger()
+    try:
+        if shard_size < 1:
+            raise RunInputError(f"shard_size must be >= 1, got {shard_size}")
+        recipe, options, parse = prepare_run(catalog, profile, backend, overrides, execution)
+    except RunInputError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc))
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    recipe = build_recipe(profile, backend, overrides)
-    parse = load_catalog(catalog)
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
-    states, metas, skipped = plan_assets(parse, out, run_id, recipe, force)
-    if skipped:
-        logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
-                    len(skipped))
-    if PLAN_HOOK:
-        PLAN_HOOK(len(states), len(skipped))
-    results = convert_assets(states, metas, recipe, ray_address, num_cpus) if states else []
-    summary = run_summary(out, run_id) if (results or n_bad) else {
+    with ray_session(ray_address, num_cpus):
+        jobs, skipped = plan_assets(parse, out, run_id, recipe, force)
+        del parse
+        if skipped:
+            logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
+                        len(skipped))
+        if PLAN_HOOK:
+            PLAN_HOOK(len(jobs), len(skipped))
+        shard_results = run_shards(jobs, recipe, options, catalog, shard_size) if jobs else []
+    summary = run_summary(out, run_id) if (shard_results or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = len(skipped)
     summary["out"] = out
+    summary["shards"] = len(shard_results)
     try:
         from prefect.artifacts import create_markdown_artifact
 

@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..core.camera import Camera
 from ..core.mesh import MeshData
+from ..core.types import Resources
 
 Scalar = int | float | str | bool | None
 
@@ -49,7 +50,13 @@ class Generator(Protocol):
 
 
 class BackendConfig(Protocol):
-    """Each backend's frozen dataclass config."""
+    """Each backend's frozen dataclass config.
+
+    ``resources()`` says what one built generator occupies while it serves requests. The
+    runner turns a backend that asks for a GPU into a pool of long-lived Ray actors, each of
+    which builds the generator (loads the weights) once and serves many SKUs; a CPU-only
+    backend runs inside ordinary stage tasks (and is still built once per worker process).
+    """
 
     name: ClassVar[str]
     device: str
@@ -57,6 +64,22 @@ class BackendConfig(Protocol):
     def build(self) -> Generator: ...
 
     def weights_sha256(self) -> str | None: ...
+
+    def resources(self) -> Resources: ...
+
+
+def backend_resources(config: Any) -> Resources:
+    """What a backend config declares; one without ``resources()`` is judged by its device
+    (``cuda*`` -> one GPU and one CPU, anything else -> one CPU)."""
+    declared = getattr(config, "resources", None)
+    if callable(declared):
+        res = declared()
+        if not isinstance(res, Resources):
+            raise TypeError(f"backend {getattr(config, 'name', type(config).__name__)!r}: "
+                            f"resources() returned {type(res).__name__}, not Resources")
+        return res
+    device = str(getattr(config, "device", "cpu"))
+    return Resources(cpus=1, gpus=1) if device.startswith("cuda") else Resources(cpus=1)
 
 
 def config_fields(config_cls: type) -> set[str]:

@@ -26,6 +26,7 @@ from ..core.camera import Camera
 from ..core.errors import InputError, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check
+from ..core.types import Resources
 from .base import DenseMesh, GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class SilhouetteConfig:
 
     def weights_sha256(self) -> str | None:
         return None
+
+    def resources(self) -> Resources:
+        return Resources(cpus=1)  # numpy carving on one core
 
 
 class SilhouetteGenerator:

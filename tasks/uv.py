@@ -45,7 +45,7 @@ import numpy as np
 from ..core.artifacts import load_mesh, save_mesh
 from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
-from ..core.stage import check, cpu_count, stage
+from ..core.stage import check, stage, stage_cpus
 from ..core.types import AssetState, Resources, StageResult
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,8 @@ class UVOptions:
         process pool, then packed together) or "auto" (parallel above ``chunk_faces``).
     chunk_faces: largest partition given to one xatlas call in parallel mode; smaller is
         faster but adds seams along partition borders.
-    workers: processes for parallel mode (0 = the cores this process may use).
+    workers: processes for parallel mode (0 = the CPUs the stage was granted: its declared
+        ``Resources.cpus`` under the runner, every core elsewhere).
     """
 
     resolution: int = 1024
@@ -543,7 +544,7 @@ def partition_faces(mesh: MeshData, chunk_faces: int) -> list[np.ndarray]:
 def unwrap_parallel(mesh: MeshData, options: UVOptions) -> Unwrap:
     """Partitions unwrapped in the pool, then all their charts packed into one atlas."""
     groups = partition_faces(mesh, options.chunk_faces)
-    workers = options.workers or cpu_count()
+    workers = options.workers or stage_cpus()
     max_area = options.max_chart_area * _surface_area(mesh)
     calls, used = [], []
     for g in groups:
