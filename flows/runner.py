@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import dataclasses
 import logging
 import random
 import signal
@@ -90,8 +91,6 @@ def policy_for(stage: str, timeouts: Mapping[str, float | None] | None = None,
                base: StagePolicy = StagePolicy()) -> StagePolicy:
     """``base`` with the stage's timeout: ``timeouts[stage]``, else ``timeouts["*"]``, else the
     stage's default (``DEFAULT_TIMEOUTS``)."""
-    import dataclasses
-
     timeouts = timeouts or {}
     if stage in timeouts:
         t = timeouts[stage]
@@ -256,7 +255,11 @@ def run_stage(call: StageCall, state: AssetState, policy: StagePolicy | None = N
         try:
             with cpu_budget(st.resources.cpus), deadline(policy.timeout_s, hang,
                                                           policy.hang_grace_s):
-                return state.apply(st(state, call.options))
+                result = st(state, call.options)
+            if attempt:  # the catalog shows which assets needed their storage retried
+                result = dataclasses.replace(
+                    result, metrics={**result.metrics, f"{call.name}_retries": attempt})
+            return state.apply(result)
         except StageTimeout:
             failure = timeout_failure(call.name, policy.timeout_s or 0.0)
             log.warning("sku=%s stage=%s timed out after %s s", state.sku, call.name,

@@ -790,7 +790,7 @@ def visibility_views(n_faces: int, options: CleanupOptions) -> int:
     return int(max(min(options.visibility_views, 16), min(options.visibility_views, budget)))
 
 
-@stage(NAME, "0.3.0", CleanupOptions, Resources(cpus=1, memory_mb=2048))
+@stage(NAME, "0.3.1", CleanupOptions, Resources(cpus=1, memory_mb=2048))
 def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
     """Repair the dense mesh and place it in the asset frame (see the module docstring)."""
     dense = load_mesh(state, "dense_mesh")

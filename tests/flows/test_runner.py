@@ -68,7 +68,7 @@ def test_a_hung_stage_times_out_and_the_process_goes_on(tmp_path):
 def test_transient_faults_are_retried_and_input_errors_are_not(tmp_path):
     flaky = StageCall("flaky", "toy_stages:flaky", toy_stages.FlakyOptions(2, str(tmp_path)))
     ok = run_stage(flaky, _state(tmp_path, "s3down"), FAST)
-    assert ok.ok and ok.metrics["tries"] == 3
+    assert ok.ok and ok.metrics["tries"] == 3 and ok.metrics["flaky_retries"] == 2
     gone = run_stage(StageCall("flaky", "toy_stages:flaky",
                                toy_stages.FlakyOptions(9, str(tmp_path))),
                      _state(tmp_path, "s3gone"), FAST)
