@@ -25,6 +25,7 @@ with it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import os
@@ -45,7 +46,7 @@ OVERRIDES = {**OVERRIDES_CLI, "bake": {"size": PX}, "uv": {"resolution": PX}}
 
 
 def load() -> str:
-    return "load %.1f/%.1f/%.1f" % os.getloadavg()
+    return "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
 
 
 # ---------------------------------------------------------------------------- catalogs
@@ -131,11 +132,9 @@ class Sampler:
 
     def _find_raylet(self):
         for p in self.me.children(recursive=True):
-            try:
+            with contextlib.suppress(Exception):  # a child that just ended
                 if p.name() == "raylet":
                     return p
-            except Exception:  # noqa: BLE001 - a child that just ended
-                continue
         return None
 
     def _shm_mb(self) -> float:
@@ -211,8 +210,8 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
 
 def run_dispatch(n: int, cpus: int, workdir: Path) -> dict:
     import ray
-
     import trivial_stages
+
     from assetfactory.core.types import SkuSpec
     from assetfactory.flows.executor import run_catalog
     from assetfactory.flows.recipe import Recipe, StageCall

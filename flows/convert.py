@@ -211,15 +211,16 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
+    source = parse.source
     with ray_session(ray_address, num_cpus):
         jobs, skipped = plan_assets(parse, out, run_id, recipe, force)
-        del parse
+        del parse  # the jobs hold what the shards need
         if skipped:
             logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                         len(skipped))
         if PLAN_HOOK:
             PLAN_HOOK(len(jobs), len(skipped))
-        shard_results = run_shards(jobs, recipe, options, catalog, shard_size) if jobs else []
+        shard_results = run_shards(jobs, recipe, options, source, shard_size) if jobs else []
     summary = run_summary(out, run_id) if (shard_results or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = len(skipped)

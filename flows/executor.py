@@ -82,7 +82,7 @@ class ExecutorOptions:
     """
 
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
-    retries: int = 5
+    retries: int = 8
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     hang_grace_s: float = 10.0
@@ -197,6 +197,8 @@ def _data_context():
     with contextlib.suppress(AttributeError):
         ctx.issue_detectors_config.detectors = []
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # "progress bars disabled": the CLI shows its own, per SKU
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
     return ctx
 
 

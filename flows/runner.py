@@ -60,7 +60,7 @@ class StagePolicy:
 
     timeout_s: the stage fails with "timed out after N s" past this (None: no limit).
     retries: further tries after a transient fault (storage or network); never after an
-        input or processing error.
+        input or processing error. The defaults ride out about two minutes of outage.
     backoff_s, max_backoff_s: the wait before retry k is ``backoff_s * 2**k`` (with +-25%
         jitter, so many workers hitting one recovering server do not retry in lockstep),
         capped at ``max_backoff_s``.
@@ -69,7 +69,7 @@ class StagePolicy:
     """
 
     timeout_s: float | None = FALLBACK_TIMEOUT_S
-    retries: int = 5
+    retries: int = 8
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
     hang_grace_s: float = 10.0

@@ -15,8 +15,7 @@ from assetfactory.core.errors import InputError
 from assetfactory.core.stage import cpu_count
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
-from assetfactory.flows.runner import (StagePolicy, is_transient, policy_for, run_asset,
-                                       run_stage)
+from assetfactory.flows.runner import StagePolicy, is_transient, policy_for, run_asset, run_stage
 
 RECIPE = Recipe("test", "none", (
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(2)),
