@@ -145,8 +145,10 @@ class _Server:
             proc = self._start()
             deadline = time.monotonic() + timeout_s
             try:
-                proc.stdin.write(struct.pack("<II", len(data), int(max_issues)) + data)  # type: ignore[union-attr]
-                proc.stdin.flush()  # type: ignore[union-attr]
+                pipe = proc.stdin
+                assert pipe is not None
+                pipe.write(struct.pack("<II", len(data), int(max_issues)) + data)
+                pipe.flush()
                 size = struct.unpack("<I", self._read(proc, 4, deadline))[0]
                 answer = json.loads(self._read(proc, size, deadline))
             except TimeoutError:

@@ -533,7 +533,8 @@ def _recorded(jobs: Iterable[Job]) -> set[str]:
     out = set()
     for job in jobs:
         s = job.state
-        if open_storage(s.store_uri).exists(f"catalog/assets/run={s.run_id}/{s.attempt_id}.parquet"):
+        key = f"catalog/assets/run={s.run_id}/{s.attempt_id}.parquet"
+        if open_storage(s.store_uri).exists(key):
             out.add(s.attempt_id)
     return out
 

@@ -35,7 +35,7 @@ from ..core.artifacts import load_cameras, load_image, load_mesh, save_image, sa
 from ..core.camera import Camera
 from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
-from ..core.stage import check, stage
+from ..core.stage import check, stage, stage_cpus
 from ..core.types import AssetState, Resources, StageResult
 from . import materials as mats
 
@@ -451,7 +451,7 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     d_inv, (d_pos, d_nrm) = _cell_means(cells(dst), positions[dst], normals[dst])
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
-    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=-1)
+    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=stage_cpus())
     dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
     w = 1.0 / np.maximum(dist, 1e-9)
     agree = np.einsum("ikj,ij->ik", s_nrm[nn], d_nrm) > 0
@@ -568,7 +568,7 @@ def flatten_shading(positions: np.ndarray, colours: np.ndarray, parts: np.ndarra
         inv, (cpos, clum) = _cell_means(keys, positions[idx], lum[idx, None])
         counts = np.bincount(inv, minlength=len(cpos)).astype(np.float64)
         k = min(8, len(cpos))
-        dist, nn = cKDTree(cpos).query(positions[idx], k=k, workers=-1)
+        dist, nn = cKDTree(cpos).query(positions[idx], k=k, workers=stage_cpus())
         dist, nn = dist.reshape(len(idx), k), nn.reshape(len(idx), k)
         w = np.exp(-0.5 * (dist / (0.75 * cell)) ** 2) * counts[nn] + 1e-12
         low = (w * clum[nn, 0]).sum(1) / w.sum(1)

@@ -295,20 +295,31 @@ def _cli(args: list[str], env: dict, log: Path) -> subprocess.Popen:
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
-    """The driver's whole session: Ray's head processes and Prefect's server too."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+def _kill_run(marker: str) -> None:
+    """SIGKILL every process of a CLI run: the driver, the local Ray it started (head and
+    workers, whatever their process group) and Prefect's server. They all carry ``marker`` in
+    their environment, inherited from the driver."""
+    import psutil
+
+    needle = f"FAULT_TEST_RUN={marker}".encode()
+    for _ in range(3):
+        for p in psutil.process_iter():
+            try:
+                with open(f"/proc/{p.pid}/environ", "rb") as fh:
+                    if needle in fh.read():
+                        p.kill()
+            except (OSError, psutil.Error):
+                continue
+        time.sleep(0.5)
 
 
 def test_the_driver_killed_and_run_again(tmp_path):
     skus = [f"drv-{i}" for i in range(5)]
     specs = boxes(tmp_path / "cat", skus)
     out = tmp_path / "out"
+    marker = os.urandom(6).hex()
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"),
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "FAULT_TEST_RUN": marker}
     env.pop("RAY_ADDRESS", None)  # a local Ray of its own, killed with the driver
     args = ["run", str(tmp_path / "cat" / "catalog.csv"), "--backend", "mesh", "--profile",
             "web", "--texture-px", "64", "--out", str(out)]
@@ -325,7 +336,7 @@ def test_the_driver_killed_and_run_again(tmp_path):
         first.kill()  # SIGKILL: no cleanup, no final record
         first.wait()
     finally:
-        _kill_group(first)
+        _kill_run(marker)  # and the local Ray it started: no orphan task finishes later
     before = {r["sku"] for r in rows(out, "SELECT sku FROM attempts WHERE status = 'ok'")}
     assert 0 < len(before) < len(skus), before
     # no partial file under a final name: every fragment reads, every GLB loads
@@ -338,7 +349,7 @@ def test_the_driver_killed_and_run_again(tmp_path):
     try:
         second.wait(timeout=900)
     finally:
-        _kill_group(second)
+        _kill_run(marker)
     text = (tmp_path / "second.log").read_text(errors="replace")
     assert second.returncode == 0, text[-3000:]
     after = rows(out, "SELECT sku, run_id, count(*) AS n FROM attempts GROUP BY sku, run_id")
