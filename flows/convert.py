@@ -201,8 +201,8 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         if shard_size < 1:
             raise RunInputError(f"shard_size must be >= 1, got {shard_size}")
         recipe, options, parse = prepare_run(catalog, profile, backend, overrides, execution)
-    except RunInputError as exc:
-        logger.error("%s", exc)
+    except RunInputError as exc:  # the run's message (Prefect UI, CLI), once
+        logger.info("run refused: %s", exc)
         return Failed(message=str(exc))
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())

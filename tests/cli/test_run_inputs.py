@@ -46,7 +46,7 @@ def test_a_catalog_that_cannot_be_read_stops_the_run_with_exit_code_2(tmp_path):
     missing = tmp_path / "nope.csv"
     proc = subprocess.run([sys.executable, "-m", "assetfactory.cli", "run", str(missing),
                            "--out", str(tmp_path / "out")], env=env, capture_output=True,
-                          text=True, timeout=300, check=False)
+                          text=True, timeout=900, check=False)
     text = proc.stdout + proc.stderr
     assert proc.returncode == 2, text
     assert "Traceback" not in text and "retry" not in text.lower()
