@@ -74,6 +74,9 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
                         last=f"{skipped} up to date" if skipped else "")
 
     def on_done(s: dict[str, Any]) -> None:
+        if s["status"] == "skipped":
+            progress.update(task_id, advance=1, last=f"{s['sku']}: up to date")
+            return
         mark = "[green]ok[/]" if s["status"] == "ok" else f"[red]failed at {s['failed_stage']}[/]"
         progress.update(task_id, advance=1, last=f"{s['sku']}: {mark}")
         if s["status"] != "ok":

@@ -4,11 +4,12 @@ Prefect runs in its ephemeral mode (no server to install); the heavy work runs o
 local instance the flow starts, or a cluster named by ``ray_address`` / ``RAY_ADDRESS``.
 
 What Prefect sees: the run's inputs checked before any work (an unknown profile or backend, or
-a catalog that cannot be read, fails the run with one line naming the problem and the fix), a
-``plan-assets`` task (each SKU's identity; SKUs already converted are skipped), then one
-``convert-shard`` task per shard of the catalog (``shard_size`` SKUs, default 1,000) with
-retries, so the UI shows progress shard by shard and a run that crashed resumes where it
-stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task per SKU or per
+a catalog that cannot be read, fails the run with one line naming the problem and the fix),
+``find-converted`` (one catalog query), then one ``convert-shard`` task per shard of the catalog
+(``shard_size`` SKUs, default 1,000) with retries: each works out its SKUs' identities, skips
+those already converted and converts the rest, so the UI shows progress shard by shard, the
+first shard converts while the catalog's later inputs are still unread, and a run that crashed
+resumes where it stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task per SKU or per
 stage would cost more than a small asset's conversion.
 """
 
@@ -33,14 +34,16 @@ from ..core.errors import InputError, OptionsError
 from ..core.hashing import sha256_bytes, sha256_obj
 from ..core.storage import open_storage, read_ref
 from ..core.types import AssetState, SkuSpec
-from .executor import ExecutorOptions, Job, convert, plan, ray_session, shards
+from .executor import ExecutorOptions, convert, done_identities, plan, ray_session, shards
 from .recipe import PROFILES, Recipe, build_recipe
 
 log = logging.getLogger("assetfactory.flow")
 
-#: Set by the CLI to show progress; called with each finished SKU's summary dict.
+#: Set by the CLI to show progress; called with each finished SKU's summary dict (status "ok",
+#: "failed", or "skipped" for a SKU already converted with the same identity).
 PROGRESS_HOOK: Callable[[dict[str, Any]], None] | None = None
-#: Set by the CLI before dispatch with the number of SKUs to convert.
+#: Set by the CLI before dispatch with (SKUs in the catalog, SKUs known to be skipped: 0, as
+#: skips are found shard by shard and reported through PROGRESS_HOOK).
 PLAN_HOOK: Callable[[int, int], None] | None = None
 
 
@@ -131,53 +134,62 @@ def record_row_errors(parse: CatalogParse, out: str, run_id: str, recipe: Recipe
     return len(parse.errors)
 
 
-@task(name="plan-assets", cache_policy=NO_CACHE)
-def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
-                force: bool) -> tuple[list[Job], list[str]]:
-    """Each SKU's identity (inputs read and hashed on the workers); the SKUs already converted
-    with the same identity are skipped."""
-    p = plan(parse.specs, recipe, out=out, run_id=run_id, force=force)
-    return p.jobs, p.skipped
+@task(name="find-converted", cache_policy=NO_CACHE)
+def find_converted(out: str, skus: set[str]) -> dict[str, set[str]]:
+    """The identities of the successful attempts already under ``out``, by SKU (one catalog
+    query per run; each shard skips its SKUs whose identity is among them)."""
+    return done_identities(out, skus)
 
 
-class ShardJobs:
-    """A shard's jobs, opaque to Prefect (which would otherwise walk and hash every field of
+class Shard:
+    """A shard's SKUs, opaque to Prefect (which would otherwise walk and hash every field of
     every SKU to build the task's inputs and cache key)."""
 
-    def __init__(self, index: int, jobs: list[Job]) -> None:
-        self.index, self.jobs = index, jobs
+    def __init__(self, index: int, specs: list[SkuSpec], done: dict[str, set[str]]) -> None:
+        self.index, self.specs, self.done = index, specs, done
 
     def __repr__(self) -> str:
-        return f"ShardJobs(index={self.index}, skus={len(self.jobs)})"
+        return f"Shard(index={self.index}, skus={len(self.specs)})"
 
 
 @task(name="convert-shard", task_run_name="shard-{shard.index:04d}", retries=2,
       retry_delay_seconds=10, cache_policy=NO_CACHE)
-def convert_shard(shard: ShardJobs, recipe: Recipe, options: ExecutorOptions,
-                  catalog_source: str) -> dict[str, Any]:
-    """Convert one shard; a retry converts only the SKUs the failed try did not record."""
+def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: str,
+                  run_id: str, force: bool, catalog_source: str) -> dict[str, Any]:
+    """Plan and convert one shard: each SKU's identity (its inputs read and hashed on the
+    workers), the SKUs already converted with that identity skipped, the others converted.
+
+    Attempt ids are fixed per run and SKU, so a retry converts only the SKUs that the failed
+    try did not record.
+    """
     from prefect.context import get_run_context
 
-    jobs = shard.jobs
+    p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done)
+    jobs = p.jobs
     run_ctx = get_run_context()
     if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and jobs:
-        store = open_storage(jobs[0].state.store_uri)
+        store = open_storage(out)
         jobs = [j for j in jobs if not store.exists(
-            f"catalog/assets/run={j.state.run_id}/{j.state.attempt_id}.parquet")]
+            f"catalog/assets/run={run_id}/{j.state.attempt_id}.parquet")]
+    if PROGRESS_HOOK:
+        for sku in p.skipped:
+            PROGRESS_HOOK({"sku": sku, "status": "skipped", "failed_stage": None, "error": None})
     outcome = convert(jobs, recipe, catalog_source=catalog_source, options=options,
                       on_done=PROGRESS_HOOK)
-    return {"shard": shard.index, "skus": len(shard.jobs), "converted": len(jobs),
-            "counts": outcome.counts, "lost": outcome.lost}
+    return {"shard": shard.index, "skus": len(shard.specs), "skipped": len(p.skipped),
+            "converted": len(jobs), "counts": outcome.counts, "lost": outcome.lost}
 
 
-def run_shards(jobs: list[Job], recipe: Recipe, options: ExecutorOptions, catalog_source: str,
-               shard_size: int, parallel: int = 2) -> list[dict[str, Any]]:
+def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
+               options: ExecutorOptions, out: str, run_id: str, force: bool,
+               catalog_source: str, shard_size: int, parallel: int = 2) -> list[dict[str, Any]]:
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
     SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
     results, running = [], []
-    for i, part in enumerate(shards(jobs, shard_size)):
-        running.append(convert_shard.submit(ShardJobs(i, list(part)), recipe, options,
-                                            catalog_source))
+    for i, part in enumerate(shards(specs, shard_size)):
+        mine = {s.sku: done[s.sku] for s in part if s.sku in done}
+        running.append(convert_shard.submit(Shard(i, list(part), mine), recipe, options, out,
+                                            run_id, force, catalog_source))
         if len(running) >= parallel:
             results.append(running.pop(0).result())
     results += [f.result() for f in running]
@@ -211,19 +223,21 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
-    source = parse.source
+    specs = parse.specs
+    done = {} if force else find_converted(out, {s.sku for s in specs})
+    if PLAN_HOOK:
+        PLAN_HOOK(len(specs), 0)  # skips are reported shard by shard, as they are found
     with ray_session(ray_address, num_cpus):
-        jobs, skipped = plan_assets(parse, out, run_id, recipe, force)
-        del parse  # the jobs hold what the shards need
-        if skipped:
-            logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
-                        len(skipped))
-        if PLAN_HOOK:
-            PLAN_HOOK(len(jobs), len(skipped))
-        shard_results = run_shards(jobs, recipe, options, source, shard_size) if jobs else []
-    summary = run_summary(out, run_id) if (shard_results or n_bad) else {
+        shard_results = run_shards(specs, done, recipe, options, out, run_id, force,
+                                   parse.source, shard_size) if specs else []
+    skipped = sum(r["skipped"] for r in shard_results)
+    converted = sum(r["converted"] for r in shard_results)
+    if skipped:
+        logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
+                    skipped)
+    summary = run_summary(out, run_id) if (converted or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
-    summary["skipped"] = len(skipped)
+    summary["skipped"] = skipped
     summary["out"] = out
     summary["shards"] = len(shard_results)
     try:

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..catalog.fragments import new_attempt_id
+from ..core.hashing import sha256_obj
 from ..core.storage import open_storage
 from ..core.types import AssetState, Resources, SkuSpec, StageFailure
 from .recipe import Recipe, StageCall
@@ -249,6 +249,12 @@ def _identify_batch(batch: dict[str, Any], recipe: Recipe, recipe_id: str) -> di
     return {"i": batch["i"], "aid": aids, "hashes": hashes}
 
 
+def attempt_id_for(run_id: str, sku: str) -> str:
+    """The attempt id of ``sku`` in run ``run_id``: one attempt per SKU per run, named so that
+    a retried shard (or a driver that lost track) finds what an earlier try recorded."""
+    return f"{run_id}-{sha256_obj(['attempt', sku])[:16]}"
+
+
 def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
          force: bool = False, done: Mapping[str, Collection[str]] | None = None,
          extra: Mapping[str, Mapping[str, Any]] | None = None,
@@ -288,7 +294,7 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
             skipped.append(spec.sku)
             continue
         state = AssetState(sku=spec.sku, spec=spec, store_uri=out, run_id=run_id,
-                           attempt_id=new_attempt_id(), asset_id=aid,
+                           attempt_id=attempt_id_for(run_id, spec.sku), asset_id=aid,
                            profile=recipe.profile, backend=recipe.backend)
         jobs.append(Job(state, hashes, dict((extra or {}).get(spec.sku, {}))))
     return Plan(jobs, skipped)
@@ -569,7 +575,8 @@ def run_catalog(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str,
 
     SKUs already converted with the same identity are skipped unless ``force``. ``extra``
     maps a SKU to further columns of its attempt's catalog row (e.g. the attempt it
-    supersedes). Call inside ``ray_session()`` (or with Ray initialised).
+    supersedes). Each call should have its own ``run_id`` (the default: a new one), as a SKU
+    has one attempt per run. Call inside ``ray_session()`` (or with Ray initialised).
     """
     run_id = run_id or new_run_id()
     p = plan(specs, recipe, out=out, run_id=run_id, force=force, done=done, extra=extra)
