@@ -16,7 +16,11 @@
     apart, and so is Prefect's temporary server, started by a warm-up flow), SKUs/s,
     orchestration overhead = 1 - summed stage time / (wall x CPUs), the same
     over the conversion window only (first shard start to last SKU done), the driver's peak
-    RSS, and the object store's peak (shared-memory pages of the raylet, sampled every 0.5 s).
+    RSS, the object store's peak (shared-memory pages of the raylet, sampled every 0.5 s),
+    and "CPU out": the share of all CPU time used by the run (driver, Ray's processes and
+    workers, Prefect's server) spent outside stage bodies (an upper bound: the uv process
+    pool and the glTF-Validator run in processes of their own and count as outside). Unlike
+    the wall-time overhead it barely moves with other jobs on the machine.
 (c) Dispatch: a recipe of nine stages that do nothing (``trivial_stages.noop``) through the
     executor (planning + conversion + catalog records), 2 CPUs: stage executions per second.
 
@@ -130,6 +134,7 @@ class Sampler:
 
         self.me = psutil.Process()
         self.series: list[tuple[float, float, float]] = []
+        self.cpu: dict[int, float] = {}
         self.peak_shm = 0.0
         self._stop = threading.Event()
         self._raylet = None
@@ -157,16 +162,29 @@ class Sampler:
             self._raylet = None
         return 0.0
 
+    def _cpu(self) -> None:
+        for p in self.me.children(recursive=True):
+            with contextlib.suppress(Exception):  # a process that just ended
+                t = p.cpu_times()
+                self.cpu[p.pid] = t.user + t.system
+
+    def descendants_cpu_s(self) -> float:
+        """CPU seconds of every process started under this one (Ray's head and workers, their
+        process pools and validators, Prefect's server), as last seen."""
+        return float(sum(self.cpu.values()))
+
     def _run(self) -> None:
         t0 = time.time()
         while not self._stop.wait(0.5):
             shm = self._shm_mb()
+            self._cpu()
             self.peak_shm = max(self.peak_shm, shm)
             self.series.append((time.time() - t0, self.me.memory_info().rss / 2**20, shm))
 
     def stop(self) -> None:
         self._stop.set()
         self._t.join()
+        self._cpu()
 
 
 def _warm_prefect() -> None:
@@ -191,11 +209,14 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     _warm_prefect()  # Prefect's temporary server starts once per process: timed apart
     t_prefect = time.perf_counter() - t_prefect
     sampler = Sampler()
+    sampler._cpu()
+    before_cpu = sampler.descendants_cpu_s()  # Prefect's server so far
     t_ray = time.perf_counter()
     ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
     t_ray = time.perf_counter() - t_ray
     marks: dict[str, float] = {}
     stage_s = [0.0]
+    stage_cpu = [0.0]
     stage_runs = [0]
     done = [0]
 
@@ -204,23 +225,30 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
 
     def on_done(s: dict) -> None:
         stage_s[0] += s.get("stage_s", 0.0)
+        stage_cpu[0] += s.get("stage_cpu_s", 0.0)
         stage_runs[0] += s.get("stages", 0)
         done[0] += 1
         marks["last"] = time.perf_counter()
 
     conv.PLAN_HOOK, conv.PROGRESS_HOOK = on_plan, on_done
     load_before = load()
+    own0 = os.times()
     t0 = time.perf_counter()
     summary = conv.convert_catalog(catalog=str(catalog), out=out, profile="web", backend="mesh",
                                    overrides=OVERRIDES, shard_size=1000)
     wall = time.perf_counter() - t0
+    own1 = os.times()
     sampler.stop()
     ray.shutdown()
     conv_wall = marks["last"] - marks["plan"]
+    total_cpu = (own1.user + own1.system - own0.user - own0.system
+                 + sampler.descendants_cpu_s() - before_cpu)
     return {"n": n, "cpus": cpus, "prefect_start_s": t_prefect, "ray_start_s": t_ray,
             "wall_s": wall, "convert_s": conv_wall,
             "plan_s": marks["plan"] - t0, "skus_per_s": n / wall, "stage_s": stage_s[0],
             "stage_runs": stage_runs[0], "done": done[0], "counts": summary.get("counts"),
+            "stage_cpu_s": stage_cpu[0], "total_cpu_s": total_cpu,
+            "cpu_outside_stages": 1 - stage_cpu[0] / total_cpu if total_cpu else None,
             "overhead": 1 - stage_s[0] / (wall * cpus),
             "overhead_convert": 1 - stage_s[0] / (conv_wall * cpus),
             "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -343,13 +371,14 @@ def main() -> None:
         print("\n(b) the real flow, cheap recipe (boxes, mesh backend, maps at 128 px)")
         print(f"{'SKUs':>6s} {'CPUs':>4s} {'start s':>7s} {'wall s':>8s} {'SKU/s':>6s} "
               f"{'overhead':>8s} {'conv.ovh':>8s} {'stage s':>8s} {'driver MB':>9s} "
-              f"{'store MB':>8s}  load")
+              f"{'store MB':>8s} {'CPU out':>7s}  load")
         for r in results:
             print(f"{r['n']:6d} {r['cpus']:4d} {r['prefect_start_s'] + r['ray_start_s']:7.1f} "
                   f"{r['wall_s']:8.1f} {r['skus_per_s']:6.2f} "
                   f"{100 * r['overhead']:7.1f}% {100 * r['overhead_convert']:7.1f}% "
                   f"{r['stage_s']:8.1f} {r['driver_peak_mb']:9.0f} "
-                  f"{r['object_store_peak_mb']:8.0f}  {r['load_before']} -> {r['load_after']}")
+                  f"{r['object_store_peak_mb']:8.0f} {100 * (r['cpu_outside_stages'] or 0):6.1f}%"
+                  f"  {r['load_before']} -> {r['load_after']}")
         one = next(r for r in results if r["n"] == small and r["cpus"] == 1)
         two = next(r for r in results if r["n"] == small and r["cpus"] == 2)
         big = next(r for r in results if r["n"] == large)

@@ -127,6 +127,9 @@ class Job:
     state: AssetState
     input_hashes: Mapping[str, str]
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: CPU seconds its stages used in the worker processes (not in their child processes);
+    #: reported to the driver beside the stages' wall time
+    cpu_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -396,11 +399,13 @@ def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
     if state.ok and marker.exists():  # this SKU's stage hung an earlier try of this task
         f = StageFailure(**json.loads(marker.read_text()))
         state = state.failed(f)
+    cpu = time.process_time()
     for call in seg.calls:
         if not state.ok:
             break
         state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx))
-    return dataclasses.replace(job, state=state)
+    return dataclasses.replace(job, state=state,
+                               cpu_s=job.cpu_s + time.process_time() - cpu)
 
 
 def _row_fn(seg: Segment, ctx: RunContext, last: bool) -> Callable[[dict], dict]:
@@ -408,6 +413,7 @@ def _row_fn(seg: Segment, ctx: RunContext, last: bool) -> Callable[[dict], dict]
         job = _run_segment(pickle.loads(row["job"]), seg, ctx)
         if last:
             summary = record_attempt(job.state, _meta(job, ctx), ctx.options.policy("record"))
+            summary["stage_cpu_s"] = job.cpu_s
             return {"sku": row["sku"], "summary": json.dumps(summary, default=str)}
         return {"sku": row["sku"], "job": pickle.dumps(job)}
 
