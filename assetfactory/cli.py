@@ -1,4 +1,4 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup."""
 
 from __future__ import annotations
 
@@ -32,7 +32,11 @@ def _quiet_prefect() -> None:
 
 def _stop(message: str) -> None:
     """A run that cannot start: one line, exit code 2, nothing converted."""
-    console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    from rich.markup import escape
+
+    # escaped: messages quote paths and lists in brackets
+    console.print(f"[red]cannot start the run:[/red] {escape(message)}", highlight=False,
+                  soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -155,20 +159,51 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         shard_size: int = typer.Option(1000, min=1, help="SKUs per Prefect task (a crashed run "
                                        "resumes shard by shard)"),
         timeout: list[str] = typer.Option(
-            [], help="stage time limit: SECONDS for every stage or STAGE=SECONDS (repeatable)")):
+            [], help="stage time limit: SECONDS for every stage or STAGE=SECONDS (repeatable)"),
+        backend_option: list[str] = typer.Option(
+            [], "--backend-option", "-B",
+            help="a backend config field, KEY=VALUE (repeatable), e.g. -B weights=/models/x"),
+        device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N (generate)"),
+        seed: int | None = typer.Option(None, help="seed for learned generators"),
+        mask_model: str | None = typer.Option(
+            None, help="segmentation model folder for ingest's object masks")):
     """Convert a catalog."""
-    overrides: dict = {}
-    if target_tris:
-        overrides["simplify"] = {"target_tris": target_tris}
-    if texture_px:
-        overrides["texture"] = {"size": texture_px}
-        overrides["export"] = {"texture_size": texture_px}
+    # profile fields: the recipe derives every stage option that depends on them (uv and bake
+    # resolution, texture and export size, the simplify budget, export LODs)
+    overrides: dict[str, dict[str, Any]] = {}
+    if target_tris or texture_px:
+        overrides["profile"] = {"target_tris": target_tris, "texture_px": texture_px}
+    generate: dict[str, Any] = {}
+    if backend_option:
+        generate["backend_options"] = _key_values(backend_option)
+    if device:
+        generate["device"] = device
+    if seed is not None:
+        generate["seed"] = seed
+    if generate:
+        overrides["generate"] = generate
+    if mask_model:
+        overrides["ingest"] = {"mask_model": mask_model}
     execution = {"timeouts": _timeouts(timeout)} if timeout else None
     summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
                        ray_address=ray_address, shard_size=shard_size, execution=execution)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, null) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--backend-option")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 @app.command()
@@ -252,6 +287,19 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     from assetfactory.catalog.compact import compact as do_compact
 
     console.print(do_compact(out))
+
+
+@app.command()
+def warmup():
+    """Compile every numba kernel into numba's on-disk cache (``make setup`` runs this)."""
+    from assetfactory.warmup import uncompiled, warm_up
+
+    seconds = warm_up()
+    missing = uncompiled()
+    console.print(f"numba kernels compiled and cached in {seconds:.1f} s")
+    if missing:
+        console.print(f"[red]not compiled:[/] {', '.join(missing)}")
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

@@ -3,8 +3,9 @@
 Prefect runs in its ephemeral mode (no server to install); the heavy work runs on Ray — a
 local instance the flow starts, or a cluster named by ``ray_address`` / ``RAY_ADDRESS``.
 
-What Prefect sees: the run's inputs checked before any work (an unknown profile or backend, or
-a catalog that cannot be read, fails the run with one line naming the problem and the fix),
+What Prefect sees: the run's inputs checked before any work (an unknown profile or backend, a
+catalog that cannot be read, a missing tool or model weights: the run fails with the problem
+and the fix, see ``prepare_run``),
 ``find-converted`` (one catalog query), then one ``convert-shard`` task per shard of the catalog
 (``shard_size`` SKUs, default 1,000) with retries: each works out its SKUs' identities, skips
 those already converted and converts the rest, so the UI shows progress shard by shard, the
@@ -30,11 +31,12 @@ from prefect.states import Failed
 from ..catalog.fragments import new_attempt_id, write_attempt
 from ..catalog.input import CatalogParse, read_catalog
 from ..catalog.summary import run_summary, summary_markdown
-from ..core.errors import InputError, OptionsError
+from ..core.errors import InputError, MissingWeightsError, OptionsError, PreflightError
 from ..core.hashing import sha256_bytes, sha256_obj
 from ..core.storage import open_storage, read_ref
 from ..core.types import AssetState, SkuSpec
 from .executor import ExecutorOptions, convert, done_identities, plan, ray_session, shards
+from .preflight import preflight
 from .recipe import PROFILES, Recipe, build_recipe
 
 log = logging.getLogger("assetfactory.flow")
@@ -97,7 +99,14 @@ def check_names(profile: str, backend: str) -> None:
 def prepare_run(catalog: str, profile: str, backend: str,
                 overrides: dict[str, dict[str, Any]] | None,
                 execution: dict[str, Any] | None) -> tuple[Recipe, ExecutorOptions, CatalogParse]:
-    """Everything checked before any SKU is touched; raises ``RunInputError``."""
+    """Everything checked before any SKU is touched; raises ``RunInputError``.
+
+    In order, cheapest first: the profile and backend names, the options, the catalog file,
+    then the tools and models the recipe needs (``flows.preflight``), whose weights' digests
+    join the recipe and so every asset's identity.
+    """
+    from ..models.learned import MissingDependencyError
+
     check_names(profile, backend)
     try:
         recipe = build_recipe(profile, backend, overrides)
@@ -109,6 +118,10 @@ def prepare_run(catalog: str, profile: str, backend: str,
     except InputError as exc:
         fix = f" Fix: {exc.fix}" if exc.fix else ""
         raise RunInputError(f"{exc.message}.{fix}".replace("..", ".")) from None
+    try:
+        recipe = preflight(recipe)
+    except (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError) as exc:
+        raise RunInputError(str(exc)) from None
     return recipe, options, parse
 
 

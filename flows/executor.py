@@ -332,8 +332,24 @@ def generate_backend_resources(call: StageCall) -> Resources:
     return backend_resources(backend_config(options.backend, options))
 
 
-def segments(recipe: Recipe, options: ExecutorOptions) -> list[Segment]:
-    """The recipe as operators: one per stage (or fused CPU runs), the backend's pool apart."""
+def gpu_or_cpu(resources: Resources, name: str, cluster_gpus: float) -> Resources:
+    """A GPU request on a Ray cluster without GPUs would wait forever: ask for none instead
+    (the backend then runs on the CPU and flags the fallback, or fails if it may not)."""
+    if resources.gpus and not cluster_gpus:
+        log.warning("stage %s asks for %g GPU(s) but the Ray cluster has none: it runs on CPUs",
+                    name, resources.gpus)
+        return dataclasses.replace(resources, gpus=0.0)
+    return resources
+
+
+def segments(recipe: Recipe, options: ExecutorOptions,
+             cluster_gpus: float | None = None) -> list[Segment]:
+    """The recipe as operators: one per stage (or fused CPU runs), the backend's pool apart.
+
+    A backend that declares a GPU gets an actor pool (weights loaded once per actor); on a
+    cluster without GPUs (``cluster_gpus`` 0; None: ask Ray) the pool's actors ask for CPUs
+    only, and still load the weights once each.
+    """
     out: list[Segment] = []
     for call in recipe.calls:
         res = options.resources.get(call.name, call.stage().resources)
@@ -341,7 +357,11 @@ def segments(recipe: Recipe, options: ExecutorOptions) -> list[Segment]:
         if call.name == "generate" and hasattr(call.options, "backend"):
             backend = generate_backend_resources(call)
             actor = backend.gpus > 0
-            res = backend if actor else _max_resources(res, backend)
+            if actor:
+                gpus = _cluster("GPU") if cluster_gpus is None else cluster_gpus
+                res = gpu_or_cpu(backend, call.name, gpus)
+            else:
+                res = _max_resources(res, backend)
         seg = Segment((call,), res, actor)
         if (options.fuse_cpu_stages and out and not actor and not out[-1].actor
                 and res.gpus == 0 and out[-1].resources.gpus == 0):
@@ -503,8 +523,8 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
         for k, seg in enumerate(segs):
             last = k == len(segs) - 1
             if seg.actor:
-                pool = options.gpu_actors or max(1, int(_cluster("GPU") // max(
-                    seg.resources.gpus, 1e-9)))
+                pool = options.gpu_actors or (max(1, int(_cluster("GPU") // seg.resources.gpus))
+                                              if seg.resources.gpus else 1)
                 ds = ds.map(BackendActor, fn_constructor_args=(seg, ctx, last),
                             concurrency=pool, max_restarts=-1,
                             max_task_retries=options.worker_retries,

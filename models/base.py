@@ -23,7 +23,7 @@ Scalar = int | float | str | bool | None
 class GenerateRequest:
     """What a backend gets: the SKU's views (cropped photos, masks, cameras) or a mesh to import.
 
-    ``views`` holds ``tasks.ingest.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
+    ``views`` holds ``core.views.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
     ``mask`` (H,W) bool); any object with those attributes works.
     """
 
@@ -52,10 +52,15 @@ class Generator(Protocol):
 class BackendConfig(Protocol):
     """Each backend's frozen dataclass config.
 
-    ``resources()`` says what one built generator occupies while it serves requests. The
-    runner turns a backend that asks for a GPU into a pool of long-lived Ray actors, each of
-    which builds the generator (loads the weights) once and serves many SKUs; a CPU-only
-    backend runs inside ordinary stage tasks (and is still built once per worker process).
+    Optional, found with ``getattr``: ``resources() -> Resources`` (what one loaded model needs
+    from the scheduler: GPUs, CPUs, memory; default one CPU) and ``preflight()`` (checks that
+    need no model load: libraries present, weights complete, pinned digest; returns the weights
+    digest). A built generator may also offer ``generate_batch(requests) -> list[DenseMesh]``.
+
+    The runner turns a backend whose ``resources()`` asks for a GPU into a pool of long-lived
+    Ray actors, each of which builds the generator (loads the weights) once and serves many
+    SKUs; a CPU-only backend runs inside ordinary stage tasks (and is still built once per
+    worker process).
     """
 
     name: ClassVar[str]
@@ -64,8 +69,6 @@ class BackendConfig(Protocol):
     def build(self) -> Generator: ...
 
     def weights_sha256(self) -> str | None: ...
-
-    def resources(self) -> Resources: ...
 
 
 def backend_resources(config: Any) -> Resources:
@@ -80,6 +83,16 @@ def backend_resources(config: Any) -> Resources:
         return res
     device = str(getattr(config, "device", "cpu"))
     return Resources(cpus=1, gpus=1) if device.startswith("cuda") else Resources(cpus=1)
+
+
+def preflight(config: Any) -> str | None:
+    """Fail now, before any SKU is touched, if the backend cannot run; return its weights'
+    digest (None for weight-free backends)."""
+    fn = getattr(config, "preflight", None)
+    if callable(fn):
+        digest = fn()
+        return digest if isinstance(digest, str) else config.weights_sha256()
+    return config.weights_sha256()
 
 
 def config_fields(config_cls: type) -> set[str]:
