@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.stage import stage_cpus
-
 from .inpaint import _cell_means
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
