@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
+from ..core.stage import stage_cpus
 from ..geometry.closest import raycasting_scene
 from ..geometry.components import flood_from_seeds
 from ..geometry.derived import face_normals
@@ -111,7 +112,8 @@ def every_face_seen_at_points(scene, mesh: MeshData, cams: list[Camera]) -> bool
         p, who = points[todo], owner[todo]
         origin = np.broadcast_to(np.asarray(cam.position, np.float64), p.shape)
         rays = np.concatenate([origin, p - origin], axis=1).astype(np.float32)
-        hit = scene.cast_rays(o3d.core.Tensor(rays))["primitive_ids"].numpy().astype(np.int64)
+        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=stage_cpus())["primitive_ids"]
+        hit = hit.numpy().astype(np.int64)
         unseen[who[hit == who]] = False
     return not unseen.any()
 
@@ -144,7 +146,8 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
         step = max(1, RAY_BATCH // per_view)
         for i in range(0, len(cams), step):
             rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            ids = scene.cast_rays(o3d.core.Tensor(rays))["primitive_ids"].numpy()
+            ids = scene.cast_rays(o3d.core.Tensor(rays),
+                                  nthreads=stage_cpus())["primitive_ids"].numpy()
             seen[ids[ids != o3d.t.geometry.RaycastingScene.INVALID_ID].astype(np.int64)] = True
         return seen
     if renderer is None:

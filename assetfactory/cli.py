@@ -63,8 +63,10 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
 
     from assetfactory.flows import convert as conv
 
-    try:  # names are checked before Prefect and Ray start (seconds of waiting otherwise)
+    try:  # names and the file are checked before Prefect and Ray start (seconds otherwise)
         conv.check_names(profile, backend)
+        if not catalog.startswith("s3://"):
+            conv.check_catalog_file(catalog)
     except conv.RunInputError as exc:
         _stop(str(exc))
 

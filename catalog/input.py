@@ -146,12 +146,7 @@ class _Raw:
 def read_catalog(path: str | Path) -> CatalogParse:
     """Parse a catalog file; bad rows become ``RowError``s, an unreadable file raises."""
     p = Path(path).expanduser()
-    _check_file(p)
-    fmt = _FORMATS.get(p.suffix.lower())
-    if fmt is None:
-        raise InputError(
-            f"catalog {p}: unsupported file type {p.suffix or '(no extension)'!r}",
-            fix="save the catalog as .csv, .jsonl/.ndjson, .json or .parquet")
+    fmt = check_file(p)
     root = p.absolute().parent.resolve()
     http_hint = ""
     if fmt == "csv":
@@ -174,6 +169,20 @@ def read_catalog(path: str | Path) -> CatalogParse:
     log.info("catalog %s (%s): %d rows, %d ok, %d errors", p, fmt, len(raws), len(specs),
              len(errors))
     return CatalogParse(specs=specs, errors=errors, source=str(p.absolute()), format=fmt)
+
+
+def check_file(path: str | Path) -> str:
+    """The checks that need no parsing (the file exists, is a readable, non-empty file of a
+    known type); returns its format. Cheap, so a command line can refuse a wrong path at once,
+    before it starts anything."""
+    p = Path(path).expanduser()
+    _check_file(p)
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"catalog {p}: unsupported file type {p.suffix or '(no extension)'!r}",
+            fix="save the catalog as .csv, .jsonl/.ndjson, .json or .parquet")
+    return fmt
 
 
 # --------------------------------------------------------------------------- file readers

@@ -10,8 +10,8 @@ and the fix, see ``prepare_run``),
 (``shard_size`` SKUs, default 1,000) with retries: each works out its SKUs' identities, skips
 those already converted and converts the rest, so the UI shows progress shard by shard, the
 first shard converts while the catalog's later inputs are still unread, and a run that crashed
-resumes where it stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task per SKU or per
-stage would cost more than a small asset's conversion.
+resumes where it stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task
+per SKU or per stage would cost more than a small asset's conversion.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.states import Failed
 
 from ..catalog.fragments import new_attempt_id, write_attempt
-from ..catalog.input import CatalogParse, read_catalog
+from ..catalog.input import CatalogParse, check_file, read_catalog
 from ..catalog.summary import run_summary, summary_markdown
 from ..core.errors import InputError, MissingWeightsError, OptionsError, PreflightError
 from ..core.hashing import sha256_bytes, sha256_obj
@@ -96,6 +96,21 @@ def check_names(profile: str, backend: str) -> None:
         raise RunInputError(str(exc)) from None
 
 
+def _refusal(exc: InputError) -> RunInputError:
+    fix = f" Fix: {exc.fix}" if exc.fix else ""
+    return RunInputError(f"{exc.message}.{fix}".replace("..", "."))
+
+
+def check_catalog_file(catalog: str) -> None:
+    """The catalog checks that need no parsing (see ``catalog.input.check_file``); raises
+    ``RunInputError``. The CLI calls it before Prefect and Ray start; the flow reads the whole
+    catalog in ``prepare_run``."""
+    try:
+        check_file(catalog)
+    except InputError as exc:
+        raise _refusal(exc) from None
+
+
 def prepare_run(catalog: str, profile: str, backend: str,
                 overrides: dict[str, dict[str, Any]] | None,
                 execution: dict[str, Any] | None) -> tuple[Recipe, ExecutorOptions, CatalogParse]:
@@ -116,8 +131,7 @@ def prepare_run(catalog: str, profile: str, backend: str,
     try:
         parse = read_catalog(catalog)
     except InputError as exc:
-        fix = f" Fix: {exc.fix}" if exc.fix else ""
-        raise RunInputError(f"{exc.message}.{fix}".replace("..", ".")) from None
+        raise _refusal(exc) from None
     try:
         recipe = preflight(recipe)
     except (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError) as exc:

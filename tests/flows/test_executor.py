@@ -19,8 +19,6 @@ from assetfactory.flows.executor import ExecutorOptions, Job, convert, plan, seg
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
 from assetfactory.tasks.generate import GenerateOptions
 
-pytestmark = pytest.mark.slow
-
 RECIPE = Recipe("test", "none", (
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(2)),
     StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
@@ -51,6 +49,7 @@ def _rows(out, sql):
     return [dict(zip(cols, r)) for r in rows]
 
 
+@pytest.mark.slow
 def test_failures_stay_with_their_sku_and_every_sku_is_recorded(tmp_path, ray_gpu):
     skus = ["good1", "bad1", "bug1", "die1", "good2", "good3"]
     seen = []
@@ -69,6 +68,7 @@ def test_failures_stay_with_their_sku_and_every_sku_is_recorded(tmp_path, ray_gp
     assert out.counts == {"ok": 3, "failed": 3}
 
 
+@pytest.mark.slow
 def test_gpu_backend_runs_in_an_actor_pool_built_once_per_actor(tmp_path, ray_gpu):
     call = StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu"))
     recipe = Recipe("test", "toygpu", (
@@ -91,6 +91,7 @@ def test_gpu_backend_runs_in_an_actor_pool_built_once_per_actor(tmp_path, ray_gp
     assert all(r["count"] == 2 for r in rows)
 
 
+@pytest.mark.slow
 def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     recipe = build_recipe("web", "mesh")
     specs = [SkuSpec(sku=f"p{i}", width_mm=float(i + 1)) for i in range(80)]
@@ -104,3 +105,27 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     assert skus_per_task(5, ExecutorOptions()) == 1
     assert skus_per_task(1000, ExecutorOptions()) == 8
     assert skus_per_task(1000, ExecutorOptions(skus_per_task=3)) == 3
+
+
+def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
+    """No Ray needed: the operators the recipe becomes. A GPU request where the cluster has no
+    GPU would wait forever; the pool's actors ask for CPUs and still load weights once each."""
+    call = StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu"))
+    recipe = Recipe("test", "toygpu", (
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1)), call,
+        StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1))))
+    with_gpu = segments(recipe, ExecutorOptions(), cluster_gpus=1)
+    assert [s.actor for s in with_gpu] == [False, True, False, False]
+    assert with_gpu[1].resources == Resources(cpus=0.5, gpus=0.5)
+    without = segments(recipe, ExecutorOptions(), cluster_gpus=0)
+    assert without[1].actor and without[1].resources == Resources(cpus=0.5, gpus=0.0)
+    fused = segments(recipe, ExecutorOptions(fuse_cpu_stages=True,
+                                             resources={"picky": Resources(cpus=2)}),
+                     cluster_gpus=1)
+    assert [s.name for s in fused] == ["count", "generate", "picky+count"]
+    assert fused[2].resources == Resources(cpus=2)
+    with pytest.raises(ValueError, match="unknown execution option"):
+        ExecutorOptions.from_dict({"timeout": 3})
+    with pytest.raises(ValueError, match="must be > 0"):
+        ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
