@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..core.stage import stage_cpus
 from ..geometry.closed import boundary_vertices, is_watertight, nonmanifold_vertices
 from ..geometry.meshopt import meshopt_collapse
 from ..geometry.normals import smooth_normals
@@ -448,11 +449,12 @@ def peer(prep: Prepared, target_tris: int, method: str, preserve_border: bool) -
     labels = np.zeros(len(f), np.int32)
     if len(f) and len(np.unique(mesh.face_labels)) > 1:
         cen = mesh.vertices[mesh.faces].mean(1)
-        _, idx = cKDTree(cen).query(v[f].mean(1), workers=-1)
+        _, idx = cKDTree(cen).query(v[f].mean(1), workers=stage_cpus())
         labels = mesh.face_labels[idx]
     elif len(mesh.face_labels):
         labels[:] = mesh.face_labels[0]
-    src = cKDTree(mesh.vertices).query(v, workers=-1)[1] if len(v) else np.zeros(0, np.int64)
+    src = (cKDTree(mesh.vertices).query(v, workers=stage_cpus())[1] if len(v)
+           else np.zeros(0, np.int64))
     out = _build(mesh, src, v, f, labels)
     return Decimation(out, seconds, prep.watertight, is_watertight(weld_ids(v)[f]))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.stage import stage_cpus
+
 
 def _cell_means(keys: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Group rows by integer cell key; return (inverse index, per-cell means of each array)."""
@@ -48,7 +50,7 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     d_inv, (d_pos, d_nrm) = _cell_means(cells(dst), positions[dst], normals[dst])
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
-    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=-1)
+    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=stage_cpus())
     dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
     w = 1.0 / np.maximum(dist, 1e-9)
     agree = np.einsum("ikj,ij->ik", s_nrm[nn], d_nrm) > 0

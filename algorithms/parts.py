@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..core.stage import stage_cpus
 from ..geometry import topology as kernels
 from ..geometry.closest import raycasting_scene
 from ..geometry.components import face_components, face_graph_labels
@@ -125,7 +126,7 @@ def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarr
     origin = np.repeat(centre - n * 1e-6 * extent, SDF_RAYS + 1, axis=0)
     rays = np.concatenate([origin, dirs.reshape(-1, 3)], axis=1).astype(np.float32)
     scene = raycasting_scene(v, mesh.faces)
-    hit = scene.cast_rays(o3d.core.Tensor(rays))
+    hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=stage_cpus())
     dist = hit["t_hit"].numpy().astype(np.float64)
     normal = hit["primitive_normals"].numpy().astype(np.float64)
     # the inside of the opposite wall faces along the ray

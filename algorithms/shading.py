@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.stage import stage_cpus
 from .inpaint import _cell_means
 
 LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -34,7 +35,7 @@ def flatten_shading(positions: np.ndarray, colours: np.ndarray, parts: np.ndarra
         inv, (cpos, clum) = _cell_means(keys, positions[idx], lum[idx, None])
         counts = np.bincount(inv, minlength=len(cpos)).astype(np.float64)
         k = min(8, len(cpos))
-        dist, nn = cKDTree(cpos).query(positions[idx], k=k, workers=-1)
+        dist, nn = cKDTree(cpos).query(positions[idx], k=k, workers=stage_cpus())
         dist, nn = dist.reshape(len(idx), k), nn.reshape(len(idx), k)
         w = np.exp(-0.5 * (dist / (0.75 * cell)) ** 2) * counts[nn] + 1e-12
         low = (w * clum[nn, 0]).sum(1) / w.sum(1)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
-from ..core.stage import cpu_count
+from ..core.stage import stage_cpus
 from ..geometry.normals import face_areas as _face_areas_3d
 from .chart_packing import PackSettings, Unwrap, pack_charts
 from .uv_quality import uv_areas as _uv_areas
@@ -231,7 +231,7 @@ def partition_faces(mesh: MeshData, chunk_faces: int) -> list[np.ndarray]:
 def unwrap_parallel(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
     """Partitions unwrapped in the pool, then all their charts packed into one atlas."""
     groups = partition_faces(mesh, options.chunk_faces)
-    workers = options.workers or cpu_count()
+    workers = options.workers or stage_cpus()
     max_area = options.max_chart_area * _surface_area(mesh)
     calls, used = [], []
     for g in groups:

@@ -25,6 +25,7 @@ import numpy as np
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
+from ..core.stage import stage_cpus
 from ..geometry.closest import raycasting_scene
 from ..geometry.components import flood_from_seeds
 from ..geometry.derived import face_normals
@@ -81,6 +82,42 @@ def camera_rays(cam: Camera) -> np.ndarray:
     return np.concatenate([o, d], axis=1).astype(np.float32)
 
 
+#: Barycentric sample points per face for the point test: the centroid and three points
+#: towards the corners (inside the face, so a ray aimed at one cannot graze a neighbour).
+_POINT_WEIGHTS = np.array([[1 / 3, 1 / 3, 1 / 3], [0.6, 0.2, 0.2], [0.2, 0.6, 0.2],
+                           [0.2, 0.2, 0.6]])
+
+
+def every_face_seen_at_points(scene, mesh: MeshData, cams: list[Camera]) -> bool:
+    """True when every face is the first hit of a ray from some camera towards one of its
+    sample points, i.e. every face provably shows from outside.
+
+    The shortcut for small meshes: the pixel test costs ``views x resolution^2`` rays whatever
+    the mesh (4.2M at the defaults; most of cleanup's time on a 12-triangle box), this one
+    ``views x 4 x faces`` at most, stopping once every face was hit. When it proves every face
+    visible the pixel test could only agree (it finds visible faces; none is left to find);
+    otherwise the caller runs the pixel test as before.
+    """
+    import open3d as o3d
+
+    points = np.einsum("sk,fkd->fsd", _POINT_WEIGHTS,
+                       np.asarray(mesh.vertices, np.float64)[mesh.faces])  # (F, S, 3)
+    owner = np.repeat(np.arange(mesh.n_faces), len(_POINT_WEIGHTS))
+    points = points.reshape(-1, 3)
+    unseen = np.ones(mesh.n_faces, bool)
+    for cam in cams:
+        todo = unseen[owner]
+        if not todo.any():
+            break
+        p, who = points[todo], owner[todo]
+        origin = np.broadcast_to(np.asarray(cam.position, np.float64), p.shape)
+        rays = np.concatenate([origin, p - origin], axis=1).astype(np.float32)
+        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=stage_cpus())["primitive_ids"]
+        hit = hit.numpy().astype(np.int64)
+        unseen[who[hit == who]] = False
+    return not unseen.any()
+
+
 def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
                   renderer=None, method: str = "raycast") -> np.ndarray:
     """(M,) bool: faces covering at least one pixel centre in at least one view.
@@ -101,11 +138,16 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
         import open3d as o3d
 
         scene = raycasting_scene(mesh.vertices, mesh.faces)
+        if (mesh.n_faces * len(_POINT_WEIGHTS) * 8 <= resolution * resolution
+                and every_face_seen_at_points(scene, mesh, cams)):
+            seen[:] = True
+            return seen
         per_view = resolution * resolution
         step = max(1, RAY_BATCH // per_view)
         for i in range(0, len(cams), step):
             rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            ids = scene.cast_rays(o3d.core.Tensor(rays))["primitive_ids"].numpy()
+            ids = scene.cast_rays(o3d.core.Tensor(rays),
+                                  nthreads=stage_cpus())["primitive_ids"].numpy()
             seen[ids[ids != o3d.t.geometry.RaycastingScene.INVALID_ID].astype(np.int64)] = True
         return seen
     if renderer is None:

@@ -43,27 +43,52 @@ def _input_roots(cli_roots: list[str], config: Path | None) -> list[str]:
 def _quiet_prefect() -> None:
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Prefect's 20 s default for its temporary server to come up is short on a busy machine
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
-class _DropErrors(logging.Filter):
-    """Drops log records that carry one of ``types`` as their exception."""
+def _stop(message: str) -> None:
+    """A run that cannot start: one line, exit code 2, nothing converted."""
+    from rich.markup import escape
 
-    def __init__(self, types: tuple[type[BaseException], ...]) -> None:
-        super().__init__()
-        self.types = types
+    # escaped: messages quote paths and lists in brackets
+    console.print(f"[red]cannot start the run:[/red] {escape(message)}", highlight=False,
+                  soft_wrap=True)
+    raise typer.Exit(2)
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        return not isinstance(exc, self.types)
+
+def _timeouts(values: list[str]) -> dict[str, float]:
+    """``--timeout 600`` (every stage) and ``--timeout uv=300`` (one stage) -> seconds."""
+    out: dict[str, float] = {}
+    for v in values:
+        name, _, secs = v.rpartition("=")
+        try:
+            seconds = float(secs)
+            if not seconds > 0:
+                raise ValueError
+        except ValueError:
+            _stop(f"--timeout {v!r}: give SECONDS or STAGE=SECONDS with a positive number")
+        out[name or "*"] = seconds
+    return out
 
 
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
-             overrides: dict | None = None, input_roots: list[str] | None = None
-             ) -> dict[str, Any]:
+             overrides: dict | None = None, ray_address: str | None = None,
+             shard_size: int = 1000, execution: dict | None = None,
+             input_roots: list[str] | None = None) -> dict[str, Any]:
     _quiet_prefect()
+    from prefect.exceptions import FailedRun
+
     from assetfactory.flows import convert as conv
+
+    try:  # names and the file are checked before Prefect and Ray start (seconds otherwise)
+        conv.check_names(profile, backend)
+        if not catalog.startswith("s3://"):
+            conv.check_catalog_file(catalog)
+    except conv.RunInputError as exc:
+        _stop(str(exc))
 
     progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                         MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("{task.fields[last]}"),
@@ -75,6 +100,9 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
                         last=f"{skipped} up to date" if skipped else "")
 
     def on_done(s: dict[str, Any]) -> None:
+        if s["status"] == "skipped":
+            progress.update(task_id, advance=1, last=f"{s['sku']}: up to date")
+            return
         mark = "[green]ok[/]" if s["status"] == "ok" else f"[red]failed at {s['failed_stage']}[/]"
         progress.update(task_id, advance=1, last=f"{s['sku']}: {mark}")
         if s["status"] != "ok":
@@ -82,27 +110,15 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
 
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
-    from rich.markup import escape
-
-    from assetfactory.core.errors import MissingWeightsError, OptionsError, PreflightError
-    from assetfactory.models.learned import MissingDependencyError
-
-    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError)
-    flow_log = logging.getLogger("prefect.flow_runs")
-    quiet = _DropErrors(cannot_start)  # said below in one line; Prefect would add a traceback
-    flow_log.addFilter(quiet)
     try:
         with progress:
             summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
                                            backend=backend, force=force, overrides=overrides,
+                                           ray_address=ray_address, shard_size=shard_size,
+                                           execution=execution,
                                            input_roots=input_roots or None)
-    except cannot_start as exc:
-        # the run never started (bad options, a missing tool, model or weights): say why, no
-        # trace; escaped, as messages quote paths and lists in brackets
-        console.print(f"[red]cannot start the run:[/] {escape(str(exc))}")
-        raise typer.Exit(code=2) from None
-    finally:
-        flow_log.removeFilter(quiet)
+    except FailedRun as exc:  # the flow refused its inputs (see convert.RunInputError)
+        _stop(str(exc))
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -161,6 +177,12 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
         texture_px: int | None = typer.Option(None, help="override the texture size"),
+        ray_address: str | None = typer.Option(
+            None, envvar="RAY_ADDRESS", help="join this Ray cluster (default: start a local one)"),
+        shard_size: int = typer.Option(1000, min=1, help="SKUs per Prefect task (a crashed run "
+                                       "resumes shard by shard)"),
+        timeout: list[str] = typer.Option(
+            [], help="stage time limit: SECONDS for every stage or STAGE=SECONDS (repeatable)"),
         backend_option: list[str] = typer.Option(
             [], "--backend-option", "-B",
             help="a backend config field, KEY=VALUE (repeatable), e.g. -B weights=/models/x"),
@@ -186,8 +208,10 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         overrides["generate"] = generate
     if mask_model:
         overrides["ingest"] = {"mask_model": mask_model}
+    execution = {"timeouts": _timeouts(timeout)} if timeout else None
     summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
-                       roots)
+                       ray_address=ray_address, shard_size=shard_size, execution=execution,
+                       input_roots=roots)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -320,17 +344,24 @@ def sync(catalog: str = typer.Argument(..., help="catalog file or s3://bucket/ke
          profile: str = typer.Option("ar", help="ar | web | game | print | render"),
          backend: str = typer.Option("silhouette", help="generator backend"),
          texture_px: int | None = typer.Option(None, help="override the texture size"),
+         ray_address: str | None = typer.Option(
+             None, envvar="RAY_ADDRESS", help="join this Ray cluster (default: start a local one)"),
          input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
          config: Path | None = typer.Option(None, help=CONFIG_HELP)):
     """Convert the catalog's new and changed rows (what a nightly schedule runs)."""
     roots = _input_roots(input_root, config)
     _quiet_prefect()
+    from prefect.exceptions import FailedRun
+
     from assetfactory.flows.sync import sync_catalog
 
     t0 = time.perf_counter()
-    summary = sync_catalog(catalog=catalog, out=out, profile=profile, backend=backend,
-                           input_roots=roots or None,
-                           overrides=_recipe_overrides(None, texture_px))
+    try:
+        summary = sync_catalog(catalog=catalog, out=out, profile=profile, backend=backend,
+                               input_roots=roots or None, ray_address=ray_address,
+                               overrides=_recipe_overrides(None, texture_px))
+    except FailedRun as exc:  # the conversion refused its inputs (recorded in flow_runs)
+        _stop(str(exc))
     summary["elapsed_s"] = time.perf_counter() - t0
     _print_summary(summary)
     console.print(f"recorded as flow run {summary['flow_run_id']} "
@@ -344,21 +375,27 @@ def ingest(prefix: str = typer.Argument(..., help="folder or s3://bucket/prefix 
            profile: str = typer.Option("ar", help="ar | web | game | print | render"),
            backend: str = typer.Option("silhouette", help="generator backend"),
            texture_px: int | None = typer.Option(None, help="override the texture size"),
+           ray_address: str | None = typer.Option(
+               None, envvar="RAY_ADDRESS", help="join this Ray cluster (default: a local one)"),
            input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
            config: Path | None = typer.Option(None, help=CONFIG_HELP)):
     """Convert every catalog file under PREFIX that was not ingested before."""
     roots = _input_roots(input_root, config)
     _quiet_prefect()
+    from prefect.exceptions import FailedRun
+
     from assetfactory.core.errors import InputError
     from assetfactory.flows.ingest import ingest_prefix
 
     try:
         result = ingest_prefix(prefix=prefix, out=out, profile=profile, backend=backend,
-                               input_roots=roots or None,
+                               input_roots=roots or None, ray_address=ray_address,
                                overrides=_recipe_overrides(None, texture_px))
     except InputError as exc:
         console.print(f"[red]error:[/] {exc.message}\n  fix: {exc.fix}")
         raise typer.Exit(2) from None
+    except FailedRun as exc:  # a conversion refused the run's settings (recorded in flow_runs)
+        _stop(str(exc))
     t = Table(title=f"catalog files under {prefix}")
     for c in ("file", "status", "converted", "ok", "failed", "skipped", "note"):
         t.add_column(c, overflow="fold")

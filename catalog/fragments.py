@@ -13,6 +13,7 @@ no asset row are ignored by the views. Many workers write side by side without c
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import platform
@@ -88,14 +89,21 @@ _LIBS = ("numpy", "scipy", "trimesh", "xatlas", "fast-simplification", "pillow",
          "opencv-python-headless", "scikit-image", "moderngl", "pyarrow", "duckdb", "ray", "prefect")
 
 
-def library_versions() -> dict[str, str]:
+@functools.cache
+def _library_versions() -> tuple[tuple[str, str], ...]:
+    # reading package metadata costs ~3 ms per package; the versions cannot change while the
+    # process runs, and every attempt record asks
     out = {"python": platform.python_version()}
     for name in _LIBS:
         try:
             out[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             pass
-    return out
+    return tuple(out.items())
+
+
+def library_versions() -> dict[str, str]:
+    return dict(_library_versions())
 
 
 def code_version() -> str:

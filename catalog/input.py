@@ -240,12 +240,7 @@ def _read_s3_catalog(uri: str, extra_local: tuple[Path, ...], extra_s3: tuple[st
 
 
 def _read_local(p: Path, roots: InputRoots, source: str) -> CatalogParse:
-    _check_file(p)
-    fmt = _FORMATS.get(p.suffix.lower())
-    if fmt is None:
-        raise InputError(
-            f"catalog {p}: unsupported file type {p.suffix or '(no extension)'!r}",
-            fix="save the catalog as .csv, .jsonl/.ndjson, .json or .parquet")
+    fmt = check_file(p)
     http_hint = ""
     if fmt == "csv":
         header, rows = _read_csv(p, "\t" if p.suffix.lower() == ".tsv" else ",")
@@ -267,6 +262,20 @@ def _read_local(p: Path, roots: InputRoots, source: str) -> CatalogParse:
     log.info("catalog %s (%s): %d rows, %d ok, %d errors", source, fmt, len(raws), len(specs),
              len(errors))
     return CatalogParse(specs=specs, errors=errors, source=source, format=fmt)
+
+
+def check_file(path: str | Path) -> str:
+    """The checks that need no parsing (the file exists, is a readable, non-empty file of a
+    known type); returns its format. Cheap, so a command line can refuse a wrong path at once,
+    before it starts anything."""
+    p = Path(path).expanduser()
+    _check_file(p)
+    fmt = _FORMATS.get(p.suffix.lower())
+    if fmt is None:
+        raise InputError(
+            f"catalog {p}: unsupported file type {p.suffix or '(no extension)'!r}",
+            fix="save the catalog as .csv, .jsonl/.ndjson, .json or .parquet")
+    return fmt
 
 
 # --------------------------------------------------------------------------- file readers

@@ -18,6 +18,8 @@ the other two only say where inputs are, and the inputs' bytes are hashed).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import os
 import resource
@@ -220,3 +222,32 @@ def failure_record(stage_obj: Stage, state: AssetState, options: Any, started: f
 
 def cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+#: CPUs granted to the stage running in this context (set by the runner from the stage's
+#: declared ``Resources.cpus``); None outside a runner, where a stage may use the whole machine.
+_STAGE_CPUS: contextvars.ContextVar[float | None] = contextvars.ContextVar("stage_cpus",
+                                                                          default=None)
+
+
+def stage_cpus() -> int:
+    """How many cores the running stage may keep busy (worker processes, thread pools).
+
+    A scheduler packs stages by their declared CPUs, so a stage that forks one process per core
+    of a 64-core node while declaring one CPU starves 63 other stages. Inside the runner this is
+    the declared count (at least 1); elsewhere (a notebook, a test) every core of the process.
+    """
+    granted = _STAGE_CPUS.get()
+    if granted is None:
+        return cpu_count()
+    return max(1, min(int(granted), cpu_count()))
+
+
+@contextlib.contextmanager
+def cpu_budget(cpus: float | None) -> Iterator[None]:
+    """Run the body with ``stage_cpus()`` reporting ``cpus`` (None: no limit)."""
+    token = _STAGE_CPUS.set(cpus)
+    try:
+        yield
+    finally:
+        _STAGE_CPUS.reset(token)

@@ -19,8 +19,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import shutil
+import struct
 import subprocess
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,12 +98,88 @@ def parse_report(report: dict) -> GltfReport:
         validator_version=str(report.get("validatorVersion", "")))
 
 
+class _Server:
+    """One long-lived Node process per Python process that validates file after file.
+
+    Starting Node and loading the validator costs ~0.2 s, as much as the rest of exporting a
+    small asset; a served process pays it once. Requests are serialised by a lock; a process
+    that dies or overruns its time is ended, and the next request starts a fresh one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._cmd: list[str] = []
+
+    def _start(self) -> subprocess.Popen:
+        # looked up on every call (two stats): a missing setup is reported, never masked
+        cmd = [find_node(), str(SCRIPT), str(find_node_modules()), "--serve"]
+        if cmd != self._cmd or self._proc is None or self._proc.poll() is not None:
+            self.stop()
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                          stderr=subprocess.DEVNULL)
+            self._cmd = cmd
+        return self._proc
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+    def _read(self, proc: subprocess.Popen, n: int, deadline: float) -> bytes:
+        out = bytearray()
+        fd = proc.stdout.fileno()  # type: ignore[union-attr]
+        while len(out) < n:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                raise TimeoutError
+            chunk = os.read(fd, n - len(out))
+            if not chunk:
+                raise EOFError
+            out += chunk
+        return bytes(out)
+
+    def validate(self, data: bytes, max_issues: int, timeout_s: float) -> dict:
+        with self._lock:
+            proc = self._start()
+            deadline = time.monotonic() + timeout_s
+            try:
+                pipe = proc.stdin
+                assert pipe is not None
+                pipe.write(struct.pack("<II", len(data), int(max_issues)) + data)
+                pipe.flush()
+                size = struct.unpack("<I", self._read(proc, 4, deadline))[0]
+                answer = json.loads(self._read(proc, size, deadline))
+            except TimeoutError:
+                self.stop()
+                raise RuntimeError(f"glTF-Validator took longer than {timeout_s:.0f} s") from None
+            except (EOFError, BrokenPipeError, OSError) as exc:
+                code = proc.poll()
+                self.stop()
+                raise RuntimeError(f"glTF-Validator failed (exit {code}): {exc}") from exc
+        if "error" in answer and "issues" not in answer:
+            raise RuntimeError(f"glTF-Validator failed: {answer['error']}")
+        return answer
+
+
+_SERVER = _Server()
+
+
 def validate_gltf(data: bytes, max_issues: int = 200, timeout_s: float = 120.0) -> GltfReport:
     """Validate GLB (or glTF JSON) bytes with the Khronos validator.
 
     Raises ``RuntimeError`` when Node or the npm package is missing or the validator crashes:
     that is a setup problem, not a property of the asset.
     """
+    report = parse_report(_SERVER.validate(bytes(data), max_issues, timeout_s))
+    log.debug("glTF-Validator: %d errors, %d warnings", report.errors, report.warnings)
+    return report
+
+
+def validate_gltf_once(data: bytes, max_issues: int = 200, timeout_s: float = 120.0
+                       ) -> GltfReport:
+    """``validate_gltf`` in a Node process of its own (what the served mode is checked against)."""
     cmd = [find_node(), str(SCRIPT), str(find_node_modules()), str(int(max_issues))]
     try:
         proc = subprocess.run(cmd, input=bytes(data), check=False, capture_output=True,

@@ -2,14 +2,21 @@
 
 Prefect runs in its ephemeral mode (no server to install); the heavy work runs on Ray — a
 local instance the flow starts, or a cluster named by ``ray_address`` / ``RAY_ADDRESS``.
-Prefect tasks are coarse (load, plan, convert, summarise): per-task overhead would dominate at
-catalog scale otherwise.
+
+What Prefect sees: the run's inputs checked before any work (an unknown profile or backend, a
+catalog that cannot be read, a missing tool or model weights: the run fails with the problem
+and the fix, see ``prepare_run``),
+``find-converted`` (one catalog query), then one ``convert-shard`` task per shard of the catalog
+(``shard_size`` SKUs, default 1,000) with retries: each works out its SKUs' identities, skips
+those already converted and converts the rest, so the UI shows progress shard by shard, the
+first shard converts while the catalog's later inputs are still unread, and a run that crashed
+resumes where it stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task
+per SKU or per stage would cost more than a small asset's conversion.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -17,30 +24,95 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from prefect.states import Failed
 
 from ..catalog.fragments import new_attempt_id, write_attempt
-from ..catalog.input import CatalogParse, read_catalog
+from ..catalog.input import CatalogParse, check_file, read_catalog
 from ..catalog.summary import run_summary, summary_markdown
-from ..catalog.views import connect
+from ..core.errors import InputError, MissingWeightsError, OptionsError, PreflightError
 from ..core.hashing import sha256_obj
 from ..core.storage import open_storage
 from ..core.types import AssetState, SkuSpec
-from .identity import asset_identity, recipe_identity
+from .executor import ExecutorOptions, convert, done_identities, plan, ray_session, shards
 from .preflight import preflight
-from .recipe import Recipe, build_recipe
-from .runner import AttemptMeta, run_assets_on_ray
+from .recipe import PROFILES, Recipe, build_recipe
 
 log = logging.getLogger("assetfactory.flow")
 
-#: Set by the CLI to show progress; called with each finished SKU's summary dict.
+#: Set by the CLI to show progress; called with each finished SKU's summary dict (status "ok",
+#: "failed", or "skipped" for a SKU already converted with the same identity).
 PROGRESS_HOOK: Callable[[dict[str, Any]], None] | None = None
-#: Set by the CLI before dispatch with the number of SKUs to convert.
+#: Set by the CLI before dispatch with (SKUs in the catalog, SKUs known to be skipped: 0, as
+#: skips are found shard by shard and reported through PROGRESS_HOOK).
 PLAN_HOOK: Callable[[int, int], None] | None = None
 
 
-@task(name="load-catalog", retries=1, retry_delay_seconds=2)
-def load_catalog(path: str, input_roots: list[str] | None = None) -> CatalogParse:
-    return read_catalog(path, input_roots or ())
+class RunInputError(ValueError):
+    """The run cannot start: a bad profile, backend, option or catalog file. The message is
+    one line that names the problem and the fix; nothing was converted."""
+
+
+def check_names(profile: str, backend: str) -> None:
+    """Fail before any work on a profile or backend name that does not exist."""
+    from ..models.registry import UnknownBackendError, find
+
+    if profile not in PROFILES:
+        raise RunInputError(f"unknown profile {profile!r}; choose one of: "
+                            f"{', '.join(sorted(PROFILES))}")
+    try:
+        find(backend)
+    except UnknownBackendError as exc:
+        raise RunInputError(str(exc)) from None
+    except ImportError as exc:
+        raise RunInputError(str(exc)) from None
+
+
+def _refusal(exc: InputError) -> RunInputError:
+    fix = f" Fix: {exc.fix}" if exc.fix else ""
+    return RunInputError(f"{exc.message}.{fix}".replace("..", "."))
+
+
+def check_catalog_file(catalog: str) -> None:
+    """The catalog checks that need no parsing (see ``catalog.input.check_file``); raises
+    ``RunInputError``. The CLI calls it before Prefect and Ray start; the flow reads the whole
+    catalog in ``prepare_run``."""
+    if catalog.startswith("s3://"):
+        return  # read (and checked) by the flow, through the storage layer
+    try:
+        check_file(catalog)
+    except InputError as exc:
+        raise _refusal(exc) from None
+
+
+def prepare_run(catalog: str, profile: str, backend: str,
+                overrides: dict[str, dict[str, Any]] | None,
+                execution: dict[str, Any] | None, input_roots: list[str] | None = None
+                ) -> tuple[Recipe, ExecutorOptions, CatalogParse]:
+    """Everything checked before any SKU is touched; raises ``RunInputError``.
+
+    In order, cheapest first: the profile and backend names, the options, the catalog file,
+    then the tools and models the recipe needs (``flows.preflight``), whose weights' digests
+    join the recipe and so every asset's identity. ``input_roots``: folders or S3 prefixes
+    besides the catalog's folder that its rows may reference files in (``catalog.input``).
+    """
+    from ..models.learned import MissingDependencyError
+
+    check_names(profile, backend)
+    try:
+        recipe = build_recipe(profile, backend, overrides)
+        options = ExecutorOptions.from_dict(execution)
+    except (OptionsError, ValueError, TypeError) as exc:
+        raise RunInputError(f"bad option: {exc}") from None
+    try:
+        parse = read_catalog(catalog, input_roots or ())
+    except InputError as exc:
+        raise _refusal(exc) from None
+    try:
+        recipe = preflight(recipe)
+    except (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError) as exc:
+        raise RunInputError(str(exc)) from None
+    return recipe, options, parse
 
 
 @task(name="record-row-errors")
@@ -65,55 +137,66 @@ def record_row_errors(parse: CatalogParse, out: str, run_id: str, recipe: Recipe
     return len(parse.errors)
 
 
-@task(name="plan-assets")
-def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
-                force: bool) -> tuple[list[AssetState], list[AttemptMeta], list[str]]:
-    """Work out each SKU's identity and skip those already converted with the same one."""
-    done: set[str] = set()
-    if not force:
-        con = connect(out)
-        try:
-            done = {r[0] for r in con.execute(
-                "SELECT DISTINCT asset_id FROM attempts WHERE status = 'ok'").fetchall()}
-        finally:
-            con.close()
-    states, metas, skipped = [], [], []
-    desc, rhash = recipe.describe(), recipe_identity(recipe)  # identity: flows/identity.py
-    for spec in parse.specs:
-        aid, hashes = asset_identity(spec, recipe, rhash)
-        if aid in done:
-            skipped.append(spec.sku)
-            continue
-        states.append(AssetState(sku=spec.sku, spec=spec, store_uri=out, run_id=run_id,
-                                 attempt_id=new_attempt_id(), asset_id=aid,
-                                 profile=recipe.profile, backend=recipe.backend))
-        metas.append(AttemptMeta(time.time(), desc, rhash, hashes, parse.source))
-    return states, metas, skipped
+@task(name="find-converted", cache_policy=NO_CACHE)
+def find_converted(out: str, skus: set[str]) -> dict[str, set[str]]:
+    """The identities of the successful attempts already under ``out``, by SKU (one catalog
+    query per run; each shard skips its SKUs whose identity is among them)."""
+    return done_identities(out, skus)
 
 
-@task(name="convert-assets")
-def convert_assets(states: list[AssetState], metas: list[AttemptMeta], recipe: Recipe,
-                   ray_address: str | None, num_cpus: int | None) -> list[dict[str, Any]]:
-    import ray
+class Shard:
+    """A shard's SKUs, opaque to Prefect (which would otherwise walk and hash every field of
+    every SKU to build the task's inputs and cache key)."""
 
-    started_here = False
-    if not ray.is_initialized():
-        address = ray_address or os.environ.get("RAY_ADDRESS") or None
-        kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                  "ignore_reinit_error": True}
-        if address:
-            kwargs["address"] = address
-        elif num_cpus:
-            kwargs["num_cpus"] = num_cpus
-        ray.init(**kwargs)
-        started_here = True
-    try:
-        metas = [AttemptMeta(time.time(), m.recipe, m.recipe_hash, m.input_hashes,
-                             m.catalog_source) for m in metas]
-        return run_assets_on_ray(states, recipe, metas, on_done=PROGRESS_HOOK)
-    finally:
-        if started_here:
-            ray.shutdown()
+    def __init__(self, index: int, specs: list[SkuSpec], done: dict[str, set[str]]) -> None:
+        self.index, self.specs, self.done = index, specs, done
+
+    def __repr__(self) -> str:
+        return f"Shard(index={self.index}, skus={len(self.specs)})"
+
+
+@task(name="convert-shard", task_run_name="shard-{shard.index:04d}", retries=2,
+      retry_delay_seconds=10, cache_policy=NO_CACHE)
+def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: str,
+                  run_id: str, force: bool, catalog_source: str) -> dict[str, Any]:
+    """Plan and convert one shard: each SKU's identity (its inputs read and hashed on the
+    workers), the SKUs already converted with that identity skipped, the others converted.
+
+    Attempt ids are fixed per run and SKU, so a retry converts only the SKUs that the failed
+    try did not record.
+    """
+    from prefect.context import get_run_context
+
+    p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done)
+    jobs = p.jobs
+    run_ctx = get_run_context()
+    if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and jobs:
+        store = open_storage(out)
+        jobs = [j for j in jobs if not store.exists(
+            f"catalog/assets/run={run_id}/{j.state.attempt_id}.parquet")]
+    if PROGRESS_HOOK:
+        for sku in p.skipped:
+            PROGRESS_HOOK({"sku": sku, "status": "skipped", "failed_stage": None, "error": None})
+    outcome = convert(jobs, recipe, catalog_source=catalog_source, options=options,
+                      on_done=PROGRESS_HOOK)
+    return {"shard": shard.index, "skus": len(shard.specs), "skipped": len(p.skipped),
+            "converted": len(jobs), "counts": outcome.counts, "lost": outcome.lost}
+
+
+def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
+               options: ExecutorOptions, out: str, run_id: str, force: bool,
+               catalog_source: str, shard_size: int, parallel: int = 2) -> list[dict[str, Any]]:
+    """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
+    SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
+    results, running = [], []
+    for i, part in enumerate(shards(specs, shard_size)):
+        mine = {s.sku: done[s.sku] for s in part if s.sku in done}
+        running.append(convert_shard.submit(Shard(i, list(part), mine), recipe, options, out,
+                                            run_id, force, catalog_source))
+        if len(running) >= parallel:
+            results.append(running.pop(0).result())
+    results += [f.result() for f in running]
+    return results
 
 
 @flow(name="convert_catalog", log_prints=True)
@@ -121,33 +204,49 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
                     backend: str = "silhouette", force: bool = False,
                     ray_address: str | None = None, num_cpus: int | None = None,
                     overrides: dict[str, dict[str, Any]] | None = None,
+                    shard_size: int = 1000,
+                    execution: dict[str, Any] | None = None,
                     input_roots: list[str] | None = None) -> dict[str, Any]:
     """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary.
 
+    ``execution`` holds ``ExecutorOptions`` fields (timeouts, retries, ...). A run whose
+    inputs are unusable ends Failed, with the reason as its message, before any work.
     ``input_roots``: folders or S3 prefixes besides the catalog's folder that its rows may
-    reference files in (see ``catalog.input``)."""
+    reference files in (see ``catalog.input``).
+    """
     logger = get_run_logger()
+    try:
+        if shard_size < 1:
+            raise RunInputError(f"shard_size must be >= 1, got {shard_size}")
+        recipe, options, parse = prepare_run(catalog, profile, backend, overrides, execution,
+                                             input_roots)
+    except RunInputError as exc:  # the run's message (Prefect UI, CLI), once
+        logger.info("run refused: %s", exc)
+        return Failed(message=str(exc))
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    # tools and models checked once, before any work; the weights' digests join the identity
-    recipe = preflight(build_recipe(profile, backend, overrides))
-    parse = load_catalog(catalog, input_roots)
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
-    states, metas, skipped = plan_assets(parse, out, run_id, recipe, force)
+    specs = parse.specs
+    done = {} if force else find_converted(out, {s.sku for s in specs})
+    if PLAN_HOOK:
+        PLAN_HOOK(len(specs), 0)  # skips are reported shard by shard, as they are found
+    with ray_session(ray_address, num_cpus):
+        shard_results = run_shards(specs, done, recipe, options, out, run_id, force,
+                                   parse.source, shard_size) if specs else []
+    skipped = sum(r["skipped"] for r in shard_results)
+    converted = sum(r["converted"] for r in shard_results)
     if skipped:
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
-                    len(skipped))
-    if PLAN_HOOK:
-        PLAN_HOOK(len(states), len(skipped))
-    results = convert_assets(states, metas, recipe, ray_address, num_cpus) if states else []
-    summary = run_summary(out, run_id) if (results or n_bad) else {
+                    skipped)
+    summary = run_summary(out, run_id) if (converted or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
-    summary["skipped"] = len(skipped)
+    summary["skipped"] = skipped
     summary["out"] = out
+    summary["shards"] = len(shard_results)
     try:
         from prefect.artifacts import create_markdown_artifact
 

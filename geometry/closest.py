@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..core.stage import stage_cpus
 from .normals import unit, vertex_normals
 
 
@@ -23,7 +24,8 @@ def closest_points(scene, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     """(closest points (T, 3), face ids (T,), barycentric coordinates (T, 3)) on the scene."""
     import open3d as o3d
 
-    out = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points).astype(np.float32)))
+    out = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points).astype(np.float32)),
+                                       nthreads=stage_cpus())
     q = out["points"].numpy().astype(np.float64)
     prim = out["primitive_ids"].numpy().astype(np.int64)
     uv = out["primitive_uvs"].numpy().astype(np.float64)

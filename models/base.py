@@ -56,6 +56,11 @@ class BackendConfig(Protocol):
     from the scheduler: GPUs, CPUs, memory; default one CPU) and ``preflight()`` (checks that
     need no model load: libraries present, weights complete, pinned digest; returns the weights
     digest). A built generator may also offer ``generate_batch(requests) -> list[DenseMesh]``.
+
+    The runner turns a backend whose ``resources()`` asks for a GPU into a pool of long-lived
+    Ray actors, each of which builds the generator (loads the weights) once and serves many
+    SKUs; a CPU-only backend runs inside ordinary stage tasks (and is still built once per
+    worker process).
     """
 
     name: ClassVar[str]
@@ -67,9 +72,17 @@ class BackendConfig(Protocol):
 
 
 def backend_resources(config: Any) -> Resources:
-    """The scheduler resources one built generator of ``config`` needs."""
-    fn = getattr(config, "resources", None)
-    return fn() if callable(fn) else Resources(cpus=1.0)
+    """What a backend config declares; one without ``resources()`` is judged by its device
+    (``cuda*`` -> one GPU and one CPU, anything else -> one CPU)."""
+    declared = getattr(config, "resources", None)
+    if callable(declared):
+        res = declared()
+        if not isinstance(res, Resources):
+            raise TypeError(f"backend {getattr(config, 'name', type(config).__name__)!r}: "
+                            f"resources() returned {type(res).__name__}, not Resources")
+        return res
+    device = str(getattr(config, "device", "cpu"))
+    return Resources(cpus=1, gpus=1) if device.startswith("cuda") else Resources(cpus=1)
 
 
 def preflight(config: Any) -> str | None:

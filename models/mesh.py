@@ -31,6 +31,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.mesh import MeshData
 from ..core.stage import check
+from ..core.types import Resources
 from .base import DenseMesh, GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,9 @@ class MeshImportConfig:
 
     def weights_sha256(self) -> str | None:
         return None
+
+    def resources(self) -> Resources:
+        return Resources(cpus=1)  # trimesh parsing on one core
 
 
 class MeshImporter:

@@ -26,6 +26,7 @@ from ..core.camera import Camera
 from ..core.errors import InputError, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check
+from ..core.types import Resources
 from ..geometry import closed
 from ..geometry.closed import is_closed
 from ..geometry.components import largest_component
@@ -70,6 +71,9 @@ class SilhouetteConfig:
 
     def weights_sha256(self) -> str | None:
         return None
+
+    def resources(self) -> Resources:
+        return Resources(cpus=1)  # numpy carving on one core
 
 
 class SilhouetteGenerator:

@@ -65,7 +65,8 @@ class UVOptions:
         process pool, then packed together) or "auto" (parallel above ``chunk_faces``).
     chunk_faces: largest partition given to one xatlas call in parallel mode; smaller is
         faster but adds seams along partition borders.
-    workers: processes for parallel mode (0 = the cores this process may use).
+    workers: processes for parallel mode (0 = the CPUs the stage was granted: its declared
+        ``Resources.cpus`` under the runner, every core elsewhere).
     """
 
     resolution: int = 1024

@@ -128,3 +128,17 @@ def test_non_preview_surface_shader_fails_arkit(tmp_path, pxr_available):
     stage.GetRootLayer().Save()
     report = validate.validate_usdz(_package(layer, tmp_path / "s.usdz"))
     assert any("ARKit ignores" in m for m in report.messages) and not report.ok
+
+
+def test_served_validator_answers_like_a_fresh_process_and_survives_its_death(box_glb):
+    from assetfactory.core.validate import _SERVER, validate_gltf_once
+
+    broken = box_glb[:-40]
+    for data in (box_glb, broken, b"garbage"):
+        assert validate_gltf(data) == validate_gltf_once(data)
+    for run in (validate_gltf, validate_gltf_once):  # no format at all: the validator refuses
+        with pytest.raises(RuntimeError, match="could not detect glTF format"):
+            run(b"not a glb")
+    _SERVER._proc.kill()  # the served process dies between two files
+    _SERVER._proc.wait()
+    assert validate_gltf(box_glb) == validate_gltf_once(box_glb)

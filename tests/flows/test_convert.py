@@ -189,3 +189,26 @@ def test_broken_files_give_error_rows_and_the_rest_completes(shared_data, tmp_pa
             assert a["error"] and a["fix"] and a["failed_stage"], (r["title"], a)
             assert a["error_kind"] != "internal", (r["title"], a["error"])
     assert all(got[g["sku"]]["status"] == "ok" for g in good_rows)
+
+
+def test_shards_are_prefect_tasks_and_a_rerun_skips_every_sku(tmp_path, ray_local):
+    cat = tmp_path / "cat"
+    cat.mkdir()
+    rows = []
+    for i in range(5):
+        trimesh.creation.box(extents=(0.1 + 0.02 * i, 0.2, 0.1)).export(cat / f"b{i}.glb")
+        rows.append({"sku": f"box-{i}", "mesh_uri": f"b{i}.glb"})
+    with open(cat / "catalog.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["sku", "mesh_uri"])
+        w.writeheader()
+        w.writerows(rows)
+    small = {"texture": {"size": 64}, "export": {"texture_size": 64, "poster_size": 64},
+             "bake": {"size": 64}, "uv": {"resolution": 64}}
+    out = tmp_path / "out"
+    first = convert_catalog(catalog=str(cat / "catalog.csv"), out=str(out), profile="web",
+                            backend="mesh", overrides=small, shard_size=2)
+    assert first["shards"] == 3 and first["counts"] == {"ok": 5}
+    again = convert_catalog(catalog=str(cat / "catalog.csv"), out=str(out), profile="web",
+                            backend="mesh", overrides=small, shard_size=2)
+    assert again["skipped"] == 5 and again["shards"] == 3 and not again["counts"]
+    assert _rows(out, "SELECT count(*) AS n FROM attempts")[0]["n"] == 5

@@ -1,9 +1,9 @@
-"""The runner: failures stay with their SKU, in-process and on real Ray."""
+"""The runner: failures stay with their SKU; timeouts, transient retries and the CPU budget."""
 
 from __future__ import annotations
 
-import os
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,16 +11,18 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 import toy_stages
 
-from assetfactory.catalog.views import query
+from assetfactory.core.errors import InputError
+from assetfactory.core.stage import cpu_count
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
-from assetfactory.flows.runner import AttemptMeta, run_asset, run_assets_on_ray, run_stage
+from assetfactory.flows.runner import StagePolicy, is_transient, policy_for, run_asset, run_stage
 
 RECIPE = Recipe("test", "none", (
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(2)),
     StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(3)),
 ))
+FAST = StagePolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05)
 
 
 def _state(tmp_path, sku):
@@ -48,23 +50,58 @@ def test_recipe_is_data_and_hash_tracks_options():
         build_recipe("nope")
 
 
-@pytest.mark.slow
-def test_ray_isolates_failures_and_records_every_sku(tmp_path):
-    ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(
-                 [str(Path(__file__).parent)] + sys.path)}})
-    try:
-        skus = ["good1", "bad1", "bug1", "die1", "good2"]
-        states = [_state(tmp_path, s) for s in skus]
-        metas = [AttemptMeta(0.0, {}, "rh", {}, "test")] * len(skus)
-        seen = []
-        results = run_assets_on_ray(states, RECIPE, metas, on_done=seen.append)
-    finally:
-        ray.shutdown()
-    assert sorted(r["sku"] for r in results) == sorted(skus) == sorted(s["sku"] for s in seen)
-    _, rows = query(str(tmp_path), "SELECT sku, status, failed_stage FROM assets ORDER BY sku")
-    got = {r[0]: (r[1], r[2]) for r in rows}
-    assert got["good1"] == ("ok", None) and got["good2"] == ("ok", None)
-    assert got["bad1"] == ("failed", "picky") and got["bug1"] == ("failed", "picky")
-    assert got["die1"] == ("failed", "runner")
+def test_a_hung_stage_times_out_and_the_process_goes_on(tmp_path):
+    call = StageCall("nap", "toy_stages:nap", toy_stages.NapOptions())
+    t0 = time.perf_counter()
+    hung = run_stage(call, _state(tmp_path, "hang1"), StagePolicy(timeout_s=0.5))
+    assert time.perf_counter() - t0 < 5
+    assert not hung.ok and hung.failure.kind == "timeout"
+    assert hung.failure.message == "timed out after 0.5 s" and "--timeout nap=" in hung.failure.fix
+    assert hung.records[-1].status == "failed"
+    # the timer is gone: the next stage runs to its end
+    ok = run_stage(call, _state(tmp_path, "fine1"), StagePolicy(timeout_s=0.5))
+    assert ok.ok
+    time.sleep(0.6)
+
+
+def test_transient_faults_are_retried_and_input_errors_are_not(tmp_path):
+    flaky = StageCall("flaky", "toy_stages:flaky", toy_stages.FlakyOptions(2, str(tmp_path)))
+    ok = run_stage(flaky, _state(tmp_path, "s3down"), FAST)
+    assert ok.ok and ok.metrics["tries"] == 3 and ok.metrics["flaky_retries"] == 2
+    gone = run_stage(StageCall("flaky", "toy_stages:flaky",
+                               toy_stages.FlakyOptions(9, str(tmp_path))),
+                     _state(tmp_path, "s3gone"), FAST)
+    assert gone.failure.kind == "transient" and "after 4 tries" in gone.failure.message
+    bad = run_stage(StageCall("flaky", "toy_stages:flaky",
+                              toy_stages.FlakyOptions(1, str(tmp_path), "input")),
+                    _state(tmp_path, "badphoto"), FAST)
+    assert bad.failure.kind == "InputError"
+    assert (tmp_path / "badphoto.tries").read_text() == "1"  # never retried
+
+
+def test_is_transient():
+    import botocore.exceptions as be
+
+    assert is_transient(ConnectionRefusedError(111, "refused"))
+    assert is_transient(be.EndpointConnectionError(endpoint_url="http://x"))
+    assert is_transient(be.ClientError({"Error": {"Code": "SlowDown"},
+                                        "ResponseMetadata": {"HTTPStatusCode": 503}}, "PutObject"))
+    assert not is_transient(be.ClientError({"Error": {"Code": "NoSuchKey"},
+                                            "ResponseMetadata": {"HTTPStatusCode": 404}}, "Get"))
+    assert not is_transient(FileNotFoundError("x"))
+    try:  # a stage that wraps a failed read in an InputError is still retried
+        try:
+            raise ConnectionResetError("reset")
+        except ConnectionResetError as exc:
+            raise InputError("could not read the photo", "check it") from exc
+    except InputError as wrapped:
+        assert is_transient(wrapped)
+    assert not is_transient(InputError("corrupt photo", "export it again"))
+
+
+def test_a_stage_gets_its_declared_cpus(tmp_path):
+    got = run_stage(StageCall("cpus", "toy_stages:cpus", toy_stages.CpuOptions()),
+                    _state(tmp_path, "c"))
+    assert got.metrics["stage_cpus"] == min(2, cpu_count())
+    assert policy_for("uv").timeout_s == 1800 and policy_for("uv", {"*": 5}).timeout_s == 5
+    assert policy_for("uv", {"uv": 7, "*": 5}).timeout_s == 7

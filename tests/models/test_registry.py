@@ -154,3 +154,29 @@ def test_weights_digest_tracks_content(tmp_path):
     (tmp_path / "sub" / "b.bin").write_bytes(b"three")
     assert weights_digest(tmp_path) != first
     assert weights_digest(tmp_path / "a.bin") != first
+
+
+def test_backends_declare_resources():
+    from assetfactory.core.types import Resources
+    from assetfactory.models.base import backend_resources
+
+    assert backend_resources(SilhouetteConfig()) == Resources(cpus=1)
+    assert backend_resources(MeshImportConfig()) == Resources(cpus=1)
+
+    @dataclass(frozen=True)
+    class OldStyle:  # no resources(): judged by its device
+        name: ClassVar[str] = "old"
+        device: str = "cuda:0"
+
+    assert backend_resources(OldStyle()) == Resources(cpus=1, gpus=1)
+    assert backend_resources(OldStyle(device="cpu")) == Resources(cpus=1)
+
+    @dataclass(frozen=True)
+    class Wrong:
+        name: ClassVar[str] = "wrong"
+
+        def resources(self):
+            return {"gpus": 1}
+
+    with pytest.raises(TypeError, match="not Resources"):
+        backend_resources(Wrong())

@@ -1,0 +1,412 @@
+"""Benchmark: catalog scale. What a trivial SKU costs, and what the executor adds on top.
+
+    .venv/bin/python benchmarks/scale.py --quick   # ~15 min on 2 cores: 200 / 1,000 SKUs
+    .venv/bin/python benchmarks/scale.py           # ~1.5 h on 2 cores: 1,000 / 10,000 SKUs
+
+(a) Stage time of a trivial SKU: a 12-triangle box through every stage in this process (the
+    ``mesh`` backend, profile ``web``, textures at 128 px), warm, median of 8 boxes; once with
+    the recipe ``assetfactory run --texture-px 128`` builds and once with the bake and the UV
+    atlas at 128 px too. "CPU s" is this process's CPU time for the SKU (less sensitive to a
+    busy machine than the stages' wall time; the uv pool's and the validator's own processes
+    are not in it).
+(b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
+    catalog fragments) over a synthetic catalog of boxes (each its own GLB and size), cheap
+    recipe as in (a) with every map at 128 px, on a fresh local Ray limited to 1 or 2 CPUs,
+    each run in a subprocess of its own. Reported: wall time (the flow call; Ray's start is
+    apart, and so is Prefect's temporary server, started by a warm-up flow), SKUs/s,
+    orchestration overhead = 1 - summed stage time / (wall x CPUs), the same
+    over the conversion window only (first shard start to last SKU done), the driver's peak
+    RSS, the object store's peak (shared-memory pages of the raylet, sampled every 0.5 s),
+    and "CPU out": the share of all CPU time used by the run (driver, Ray's processes and
+    workers, Prefect's server) spent outside stage bodies (an upper bound: the uv process
+    pool and the glTF-Validator run in processes of their own and count as outside). Unlike
+    the wall-time overhead it barely moves with other jobs on the machine.
+(c) Dispatch: a recipe of nine stages that do nothing (``trivial_stages.noop``) through the
+    executor (planning + conversion + catalog records), 2 CPUs: stage executions per second.
+
+Prints the tables and writes benchmarks/out/scale.png and benchmarks/out/scale.json. The
+machine's load average is printed beside each run: on a shared machine, read the figures
+with it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+PX = 128
+OVERRIDES_CLI = {"texture": {"size": PX}, "export": {"texture_size": PX}}
+OVERRIDES = {**OVERRIDES_CLI, "bake": {"size": PX}, "uv": {"resolution": PX}}
+
+
+def load() -> str:
+    return "load {:.1f}/{:.1f}/{:.1f}".format(*os.getloadavg())
+
+
+# ---------------------------------------------------------------------------- catalogs
+
+
+def make_catalog(root: Path, n: int) -> Path:
+    """``n`` boxes, each its own GLB (distinct bytes) and size; cached under ``root``."""
+    import trimesh
+
+    catalog = root / "catalog.csv"
+    if catalog.exists():
+        return catalog
+    (root / "meshes").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(n):
+        w, h, d = 0.05 + (i % 97) * 0.003, 0.05 + (i % 89) * 0.004, 0.05 + (i % 83) * 0.002
+        path = root / "meshes" / f"box{i:06d}.glb"
+        trimesh.creation.box(extents=(w, h, d)).export(path)
+        rows.append({"sku": f"box-{i:06d}", "title": f"box {i}", "mesh_uri": f"meshes/{path.name}",
+                     "width_mm": round(w * 1000, 3), "height_mm": round(h * 1000, 3),
+                     "depth_mm": round(d * 1000, 3)})
+    tmp = root / "catalog.csv.tmp"
+    with open(tmp, "w", newline="") as fh:
+        w_ = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w_.writeheader()
+        w_.writerows(rows)
+    tmp.rename(catalog)
+    return catalog
+
+
+# ---------------------------------------------------------------------------- (a)
+
+
+def trivial_sku(boxes: int = 8) -> dict:
+    from assetfactory.core.types import AssetState, SkuSpec
+    from assetfactory.flows.recipe import build_recipe
+    from assetfactory.flows.runner import run_asset
+
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        catalog = make_catalog(Path(tmp) / "cat", boxes + 1)
+        root = str(catalog.parent)
+        for label, ov in (("run --texture-px 128", OVERRIDES_CLI),
+                          ("every map at 128 px", OVERRIDES)):
+            recipe = build_recipe("web", "mesh", ov)
+            per_stage: dict[str, list[float]] = {}
+            sums, cpus = [], []
+            for i in range(boxes + 1):  # the first warms the process (imports, JIT, EGL)
+                spec = SkuSpec(sku=f"b{i}", mesh_uri=f"meshes/box{i:06d}.glb",
+                               catalog_root=root)
+                c0 = time.process_time()
+                st = run_asset(AssetState(sku=spec.sku, spec=spec, store_uri=f"{tmp}/out",
+                                          run_id="bench", attempt_id=f"{label}{i}",
+                                          asset_id=f"{label}{i}", profile="web",
+                                          backend="mesh"), recipe)
+                cpu = time.process_time() - c0
+                assert st.ok, st.failure
+                if i == 0:
+                    continue
+                cpus.append(cpu)
+                sums.append(sum(r.duration_s for r in st.records))
+                for r in st.records:
+                    per_stage.setdefault(r.stage, []).append(r.duration_s)
+            out[label] = {"sum_s": statistics.median(sums), "cpu_s": statistics.median(cpus),
+                          "stages": {k: statistics.median(v) for k, v in per_stage.items()},
+                          "load": load()}
+    return out
+
+
+# ---------------------------------------------------------------------------- (b), (c)
+
+
+class Sampler:
+    """Driver RSS and raylet shared memory (the object store's pages), every 0.5 s."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self.me = psutil.Process()
+        self.series: list[tuple[float, float, float]] = []
+        self.cpu: dict[int, float] = {}
+        self.peak_shm = 0.0
+        self._stop = threading.Event()
+        self._raylet = None
+        self._t = threading.Thread(target=self._run, daemon=True)
+        self._t.start()
+
+    def _find_raylet(self):
+        for p in self.me.children(recursive=True):
+            with contextlib.suppress(Exception):  # a child that just ended
+                if p.name() == "raylet":
+                    return p
+        return None
+
+    def _shm_mb(self) -> float:
+        if self._raylet is None:
+            self._raylet = self._find_raylet()
+        if self._raylet is None:
+            return 0.0
+        try:
+            with open(f"/proc/{self._raylet.pid}/status") as fh:
+                for line in fh:
+                    if line.startswith("RssShmem:"):
+                        return int(line.split()[1]) / 1024.0
+        except OSError:
+            self._raylet = None
+        return 0.0
+
+    def _cpu(self) -> None:
+        for p in self.me.children(recursive=True):
+            with contextlib.suppress(Exception):  # a process that just ended
+                t = p.cpu_times()
+                self.cpu[p.pid] = t.user + t.system
+
+    def descendants_cpu_s(self) -> float:
+        """CPU seconds of every process started under this one (Ray's head and workers, their
+        process pools and validators, Prefect's server), as last seen."""
+        return float(sum(self.cpu.values()))
+
+    def _run(self) -> None:
+        t0 = time.time()
+        while not self._stop.wait(0.5):
+            shm = self._shm_mb()
+            self._cpu()
+            self.peak_shm = max(self.peak_shm, shm)
+            self.series.append((time.time() - t0, self.me.memory_info().rss / 2**20, shm))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._t.join()
+        self._cpu()
+
+
+def _warm_prefect() -> None:
+    from prefect import flow
+
+    @flow(name="warm-up")
+    def warm() -> int:
+        return 1
+
+    warm()
+
+
+def run_flow(n: int, cpus: int, workdir: Path) -> dict:
+    """One configuration of (b), in this (fresh) process."""
+    import ray
+
+    from assetfactory.flows import convert as conv
+
+    catalog = make_catalog(workdir / f"catalog-{n}", n)
+    out = tempfile.mkdtemp(prefix=f"scale-{n}-{cpus}-", dir=workdir)
+    t_prefect = time.perf_counter()
+    _warm_prefect()  # Prefect's temporary server starts once per process: timed apart
+    t_prefect = time.perf_counter() - t_prefect
+    sampler = Sampler()
+    sampler._cpu()
+    before_cpu = sampler.descendants_cpu_s()  # Prefect's server so far
+    t_ray = time.perf_counter()
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    t_ray = time.perf_counter() - t_ray
+    marks: dict[str, float] = {}
+    stage_s = [0.0]
+    stage_cpu = [0.0]
+    stage_runs = [0]
+    done = [0]
+
+    def on_plan(todo: int, skipped: int) -> None:
+        marks["plan"] = time.perf_counter()
+
+    def on_done(s: dict) -> None:
+        stage_s[0] += s.get("stage_s", 0.0)
+        stage_cpu[0] += s.get("stage_cpu_s", 0.0)
+        stage_runs[0] += s.get("stages", 0)
+        done[0] += 1
+        marks["last"] = time.perf_counter()
+
+    conv.PLAN_HOOK, conv.PROGRESS_HOOK = on_plan, on_done
+    load_before = load()
+    own0 = os.times()
+    t0 = time.perf_counter()
+    summary = conv.convert_catalog(catalog=str(catalog), out=out, profile="web", backend="mesh",
+                                   overrides=OVERRIDES, shard_size=1000)
+    wall = time.perf_counter() - t0
+    own1 = os.times()
+    sampler.stop()
+    ray.shutdown()
+    conv_wall = marks["last"] - marks["plan"]
+    total_cpu = (own1.user + own1.system - own0.user - own0.system
+                 + sampler.descendants_cpu_s() - before_cpu)
+    return {"n": n, "cpus": cpus, "prefect_start_s": t_prefect, "ray_start_s": t_ray,
+            "wall_s": wall, "convert_s": conv_wall,
+            "plan_s": marks["plan"] - t0, "skus_per_s": n / wall, "stage_s": stage_s[0],
+            "stage_runs": stage_runs[0], "done": done[0], "counts": summary.get("counts"),
+            "stage_cpu_s": stage_cpu[0], "total_cpu_s": total_cpu,
+            "cpu_outside_stages": 1 - stage_cpu[0] / total_cpu if total_cpu else None,
+            "overhead": 1 - stage_s[0] / (wall * cpus),
+            "overhead_convert": 1 - stage_s[0] / (conv_wall * cpus),
+            "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "object_store_peak_mb": sampler.peak_shm, "series": sampler.series,
+            "load_before": load_before, "load_after": load()}
+
+
+def run_dispatch(n: int, cpus: int, workdir: Path) -> dict:
+    import ray
+    import trivial_stages
+
+    from assetfactory.core.types import SkuSpec
+    from assetfactory.flows.executor import run_catalog
+    from assetfactory.flows.recipe import Recipe, StageCall
+
+    recipe = Recipe("bench", "none", tuple(
+        StageCall(f"noop{k}", "trivial_stages:noop", trivial_stages.NoOptions(k))
+        for k in range(9)))
+    specs = [SkuSpec(sku=f"t{i:06d}") for i in range(n)]
+    out = tempfile.mkdtemp(prefix="dispatch-", dir=workdir)
+    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(HERE)] + sys.path)}})
+    load_before = load()
+    t0 = time.perf_counter()
+    outcome = run_catalog(specs, recipe, out=out, force=True)
+    wall = time.perf_counter() - t0
+    ray.shutdown()
+    runs = sum(s["stages"] for s in outcome.summaries)
+    return {"n": n, "cpus": cpus, "wall_s": wall, "stage_runs": runs,
+            "stage_runs_per_s": runs / wall, "counts": outcome.counts,
+            "load_before": load_before, "load_after": load()}
+
+
+def child(kind: str, n: int, cpus: int, workdir: Path) -> dict:
+    """Run one configuration in a fresh interpreter (a fresh driver: honest peak memory)."""
+    result = workdir / f"{kind}-{n}-{cpus}.json"
+    env = {**os.environ, "PREFECT_LOGGING_LEVEL": "WARNING",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+           "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
+    env.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
+    subprocess.run([sys.executable, __file__, "_child", kind, str(n), str(cpus), str(workdir),
+                    str(result)], check=True, env=env)
+    return json.loads(result.read_text())
+
+
+# ---------------------------------------------------------------------------- report
+
+
+def chart(results: list[dict], dispatch: dict | None, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for r in results:
+        t = [s[0] for s in r["series"]]
+        ax1.plot(t, [s[1] for s in r["series"]], label=f"driver RSS, {r['n']} SKUs, "
+                 f"{r['cpus']} CPU")
+        ax1.plot(t, [s[2] for s in r["series"]], ls="--",
+                 label=f"object store, {r['n']} SKUs, {r['cpus']} CPU")
+    ax1.set_xlabel("s")
+    ax1.set_ylabel("MiB")
+    ax1.set_title("memory over the run")
+    ax1.legend(fontsize=7)
+    labels = [f"{r['n']} SKUs\n{r['cpus']} CPU" for r in results]
+    ax2.bar(labels, [r["skus_per_s"] for r in results], color="tab:blue")
+    ax2.set_ylabel("SKUs / s")
+    title = "throughput (cheap recipe)"
+    if dispatch:
+        title += f"; dispatch {dispatch['stage_runs_per_s']:.0f} stage runs/s"
+    ax2.set_title(title)
+    for i, r in enumerate(results):
+        ax2.text(i, r["skus_per_s"], f"overhead {100 * r['overhead']:.1f}%", ha="center",
+                 va="bottom", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="200 / 1,000 SKUs instead of 1,000 / "
+                    "10,000")
+    ap.add_argument("--sizes", default="", help="SMALL,LARGE catalog sizes (overrides --quick)")
+    ap.add_argument("--dispatch-skus", type=int, default=0, help="SKUs for (c)")
+    ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
+    ap.add_argument("--workdir", default="", help="keep catalogs and outputs here")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    small, large = (200, 1000) if args.quick else (1000, 10_000)
+    if args.sizes:
+        small, large = (int(x) for x in args.sizes.split(","))
+    skip = set(filter(None, args.skip.split(",")))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    report: dict = {"load_start": load(), "cpu_count": os.cpu_count()}
+    print(f"machine: {os.cpu_count()} cores, {load()}; workdir {workdir}")
+
+    if "a" not in skip:
+        triv = trivial_sku()
+        report["trivial"] = triv
+        print("\n(a) stage time of a trivial SKU (12-triangle box, mesh backend, web, warm, "
+              "median of 8)")
+        names = list(next(iter(triv.values()))["stages"])
+        print(f"{'recipe':24s} {'sum s':>7s} {'CPU s':>6s} "
+              + " ".join(f"{n[:8]:>8s}" for n in names) + "  load")
+        for label, r in triv.items():
+            print(f"{label:24s} {r['sum_s']:7.3f} {r['cpu_s']:6.3f} "
+                  + " ".join(f"{r['stages'][n]:8.3f}" for n in names) + f"  {r['load']}")
+
+    results = []
+    if "b" not in skip:
+        configs = [(small, 1), (small, 2), (large, 2)]
+        for n, cpus in configs:
+            print(f"\n(b) running {n} SKUs on {cpus} CPU ({load()}) ...", flush=True)
+            results.append(child("flow", n, cpus, workdir))
+        report["flow"] = [{k: v for k, v in r.items() if k != "series"} for r in results]
+        print("\n(b) the real flow, cheap recipe (boxes, mesh backend, maps at 128 px)")
+        print(f"{'SKUs':>6s} {'CPUs':>4s} {'start s':>7s} {'wall s':>8s} {'SKU/s':>6s} "
+              f"{'overhead':>8s} {'conv.ovh':>8s} {'stage s':>8s} {'driver MB':>9s} "
+              f"{'store MB':>8s} {'CPU out':>7s}  load")
+        for r in results:
+            print(f"{r['n']:6d} {r['cpus']:4d} {r['prefect_start_s'] + r['ray_start_s']:7.1f} "
+                  f"{r['wall_s']:8.1f} {r['skus_per_s']:6.2f} "
+                  f"{100 * r['overhead']:7.1f}% {100 * r['overhead_convert']:7.1f}% "
+                  f"{r['stage_s']:8.1f} {r['driver_peak_mb']:9.0f} "
+                  f"{r['object_store_peak_mb']:8.0f} {100 * (r['cpu_outside_stages'] or 0):6.1f}%"
+                  f"  {r['load_before']} -> {r['load_after']}")
+        one = next(r for r in results if r["n"] == small and r["cpus"] == 1)
+        two = next(r for r in results if r["n"] == small and r["cpus"] == 2)
+        big = next(r for r in results if r["n"] == large)
+        report["speedup_2_vs_1"] = one["wall_s"] / two["wall_s"]
+        report["driver_mem_ratio"] = big["driver_peak_mb"] / two["driver_peak_mb"]
+        print(f"2 CPUs vs 1: {report['speedup_2_vs_1']:.2f}x faster (target >= 1.8); driver "
+              f"peak at {large} vs {small} SKUs: {report['driver_mem_ratio']:.2f}x (target "
+              "<= 1.5)")
+
+    dispatch = None
+    if "c" not in skip:
+        n = args.dispatch_skus or (2000 if args.quick else 10_000)
+        dispatch = child("dispatch", n, 2, workdir)
+        report["dispatch"] = dispatch
+        print(f"\n(c) dispatch: {n} SKUs x 9 trivial stages on 2 CPUs: "
+              f"{dispatch['wall_s']:.1f} s, {dispatch['stage_runs_per_s']:.0f} stage runs/s "
+              f"(target >= 200); {dispatch['load_before']} -> {dispatch['load_after']}")
+
+    (OUT / "scale.json").write_text(json.dumps(report, indent=1, default=str))
+    if results:
+        chart(results, dispatch, OUT / "scale.png")
+        print(f"\nwrote {OUT / 'scale.png'} and {OUT / 'scale.json'}")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "_child":
+        kind, n, cpus, workdir, result = sys.argv[2:7]
+        fn = run_flow if kind == "flow" else run_dispatch
+        Path(result).write_text(json.dumps(fn(int(n), int(cpus), Path(workdir)), default=str))
+    else:
+        main()

@@ -1,0 +1,625 @@
+"""The streaming executor: SKUs through the recipe's stages on Ray Data, with bounded work.
+
+Each stage is one Ray Data operator (``Dataset.map``) with the stage's declared resources, so
+Ray Data's streaming executor overlaps stages of different SKUs, launches a task only when the
+cluster has the CPUs (and memory) the stage declared, and stops launching while the outputs
+waiting for the next stage exceed its budget (backpressure). However long the catalog, only
+the SKUs in running tasks and in those bounded queues are in memory or in the object store.
+A generator backend that declares a GPU (``models.base.backend_resources``) runs the generate
+stage in a pool of Ray actors instead: each actor builds the backend (loads its weights) once
+and serves SKUs until the run ends.
+
+What travels through Ray is an ``AssetState`` (artifact references, metrics, provenance: a few
+kilobytes), pickled in a one-column row. Stages run through ``runner.run_stage`` (timeouts,
+transient retries, CPU budget); the last operator writes the attempt's catalog fragments in the
+worker and hands the driver a small summary, so the driver's bookkeeping is one dict lookup per
+finished SKU.
+
+Faults:
+* a worker that dies (killed, out of memory, a segfault in a native library) fails its task;
+  Ray Data runs the task again (``worker_retries``), which is safe because stages are pure and
+  their outputs content-addressed, and a catalog record is keyed by its attempt id;
+* a stage past its timeout is interrupted in the worker; one stuck in native code is ended by
+  its watchdog, which first records the SKU's failure ("timed out after N s; its worker was
+  stopped") and leaves a marker on the node so the retried task does not run it again;
+* a task that keeps failing is given up (``DataContext.max_errored_blocks``): its SKUs get a
+  failure row from the driver, and every other SKU goes on.
+
+``plan`` works out each SKU's identity in parallel (its inputs' bytes are read and hashed in
+the workers, not the driver) and leaves out SKUs already converted with the same identity;
+``convert`` runs the planned jobs; ``run_catalog`` is both, for any flow that converts a list
+of SKUs (the catalog flow converts shards of it; a reprocess flow can pass its own list).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import pickle
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..core.hashing import sha256_obj
+from ..core.storage import open_storage
+from ..core.types import AssetState, Resources, SkuSpec, StageFailure
+from .identity import asset_identity, recipe_identity
+from .recipe import Recipe, StageCall
+from .runner import AttemptMeta, StagePolicy, policy_for, record_attempt, run_stage, summary_of
+
+log = logging.getLogger("assetfactory.executor")
+
+LOST_FIX = ("usually memory (the stage's worker was killed by the system): give workers more "
+            "memory or lower the profile's budget, then re-run; finished SKUs are skipped")
+
+
+@dataclass(frozen=True)
+class ExecutorOptions:
+    """How the executor runs a recipe; every field has a default that suits a laptop and a
+    cluster alike.
+
+    timeouts: seconds per stage name (``"*"`` for every stage not named); stages not named
+        keep ``runner.DEFAULT_TIMEOUTS``.
+    retries, backoff_s, max_backoff_s: transient-fault retries inside a stage
+        (``runner.StagePolicy``).
+    hang_grace_s: how long a timed-out stage may take to unwind before its worker is ended.
+    worker_retries: how often a task whose worker died is run again.
+    skus_per_task: SKUs per Ray task (a block); 0 picks 1-8 so that each CPU gets at least
+        four tasks of a shard (more per task amortises dispatch for tiny assets).
+    gpu_actors: actors in a GPU backend's pool; 0 = as many as the cluster's GPUs hold.
+    fuse_cpu_stages: run consecutive CPU stages of a SKU in one task (declaring the largest
+        of their resources) instead of one task per stage: less dispatch for tiny assets,
+        less precise packing for large ones.
+    resources: per-stage replacements of the declared resources (e.g. ``{"uv": Resources(
+        cpus=4)}`` to give the unwrapper four processes).
+    """
+
+    timeouts: Mapping[str, float | None] = field(default_factory=dict)
+    retries: int = 8
+    backoff_s: float = 1.0
+    max_backoff_s: float = 30.0
+    hang_grace_s: float = 10.0
+    worker_retries: int = 2
+    skus_per_task: int = 0
+    gpu_actors: int = 0
+    fuse_cpu_stages: bool = False
+    resources: Mapping[str, Resources] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.worker_retries < 0 or self.skus_per_task < 0 or self.gpu_actors < 0:
+            raise ValueError("worker_retries, skus_per_task and gpu_actors must be >= 0")
+        for name, t in self.timeouts.items():
+            if t is not None and not t > 0:
+                raise ValueError(f"timeout for {name!r} must be > 0 seconds, got {t}")
+        StagePolicy(retries=self.retries, backoff_s=self.backoff_s,
+                    max_backoff_s=self.max_backoff_s, hang_grace_s=self.hang_grace_s)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any] | None) -> ExecutorOptions:
+        """From plain values (a flow parameter or a config file); unknown keys are an error."""
+        values = dict(values or {})
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown execution option(s) {unknown}; known: {sorted(known)}")
+        if "resources" in values:
+            values["resources"] = {k: v if isinstance(v, Resources) else Resources(**v)
+                                   for k, v in values["resources"].items()}
+        return cls(**values)
+
+    def policy(self, stage: str) -> StagePolicy:
+        return policy_for(stage, self.timeouts, StagePolicy(
+            retries=self.retries, backoff_s=self.backoff_s, max_backoff_s=self.max_backoff_s,
+            hang_grace_s=self.hang_grace_s))
+
+
+@dataclass(frozen=True)
+class Job:
+    """One SKU to convert: its state (attempt and asset ids set) and its identity's inputs."""
+
+    state: AssetState
+    input_hashes: Mapping[str, str]
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    #: CPU seconds its stages used in the worker processes (not in their child processes);
+    #: reported to the driver beside the stages' wall time
+    cpu_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    jobs: list[Job]
+    skipped: list[str]
+
+
+@dataclass
+class Outcome:
+    """What a conversion did; ``summaries`` holds one small dict per SKU (see
+    ``runner.summary_of``), in the order they finished."""
+
+    summaries: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    lost: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for s in self.summaries:
+            out[s["status"]] = out.get(s["status"], 0) + 1
+        return out
+
+
+# ---------------------------------------------------------------------------- Ray session
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                num_gpus: int | None = None) -> Iterator[None]:
+    """Ray for the body: the running one, a cluster (``address`` or ``RAY_ADDRESS``), or a
+    local instance started here (and shut down after)."""
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
+                              "ignore_reinit_error": True,
+                              "logging_level": logging.WARNING}
+    if address:
+        kwargs["address"] = address
+    else:
+        if num_cpus:
+            kwargs["num_cpus"] = num_cpus
+        if num_gpus is not None:
+            kwargs["num_gpus"] = num_gpus
+    ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _data_context():
+    """Ray Data settings for the factory: quiet, and a failed block is its SKUs' failure,
+    not the run's."""
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.enable_operator_progress_bars = False
+    ctx.print_on_execution_start = False
+    ctx.enable_auto_log_stats = False
+    ctx.max_errored_blocks = -1
+    with contextlib.suppress(AttributeError):
+        ctx.issue_detectors_config.detectors = []
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    # "progress bars disabled": the CLI shows its own, per SKU
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
+    return ctx
+
+
+def _cluster(resource: str) -> float:
+    import ray
+
+    return float(ray.cluster_resources().get(resource, 0.0))
+
+
+# ---------------------------------------------------------------------------- planning
+
+
+def _identity(spec: SkuSpec, recipe: Recipe, recipe_id: str) -> tuple[str, dict[str, str]]:
+    """(asset id, input hashes) of one SKU: ``flows.identity`` says what they cover."""
+    return asset_identity(spec, recipe, recipe_id)
+
+
+def _recipe_id(recipe: Recipe) -> str:
+    return recipe_identity(recipe)
+
+
+def done_identities(out: str, skus: Collection[str] | None = None) -> dict[str, set[str]]:
+    """SKU -> identities of its successful attempts under ``out`` (what a run may skip)."""
+    from ..catalog.views import connect
+
+    con = connect(out)
+    try:
+        rows = con.execute("SELECT DISTINCT sku, asset_id FROM attempts "
+                           "WHERE status = 'ok'").fetchall()
+    finally:
+        con.close()
+    wanted = None if skus is None else set(skus)
+    done: dict[str, set[str]] = {}
+    for sku, aid in rows:
+        if wanted is None or sku in wanted:
+            done.setdefault(sku, set()).add(aid)
+    return done
+
+
+def _identify_batch(batch: dict[str, Any], recipe: Recipe, recipe_id: str) -> dict[str, Any]:
+    aids, hashes = [], []
+    for blob in batch["spec"]:
+        aid, h = _identity(pickle.loads(blob), recipe, recipe_id)
+        aids.append(aid)
+        hashes.append(json.dumps(h, sort_keys=True))
+    return {"i": batch["i"], "aid": aids, "hashes": hashes}
+
+
+def attempt_id_for(run_id: str, sku: str) -> str:
+    """The attempt id of ``sku`` in run ``run_id``: one attempt per SKU per run, named so that
+    a retried shard (or a driver that lost track) finds what an earlier try recorded."""
+    return f"{run_id}-{sha256_obj(['attempt', sku])[:16]}"
+
+
+def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
+         force: bool = False, done: Mapping[str, Collection[str]] | None = None,
+         extra: Mapping[str, Mapping[str, Any]] | None = None,
+         local_below: int = 64) -> Plan:
+    """Jobs for the SKUs that need converting; the others (same identity as a successful
+    attempt, unless ``force``) are listed as skipped.
+
+    Identities need every input's bytes, so they are computed in Ray tasks (in this process
+    for fewer than ``local_below`` SKUs). ``done`` (SKU -> identities) is read from the
+    catalog under ``out`` when not given.
+    """
+    recipe_id = _recipe_id(recipe)
+    if not force and done is None:
+        done = done_identities(out, {s.sku for s in specs})
+    done = {} if force else done or {}
+    if len(specs) < local_below:
+        ids = [_identity(s, recipe, recipe_id) for s in specs]
+    else:
+        import ray.data
+
+        _data_context()
+        rows = [{"i": i, "spec": pickle.dumps(s)} for i, s in enumerate(specs)]
+        ids = [None] * len(specs)  # type: ignore[list-item]
+        blocks = max(1, min(len(rows), int(4 * max(1.0, _cluster("CPU")))))
+        ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
+            _identify_batch, fn_kwargs={"recipe": recipe, "recipe_id": recipe_id},
+            batch_size=None, num_cpus=0.5, batch_format="numpy")
+        for r in ds.iter_rows():
+            ids[int(r["i"])] = (str(r["aid"]), json.loads(r["hashes"]))
+        missing = [specs[i].sku for i, v in enumerate(ids) if v is None]
+        if missing:
+            raise RuntimeError(f"identity planning lost {len(missing)} SKUs "
+                               f"(first: {missing[:3]}); re-run")
+    jobs, skipped = [], []
+    for spec, (aid, hashes) in zip(specs, ids):
+        if aid in done.get(spec.sku, ()):
+            skipped.append(spec.sku)
+            continue
+        state = AssetState(sku=spec.sku, spec=spec, store_uri=out, run_id=run_id,
+                           attempt_id=attempt_id_for(run_id, spec.sku), asset_id=aid,
+                           profile=recipe.profile, backend=recipe.backend)
+        jobs.append(Job(state, hashes, dict((extra or {}).get(spec.sku, {}))))
+    return Plan(jobs, skipped)
+
+
+# ---------------------------------------------------------------------------- segments
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Consecutive stages run by one Ray Data operator."""
+
+    calls: tuple[StageCall, ...]
+    resources: Resources
+    actor: bool = False   # a GPU backend's actor pool
+
+    @property
+    def name(self) -> str:
+        return "+".join(c.name for c in self.calls)
+
+
+def _max_resources(a: Resources, b: Resources) -> Resources:
+    return Resources(max(a.cpus, b.cpus), max(a.gpus, b.gpus), max(a.memory_mb, b.memory_mb))
+
+
+def generate_backend_resources(call: StageCall) -> Resources:
+    """What the recipe's generator backend declares (None-safe for toy recipes)."""
+    from ..models.base import backend_resources
+    from ..tasks.generate import backend_config
+
+    options = call.options
+    return backend_resources(backend_config(options.backend, options))
+
+
+def gpu_or_cpu(resources: Resources, name: str, cluster_gpus: float) -> Resources:
+    """A GPU request on a Ray cluster without GPUs would wait forever: ask for none instead
+    (the backend then runs on the CPU and flags the fallback, or fails if it may not)."""
+    if resources.gpus and not cluster_gpus:
+        log.warning("stage %s asks for %g GPU(s) but the Ray cluster has none: it runs on CPUs",
+                    name, resources.gpus)
+        return dataclasses.replace(resources, gpus=0.0)
+    return resources
+
+
+def segments(recipe: Recipe, options: ExecutorOptions,
+             cluster_gpus: float | None = None) -> list[Segment]:
+    """The recipe as operators: one per stage (or fused CPU runs), the backend's pool apart.
+
+    A backend that declares a GPU gets an actor pool (weights loaded once per actor); on a
+    cluster without GPUs (``cluster_gpus`` 0; None: ask Ray) the pool's actors ask for CPUs
+    only, and still load the weights once each.
+    """
+    out: list[Segment] = []
+    for call in recipe.calls:
+        res = options.resources.get(call.name, call.stage().resources)
+        actor = False
+        if call.name == "generate" and hasattr(call.options, "backend"):
+            backend = generate_backend_resources(call)
+            actor = backend.gpus > 0
+            if actor:
+                gpus = _cluster("GPU") if cluster_gpus is None else cluster_gpus
+                res = gpu_or_cpu(backend, call.name, gpus)
+            else:
+                res = _max_resources(res, backend)
+        seg = Segment((call,), res, actor)
+        if (options.fuse_cpu_stages and out and not actor and not out[-1].actor
+                and res.gpus == 0 and out[-1].resources.gpus == 0):
+            prev = out.pop()
+            seg = Segment(prev.calls + (call,), _max_resources(prev.resources, res))
+        out.append(seg)
+    return out
+
+
+# ---------------------------------------------------------------------------- in the worker
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every row of a conversion shares (sent to each operator once, not per row)."""
+
+    recipe_desc: dict
+    recipe_hash: str
+    catalog_source: str
+    options: ExecutorOptions
+
+
+_HUNG_DIR = Path(tempfile.gettempdir()) / "assetfactory-hung"
+
+
+def _hung_marker(attempt_id: str) -> Path:
+    return _HUNG_DIR / f"{attempt_id}.json"
+
+
+def _meta(job: Job, ctx: RunContext) -> AttemptMeta:
+    return AttemptMeta(time.time(), ctx.recipe_desc, ctx.recipe_hash, dict(job.input_hashes),
+                       ctx.catalog_source, job.extra)
+
+
+def _on_hang(job: Job, ctx: RunContext) -> Callable[[AssetState], None]:
+    """Record the stuck stage's failure, mark it on this node, and end the worker."""
+    def hang(failed: AssetState) -> None:
+        try:
+            f = failed.failure
+            assert f is not None
+            _HUNG_DIR.mkdir(parents=True, exist_ok=True)
+            _hung_marker(failed.attempt_id).write_text(json.dumps(dataclasses.asdict(f)))
+            quick = StagePolicy(retries=2, backoff_s=0.5)
+            record_attempt(failed, _meta(job, ctx), quick)
+            log.error("sku=%s stage=%s: %s", failed.sku, f.stage, f.message)
+        finally:
+            os._exit(75)  # the worker ends; Ray frees its CPUs and retries what it held
+
+    return hang
+
+
+def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
+    state = job.state
+    marker = _hung_marker(state.attempt_id)
+    if state.ok and marker.exists():  # this SKU's stage hung an earlier try of this task
+        f = StageFailure(**json.loads(marker.read_text()))
+        state = state.failed(f)
+    cpu = time.process_time()
+    for call in seg.calls:
+        if not state.ok:
+            break
+        state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx))
+    return dataclasses.replace(job, state=state,
+                               cpu_s=job.cpu_s + time.process_time() - cpu)
+
+
+def _row_fn(seg: Segment, ctx: RunContext, last: bool) -> Callable[[dict], dict]:
+    def fn(row: dict[str, Any]) -> dict[str, Any]:
+        job = _run_segment(pickle.loads(row["job"]), seg, ctx)
+        if last:
+            summary = record_attempt(job.state, _meta(job, ctx), ctx.options.policy("record"))
+            summary["stage_cpu_s"] = job.cpu_s
+            return {"sku": row["sku"], "summary": json.dumps(summary, default=str)}
+        return {"sku": row["sku"], "job": pickle.dumps(job)}
+
+    return fn
+
+
+class BackendActor:
+    """A GPU backend's pool member: builds the backend once, then runs its segment per row.
+
+    A backend that cannot be built (weights missing, CUDA unusable) fails each SKU it is
+    given with the reason, as any stage error would, instead of failing the run.
+    """
+
+    def __init__(self, seg: Segment, ctx: RunContext, last: bool) -> None:
+        from ..tasks.generate import backend_config, build_generator
+
+        self._broken: StageFailure | None = None
+        for call in seg.calls:
+            if call.name == "generate":
+                call.stage()  # imports the stage's module (and what registers its backend)
+                try:
+                    build_generator(backend_config(call.options.backend, call.options))
+                except Exception as exc:  # noqa: BLE001 - reported on every SKU it would serve
+                    log.error("backend %r could not be built: %s", call.options.backend, exc)
+                    self._broken = StageFailure(
+                        call.name, f"backend {call.options.backend!r} could not be built: "
+                        f"{type(exc).__name__}: {exc}", "install what the message names (weights "
+                        "go in the local path or cache it gives), then re-run", "backend",
+                        type(exc).__name__)
+        self._fn = _row_fn(seg, ctx, last)
+        self._seg, self._ctx, self._last = seg, ctx, last
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        if self._broken is None:
+            return self._fn(row)
+        job: Job = pickle.loads(row["job"])
+        if job.state.ok:
+            job = dataclasses.replace(job, state=job.state.failed(self._broken))
+        return _row_fn(Segment((), self._seg.resources), self._ctx, self._last)(
+            {"sku": row["sku"], "job": pickle.dumps(job)})
+
+
+def _remote_args(res: Resources) -> dict[str, Any]:
+    args: dict[str, Any] = {"num_cpus": res.cpus}
+    if res.gpus:
+        args["num_gpus"] = res.gpus
+    if res.memory_mb:
+        args["memory"] = int(res.memory_mb) * 1024 * 1024
+    return args
+
+
+# ---------------------------------------------------------------------------- the driver
+
+
+def skus_per_task(n: int, options: ExecutorOptions) -> int:
+    if options.skus_per_task:
+        return options.skus_per_task
+    cpus = max(1.0, _cluster("CPU"))
+    return int(max(1, min(8, n // int(4 * cpus))))
+
+
+def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
+            options: ExecutorOptions = ExecutorOptions(),
+            on_done: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+    """Run ``jobs`` through ``recipe`` on the connected Ray cluster; one summary per job.
+
+    Every job ends with exactly one committed catalog record: written by its worker, or, for
+    a task Ray gave up on, by this function ("the worker ... died").
+    """
+    import ray.data
+
+    outcome = Outcome()
+    if not jobs:
+        return outcome
+    _data_context()
+    ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options)
+    segs = segments(recipe, options)
+    per_task = skus_per_task(len(jobs), options)
+    rows = [{"sku": j.state.sku, "job": pickle.dumps(j)} for j in jobs]
+    pending = {j.state.attempt_id: j for j in jobs}
+    ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
+    del rows
+    with warnings.catch_warnings():
+        # Ray Data 2.60 deprecates the remote args that bound retries (max_retries,
+        # max_task_retries) without a replacement; its default retries a crashing task forever
+        warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
+        for k, seg in enumerate(segs):
+            last = k == len(segs) - 1
+            if seg.actor:
+                pool = options.gpu_actors or (max(1, int(_cluster("GPU") // seg.resources.gpus))
+                                              if seg.resources.gpus else 1)
+                ds = ds.map(BackendActor, fn_constructor_args=(seg, ctx, last),
+                            concurrency=pool, max_restarts=-1,
+                            max_task_retries=options.worker_retries,
+                            **_remote_args(seg.resources))
+            else:
+                ds = ds.map(_row_fn(seg, ctx, last), max_retries=options.worker_retries,
+                            **_remote_args(seg.resources))
+    for row in ds.iter_rows():
+        summary = json.loads(row["summary"])
+        pending.pop(summary["attempt_id"], None)
+        outcome.summaries.append(summary)
+        if on_done:
+            on_done(summary)
+    if pending and per_task > 1:
+        # Ray gave up on some tasks of several SKUs: one SKU (a crash in native code) can take
+        # its task-mates down with it, so run the unrecorded ones again, one per task
+        recorded = _recorded(pending.values())
+        again = [j for j in pending.values() if j.state.attempt_id not in recorded]
+        log.warning("%d SKUs lost with their tasks; running %d again one per task",
+                    len(pending), len(again))
+        retry = convert(again, recipe, catalog_source=catalog_source,
+                        options=dataclasses.replace(options, skus_per_task=1), on_done=on_done)
+        outcome.summaries += retry.summaries
+        outcome.lost += retry.lost
+        for s in retry.summaries:
+            pending.pop(s["attempt_id"], None)
+    for job in pending.values():  # Ray gave up on these SKUs' task
+        summary = _lost(job, ctx)
+        outcome.lost += 1
+        outcome.summaries.append(summary)
+        if on_done:
+            on_done(summary)
+    return outcome
+
+
+def _recorded(jobs: Iterable[Job]) -> set[str]:
+    """Attempt ids among ``jobs`` whose catalog record is committed."""
+    out = set()
+    for job in jobs:
+        s = job.state
+        key = f"catalog/assets/run={s.run_id}/{s.attempt_id}.parquet"
+        if open_storage(s.store_uri).exists(key):
+            out.add(s.attempt_id)
+    return out
+
+
+def _lost(job: Job, ctx: RunContext) -> dict[str, Any]:
+    """The record of a SKU whose task Ray gave up on (unless its worker wrote one first)."""
+    state = job.state
+    store = open_storage(state.store_uri)
+    key = f"catalog/assets/run={state.run_id}/{state.attempt_id}.parquet"
+    if store.exists(key):  # the watchdog recorded a hung stage before ending the worker
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        row = pq.read_table(pa.BufferReader(store.get(key))).to_pylist()[0]
+        return summary_of(row, state)
+    log.error("sku=%s: its task failed %d times; recorded as lost", state.sku,
+              ctx.options.worker_retries + 1)
+    failed = state.failed(StageFailure(
+        "runner", f"the worker running this SKU died {ctx.options.worker_retries + 1} times "
+        "(killed, out of memory, or a crash in a native library)", LOST_FIX, "worker",
+        "internal"))
+    return record_attempt(failed, _meta(job, ctx), ctx.options.policy("record"))
+
+
+def run_catalog(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str,
+                run_id: str | None = None, force: bool = False,
+                options: ExecutorOptions = ExecutorOptions(), catalog_source: str = "",
+                extra: Mapping[str, Mapping[str, Any]] | None = None,
+                done: Mapping[str, Collection[str]] | None = None,
+                on_done: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+    """Convert ``specs`` with ``recipe`` into ``out`` on the connected Ray cluster.
+
+    SKUs already converted with the same identity are skipped unless ``force``. ``extra``
+    maps a SKU to further columns of its attempt's catalog row (e.g. the attempt it
+    supersedes). Each call should have its own ``run_id`` (the default: a new one), as a SKU
+    has one attempt per run. Call inside ``ray_session()`` (or with Ray initialised).
+    """
+    run_id = run_id or new_run_id()
+    p = plan(specs, recipe, out=out, run_id=run_id, force=force, done=done, extra=extra)
+    outcome = convert(p.jobs, recipe, catalog_source=catalog_source, options=options,
+                      on_done=on_done)
+    outcome.skipped = p.skipped
+    return outcome
+
+
+def new_run_id() -> str:
+    import uuid
+
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+def shards(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    """``items`` in consecutive slices of at most ``size``."""
+    if size < 1:
+        raise ValueError(f"shard size must be >= 1, got {size}")
+    for i in range(0, len(items), size):
+        yield items[i:i + size]

@@ -1,0 +1,131 @@
+"""The streaming executor on a real local Ray: failures stay with their SKU, GPU backends run in
+an actor pool that builds them once per actor, planning skips what is converted (hung stages,
+killed workers and the other faults: test_faults.py)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_stages
+
+from assetfactory.catalog.views import query
+from assetfactory.core.types import AssetState, Resources, SkuSpec
+from assetfactory.flows.executor import ExecutorOptions, Job, convert, plan, segments, skus_per_task
+from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
+from assetfactory.tasks.generate import GenerateOptions
+
+RECIPE = Recipe("test", "none", (
+    StageCall("count", "toy_stages:count", toy_stages.CountOptions(2)),
+    StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
+    StageCall("count", "toy_stages:count", toy_stages.CountOptions(3)),
+))
+
+
+@pytest.fixture(scope="module")
+def ray_gpu(tmp_path_factory):
+    """Ray with 2 CPUs and one (logical) GPU: Ray schedules GPU actors on it like on a real one."""
+    ray = pytest.importorskip("ray")
+    builds = tmp_path_factory.mktemp("builds")
+    ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {
+                 "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent)] + sys.path),
+                 "TOY_BUILDS_DIR": str(builds)}})
+    yield builds
+    ray.shutdown()
+
+
+def _jobs(tmp_path, skus):
+    return [Job(AssetState(sku=s, spec=SkuSpec(sku=s), store_uri=str(tmp_path), run_id="r1",
+                           attempt_id=f"att-{s}", asset_id=f"id-{s}"), {}) for s in skus]
+
+
+def _rows(out, sql):
+    cols, rows = query(str(out), sql)
+    return [dict(zip(cols, r)) for r in rows]
+
+
+@pytest.mark.slow
+def test_failures_stay_with_their_sku_and_every_sku_is_recorded(tmp_path, ray_gpu):
+    skus = ["good1", "bad1", "bug1", "die1", "good2", "good3"]
+    seen = []
+    # two SKUs per task: the crashing SKU's task-mate is run again on its own and completes
+    out = convert(_jobs(tmp_path, skus), RECIPE, options=ExecutorOptions(
+        skus_per_task=2, worker_retries=1), on_done=seen.append)
+    assert sorted(s["sku"] for s in out.summaries) == sorted(skus) == sorted(
+        s["sku"] for s in seen)
+    got = {r["sku"]: (r["status"], r["failed_stage"])
+           for r in _rows(tmp_path, "SELECT sku, status, failed_stage FROM assets")}
+    assert got["good1"] == got["good2"] == got["good3"] == ("ok", None)
+    assert got["bad1"] == ("failed", "picky") and got["bug1"] == ("failed", "picky")
+    assert got["die1"] == ("failed", "runner")
+    n = _rows(tmp_path, "SELECT count(*) AS n, count(DISTINCT attempt_id) AS d FROM attempts")[0]
+    assert n["n"] == n["d"] == len(skus)  # one record per SKU, none twice
+    assert out.counts == {"ok": 3, "failed": 3}
+
+
+@pytest.mark.slow
+def test_gpu_backend_runs_in_an_actor_pool_built_once_per_actor(tmp_path, ray_gpu):
+    call = StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu"))
+    recipe = Recipe("test", "toygpu", (
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1)), call,
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1))))
+    segs = segments(recipe, ExecutorOptions())
+    assert [s.actor for s in segs] == [False, True, False]
+    assert segs[1].resources == Resources(cpus=0.5, gpus=0.5)
+    before = set(os.listdir(ray_gpu))
+    skus = [f"gpu{i}" for i in range(8)]
+    out = convert(_jobs(tmp_path, skus), recipe, options=ExecutorOptions(skus_per_task=1))
+    assert out.counts == {"ok": 8}
+    rows = _rows(tmp_path, "SELECT sku, generate_pid, cuda_visible, count FROM assets")
+    pids = {r["generate_pid"] for r in rows}
+    builds = set(os.listdir(ray_gpu)) - before
+    # one GPU, half a GPU per actor: two actors, each built its backend exactly once
+    assert len(pids) <= 2 and len(builds) == len(pids)
+    assert {int(b.split("-")[0]) for b in builds} == pids
+    assert all(r["cuda_visible"] == "0" for r in rows)  # Ray gave each actor the GPU
+    assert all(r["count"] == 2 for r in rows)
+
+
+@pytest.mark.slow
+def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
+    recipe = build_recipe("web", "mesh")
+    specs = [SkuSpec(sku=f"p{i}", width_mm=float(i + 1)) for i in range(80)]
+    first = plan(specs, recipe, out=str(tmp_path), run_id="r", done={})
+    assert len(first.jobs) == 80 and not first.skipped
+    again = plan(specs, recipe, out=str(tmp_path), run_id="r",
+                 done={"p3": {first.jobs[3].state.asset_id}, "p4": {"other"}})
+    assert again.skipped == ["p3"] and len(again.jobs) == 79
+    small = plan(specs[:5], recipe, out=str(tmp_path), run_id="r", done={})  # in-process
+    assert [j.state.asset_id for j in small.jobs] == [j.state.asset_id for j in first.jobs[:5]]
+    assert skus_per_task(5, ExecutorOptions()) == 1
+    assert skus_per_task(1000, ExecutorOptions()) == 8
+    assert skus_per_task(1000, ExecutorOptions(skus_per_task=3)) == 3
+
+
+def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
+    """No Ray needed: the operators the recipe becomes. A GPU request where the cluster has no
+    GPU would wait forever; the pool's actors ask for CPUs and still load weights once each."""
+    call = StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu"))
+    recipe = Recipe("test", "toygpu", (
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1)), call,
+        StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
+        StageCall("count", "toy_stages:count", toy_stages.CountOptions(1))))
+    with_gpu = segments(recipe, ExecutorOptions(), cluster_gpus=1)
+    assert [s.actor for s in with_gpu] == [False, True, False, False]
+    assert with_gpu[1].resources == Resources(cpus=0.5, gpus=0.5)
+    without = segments(recipe, ExecutorOptions(), cluster_gpus=0)
+    assert without[1].actor and without[1].resources == Resources(cpus=0.5, gpus=0.0)
+    fused = segments(recipe, ExecutorOptions(fuse_cpu_stages=True,
+                                             resources={"picky": Resources(cpus=2)}),
+                     cluster_gpus=1)
+    assert [s.name for s in fused] == ["count", "generate", "picky+count"]
+    assert fused[2].resources == Resources(cpus=2)
+    with pytest.raises(ValueError, match="unknown execution option"):
+        ExecutorOptions.from_dict({"timeout": 3})
+    with pytest.raises(ValueError, match="must be > 0"):
+        ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
