@@ -529,8 +529,8 @@ def checked_image(data: bytes, label: str, file: str) -> SourceImage:
     mime = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp"}.get(fmt)
     if mime in KEPT_MIMES:
         return SourceImage(label, mime, bytes(data))
-    from ..core.artifacts import encode_png
     from ..core.appearance import decode_image
+    from ..core.artifacts import encode_png
 
     return SourceImage(label, "image/png", encode_png(decode_image(data)))
 
@@ -542,7 +542,7 @@ def decode_ktx2(data: bytes, label: str, file: str) -> np.ndarray:
                  "KHR_texture_basisu) and reference that image instead")
     if len(data) < 80:
         raise InputError(f"{file}: texture {label!r} is a truncated KTX2 file", basis_fix)
-    vk, _ts, w, h, _d, _layers, _faces, levels, scheme = struct.unpack_from("<9I", data, 12)
+    vk, _ts, w, h, _d, _layers, _faces, _levels, scheme = struct.unpack_from("<9I", data, 12)
     if vk not in _KTX2_FORMATS:
         kind = "Basis Universal (ETC1S/UASTC)" if vk == 0 else f"GPU-compressed (vkFormat {vk})"
         raise InputError(f"{file}: texture {label!r} is a {kind} KTX2 image, which no "

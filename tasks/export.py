@@ -139,13 +139,13 @@ def pow2_at_most(n: int, cap: int) -> int:
 
 
 def resize_texture(image: np.ndarray, size_cap: int) -> np.ndarray:
-    """RGB uint8 with power-of-two sides not above ``size_cap``."""
+    """RGB (or RGBA, kept) uint8 with power-of-two sides not above ``size_cap``."""
     from PIL import Image
 
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
-    img = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    img = np.ascontiguousarray(img[..., :4 if img.shape[2] == 4 else 3]).astype(np.uint8)
     h, w = img.shape[:2]
     nh, nw = pow2_at_most(h, size_cap), pow2_at_most(w, size_cap)
     if (nh, nw) == (h, w):
@@ -168,10 +168,13 @@ def seamless_normals(mesh: MeshData) -> np.ndarray:
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: int = 90) -> tuple[bytes, str]:
-    """(bytes, mime type) of an RGB image as PNG or JPEG."""
+    """(bytes, mime type) of an RGB image as PNG or JPEG (an RGBA image is always PNG)."""
     from PIL import Image
 
     buf = io.BytesIO()
+    if image.ndim == 3 and image.shape[2] == 4:
+        Image.fromarray(image, "RGBA").save(buf, format="PNG", compress_level=6)
+        return buf.getvalue(), "image/png"
     if fmt == "jpeg":
         Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality,
                                            subsampling=0 if quality >= 90 else 2)
@@ -191,11 +194,20 @@ class MaterialGroup:
     faces: np.ndarray
     metallic: float = METALLIC
     roughness: float = ROUGHNESS
+    alpha_mode: str = "OPAQUE"      # a transferred source material's (base colour alpha)
+    alpha_cutoff: float = 0.5
+    double_sided: bool = False
+    unlit: bool = False
 
 
-def material_groups(mesh: MeshData, table: dict | None, name: str) -> list[MaterialGroup]:
+def material_groups(mesh: MeshData, table: dict | None, name: str,
+                    face_material: np.ndarray | None = None) -> list[MaterialGroup]:
     """One group per distinct material of the ``materials`` table (parts not in it take the
-    first part's material); without a table one default material named ``<name>_material``."""
+    first part's material); without a table one default material named ``<name>_material``.
+    A table of transferred source materials (``"source": "mesh"``) groups the faces by the
+    source material each came from (``face_material``), keeping its alpha handling."""
+    if (table or {}).get("source") == "mesh" and face_material is not None:
+        return source_material_groups(table, face_material)
     rows = (table or {}).get("parts") or {}
     if not rows:
         return [MaterialGroup(f"{name}_material", np.arange(mesh.n_faces))]
@@ -208,6 +220,19 @@ def material_groups(mesh: MeshData, table: dict | None, name: str) -> list[Mater
         row = by_material[material]
         groups.append(MaterialGroup(f"{name}-{material}", np.flatnonzero(per_face == material),
                                     float(row["metallic"]), float(row["roughness"])))
+    return groups
+
+
+def source_material_groups(table: dict, face_material: np.ndarray) -> list[MaterialGroup]:
+    """The transferred materials: one group per source material the faces use."""
+    fm = np.asarray(face_material, np.int64)
+    groups = []
+    for row in table["materials"]:
+        faces = np.flatnonzero(fm == int(row["source"]))
+        if len(faces):
+            groups.append(MaterialGroup(row["name"], faces, 1.0, 1.0, row["alpha_mode"],
+                                        float(row["alpha_cutoff"]), bool(row["double_sided"]),
+                                        bool(row.get("unlit", False))))
     return groups
 
 
@@ -228,7 +253,7 @@ def encode_textures(textures: dict[str, np.ndarray], cap: int, jpeg: bool,
     for role, img in textures.items():
         small = resize_texture(img, cap)
         out.px = max(out.px, int(max(small.shape[:2])))
-        fmt = "jpeg" if (jpeg and role == "base_color") else "png"
+        fmt = "jpeg" if (jpeg and role in ("base_color", "emissive")) else "png"
         out.images[role] = encode_image(small, fmt, quality)
         if role == "base_color":
             out.base = small
@@ -377,6 +402,18 @@ def _material(w: GltfWriter, group: MaterialGroup, tex: dict[str, int],
         item["occlusionTexture"] = {"index": tex["orm"]}
     if "normal" in tex:
         item["normalTexture"] = {"index": tex["normal"]}
+    if "emissive" in tex:
+        item["emissiveTexture"] = {"index": tex["emissive"]}
+        item["emissiveFactor"] = [1.0, 1.0, 1.0]
+    if group.alpha_mode != "OPAQUE":
+        item["alphaMode"] = group.alpha_mode
+        if group.alpha_mode == "MASK":
+            item["alphaCutoff"] = group.alpha_cutoff
+    if group.double_sided:
+        item["doubleSided"] = True
+    if group.unlit:
+        item["extensions"] = {"KHR_materials_unlit": {}}
+        w.use_extension("KHR_materials_unlit")
     return w.add("materials", item)
 
 
@@ -546,7 +583,7 @@ def _add_lods(w: GltfWriter, main: int, name: str, lods: tuple[MeshData, ...], m
             mat = mids[0]
         else:
             if lod_mat is None:
-                mean = (srgb_to_linear(encoded.base.reshape(-1, 3).mean(0) / 255.0)
+                mean = (srgb_to_linear(encoded.base[..., :3].reshape(-1, 3).mean(0) / 255.0)
                         if encoded.base is not None else np.asarray(NEUTRAL_GREY[:3]))
                 lod_mat = w.add("materials", {"name": f"{name}-lod", "pbrMetallicRoughness": {
                     "baseColorFactor": [*map(float, mean), 1.0], "metallicFactor": METALLIC,
@@ -565,7 +602,8 @@ def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_b
     then (if allowed) a JPEG base colour, then half the size (not below 256 px)."""
     cap = options.texture_size
     while True:
-        tries = ["png"] + (["jpeg"] if options.allow_jpeg and "base_color" in textures else [])
+        opaque = "base_color" in textures and textures["base_color"].shape[2] == 3
+        tries = ["png"] + (["jpeg"] if options.allow_jpeg and opaque else [])
         for fmt in tries:
             enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality)
             glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
@@ -609,13 +647,15 @@ def render_poster(mesh: MeshData, texture: np.ndarray | None, size: int) -> np.n
 
 
 TEXTURE_KEYS = {"base_color": "texture/base_color", "normal": "texture/normal",
-                "orm": "texture/orm"}
+                "orm": "texture/orm", "emissive": "texture/emissive"}
 
 
-def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions
-                  ) -> dict[str, np.ndarray]:
-    """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's)."""
-    wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map}
+def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions,
+                  alpha: bool = False) -> dict[str, np.ndarray]:
+    """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's);
+    with ``alpha`` the base colour keeps its alpha channel (cut-outs, blending)."""
+    wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map,
+              "emissive": True}
     present = [r for r, key in TEXTURE_KEYS.items() if wanted[r] and key in state.artifacts]
     if present and mesh.uv is None:
         log.warning("%s export: %s present but the mesh has no UVs; exporting without them",
@@ -626,7 +666,8 @@ def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions
         img = load_image(state, TEXTURE_KEYS[role])
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
-        out[role] = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+        keep = 4 if (alpha and role == "base_color" and img.shape[2] == 4) else 3
+        out[role] = np.ascontiguousarray(img[..., :keep]).astype(np.uint8)
     return out
 
 
@@ -683,7 +724,8 @@ def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encod
     from .usdz import UsdMaterial, UsdTextures, build_usdz
 
     base = (1.0, 1.0, 1.0) if enc.base is not None else NEUTRAL_GREY[:3]
-    usd_mats = [UsdMaterial(g.name, g.faces, g.metallic, g.roughness, base) for g in groups]
+    usd_mats = [UsdMaterial(g.name, g.faces, g.metallic, g.roughness, base, g.alpha_mode,
+                            g.alpha_cutoff) for g in groups]
     ext = {"image/png": "png", "image/jpeg": "jpg"}
     images = {r: (data, ext[mime]) for r, (data, mime) in enc.images.items()}
     if mesh.uv is None:
@@ -712,8 +754,11 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     mesh = _with_normals(load_mesh(state, "mesh"))
     name = gltf_name(state.sku)
     table = load_json(state, "materials") if "materials" in state.artifacts else None
-    groups = material_groups(mesh, table, name)
-    textures = load_textures(state, mesh, options)
+    faces = (np.load(io.BytesIO(read_bytes(state, "material_faces")), allow_pickle=False)
+             if "material_faces" in state.artifacts else None)
+    groups = material_groups(mesh, table, name, faces)
+    alpha = any(g.alpha_mode != "OPAQUE" for g in groups)
+    textures = load_textures(state, mesh, options, alpha)
     extras = load_extras(state, options)
     if extras.lods and mesh.uv is not None and "base_color" in textures:
         extras = Extras(extras.lods, extras.hulls,
