@@ -106,10 +106,12 @@ def import_mesh(uri: str, config: MeshImportConfig = MeshImportConfig()) -> tupl
     return mesh, info
 
 
-def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig()
+def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig(),
+                           normalise: bool = True
                            ) -> tuple[MeshData, dict, SourceAppearance | None]:
     """``import_mesh`` plus the source's look (None for formats without materials, or a
-    look that is one plain white default material)."""
+    look that is one plain white default material). ``normalise=False`` keeps the file's own
+    frame (metrics and benchmarks compare files in it)."""
     name = _name(uri)
     data = _read(uri, config.max_bytes)
     kind = _kind(uri, data)
@@ -127,6 +129,8 @@ def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig
     mesh = _concatenate(parts, by_material=len({p.material for p in parts}) >= 2)
     _validate(mesh, name, doc)
     mesh, info, T = _normalise(_weld(mesh))
+    if not normalise:
+        mesh, T = mesh.transformed(np.linalg.inv(T)), np.eye(4)
     info.update(method="import", source_format=kind, parts=len(parts),
                 source_units="m" if kind in ("glb", "gltf") else "unknown",
                 source_faces=mesh.n_faces, source_vertices=mesh.n_vertices)
