@@ -50,6 +50,7 @@ def mtl_libraries(obj_text: str) -> list[str]:
 def parse_map(args: str) -> tuple[str, dict]:
     """(file name, options) of a ``map_*`` statement; the name is everything after the
     options, spaces included."""
+    args = args.replace("\\", "/")  # Windows separators (shlex would eat them)
     try:
         tokens = shlex.split(args, posix=True)
     except ValueError:
