@@ -44,6 +44,7 @@ import numpy as np
 
 from assetfactory.core.appearance import SourceAppearance
 from assetfactory.core.artifacts import load_json
+from assetfactory.core.errors import InputError
 from assetfactory.core.storage import read_ref
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.recipe import PROFILES, build_recipe
@@ -181,8 +182,8 @@ def textured_models() -> list[str]:
         name = p.stem if p.is_file() else p.name
         try:
             _, _, app = import_with_appearance(str(model_file(name)))
-        except Exception:  # noqa: BLE001 - not a model file
-            continue
+        except (InputError, StopIteration):  # not a model file
+            app = None
         if app is not None and app.textured and (DATA / "renders" / name / "8views").is_dir():
             out.append(name)
     return out

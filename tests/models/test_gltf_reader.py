@@ -245,7 +245,7 @@ def test_sparse_accessor_overrides_values(tmp_path):
         "count": 1, "indices": {"bufferView": iv, "componentType": 5125},
         "values": {"bufferView": vv}}
     d.doc["meshes"][0]["primitives"].append(prim)
-    mesh, info = import_mesh(str(_write(tmp_path, "sparse.glb", d.glb())))
+    _, info = import_mesh(str(_write(tmp_path, "sparse.glb", d.glb())))
     assert info["source_size_z"] == pytest.approx(0.5)
 
 

@@ -247,3 +247,102 @@ def test_inconsistent_source_winding_is_oriented_by_the_clean_mesh(flip):
     low, normals, tangents = _low(v, f)
     out = _run(low, normals, tangents, bad, clean)
     assert (out.face_material == 0).all()
+
+
+# ---------------------------------------------------------------- through the recipe
+
+
+def _wicker_chair(path) -> None:
+    """A seat (opaque wood texture) and a thin backrest whose wicker texture has cut-outs
+    (MASK), as two materials of one GLB, written by trimesh."""
+    import trimesh
+    from PIL import Image
+
+    def textured_box(extents, centre, image, **material):
+        box = trimesh.creation.box(extents=extents)
+        box = box.subdivide().subdivide()
+        v = box.vertices[box.faces].reshape(-1, 3)
+        f = np.arange(len(v)).reshape(-1, 3)
+        n = np.repeat(box.face_normals, 3, axis=0)
+        axis = np.abs(n).argmax(1)                   # planar UVs per box side
+        uv = np.where(axis[:, None] == 0, v[:, [2, 1]], np.where(axis[:, None] == 1,
+                                                                  v[:, [0, 2]], v[:, [0, 1]]))
+        uv = (uv - uv.min(0)) / np.ptp(uv, axis=0).max()
+        mat = trimesh.visual.material.PBRMaterial(baseColorTexture=Image.fromarray(image),
+                                                  **material)
+        return trimesh.Trimesh(v + centre, f, visual=trimesh.visual.TextureVisuals(
+            uv=uv, material=mat), process=False)
+
+    wood = np.zeros((32, 32, 4), np.uint8)
+    wood[..., :3] = (150, 90, 40)
+    wood[::4, :, :3] = (110, 60, 20)
+    wood[..., 3] = 255
+    wicker = np.zeros((64, 64, 4), np.uint8)
+    wicker[..., :3] = (210, 180, 120)
+    wicker[..., 3] = 255
+    wicker[4::8, :, 3] = 0                           # horizontal slots
+    wicker[:, 4::8, 3] = 0                           # vertical slots: a woven grid of holes
+    wicker[5::8, :, 3] = 0
+    wicker[:, 5::8, 3] = 0
+    seat = textured_box((0.5, 0.05, 0.5), (0, 0.45, 0), wood, name="oak")
+    back = textured_box((0.5, 0.5, 0.02), (0, 0.75, -0.24), wicker, name="wicker",
+                        alphaMode="MASK", alphaCutoff=0.5, doubleSided=True)
+    trimesh.Scene([seat, back]).export(str(path))
+
+
+@pytest.mark.slow
+def test_wicker_cut_outs_stay_cut_out_in_glb_and_usdz(tmp_path):
+    from conftest import skip_without_gltf_validator
+
+    skip_without_gltf_validator()
+    from PIL import Image
+
+    from assetfactory.core.storage import read_ref
+    from assetfactory.core.types import AssetState, SkuSpec
+    from assetfactory.flows.recipe import build_recipe
+    from assetfactory.flows.runner import run_asset
+
+    model = tmp_path / "chair.glb"
+    _wicker_chair(model)
+    recipe = build_recipe("ar", "mesh", overrides={
+        "simplify": {"target_tris": 3000}, "uv": {"resolution": 512},
+        "bake": {"size": 512, "ao_rays": 4, "error_samples": 2000},
+        "texture": {"size": 512}, "export": {"texture_size": 512}})
+    state = AssetState(sku="chair-1", spec=SkuSpec(sku="chair-1", mesh_uri=str(model)),
+                       store_uri=str(tmp_path / "out"), profile="ar", backend="mesh")
+    state = run_asset(state, recipe)
+    assert state.ok, state.failure
+    m = state.metrics
+    assert m["bake_source_look"] and m["texture_source"] == "mesh materials"
+    assert m["gltf_errors"] == 0 and m["usd_errors"] == 0
+    assert m["export_materials"] == 2 and m["cleanup_parts"] >= 2   # a part per material
+    glb = read_ref(state.ref("glb"))
+    js_len = int.from_bytes(glb[12:16], "little")
+    doc = __import__("json").loads(glb[20:20 + js_len])
+    by_name = {mat["name"]: mat for mat in doc["materials"]}
+    wicker = next(v for k, v in by_name.items() if k.endswith("wicker"))
+    oak = next(v for k, v in by_name.items() if k.endswith("oak"))
+    assert wicker["alphaMode"] == "MASK" and wicker["alphaCutoff"] == 0.5
+    assert wicker["doubleSided"] is True and "alphaMode" not in oak
+    # the base colour keeps the holes: a PNG with an alpha channel, some of it cut out
+    img_bytes = read_ref(state.ref("texture/base_color"))
+    rgba = np.asarray(Image.open(io.BytesIO(img_bytes)))
+    assert rgba.shape[2] == 4 and (rgba[..., 3] < 128).mean() > 0.02
+    image = doc["images"][doc["textures"][wicker["pbrMetallicRoughness"]["baseColorTexture"][
+        "index"]]["source"]]
+    assert image["mimeType"] == "image/png"
+    # USDZ: opacity from the texture's alpha, thresholded at the cut-off
+    from pxr import Usd, UsdShade
+
+    usdz = tmp_path / "chair.usdz"
+    usdz.write_bytes(read_ref(state.ref("usdz")))
+    stage = Usd.Stage.Open(str(usdz))
+    thresholds = {}
+    for prim in stage.Traverse():
+        sh = UsdShade.Shader(prim)
+        if sh and sh.GetIdAttr().Get() == "UsdPreviewSurface":
+            inp = sh.GetInput("opacityThreshold")
+            thresholds[prim.GetParent().GetName()] = inp.Get() if inp else None
+            if inp:
+                assert sh.GetInput("opacity").HasConnectedSource()
+    assert sorted(v for v in thresholds.values() if v is not None) == [0.5]
