@@ -51,7 +51,6 @@ _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"
 _OTHER_MESH_EXTS = {".fbx", ".usdz", ".usd", ".usda", ".usdc", ".blend", ".3ds", ".dae",
                     ".max", ".c4d", ".3mf", ".step", ".stp", ".iges", ".igs", ".skp", ".x3d",
                     ".zip"}
-_COMPRESSION_EXTS = ("KHR_draco_mesh_compression", "EXT_meshopt_compression")
 _MISSING_FIX = ("keep the model with the files it references (buffers, textures, MTL) in one "
                 "folder, at the relative paths it names (or export a single .glb), and point "
                 "mesh_uri at the model in that folder")
@@ -127,7 +126,7 @@ def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig
         if kind == "obj":
             parts, materials, images = _obj_appearance(uri, data, name, scene, parts)
     mesh = _concatenate(parts, by_material=len({p.material for p in parts}) >= 2)
-    _validate(mesh, name, doc)
+    check_mesh(mesh, name)
     mesh, info, T = _normalise(_weld(mesh))
     if not normalise:
         mesh, T = mesh.transformed(np.linalg.inv(T)), np.eye(4)
@@ -299,12 +298,6 @@ def _check_gltf_meshes(doc: dict, name: str) -> None:
             if "POSITION" not in (prim.get("attributes") or {}):
                 raise InputError(f"{name}: mesh {m.get('name') or i} primitive {j} has no "
                                  "POSITION attribute (no vertices)", _EXPORT_FIX)
-
-
-def _compressed(doc: dict | None) -> bool:
-    used = set((doc or {}).get("extensionsUsed") or []) | set(
-        (doc or {}).get("extensionsRequired") or [])
-    return any(e in used for e in _COMPRESSION_EXTS)
 
 
 def resources(uri: str, name: str):
@@ -559,9 +552,15 @@ def _surface(parts: list[_Part]) -> SourceSurface:
         np.concatenate(colors) if has_col else None)
 
 
-def _validate(mesh: MeshData, name: str, doc: dict | None) -> None:
+def check_mesh(mesh: MeshData, name: str) -> None:
+    """Refuse a mesh no later stage can use, with an ``InputError`` naming ``name``: face
+    indices out of range, non-finite coordinates, all vertices at one point, every face
+    degenerate. Shared by every backend that hands over a mesh (imported or generated)."""
     f = mesh.faces
     n = mesh.n_vertices
+    if len(f) == 0:
+        raise InputError(f"{name} contains no triangle faces (an empty model)",
+                         "export the model's geometry, not an empty scene")
     if f.min() < 0 or f.max() >= n:
         bad = int(f.max()) if f.max() >= n else int(f.min())
         raise InputError(f"{name}: face index {bad} is out of range (the model has {n} "
@@ -572,9 +571,6 @@ def _validate(mesh: MeshData, name: str, doc: dict | None) -> None:
                          "repair or re-export the model")
     extent = np.ptp(mesh.vertices, axis=0) if n else np.zeros(3)
     if extent.max() <= 0:
-        if _compressed(doc):
-            raise InputError(f"{name} is compressed with Draco/meshopt; export it uncompressed "
-                             "(its geometry decoded as all zeros)", _EXPORT_FIX)
         raise InputError(f"{name}: all vertices are at one point (zero-size geometry)",
                          "repair or re-export the model")
     v = mesh.vertices[f]

@@ -445,7 +445,7 @@ def _inputs(state: AssetState) -> tuple[MeshData, MeshData]:
     return low, dense
 
 
-@stage(NAME, "1", BakeOptions, Resources(cpus=1, memory_mb=4096))
+@stage(NAME, "2", BakeOptions, Resources(cpus=1, memory_mb=4096))
 def bake(state: AssetState, options: BakeOptions) -> StageResult:
     """Write ``texture/normal``, ``texture/ao`` and ``texture/orm`` for ``mesh``."""
     t0 = time.perf_counter()

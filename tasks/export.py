@@ -748,7 +748,7 @@ def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encod
     return data, metrics
 
 
-@stage(NAME, "0.2.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
+@stage(NAME, "0.3.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
 def export(state: AssetState, options: ExportOptions) -> StageResult:
     """Write ``assets/<sku>/<sku>.glb`` (validated), optionally ``.usdz``, and ``poster.png``."""
     mesh = _with_normals(load_mesh(state, "mesh"))

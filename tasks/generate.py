@@ -100,7 +100,7 @@ def _views(state: AssetState) -> list:
     return load_views(state)
 
 
-@stage("generate", "1", GenerateOptions, Resources(cpus=1))
+@stage("generate", "2", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None

@@ -694,7 +694,7 @@ def margin_texels(size: int) -> int:
     return max(2, size // 256)
 
 
-@stage(NAME, "2", TextureOptions, Resources(cpus=1, memory_mb=2048))
+@stage(NAME, "3", TextureOptions, Resources(cpus=1, memory_mb=2048))
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
