@@ -1,9 +1,10 @@
 """Import a mesh the merchant already has (GLB/glTF/OBJ/STL/PLY) as the dense mesh.
 
 Real catalogs link to files that are truncated downloads, Git LFS pointers, HTML error pages,
-Draco-compressed GLBs, point clouds or empty exports; trimesh either raises an unrelated
-exception for those or, worse, loads them silently as zeros. Every such case becomes an
-``InputError`` that names the file, says what is wrong with it and what to do.
+point clouds or empty exports; trimesh either raises an unrelated exception for those or, worse,
+loads them silently as zeros (as it does Draco- and meshopt-compressed GLBs, which are decoded
+here instead). Every such case becomes an ``InputError`` that names the file, says what is wrong
+with it and what to do.
 
 The imported mesh is normalised like a generated one (bounding-box centre at the origin, largest
 extent 1, +Y up) so the rest of the factory treats both the same; the size in the file's units
