@@ -412,7 +412,9 @@ def _obj_appearance(uri: str, data: bytes, name: str, scene, parts: list) -> tup
     """OBJ parts with their UVs (flipped to glTF's t-down) and MTL materials."""
     from .obj_reader import obj_materials
 
-    geoms = [geom for _, _, geom in _instances(scene) if hasattr(geom, "faces")]
+    # the same instances, in the same order, as ``_parts`` kept
+    geoms = [geom for _, _, geom in _instances(scene)
+             if hasattr(geom, "faces") and len(geom.faces)]
     names = []
     for geom in geoms:
         mat = getattr(getattr(geom, "visual", None), "material", None)
@@ -421,7 +423,7 @@ def _obj_appearance(uri: str, data: bytes, name: str, scene, parts: list) -> tup
     mats, images = obj_materials(text, resources(uri, name), name, sorted(set(names)))
     order = sorted(mats)
     out = []
-    for part, geom, mname in zip(parts, [g for g in geoms if len(g.faces)], names):
+    for part, geom, mname in zip(parts, geoms, names, strict=True):
         uv = getattr(getattr(geom, "visual", None), "uv", None)
         tc = {}
         if uv is not None and len(uv) == len(part.vertices):

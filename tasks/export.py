@@ -9,7 +9,8 @@ G = roughness, B = metal: one image serves ``occlusionTexture`` and
 (named ``<asset>-<material>``), names matching ``[a-z][a-z0-9_-]*``, and it must pass the
 Khronos glTF-Validator with zero errors, or the stage fails with the validator's first
 messages (warnings are counted as metrics). The profile's size budget is met by halving the
-textures and, at each size, trying a JPEG base colour (core glTF) before halving again; a
+textures and, at each size, trying a JPEG base colour (core glTF), then the normal, ORM and
+emissive maps at half the base colour's size, before halving again; a
 profile that allows it can also turn on ``meshopt`` (``EXT_meshopt_compression``, lossless,
 geometry about 0.66-0.74x its raw size on three shared-data models; no profile does by default,
 because viewers and tools without a meshopt decoder, trimesh among them, cannot read the mesh).
@@ -78,7 +79,8 @@ class ExportOptions:
     write_poster: render the poster (front three-quarter view on white).
     validate: run the validators (Khronos glTF-Validator; USD's for USDZ); any error fails.
     max_glb_mb: size budget (10^6 bytes) of each file; textures are halved (down to 256 px),
-        trying a JPEG base colour at each size, and the stage fails if it still does not fit.
+        trying a JPEG base colour and then the other maps at half the base colour's size at
+        each size, and the stage fails if it still does not fit.
     normal_map: embed ``texture/normal`` when a bake stage made one.
     orm_map: embed ``texture/orm`` (occlusion + roughness + metal) when present.
     allow_jpeg: let the base colour become JPEG to meet the budget (normal/ORM stay PNG:
@@ -244,19 +246,31 @@ class Encoded:
     images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     base: np.ndarray | None = None
     px: int = 0
+    data_px: int = 0       # the largest side of the data maps (normal, ORM, emissive)
 
 
 def encode_textures(textures: dict[str, np.ndarray], cap: int, jpeg: bool,
-                    quality: int) -> Encoded:
-    """Resize every texture to power-of-two sides <= ``cap``; base colour as JPEG if asked."""
+                    quality: int, data_cap: int | None = None,
+                    cache: dict | None = None) -> Encoded:
+    """Resize every texture to power-of-two sides <= ``cap`` (the maps other than the base
+    colour to <= ``data_cap``, default ``cap``); base colour and emissive as JPEG if asked.
+    ``cache`` keeps encodings between the budget's tries."""
     out = Encoded()
+    cache = {} if cache is None else cache
     for role, img in textures.items():
-        small = resize_texture(img, cap)
-        out.px = max(out.px, int(max(small.shape[:2])))
+        limit = cap if role == "base_color" or data_cap is None else data_cap
         fmt = "jpeg" if (jpeg and role in ("base_color", "emissive")) else "png"
-        out.images[role] = encode_image(small, fmt, quality)
+        key = (role, limit, fmt)
+        if key not in cache:
+            small = resize_texture(img, limit)
+            cache[key] = (small, encode_image(small, fmt, quality))
+        small, out.images[role] = cache[key]
+        side = int(max(small.shape[:2]))
+        out.px = max(out.px, side)
         if role == "base_color":
             out.base = small
+        else:
+            out.data_px = max(out.data_px, side)
     return out
 
 
@@ -599,16 +613,23 @@ def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_b
                options: ExportOptions, groups: list[MaterialGroup], extras: Extras = Extras()
                ) -> tuple[bytes, Encoded]:
     """Build the GLB at the largest texture size that fits the budget: at each size PNG first,
-    then (if allowed) a JPEG base colour, then half the size (not below 256 px)."""
+    then (if allowed) a JPEG base colour, then the other maps (normal, ORM, emissive) at half
+    that size (the base colour carries most of what a viewer sees), then everything at half
+    the size (not below 256 px). An RGBA base colour (cut-outs) stays PNG."""
     cap = options.texture_size
+    cache: dict = {}
+    opaque = "base_color" in textures and textures["base_color"].shape[2] == 3
+    tries = ["png"] + (["jpeg"] if options.allow_jpeg and opaque else [])
     while True:
-        opaque = "base_color" in textures and textures["base_color"].shape[2] == 3
-        tries = ["png"] + (["jpeg"] if options.allow_jpeg and opaque else [])
-        for fmt in tries:
-            enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality)
-            glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
-            if len(glb) <= max_bytes or not textures:
-                return glb, enc
+        data_caps = [cap] + ([cap // 2] if len(textures) > 1 and "base_color" in textures
+                             and cap // 2 >= MIN_TEXTURE_PX else [])
+        for data_cap in data_caps:
+            for fmt in tries:
+                enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality,
+                                      data_cap, cache)
+                glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
+                if len(glb) <= max_bytes or not textures:
+                    return glb, enc
         if not textures or cap <= MIN_TEXTURE_PX or enc.px <= MIN_TEXTURE_PX:
             return glb, enc
         cap = max(MIN_TEXTURE_PX, min(cap, enc.px) // 2)
@@ -772,6 +793,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
             f"{geometry_bytes(glb) / 1e6:.3g} MB of geometry)",
             "lower simplify target_tris or export texture_size, or raise export max_glb_mb")
     metrics: dict = {"export_glb_bytes": len(glb), "export_texture_px": enc.px,
+                     "export_data_texture_px": enc.data_px,
                      "export_base_color_format": enc.images.get("base_color", ("", ""))[1]
                      .replace("image/", ""),
                      "export_materials": len(groups), "export_lods": extras.n_lods,

@@ -500,3 +500,14 @@ def test_transferred_materials_keep_alpha_emission_and_unlit(tmp_path, uv_mesh):
     assert base_img["mimeType"] == "image/png"
     assert res.metrics["export_materials"] == 2
     assert sorted(res.metrics["export_maps"].split(",")) == ["base_color", "emissive"]
+
+
+def test_budget_shrinks_the_data_maps_before_the_base_colour(tmp_path, uv_mesh):
+    rng = np.random.default_rng(0)
+    state = make_state(tmp_path, uv_mesh, rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    state = state.apply(StageResult(artifacts={"texture/normal": save_image(
+        state, rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))}))
+    res = export(state, ExportOptions(texture_size=512, max_glb_mb=1.2, allow_jpeg=False,
+                                      write_poster=False))
+    assert res.metrics["export_glb_bytes"] <= 1.2e6 and res.metrics["gltf_errors"] == 0
+    assert (res.metrics["export_texture_px"], res.metrics["export_data_texture_px"]) == (512, 256)
