@@ -8,6 +8,9 @@ is evaluated there exactly as a glTF viewer would (texture slot, UV set, ``KHR_t
 sampler wrap and filter, factors, vertex colours).
 
 Finding the source point, with care about nearby surfaces:
+0. candidates are the source faces cleanup kept: a face it removed as hidden (an interior
+   shell, a hose end inside its nozzle) is no longer on the cleaned surface and may lie closer
+   to the simplified surface than the visible face above it;
 1. the closest point on the source surface (open3d ``RaycastingScene``), accepted when it lies
    within ``max_distance`` and its face looks the same way as the low surface there. Source
    files are not consistently wound, so each source face's "outside" is first taken from the
@@ -246,26 +249,40 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 class SourceQuery:
-    """Closest points and rays on the source surface, in the asset frame."""
+    """Closest points and rays on the source surface, in the asset frame.
 
-    def __init__(self, appearance: SourceAppearance, clean: MeshData | None = None) -> None:
+    With the cleaned mesh given, only the source faces cleanup kept are candidates: a face
+    whose centroid lies off the cleaned surface (by more than ``keep_tolerance`` of the
+    bounding-box diagonal) was removed as hidden (an interior shell, a wall, a hose end inside
+    its nozzle) and must not lend its colour to the visible surface next to it.
+    """
+
+    def __init__(self, appearance: SourceAppearance, clean: MeshData | None = None,
+                 keep_tolerance: float = 1e-4) -> None:
         import open3d as o3d
 
         s = appearance.surface
         self.surface = s
-        self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(o3d.core.Tensor(s.vertices.astype(np.float32)),
-                                 o3d.core.Tensor(s.faces.astype(np.uint32)))
         v = s.vertices[s.faces]
         fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
         self.face_normals = _unit(fn)
         self.orient = np.ones(s.n_faces, np.float32)
+        self.kept = np.arange(s.n_faces)
         if clean is not None and clean.n_faces:
-            self.orient = self._orientation(clean, v.mean(axis=1))
+            dist, self.orient = self._against_clean(clean, v.mean(axis=1))
+            diag = float(np.linalg.norm(np.ptp(clean.vertices, axis=0))) or 1.0
+            kept = np.flatnonzero(dist <= keep_tolerance * diag)
+            if len(kept):
+                self.kept = kept
         self.oriented = self.face_normals * self.orient[:, None]
+        self.scene = o3d.t.geometry.RaycastingScene()
+        self.scene.add_triangles(o3d.core.Tensor(s.vertices.astype(np.float32)),
+                                 o3d.core.Tensor(s.faces[self.kept].astype(np.uint32)))
 
-    def _orientation(self, clean: MeshData, centroids: np.ndarray) -> np.ndarray:
-        """+1 where a source face's normal agrees with the cleaned surface at its centroid."""
+    def _against_clean(self, clean: MeshData, centroids: np.ndarray
+                       ) -> tuple[np.ndarray, np.ndarray]:
+        """(distance of each source face's centroid to the cleaned surface, +1/-1: its normal
+        agrees with the cleaned surface's there)."""
         import open3d as o3d
 
         scene = o3d.t.geometry.RaycastingScene()
@@ -273,10 +290,11 @@ class SourceQuery:
                             o3d.core.Tensor(clean.faces.astype(np.uint32)))
         out = scene.compute_closest_points(o3d.core.Tensor(centroids.astype(np.float32)))
         prim = out["primitive_ids"].numpy().astype(np.int64)
+        dist = np.linalg.norm(out["points"].numpy().astype(np.float64) - centroids, axis=1)
         cv = clean.vertices[clean.faces[prim]]
         cn = np.cross(cv[:, 1] - cv[:, 0], cv[:, 2] - cv[:, 0])
-        return np.where(np.einsum("ij,ij->i", cn, self.face_normals) < 0, -1.0, 1.0
-                        ).astype(np.float32)
+        orient = np.where(np.einsum("ij,ij->i", cn, self.face_normals) < 0, -1.0, 1.0)
+        return dist, orient.astype(np.float32)
 
     def _bary(self, faces: np.ndarray, uv: np.ndarray) -> np.ndarray:
         bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
@@ -290,7 +308,7 @@ class SourceQuery:
 
         out = self.scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
         q = out["points"].numpy().astype(np.float64)
-        face = out["primitive_ids"].numpy().astype(np.int64)
+        face = self.kept[out["primitive_ids"].numpy().astype(np.int64)]
         bary = self._bary(face, out["primitive_uvs"].numpy().astype(np.float64))
         dist = np.linalg.norm(q - points, axis=1)
         agree = np.einsum("ij,ij->i", self.oriented[face], normals) > 0
@@ -307,7 +325,8 @@ class SourceQuery:
                 t = hit["t_hit"].numpy().astype(np.float64) - max_dist
                 f = hit["primitive_ids"].numpy().astype(np.int64)
                 valid = np.isfinite(t) & (f != o3d.t.geometry.RaycastingScene.INVALID_ID)
-                fsafe = np.where(valid, f, 0)
+                f = self.kept[np.where(valid, f, 0)]
+                fsafe = f
                 agree_r = np.einsum("ij,ij->i", self.oriented[fsafe], normals[bad]) > 0
                 take = valid & agree_r & (np.abs(t) <= max_dist) & (np.abs(t) < best_t)
                 best_t[take] = np.abs(t[take])

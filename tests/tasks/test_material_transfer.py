@@ -346,3 +346,22 @@ def test_wicker_cut_outs_stay_cut_out_in_glb_and_usdz(tmp_path):
             if inp:
                 assert sh.GetInput("opacity").HasConnectedSource()
     assert sorted(v for v in thresholds.values() if v is not None) == [0.5]
+
+
+def test_faces_cleanup_removed_as_hidden_lend_no_colour():
+    """A hose end inside its nozzle: the inner surface (removed by cleanup as hidden) lies
+    closer to the simplified outer surface than the outer source surface does."""
+    outer = SourceMaterial("nozzle", base_color_factor=(0.0, 1.0, 0.0, 1.0))
+    inner = SourceMaterial("hose", base_color_factor=(1.0, 0.0, 0.0, 1.0))
+    surf = _surface([_plane(0.01, True), _plane(0.0, True)], [0, 1])
+    app = SourceAppearance(surf, (outer, inner))
+    v, f, _, _ = _plane(0.01, True)
+    clean = MeshData(v, f)                             # cleanup kept the outer surface only
+    lv, lf, _, _ = _plane(0.002, True, n=3)
+    low, normals, tangents = _low(lv, lf)
+    out = _run(low, normals, tangents, app, clean)
+    assert (out.face_material == 0).all()
+    faces, bary = _samples(low, 300, 5)
+    assert np.allclose(_lookup(low, out.base_color, faces, bary)[:, :3], [0, 255, 0], atol=1)
+    without = _run(low, normals, tangents, app)        # no cleaned mesh: the inner one wins
+    assert (without.face_material == 1).all()
