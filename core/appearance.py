@@ -144,6 +144,11 @@ class SourceSurface:
     def n_faces(self) -> int:
         return len(self.faces)
 
+    @property
+    def coloured(self) -> bool:
+        """Vertex colours that change the look (not all white)."""
+        return self.colors is not None and bool((np.asarray(self.colors) < 254.5 / 255).any())
+
     def transformed(self, T: np.ndarray) -> SourceSurface:
         """The surface under a 4x4 similarity/affine transform (normals by the inverse
         transpose, winding flipped for a mirror)."""
@@ -198,10 +203,16 @@ class SourceAppearance:
         return any(m.slots() for m in self.materials)
 
     @property
+    def rich(self) -> bool:
+        """A look of its own, beyond one plain colour: textures, vertex colours or several
+        materials (it then wins over photos; README, "What wins")."""
+        return self.textured or self.surface.coloured or len(self.materials) > 1
+
+    @property
     def worth_transferring(self) -> bool:
         """True when the look is more than one plain default material: textures, vertex
         colours, several materials, a non-white colour, emission or cut-outs."""
-        if self.textured or self.surface.colors is not None or len(self.materials) > 1:
+        if self.rich:
             return True
         m = self.materials[0] if self.materials else DEFAULT_MATERIAL
         return (m != DEFAULT_MATERIAL and (tuple(m.base_color_factor) != (1.0, 1.0, 1.0, 1.0)

@@ -505,9 +505,7 @@ def _source_look(state: AssetState, options: BakeOptions, low: MeshData, clean: 
 
     appearance = load_appearance(state)
     photos = any(k.startswith("image/") for k in state.artifacts)
-    rich = (appearance.textured or appearance.surface.colors is not None
-            or len(appearance.materials) > 1)
-    if photos and not rich:
+    if photos and not appearance.rich:
         return {}, {"bake_source_look": False}
     if "placement" in state.artifacts:
         placement = np.asarray(load_json(state, "placement")["matrix"], np.float64)
