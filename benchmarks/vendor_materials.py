@@ -102,8 +102,9 @@ class Scene:
         self.modes = np.array([m.alpha_mode for m in appearance.materials])
         self.cutoff = np.array([m.alpha_cutoff for m in appearance.materials])
 
-    def render(self, view: View, lit: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(H, W, 3) uint8 sRGB on white, (H, W) bool coverage."""
+    def render(self, view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(lit, unlit) (H, W, 3) uint8 sRGB on white, and the (H, W) bool coverage, from one
+        set of rays."""
         import open3d as o3d
 
         w, h = view.size
@@ -120,6 +121,7 @@ class Scene:
         origin = np.broadcast_to(view.position, dirs.shape).copy()
         n = len(dirs)
         colour = np.zeros((n, 3))
+        flat = np.zeros((n, 3))
         trans = np.ones(n)                      # what still shows through
         active = np.arange(n)
         light_world = (LIGHT * (1.0, -1.0, -1.0)) @ R  # OpenGL camera frame -> OpenCV -> world
@@ -144,25 +146,25 @@ class Scene:
             alpha = np.where(mode == "OPAQUE", 1.0, alpha)
             alpha = np.where(mode == "MASK", (alpha >= self.cutoff[mat]).astype(float), alpha)
             rgb = base[:, :3].astype(np.float64)
-            if lit:
-                nrm = smp.normal.astype(np.float64)
-                towards = -dirs[active]
-                nrm = np.where((np.einsum("ij,ij->i", nrm, towards) < 0)[:, None], -nrm, nrm)
-                shade = AMBIENT + DIFFUSE * np.clip(nrm @ light_world, 0, None)
-                unlit = np.array([self.app.materials[k].unlit for k in mat])
-                rgb = rgb * np.where(unlit, 1.0, shade)[:, None] + smp.emissive
-            colour[active] += (trans[active] * alpha)[:, None] * rgb
+            nrm = smp.normal.astype(np.float64)
+            towards = -dirs[active]
+            nrm = np.where((np.einsum("ij,ij->i", nrm, towards) < 0)[:, None], -nrm, nrm)
+            shade = AMBIENT + DIFFUSE * np.clip(nrm @ light_world, 0, None)
+            unlit = np.array([self.app.materials[k].unlit for k in mat])
+            lit = rgb * np.where(unlit, 1.0, shade)[:, None] + smp.emissive
+            colour[active] += (trans[active] * alpha)[:, None] * lit
+            flat[active] += (trans[active] * alpha)[:, None] * rgb
             trans[active] *= 1.0 - alpha
             keep = trans[active] > 0.01
             origin[active] = origin[active] + dirs[active] * (t + 1e-5)[:, None]
             active = active[keep]
-        srgb = linear_to_srgb(colour) + trans[:, None] * 1.0   # white background shows through
-        srgb = np.clip(srgb, 0, 1)
-        img = srgb.reshape(H, W, 3)
-        cov = (1.0 - trans).reshape(H, W)
-        img = img.reshape(h, SSAA, w, SSAA, 3).mean(axis=(1, 3))
-        cov = cov.reshape(h, SSAA, w, SSAA).mean(axis=(1, 3))
-        return np.round(img * 255).astype(np.uint8), cov > 0.5
+        def image(c: np.ndarray) -> np.ndarray:
+            srgb = np.clip(linear_to_srgb(c) + trans[:, None], 0, 1)  # white shows through
+            img = srgb.reshape(h, SSAA, w, SSAA, 3).mean(axis=(1, 3))
+            return np.round(img * 255).astype(np.uint8)
+
+        cov = (1.0 - trans).reshape(h, SSAA, w, SSAA).mean(axis=(1, 3))
+        return image(colour), image(flat), cov > 0.5
 
 
 # ---------------------------------------------------------------------------- one model
@@ -229,10 +231,8 @@ def run_model(model: str, root: Path, profile: str, save: Path | None) -> dict:
     res = result_scene(state, root)
     rows = []
     for v in views_of(model):
-        a, ma = src.render(v, lit=True)
-        b, mb = res.render(v, lit=True)
-        au, _ = src.render(v, lit=False)
-        bu, _ = res.render(v, lit=False)
+        a, au, ma = src.render(v)
+        b, bu, mb = res.render(v)
         ref = np.asarray(Image.open(v.image).convert("RGB"))
         ref_mask = np.asarray(Image.open(v.image.parent / f"mask_{v.label}.png")) > 127
         lit = compare(a, ma, b, mb)
