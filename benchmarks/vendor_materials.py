@@ -253,6 +253,7 @@ def run_model(model: str, root: Path, profile: str, save: Path | None) -> dict:
             "source_tris": int(m.get("generate_tris") or 0),
             "tris": int(m.get("simplify_tris_out") or m.get("metrics_tris") or 0),
             "texture_px": int(m.get("export_texture_px") or 0),
+            "data_px": int(m.get("export_data_texture_px") or 0),
             "glb_mb": float(m.get("export_glb_bytes") or 0) / 1e6,
             "base_format": m.get("export_base_color_format"),
             "gltf_errors": m.get("gltf_errors"), "usd_errors": m.get("usd_errors"),
@@ -269,7 +270,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="model names (default: every textured one)")
     ap.add_argument("--profile", default="ar")
     ap.add_argument("--no-images", action="store_true", help="do not write view images")
+    ap.add_argument("--markdown", action="store_true",
+                    help="print the last run's table (benchmarks/out/vendor_materials.json) as "
+                         "Markdown and exit")
     args = ap.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads((OUT / "vendor_materials.json").read_text())))
+        return 0
     logging.basicConfig(level=logging.WARNING)
     if not DATA.is_dir():
         print(f"shared data not found at {DATA.resolve()}")
@@ -329,6 +336,30 @@ def main(argv: list[str] | None = None) -> int:
     (OUT / "vendor_materials.json").write_text(json.dumps(results, indent=1, default=str))
     _plot(ok)
     return 0 if ok and len(ok) == len(results) else 1
+
+
+def markdown(results: list[dict]) -> str:
+    """The results as the Markdown table BENCHMARKS.md shows."""
+    ok = [r for r in results if "error" not in r]
+    head = ("| model | IoU | PSNR lit (dB) | SSIM lit | PSNR unlit (dB) | SSIM unlit | "
+            "triangles in -> out | texture px (base / other maps) | GLB MB | glTF / USD errors | "
+            "convert s |")
+    rows = [head, "|" + " --- |" * 11]
+    for r in ok:
+        rows.append(f"| {r['model']} | {r['iou']:.4f} | {r['psnr']:.2f} | {r['ssim']:.4f} | "
+                    f"{r['psnr_unlit']:.2f} | {r['ssim_unlit']:.4f} | {r['source_tris']} -> "
+                    f"{r['tris']} | {r['texture_px']} / {r.get('data_px') or '-'} "
+                    f"({r['base_format']}) | {r['glb_mb']:.2f} | {r['gltf_errors']} / "
+                    f"{r['usd_errors']} | {r['total_s']:.0f} |")
+    if ok:
+        mean = lambda k: float(np.mean([r[k] for r in ok]))
+        rows.append(f"| **mean** | {mean('iou'):.4f} | {mean('psnr'):.2f} | {mean('ssim'):.4f} | "
+                    f"{mean('psnr_unlit'):.2f} | {mean('ssim_unlit'):.4f} | | | | | "
+                    f"{mean('total_s'):.0f} |")
+    for r in results:
+        if "error" in r:
+            rows.append(f"| {r['model']} | failed: {r['error']} |" + " |" * 9)
+    return "\n".join(rows)
 
 
 def _plot(ok: list[dict]) -> None:
