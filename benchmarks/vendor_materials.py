@@ -191,12 +191,13 @@ def textured_models() -> list[str]:
     return out
 
 
-def convert(path: Path, root: Path, profile: str) -> tuple[AssetState, dict]:
+def convert(path: Path, root: Path, profile: str, overrides: dict | None = None
+            ) -> tuple[AssetState, dict]:
     sku = path.stem.lower().replace(" ", "-")
     state = AssetState(sku=sku, spec=SkuSpec(sku=sku, mesh_uri=str(path)), store_uri=str(root),
                        profile=profile, backend="mesh")
     seconds = {}
-    for call in build_recipe(profile, "mesh").calls:
+    for call in build_recipe(profile, "mesh", overrides).calls:
         t0 = time.perf_counter()
         state = run_stage(call, state)
         seconds[call.name] = time.perf_counter() - t0
@@ -221,13 +222,14 @@ def compare(a: np.ndarray, ma: np.ndarray, b: np.ndarray, mb: np.ndarray) -> dic
             "psnr": masked_psnr(b, a, inter), "ssim": masked_ssim(b, a, inter)}
 
 
-def run_model(model: str, root: Path, profile: str, save: Path | None) -> dict:
+def run_model(model: str, root: Path, profile: str, save: Path | None,
+              overrides: dict | None = None) -> dict:
     from PIL import Image
 
     path = model_file(model)
     _, _, src_app = import_with_appearance(str(path))
     src = Scene(src_app)
-    state, seconds = convert(path, root, profile)
+    state, seconds = convert(path, root, profile, overrides)
     res = result_scene(state, root)
     rows = []
     for v in views_of(model):
@@ -270,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--models", nargs="*", help="model names (default: every textured one)")
     ap.add_argument("--profile", default="ar")
     ap.add_argument("--no-images", action="store_true", help="do not write view images")
+    ap.add_argument("--set", nargs="*", default=[], metavar="STAGE.OPTION=VALUE",
+                    help="recipe overrides, e.g. cleanup.imported_min_component_share=1e-6")
+    ap.add_argument("--out", default="vendor_materials", help="name of the JSON/PNG outputs")
     ap.add_argument("--markdown", action="store_true",
                     help="print the last run's table (benchmarks/out/vendor_materials.json) as "
                          "Markdown and exit")
@@ -282,6 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"shared data not found at {DATA.resolve()}")
         return 1
     models = args.models or textured_models()
+    overrides: dict = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        stage_name, _, option = key.partition(".")
+        overrides.setdefault(stage_name, {})[option] = json.loads(value)
     OUT.mkdir(parents=True, exist_ok=True)
     results = []
     p = PROFILES[args.profile]
@@ -292,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             try:
                 r = run_model(model, Path(tmp), args.profile,
-                              None if args.no_images else OUT / "vendor_materials")
+                              None if args.no_images else OUT / args.out, overrides)
             except Exception as exc:  # noqa: BLE001 - report and go on with the others
                 print(f"{model}: FAILED {type(exc).__name__}: {exc}", flush=True)
                 results.append({"model": model, "error": str(exc)})
@@ -333,8 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         stages = sorted({k for r in ok for k in r["seconds"]})
         print("\nseconds per stage: " + ", ".join(
             f"{s} {np.mean([r['seconds'].get(s, 0) for r in ok]):.1f}" for s in stages))
-    (OUT / "vendor_materials.json").write_text(json.dumps(results, indent=1, default=str))
-    _plot(ok)
+    (OUT / f"{args.out}.json").write_text(json.dumps(results, indent=1, default=str))
+    _plot(ok, OUT / f"{args.out}.png")
     return 0 if ok and len(ok) == len(results) else 1
 
 
@@ -362,7 +372,7 @@ def markdown(results: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _plot(ok: list[dict]) -> None:
+def _plot(ok: list[dict], path: Path) -> None:
     if not ok:
         return
     import matplotlib
@@ -380,7 +390,7 @@ def _plot(ok: list[dict]) -> None:
     ax.set_ylabel("masked PSNR (dB)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(OUT / "vendor_materials.png", dpi=120)
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
