@@ -135,6 +135,9 @@ class SourceShader:
         s = self.surface
         self.normals = (_unit(np.asarray(s.normals, np.float64)) if s.normals is not None
                         else _vertex_normals(s.vertices, s.faces))
+        v = s.vertices[s.faces]
+        #: each face's geometric normal turned to the outside (cleanup's winding)
+        self.outside = _unit(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])) * self.orient[:, None]
 
     def image(self, index: int, srgb: bool) -> np.ndarray:
         """(H, W, 4) float32 in 0-1, linearised when the image holds sRGB colour."""
@@ -197,7 +200,9 @@ class SourceShader:
         emis = np.zeros((t, 3), np.float32)
         tri = s.faces[faces]
         normal = _unit(np.einsum("ik,ikc->ic", bary, self.normals[tri]))
-        normal *= self.orient[faces][:, None]
+        # authored normals are trusted over the winding, but not when they point inside
+        flip = np.where(np.einsum("ij,ij->i", normal, self.outside[faces]) < 0, -1.0, 1.0)
+        normal *= flip[:, None]
         for m in np.unique(mat):
             sel = np.flatnonzero(mat == m)
             mm = self.app.materials[int(m)]
@@ -232,8 +237,8 @@ class SourceShader:
                 w[w == 0] = 1.0
                 N = normal[sel]
                 T = _unit(T - N * np.einsum("ij,ij->i", T, N)[:, None])
-                # an inside-out face mirrors its frame: B follows the flipped normal
-                B = np.cross(N, T) * (w * self.orient[f])[:, None]
+                # a flipped normal mirrors the frame: B keeps pointing along the texture's +v
+                B = np.cross(N, T) * (w * flip[sel])[:, None]
                 normal[sel] = _unit(T * m3[:, :1] + B * m3[:, 1:2] + N * m3[:, 2:3])
         return SurfaceSamples(base, np.clip(metal, 0, 1), np.clip(rough, 0, 1),
                               np.clip(occ, 0, 1), has_occ, emis, normal, mat)

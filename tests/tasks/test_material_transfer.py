@@ -247,6 +247,10 @@ def test_inconsistent_source_winding_is_oriented_by_the_clean_mesh(flip):
     low, normals, tangents = _low(v, f)
     out = _run(low, normals, tangents, bad, clean)
     assert (out.face_material == 0).all()
+    # the authored normals (+z) still point outside: the composed map stays flat
+    faces_s, bary = _samples(low, 300, 6)
+    m = _lookup(low, out.normal, faces_s, bary)
+    assert np.abs(m - [128, 128, 255]).max() <= 2
 
 
 # ---------------------------------------------------------------- through the recipe
