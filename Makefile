@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
-	$(PY) -m assetfactory.tasks.kernels
+	$(VENV)/bin/assetfactory warmup
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
@@ -42,6 +42,7 @@ test: setup-test
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py   # the layer rule
 
 clean:
 	rm -rf $(VENV) node_modules factory-data

@@ -1,4 +1,4 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup."""
 
 from __future__ import annotations
 
@@ -50,9 +50,15 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
 
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
-    with progress:
-        summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                       backend=backend, force=force, overrides=overrides)
+    from assetfactory.core.errors import OptionsError, PreflightError
+
+    try:
+        with progress:
+            summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
+                                           backend=backend, force=force, overrides=overrides)
+    except (OptionsError, PreflightError) as exc:  # the run never started: say why, no trace
+        console.print(f"[red]{exc}[/]")
+        raise typer.Exit(code=2) from None
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -112,13 +118,11 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
         texture_px: int | None = typer.Option(None, help="override the texture size")):
     """Convert a catalog."""
-    overrides: dict = {}
-    if target_tris:
-        overrides["simplify"] = {"target_tris": target_tris}
-    if texture_px:
-        overrides["texture"] = {"size": texture_px}
-        overrides["export"] = {"texture_size": texture_px}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    # profile fields: the recipe derives every stage option that depends on them (uv and bake
+    # resolution, texture and export size, the simplify budget, export LODs)
+    overrides = {"profile": {"target_tris": target_tris, "texture_px": texture_px}} \
+        if (target_tris or texture_px) else None
+    summary = _convert(str(catalog), out, profile, backend, force, overrides)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -205,6 +209,19 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     from assetfactory.catalog.compact import compact as do_compact
 
     console.print(do_compact(out))
+
+
+@app.command()
+def warmup():
+    """Compile every numba kernel into numba's on-disk cache (``make setup`` runs this)."""
+    from assetfactory.warmup import uncompiled, warm_up
+
+    seconds = warm_up()
+    missing = uncompiled()
+    console.print(f"numba kernels compiled and cached in {seconds:.1f} s")
+    if missing:
+        console.print(f"[red]not compiled:[/] {', '.join(missing)}")
+        raise typer.Exit(code=1)
 
 
 if __name__ == "__main__":

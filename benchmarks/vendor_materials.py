@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from assetfactory.algorithms.material_transfer import SourceShader
 from assetfactory.core.appearance import SourceAppearance
 from assetfactory.core.artifacts import load_json
 from assetfactory.core.errors import InputError
@@ -49,8 +50,9 @@ from assetfactory.core.storage import read_ref
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.recipe import PROFILES, build_recipe
 from assetfactory.flows.runner import run_stage
+from assetfactory.geometry.closest import cast_rays, raycasting_scene
+from assetfactory.geometry.colour import linear_to_srgb
 from assetfactory.models.mesh import import_with_appearance
-from assetfactory.tasks.material_transfer import SourceShader, linear_to_srgb
 from assetfactory.tasks.metrics import masked_psnr, masked_ssim
 
 REPO = Path(__file__).resolve().parents[1]
@@ -91,13 +93,9 @@ class Scene:
     """A ``SourceAppearance`` ready to be ray cast and shaded."""
 
     def __init__(self, appearance: SourceAppearance) -> None:
-        import open3d as o3d
-
         self.app = appearance
         s = appearance.surface
-        self.rc = o3d.t.geometry.RaycastingScene()
-        self.rc.add_triangles(o3d.core.Tensor(s.vertices.astype(np.float32)),
-                              o3d.core.Tensor(s.faces.astype(np.uint32)))
+        self.rc = raycasting_scene(s.vertices, s.faces)
         self.shader = SourceShader(appearance)
         self.modes = np.array([m.alpha_mode for m in appearance.materials])
         self.cutoff = np.array([m.alpha_cutoff for m in appearance.materials])
@@ -105,8 +103,6 @@ class Scene:
     def render(self, view: View) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(lit, unlit) (H, W, 3) uint8 sRGB on white, and the (H, W) bool coverage, from one
         set of rays."""
-        import open3d as o3d
-
         w, h = view.size
         W, H = w * SSAA, h * SSAA
         K = view.K.copy()
@@ -128,16 +124,11 @@ class Scene:
         for _ in range(MAX_LAYERS):
             if len(active) == 0:
                 break
-            rays = np.concatenate([origin[active], dirs[active]], axis=1).astype(np.float32)
-            hit = self.rc.cast_rays(o3d.core.Tensor(rays))
-            t = hit["t_hit"].numpy().astype(np.float64)
-            f = hit["primitive_ids"].numpy().astype(np.int64)
-            ok = np.isfinite(t)
-            active, t, f = active[ok], t[ok], f[ok]
+            t, f, bary = cast_rays(self.rc, origin[active], dirs[active])
+            ok = f >= 0
+            active, t, f, bary = active[ok], t[ok], f[ok], bary[ok]
             if len(active) == 0:
                 break
-            uvb = hit["primitive_uvs"].numpy().astype(np.float64)[ok]
-            bary = np.stack([1 - uvb[:, 0] - uvb[:, 1], uvb[:, 0], uvb[:, 1]], axis=1)
             smp = self.shader.evaluate(f, np.clip(bary, 0, 1))
             base = smp.base
             mat = smp.material

@@ -3,7 +3,7 @@
 Why a type of its own: a merchant's textured GLB, glTF or OBJ + MTL has no photos to re-texture
 from, so its appearance has to travel from the import (``models/mesh.py``) past cleanup,
 simplification and the new UV layout to the stage that bakes it into the new atlas
-(``tasks/material_transfer.py``). It travels as content-addressed artifacts, never as a pickled
+(``algorithms/material_transfer.py``). It travels as content-addressed artifacts, never as a pickled
 object: the surface as an ``.npz`` (``SourceSurface``), the material table as JSON, and every image
 as its own file in its original encoding (PNG, JPEG or WebP; other encodings are converted to PNG
 at import).

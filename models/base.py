@@ -23,7 +23,7 @@ Scalar = int | float | str | bool | None
 class GenerateRequest:
     """What a backend gets: the SKU's views (cropped photos, masks, cameras) or a mesh to import.
 
-    ``views`` holds ``tasks.ingest.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
+    ``views`` holds ``core.views.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
     ``mask`` (H,W) bool); any object with those attributes works.
     """
 

@@ -530,7 +530,7 @@ def _concatenate(parts: list[_Part], by_material: bool = False) -> MeshData:
 def _surface(parts: list[_Part]) -> SourceSurface:
     """The parts as one unwelded surface with every attribute (missing ones filled: normals
     from the faces, tangents marked w = 0 to be derived, UVs 0, colours white)."""
-    from ..tasks.bake import vertex_normals
+    from ..geometry.normals import vertex_normals
 
     offsets = np.cumsum([0] + [len(p.vertices) for p in parts])
     n_sets = max([max(p.texcoords, default=-1) + 1 for p in parts], default=0)

@@ -18,9 +18,10 @@ from typing import Any
 
 from ..core.appearance import save_appearance
 from ..core.artifacts import save_cameras, save_mesh
-from ..core.errors import InputError, ProcessingError
+from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from ..core.views import load_views
 from ..models.base import DenseMesh, GenerateRequest, config_fields, make_config
 from ..models.registry import find
 
@@ -45,11 +46,11 @@ class GenerateOptions:
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check(bool(self.backend), "generate: backend must be a non-empty name")
-        check(8 <= self.resolution <= 1024, f"generate: resolution {self.resolution} not in "
+        check(bool(self.backend), "backend must be a non-empty name")
+        check(8 <= self.resolution <= 1024, f"resolution {self.resolution} not in "
               "8..1024")
-        check(self.seed >= 0, "generate: seed must be >= 0")
-        check(isinstance(self.backend_options, Mapping), "generate: backend_options must be a "
+        check(self.seed >= 0, "seed must be >= 0")
+        check(isinstance(self.backend_options, Mapping), "backend_options must be a "
               "mapping of config field -> value")
 
 
@@ -60,7 +61,11 @@ def backend_config(name: str, options: GenerateOptions) -> Any:
     values = {k: v for k, v in (("resolution", options.resolution), ("device", options.device))
               if k in known}
     values.update(options.backend_options if name == options.backend else {})
-    return make_config(cls, **values)
+    try:
+        return make_config(cls, **values)
+    except OptionsError as exc:
+        exc.stage = exc.stage or "generate"
+        raise
 
 
 def build_generator(config: Any):
@@ -92,19 +97,11 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-def _views(state: AssetState) -> list:
-    if "cameras" not in state.artifacts:
-        return []
-    from .ingest import load_views
-
-    return load_views(state)
-
-
 @stage("generate", "2", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
-    views = _views(state)
+    views = load_views(state)
     if not views and not mesh_uri:
         raise InputError("no photos and no mesh: nothing to build the model from",
                          "give the row product photos (images) or a mesh_uri")

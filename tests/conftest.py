@@ -32,6 +32,17 @@ def skip_without_gltf_validator() -> None:
 
 
 @pytest.fixture(scope="session")
+def renderer():
+    """The process's headless OpenGL renderer; the test is skipped where EGL is missing."""
+    from assetfactory.geometry.render import get_renderer
+
+    try:
+        return get_renderer()
+    except Exception as exc:  # noqa: BLE001 - any EGL/driver failure means: no GL here
+        pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
+
+
+@pytest.fixture(scope="session")
 def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"third-party test data not found at {SHARED_DATA} (it sits beside the "

@@ -146,8 +146,8 @@ def test_draco_primitive_decodes_like_the_plain_one(tmp_path):
 def test_meshopt_from_the_factorys_own_exporter_round_trips(tmp_path):
     """The exporter's EXT_meshopt_compression output (attribute + triangle codecs) reads back
     as the same geometry."""
+    from assetfactory.algorithms.gltf import build_glb
     from assetfactory.core.mesh import MeshData
-    from assetfactory.tasks.export import build_glb
 
     rng = np.random.default_rng(0)
     v = rng.random((300, 3))

@@ -3,7 +3,8 @@
 Why: a mesh-only SKU has no photos to re-texture from, and its materials are what the merchant
 sells. After cleanup, simplification and the new UV layout, every texel of the new atlas is a
 point on the low surface (``Renderer.rasterize_uv``); the point of the *source* surface it
-stands for is found the way the normal bake finds the dense surface, and the source's material
+stands for is found the way the normal bake finds the dense surface (closest points and rays of
+``geometry.closest``), and the source's material
 is evaluated there exactly as a glTF viewer would (texture slot, UV set, ``KHR_texture_transform``,
 sampler wrap and filter, factors, vertex colours).
 
@@ -11,7 +12,7 @@ Finding the source point, with care about nearby surfaces:
 0. candidates are the source faces cleanup kept: a face it removed as hidden (an interior
    shell, a hose end inside its nozzle) is no longer on the cleaned surface and may lie closer
    to the simplified surface than the visible face above it;
-1. the closest point on the source surface (open3d ``RaycastingScene``), accepted when it lies
+1. the closest point on the source surface (``geometry.closest``), accepted when it lies
    within ``max_distance`` and its face looks the same way as the low surface there. Source
    files are not consistently wound, so each source face's "outside" is first taken from the
    cleaned mesh (whose winding cleanup made consistent): the face is flipped for this test when
@@ -28,7 +29,7 @@ What goes where (glTF metal/rough in, the project's maps out):
 - normals: the source's authored normal at the source point, perturbed by the source's normal
   map in the source's tangent frame (its TANGENT attribute, or MikkTSpace-style tangents from the
   normal texture's UV set), re-encoded in the new asset's tangent frame
-  (``bake.encode_tangent_space``). Texels whose source answer is not trusted keep the geometry
+  (``geometry.tangents.encode_tangent_space``). Texels whose source answer is not trusted keep the geometry
   bake's normal, so the composed map never loses what the geometry bake had.
 - each new face gets the source material most of its texels came from; faces are grouped into
   output materials by source material, each keeping its name, alpha mode, cut-off, double
@@ -42,69 +43,40 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..core.appearance import CLAMP, MIRROR, SourceAppearance, TextureSlot, decode_image
+from ..core.appearance import SourceAppearance, TextureSlot, decode_image
 from ..core.mesh import MeshData
+from ..geometry.closest import cast_rays, closest_points, raycasting_scene
+from ..geometry.colour import SRGB_LUT, linear_to_srgb, to_uint8
+from ..geometry.dilation import texels_to_image
+from ..geometry.normals import face_normals, vertex_normals
+from ..geometry.normals import unit as _unit
+from ..geometry.tangents import encode_tangent_space, surface_frames, vertex_tangents
+from ..geometry.texture_sampling import sample_wrapped, texel_uv, uv_barycentric
+from .materials import asset_name
+from .normal_bake import to_rgb8
 
 log = logging.getLogger(__name__)
 
 _BATCH = 1_000_000
 
 
-def srgb_to_linear(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(np.float32)
-
-
-def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    n = np.linalg.norm(v, axis=-1, keepdims=True)
-    return v / np.where(n > 1e-30, n, 1.0)
-
-
 # ---------------------------------------------------------------------------- texture sampling
 
 
-def wrap(coord: np.ndarray, mode: int) -> np.ndarray:
-    """Texture coordinates folded into [0, 1] by a glTF sampler wrap mode."""
-    if mode == CLAMP:
-        return np.clip(coord, 0.0, 1.0)
-    if mode == MIRROR:
-        f = np.mod(coord, 2.0)
-        return np.where(f > 1.0, 2.0 - f, f)
-    return np.mod(coord, 1.0)
+def _transformed(uv: np.ndarray, transform: tuple[float, ...] | None) -> np.ndarray:
+    """Texture coordinates through a ``KHR_texture_transform`` (2x3 affine), if any."""
+    uv = np.asarray(uv, np.float64)
+    if transform is None:
+        return uv
+    a, b, c, d, e, f = transform
+    return np.stack([a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f], axis=1)
 
 
 def sample_texture(image: np.ndarray, uv: np.ndarray, slot: TextureSlot) -> np.ndarray:
     """(T, C) float32 texels of ``image`` (H, W, C) at glTF texture coordinates ``uv``
-    (t down), after the slot's transform, with its wrap modes; bilinear unless the sampler
-    asks for nearest."""
-    uv = np.asarray(uv, np.float64)
-    if slot.transform is not None:
-        a, b, c, d, e, f = slot.transform
-        uv = np.stack([a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f], axis=1)
-    h, w = image.shape[:2]
-    x = wrap(uv[:, 0], slot.wrap_s) * w - 0.5
-    y = wrap(uv[:, 1], slot.wrap_t) * h - 0.5
-    if slot.nearest:
-        xi = np.clip(np.floor(x + 0.5).astype(np.int64), 0, w - 1)
-        yi = np.clip(np.floor(y + 0.5).astype(np.int64), 0, h - 1)
-        return image[yi, xi].astype(np.float32)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    fx, fy = (x - x0)[:, None].astype(np.float32), (y - y0)[:, None].astype(np.float32)
-
-    def idx(i: np.ndarray, n: int, mode: int) -> np.ndarray:
-        if mode == CLAMP or mode == MIRROR:
-            return np.clip(i, 0, n - 1)
-        return np.mod(i, n)
-
-    xa, xb = idx(x0, w, slot.wrap_s), idx(x0 + 1, w, slot.wrap_s)
-    ya, yb = idx(y0, h, slot.wrap_t), idx(y0 + 1, h, slot.wrap_t)
-    return ((image[ya, xa] * (1 - fx) + image[ya, xb] * fx) * (1 - fy)
-            + (image[yb, xa] * (1 - fx) + image[yb, xb] * fx) * fy).astype(np.float32)
+    (t down), after the slot's transform, with its sampler's wrap modes and filter."""
+    return sample_wrapped(image, _transformed(uv, slot.transform), slot.wrap_s, slot.wrap_t,
+                          slot.nearest)
 
 
 @dataclass
@@ -134,18 +106,18 @@ class SourceShader:
                        else np.asarray(orient, np.float32))
         s = self.surface
         self.normals = (_unit(np.asarray(s.normals, np.float64)) if s.normals is not None
-                        else _vertex_normals(s.vertices, s.faces))
-        v = s.vertices[s.faces]
+                        else vertex_normals(s.vertices, s.faces))
         #: each face's geometric normal turned to the outside (cleanup's winding)
-        self.outside = _unit(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])) * self.orient[:, None]
+        self.outside = face_normals(s.vertices, s.faces) * self.orient[:, None]
 
     def image(self, index: int, srgb: bool) -> np.ndarray:
         """(H, W, 4) float32 in 0-1, linearised when the image holds sRGB colour."""
         key = (index, srgb)
         if key not in self._images:
-            rgba = decode_image(self.app.images[index].data).astype(np.float32) / 255.0
+            raw = decode_image(self.app.images[index].data)
+            rgba = raw.astype(np.float32) / 255.0
             if srgb:
-                rgba[..., :3] = srgb_to_linear(rgba[..., :3])
+                rgba[..., :3] = SRGB_LUT[raw[..., :3]]
             self._images[key] = rgba
         return self._images[key]
 
@@ -168,15 +140,10 @@ class SourceShader:
         key = (slot.texcoord, slot.transform)
         if key in self._tangents:
             return self._tangents[key]
-        from .bake import vertex_tangents
-
         s = self.surface
         n = len(s.vertices)
-        uv = (np.asarray(s.texcoords[slot.texcoord], np.float64) if slot.texcoord < len(
-            s.texcoords) else np.zeros((n, 2)))
-        if slot.transform is not None:
-            a, b, c, d, e, f = slot.transform
-            uv = np.stack([a * uv[:, 0] + b * uv[:, 1] + c, d * uv[:, 0] + e * uv[:, 1] + f], 1)
+        uv = _transformed(s.texcoords[slot.texcoord] if slot.texcoord < len(s.texcoords)
+                          else np.zeros((n, 2)), slot.transform)
         vup = np.stack([uv[:, 0], 1.0 - uv[:, 1]], axis=1)
         derived = vertex_tangents(MeshData(s.vertices, s.faces, uv=vup.astype(np.float32)),
                                   self.normals)
@@ -244,12 +211,6 @@ class SourceShader:
                               np.clip(occ, 0, 1), has_occ, emis, normal, mat)
 
 
-def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    from .bake import vertex_normals
-
-    return vertex_normals(vertices, faces)
-
-
 # ---------------------------------------------------------------------------- correspondence
 
 
@@ -264,57 +225,36 @@ class SourceQuery:
 
     def __init__(self, appearance: SourceAppearance, clean: MeshData | None = None,
                  keep_tolerance: float = 1e-4) -> None:
-        import open3d as o3d
-
         s = appearance.surface
         self.surface = s
-        v = s.vertices[s.faces]
-        fn = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-        self.face_normals = _unit(fn)
+        self.face_normals = face_normals(s.vertices, s.faces)
         self.orient = np.ones(s.n_faces, np.float32)
         self.kept = np.arange(s.n_faces)
         if clean is not None and clean.n_faces:
-            dist, self.orient = self._against_clean(clean, v.mean(axis=1))
+            dist, self.orient = self._against_clean(clean, s.vertices[s.faces].mean(axis=1))
             diag = float(np.linalg.norm(np.ptp(clean.vertices, axis=0))) or 1.0
             kept = np.flatnonzero(dist <= keep_tolerance * diag)
             if len(kept):
                 self.kept = kept
         self.oriented = self.face_normals * self.orient[:, None]
-        self.scene = o3d.t.geometry.RaycastingScene()
-        self.scene.add_triangles(o3d.core.Tensor(s.vertices.astype(np.float32)),
-                                 o3d.core.Tensor(s.faces[self.kept].astype(np.uint32)))
+        self.scene = raycasting_scene(s.vertices, s.faces[self.kept])
 
     def _against_clean(self, clean: MeshData, centroids: np.ndarray
                        ) -> tuple[np.ndarray, np.ndarray]:
         """(distance of each source face's centroid to the cleaned surface, +1/-1: its normal
         agrees with the cleaned surface's there)."""
-        import open3d as o3d
-
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(clean.vertices.astype(np.float32)),
-                            o3d.core.Tensor(clean.faces.astype(np.uint32)))
-        out = scene.compute_closest_points(o3d.core.Tensor(centroids.astype(np.float32)))
-        prim = out["primitive_ids"].numpy().astype(np.int64)
-        dist = np.linalg.norm(out["points"].numpy().astype(np.float64) - centroids, axis=1)
-        cv = clean.vertices[clean.faces[prim]]
-        cn = np.cross(cv[:, 1] - cv[:, 0], cv[:, 2] - cv[:, 0])
+        q, prim, _ = closest_points(raycasting_scene(clean.vertices, clean.faces), centroids)
+        dist = np.linalg.norm(q - centroids, axis=1)
+        cn = face_normals(clean.vertices, clean.faces)[prim]
         orient = np.where(np.einsum("ij,ij->i", cn, self.face_normals) < 0, -1.0, 1.0)
         return dist, orient.astype(np.float32)
-
-    def _bary(self, faces: np.ndarray, uv: np.ndarray) -> np.ndarray:
-        bary = np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
-        bary = np.clip(bary, 0.0, None)
-        return bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
     def find(self, points: np.ndarray, normals: np.ndarray, max_dist: float
              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(source face, barycentrics, trusted) per point (see the module docstring)."""
-        import open3d as o3d
-
-        out = self.scene.compute_closest_points(o3d.core.Tensor(points.astype(np.float32)))
-        q = out["points"].numpy().astype(np.float64)
-        face = self.kept[out["primitive_ids"].numpy().astype(np.int64)]
-        bary = self._bary(face, out["primitive_uvs"].numpy().astype(np.float64))
+        q, prim, bary = closest_points(self.scene, points)
+        face = self.kept[prim]
+        bary = _clamped(bary)
         dist = np.linalg.norm(q - points, axis=1)
         agree = np.einsum("ij,ij->i", self.oriented[face], normals) > 0
         ok = (dist <= max_dist) & agree
@@ -322,27 +262,31 @@ class SourceQuery:
         if len(bad):
             best_t = np.full(len(bad), np.inf)
             best_f = np.zeros(len(bad), np.int64)
-            best_uv = np.zeros((len(bad), 2))
+            best_bary = np.zeros((len(bad), 3))
             for sign in (-1.0, 1.0):
                 d = sign * normals[bad]
-                rays = np.concatenate([points[bad] - d * max_dist, d], axis=1)
-                hit = self.scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
-                t = hit["t_hit"].numpy().astype(np.float64) - max_dist
-                f = hit["primitive_ids"].numpy().astype(np.int64)
-                valid = np.isfinite(t) & (f != o3d.t.geometry.RaycastingScene.INVALID_ID)
+                t, f, b = cast_rays(self.scene, points[bad] - d * max_dist, d)
+                valid = f >= 0
+                t = t - max_dist
                 f = self.kept[np.where(valid, f, 0)]
-                fsafe = f
-                agree_r = np.einsum("ij,ij->i", self.oriented[fsafe], normals[bad]) > 0
+                agree_r = np.einsum("ij,ij->i", self.oriented[f], normals[bad]) > 0
                 take = valid & agree_r & (np.abs(t) <= max_dist) & (np.abs(t) < best_t)
                 best_t[take] = np.abs(t[take])
                 best_f[take] = f[take]
-                best_uv[take] = hit["primitive_uvs"].numpy().astype(np.float64)[take]
+                best_bary[take] = b[take]
             found = np.isfinite(best_t)
             idx = bad[found]
             face[idx] = best_f[found]
-            bary[idx] = self._bary(best_f[found], best_uv[found])
+            bary[idx] = _clamped(best_bary[found])
             ok[idx] = True
         return face, bary, ok
+
+
+def _clamped(bary: np.ndarray) -> np.ndarray:
+    """Barycentric coordinates clipped to the face (float noise of the ray tracer) and
+    renormalised."""
+    bary = np.clip(bary, 0.0, None)
+    return bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
 
 # ---------------------------------------------------------------------------- the transfer
@@ -363,8 +307,6 @@ def material_table(appearance: SourceAppearance, face_material: np.ndarray, name
     """The ``materials`` artifact for transferred materials: one output material per source
     material the new faces use, keeping its name and alpha handling. Values are in the
     textures (factors 1)."""
-    from .materials import asset_name
-
     rows = []
     for k in np.unique(face_material):
         m = appearance.materials[int(k)]
@@ -385,15 +327,7 @@ def transfer(low: MeshData, appearance: SourceAppearance, clean: MeshData | None
     ``geometry_normal_map``: the bake's map, kept where the source is not trusted;
     ``ao``: the bake's AO image (S, S) in 0-1, or None; ``max_distance`` in world units.
     """
-    from ..core.render import get_renderer
-    from .bake import (
-        _dilate,
-        encode_tangent_space,
-        surface_frames,
-        texel_uv,
-        to_rgb8,
-        uv_barycentric,
-    )
+    from ..geometry.render import get_renderer
 
     _, _, face_img = get_renderer().rasterize_uv(low.replace(vertex_normals=None), size)
     index = np.flatnonzero(face_img.reshape(-1) >= 0)
@@ -429,18 +363,16 @@ def transfer(low: MeshData, appearance: SourceAppearance, clean: MeshData | None
     face_material = _face_materials(low, fids, mat, query, shader)
 
     def image(values: np.ndarray, fill) -> np.ndarray:
-        return _dilate(values.astype(np.float32), index, size, dilate_px, fill)
+        return texels_to_image(size, index, values.astype(np.float32), dilate_px, fill)
 
     srgb = np.concatenate([linear_to_srgb(base[:, :3]), np.clip(base[:, 3:], 0, 1)], axis=1)
-    base_img = np.round(image(srgb, srgb.mean(0) if n else 0.5) * 255).astype(np.uint8)
-    orm_img = np.round(np.clip(image(orm, orm.mean(0) if n else 1.0), 0, 1) * 255
-                       ).astype(np.uint8)
+    base_img = to_uint8(image(srgb, srgb.mean(0) if n else 0.5))
+    orm_img = to_uint8(image(orm, orm.mean(0) if n else 1.0))
     nrm_img = image(enc, (0.0, 0.0, 1.0)).reshape(-1, 3)
     nrm_img = to_rgb8(_unit(nrm_img).reshape(size, size, 3))
     emis_img = None
     if n and float(emis.max()) > 1.0 / 255.0:
-        e = linear_to_srgb(emis)
-        emis_img = np.round(image(e, (0.0, 0.0, 0.0)) * 255).astype(np.uint8)
+        emis_img = to_uint8(image(linear_to_srgb(emis), (0.0, 0.0, 0.0)))
     table = material_table(appearance, face_material, name)
     stats = {"texels": n, "trusted_share": float(trusted.mean()) if n else 0.0,
              "materials": len(table["materials"]),
@@ -460,9 +392,8 @@ def _face_materials(low: MeshData, fids: np.ndarray, mat: np.ndarray, query: Sou
     out = counts.argmax(1)
     empty = np.flatnonzero(counts.sum(1) == 0)
     if len(empty):
-        v = low.vertices[low.faces[empty]]
-        c = v.mean(axis=1)
-        fn = _unit(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]))
+        c = low.vertices[low.faces[empty]].mean(axis=1)
+        fn = face_normals(low.vertices, low.faces[empty])
         diag = float(np.linalg.norm(np.ptp(low.vertices, axis=0))) or 1.0
         face, _, _ = query.find(c, fn, 0.05 * diag)
         out[empty] = shader.surface.face_material[face]
