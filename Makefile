@@ -26,13 +26,22 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The learned backends' tests run tiny models on the CPU: torch's CPU wheel first, then the
+# [learned] extra with every version held by the constraints (nothing may upgrade torch), then
+# hy3dgen without its demo-app requirements (see pyproject's [learned] note).
+$(VENV)/.installed-learned: $(VENV)/.installed-test constraints-learned.txt
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints-learned.txt -e '.[learned]'
+	$(PY) -m pip install -q --no-deps -c constraints-learned.txt hy3dgen
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
 
-setup-test: setup $(VENV)/.installed-test
+setup-test: setup $(VENV)/.installed-test $(VENV)/.installed-learned
 
 demo: setup
 	$(VENV)/bin/assetfactory demo

@@ -5,12 +5,15 @@ estimated from the photo's border; on a near-uniform background the object is wh
 from the border cannot reach, refined with OpenCV GrabCut initialised from that fill; on a busy
 background GrabCut starts from "the object is inside the frame" (flag ``busy_background``).
 Masks are cleaned: specks smaller than a tenth of the largest part go, pin holes are filled (real
-openings such as a mug's handle stay).
+openings such as a mug's handle stay). A learned segmentation (``object_mask``'s ``learned``,
+which the ingest stage builds from ``models.masks``) is tried before the classical mask when
+given; an implausible answer falls back to it.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import numpy as np
 
@@ -29,12 +32,24 @@ def has_transparency(alpha: np.ndarray | None) -> bool:
     return bool((alpha < 128).mean() > 0.001 and (alpha >= 128).mean() > 0.001)
 
 
-def object_mask(rgb: np.ndarray, alpha: np.ndarray | None) -> tuple[np.ndarray, list[str], str]:
-    """(object mask, flags, source) from the alpha channel or, failing that, the background."""
+#: A learned segmentation's answer for one photo: (object mask, or None when it is implausible
+#: and the classical mask should be used, flags). The stage passes one in (``models.masks``).
+LearnedMask = Callable[[np.ndarray], tuple[np.ndarray | None, list[str]]]
+
+
+def object_mask(rgb: np.ndarray, alpha: np.ndarray | None,
+                learned: LearnedMask | None = None) -> tuple[np.ndarray, list[str], str]:
+    """(object mask, flags, source) from the alpha channel, the ``learned`` mask (when given
+    and plausible) or, failing those, the background."""
     if has_transparency(alpha):
         return clean_mask(alpha >= 128), [], "alpha"
-    mask, flags = background_mask(rgb)
-    return clean_mask(mask), flags, "background"
+    flags: list[str] = []
+    if learned is not None:
+        mask, flags = learned(rgb)
+        if mask is not None:
+            return clean_mask(mask), flags, "model"
+    mask, more = background_mask(rgb)
+    return clean_mask(mask), flags + more, "background"
 
 
 def background_mask(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:

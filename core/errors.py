@@ -80,13 +80,14 @@ def _rebuild_options(message, stage):
 
 
 class PreflightError(RuntimeError):
-    """A tool the run needs (Node and the glTF-Validator, EGL, usd-core) is missing; raised
-    once when a run starts, listing each missing tool with how to install it."""
+    """A tool the run needs (Node and the glTF-Validator, EGL, usd-core) is missing, maybe
+    beside a learned model's weights or library; raised once when a run starts, listing each
+    problem with how to fix it."""
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         lines = [f"- {what}: {fix}" for what, fix in problems]
-        super().__init__("the run cannot start, these tools are missing:\n" + "\n".join(lines))
+        super().__init__("the run cannot start, these are missing:\n" + "\n".join(lines))
 
 
 class MissingWeightsError(RuntimeError):

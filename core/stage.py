@@ -87,7 +87,9 @@ class Stage(Generic[O]):
             started_at=started,
             duration_s=time.perf_counter() - t0,
             host=socket.gethostname(),
-            device=str(opts.get("device", "cpu")),
+            # the device the stage actually used, when it reports one (a learned backend on
+            # "auto" may have fallen back to the CPU), else the one its options asked for
+            device=str(result.metrics.get(f"{self.name}_device") or opts.get("device", "cpu")),
             peak_rss_mb=peak_rss_mb(),
         )
         return dataclasses.replace(result, record=record)

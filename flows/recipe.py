@@ -15,6 +15,7 @@ from typing import Any
 from ..core.errors import OptionsError
 from ..core.hashing import sha256_obj
 from ..core.stage import Stage
+from ..core.types import Resources
 
 
 @dataclass(frozen=True)
@@ -76,14 +77,20 @@ class Recipe:
     profile: str
     backend: str
     calls: tuple[StageCall, ...] = field(default_factory=tuple)
+    #: (what, sha256 manifest digest) of the learned models the recipe uses, set by
+    #: ``flows.preflight.preflight``; part of the identity, so new weights re-make the assets.
+    weights: tuple[tuple[str, str], ...] = ()
 
     def describe(self) -> dict[str, Any]:
-        return {
+        out = {
             "profile": self.profile,
             "backend": self.backend,
             "stages": [{"name": c.name, "version": c.stage().version,
                         "options": dataclasses.asdict(c.options)} for c in self.calls],
         }
+        if self.weights:  # absent for weight-free recipes: their identities stay as they were
+            out["weights"] = dict(self.weights)
+        return out
 
     @property
     def hash(self) -> str:
@@ -150,3 +157,29 @@ def build_recipe(profile: str = "ar", backend: str = "silhouette",
         st = resolve_stage(path)
         calls.append(StageCall(name, path, _make_options(st, wanted.get(name, {}))))
     return Recipe(profile, backend, tuple(calls))
+
+
+def _call(recipe: Recipe, name: str) -> StageCall | None:
+    return next((c for c in recipe.calls if c.name == name), None)
+
+
+def generate_config(recipe: Recipe) -> Any:
+    """The backend config the recipe's generate stage builds for rows without a mesh."""
+    from ..tasks.generate import backend_config
+
+    call = _call(recipe, "generate")
+    return None if call is None else backend_config(call.options.backend, call.options)
+
+
+def call_resources(call: StageCall) -> Resources:
+    """A stage call's scheduler resources: the stage's own, or for generate its backend's
+    (a learned backend asks for its GPU)."""
+    resources = call.stage().resources
+    if call.name == "generate":
+        from ..models.base import backend_resources
+        from ..tasks.generate import backend_config
+
+        needs = backend_resources(backend_config(call.options.backend, call.options))
+        resources = Resources(cpus=max(resources.cpus, needs.cpus), gpus=needs.gpus,
+                              memory_mb=max(resources.memory_mb, needs.memory_mb))
+    return resources

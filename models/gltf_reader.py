@@ -11,9 +11,10 @@ compressed positions as zeros.
 
 Images are kept in their own encoding when it is PNG, JPEG or WebP (``EXT_texture_webp``); a
 KTX2 image holding uncompressed 8-bit data (optionally Zstandard-supercompressed, as glTF's
-sample assets ship it) is decoded here and kept as PNG; a Basis Universal KTX2
-(``KHR_texture_basisu``) has no maintained decoder on the package index, so it is an
-``InputError`` that names the texture and the fix.
+sample assets ship it) is decoded here, and a Basis Universal KTX2 (``KHR_texture_basisu``,
+ETC1S or UASTC) is transcoded to RGBA8 by Basis Universal's own transcoder
+(``opengl_basisu``); either is kept as PNG. A GPU block-compressed KTX2 (BC/ETC/ASTC vkFormats)
+or a payload that does not decode is an ``InputError`` that names the texture and the fix.
 
 Every failure is an ``InputError`` naming the file and what to do, as in ``models/mesh.py``.
 """
@@ -536,17 +537,20 @@ def checked_image(data: bytes, label: str, file: str) -> SourceImage:
 
 
 def decode_ktx2(data: bytes, label: str, file: str) -> np.ndarray:
-    """(H, W, C) uint8 of a KTX2 image holding uncompressed 8-bit texels (level 0)."""
+    """(H, W, C) uint8 of level 0 of a KTX2 image holding uncompressed 8-bit texels or a
+    Basis Universal payload."""
     basis_fix = ("convert the texture to PNG or JPEG (e.g. `ktx extract --level 0 IN.ktx2 "
                  "OUT.png` from KTX-Software, or re-export from the 3D tool without "
                  "KHR_texture_basisu) and reference that image instead")
     if len(data) < 80:
         raise InputError(f"{file}: texture {label!r} is a truncated KTX2 file", basis_fix)
     vk, _ts, w, h, _d, _layers, _faces, _levels, scheme = struct.unpack_from("<9I", data, 12)
+    if vk == 0:  # VK_FORMAT_UNDEFINED: a Basis Universal payload (KHR_texture_basisu)
+        return _decode_basis(data, label, file, basis_fix)
     if vk not in _KTX2_FORMATS:
-        kind = "Basis Universal (ETC1S/UASTC)" if vk == 0 else f"GPU-compressed (vkFormat {vk})"
-        raise InputError(f"{file}: texture {label!r} is a {kind} KTX2 image, which no "
-                         "maintained decoder on the package index reads", basis_fix)
+        raise InputError(f"{file}: texture {label!r} is a GPU-compressed (vkFormat {vk}) KTX2 "
+                         "image, which no maintained decoder on the package index reads",
+                         basis_fix)
     channels, _srgb = _KTX2_FORMATS[vk]
     off, length, _ulen = struct.unpack_from("<QQQ", data, 80)
     raw = data[off:off + length]
@@ -568,6 +572,19 @@ def decode_ktx2(data: bytes, label: str, file: str) -> np.ndarray:
     if channels == 2:
         img = np.concatenate([img, np.zeros((h, w, 1), np.uint8)], axis=2)
     return img[..., 0] if channels == 1 else img
+
+
+def _decode_basis(data: bytes, label: str, file: str, fix: str) -> np.ndarray:
+    """(H, W, 4) uint8 of level 0 of a Basis Universal KTX2 (ETC1S or UASTC), transcoded to
+    RGBA8 by ``opengl_basisu`` (Basis Universal's transcoder; no GPU or OpenGL involved)."""
+    import opengl_basisu
+
+    try:
+        img = opengl_basisu.open(bytes(data)).transcode("rgba8")
+    except (opengl_basisu.BasisuError, opengl_basisu.UnsupportedError, ValueError) as exc:
+        raise InputError(f"{file}: texture {label!r}: its Basis Universal KTX2 data does not "
+                         f"transcode ({exc})", fix) from None
+    return np.asarray(img.data, np.uint8).reshape(img.height, img.width, 4)
 
 
 def _node_matrix(node: dict) -> np.ndarray:

@@ -112,20 +112,38 @@ def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig
     """``import_mesh`` plus the source's look (None for formats without materials, or a
     look that is one plain white default material). ``normalise=False`` keeps the file's own
     frame (metrics and benchmarks compare files in it)."""
+    return _import(_read(uri, config.max_bytes), uri, config, normalise, local=True)
+
+
+def import_mesh_bytes(data: bytes, uri: str,
+                      config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
+    """Validate and normalise mesh bytes; ``uri`` names them (its extension gives the format,
+    else the bytes do). A generator service's answer goes through the same checks as a file.
+    The bytes stand alone: a file they reference (external buffer, image, MTL library) is never
+    looked for on this machine."""
+    mesh, info, _ = _import(data, uri, config, True, local=False)
+    return mesh, info
+
+
+def _import(data: bytes, uri: str, config: MeshImportConfig, normalise: bool, local: bool
+            ) -> tuple[MeshData, dict, SourceAppearance | None]:
+    """The import proper; ``local``: the files the model references are read next to ``uri``
+    (else refused)."""
     name = _name(uri)
-    data = _read(uri, config.max_bytes)
+    resolve = resources(uri, name) if local else _self_contained(name)
     kind = _kind(uri, data)
     doc = _inspect_gltf(data, kind, name) if kind in ("glb", "gltf") else None
     materials: list[SourceMaterial] = []
     images: list = []
     extensions: list[str] = []
     if doc is not None:
-        parts, materials, images, extensions = _load_gltf(uri, data, kind, name, doc, config)
+        parts, materials, images, extensions = _load_gltf(data, kind, name, doc, config,
+                                                           resolve)
     else:
-        scene = _load(uri, data, kind, name, doc)
+        scene = _load(uri, data, kind, name, local)
         parts = _parts(scene, name, config.max_faces)
         if kind == "obj":
-            parts, materials, images = _obj_appearance(uri, data, name, scene, parts)
+            parts, materials, images = _obj_appearance(data, name, scene, parts, resolve)
     mesh = _concatenate(parts, by_material=len({p.material for p in parts}) >= 2)
     check_mesh(mesh, name)
     mesh, info, T = _normalise(_weld(mesh))
@@ -349,14 +367,26 @@ def resources(uri: str, name: str):
     return resolve_local
 
 
+def _self_contained(name: str):
+    """The resolver of a model given as bytes alone: every reference is refused."""
+
+    def refuse(rel: str) -> bytes:
+        raise InputError(f"{name} references the external file {rel!r}, and a model given as "
+                         "bytes has no folder to read it from",
+                         "embed the buffers and images (a .glb) or give the model as a file")
+
+    return refuse
+
+
 # --- loading ----------------------------------------------------------------------------------
 
-def _load(uri: str, data: bytes, kind: str, name: str, doc: dict | None):
-    """OBJ, STL and PLY through trimesh (glTF has its own reader)."""
+def _load(uri: str, data: bytes, kind: str, name: str, local: bool):
+    """OBJ, STL and PLY through trimesh (glTF has its own reader); ``local``: an OBJ's MTL is
+    read next to ``uri``."""
     import trimesh
 
     kwargs: dict[str, Any] = {"process": False}
-    if kind == "obj":
+    if kind == "obj" and local:
         kwargs["resolver"] = trimesh.resolvers.FilePathResolver(
             str(Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri
                      ).resolve().parent)) if not uri.startswith("s3://") else None
@@ -370,14 +400,13 @@ def _load(uri: str, data: bytes, kind: str, name: str, doc: dict | None):
                          f"re-export the model as .glb or as a valid .{kind}") from None
 
 
-def _load_gltf(uri: str, data: bytes, kind: str, name: str, doc: dict,
-               config: MeshImportConfig) -> tuple[list, list, list, list[str]]:
+def _load_gltf(data: bytes, kind: str, name: str, doc: dict, config: MeshImportConfig,
+               resolve) -> tuple[list, list, list, list[str]]:
     """(parts, materials, images, extensions used) of a GLB/glTF, through ``gltf_reader``."""
     from .gltf_reader import glb_chunks, material_list, read_gltf
 
     _check_gltf_meshes(doc, name)
     binary = glb_chunks(data)[1] if kind == "glb" else None
-    resolve = resources(uri, name)
     try:
         scene = read_gltf(doc, binary, name, resolve, config.max_faces)
     except InputError:
@@ -408,7 +437,7 @@ def _load_gltf(uri: str, data: bytes, kind: str, name: str, doc: dict,
     return parts, materials, scene.images, scene.extensions
 
 
-def _obj_appearance(uri: str, data: bytes, name: str, scene, parts: list) -> tuple:
+def _obj_appearance(data: bytes, name: str, scene, parts: list, resolve) -> tuple:
     """OBJ parts with their UVs (flipped to glTF's t-down) and MTL materials."""
     from .obj_reader import obj_materials
 
@@ -420,7 +449,7 @@ def _obj_appearance(uri: str, data: bytes, name: str, scene, parts: list) -> tup
         mat = getattr(getattr(geom, "visual", None), "material", None)
         names.append(str(getattr(mat, "name", None) or "default"))
     text = data.decode("utf-8", errors="replace")
-    mats, images = obj_materials(text, resources(uri, name), name, sorted(set(names)))
+    mats, images = obj_materials(text, resolve, name, sorted(set(names)))
     order = sorted(mats)
     out = []
     for part, geom, mname in zip(parts, geoms, names, strict=True):

@@ -34,15 +34,16 @@ class GenerateOptions:
 
     backend: registry name used when the row has no mesh_uri ("silhouette" needs no weights).
     resolution: the backend's grid resolution, for backends that have one.
-    seed: for stochastic backends; the same seed gives the same mesh.
-    device: "cpu" or e.g. "cuda:0", for backends that take one.
+    seed: for stochastic backends; the same seed gives the same mesh (on the same device).
+    device: "auto" (each backend's own default: the GPU for learned backends when there is
+        one, else the CPU, flagged), or "cpu", "cuda", "cuda:N" for backends that take one.
     backend_options: further config fields of the chosen backend, by name.
     """
 
     backend: str = "silhouette"
     resolution: int = 128
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,7 +60,7 @@ def backend_config(name: str, options: GenerateOptions) -> Any:
     cls = find(name)
     known = config_fields(cls)
     values = {k: v for k, v in (("resolution", options.resolution), ("device", options.device))
-              if k in known}
+              if k in known and not (k == "device" and v == "auto")}
     values.update(options.backend_options if name == options.backend else {})
     try:
         return make_config(cls, **values)
@@ -119,7 +120,10 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
                                if isinstance(v, (int, float, str, bool)) or v is None}
     metrics.update(generate_backend=name, generate_tris=mesh.n_faces,
                    generate_verts=mesh.n_vertices,
-                   generate_method=str(dense.info.get("method", name)))
+                   generate_method=str(dense.info.get("method", name)),
+                   # the device it ran on (provenance records it), after any CPU fallback
+                   generate_device=str(dense.info.get("device") or getattr(config, "device",
+                                                                           "cpu")))
     digest = config.weights_sha256()
     if digest:
         metrics["generate_weights_sha256"] = digest

@@ -10,7 +10,9 @@ estimated from the photo's border; on a near-uniform background the object is wh
 from the border cannot reach, refined with OpenCV GrabCut initialised from that fill; on a busy
 background GrabCut starts from "the object is inside the frame" (flag ``busy_background``).
 Masks are cleaned: specks smaller than a tenth of the largest part go, pin holes are filled (real
-openings such as a mug's handle stay).
+openings such as a mug's handle stay). With ``mask_model`` set, a segmentation model
+(``models.masks``) gives the mask of photos without transparency; where its mask is implausible
+the classical one is used and the photo flagged ``learned_mask_fallback``.
 
 Cameras. Catalog photos come without calibration. We assume the photographer centred the
 product and shot every view of a SKU with the same lens and distance (a turntable rig or a
@@ -40,7 +42,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
-from ..algorithms.masking import has_object, object_mask
+from ..algorithms.masking import LearnedMask, has_object, object_mask
 from ..algorithms.photos import (
     FORMAT_FIX,
     bbox_side,
@@ -81,6 +83,10 @@ class IngestOptions:
     fov_deg: assumed vertical field of view of the catalog's camera.
     distance: assumed camera distance, in units of the object's largest extent.
     default_elevation_deg: assumed elevation when the catalog gives none.
+    mask_model: a segmentation model's weights (local folder or cached repo id) for the object
+        masks of photos without transparency ("" = the classical mask only); see
+        ``models.masks``. Implausible model masks fall back to the classical one (flagged).
+    mask_device: where the mask model runs ("cpu", "auto", "cuda", "cuda:N").
     """
 
     size: int = 512
@@ -90,6 +96,8 @@ class IngestOptions:
     fov_deg: float = 30.0
     distance: float = 2.5
     default_elevation_deg: float = 0.0
+    mask_model: str = ""
+    mask_device: str = "cpu"
 
     def __post_init__(self) -> None:
         check(16 <= self.size <= 8192, f"size {self.size} not in [16, 8192]")
@@ -101,6 +109,9 @@ class IngestOptions:
               "camera must be outside the object)")
         check(-90.0 <= self.default_elevation_deg <= 90.0,
               "default_elevation_deg must be in [-90, 90]")
+        check(self.mask_device in ("cpu", "auto", "cuda") or (
+            self.mask_device.startswith("cuda:") and self.mask_device[5:].isdigit()),
+            f"mask_device {self.mask_device!r} must be cpu, auto, cuda or cuda:N")
 
 
 # --------------------------------------------------------------------------- the stage
@@ -127,11 +138,12 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
     fracs: list[float] = []
     object_px: list[int] = []
     total_bytes = 0
+    learned = learned_mask(options)
     for image, pose in zip(spec.images, poses):
         data = read_image_bytes(spec, image, options.max_bytes)
         total_bytes += len(data)
         rgb, alpha = decode_image(data, image.uri, options.max_pixels)
-        mask, view_flags, source = object_mask(rgb, alpha)
+        mask, view_flags, source = object_mask(rgb, alpha, learned)
         if not has_object(mask):
             raise InputError(f"no object found in {image.uri} (view {pose.label}, mask from "
                              f"{source})", fix=_EMPTY_FIX, code="empty_mask")
@@ -150,7 +162,14 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
                  state.sku, pose.label, image.uri, rgb.shape[1], rgb.shape[0], source,
                  100 * frac, f", flags {','.join(view_flags)}" if view_flags else "")
     artifacts["cameras"] = save_cameras(state, cameras)
+    extra = {}
+    if options.mask_model:  # which segmentation weights made the masks (provenance)
+        from ..models.masks import MaskModelConfig
+
+        extra["ingest_mask_model_sha256"] = MaskModelConfig(options.mask_model).load_weights(
+            ).digest
     return StageResult(artifacts=artifacts, metrics={
+        **extra,
         "ingest_views": len(cameras),
         "ingest_views_posed": sum(pose_known(c.label) for c in cameras),
         "ingest_flags": ",".join(flags),
@@ -158,6 +177,22 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
         "ingest_object_px_min": min(object_px),
         "ingest_input_bytes": total_bytes,
     })
+
+
+def learned_mask(options: IngestOptions) -> LearnedMask | None:
+    """The configured segmentation model's mask function (loaded once per process), or None
+    for the classical mask only. ``algorithms.masking.object_mask`` calls it for photos without
+    transparency and falls back to the classical mask when it answers None."""
+    if not options.mask_model:
+        return None
+    from ..models.masks import MaskModelConfig, load_mask_model
+
+    config = MaskModelConfig(options.mask_model, device=options.mask_device)
+
+    def mask(rgb: np.ndarray) -> tuple[np.ndarray | None, list[str]]:
+        return load_mask_model(config).object_mask(rgb)  # loaded at the first photo that needs it
+
+    return mask
 
 
 # --------------------------------------------------------------------------- labels and cameras

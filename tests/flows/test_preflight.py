@@ -40,3 +40,38 @@ def test_a_complete_machine_passes():
         preflight(build_recipe("ar"))
     except PreflightError as exc:  # pragma: no cover - depends on the machine
         pytest.skip(f"this machine lacks a tool: {exc}")
+
+
+def _only(recipe, *names):
+    """The recipe cut down to some stages (so no external tool is needed)."""
+    return type(recipe)(recipe.profile, recipe.backend,
+                        tuple(c for c in recipe.calls if c.name in names))
+
+
+def test_models_are_checked_in_the_same_preflight(monkeypatch, tmp_path):
+    from assetfactory.core.errors import MissingWeightsError
+    from assetfactory.models.learned import MissingDependencyError
+
+    plain = _only(build_recipe("web"), "ingest", "generate")
+    assert needs(plain) == {}
+    checked = preflight(plain)  # weight-free: the same recipe, the same identity
+    assert checked.weights == () and checked.hash == plain.hash
+    absent = tmp_path / "no-such-model"
+    masked = _only(build_recipe("web", overrides={"ingest": {"mask_model": str(absent)}}),
+                   "ingest", "generate")
+    # a model problem alone: the model's own error, naming the folder (or the extra)
+    with pytest.raises((MissingWeightsError, MissingDependencyError)) as err:
+        preflight(masked)
+    if isinstance(err.value, MissingWeightsError):
+        assert str(absent) in str(err.value)
+    # with a missing tool beside it: one message listing both
+    monkeypatch.setenv("ASSETFACTORY_NODE", "")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    both = _only(build_recipe("web", overrides={"ingest": {"mask_model": str(absent)},
+                                                "export": {"write_poster": False}}),
+                 "ingest", "generate", "export")
+    with pytest.raises(PreflightError) as err:
+        preflight(both)
+    assert len(err.value.problems) == 2
+    assert "Node.js" in str(err.value) and "a learned model" in str(err.value)
+    assert isinstance(err.value.__cause__, (MissingWeightsError, MissingDependencyError))

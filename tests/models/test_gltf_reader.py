@@ -328,6 +328,22 @@ def test_missing_texture_and_escaping_path_name_the_file(tmp_path):
         import_mesh(str(_write(tmp_path, "b.glb", d.glb())))
 
 
+def test_bytes_given_alone_never_read_files_beside_them(tmp_path, monkeypatch):
+    """A model given as bytes (a generator service's answer) has no folder: an external image
+    is refused by name even when a file of that name sits in the working directory."""
+    from assetfactory.models.mesh import import_mesh_bytes
+
+    d = Doc()
+    _textured(d, [{"uri": "secret.png"}],
+              {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}})
+    _write(tmp_path, "secret.png", _png(_checker()))
+    monkeypatch.chdir(tmp_path)
+    assert _surface(_write(tmp_path, "beside.glb", d.glb())).images[0].data  # as a file: read
+    with pytest.raises(InputError, match="secret.png.*no folder") as err:
+        import_mesh_bytes(d.glb(), "service-answer.glb")
+    assert "embed" in err.value.fix
+
+
 def _ktx2(rgba: np.ndarray, vk_format: int = 37, zstd: bool = True) -> bytes:
     """A minimal KTX2 file: one level of uncompressed RGBA8 texels."""
     import zstandard
@@ -342,23 +358,57 @@ def _ktx2(rgba: np.ndarray, vk_format: int = 37, zstd: bool = True) -> bytes:
     return header + struct.pack("<3Q", off, len(data), len(raw)) + data
 
 
-def test_ktx2_uncompressed_is_decoded_and_basis_is_a_clear_error(tmp_path):
+def test_ktx2_uncompressed_is_decoded_and_gpu_blocks_are_a_clear_error(tmp_path):
+    from assetfactory.core.appearance import decode_image
+
     img = _checker()
     for zstd in (True, False):
         d = Doc()
         _textured(d, [{"bufferView": d.view(_ktx2(img, zstd=zstd)), "mimeType": "image/ktx2"}],
                   {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}})
         app = _surface(_write(tmp_path, f"k{zstd}.glb", d.glb()))
-        from assetfactory.core.appearance import decode_image
-
         assert np.array_equal(decode_image(app.images[0].data), img)
     d = Doc()
-    _textured(d, [{"bufferView": d.view(_ktx2(img, vk_format=0)), "name": "albedo basis",
+    _textured(d, [{"bufferView": d.view(_ktx2(img, vk_format=145)), "name": "albedo bc7",
+                   "mimeType": "image/ktx2"}],
+              {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}})
+    with pytest.raises(InputError, match="albedo bc7.*GPU-compressed") as err:
+        import_mesh(str(_write(tmp_path, "bc7.glb", d.glb())))
+    assert "PNG" in err.value.fix
+
+
+@pytest.mark.parametrize("codec", ["uastc", "etc1s"])
+def test_basis_universal_ktx2_is_transcoded(tmp_path, codec):
+    """KHR_texture_basisu textures made with a Basis Universal encoder (alktx2) come back as
+    the image they encode, cut-outs included; a corrupt payload names the texture."""
+    import alktx2
+
+    from assetfactory.core.appearance import decode_image
+
+    img = np.zeros((32, 32, 4), np.uint8)
+    img[..., 0] = np.arange(32)[None, :] * 8
+    img[..., 1] = 200
+    img[..., 3] = 255
+    img[8:16, 8:16, 3] = 0                                   # a cut-out
+    ktx = alktx2.encode_bytes_to_ktx2(_png(img), mime="image/png", codec=codec, quality=90,
+                                      effort=2)
+    d = Doc()
+    _textured(d, [{"bufferView": d.view(ktx), "name": "albedo basis",
                    "mimeType": "image/ktx2"}],
               {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}})
     d.doc["textures"][0] = {"extensions": {"KHR_texture_basisu": {"source": 0}}}
+    d.use("KHR_texture_basisu", required=True)
+    app = _surface(_write(tmp_path, "basis.glb", d.glb()))
+    out = decode_image(app.images[0].data).astype(int)
+    assert out.shape == img.shape and app.images[0].mime == "image/png"
+    assert np.abs(out[..., :3] - img[..., :3]).mean() < 6            # lossy, not garbage
+    assert (out[8:16, 8:16, 3] < 128).all() and (out[20:, 20:, 3] > 128).all()
+    d = Doc()                                                # the file cut in half
+    _textured(d, [{"bufferView": d.view(ktx[:len(ktx) // 2]), "name": "albedo basis",
+                   "mimeType": "image/ktx2"}],
+              {"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}})
     with pytest.raises(InputError, match="albedo basis.*Basis Universal") as err:
-        import_mesh(str(_write(tmp_path, "basis.glb", d.glb())))
+        import_mesh(str(_write(tmp_path, "broken.glb", d.glb())))
     assert "PNG" in err.value.fix
 
 
