@@ -6,9 +6,8 @@
 (a) Stage time of a trivial SKU: a 12-triangle box through every stage in this process (the
     ``mesh`` backend, profile ``web``, the recipe ``assetfactory run --texture-px 128`` builds:
     every map at 128 px), warm, median of 8 boxes. "CPU s" is this process's CPU time for the
-    SKU (less sensitive to a
-    busy machine than the stages' wall time; the uv pool's and the validator's own processes
-    are not in it).
+    SKU (less sensitive to a busy machine than the stages' wall time; the uv pool's and the
+    validator's own processes are not in it).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
     catalog fragments) over a synthetic catalog of boxes (each its own GLB and size), cheap
     recipe as in (a), on a fresh local Ray limited to 1 or 2 CPUs,
