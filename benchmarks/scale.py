@@ -4,14 +4,13 @@
     .venv/bin/python benchmarks/scale.py           # ~1.5 h on 2 cores: 1,000 / 10,000 SKUs
 
 (a) Stage time of a trivial SKU: a 12-triangle box through every stage in this process (the
-    ``mesh`` backend, profile ``web``, textures at 128 px), warm, median of 8 boxes; once with
-    the recipe ``assetfactory run --texture-px 128`` builds and once with the bake and the UV
-    atlas at 128 px too. "CPU s" is this process's CPU time for the SKU (less sensitive to a
-    busy machine than the stages' wall time; the uv pool's and the validator's own processes
-    are not in it).
+    ``mesh`` backend, profile ``web``, the recipe ``assetfactory run --texture-px 128`` builds:
+    every map at 128 px), warm, median of 8 boxes. "CPU s" is this process's CPU time for the
+    SKU (less sensitive to a busy machine than the stages' wall time; the uv pool's and the
+    validator's own processes are not in it).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
     catalog fragments) over a synthetic catalog of boxes (each its own GLB and size), cheap
-    recipe as in (a) with every map at 128 px, on a fresh local Ray limited to 1 or 2 CPUs,
+    recipe as in (a), on a fresh local Ray limited to 1 or 2 CPUs,
     each run in a subprocess of its own. Reported: wall time (the flow call; Ray's start is
     apart, and so is Prefect's temporary server, started by a warm-up flow), SKUs/s,
     orchestration overhead = 1 - summed stage time / (wall x CPUs), the same
@@ -48,8 +47,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
 PX = 128
-OVERRIDES_CLI = {"texture": {"size": PX}, "export": {"texture_size": PX}}
-OVERRIDES = {**OVERRIDES_CLI, "bake": {"size": PX}, "uv": {"resolution": PX}}
+#: what ``assetfactory run --texture-px 128`` asks: the profile's texture size, from which the
+#: recipe derives the uv, bake, texture and export sizes
+OVERRIDES = {"profile": {"texture_px": PX}}
 
 
 def load() -> str:
@@ -96,8 +96,7 @@ def trivial_sku(boxes: int = 8) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         catalog = make_catalog(Path(tmp) / "cat", boxes + 1)
         root = str(catalog.parent)
-        for label, ov in (("run --texture-px 128", OVERRIDES_CLI),
-                          ("every map at 128 px", OVERRIDES)):
+        for label, ov in (("run --texture-px 128", OVERRIDES),):
             recipe = build_recipe("web", "mesh", ov)
             per_stage: dict[str, list[float]] = {}
             sums, cpus = [], []

