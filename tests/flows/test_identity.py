@@ -130,3 +130,15 @@ def test_backend_weights_and_version_count(spec, tmp_path, monkeypatch):
         assert recipe_identity(recipe) != second
     finally:
         registry.unregister("weighted")
+
+
+def test_the_weights_digest_preflight_recorded_is_used_not_rehashed(spec):
+    """A learned backend's weights (GBs) are hashed once, by preflight; the identity takes that
+    digest from the recipe, and a different recorded digest is a different identity."""
+    recipe = build_recipe("web")
+    checked = dataclasses.replace(recipe, weights=(("generate", "a" * 64),))
+    other = dataclasses.replace(recipe, weights=(("generate", "b" * 64),))
+    assert len({recipe_identity(recipe), recipe_identity(checked), recipe_identity(other)}) == 3
+    masks = dataclasses.replace(checked, weights=(("generate", "a" * 64),
+                                                  ("ingest.mask_model", "c" * 64)))
+    assert _aid(spec, masks) != _aid(spec, checked)
