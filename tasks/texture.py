@@ -198,7 +198,12 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
 # ---------------------------------------------------------------- the stage
 
 
-@stage(NAME, "2", TextureOptions, Resources(cpus=1, memory_mb=2048))
+RESOURCES = Resources(cpus=1, memory_mb=2048)
+#: Threads of the KD-tree fill: the CPUs the stage declares (the numba passes are serial).
+THREADS = max(1, int(RESOURCES.cpus))
+
+
+@stage(NAME, "3", TextureOptions, RESOURCES)
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
@@ -213,7 +218,7 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
                               "re-run the uv stage; check the mesh has non-degenerate faces")
     stats = BlendStats([])
     if inputs:
-        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options)
+        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options, THREADS)
     else:
         observed = np.zeros(len(grid.index), bool)
         filled = np.ones(len(grid.index), bool)
