@@ -74,23 +74,38 @@ def cpu_seconds() -> float:
     return total
 
 
-def run_one(spec, recipe, store: Path) -> dict:
-    from assetfactory.core.types import AssetState
+def run_calls(calls, state) -> tuple[object, dict, dict]:
+    """Run stage calls in order; (state, CPU s per stage, wall s per stage)."""
     from assetfactory.flows.runner import run_stage
 
-    state = AssetState(sku=spec.sku, spec=spec, store_uri=str(store), profile=recipe.profile,
-                       backend=recipe.backend)
     cpu: dict[str, float] = {}
     wall: dict[str, float] = {}
-    for call in recipe.calls:
+    for call in calls:
         c0, w0 = cpu_seconds(), time.perf_counter()
         state = run_stage(call, state)
         cpu[call.name] = cpu_seconds() - c0
         wall[call.name] = time.perf_counter() - w0
+        if not state.ok:
+            break
+    return state, cpu, wall
+
+
+def new_state(spec, recipe, store: Path):
+    from assetfactory.core.types import AssetState
+
+    return AssetState(sku=spec.sku, spec=spec, store_uri=str(store), profile=recipe.profile,
+                      backend=recipe.backend)
+
+
+def result(state, cpu: dict, wall: dict) -> dict:
     if not state.ok:
-        return {"sku": spec.sku, "error": f"{state.failure.stage}: {state.failure.message}"}
-    return {"sku": spec.sku, "cpu": cpu, "wall": wall,
+        return {"sku": state.sku, "error": f"{state.failure.stage}: {state.failure.message}"}
+    return {"sku": state.sku, "cpu": cpu, "wall": wall,
             "quality": {k: state.metrics.get(k) for k in QUALITY}}
+
+
+def run_one(spec, recipe, store: Path) -> dict:
+    return result(*run_calls(recipe.calls, new_state(spec, recipe, store)))
 
 
 def peer_tree(ref: str) -> Path:
@@ -114,8 +129,13 @@ def peer_tree(ref: str) -> Path:
     return dest
 
 
-def worker(texture_px: int | None) -> None:
-    """Read product indices from stdin, convert each, answer one ``RESULT {json}`` line."""
+def worker(texture_px: int | None, work: Path) -> None:
+    """Answer commands on stdin with one ``RESULT {json}`` line each: ``prep I`` runs product
+    I's stages before the bake and pickles the state; ``finish I`` runs the bake and the
+    stages after it from that state (the store is content-addressed, so two code versions
+    finishing the same state write side by side)."""
+    import pickle
+
     import assetfactory
     from assetfactory.catalog.input import read_catalog
     from assetfactory.demo import BROKEN_SKU
@@ -125,29 +145,42 @@ def worker(texture_px: int | None) -> None:
              if s.sku != BROKEN_SKU]
     over = {"profile": {"texture_px": texture_px}} if texture_px else None
     recipe = build_recipe("ar", "silhouette", over)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_one(specs[0], recipe, Path(tmp) / "warm")
-        print("READY " + str(Path(assetfactory.__file__).parent), flush=True)
-        for line in sys.stdin:
-            i = int(line)
-            row = run_one(specs[i], recipe, Path(tmp) / f"{i}")
-            print("RESULT " + json.dumps(row, default=float), flush=True)
+    first = [c.name for c in recipe.calls].index("bake")
+    # warm-up at 256 px: libraries, the EGL context and every numba kernel loaded once
+    run_one(specs[0], build_recipe("ar", "silhouette", {"profile": {"texture_px": 256}}),
+            work / "warm" / str(os.getpid()))
+    print("READY " + str(Path(assetfactory.__file__).parent), flush=True)
+    for line in sys.stdin:
+        cmd, i = line.split()
+        saved = work / f"state-{i}.pkl"
+        if cmd == "prep":
+            state, cpu, wall = run_calls(recipe.calls[:first],
+                                         new_state(specs[int(i)], recipe, work / "store"))
+            saved.write_bytes(pickle.dumps(state))
+            row = {"cpu": cpu, "wall": wall, "error": None if state.ok else
+                   f"{state.failure.stage}: {state.failure.message}"}
+        else:
+            row = result(*run_calls(recipe.calls[first:], pickle.loads(saved.read_bytes())))
+        print("RESULT " + json.dumps(row, default=float), flush=True)
 
 
 class Worker:
     """One worker process (this tree's code, or the peer's with ``pythonpath``)."""
 
-    def __init__(self, name: str, pythonpath: Path | None, texture_px: int | None) -> None:
+    def __init__(self, name: str, pythonpath: Path | None, texture_px: int | None,
+                 work: Path) -> None:
         env = dict(os.environ)
         if pythonpath is not None:
             env["PYTHONPATH"] = str(pythonpath) + os.pathsep + env.get("PYTHONPATH", "")
-        cmd = [sys.executable, __file__, "--worker"]
+        cmd = [sys.executable, __file__, "--worker", str(work)]
         if texture_px:
             cmd += ["--texture-px", str(texture_px)]
         self.name = name
         self.proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        self.where = self._read("READY ")
+
+    def ready(self) -> str:
+        return self._read("READY ")
 
     def _read(self, prefix: str) -> str:
         for line in self.proc.stdout:
@@ -155,8 +188,8 @@ class Worker:
                 return line[len(prefix):].strip()
         raise RuntimeError(f"{self.name} worker ended (exit {self.proc.wait()})")
 
-    def run(self, i: int) -> dict:
-        self.proc.stdin.write(f"{i}\n")
+    def run(self, cmd: str, i: int) -> dict:
+        self.proc.stdin.write(f"{cmd} {i}\n")
         self.proc.stdin.flush()
         return json.loads(self._read("RESULT "))
 
@@ -188,10 +221,10 @@ def main() -> None:
                     help="cProfile the product with this index instead of timing all")
     ap.add_argument("--top", type=int, default=40, help="rows of the profile to print")
     ap.add_argument("--texture-px", type=int, default=None, help="override the profile's px")
-    ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        worker(args.texture_px)
+        worker(args.texture_px, Path(args.worker))
         return
 
     from assetfactory.catalog.input import read_catalog
@@ -220,21 +253,29 @@ def main() -> None:
         prof.dump_stats(OUT / "demo_asset.prof")
         return
 
-    workers = [Worker("this tree", None, args.texture_px)]
+    work = Path(tempfile.mkdtemp(prefix="demo_asset-"))
+    workers = [Worker("this tree", None, args.texture_px, work)]
     if args.peer != "none":
-        workers.append(Worker(f"peer {args.peer}", peer_tree(args.peer), args.texture_px))
+        workers.append(Worker(f"peer {args.peer}", peer_tree(args.peer), args.texture_px, work))
     for w in workers:
-        print(f"{w.name}: {w.where}", flush=True)
+        print(f"{w.name}: {w.ready()}", flush=True)
     rows: dict[str, list[dict]] = {w.name: [] for w in workers}
     try:
         for i, spec in enumerate(specs[: args.skus or None]):
+            prep = workers[0].run("prep", i)     # the stages before the bake, once
+            if prep["error"]:
+                print(f"{spec.sku:<24} FAILED {prep['error']}", flush=True)
+                continue
             order = workers if i % 2 == 0 else workers[::-1]
             for w in order:
-                row = w.run(i)
-                rows[w.name].append(row)
+                row = w.run("finish", i)
                 if "error" in row:
+                    rows[w.name].append(row)
                     print(f"{w.name:<10} {spec.sku:<24} FAILED {row['error']}", flush=True)
                     continue
+                row["cpu"] = {**prep["cpu"], **row["cpu"]}
+                row["wall"] = {**prep["wall"], **row["wall"]}
+                rows[w.name].append(row)
                 q = row["quality"]
                 print(f"{w.name:<10} {spec.sku:<24} cpu {sum(row['cpu'].values()):6.1f} s  "
                       f"wall {sum(row['wall'].values()):6.1f} s  bake {row['cpu']['bake']:5.1f}"
@@ -244,6 +285,9 @@ def main() -> None:
     finally:
         for w in workers:
             w.close()
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
     ok = {name: [r for r in rs if "error" not in r] for name, rs in rows.items()}
     for name in rows:
         print("\n".join(_table(name, ok[name])))
