@@ -34,7 +34,8 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     Why cells: a KD-tree query from millions of unseen texels (the back of a product shot from
     the front) into millions of seen ones is slow when the two sets are far apart. Both sets
     are first averaged into cubic cells (``grid`` cells along the longest side, ~1 mm on a
-    shoe box), which keeps the query to a few hundred thousand points at any texture size.
+    shoe box), which keeps the query to a few hundred thousand points at any texture size (one
+    numba pass per set, no sort).
     ``threads``: KD-tree query workers (-1 = all cores).
     """
     out = np.array(colours, np.float32, copy=True)
@@ -44,16 +45,17 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
         return out
     from scipy.spatial import cKDTree
 
+    from ._inpaint_numba import cell_means
+
     lo = positions.min(0)
     cell = max(float((positions.max(0) - lo).max()) / grid, 1e-12)
-
-    def cells(idx: np.ndarray) -> np.ndarray:
-        # one key per cell, ordered as the (x, y, z) cell triples (each in 0..grid)
-        c = np.floor((positions[idx] - lo) / cell).astype(np.int64)
-        return (c[:, 0] * (grid + 1) + c[:, 1]) * (grid + 1) + c[:, 2]
-
-    _, (s_pos, s_nrm, s_col) = _cell_means(cells(src), positions[src], normals[src], colours[src])
-    d_inv, (d_pos, d_nrm) = _cell_means(cells(dst), positions[dst], normals[dst])
+    positions = np.ascontiguousarray(positions, np.float64)
+    normals = np.ascontiguousarray(normals, np.float64)
+    _, s_pos, s_nrm, s_col = cell_means(positions, normals,
+                                        np.ascontiguousarray(colours, np.float64), src, lo,
+                                        cell, int(grid))
+    d_inv, d_pos, d_nrm, _ = cell_means(positions, normals, np.zeros((0, 3)), dst, lo, cell,
+                                        int(grid))
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
     dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=threads)

@@ -23,6 +23,7 @@ KERNEL_MODULES = (
     "assetfactory.geometry._texel_numba",
     "assetfactory.algorithms._ao_numba",
     "assetfactory.algorithms._projection_numba",
+    "assetfactory.algorithms._inpaint_numba",
 )
 
 
@@ -90,6 +91,7 @@ def _warm_texels(low) -> None:
     (with and without the pyramid and edge band). No renderer: the texels are taken from
     face centres."""
     from .algorithms.ambient_occlusion import texel_ambient_occlusion
+    from .algorithms.inpaint import fill_nearest_3d
     from .algorithms.projection import TexelGrid, ViewInput, blend_views_stats
     from .core.camera import orbit_camera
     from .geometry.dilation import texels_to_image
@@ -121,7 +123,9 @@ def _warm_texels(low) -> None:
     plain = ViewInput("front", cam, rgb, mask, depth)
     mip = ViewInput("front", cam, rgb, mask, depth, edge=np.zeros((32, 32), bool),
                     face_footprint=np.ones(len(low.faces)), pyramid=build_pyramid(rgb, mask, 3))
-    blend_views_stats(grid, [plain, mip], TextureOptions())
+    colour, _, _ = blend_views_stats(grid, [plain, mip], TextureOptions())
+    seen = np.arange(len(index)) % 2 == 0
+    fill_nearest_3d(grid.positions, grid.normals, colour, seen, threads=1)
 
 
 def main() -> None:
