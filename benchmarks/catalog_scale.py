@@ -20,7 +20,8 @@ content hash of every kind, before and after.
 the fragments and times the same queries with the catalog read through boto3 into the local
 cache (cold cache, then warm).
 
-Prints a table, writes benchmarks/out/catalog_scale.json and benchmarks/out/catalog_scale.png.
+Prints a table, writes benchmarks/out/catalog_scale.json and benchmarks/out/catalog_scale.png
+(``--name`` changes the file name).
 """
 
 from __future__ import annotations
@@ -450,6 +451,8 @@ def main() -> None:
     ap.add_argument("--s3", action="store_true", help="also measure through S3 (SeaweedFS)")
     ap.add_argument("--s3-sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--keep", action="store_true", help="keep the synthesised catalogs")
+    ap.add_argument("--name", default="catalog_scale",
+                    help="file name (no suffix) of the JSON and chart in benchmarks/out/")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="catalog-scale-"))
@@ -529,7 +532,7 @@ def main() -> None:
                 print("   S3 after (cold cache):", _fmt(entry["s3_after_cold"]), flush=True)
                 print("   S3 after (warm cache):", _fmt(entry["s3_after_warm"]), flush=True)
             results["sizes"][str(n)] = entry
-            (OUT / "catalog_scale.json").write_text(json.dumps(results, indent=1, default=str))
+            (OUT / f"{args.name}.json").write_text(json.dumps(results, indent=1, default=str))
             if not args.keep:
                 shutil.rmtree(root, ignore_errors=True)
     finally:
@@ -539,9 +542,9 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     results["load_after"] = os.getloadavg()
-    (OUT / "catalog_scale.json").write_text(json.dumps(results, indent=1, default=str))
+    (OUT / f"{args.name}.json").write_text(json.dumps(results, indent=1, default=str))
     print_table(results)
-    plot(results)
+    plot(results, args.name)
 
 
 def _same_answers(a: dict, b: dict) -> bool:
@@ -570,7 +573,7 @@ def print_table(results: dict) -> None:
               f"content equal {e['content_equal']}, no duplicates {e['no_duplicates']} |")
 
 
-def plot(results: dict) -> None:
+def plot(results: dict, name: str = "catalog_scale") -> None:
     try:
         import matplotlib
 
@@ -595,8 +598,8 @@ def plot(results: dict) -> None:
     ax.set_title("catalog queries through DuckDB, before and after compaction")
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(OUT / "catalog_scale.png", dpi=120)
-    print(f"chart: {OUT / 'catalog_scale.png'}")
+    fig.savefig(OUT / f"{name}.png", dpi=120)
+    print(f"chart: {OUT / f'{name}.png'}")
 
 
 if __name__ == "__main__":

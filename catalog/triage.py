@@ -239,13 +239,21 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
         # queue sorts and filters on), one over the verdicts of those attempts, one over the
         # decisions; the page's other columns are looked up for its rows only (``_fill``)
         key = "(finished_at, attempt_id)"
-        rules_col = (", max_by(rules_hit, (computed_at, verdict_id)) AS rules_hit" if rule
+        vkey, dkey = "(computed_at, verdict_id)", "(decided_at, review_id)"
+        rules_col = (f", max_by(rules_hit, {vkey}) AS rules_hit" if rule or wide
                      else ", NULL::VARCHAR[] AS rules_hit")
-        extra = ""
+        extra = v_wide = d_wide = ""
         if wide:
+            # a --where may name any column of the ``queue`` view
             aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items())
             extra = (", a.* EXCLUDE (attempt_id, sku, run_id, status, failed_stage, "
-                     f"finished_at, wall_s) {aliases}")
+                     f"finished_at, wall_s) {aliases}, cv.reasons, cv.rules_version, "
+                     "cd.reviewer, cd.review_note, cd.review_overrides")
+            v_wide = (f", max_by(reasons, {vkey}) AS reasons, "
+                      f"max_by(rules_version, {vkey}) AS rules_version")
+            d_wide = (f", max_by(reviewer, {dkey}) AS reviewer, "
+                      f"max_by(note, {dkey}) AS review_note, "
+                      f"max_by(overrides, {dkey}) AS review_overrides")
         join_a = "JOIN attempts a ON a.attempt_id = cur.attempt_id" if wide else ""
         sql = f"""
             WITH cur AS MATERIALIZED (
@@ -258,13 +266,13 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
                 SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
                        max_by(severity, (computed_at, verdict_id)) AS severity,
                        max_by(verdict_id, (computed_at, verdict_id)) AS verdict_id,
-                       max(computed_at) AS triaged_at {rules_col}
+                       max(computed_at) AS triaged_at {rules_col} {v_wide}
                 FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
                 GROUP BY attempt_id),
             cd AS (
                 SELECT attempt_id, max_by(decision, (decided_at, review_id)) AS decision,
                        max_by(review_id, (decided_at, review_id)) AS review_id,
-                       max(decided_at) AS decided_at
+                       max(decided_at) AS decided_at {d_wide}
                 FROM reviews GROUP BY attempt_id),
             base AS (
                 SELECT cur.*, coalesce(cv.verdict, 'untriaged') AS verdict, cv.severity,

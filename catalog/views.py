@@ -169,6 +169,36 @@ class Catalog:
         prune_cache(self.root, self.snap)
         return self
 
+    def refresh_kinds(self, kinds: Iterable[str]) -> Catalog:
+        """Re-list only the files of ``kinds`` (e.g. ``["reviews"]``, which change most often)
+        and redefine their sources; every view over them sees the new rows at once, the other
+        kinds keep their snapshot."""
+        import dataclasses
+
+        kinds = list(kinds)
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kind(s) {sorted(unknown)}; use {sorted(KINDS)}")
+        assert self.snap is not None
+        for i in range(_RETRIES):
+            fresh = snapshot(self.root, kinds)
+            self.snap = dataclasses.replace(self.snap, files={**self.snap.files, **fresh.files})
+            try:
+                for kind in kinds:
+                    self._define_source(kind)
+                self._define_views()     # a view's columns are fixed when it is defined
+                break
+            except duckdb.IOException as exc:
+                if i == _RETRIES - 1 or not _vanished(exc):
+                    raise
+                time.sleep(0.05 * (i + 1))
+        return self
+
+    def define_source(self, kind: str) -> None:
+        """(Re)define ``_src_<kind>``, the view every named view reads ``kind``'s rows from,
+        over the files of the current snapshot (``self.snap``)."""
+        self._define_source(kind)
+
     def _load_fragments(self, kind: str) -> bool:
         """Hold the snapshot's fragment rows of ``kind`` in a temporary table, adding the new
         fragment files and dropping the vanished ones since the last refresh; True if any.
