@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.mesh import MeshData
-from ..geometry.components import vertex_components
 from ..geometry import derived
+from ..geometry.components import vertex_components
 from ..geometry.derived import face_areas
 from ..geometry.topology import sliver_shape
 
@@ -100,7 +100,7 @@ def flip_caps(mesh: MeshData, ratio: float, passes: int = 2) -> tuple[MeshData, 
         if not sliver.any():
             break
         _, longest, _, _ = _sliver_shape(mesh)
-        edges, face_edge, counts = derived.edge_table(mesh)
+        edges, face_edge, _ = derived.edge_table(mesh)
         pairs, e = derived.manifold_pairs(mesh)
         other = np.full((len(edges), 2), -1, np.int64)
         other[e] = pairs

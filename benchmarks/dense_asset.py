@@ -120,6 +120,15 @@ def write_catalog(root: Path, sku: str, v: np.ndarray, f: np.ndarray) -> Path:
 # --------------------------------------------------------------------------------- runs
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and its finished children (uv's xatlas processes): on a
+    shared, loaded machine a steadier figure than wall time."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path) -> dict:
     from assetfactory.catalog.input import read_catalog
     from assetfactory.core.types import AssetState
@@ -131,13 +140,14 @@ def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path) -> dict:
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(tmp / sku / "store"),
                        profile="web", backend="mesh")
     recipe = build_recipe("web", "mesh")
-    row: dict = {"input": sku, "faces_in": int(len(f)), "seconds": {}}
+    row: dict = {"input": sku, "faces_in": len(f), "seconds": {}}
     for call in recipe.calls:
         if call.name not in STAGES:
             continue
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _cpu()
         state = run_stage(call, state)
         row["seconds"][call.name] = time.perf_counter() - t
+        row.setdefault("cpu_seconds", {})[call.name] = _cpu() - c
         if not state.ok:
             row["error"] = f"{state.failure.stage}: {state.failure.message}"
             break
@@ -183,13 +193,17 @@ def print_table(runs: dict[str, list[dict]]) -> None:
         by = {lab: next((r for r in rows if r["input"] == name), None)
               for lab, rows in runs.items()}
 
-        def cell(lab: str, key: str, fmt: str = "{:10.2f}") -> str:
+        def cell(lab: str, key: str, fmt: str = "{:10.2f}", by: dict = by) -> str:
             r = by[lab]
             val = None if r is None else (r["seconds"].get(key) if key in STAGES else r.get(key))
             return f"{'-':>10s}" if val is None else fmt.format(val)
 
         for s in STAGES:
             print(f"{name:14s} {s + ' s':18s} " + " ".join(cell(lab, s) for lab in labels))
+        for s in STAGES:
+            print(f"{name:14s} {s + ' cpu s':18s} " + " ".join(
+                f"{'-':>10s}" if by[lab] is None or s not in by[lab].get("cpu_seconds", {})
+                else f"{by[lab]['cpu_seconds'][s]:10.2f}" for lab in labels))
         print(f"{name:14s} {'import->bake s':18s} "
               + " ".join(cell(lab, "import_to_bake_s") for lab in labels))
         print(f"{name:14s} {'texels twice':18s} "

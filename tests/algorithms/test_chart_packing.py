@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from assetfactory.algorithms.chart_packing import (Unwrap, detach_faces, folded_faces,
-                                                  pack_charts, without_overlaps)
+from assetfactory.algorithms.chart_packing import (
+    Unwrap,
+    detach_faces,
+    folded_faces,
+    pack_charts,
+    without_overlaps,
+)
 from assetfactory.algorithms.uv_quality import uv_areas
 from assetfactory.geometry.raster import coverage_counts, overlapping_faces
 from assetfactory.tasks.uv import UVOptions
