@@ -1,4 +1,5 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup,
+triage, review, reprocess, history, diff, publish."""
 
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ class _DropErrors(logging.Filter):
 
 
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
-             overrides: dict | None = None) -> dict[str, Any]:
+             overrides: dict | None = None, rules: str | None = None) -> dict[str, Any]:
     _quiet_prefect()
     from assetfactory.flows import convert as conv
 
@@ -64,17 +65,20 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     t0 = time.perf_counter()
     from rich.markup import escape
 
+    from assetfactory.catalog.rules import RulesError
     from assetfactory.core.errors import MissingWeightsError, OptionsError, PreflightError
     from assetfactory.models.learned import MissingDependencyError
 
-    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError)
+    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError,
+                    RulesError)
     flow_log = logging.getLogger("prefect.flow_runs")
     quiet = _DropErrors(cannot_start)  # said below in one line; Prefect would add a traceback
     flow_log.addFilter(quiet)
     try:
         with progress:
             summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                           backend=backend, force=force, overrides=overrides)
+                                           backend=backend, force=force, overrides=overrides,
+                                           rules=rules)
     except cannot_start as exc:
         # the run never started (bad options, a missing tool, model or weights): say why, no
         # trace; escaped, as messages quote paths and lists in brackets
@@ -146,7 +150,9 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N (generate)"),
         seed: int | None = typer.Option(None, help="seed for learned generators"),
         mask_model: str | None = typer.Option(
-            None, help="segmentation model folder for ingest's object masks")):
+            None, help="segmentation model folder for ingest's object masks"),
+        rules: str | None = typer.Option(None, help="triage rules (TOML) layered over the "
+                                         "defaults for this run's verdicts")):
     """Convert a catalog."""
     # profile fields: the recipe derives every stage option that depends on them (uv and bake
     # resolution, texture and export size, the simplify budget, export LODs)
@@ -164,7 +170,8 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         overrides["generate"] = generate
     if mask_model:
         overrides["ingest"] = {"mask_model": mask_model}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
+                       rules)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -264,7 +271,14 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     """Merge the catalog's fragments (no row lost or duplicated)."""
     from assetfactory.catalog.compact import compact as do_compact
 
-    console.print(do_compact(out))
+    report = do_compact(out)
+    t = Table(title="compaction")
+    for c in ("kind", "partition", "files merged", "rows", "seconds", "note"):
+        t.add_column(c, justify="right" if c in ("files merged", "rows", "seconds") else "left")
+    for p in report.partitions:
+        t.add_row(p.kind, str(p.partition), str(p.files_in), str(p.rows), f"{p.seconds:.2f}",
+                  "busy: another compaction holds it" if p.busy else "")
+    console.print(t if report.partitions else "nothing to compact")
 
 
 @app.command()
@@ -279,6 +293,10 @@ def warmup():
         console.print(f"[red]not compiled:[/] {', '.join(missing)}")
         raise typer.Exit(code=1)
 
+
+from assetfactory.cli_review import register as _register_review
+
+_register_review(app, console, DEFAULT_OUT, _quiet_prefect)
 
 if __name__ == "__main__":
     app()

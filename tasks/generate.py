@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.appearance import save_appearance
 from ..core.artifacts import save_cameras, save_mesh
 from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.stage import check, stage
@@ -97,7 +98,7 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-@stage("generate", "1", GenerateOptions, Resources(cpus=1))
+@stage("generate", "2", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
@@ -128,7 +129,8 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
         metrics["generate_weights_sha256"] = digest
     log.info("%s generate: backend %s (%s) -> %d tris, %d verts", state.sku, name,
              metrics["generate_method"], mesh.n_faces, mesh.n_vertices)
-    return StageResult(
-        artifacts={"dense_mesh": save_mesh(state, mesh),
-                   "cameras": save_cameras(state, list(dense.cameras))},
-        metrics=metrics)
+    artifacts = {"dense_mesh": save_mesh(state, mesh),
+                 "cameras": save_cameras(state, list(dense.cameras))}
+    if dense.appearance is not None:  # a vendor mesh's look, for the material transfer
+        artifacts.update(save_appearance(state, dense.appearance))
+    return StageResult(artifacts=artifacts, metrics=metrics)
