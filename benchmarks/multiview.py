@@ -1,13 +1,14 @@
 """Benchmark: photos as merchants shoot them -> shapes, textures and cameras against the truth.
 
 The rendered real products of ``../shared/data/renders`` (1, 4 and 8 labelled views, 512 px,
-elevation 15, fov 30) go through the factory (``ar`` recipe without bake and export; 1024 px
-textures) twice: as a merchant's catalog would give them (view labels only: no elevation,
+elevation 15, fov 30) go through the factory (``ar`` recipe without bake and export; 512 px
+atlas and texture, to keep a full run within hours on two shared cores) twice: as a merchant's catalog would give them (view labels only: no elevation,
 distance or field of view) and with the exact cameras (``@azimuth,elevation``,
 ``camera_distance``, ``fov_deg``). Each asset is scored against the original model
 (``../shared/data/models``, normalised as ``cameras.json`` says):
 
-* volumetric IoU (solid voxels at 128^3: surface voxels plus everything the outside cannot reach)
+* volumetric IoU (solid voxels at 128^3: surface voxels plus the inside; for the originals,
+  which have gaps and openings, voxel centres inside by a vote of seven rays)
   and Chamfer distance (mean of both directions, 20k surface samples each, in % of the largest
   extent), after normalising the asset the same way as the truth (bounding-box centre at the
   origin, largest extent 1; orientation as the factory made it);
@@ -53,11 +54,10 @@ DATA = REPO / ".." / "shared" / "data"
 OUT = REPO / "benchmarks" / "out"
 HELD_OUT = ((22.5, 30.0), (112.5, 5.0), (202.5, 30.0), (292.5, 5.0))
 QUICK = ("basemesh_coffee_cup", "basemesh_dining_chair_01", "kenney_blaster", "odedstein_boot")
-RIG_MODELS = ("basemesh_coffee_cup", "basemesh_desk_lamp", "basemesh_dining_chair_01",
-              "kenney_blaster", "odedstein_boot", "trimesh_CesiumMilkTruck")
 LIGHT = (-0.25, 0.35, 1.0)
 AMBIENT, DIFFUSE = 0.3, 0.7
 VOXELS = 128
+TEXTURE_PX = 512
 
 
 @dataclass(frozen=True)
@@ -205,8 +205,12 @@ def render_truth(prims: list[Prim], cam, ssaa: int = 2) -> tuple[np.ndarray, np.
 
 # ------------------------------------------------------------------------ shape scores
 
-def solid_voxels(mesh, lo: float = -0.55, n: int = VOXELS) -> np.ndarray:
-    """(n, n, n) bool: voxels on the surface or that the outside cannot reach (6-connected)."""
+def solid_voxels(mesh, vote: bool = False, lo: float = -0.55, n: int = VOXELS) -> np.ndarray:
+    """(n, n, n) bool: voxels the surface passes through, plus the inside: what the outside
+    cannot reach (a closed mesh: the factory's assets), or with ``vote`` the voxel centres most
+    of seven rays find inside (an odd number of crossings: the generalised winding number's
+    majority, robust to the gaps and openings of real models; a cavity counts as inside when
+    its opening is narrower than half the sky it sees). Used for the originals."""
     import open3d as o3d
     from scipy import ndimage
 
@@ -219,12 +223,18 @@ def solid_voxels(mesh, lo: float = -0.55, n: int = VOXELS) -> np.ndarray:
     surf = np.zeros((n, n, n), bool)
     idx = idx[(idx >= 0).all(1) & (idx < n).all(1)]
     surf[tuple(idx.T)] = True
-    labels, _ = ndimage.label(~surf)
-    border = np.unique(np.concatenate([labels[0].ravel(), labels[-1].ravel(), labels[:, 0].ravel(),
-                                       labels[:, -1].ravel(), labels[:, :, 0].ravel(),
-                                       labels[:, :, -1].ravel()]))
-    outside = np.isin(labels, border[border > 0])
-    return ~outside
+    if not vote:
+        labels, _ = ndimage.label(~surf)
+        faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
+                 labels[:, :, -1]]
+        border = np.unique(np.concatenate([f.ravel() for f in faces]))
+        return ~np.isin(labels, border[border > 0])
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(tm))
+    c = lo + h * (np.arange(n) + 0.5)
+    pts = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
+    occ = scene.compute_occupancy(o3d.core.Tensor(pts), nsamples=7).numpy()
+    return surf | (occ.reshape(n, n, n) > 0.5)
 
 
 def surface_samples(mesh, count: int = 20000, seed: int = 0) -> np.ndarray:
@@ -351,8 +361,8 @@ def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool):
     spec = read_catalog(path).specs[0]
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(work / "store"), profile="ar",
                        backend="silhouette")
-    recipe = build_recipe("ar", "silhouette", {"texture": {"size": 1024},
-                                               "uv": {"resolution": 1024}})
+    recipe = build_recipe("ar", "silhouette", {"texture": {"size": TEXTURE_PX},
+                                               "uv": {"resolution": TEXTURE_PX}})
     recipe = dataclasses.replace(recipe, calls=tuple(c for c in recipe.calls
                                                      if c.name not in ("bake", "export")))
     t0 = time.perf_counter()
@@ -382,7 +392,34 @@ def camera_estimates(state) -> dict:
     return out
 
 
-def score_asset(state, truth: dict, inputs, held) -> dict:
+def keep_asset(folder: Path, mesh, texture) -> None:
+    """The scored asset (normalised mesh, base colour) for ``--rescore``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "mesh.npz", vertices=mesh.vertices, faces=mesh.faces,
+                        uv=mesh.uv if mesh.uv is not None else np.zeros((0, 2)))
+    if texture is not None:
+        Image.fromarray(texture[..., :3]).save(folder / "base_color.png")
+
+
+def load_asset(folder: Path):
+    from assetfactory.core.mesh import MeshData
+
+    z = np.load(folder / "mesh.npz")
+    uv = z["uv"] if len(z["uv"]) else None
+    tex = load_png(folder / "base_color.png") if (folder / "base_color.png").exists() else None
+    return MeshData(z["vertices"], z["faces"], uv=uv), tex
+
+
+def asset_scores(mesh, tex, truth: dict, inputs, held) -> dict:
+    row = {"tris": mesh.n_faces, **shape_scores(mesh, truth["solid"], truth["points"])}
+    row.update({f"in_{k}": v for k, v in image_scores(mesh, tex, inputs).items()})
+    row.update({f"held_{k}": v for k, v in image_scores(mesh, tex, held).items()})
+    return row
+
+
+def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> dict:
     from assetfactory.core.artifacts import load_image, load_mesh
 
     if not state.ok:
@@ -391,27 +428,34 @@ def score_asset(state, truth: dict, inputs, held) -> dict:
     mesh = normalised(load_mesh(state, "mesh"))
     tex = load_image(state, "texture/base_color") if "texture/base_color" in state.artifacts \
         else None
-    row = {"status": "ok", "tris": mesh.n_faces, "watertight": state.metrics.get(
-        "metrics_watertight"), **shape_scores(mesh, truth["solid"], truth["points"])}
-    row.update({f"in_{k}": v for k, v in image_scores(mesh, tex, inputs).items()})
-    row.update({f"held_{k}": v for k, v in image_scores(mesh, tex, held).items()})
+    if keep is not None:
+        keep_asset(keep, mesh, tex)
+    row = {"status": "ok", "watertight": state.metrics.get("metrics_watertight"),
+           **asset_scores(mesh, tex, truth, inputs, held)}
     row["factory_iou"] = state.metrics.get("metrics_iou_mean")
     row["factory_psnr"] = state.metrics.get("metrics_psnr_mean")
     row.update({f"cam_{k}": v for k, v in camera_estimates(state).items()})
     row["generate_s"] = next((r.duration_s for r in state.records if r.stage == "generate"),
                              None)
+    row["stage_s"] = {r.stage: round(r.duration_s, 2) for r in state.records}
     return row
 
 
 def truth_of(model: str, cams: dict) -> tuple[list[Prim], dict]:
     prims = load_truth(DATA / cams["model"], cams["normalisation"])
     mesh = truth_mesh(prims)
-    return prims, {"solid": solid_voxels(mesh), "points": surface_samples(mesh, seed=1),
+    cache = OUT / "multiview_truth" / f"{model}.npz"
+    if cache.exists():
+        solid = np.load(cache)["solid"]
+    else:
+        solid = solid_voxels(mesh, vote=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, solid=solid)
+    return prims, {"solid": solid, "points": surface_samples(mesh, seed=1),
                    "radius": float(np.linalg.norm(mesh.vertices, axis=1).max())}
 
 
-def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig: str,
-             modes: tuple[str, ...], tmp: Path) -> list[dict]:
+def input_views(views_dir: Path):
     cams = json.loads((views_dir / "cameras.json").read_text())
     entries = cams.get("views") or cams["cameras"]
     inputs = []
@@ -419,6 +463,19 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
         cam = camera_of(e, 512)
         inputs.append((cam, load_png(views_dir / e.get("image", f"view_{e['label']}.png")),
                        load_png(views_dir / e.get("mask", f"mask_{e['label']}.png"), "L") > 127))
+    return cams, entries, inputs
+
+
+def case_dir(tag: str, model: str, rig: str, n_views: int, mode: str) -> Path:
+    return OUT / f"multiview_{tag}_assets" / f"{model}-{rig}-{n_views}-{mode}"
+
+
+def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig: str,
+             modes: tuple[str, ...], tmp: Path, tag: str) -> list[dict]:
+    cams, entries, inputs = input_views(views_dir)
+    if rig != "shared":  # keep the own shoot's inputs for --rescore
+        shutil.copytree(views_dir, case_dir(tag, model, rig, n_views, "inputs"),
+                        dirs_exist_ok=True)
     true_el = float(np.mean([e["elevation_deg"] for e in entries]))
     rows = []
     for mode in modes:
@@ -428,7 +485,8 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
         row = {"model": model, "rig": rig, "views": n_views, "mode": mode, "wall_s": wall,
                "true_elevation_deg": true_el, "true_fov_deg": cams["fov_y_deg"],
                "true_distance": float(entries[0]["distance"]),
-               **score_asset(state, truth, inputs, held)}
+               **score_asset(state, truth, inputs, held,
+                             keep=case_dir(tag, model, rig, n_views, mode))}
         rows.append(row)
         print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
                           for k, v in row.items()}), flush=True)
@@ -502,6 +560,31 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
                 print("| " + " | ".join(cells) + " |")
 
 
+def rescore(tag: str) -> None:
+    path = OUT / f"multiview_{tag}.json"
+    rows = json.loads(path.read_text())
+    cache: dict = {}
+    for row in rows:
+        model = row["model"]
+        folder = case_dir(tag, model, row["rig"], row["views"], row["mode"])
+        if row.get("status") != "ok" or not (folder / "mesh.npz").exists():
+            continue
+        if model not in cache:
+            cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
+            prims, truth = truth_of(model, cams)
+            dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
+            cache = {model: (truth, held_out_views(prims, dist))}
+        truth, held = cache[model]
+        views_dir = (DATA / "renders" / model / f"{row['views']}views" if row["rig"] == "shared"
+                     else case_dir(tag, model, row["rig"], row["views"], "inputs"))
+        _, _, inputs = input_views(views_dir)
+        mesh, tex = load_asset(folder)
+        row.update(asset_scores(mesh, tex, truth, inputs, held))
+        print(model, row["rig"], row["views"], row["mode"], round(row["vol_iou"], 3), flush=True)
+        path.write_text(json.dumps(rows, indent=1))
+    print_tables({tag: rows})
+
+
 # ------------------------------------------------------------------------ main
 
 def main() -> None:
@@ -509,12 +592,17 @@ def main() -> None:
     ap.add_argument("--tag", default="run", help="name of this run (output file suffix)")
     ap.add_argument("--quick", action="store_true", help="4 models, 4 and 8 views")
     ap.add_argument("--models", default="", help="comma-separated model folders")
-    ap.add_argument("--views", default="1,4,8")
-    ap.add_argument("--modes", default="labels,exact")
+    ap.add_argument("--views", default="4,8,1")
+    ap.add_argument("--modes", default="", help="labels,exact (own shoots: labels)")
     ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
     ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the kept assets of --tag again (after a change of the scores)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        rescore(args.tag)
+        return
     if args.table:
         tagged = {}
         for t in args.table:
@@ -527,39 +615,44 @@ def main() -> None:
     models = [m for m in sorted(os.listdir(renders)) if (renders / m).is_dir()]
     if args.models:
         models = args.models.split(",")
-    elif args.quick:
+    elif args.quick or args.rigs:
         models = list(QUICK)
-    elif args.rigs:
-        models = list(RIG_MODELS)
     views = [int(v) for v in args.views.split(",")]
     if args.quick:
         views = [v for v in views if v != 1]
-    modes = tuple(args.modes.split(","))
+    modes = tuple((args.modes or ("labels" if args.rigs else "labels,exact")).split(","))
     out_path = OUT / f"multiview_{args.tag}.json"
     rows: list[dict] = json.loads(out_path.read_text()) if out_path.exists() else []
     done = {(r["model"], r["rig"], r["views"], r["mode"]) for r in rows}
     tmp = Path(tempfile.mkdtemp(prefix="bench-multiview-"))
     try:
-        for model in models:
-            cams = json.loads((renders / model / "4views" / "cameras.json").read_text())
-            prims, truth = truth_of(model, cams)
-            dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
-            held = held_out_views(prims, dist)
-            shoots: list[tuple[Rig | None, int]] = [(rig, nv) for rig in RIGS for nv in views] \
-                if args.rigs else [(None, nv) for nv in views]
-            for rig, nv in shoots:
-                rig_name = rig.name if rig else "shared"
-                todo = tuple(m for m in modes if (model, rig_name, nv, m) not in done)
-                if not todo:
+        cache: dict[str, tuple] = {}
+        # every model at 4 and 8 views before any at 1: the first figures are the main ones
+        for nv in views:
+            for model in models:
+                if not (renders / model).is_dir():
                     continue
-                if rig is None:
-                    folder = renders / model / f"{nv}views"
-                else:
-                    folder = shoot_rig(prims, rig, nv, tmp / "shoots" / model / rig.name /
-                                       f"{nv}views", cams["normalisation"], truth["radius"],
-                                       seed=zlib.crc32(model.encode()) + nv)
-                rows += run_case(model, folder, prims, truth, held, nv, rig_name, todo, tmp)
-                out_path.write_text(json.dumps(rows, indent=1))
+                for rig in (RIGS if args.rigs else (None,)):
+                    rig_name = rig.name if rig else "shared"
+                    todo = tuple(m for m in modes if (model, rig_name, nv, m) not in done)
+                    if not todo:
+                        continue
+                    if model not in cache:
+                        cams = json.loads((renders / model / "4views" / "cameras.json")
+                                          .read_text())
+                        prims, truth = truth_of(model, cams)
+                        dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
+                        cache = {model: (cams, prims, truth, held_out_views(prims, dist))}
+                    cams, prims, truth, held = cache[model]
+                    if rig is None:
+                        folder = renders / model / f"{nv}views"
+                    else:
+                        folder = shoot_rig(prims, rig, nv, tmp / "shoots" / model / rig.name /
+                                           f"{nv}views", cams["normalisation"],
+                                           truth["radius"], seed=zlib.crc32(model.encode()) + nv)
+                    rows += run_case(model, folder, prims, truth, held, nv, rig_name, todo, tmp,
+                                     args.tag)
+                    out_path.write_text(json.dumps(rows, indent=1))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print_tables({args.tag: rows})

@@ -32,15 +32,21 @@ class GenerateRequest:
     seed: int = 0
     #: Real size hint (width X, height Y, depth Z in metres; None where unknown) from the catalog.
     dims_m: tuple = (None, None, None)
+    #: What the catalog said about the shoot (ingest's ``camera_hints``: field of view, distance,
+    #: which elevations were given); None: the views' cameras are known exactly.
+    camera_hints: dict | None = None
 
 
 @dataclass(frozen=True)
 class DenseMesh:
-    """A backend's answer: a dense mesh in the frame of ``cameras`` plus flat info for metrics."""
+    """A backend's answer: a dense mesh in the frame of ``cameras`` plus flat info for metrics
+    and an optional JSON-able ``report`` (kept as the ``generate_report`` artifact: e.g. how
+    the cameras were estimated)."""
 
     mesh: MeshData
     cameras: list[Camera] = field(default_factory=list)
     info: dict[str, Scalar] = field(default_factory=dict)
+    report: dict | None = None
 
 
 @runtime_checkable

@@ -42,6 +42,7 @@ __all__ = ["SilhouetteConfig", "SilhouetteGenerator", "inflate", "is_closed",
 
 log = logging.getLogger(__name__)
 
+INCONSISTENT = ("fail", "drop")
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,14 @@ class SilhouetteConfig:
         silhouette with 1.0 gives a sphere; 0.35 suits boxes and bottles seen from the front).
     coarse_resolution: voxels per side of the first pass that finds the object's box.
     keep_largest: keep only the largest connected piece (floaters come from noisy masks).
+    estimate_cameras: fit what the catalog did not say about the shoot (elevation, lens,
+        per-view azimuth, elevation and centre) to the silhouettes (``tasks/camera_fit.py``);
+        one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
+        catalog's camera hints; cameras given without hints are used as they are.
+    on_inconsistent: a photo that disagrees with the others (mislabelled, or another
+        product): "fail" the SKU naming the photo, or "drop" it from the carving.
+    ground_cut: remove the wedge a hull grows under a product seen only from above, up to the
+        lowest point every photo still needs (``ground_cut``).
     """
 
     name: ClassVar[str] = "silhouette"
@@ -61,6 +70,9 @@ class SilhouetteConfig:
     inflation: float = 0.35
     coarse_resolution: int = 48
     keep_largest: bool = True
+    estimate_cameras: bool = True
+    on_inconsistent: str = "fail"
+    ground_cut: bool = True
 
     def __post_init__(self) -> None:
         check(16 <= self.resolution <= 512, f"silhouette: resolution {self.resolution} not in "
@@ -69,6 +81,8 @@ class SilhouetteConfig:
         check(self.device == "cpu", f"silhouette: runs on numpy; device {self.device!r} must be "
               "'cpu'")
         check(0.0 < self.inflation <= 4.0, f"silhouette: inflation {self.inflation} not in (0, 4]")
+        check(self.on_inconsistent in INCONSISTENT, f"silhouette: on_inconsistent must be one of "
+              f"{INCONSISTENT}, got {self.on_inconsistent!r}")
 
     def build(self) -> SilhouetteGenerator:
         return SilhouetteGenerator(self)
@@ -91,19 +105,83 @@ class SilhouetteGenerator:
                 "and none was given",
                 "add product photos to the catalog row, or give a mesh_uri")
         # Photos whose direction is a guess (ingest's ``view<i>``) would carve away real parts.
-        used = [v for v in views if getattr(v, "pose_known", True)] or views[:1]
-        masks = [_check_mask(v) for v in used]
-        cams = [v.camera for v in used]
-        if len(used) == 1:
-            mesh, info = inflate(cams[0], masks[0], self.config)
+        posed = [i for i, v in enumerate(views) if getattr(v, "pose_known", True)] or [0]
+        masks = [_check_mask(views[i]) for i in posed]
+        cams = [views[i].camera for i in posed]
+        info: dict = {}
+        report = None
+        if request.camera_hints is not None and self.config.estimate_cameras:
+            cams, posed, masks, info, report = self._cameras(request, views, posed, masks, cams)
+        if len(posed) == 1:
+            mesh, hull_info = inflate(cams[0], masks[0], self.config)
         else:
-            mesh, info = visual_hull(cams, masks, self.config, dims_m=request.dims_m)
-        info = {"views": len(views), "views_used": len(used), "voxels": self.config.resolution,
-                **info}
+            mesh, hull_info = visual_hull(cams, masks, self.config, dims_m=request.dims_m)
+        info = {"views": len(views), "views_used": len(posed), "voxels": self.config.resolution,
+                **hull_info, **info}
         log.info("%s generate/silhouette: %s from %d of %d view(s) -> %d faces", request.sku,
-                 info["method"], len(used), len(views), mesh.n_faces)
-        # Every view's camera goes back unchanged: texturing still projects the unused photos.
-        return DenseMesh(mesh=mesh, cameras=[v.camera for v in views], info=info)
+                 info["method"], len(posed), len(views), mesh.n_faces)
+        # Every view's camera goes back (estimated where it was): texturing still projects the
+        # photos that did not carve.
+        out = [v.camera for v in views]
+        for i, cam in zip(posed, cams):
+            out[i] = cam
+        return DenseMesh(mesh=mesh, cameras=out, info=info, report=report)
+
+    def _cameras(self, request: GenerateRequest, views: list, posed: list[int],
+                 masks: list[np.ndarray], cams: list[Camera]):
+        """Estimated cameras for the posed views (see ``tasks/camera_fit.py``); a photo that
+        disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
+        from ..tasks.camera_fit import ShootHints, fit_cameras, single_view
+
+        raw = dict(request.camera_hints or {})
+        known = list(raw.get("elevation_known") or [])
+        raw["elevation_known"] = [bool(known[i]) if i < len(known) else False for i in posed]
+        hints = ShootHints.from_dict(raw)
+        if len(posed) == 1:
+            cam, found = single_view(cams[0], masks[0], hints)
+            info = {"camera_elevation_deg": round(cam.elevation_deg, 3),
+                    "camera_rim_elevation_deg": None if found is None else round(found, 3),
+                    "camera_elevation_source": "rim" if found is not None else
+                    ("catalog" if hints.elevation_known[0] else "default")}
+            return [cam], posed, masks, info, {"camera_fit": info}
+        fit = fit_cameras(cams, masks, hints)
+        dropped = []
+        if fit.outliers:
+            bad = fit.outliers[0]
+            if self.config.on_inconsistent == "fail":
+                raise _inconsistent(bad, len(posed))
+            j = [views[i].label for i in posed].index(bad["label"])
+            dropped.append(bad)
+            posed, masks, cams = ([x for k, x in enumerate(seq) if k != j]
+                                  for seq in (posed, masks, fit.cameras))
+            raw["elevation_known"] = [k for n, k in enumerate(raw["elevation_known"]) if n != j]
+            fit = fit_cameras(cams, masks, ShootHints.from_dict(raw)) if len(posed) >= 2 \
+                else fit
+            cams = fit.cameras if len(fit.cameras) == len(posed) else cams
+        else:
+            cams = fit.cameras
+        info = {k: v for k, v in fit.metrics().items()}
+        info["camera_dropped"] = ",".join(d["label"] for d in dropped)
+        report = {"camera_fit": {**fit.provenance(), "hints": hints.to_dict(),
+                                 "dropped": dropped}}
+        return cams, posed, masks, info, report
+
+
+def _inconsistent(bad: dict, n: int) -> InputError:
+    label = bad["label"]
+    if bad.get("kind") == "mislabelled":
+        return InputError(
+            f"photo {label!r} disagrees with the other {n - 1} photos: it matches the product "
+            f"seen from azimuth {bad['fits_azimuth_deg']:.0f} degrees, not "
+            f"{bad['labelled_azimuth_deg']:.0f} as labelled (the others explain "
+            f"{100 * bad['covered']:.0f}% of its silhouette as labelled, "
+            f"{100 * bad['fits_covered']:.0f}% at that azimuth)",
+            f"correct the view label (or @azimuth) of photo {label!r} in the catalog, or remove "
+            "the photo", code="inconsistent_views")
+    return InputError(
+        f"photo {label!r} disagrees with the other {n - 1} photos at every angle: it seems to "
+        f"show a different product (the others explain {100 * bad['covered']:.0f}% of its "
+        "silhouette)", f"remove or replace photo {label!r}", code="inconsistent_views")
 
 
 # --- masks ------------------------------------------------------------------------------------
@@ -173,11 +251,37 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     hi = coarse.lo + (idx.max(0) + 1) * coarse.spacing
     fine = Grid.over(lo, hi, config.resolution)
     vol = fine.evaluate(field)
+    cut = _ground_cut(vol, fine, cameras, masks) if config.ground_cut else 0.0
     trim = ground_trim(vol, fine, cameras, dims_m)
     mesh, info = _finish(march(vol, fine, None), config, "visual_hull")
     info["grid"] = "x".join(str(n) for n in fine.shape)
     info["ground_trim"] = trim
+    info["ground_cut"] = cut
     return mesh, info
+
+
+def _ground_cut(vol: np.ndarray, grid: Grid, cameras: list[Camera],
+                masks: list[np.ndarray]) -> float:
+    """Cut the unseen wedge under the product (``tasks/ground_cut.py``); modifies ``vol`` in
+    place and returns the depth removed, relative to the hull's largest extent."""
+    from ..tasks.ground_cut import cut_below, needed_floor
+
+    inside = vol > 0
+    if not inside.any():
+        return 0.0
+    floor = needed_floor(march(vol, grid, None), cameras, masks)
+    if floor is None:
+        return 0.0
+    ys = grid.lo[1] + np.arange(vol.shape[1]) * grid.spacing[1]
+    rows = np.flatnonzero(inside.any(axis=(0, 2)))
+    bottom = ys[rows[0]]
+    if floor <= bottom + grid.spacing[1]:
+        return 0.0
+    cut_below(vol, ys, floor)
+    extent = float(max((np.ptp(np.flatnonzero(inside.any(axis=tuple(a for a in range(3)
+                                                                     if a != i))))
+                        * grid.spacing[i]) for i in range(3)))
+    return float((floor - bottom) / max(extent, 1e-12))
 
 
 def ground_trim(vol: np.ndarray, grid: Grid, cameras: list[Camera],

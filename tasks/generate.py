@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..core.artifacts import save_cameras, save_mesh
+from ..core.artifacts import load_json, save_cameras, save_json, save_mesh
 from ..core.errors import InputError, ProcessingError
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
@@ -99,7 +99,7 @@ def _views(state: AssetState) -> list:
     return load_views(state)
 
 
-@stage("generate", "1", GenerateOptions, Resources(cpus=1))
+@stage("generate", "2", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
@@ -112,7 +112,9 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     generator = build_generator(config)
     dense: DenseMesh = generator.generate(
         GenerateRequest(sku=state.sku, views=views, mesh_uri=mesh_uri, seed=options.seed,
-                        dims_m=tuple(state.spec.dims_m)))
+                        dims_m=tuple(state.spec.dims_m),
+                        camera_hints=load_json(state, "camera_hints")
+                        if "camera_hints" in state.artifacts else None))
     mesh = dense.mesh
     if mesh.n_faces == 0:
         raise ProcessingError(f"backend {name!r} returned an empty mesh",
@@ -127,7 +129,8 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
         metrics["generate_weights_sha256"] = digest
     log.info("%s generate: backend %s (%s) -> %d tris, %d verts", state.sku, name,
              metrics["generate_method"], mesh.n_faces, mesh.n_vertices)
-    return StageResult(
-        artifacts={"dense_mesh": save_mesh(state, mesh),
-                   "cameras": save_cameras(state, list(dense.cameras))},
-        metrics=metrics)
+    artifacts = {"dense_mesh": save_mesh(state, mesh),
+                 "cameras": save_cameras(state, list(dense.cameras))}
+    if dense.report:
+        artifacts["generate_report"] = save_json(state, dense.report)
+    return StageResult(artifacts=artifacts, metrics=metrics)
