@@ -121,10 +121,12 @@ class SilhouetteGenerator:
         log.info("%s generate/silhouette: %s from %d of %d view(s) -> %d faces", request.sku,
                  info["method"], len(posed), len(views), mesh.n_faces)
         # Every view's camera goes back (estimated where it was): texturing still projects the
-        # photos that did not carve.
+        # photos that did not carve; a photo dropped as inconsistent is not projected either.
         out = [v.camera for v in views]
         for i, cam in zip(posed, cams):
             out[i] = cam
+        dropped = set(str(info.get("camera_dropped") or "").split(",")) - {""}
+        out = [c for c in out if c.label not in dropped]
         return DenseMesh(mesh=mesh, cameras=out, info=info, report=report)
 
     def _cameras(self, request: GenerateRequest, views: list, posed: list[int],
@@ -150,18 +152,22 @@ class SilhouetteGenerator:
             bad = fit.outliers[0]
             if self.config.on_inconsistent == "fail":
                 raise _inconsistent(bad, len(posed))
-            j = [views[i].label for i in posed].index(bad["label"])
+            labels = [views[i].label for i in posed]
+            gone = {labels.index(bad["label"])}
+            if bad.get("partner"):
+                gone.add(labels.index(bad["partner"]))
             dropped.append(bad)
-            posed, masks, cams = ([x for k, x in enumerate(seq) if k != j]
-                                  for seq in (posed, masks, fit.cameras))
-            raw["elevation_known"] = [k for n, k in enumerate(raw["elevation_known"]) if n != j]
-            fit = fit_cameras(cams, masks, ShootHints.from_dict(raw)) if len(posed) >= 2 \
-                else fit
-            cams = fit.cameras if len(fit.cameras) == len(posed) else cams
+            keep = [k for k in range(len(posed)) if k not in gone]
+            posed, masks, cams = ([seq[k] for k in keep] for seq in (posed, masks, fit.cameras))
+            raw["elevation_known"] = [raw["elevation_known"][k] for k in keep]
+            if len(posed) >= 2:
+                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw))
+                cams = fit.cameras
         else:
             cams = fit.cameras
         info = {k: v for k, v in fit.metrics().items()}
-        info["camera_dropped"] = ",".join(d["label"] for d in dropped)
+        info["camera_dropped"] = ",".join(
+            x for d in dropped for x in (d["label"], d.get("partner")) if x)
         report = {"camera_fit": {**fit.provenance(), "hints": hints.to_dict(),
                                  "dropped": dropped}}
         return cams, posed, masks, info, report
@@ -169,6 +175,13 @@ class SilhouetteGenerator:
 
 def _inconsistent(bad: dict, n: int) -> InputError:
     label = bad["label"]
+    if bad.get("kind") == "pair":
+        other = bad["partner"]
+        return InputError(
+            f"photos {label!r} and {other!r} contradict each other (the other photos agree with "
+            f"either one alone): one of them is probably mislabelled or shows another product",
+            f"check the view labels (or @azimuth) of photos {label!r} and {other!r} in the "
+            "catalog", code="inconsistent_views")
     if bad.get("kind") == "mislabelled":
         return InputError(
             f"photo {label!r} disagrees with the other {n - 1} photos: it matches the product "

@@ -156,7 +156,9 @@ class FitResult:
                                                  self.centre_shift_px.values()), default=0)),
             "camera_rim_elevation_deg": None if self.rim_elevation_deg is None
             else r(self.rim_elevation_deg),
-            "camera_outliers": ",".join(o["label"] for o in self.outliers),
+            "camera_outliers": ",".join(
+                o["label"] + (f"+{o['partner']}" if o.get("partner") else "")
+                for o in self.outliers),
             "camera_seconds": r(self.seconds),
         }
 
@@ -334,6 +336,8 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
     screened first, at a plausible shoot (the rim's elevation, else the catalog's or the
     default one): if leaving one view out makes the others agree, the others are fitted alone
     and the suspect is judged against their hull; otherwise all are fitted and screened again.
+    Two views that contradict only each other (with four views, a mislabelled side against its
+    opposite) are named together: silhouettes cannot tell which of the two is wrong.
     """
     t0 = time.perf_counter()
     if len(cameras) < 2:
@@ -342,23 +346,23 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
     shoot = _Shoot(cameras, masks, hints, options)
     n = shoot.n
     rim = _rim(shoot)
-    suspect = None
+    found = None
     if n >= 4:
         p0 = _start(shoot)
         if not shoot.known_el[~shoot.polar].any():
             e = rim.elevation(p0.fov) if rim else None
             p0.elevation = e if e is not None else hints.default_elevation_deg
         screen = _Carver(shoot, _object_box(shoot, p0), options.coarse_px, options.coarse_grid)
-        suspect = _culprit(screen, p0, options)
-    if suspect is not None:
+        found = _culprit(screen, p0, options)
+    if found is not None:
+        suspect, partner = found
         keep = [i for i in range(n) if i != suspect]
         sub_hints = replace(hints, elevation_known=tuple(shoot.known_el[keep]))
         sub = _Shoot([cameras[i] for i in keep], [masks[i] for i in keep], sub_hints, options)
         p_sub, info = _fit(sub, options, rim)
         p = _expand(p_sub, keep, n, shoot)
-        box = _object_box(shoot, p)
-        verdict = _judge(_Carver(shoot, box, options.coarse_px, options.coarse_grid), p,
-                         suspect, options, info["start_iou"])
+        carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
+        verdict = _judge(carver, p, suspect, options, partner)
         if verdict is not None:
             result = _result(shoot, p, info, rim, exclude=suspect)
             result.outliers = [verdict]
@@ -369,9 +373,9 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
     result = _result(shoot, p, info, rim)
     if n >= 3:
         carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
-        j = _culprit(carver, p, options)
-        if j is not None:
-            verdict = _judge(carver, p, j, options, info["start_iou"], force=True)
+        found = _culprit(carver, p, options)
+        if found is not None:
+            verdict = _judge(carver, p, found[0], options, found[1], force=True)
             result.outliers = [verdict] if verdict is not None else []
     result.seconds = time.perf_counter() - t0
     _log(result, info)
@@ -597,11 +601,13 @@ def _covered(carver: _Carver, mesh, cam: Camera, i: int) -> float:
     return float(np.minimum(m, carver.coverage(mesh, cam)).sum() / max(m.sum(), 1e-9))
 
 
-def _culprit(carver: _Carver, p: _Params, options: FitOptions) -> int | None:
-    """The view whose removal makes the others agree, if one does.
+def _culprit(carver: _Carver, p: _Params, options: FitOptions
+             ) -> tuple[int, int | None] | None:
+    """(the view whose removal makes the others agree, None) if one does; (j, k) when either
+    of two views does and no third (they contradict each other); None when the views agree.
 
     For each view j, the hull of the others is projected into every other view: the mean
-    covered fraction says how well the rest agree without j. One view is the culprit when
+    covered fraction says how well the rest agree without j. A view is the culprit when
     leaving it out raises that agreement by ``outlier_gain`` over the whole set and clearly more
     than leaving out any other view does (thin parts lost on the small grid lower every score
     alike, so only the differences count).
@@ -621,18 +627,24 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions) -> int | None:
         scores.append(np.mean([_covered(carver, rest, cams[i], i) for i in range(n) if i != j])
                       if rest is not None else 0.0)
     order = np.argsort(-np.asarray(scores))
-    j, best, second = int(order[0]), float(scores[order[0]]), float(scores[order[1]])
+    best, second = float(scores[order[0]]), float(scores[order[1]])
+    third = float(scores[order[2]]) if n >= 3 else s_all
     gain = best - s_all
-    if gain < options.outlier_gain or best - second < 0.4 * gain:
+    if gain < options.outlier_gain:
         return None
-    return j
+    if best - second >= 0.4 * gain:
+        return int(order[0]), None
+    if second - third >= 0.4 * gain:
+        return int(order[0]), int(order[1])
+    return None
 
 
-def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions, start_iou: float,
-           force: bool = False) -> dict | None:
+def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
+           partner: int | None = None, force: bool = False) -> dict | None:
     """Whether view ``j`` disagrees with the hull of the others, and what it then looks like:
     a mislabelled photo (another azimuth fits it as well as the others fit) or a photo of
-    something else (no azimuth does). None when it agrees after all (unless ``force``)."""
+    something else (no azimuth does); with a ``partner``, the two contradict each other. None
+    when ``j`` agrees after all (unless ``force``)."""
     shoot = carver.shoot
     n = shoot.n
     fields = carver.fields(p)
@@ -646,6 +658,13 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions, start_iou: 
     own = _covered(carver, rest, cams[j], j)
     if not force and own >= typical - options.outlier_gain:
         return None
+    entry = {"label": shoot.labels[j], "covered": round(own, 3),
+             "others_covered": round(typical, 3),
+             "labelled_azimuth_deg": float(shoot.azimuth[j])}
+    if partner is not None:
+        entry.update(kind="pair", partner=shoot.labels[partner],
+                     partner_azimuth_deg=float(shoot.azimuth[partner]))
+        return entry
     fits = []
     for az in np.arange(0.0, 360.0, 15.0):
         q = p.copy()
@@ -654,9 +673,6 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions, start_iou: 
         _, covered = _best_shift(carver.soft[j], proj, options.shift_range * carver.px)
         fits.append((covered, float(az)))
     fit_cov, fit_az = max(fits)
-    entry = {"label": shoot.labels[j], "covered": round(own, 3),
-             "others_covered": round(typical, 3),
-             "labelled_azimuth_deg": float(shoot.azimuth[j])}
     if fit_cov >= typical - options.outlier_gain and _angle(fit_az, shoot.azimuth[j]) > 20.0:
         entry.update(kind="mislabelled", fits_azimuth_deg=fit_az, fits_covered=round(fit_cov, 3))
     else:
