@@ -8,7 +8,8 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
 (``../shared/data/models``, normalised as ``cameras.json`` says):
 
 * volumetric IoU (solid voxels at 128^3: surface voxels plus the inside; for the originals,
-  which have gaps and openings, voxel centres inside by a vote of seven rays)
+  which have gaps, openings and overlapping parts, also each part's voxel centres inside it by
+  a vote of seven rays)
   and Chamfer distance (mean of both directions, 20k surface samples each, in % of the largest
   extent), after normalising the asset the same way as the truth (bounding-box centre at the
   origin, largest extent 1; orientation as the factory made it);
@@ -207,34 +208,55 @@ def render_truth(prims: list[Prim], cam, ssaa: int = 2) -> tuple[np.ndarray, np.
 
 def solid_voxels(mesh, vote: bool = False, lo: float = -0.55, n: int = VOXELS) -> np.ndarray:
     """(n, n, n) bool: voxels the surface passes through, plus the inside: what the outside
-    cannot reach (a closed mesh: the factory's assets), or with ``vote`` the voxel centres most
-    of seven rays find inside (an odd number of crossings: the generalised winding number's
-    majority, robust to the gaps and openings of real models; a cavity counts as inside when
-    its opening is narrower than half the sky it sees). Used for the originals."""
+    cannot reach (right for closed meshes, the factory's assets, and for overlapping closed
+    parts). With ``vote`` (the originals, which have gaps and openings: a guitar's sound hole
+    would let the outside in), also each connected part's voxel centres that most of seven
+    rays find inside it (an odd number of crossings of that part: the generalised winding
+    number's majority; per part, so that overlapping parts do not cancel)."""
     import open3d as o3d
     from scipy import ndimage
 
     h = -2 * lo / n
-    tm = o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(mesh.vertices),
-                                   o3d.utility.Vector3iVector(mesh.faces.astype(np.int32)))
+    surf = np.zeros((n, n, n), bool)
+    tm = _o3d_mesh(mesh.vertices, mesh.faces)
     grid = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(
         tm, h, np.full(3, lo), np.full(3, -lo))
     idx = np.array([v.grid_index for v in grid.get_voxels()], int).reshape(-1, 3)
-    surf = np.zeros((n, n, n), bool)
     idx = idx[(idx >= 0).all(1) & (idx < n).all(1)]
     surf[tuple(idx.T)] = True
+    labels, _ = ndimage.label(~surf)
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
+             labels[:, :, -1]]
+    border = np.unique(np.concatenate([f.ravel() for f in faces]))
+    solid = ~np.isin(labels, border[border > 0])
     if not vote:
-        labels, _ = ndimage.label(~surf)
-        faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
-                 labels[:, :, -1]]
-        border = np.unique(np.concatenate([f.ravel() for f in faces]))
-        return ~np.isin(labels, border[border > 0])
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(tm))
-    c = lo + h * (np.arange(n) + 0.5)
-    pts = np.stack(np.meshgrid(c, c, c, indexing="ij"), -1).reshape(-1, 3).astype(np.float32)
-    occ = scene.compute_occupancy(o3d.core.Tensor(pts), nsamples=7).numpy()
-    return surf | (occ.reshape(n, n, n) > 0.5)
+        return solid
+    import trimesh
+
+    centres = lo + h * (np.arange(n) + 0.5)
+    whole = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    for part in whole.split(only_watertight=False):
+        if len(part.faces) < 8:
+            continue
+        plo, phi = part.bounds
+        sel = [np.flatnonzero((centres >= plo[i]) & (centres <= phi[i])) for i in range(3)]
+        if any(len(x) == 0 for x in sel):
+            continue
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(
+            _o3d_mesh(np.asarray(part.vertices), np.asarray(part.faces))))
+        pts = np.stack(np.meshgrid(*(centres[x] for x in sel), indexing="ij"), -1)
+        occ = scene.compute_occupancy(o3d.core.Tensor(pts.reshape(-1, 3).astype(np.float32)),
+                                      nsamples=7).numpy().reshape(pts.shape[:3]) > 0.5
+        solid[np.ix_(*sel)] |= occ
+    return solid
+
+
+def _o3d_mesh(vertices: np.ndarray, faces: np.ndarray):
+    import open3d as o3d
+
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(vertices, float)),
+                                     o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
 
 
 def surface_samples(mesh, count: int = 20000, seed: int = 0) -> np.ndarray:
@@ -349,25 +371,36 @@ def held_out_views(prims: list[Prim], distance: float):
 
 # ------------------------------------------------------------------------ the factory
 
-def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool):
-    """The catalog row through ingest .. texture + metrics (no bake, no export)."""
+def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
+                mesh: Path | None = None):
+    """The catalog row through ingest .. texture + metrics (no bake, no export); with ``mesh``,
+    the original model textured from the photos (the texture's bound with the true shape)."""
     from assetfactory.catalog.input import read_catalog
     from assetfactory.catalog.renders import catalog_from_renders
     from assetfactory.core.types import AssetState
     from assetfactory.flows.recipe import build_recipe
     from assetfactory.flows.runner import run_asset
 
-    path = catalog_from_renders(views_dir, work / "catalog", sku, labels_only=labels_only)
+    path = catalog_from_renders(views_dir, work / "catalog", sku, mesh=mesh,
+                                labels_only=labels_only)
     spec = read_catalog(path).specs[0]
+    backend = "mesh" if mesh is not None else "silhouette"
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(work / "store"), profile="ar",
-                       backend="silhouette")
-    recipe = build_recipe("ar", "silhouette", {"texture": {"size": TEXTURE_PX},
+                       backend=backend)
+    recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX},
                                                "uv": {"resolution": TEXTURE_PX}})
     recipe = dataclasses.replace(recipe, calls=tuple(c for c in recipe.calls
                                                      if c.name not in ("bake", "export")))
     t0 = time.perf_counter()
     state = run_asset(state, recipe)
     return state, time.perf_counter() - t0
+
+
+def model_source(model: str) -> Path:
+    """The original model's file (or folder, for a glTF with its buffers)."""
+    cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
+    path = DATA / cams["model"]
+    return path
 
 
 def camera_estimates(state) -> dict:
@@ -444,7 +477,7 @@ def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> d
 def truth_of(model: str, cams: dict) -> tuple[list[Prim], dict]:
     prims = load_truth(DATA / cams["model"], cams["normalisation"])
     mesh = truth_mesh(prims)
-    cache = OUT / "multiview_truth" / f"{model}.npz"
+    cache = OUT / "multiview_truth_v2" / f"{model}.npz"
     if cache.exists():
         solid = np.load(cache)["solid"]
     else:
@@ -481,7 +514,8 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
     for mode in modes:
         work = tmp / f"{model}-{rig}-{n_views}-{mode}"
         sku = f"{model.lower().replace('_', '-')}-{n_views}"
-        state, wall = run_factory(views_dir, work, sku, labels_only=(mode == "labels"))
+        state, wall = run_factory(views_dir, work, sku, labels_only=(mode == "labels"),
+                                  mesh=model_source(model) if mode == "mesh" else None)
         row = {"model": model, "rig": rig, "views": n_views, "mode": mode, "wall_s": wall,
                "true_elevation_deg": true_el, "true_fov_deg": cams["fov_y_deg"],
                "true_distance": float(entries[0]["distance"]),
@@ -593,7 +627,9 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="4 models, 4 and 8 views")
     ap.add_argument("--models", default="", help="comma-separated model folders")
     ap.add_argument("--views", default="4,8,1")
-    ap.add_argument("--modes", default="", help="labels,exact (own shoots: labels)")
+    ap.add_argument("--modes", default="",
+                    help="labels,exact (own shoots: labels); mesh: the original model textured "
+                    "from the photos (the texture's bound)")
     ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
     ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
     ap.add_argument("--rescore", action="store_true",
