@@ -13,8 +13,9 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
   and Chamfer distance (mean of both directions, 20k surface samples each, in % of the largest
   extent), after normalising the asset the same way as the truth (bounding-box centre at the
   origin, largest extent 1; orientation as the factory made it);
-* silhouette IoU and masked PSNR / SSIM (inside both silhouettes, the asset rendered unlit with
-  its texture) at the input views (the photos, exact cameras) and at four held-out views
+* silhouette IoU and masked PSNR / SSIM (inside both silhouettes; the asset rendered unlit with
+  its texture, as the metrics stage does, and lit like the photos, its texture as albedo) at the
+  input views (the photos, exact cameras) and at four held-out views
   (azimuths 22.5 + 90k at elevations 30 / 5, fov 30) rendered from the original model with the
   photos' conventions (textures through the model's UVs, vertex colours, a light from
   (-0.25, 0.35, 1) in camera space, ambient 0.3, diffuse 0.7, linear light, 2x supersampled);
@@ -136,7 +137,9 @@ def load_truth(path: Path, norm: dict) -> list[Prim]:
         n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
         vis, tex, uv = g.visual, None, None
         if isinstance(vis, trimesh.visual.ColorVisuals):
-            col = np.asarray(vis.vertex_colors, float)
+            # no colour at all: the renders' default base colour, 0.8 linear
+            col = (np.asarray(vis.vertex_colors, float) if vis.kind is not None
+                   else np.full((len(v), 4), [231.0, 231.0, 231.0, 255.0]))
         else:
             m = vis.material
             fac = getattr(m, "baseColorFactor", None)
@@ -292,21 +295,37 @@ def normalised(mesh):
 # ------------------------------------------------------------------------ image scores
 
 def image_scores(mesh, texture, views) -> dict:
-    """Mean silhouette IoU, and PSNR/SSIM inside both silhouettes, over (camera, rgb, mask)."""
+    """Mean silhouette IoU, and PSNR/SSIM inside both silhouettes, over (camera, rgb, mask):
+    the asset rendered unlit (its texture as the photos' colours, what the metrics stage does)
+    and lit like the photos (its texture as albedo)."""
     from assetfactory.core.render import get_renderer
     from assetfactory.tasks.metrics import masked_psnr, masked_ssim, silhouette_iou
 
     r = get_renderer()
-    ious, ps, ss = [], [], []
+    lit_asset = [Prim(with_normals(mesh), texture)] if texture is not None else None
+    out: dict[str, list] = {k: [] for k in ("sil_iou", "psnr", "ssim", "psnr_lit", "ssim_lit")}
     for cam, rgb, mask in views:
         render = r.render(mesh, cam, texture=texture, shading="unlit", ssaa=2)
         both = mask & (render[..., 3] >= 128)
-        ious.append(silhouette_iou(render[..., 3] >= 128, mask))
+        out["sil_iou"].append(silhouette_iou(render[..., 3] >= 128, mask))
         if texture is not None and both.any():
-            ps.append(masked_psnr(render, rgb, both))
-            ss.append(masked_ssim(render, rgb, both))
-    mean = lambda x: float(np.mean(x)) if x else None
-    return {"sil_iou": mean(ious), "psnr": mean(ps), "ssim": mean(ss)}
+            out["psnr"].append(masked_psnr(render, rgb, both))
+            out["ssim"].append(masked_ssim(render, rgb, both))
+            lit, _ = render_truth(lit_asset, cam)
+            out["psnr_lit"].append(masked_psnr(lit, rgb, both))
+            out["ssim_lit"].append(masked_ssim(lit, rgb, both))
+    return {k: (float(np.mean(v)) if v else None) for k, v in out.items()}
+
+
+def with_normals(mesh):
+    """The mesh with smooth vertex normals (area-weighted), for lit renders, and white vertex
+    colours (the texture carries the colour)."""
+    import trimesh
+
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    white = np.full((mesh.n_vertices, 4), 255, np.uint8)
+    return mesh.replace(vertex_normals=np.asarray(tm.vertex_normals, np.float32),
+                        vertex_colors=white)
 
 
 # ------------------------------------------------------------------------ shoots
@@ -532,7 +551,8 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
 
 COLS = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2), ("in_sil_iou", "sil in", 3),
         ("held_sil_iou", "sil held", 3), ("in_psnr", "PSNR in", 1), ("held_psnr", "PSNR held", 1),
-        ("in_ssim", "SSIM in", 3), ("held_ssim", "SSIM held", 3))
+        ("held_psnr_lit", "PSNR held lit", 1), ("in_ssim", "SSIM in", 3),
+        ("held_ssim", "SSIM held", 3))
 
 
 def _fmt(v, nd):
