@@ -60,6 +60,8 @@ LIGHT = (-0.25, 0.35, 1.0)
 AMBIENT, DIFFUSE = 0.3, 0.7
 VOXELS = 128
 TEXTURE_PX = 512
+#: Texture options on top of the profile's (``--texture '{"delight": true}'``).
+TEXTURE_OPTIONS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -406,8 +408,8 @@ def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
     backend = "mesh" if mesh is not None else "silhouette"
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(work / "store"), profile="ar",
                        backend=backend)
-    recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX},
-                                               "uv": {"resolution": TEXTURE_PX}})
+    recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX, **TEXTURE_OPTIONS},
+                                          "uv": {"resolution": TEXTURE_PX}})
     recipe = dataclasses.replace(recipe, calls=tuple(c for c in recipe.calls
                                                      if c.name not in ("bake", "export")))
     t0 = time.perf_counter()
@@ -490,6 +492,9 @@ def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> d
     row["generate_s"] = next((r.duration_s for r in state.records if r.stage == "generate"),
                              None)
     row["stage_s"] = {r.stage: round(r.duration_s, 2) for r in state.records}
+    row.update({k: v for k, v in state.metrics.items()
+                if k.startswith(("texture_light", "texture_delit", "generate_camera_",
+                                 "generate_ground"))})
     return row
 
 
@@ -652,9 +657,12 @@ def main() -> None:
                     "from the photos (the texture's bound)")
     ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
     ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
+    ap.add_argument("--texture", default="{}", help="texture options as JSON, e.g. "
+                    "'{\"delight\": false}'")
     ap.add_argument("--rescore", action="store_true",
                     help="score the kept assets of --tag again (after a change of the scores)")
     args = ap.parse_args()
+    TEXTURE_OPTIONS.update(json.loads(args.texture))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         rescore(args.tag)

@@ -355,14 +355,19 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
         screen = _Carver(shoot, _object_box(shoot, p0), options.coarse_px, options.coarse_grid)
         found = _culprit(screen, p0, options)
     if found is not None:
-        suspect, partner = found
+        suspect = found[0]
         keep = [i for i in range(n) if i != suspect]
         sub_hints = replace(hints, elevation_known=tuple(shoot.known_el[keep]))
         sub = _Shoot([cameras[i] for i in keep], [masks[i] for i in keep], sub_hints, options)
         p_sub, info = _fit(sub, options, rim)
         p = _expand(p_sub, keep, n, shoot)
         carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
-        verdict = _judge(carver, p, suspect, options, partner)
+        # at the others' cameras, does leaving the suspect out still make them agree?
+        again = _culprit(carver, p, options)
+        verdict = None
+        if again is not None and suspect in again:
+            other = again[1] if again[0] == suspect else again[0]
+            verdict = _judge(carver, p, suspect, options, other)
         if verdict is not None:
             result = _result(shoot, p, info, rim, exclude=suspect)
             result.outliers = [verdict]
@@ -375,7 +380,7 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
         carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
         found = _culprit(carver, p, options)
         if found is not None:
-            verdict = _judge(carver, p, found[0], options, found[1], force=True)
+            verdict = _judge(carver, p, found[0], options, found[1])
             result.outliers = [verdict] if verdict is not None else []
     result.seconds = time.perf_counter() - t0
     _log(result, info)
@@ -640,11 +645,10 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions
 
 
 def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
-           partner: int | None = None, force: bool = False) -> dict | None:
-    """Whether view ``j`` disagrees with the hull of the others, and what it then looks like:
-    a mislabelled photo (another azimuth fits it as well as the others fit) or a photo of
-    something else (no azimuth does); with a ``partner``, the two contradict each other. None
-    when ``j`` agrees after all (unless ``force``)."""
+           partner: int | None = None) -> dict | None:
+    """What the inconsistent view ``j`` looks like: a mislabelled photo (another azimuth fits
+    it as well as the others fit each other) or a photo of something else (no azimuth does);
+    with a ``partner``, the two contradict each other."""
     shoot = carver.shoot
     n = shoot.n
     fields = carver.fields(p)
@@ -656,8 +660,6 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
     sub = {i: fields[i] for i in others}
     typical = float(np.mean([_covered(carver, carver.hull(sub), cams[i], i) for i in others]))
     own = _covered(carver, rest, cams[j], j)
-    if not force and own >= typical - options.outlier_gain:
-        return None
     entry = {"label": shoot.labels[j], "covered": round(own, 3),
              "others_covered": round(typical, 3),
              "labelled_azimuth_deg": float(shoot.azimuth[j])}

@@ -76,6 +76,10 @@ class TextureOptions:
         lighting); off by default because it also removes real albedo gradients.
     flatten_cells: resolution of the 3D grid (cells along the longest side) the low-frequency
         luminance is estimated on; fewer cells flatten broader light falloff only.
+    delight: estimate the studio light fixed to the camera (``tasks/delight.py``) from the
+        points several photos see, and divide it out of every photo before blending, so the
+        texture is albedo (what a viewer should light); skipped when no such light explains
+        the photos.
     pbr: write ``texture/orm`` and the ``materials`` artifact (material per part).
     """
 
@@ -92,6 +96,7 @@ class TextureOptions:
     mip_bias: float = -1.0
     flatten_shading: bool = False
     flatten_cells: int = 12
+    delight: bool = True
     pbr: bool = True
 
     def __post_init__(self) -> None:
@@ -363,9 +368,10 @@ def blend_views(grid: TexelGrid, views: list[ViewInput], options: TextureOptions
     return colour, wsum, stats.used
 
 
-def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: TextureOptions
-                      ) -> tuple[np.ndarray, np.ndarray, BlendStats]:
-    """``blend_views`` plus the statistics the stage reports."""
+def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: TextureOptions,
+                      light=None) -> tuple[np.ndarray, np.ndarray, BlendStats]:
+    """``blend_views`` plus the statistics the stage reports; with a ``light``
+    (``delight.Light``), each photo's colour is divided by its shading first."""
     acc = np.zeros((len(grid.index), 3), np.float64)
     wsum = np.zeros(len(grid.index), np.float64)
     clean = np.zeros(len(grid.index), bool)
@@ -397,6 +403,9 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: TextureO
             lv_w += float(w.sum())
         else:
             col = sample_bilinear(v.linear_rgb, pix[idx])
+        if light is not None:
+            col = col / light.shade(grid.normals[idx] @ v.camera.world_to_camera[:3, :3].T
+                                    )[:, None].astype(np.float32)
         acc[idx] += w[:, None] * col
         wsum[idx] += w
         clean[idx[~on_edge]] = True
@@ -665,6 +674,40 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
     return grid, inputs
 
 
+# ---------------------------------------------------------------- the studio light
+
+def estimate_light(grid: TexelGrid, views: list[ViewInput], options: TextureOptions,
+                   max_texels: int = 20000, seed: int = 0):
+    """The light fixed to the camera (``delight.fit_light``) from texels two photos see, or
+    None. Texels in a photo's edge band and very dark ones (noisy ratios) are left out."""
+    from .delight import fit_light
+
+    if len(grid.index) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    sub = np.sort(rng.choice(len(grid.index), min(max_texels, len(grid.index)), replace=False))
+    pos, nrm = grid.positions[sub], grid.normals[sub]
+    lum = np.full((len(views), len(sub)), np.nan)
+    ncam = np.zeros((len(views), len(sub), 3))
+    for k, v in enumerate(views):
+        vis, pix = visible_texels(pos, v.camera, v.depth, v.mask, options.depth_tolerance)
+        if v.edge is not None:
+            vis[vis] &= ~sample_nearest(v.edge, pix[vis]).astype(bool)
+        lum[k, vis] = sample_bilinear(v.linear_rgb, pix[vis]) @ LUMA
+        ncam[k] = nrm @ v.camera.world_to_camera[:3, :3].T
+    na, nb, ratio = [], [], []
+    for a in range(len(views)):
+        for b in range(a + 1, len(views)):
+            both = np.flatnonzero((lum[a] > 0.02) & (lum[b] > 0.02))
+            if len(both):
+                na.append(ncam[a, both])
+                nb.append(ncam[b, both])
+                ratio.append(np.log(lum[a, both] / lum[b, both]))
+    if not ratio:
+        return None
+    return fit_light(np.concatenate(na), np.concatenate(nb), np.concatenate(ratio))
+
+
 # ---------------------------------------------------------------- the stage
 
 def texture_colours(grid: TexelGrid, views: list[ViewInput], options: TextureOptions
@@ -674,10 +717,10 @@ def texture_colours(grid: TexelGrid, views: list[ViewInput], options: TextureOpt
     return colour, observed, filled, stats.used
 
 
-def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: TextureOptions
-                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlendStats]:
+def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: TextureOptions,
+                          light=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlendStats]:
     """``texture_colours`` with the blend statistics."""
-    colour, wsum, used = blend_views_stats(grid, views, options)
+    colour, wsum, used = blend_views_stats(grid, views, options, light)
     observed = wsum > 0
     if not observed.any():
         grey = srgb_to_linear(np.asarray(NEUTRAL_GREY))
@@ -694,7 +737,7 @@ def margin_texels(size: int) -> int:
     return max(2, size // 256)
 
 
-@stage(NAME, "2", TextureOptions, Resources(cpus=1, memory_mb=2048))
+@stage(NAME, "3", TextureOptions, Resources(cpus=1, memory_mb=2048))
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
@@ -708,8 +751,10 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
         raise ProcessingError("the UV atlas covers no texel (all UVs outside 0-1 or degenerate)",
                               "re-run the uv stage; check the mesh has non-degenerate faces")
     stats = BlendStats([])
+    light = estimate_light(grid, inputs, options) if options.delight and len(inputs) > 1 \
+        else None
     if inputs:
-        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options)
+        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options, light)
     else:
         observed = np.zeros(len(grid.index), bool)
         filled = np.ones(len(grid.index), bool)
@@ -731,7 +776,13 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
         "texture_size": int(options.size),
         "texture_views_used": len(stats.used),
         "texture_flattened": bool(options.flatten_shading),
+        "texture_delit": light is not None,
     }
+    if light is not None:
+        artifacts["lighting"] = save_json(state, light.to_dict())
+        metrics.update(texture_light_ambient=round(light.ambient, 3),
+                       texture_light_direction=",".join(f"{x:.3f}" for x in light.direction),
+                       texture_light_explained=round(light.explained, 3))
     if options.pbr:
         _, by_part = part_colours(grid, mesh, colour, observed)
         table = mats.assign(by_part, state.spec.material, mats.asset_name(state.sku))

@@ -56,9 +56,7 @@ def shoot(mesh: MeshData, labels=LABELS4, elevation: float = 20.0, fov: float = 
     """(views for the estimators, the true cameras): each view a SimpleNamespace with
     ``label``, ``camera`` (what ingest assumes from the label), ``mask`` and ``rgb`` crops.
     ``distance`` defaults to framing the product; ``azimuths`` overrides the true azimuth of
-    some labels (a mislabelled photo).""" if False else None
-    """(views for the estimators, the true cameras): each view a SimpleNamespace with
-    ``label``, ``camera`` (what ingest assumes from the label), ``mask`` and ``rgb`` crops."""
+    some labels (a mislabelled photo)."""
     rng = np.random.default_rng(seed)
     r = get_renderer()
     if distance is None:  # the bounding sphere fills ~90% of the frame, whatever the lens

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from procedural_shoot import LABELS4, product, shoot
 
 from assetfactory.tasks.ingest import IngestOptions
