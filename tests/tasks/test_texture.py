@@ -411,7 +411,7 @@ def test_delight_recovers_the_albedo_under_a_light_fixed_to_the_camera(renderer,
     mesh = _unwrapped(gt).replace(vertex_normals=None)
     state = _state(tmp_path, mesh, views)
     delit = texture(state, TextureOptions(size=256, delight=True))
-    baked = texture(state, TextureOptions(size=256))
+    baked = texture(state, TextureOptions(size=256, delight=False))
     m = delit.metrics
     assert m["texture_delit"] is True and not baked.metrics["texture_delit"]
     assert m["texture_light_ambient"] == pytest.approx(0.3, abs=0.1)
