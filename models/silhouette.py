@@ -62,6 +62,8 @@ class SilhouetteConfig:
         product): "fail" the SKU naming the photo, or "drop" it from the carving.
     ground_cut: remove the wedge a hull grows under a product seen only from above, up to the
         lowest point every photo still needs (``ground_cut``).
+    photo_carve: carve the hull where the photos disagree about its colour (concavities and
+        phantoms between parts; ``tasks/photo_carve.py``).
     """
 
     name: ClassVar[str] = "silhouette"
@@ -73,6 +75,7 @@ class SilhouetteConfig:
     estimate_cameras: bool = True
     on_inconsistent: str = "fail"
     ground_cut: bool = True
+    photo_carve: bool = False
 
     def __post_init__(self) -> None:
         check(16 <= self.resolution <= 512, f"silhouette: resolution {self.resolution} not in "
@@ -115,7 +118,10 @@ class SilhouetteGenerator:
         if len(posed) == 1:
             mesh, hull_info = inflate(cams[0], masks[0], self.config)
         else:
-            mesh, hull_info = visual_hull(cams, masks, self.config, dims_m=request.dims_m)
+            images = [np.asarray(views[i].rgb) for i in posed] if self.config.photo_carve \
+                else None
+            mesh, hull_info = visual_hull(cams, masks, self.config, dims_m=request.dims_m,
+                                          images=images)
         info = {"views": len(views), "views_used": len(posed), "voxels": self.config.resolution,
                 **hull_info, **info}
         log.info("%s generate/silhouette: %s from %d of %d view(s) -> %d faces", request.sku,
@@ -237,8 +243,8 @@ def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[Mesh
 # --- two or more views: visual hull ---------------------------------------------------------
 
 def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
-                config: SilhouetteConfig, dims_m: tuple = (None, None, None)
-                ) -> tuple[MeshData, dict]:
+                config: SilhouetteConfig, dims_m: tuple = (None, None, None),
+                images: list[np.ndarray] | None = None) -> tuple[MeshData, dict]:
     """Carve a grid with every view's silhouette cone; a coarse pass finds the object's box."""
     sdfs = [mask_sdf(m) for m in masks]
 
@@ -266,10 +272,16 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     vol = fine.evaluate(field)
     cut = _ground_cut(vol, fine, cameras, masks) if config.ground_cut else 0.0
     trim = ground_trim(vol, fine, cameras, dims_m)
+    carve = {}
+    if config.photo_carve and images is not None:
+        from ..tasks.photo_carve import photo_carve
+
+        carve = photo_carve(vol, fine, cameras, masks, images)
     mesh, info = _finish(march(vol, fine, None), config, "visual_hull")
     info["grid"] = "x".join(str(n) for n in fine.shape)
     info["ground_trim"] = trim
     info["ground_cut"] = cut
+    info.update(carve)
     return mesh, info
 
 
