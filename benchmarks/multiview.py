@@ -179,7 +179,7 @@ def _big(cam, ssaa: int):
 def render_truth(prims: list[Prim], cam, ssaa: int = 2) -> tuple[np.ndarray, np.ndarray]:
     """(RGB uint8, mask) of the model as the photos were shot: base colour x (ambient + diffuse
     x max(0, n.l)) in linear light, primitives composited by depth, supersampled."""
-    from assetfactory.core.render import get_renderer
+    from assetfactory.geometry.render import get_renderer
 
     r = get_renderer()
     big = _big(cam, ssaa)
@@ -300,7 +300,7 @@ def image_scores(mesh, texture, views) -> dict:
     """Mean silhouette IoU, and PSNR/SSIM inside both silhouettes, over (camera, rgb, mask):
     the asset rendered unlit (its texture as the photos' colours, what the metrics stage does)
     and lit like the photos (its texture as albedo)."""
-    from assetfactory.core.render import get_renderer
+    from assetfactory.geometry.render import get_renderer
     from assetfactory.tasks.metrics import masked_psnr, masked_ssim, silhouette_iou
 
     r = get_renderer()

@@ -21,20 +21,14 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..algorithms.visual_hull import Grid, focal, march, mask_sdf, view_field
 from ..core.camera import Camera
 from ..core.errors import InputError, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check
-from ..tasks.visual_hull import (
-    Grid,
-    focal,
-    is_closed,
-    largest_component,
-    march,
-    mask_sdf,
-    signed_volume,
-    view_field,
-)
+from ..geometry import closed
+from ..geometry.closed import is_closed
+from ..geometry.components import largest_component
 from .base import DenseMesh, GenerateRequest
 
 __all__ = ["SilhouetteConfig", "SilhouetteGenerator", "inflate", "is_closed",
@@ -55,7 +49,7 @@ class SilhouetteConfig:
     coarse_resolution: voxels per side of the first pass that finds the object's box.
     keep_largest: keep only the largest connected piece (floaters come from noisy masks).
     estimate_cameras: fit what the catalog did not say about the shoot (elevation, lens,
-        per-view azimuth, elevation and centre) to the silhouettes (``tasks/camera_fit.py``);
+        per-view azimuth, elevation and centre) to the silhouettes (``algorithms/camera_fit.py``);
         one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
         catalog's camera hints; cameras given without hints are used as they are.
     on_inconsistent: a photo that disagrees with the others (mislabelled, or another
@@ -63,7 +57,7 @@ class SilhouetteConfig:
     ground_cut: remove the wedge a hull grows under a product seen only from above, up to the
         lowest point every photo still needs (``ground_cut``).
     photo_carve: carve the hull where the photos disagree about its colour (concavities and
-        phantoms between parts; ``tasks/photo_carve.py``).
+        phantoms between parts; ``algorithms/photo_carve.py``).
     """
 
     name: ClassVar[str] = "silhouette"
@@ -137,9 +131,9 @@ class SilhouetteGenerator:
 
     def _cameras(self, request: GenerateRequest, views: list, posed: list[int],
                  masks: list[np.ndarray], cams: list[Camera]):
-        """Estimated cameras for the posed views (see ``tasks/camera_fit.py``); a photo that
+        """Estimated cameras for the posed views (see ``algorithms/camera_fit.py``); a photo that
         disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
-        from ..tasks.camera_fit import ShootHints, fit_cameras, single_view
+        from ..algorithms.camera_fit import ShootHints, fit_cameras, single_view
 
         raw = dict(request.camera_hints or {})
         known = list(raw.get("elevation_known") or [])
@@ -222,6 +216,10 @@ def _check_mask(view) -> np.ndarray:
     return mask
 
 
+def signed_volume(mesh: MeshData) -> float:
+    return closed.signed_volume(mesh.vertices, mesh.faces)
+
+
 def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[MeshData, dict]:
     if mesh.n_faces == 0:
         raise ProcessingError(f"{method} produced no surface",
@@ -274,7 +272,7 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     trim = ground_trim(vol, fine, cameras, dims_m)
     carve = {}
     if config.photo_carve and images is not None:
-        from ..tasks.photo_carve import photo_carve
+        from ..algorithms.photo_carve import photo_carve
 
         carve = photo_carve(vol, fine, cameras, masks, images)
     mesh, info = _finish(march(vol, fine, None), config, "visual_hull")
@@ -287,9 +285,9 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
 
 def _ground_cut(vol: np.ndarray, grid: Grid, cameras: list[Camera],
                 masks: list[np.ndarray]) -> float:
-    """Cut the unseen wedge under the product (``tasks/ground_cut.py``); modifies ``vol`` in
+    """Cut the unseen wedge under the product (``algorithms/ground_cut.py``); modifies ``vol`` in
     place and returns the depth removed, relative to the hull's largest extent."""
-    from ..tasks.ground_cut import cut_below, needed_floor
+    from ..algorithms.ground_cut import cut_below, needed_floor
 
     inside = vol > 0
     if not inside.any():

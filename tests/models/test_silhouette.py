@@ -186,10 +186,7 @@ def test_a_level_shoot_keeps_its_base():
 # ---------------------------------------------------------------- estimated cameras
 
 def _shoot(**kw):
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tasks"))
-    from procedural_shoot import LABELS4, product, shoot
+    from tests.procedural_shoot import LABELS4, product, shoot
 
     views, _ = shoot(product("asym"), LABELS4, **kw)
     return views
@@ -201,7 +198,7 @@ FAST_FIT = {"coarse_px": 72, "fine_px": 112, "coarse_grid": 26, "fine_grid": 34}
 def _generate_hinted(views, **cfg):
     from unittest import mock
 
-    from assetfactory.tasks import camera_fit
+    from assetfactory.algorithms import camera_fit
 
     hints = {"fov_deg": 30.0, "fov_known": False, "distance": 2.5, "distance_known": False,
              "elevation_known": [False] * len(views), "default_elevation_deg": 0.0}
