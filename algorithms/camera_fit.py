@@ -667,6 +667,10 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
     entry = {"label": shoot.labels[j], "covered": round(own, 3),
              "others_covered": round(typical, 3),
              "labelled_azimuth_deg": float(shoot.azimuth[j])}
+    if own >= typical - options.outlier_gain:
+        # the others explain it as well as they explain each other: what they disagree about
+        # is what the small grid loses (thin parts), not this photo
+        return None
     if partner is not None:
         entry.update(kind="pair", partner=shoot.labels[partner],
                      partner_azimuth_deg=float(shoot.azimuth[partner]))

@@ -42,6 +42,12 @@ def product(kind: str) -> MeshData:
         foot = trimesh.creation.box([0.15, 0.1, 0.3])
         foot.apply_translation([-0.2, -0.27, 0.1])
         return MeshData.concatenate([_mesh(x) for x in (body, handle, block, foot)])
+    if kind == "thin":          # a guitar-like board: a flat body and a long thin neck
+        body = trimesh.creation.box([0.42, 0.5, 0.08])
+        body.apply_translation([0.0, -0.22, 0.0])
+        neck = trimesh.creation.box([0.05, 0.5, 0.03])
+        neck.apply_translation([0.0, 0.28, 0.0])
+        return MeshData.concatenate([_mesh(x) for x in (body, neck)])
     if kind == "box":
         return _mesh(trimesh.creation.box([0.7, 0.5, 0.4]))
     if kind == "sphere":

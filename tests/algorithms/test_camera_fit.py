@@ -94,6 +94,15 @@ def test_consistent_photos_name_no_one_and_per_view_corrections_stay_small():
     assert max(abs(a) for a in fit.azimuth_shift_deg.values()) <= 6.0
 
 
+def test_a_thin_product_shot_with_exact_cameras_names_no_one():
+    # a thin neck vanishes on the coarse grid from every side alike: not a photo's fault
+    exact = IngestOptions(fov_deg=30.0, default_elevation_deg=15.0)
+    views, _ = shoot(product("thin"), LABELS4, elevation=15.0, fov=30.0, assumed=exact)
+    fit = _fit(views, ShootHints(fov_deg=30.0, fov_known=True, elevation_known=(True,) * 4))
+    assert fit.outliers == []
+    assert fit.elevation_deg == pytest.approx(15.0, abs=2.0)
+
+
 def test_one_photo_takes_the_rim_elevation_or_keeps_its_camera():
     views, truth = shoot(product("cylinder"), ("front",), elevation=20.0, fov=30.0)
     hints = ShootHints(elevation_known=(False,))
