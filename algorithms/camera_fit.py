@@ -667,11 +667,18 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
     entry = {"label": shoot.labels[j], "covered": round(own, 3),
              "others_covered": round(typical, 3),
              "labelled_azimuth_deg": float(shoot.azimuth[j])}
-    if own >= typical - options.outlier_gain:
+    if partner is None and own >= typical - options.outlier_gain:
         # the others explain it as well as they explain each other: what they disagree about
         # is what the small grid loses (thin parts), not this photo
         return None
     if partner is not None:
+        # two photos contradict each other when leaving one out lets the other agree with the
+        # rest as well as the rest agree; thin parts lost on the small grid lower both alike
+        # and leaving one out helps the other little
+        cover = {i: _covered(carver, rest, cams[i], i) for i in others}
+        third = [cover[i] for i in others if i != partner]
+        if third and cover[partner] < float(np.mean(third)) - options.outlier_gain:
+            return None
         entry.update(kind="pair", partner=shoot.labels[partner],
                      partner_azimuth_deg=float(shoot.azimuth[partner]))
         return entry
