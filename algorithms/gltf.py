@@ -1,6 +1,7 @@
 """A small GLB writer: one set of vertex buffers shared by per-material primitives and by
-LODs, embedded PNG/JPEG base colour, normal and ORM maps, ``MSFT_lod`` and collision nodes,
-and optional ``EXT_meshopt_compression``.
+LODs, embedded PNG/JPEG base colour (RGBA PNG for cut-outs), normal, ORM and emissive maps,
+per-material alpha mode, double-sidedness and ``KHR_materials_unlit`` (transferred vendor
+materials), ``MSFT_lod`` and collision nodes, and optional ``EXT_meshopt_compression``.
 
 Why our own: trimesh cannot share one set of vertex buffers between per-material primitives,
 embed JPEG, normal and ORM maps side by side, or express LODs (``MSFT_lod``) and collision
@@ -67,13 +68,13 @@ def pow2_at_most(n: int, cap: int) -> int:
 
 
 def resize_texture(image: np.ndarray, size_cap: int) -> np.ndarray:
-    """RGB uint8 with power-of-two sides not above ``size_cap``."""
+    """RGB (or RGBA, kept) uint8 with power-of-two sides not above ``size_cap``."""
     from PIL import Image
 
     img = np.asarray(image)
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
-    img = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+    img = np.ascontiguousarray(img[..., :4 if img.shape[2] == 4 else 3]).astype(np.uint8)
     h, w = img.shape[:2]
     nh, nw = pow2_at_most(h, size_cap), pow2_at_most(w, size_cap)
     if (nh, nw) == (h, w):
@@ -82,10 +83,13 @@ def resize_texture(image: np.ndarray, size_cap: int) -> np.ndarray:
 
 
 def encode_image(image: np.ndarray, fmt: str, quality: int = 90) -> tuple[bytes, str]:
-    """(bytes, mime type) of an RGB image as PNG or JPEG."""
+    """(bytes, mime type) of an RGB image as PNG or JPEG (an RGBA image is always PNG)."""
     from PIL import Image
 
     buf = io.BytesIO()
+    if image.ndim == 3 and image.shape[2] == 4:
+        Image.fromarray(image, "RGBA").save(buf, format="PNG", compress_level=6)
+        return buf.getvalue(), "image/png"
     if fmt == "jpeg":
         Image.fromarray(image, "RGB").save(buf, format="JPEG", quality=quality,
                                            subsampling=0 if quality >= 90 else 2)
@@ -102,11 +106,20 @@ class MaterialGroup:
     faces: np.ndarray
     metallic: float = METALLIC
     roughness: float = ROUGHNESS
+    alpha_mode: str = "OPAQUE"      # a transferred source material's (base colour alpha)
+    alpha_cutoff: float = 0.5
+    double_sided: bool = False
+    unlit: bool = False
 
 
-def material_groups(mesh: MeshData, table: dict | None, name: str) -> list[MaterialGroup]:
+def material_groups(mesh: MeshData, table: dict | None, name: str,
+                    face_material: np.ndarray | None = None) -> list[MaterialGroup]:
     """One group per distinct material of the ``materials`` table (parts not in it take the
-    first part's material); without a table one default material named ``<name>_material``."""
+    first part's material); without a table one default material named ``<name>_material``.
+    A table of transferred source materials (``"source": "mesh"``) groups the faces by the
+    source material each came from (``face_material``), keeping its alpha handling."""
+    if (table or {}).get("source") == "mesh" and face_material is not None:
+        return source_material_groups(table, face_material)
     rows = (table or {}).get("parts") or {}
     if not rows:
         return [MaterialGroup(f"{name}_material", np.arange(mesh.n_faces))]
@@ -122,6 +135,19 @@ def material_groups(mesh: MeshData, table: dict | None, name: str) -> list[Mater
     return groups
 
 
+def source_material_groups(table: dict, face_material: np.ndarray) -> list[MaterialGroup]:
+    """The transferred materials: one group per source material the faces use."""
+    fm = np.asarray(face_material, np.int64)
+    groups = []
+    for row in table["materials"]:
+        faces = np.flatnonzero(fm == int(row["source"]))
+        if len(faces):
+            groups.append(MaterialGroup(row["name"], faces, 1.0, 1.0, row["alpha_mode"],
+                                        float(row["alpha_cutoff"]), bool(row["double_sided"]),
+                                        bool(row.get("unlit", False))))
+    return groups
+
+
 @dataclass
 class Encoded:
     """The textures as they go into the files: role -> (bytes, mime), and the base colour
@@ -130,19 +156,31 @@ class Encoded:
     images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
     base: np.ndarray | None = None
     px: int = 0
+    data_px: int = 0       # the largest side of the data maps (normal, ORM, emissive)
 
 
 def encode_textures(textures: dict[str, np.ndarray], cap: int, jpeg: bool,
-                    quality: int) -> Encoded:
-    """Resize every texture to power-of-two sides <= ``cap``; base colour as JPEG if asked."""
+                    quality: int, data_cap: int | None = None,
+                    cache: dict | None = None) -> Encoded:
+    """Resize every texture to power-of-two sides <= ``cap`` (the maps other than the base
+    colour to <= ``data_cap``, default ``cap``); base colour and emissive as JPEG if asked.
+    ``cache`` keeps encodings between the budget's tries."""
     out = Encoded()
+    cache = {} if cache is None else cache
     for role, img in textures.items():
-        small = resize_texture(img, cap)
-        out.px = max(out.px, int(max(small.shape[:2])))
-        fmt = "jpeg" if (jpeg and role == "base_color") else "png"
-        out.images[role] = encode_image(small, fmt, quality)
+        limit = cap if role == "base_color" or data_cap is None else data_cap
+        fmt = "jpeg" if (jpeg and role in ("base_color", "emissive")) else "png"
+        key = (role, limit, fmt)
+        if key not in cache:
+            small = resize_texture(img, limit)
+            cache[key] = (small, encode_image(small, fmt, quality))
+        small, out.images[role] = cache[key]
+        side = int(max(small.shape[:2]))
+        out.px = max(out.px, side)
         if role == "base_color":
             out.base = small
+        else:
+            out.data_px = max(out.data_px, side)
     return out
 
 
@@ -285,6 +323,18 @@ def _material(w: GltfWriter, group: MaterialGroup, tex: dict[str, int],
         item["occlusionTexture"] = {"index": tex["orm"]}
     if "normal" in tex:
         item["normalTexture"] = {"index": tex["normal"]}
+    if "emissive" in tex:
+        item["emissiveTexture"] = {"index": tex["emissive"]}
+        item["emissiveFactor"] = [1.0, 1.0, 1.0]
+    if group.alpha_mode != "OPAQUE":
+        item["alphaMode"] = group.alpha_mode
+        if group.alpha_mode == "MASK":
+            item["alphaCutoff"] = group.alpha_cutoff
+    if group.double_sided:
+        item["doubleSided"] = True
+    if group.unlit:
+        item["extensions"] = {"KHR_materials_unlit": {}}
+        w.use_extension("KHR_materials_unlit")
     return w.add("materials", item)
 
 
@@ -423,15 +473,23 @@ def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_b
                options: GlbSettings, groups: list[MaterialGroup], extras: Extras = Extras()
                ) -> tuple[bytes, Encoded]:
     """Build the GLB at the largest texture size that fits the budget: at each size PNG first,
-    then (if allowed) a JPEG base colour, then half the size (not below 256 px)."""
+    then (if allowed) a JPEG base colour, then the other maps (normal, ORM, emissive) at half
+    that size (the base colour carries most of what a viewer sees), then everything at half
+    the size (not below 256 px). An RGBA base colour (cut-outs) stays PNG."""
     cap = options.texture_size
+    cache: dict = {}
+    opaque = "base_color" in textures and textures["base_color"].shape[2] == 3
+    tries = ["png"] + (["jpeg"] if options.allow_jpeg and opaque else [])
     while True:
-        tries = ["png"] + (["jpeg"] if options.allow_jpeg and "base_color" in textures else [])
-        for fmt in tries:
-            enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality)
-            glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
-            if len(glb) <= max_bytes or not textures:
-                return glb, enc
+        data_caps = [cap] + ([cap // 2] if len(textures) > 1 and "base_color" in textures
+                             and cap // 2 >= MIN_TEXTURE_PX else [])
+        for data_cap in data_caps:
+            for fmt in tries:
+                enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality,
+                                      data_cap, cache)
+                glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
+                if len(glb) <= max_bytes or not textures:
+                    return glb, enc
         if not textures or cap <= MIN_TEXTURE_PX or enc.px <= MIN_TEXTURE_PX:
             return glb, enc
         cap = max(MIN_TEXTURE_PX, min(cap, enc.px) // 2)

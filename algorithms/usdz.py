@@ -8,7 +8,10 @@ front +Z, origin at the bottom centre; ``defaultPrim`` is the asset's root Xform
 has t up, as the project's UVs (V up), so UVs are written as they are (glTF is the one that
 flips). One ``UsdPreviewSurface`` per material of the ``materials`` table, bound per part with
 ``GeomSubset``s of the ``materialBind`` family; the ORM texture feeds occlusion (r), roughness
-(g) and metallic (b) in raw colour space, the normal map goes through scale 2 / bias -1.
+(g) and metallic (b) in raw colour space, the normal map goes through scale 2 / bias -1. A
+material with a cut-out or see-through alpha (a transferred vendor material) takes ``opacity``
+from the base colour's alpha, with ``opacityThreshold`` = the glTF alpha cut-off for MASK; an
+emissive texture feeds ``emissiveColor``.
 
 This module writes the file only; ``core/validate.py::validate_usdz`` checks it.
 """
@@ -25,7 +28,7 @@ import numpy as np
 from ..core.mesh import MeshData
 
 #: Texture roles and the file name each gets inside the package.
-ROLES = ("base_color", "normal", "orm")
+ROLES = ("base_color", "normal", "orm", "emissive")
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,8 @@ class UsdMaterial:
     metallic: float = 0.0
     roughness: float = 0.6
     base_color: tuple[float, float, float] = (0.8, 0.8, 0.8)   # linear, when no texture
+    alpha_mode: str = "OPAQUE"     # MASK: opacity from the base colour's alpha, thresholded
+    alpha_cutoff: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -158,6 +163,11 @@ def _define_material(stage, path: str, m: UsdMaterial, tex: dict[str, str]):
         sh = texture("base_color", "sRGB")
         sh.CreateOutput("rgb", t.Float3)
         surf.CreateInput("diffuseColor", t.Color3f).ConnectToSource(sh.ConnectableAPI(), "rgb")
+        if m.alpha_mode != "OPAQUE":  # cut-outs and see-through parts: opacity from alpha
+            sh.CreateOutput("a", t.Float)
+            surf.CreateInput("opacity", t.Float).ConnectToSource(sh.ConnectableAPI(), "a")
+            if m.alpha_mode == "MASK":
+                surf.CreateInput("opacityThreshold", t.Float).Set(float(m.alpha_cutoff))
     else:
         surf.CreateInput("diffuseColor", t.Color3f).Set(Gf.Vec3f(*m.base_color))
     if "orm" in tex:
@@ -168,6 +178,10 @@ def _define_material(stage, path: str, m: UsdMaterial, tex: dict[str, str]):
     else:
         surf.CreateInput("roughness", t.Float).Set(float(m.roughness))
         surf.CreateInput("metallic", t.Float).Set(float(m.metallic))
+    if "emissive" in tex:
+        sh = texture("emissive", "sRGB")
+        sh.CreateOutput("rgb", t.Float3)
+        surf.CreateInput("emissiveColor", t.Color3f).ConnectToSource(sh.ConnectableAPI(), "rgb")
     if "normal" in tex:
         sh = texture("normal", "raw")
         sh.CreateInput("scale", t.Float4).Set(Gf.Vec4f(2.0, 2.0, 2.0, 1.0))

@@ -30,6 +30,23 @@ def closest_points(scene, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, n
     return q, prim, np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
 
 
+def cast_rays(scene, origins: np.ndarray, directions: np.ndarray
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(distance along the ray (T,), inf on a miss; face ids (T,), -1 on a miss; barycentric
+    coordinates (T, 3)) of the first hit of each ray on the scene."""
+    import open3d as o3d
+
+    rays = np.concatenate([np.asarray(origins), np.asarray(directions)], axis=1)
+    hit = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))
+    t = hit["t_hit"].numpy().astype(np.float64)
+    prim = hit["primitive_ids"].numpy().astype(np.int64)
+    miss = ~np.isfinite(t) | (prim == o3d.t.geometry.RaycastingScene.INVALID_ID)
+    t[miss] = np.inf
+    prim[miss] = -1
+    uv = hit["primitive_uvs"].numpy().astype(np.float64)
+    return t, prim, np.stack([1 - uv[:, 0] - uv[:, 1], uv[:, 0], uv[:, 1]], axis=1)
+
+
 class ClosestSurface:
     """Closest-point queries on one mesh, with its smooth normal at the answer."""
 

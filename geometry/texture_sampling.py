@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.appearance import CLAMP, MIRROR
 from ..core.mesh import MeshData
 
 
@@ -42,6 +43,38 @@ def sample_bilinear_uv(image: np.ndarray, uv: np.ndarray) -> np.ndarray:
     h, w = image.shape[:2]
     pix = np.stack([uv[:, 0] * w - 0.5, (1.0 - uv[:, 1]) * h - 0.5], axis=1)
     return sample_bilinear(image, pix, np.float64)
+
+
+def wrap(coord: np.ndarray, mode: int) -> np.ndarray:
+    """Texture coordinates folded into [0, 1] by a glTF (OpenGL) sampler wrap mode."""
+    if mode == CLAMP:
+        return np.clip(coord, 0.0, 1.0)
+    if mode == MIRROR:
+        f = np.mod(coord, 2.0)
+        return np.where(f > 1.0, 2.0 - f, f)
+    return np.mod(coord, 1.0)
+
+
+def sample_wrapped(image: np.ndarray, uv: np.ndarray, wrap_s: int, wrap_t: int,
+                   nearest: bool = False) -> np.ndarray:
+    """(T, C) float32 samples of ``image`` (H, W, C) at texture coordinates ``uv`` with t down
+    (glTF's texcoords), as a glTF sampler reads them: each axis wrapped by its mode (REPEAT
+    reaches across the edge for its bilinear neighbour), bilinear unless ``nearest``."""
+    h, w = image.shape[:2]
+    x = wrap(uv[:, 0], wrap_s) * w - 0.5
+    y = wrap(uv[:, 1], wrap_t) * h - 0.5
+    if nearest:
+        return sample_nearest(image, np.stack([x, y], axis=1)).astype(np.float32)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    fx, fy = (x - x0)[:, None].astype(np.float32), (y - y0)[:, None].astype(np.float32)
+
+    def index(i: np.ndarray, n: int, mode: int) -> np.ndarray:
+        return np.clip(i, 0, n - 1) if mode in (CLAMP, MIRROR) else np.mod(i, n)
+
+    xa, xb = index(x0, w, wrap_s), index(x0 + 1, w, wrap_s)
+    ya, yb = index(y0, h, wrap_t), index(y0 + 1, h, wrap_t)
+    return ((image[ya, xa] * (1 - fx) + image[ya, xb] * fx) * (1 - fy)
+            + (image[yb, xa] * (1 - fx) + image[yb, xb] * fx) * fy).astype(np.float32)
 
 
 def build_pyramid(linear_rgb: np.ndarray, mask: np.ndarray, levels: int = 6) -> tuple:

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
+from ..core.appearance import SourceAppearance
 from ..core.camera import Camera
 from ..core.mesh import MeshData
 from ..core.types import Resources
@@ -40,14 +41,19 @@ class GenerateRequest:
 
 @dataclass(frozen=True)
 class DenseMesh:
-    """A backend's answer: a dense mesh in the frame of ``cameras`` plus flat info for metrics
-    and an optional JSON-able ``report`` (kept as the ``generate_report`` artifact: e.g. how
-    the cameras were estimated)."""
+    """A backend's answer: a dense mesh in the frame of ``cameras`` plus flat info for metrics.
+
+    appearance: the source's materials and the surface they map onto (``core.appearance``),
+    in the mesh's frame, when the backend imported a mesh that carries a look.
+    report: an optional JSON-able record kept as the ``generate_report`` artifact (e.g. how the
+    cameras were estimated).
+    """
 
     mesh: MeshData
     cameras: list[Camera] = field(default_factory=list)
     info: dict[str, Scalar] = field(default_factory=dict)
     report: dict | None = None
+    appearance: SourceAppearance | None = None
 
 
 @runtime_checkable

@@ -1,21 +1,30 @@
 """Import a mesh the merchant already has (GLB/glTF/OBJ/STL/PLY) as the dense mesh.
 
 Real catalogs link to files that are truncated downloads, Git LFS pointers, HTML error pages,
-Draco-compressed GLBs, point clouds or empty exports; trimesh either raises an unrelated
-exception for those or, worse, loads them silently as zeros. Every such case becomes an
-``InputError`` that names the file, says what is wrong with it and what to do.
+point clouds or empty exports; trimesh either raises an unrelated exception for those or, worse,
+loads them silently as zeros (as it does Draco- and meshopt-compressed GLBs, which are decoded
+here instead). Every such case becomes an ``InputError`` that names the file, says what is wrong
+with it and what to do.
 
 The imported mesh is normalised like a generated one (bounding-box centre at the origin, largest
 extent 1, +Y up) so the rest of the factory treats both the same; the size in the file's units
 goes into ``info["source_extent_m"]`` so cleanup can restore real size when the catalog gives no
 dimensions. glTF is metres and +Y up by specification; OBJ, STL and PLY carry no units or up
 axis, so they are assumed to be +Y up too and their units are reported as unknown. Each node
-of the file becomes one part (``face_labels``); per-vertex colours are kept; textures and UVs
-are dropped (the factory re-textures).
+of the file becomes one part (``face_labels``), or, when the file uses two or more materials,
+each material does (so per-part PBR follows the vendor's own materials); per-vertex colours are
+kept.
+
+The look travels too: glTF (read by ``models/gltf_reader.py``: every material and texture slot,
+UV sets, vertex colours, texture transforms, alpha modes; Draco, meshopt and quantised geometry
+decoded) and OBJ + MTL (``models/obj_reader.py``) come with a ``SourceAppearance``
+(``core/appearance.py``) that ``DenseMesh.appearance`` hands to the generate stage, which
+stores it as artifacts for the material transfer after simplification and UV layout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -28,6 +37,7 @@ from urllib.parse import unquote, urlparse
 
 import numpy as np
 
+from ..core.appearance import SourceAppearance, SourceMaterial, SourceSurface
 from ..core.errors import InputError
 from ..core.mesh import MeshData
 from ..core.stage import check
@@ -42,7 +52,9 @@ _IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".tif", ".tiff"
 _OTHER_MESH_EXTS = {".fbx", ".usdz", ".usd", ".usda", ".usdc", ".blend", ".3ds", ".dae",
                     ".max", ".c4d", ".3mf", ".step", ".stp", ".iges", ".igs", ".skp", ".x3d",
                     ".zip"}
-_COMPRESSION_EXTS = ("KHR_draco_mesh_compression", "EXT_meshopt_compression")
+_MISSING_FIX = ("keep the model with the files it references (buffers, textures, MTL) in one "
+                "folder, at the relative paths it names (or export a single .glb), and point "
+                "mesh_uri at the model in that folder")
 _EXPORT_FIX = "re-export the model from the 3D tool as a standard, uncompressed .glb"
 
 
@@ -79,35 +91,78 @@ class MeshImporter:
         if not request.mesh_uri:
             raise InputError("the mesh backend needs a mesh_uri and the row has none",
                              "fill the mesh_uri column, or use a photo backend (silhouette)")
-        mesh, info = import_mesh(request.mesh_uri, self.config)
+        mesh, info, appearance = import_with_appearance(request.mesh_uri, self.config)
         log.info("%s generate/mesh: %s -> %d faces, %d parts, extent %.4g %s", request.sku,
                  _name(request.mesh_uri), mesh.n_faces, info["parts"], info["source_extent_m"],
                  info["source_units"])
         # Photos given with a mesh were taken of the same normalised object: keep their cameras.
-        return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info)
+        return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info,
+                         appearance=appearance)
 
 
 def import_mesh(uri: str, config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
     """Read, validate and normalise the mesh at ``uri`` (local path, file:// or s3://)."""
-    return import_mesh_bytes(_read(uri, config.max_bytes), uri, config)
+    mesh, info, _ = import_with_appearance(uri, config)
+    return mesh, info
+
+
+def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig(),
+                           normalise: bool = True
+                           ) -> tuple[MeshData, dict, SourceAppearance | None]:
+    """``import_mesh`` plus the source's look (None for formats without materials, or a
+    look that is one plain white default material). ``normalise=False`` keeps the file's own
+    frame (metrics and benchmarks compare files in it)."""
+    return _import(_read(uri, config.max_bytes), uri, config, normalise, local=True)
 
 
 def import_mesh_bytes(data: bytes, uri: str,
                       config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
     """Validate and normalise mesh bytes; ``uri`` names them (its extension gives the format,
-    else the bytes do). A generator service's answer goes through the same checks as a file."""
+    else the bytes do). A generator service's answer goes through the same checks as a file.
+    The bytes stand alone: a file they reference (external buffer, image, MTL library) is never
+    looked for on this machine."""
+    mesh, info, _ = _import(data, uri, config, True, local=False)
+    return mesh, info
+
+
+def _import(data: bytes, uri: str, config: MeshImportConfig, normalise: bool, local: bool
+            ) -> tuple[MeshData, dict, SourceAppearance | None]:
+    """The import proper; ``local``: the files the model references are read next to ``uri``
+    (else refused)."""
     name = _name(uri)
+    resolve = resources(uri, name) if local else _self_contained(name)
     kind = _kind(uri, data)
     doc = _inspect_gltf(data, kind, name) if kind in ("glb", "gltf") else None
-    scene = _load(uri, data, kind, name, doc)
-    parts = _parts(scene, name, config.max_faces)
-    mesh = _concatenate(parts)
-    _validate(mesh, name, doc)
-    mesh, info = _normalise(_weld(mesh))
+    materials: list[SourceMaterial] = []
+    images: list = []
+    extensions: list[str] = []
+    if doc is not None:
+        parts, materials, images, extensions = _load_gltf(data, kind, name, doc, config,
+                                                           resolve)
+    else:
+        scene = _load(uri, data, kind, name, local)
+        parts = _parts(scene, name, config.max_faces)
+        if kind == "obj":
+            parts, materials, images = _obj_appearance(data, name, scene, parts, resolve)
+    mesh = _concatenate(parts, by_material=len({p.material for p in parts}) >= 2)
+    check_mesh(mesh, name)
+    mesh, info, T = _normalise(_weld(mesh))
+    if not normalise:
+        mesh, T = mesh.transformed(np.linalg.inv(T)), np.eye(4)
     info.update(method="import", source_format=kind, parts=len(parts),
                 source_units="m" if kind in ("glb", "gltf") else "unknown",
                 source_faces=mesh.n_faces, source_vertices=mesh.n_vertices)
-    return mesh, info
+    appearance = None
+    if materials:
+        appearance = SourceAppearance(_surface(parts).transformed(T), tuple(materials),
+                                      tuple(images), {"format": kind, "extensions": extensions})
+        if not appearance.worth_transferring:
+            appearance = None
+    info.update(source_materials=len(materials),
+                source_textures=sum(1 for im in images if im.data),
+                source_appearance=appearance is not None,
+                source_extensions=",".join(extensions))
+    return mesh, info, appearance
 
 
 # --- reading and recognising the file -------------------------------------------------------
@@ -249,11 +304,6 @@ def _inspect_gltf(data: bytes, kind: str, name: str) -> dict:
     if not version.startswith("2"):
         raise InputError(f"{name} is glTF version {version or 'unknown'}; only 2.0 is supported",
                          "re-export the model as glTF 2.0")
-    required = set(doc.get("extensionsRequired") or [])
-    if "EXT_meshopt_compression" in required or (
-            "KHR_draco_mesh_compression" in required and not _has_draco()):
-        raise InputError(f"{name} is compressed with Draco/meshopt; export it uncompressed "
-                         "(this factory cannot decode compressed geometry)", _EXPORT_FIX)
     return doc
 
 
@@ -269,64 +319,77 @@ def _check_gltf_meshes(doc: dict, name: str) -> None:
                                  "POSITION attribute (no vertices)", _EXPORT_FIX)
 
 
-def _has_draco() -> bool:
-    try:
-        import DracoPy  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def _compressed(doc: dict | None) -> bool:
-    used = set((doc or {}).get("extensionsUsed") or []) | set(
-        (doc or {}).get("extensionsRequired") or [])
-    return any(e in used for e in _COMPRESSION_EXTS)
-
-
-def _external_uris(doc: dict) -> list[str]:
-    return [unquote(b["uri"]) for b in doc.get("buffers") or []
-            if b.get("uri") and not str(b["uri"]).startswith("data:")]
-
-
-def _resolver(uri: str, doc: dict, name: str):
-    """Where a .gltf's external buffers come from; all must exist, next to the .gltf."""
-    missing_fix = ("keep the .gltf with its .bin files in one folder (or export a single .glb) "
-                   "and point mesh_uri at the .gltf in that folder")
-    files = _external_uris(doc)
+def resources(uri: str, name: str):
+    """``resolve(relative path) -> bytes`` for the files a model references (buffers, images,
+    MTL libraries), next to the model. Paths may contain spaces, sub-folders and Windows
+    separators; they may not leave the model's folder (a hostile file could otherwise read any
+    file on the worker)."""
     if uri.startswith("s3://"):
         from ..core.storage import read_ref
 
         base = uri.rsplit("/", 1)[0]
-        found: dict[str, bytes] = {}
-        for f in files:
+
+        def resolve_s3(rel: str) -> bytes:
+            rel = rel.replace("\\", "/")
+            if rel.startswith("/") or ".." in rel.split("/"):
+                raise InputError(f"{name} references {rel!r}, outside the model's folder",
+                                 _MISSING_FIX)
             try:
-                found[f] = read_ref(f"{base}/{f}")
+                return read_ref(f"{base}/{rel}")
             except Exception:  # noqa: BLE001 - any failure means the file is not there
-                raise InputError(f"{name} references {f!r}, which is missing next to it in "
-                                 f"{base}", missing_fix) from None
-        return found
-    import trimesh
+                raise InputError(f"{name} references {rel!r}, which is missing next to it in "
+                                 f"{base}", _MISSING_FIX) from None
 
-    folder = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri).resolve().parent
-    for f in files:
-        if not (folder / f).is_file():
-            raise InputError(f"{name} references {f!r}, which is missing next to it in "
-                             f"{folder}", missing_fix)
-    return trimesh.resolvers.FilePathResolver(str(folder))
+        return resolve_s3
+    folder = Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+                  ).resolve().parent
+
+    def resolve_local(rel: str) -> bytes:
+        rel = rel.replace("\\", "/")
+        path = (folder / rel).resolve()
+        if not path.is_relative_to(folder):
+            raise InputError(f"{name} references {rel!r}, outside the model's folder {folder}",
+                             _MISSING_FIX)
+        if not path.is_file():  # exported on Windows: the case may differ
+            low = rel.lower()
+            match = [p for p in folder.rglob("*") if p.is_file()
+                     and p.relative_to(folder).as_posix().lower() == low]
+            if not match:
+                raise InputError(f"{name} references {rel!r}, which is missing next to it in "
+                                 f"{folder}", _MISSING_FIX)
+            path = match[0]
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise InputError(f"{name} references {rel!r}, which cannot be read ({exc})",
+                             _MISSING_FIX) from None
+
+    return resolve_local
 
 
-# --- loading through trimesh ----------------------------------------------------------------
+def _self_contained(name: str):
+    """The resolver of a model given as bytes alone: every reference is refused."""
 
-def _load(uri: str, data: bytes, kind: str, name: str, doc: dict | None):
+    def refuse(rel: str) -> bytes:
+        raise InputError(f"{name} references the external file {rel!r}, and a model given as "
+                         "bytes has no folder to read it from",
+                         "embed the buffers and images (a .glb) or give the model as a file")
+
+    return refuse
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+def _load(uri: str, data: bytes, kind: str, name: str, local: bool):
+    """OBJ, STL and PLY through trimesh (glTF has its own reader); ``local``: an OBJ's MTL is
+    read next to ``uri``."""
     import trimesh
 
     kwargs: dict[str, Any] = {"process": False}
-    if kind in ("glb", "gltf"):
-        kwargs["skip_materials"] = True  # textures are dropped; don't decode them
-    if kind == "gltf":
-        kwargs["resolver"] = _resolver(uri, doc or {}, name)
-    if doc is not None:
-        _check_gltf_meshes(doc, name)
+    if kind == "obj" and local:
+        kwargs["resolver"] = trimesh.resolvers.FilePathResolver(
+            str(Path(unquote(urlparse(uri).path) if uri.startswith("file://") else uri
+                     ).resolve().parent)) if not uri.startswith("s3://") else None
     try:
         return trimesh.load(io.BytesIO(data), file_type=kind, force="scene", **kwargs)
     except MemoryError:
@@ -334,8 +397,70 @@ def _load(uri: str, data: bytes, kind: str, name: str, doc: dict | None):
     except Exception as exc:  # noqa: BLE001 - any parser failure on merchant bytes
         raise InputError(f"{name} could not be read as {kind.upper()}: it is corrupted or "
                          f"truncated ({type(exc).__name__}: {str(exc)[:200]})",
-                         _EXPORT_FIX if kind in ("glb", "gltf") else
                          f"re-export the model as .glb or as a valid .{kind}") from None
+
+
+def _load_gltf(data: bytes, kind: str, name: str, doc: dict, config: MeshImportConfig,
+               resolve) -> tuple[list, list, list, list[str]]:
+    """(parts, materials, images, extensions used) of a GLB/glTF, through ``gltf_reader``."""
+    from .gltf_reader import glb_chunks, material_list, read_gltf
+
+    _check_gltf_meshes(doc, name)
+    binary = glb_chunks(data)[1] if kind == "glb" else None
+    try:
+        scene = read_gltf(doc, binary, name, resolve, config.max_faces)
+    except InputError:
+        raise
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any parser failure on merchant bytes
+        raise InputError(f"{name} could not be read as {kind.upper()}: it is corrupted or "
+                         f"truncated ({type(exc).__name__}: {str(exc)[:200]})",
+                         _EXPORT_FIX) from None
+    if not scene.primitives:
+        if scene.skipped:
+            raise InputError(f"{name} contains only points or lines (a point cloud?), no "
+                             "triangle faces",
+                             "provide a surface mesh with faces, not a point cloud")
+        raise InputError(f"{name} contains no triangle faces (an empty model)",
+                         "export the model's geometry, not an empty scene")
+    materials = material_list(scene)
+    default = len(materials) - 1
+    parts = []
+    for p in scene.primitives:
+        colors = None if p.colors is None else np.round(
+            np.clip(p.colors, 0, 1) * 255).astype(np.uint8)
+        parts.append(_Part(p.node, p.vertices, p.faces, colors,
+                           material=p.material if p.material >= 0 else default,
+                           instance=p.instance, normals=p.normals, tangents=p.tangents,
+                           texcoords=p.texcoords, colors_linear=p.colors))
+    return parts, materials, scene.images, scene.extensions
+
+
+def _obj_appearance(data: bytes, name: str, scene, parts: list, resolve) -> tuple:
+    """OBJ parts with their UVs (flipped to glTF's t-down) and MTL materials."""
+    from .obj_reader import obj_materials
+
+    # the same instances, in the same order, as ``_parts`` kept
+    geoms = [geom for _, _, geom in _instances(scene)
+             if hasattr(geom, "faces") and len(geom.faces)]
+    names = []
+    for geom in geoms:
+        mat = getattr(getattr(geom, "visual", None), "material", None)
+        names.append(str(getattr(mat, "name", None) or "default"))
+    text = data.decode("utf-8", errors="replace")
+    mats, images = obj_materials(text, resolve, name, sorted(set(names)))
+    order = sorted(mats)
+    out = []
+    for part, geom, mname in zip(parts, geoms, names, strict=True):
+        uv = getattr(getattr(geom, "visual", None), "uv", None)
+        tc = {}
+        if uv is not None and len(uv) == len(part.vertices):
+            uvf = np.asarray(uv, np.float32).copy()
+            uvf[:, 1] = 1.0 - uvf[:, 1]
+            tc[0] = uvf
+        out.append(dataclasses.replace(part, material=order.index(mname), texcoords=tc))
+    return out, [mats[k] for k in order], images
 
 
 @dataclass(frozen=True)
@@ -344,6 +469,12 @@ class _Part:
     vertices: np.ndarray
     faces: np.ndarray
     colors: np.ndarray | None
+    material: int = 0
+    instance: int = 0
+    normals: np.ndarray | None = None
+    tangents: np.ndarray | None = None
+    texcoords: dict = dataclasses.field(default_factory=dict)
+    colors_linear: np.ndarray | None = None
 
 
 def _parts(scene, name: str, max_faces: int) -> list[_Part]:
@@ -353,7 +484,7 @@ def _parts(scene, name: str, max_faces: int) -> list[_Part]:
     parts: list[_Part] = []
     others: list[str] = []
     total = 0
-    for node, transform, geom in _instances(scene):
+    for i, (node, transform, geom) in enumerate(_instances(scene)):
         if not isinstance(geom, trimesh.Trimesh):
             others.append(type(geom).__name__)
             continue
@@ -371,7 +502,7 @@ def _parts(scene, name: str, max_faces: int) -> list[_Part]:
         verts = verts @ T[:3, :3].T + T[:3, 3]
         if np.linalg.det(T[:3, :3]) < 0:  # a mirroring node flips the winding
             faces = faces[:, ::-1]
-        parts.append(_Part(str(node), verts, faces, _vertex_colors(geom)))
+        parts.append(_Part(str(node), verts, faces, _vertex_colors(geom), instance=i))
     if not parts:
         if others:
             raise InputError(f"{name} contains only {'/'.join(sorted(set(others)))} geometry "
@@ -408,11 +539,15 @@ def _vertex_colors(geom) -> np.ndarray | None:
     return colors.astype(np.uint8)
 
 
-def _concatenate(parts: list[_Part]) -> MeshData:
+def _concatenate(parts: list[_Part], by_material: bool = False) -> MeshData:
+    """One mesh; each node instance one part, or each material when ``by_material``."""
     offsets = np.cumsum([0] + [len(p.vertices) for p in parts])
     verts = np.concatenate([p.vertices for p in parts])
     faces = np.concatenate([p.faces + off for p, off in zip(parts, offsets)])
-    labels = np.concatenate([np.full(len(p.faces), i, np.int32) for i, p in enumerate(parts)])
+    key = [p.material if by_material else p.instance for p in parts]
+    _, rank = np.unique(key, return_inverse=True)
+    labels = np.concatenate([np.full(len(p.faces), int(r), np.int32)
+                             for p, r in zip(parts, rank)])
     colors = None
     if any(p.colors is not None for p in parts):
         white = lambda p: np.full((len(p.vertices), 4), 255, np.uint8)
@@ -421,9 +556,43 @@ def _concatenate(parts: list[_Part]) -> MeshData:
     return MeshData(verts, faces, face_labels=labels, vertex_colors=colors)
 
 
-def _validate(mesh: MeshData, name: str, doc: dict | None) -> None:
+def _surface(parts: list[_Part]) -> SourceSurface:
+    """The parts as one unwelded surface with every attribute (missing ones filled: normals
+    from the faces, tangents marked w = 0 to be derived, UVs 0, colours white)."""
+    from ..geometry.normals import vertex_normals
+
+    offsets = np.cumsum([0] + [len(p.vertices) for p in parts])
+    n_sets = max([max(p.texcoords, default=-1) + 1 for p in parts], default=0)
+    normals, tangents, colors = [], [], []
+    for p in parts:
+        n = p.normals if p.normals is not None else vertex_normals(p.vertices, p.faces)
+        normals.append(np.asarray(n, np.float32))
+        tangents.append(np.asarray(p.tangents, np.float32) if p.tangents is not None
+                        else np.zeros((len(p.vertices), 4), np.float32))
+        colors.append(p.colors_linear if p.colors_linear is not None else
+                      np.ones((len(p.vertices), 4), np.float32))
+    texcoords = tuple(np.concatenate([p.texcoords.get(k, np.zeros((len(p.vertices), 2),
+                                                                  np.float32)) for p in parts])
+                      for k in range(n_sets))
+    has_col = any(p.colors_linear is not None for p in parts)
+    has_tan = any(p.tangents is not None for p in parts)
+    return SourceSurface(
+        np.concatenate([p.vertices for p in parts]),
+        np.concatenate([p.faces + off for p, off in zip(parts, offsets)]),
+        np.concatenate([np.full(len(p.faces), p.material, np.int32) for p in parts]),
+        np.concatenate(normals), np.concatenate(tangents) if has_tan else None, texcoords,
+        np.concatenate(colors) if has_col else None)
+
+
+def check_mesh(mesh: MeshData, name: str) -> None:
+    """Refuse a mesh no later stage can use, with an ``InputError`` naming ``name``: face
+    indices out of range, non-finite coordinates, all vertices at one point, every face
+    degenerate. Shared by every backend that hands over a mesh (imported or generated)."""
     f = mesh.faces
     n = mesh.n_vertices
+    if len(f) == 0:
+        raise InputError(f"{name} contains no triangle faces (an empty model)",
+                         "export the model's geometry, not an empty scene")
     if f.min() < 0 or f.max() >= n:
         bad = int(f.max()) if f.max() >= n else int(f.min())
         raise InputError(f"{name}: face index {bad} is out of range (the model has {n} "
@@ -434,9 +603,6 @@ def _validate(mesh: MeshData, name: str, doc: dict | None) -> None:
                          "repair or re-export the model")
     extent = np.ptp(mesh.vertices, axis=0) if n else np.zeros(3)
     if extent.max() <= 0:
-        if _compressed(doc):
-            raise InputError(f"{name} is compressed with Draco/meshopt; export it uncompressed "
-                             "(its geometry decoded as all zeros)", _EXPORT_FIX)
         raise InputError(f"{name}: all vertices are at one point (zero-size geometry)",
                          "repair or re-export the model")
     v = mesh.vertices[f]
@@ -459,8 +625,9 @@ def _weld(mesh: MeshData) -> MeshData:
                     face_labels=mesh.face_labels, vertex_colors=colors)
 
 
-def _normalise(mesh: MeshData) -> tuple[MeshData, dict]:
-    """Bounding-box centre at the origin, largest extent 1; the original size goes in info."""
+def _normalise(mesh: MeshData) -> tuple[MeshData, dict, np.ndarray]:
+    """Bounding-box centre at the origin, largest extent 1; the original size goes in info.
+    Also returns the 4x4 transform applied (the source surface follows it)."""
     lo, hi = mesh.bounds()
     size = hi - lo
     extent = float(size.max())
@@ -468,4 +635,7 @@ def _normalise(mesh: MeshData) -> tuple[MeshData, dict]:
     out = mesh.replace(vertices=(mesh.vertices - centre) / extent)
     info = {"source_extent_m": extent, "source_size_x": float(size[0]),
             "source_size_y": float(size[1]), "source_size_z": float(size[2])}
-    return out, info
+    T = np.eye(4)
+    T[:3, :3] /= extent
+    T[:3, 3] = -centre / extent
+    return out, info, T

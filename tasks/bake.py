@@ -39,14 +39,26 @@ same without the map (what the map buys).
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import logging
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..algorithms.normal_bake import DenseSurface, bake_maps, low_normals, normal_error, orm_image
-from ..core.artifacts import load_mesh, save_image
+from ..algorithms.material_transfer import transfer
+from ..algorithms.materials import asset_name
+from ..algorithms.normal_bake import (
+    BakedMaps,
+    DenseSurface,
+    bake_maps,
+    low_normals,
+    normal_error,
+    orm_image,
+)
+from ..core.appearance import has_appearance, load_appearance
+from ..core.artifacts import load_json, load_mesh, save_bytes, save_image, save_json
 from ..core.errors import MissingArtifact, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check, stage
@@ -124,7 +136,7 @@ def _inputs(state: AssetState) -> tuple[MeshData, MeshData]:
     return low, dense
 
 
-@stage(NAME, "1", BakeOptions, Resources(cpus=1, memory_mb=4096))
+@stage(NAME, "2", BakeOptions, Resources(cpus=1, memory_mb=4096))
 def bake(state: AssetState, options: BakeOptions) -> StageResult:
     """Write ``texture/normal``, ``texture/ao`` and ``texture/orm`` for ``mesh``."""
     t0 = time.perf_counter()
@@ -142,6 +154,11 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
         "texture/orm": save_image(state, orm_image(maps.ao, options.roughness,
                                                         options.metallic)),
     }
+    source_metrics = {}
+    if has_appearance(state):  # a vendor mesh's own look: bake it into the same atlas
+        look, source_metrics = _source_look(state, options, low, dense_mesh, normals, tangents,
+                                            maps)
+        artifacts.update(look)
     seconds = time.perf_counter() - t0
     stat = lambda f, a: round(float(f(a)), 3) if len(a) else None
     metrics = {
@@ -153,9 +170,52 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
         "bake_ao_mean": round(maps.ao_mean, 4),
         "bake_texels": maps.texels,
         "bake_dense_share": round(maps.dense_share, 4),
+        **source_metrics,
     }
     log.info("%s bake: %d px, %d texels, normal error %.2f deg (low mesh alone %.2f), "
              "AO mean %.2f, %.1f s", state.sku, options.size, maps.texels,
              metrics["bake_normal_error_mean_deg"] or 0.0,
              metrics["bake_normal_error_low_mean_deg"] or 0.0, maps.ao_mean, seconds)
     return StageResult(artifacts=artifacts, metrics=metrics)
+
+
+# ---------------------------------------------------------------------------- the source's look
+
+
+def _source_look(state: AssetState, options: BakeOptions, low: MeshData, clean: MeshData,
+                 normals: np.ndarray, tangents: np.ndarray, maps: BakedMaps
+                 ) -> tuple[dict, dict]:
+    """Transfer an imported mesh's materials (``algorithms/material_transfer.py``) onto the atlas:
+    base colour (+ alpha), ORM, emissive, the normal map composed with the source's, and the
+    ``materials`` table with the source material of every face. A plain single-material
+    source gives way to photos when the SKU has some (see README, "What wins")."""
+    appearance = load_appearance(state)
+    photos = any(k.startswith("image/") for k in state.artifacts)
+    if photos and not appearance.rich:
+        return {}, {"bake_source_look": False}
+    if "placement" in state.artifacts:
+        placement = np.asarray(load_json(state, "placement")["matrix"], np.float64)
+        appearance = dataclasses.replace(
+            appearance, surface=appearance.surface.transformed(placement))
+    diag = float(np.linalg.norm(np.ptp(low.vertices, axis=0))) or 1.0
+    out = transfer(low, appearance, clean, options.size, normals, tangents, maps.normal,
+                   maps.ao, options.max_distance * diag, options.dilate_px,
+                   asset_name(state.sku))
+    buf = io.BytesIO()
+    np.save(buf, out.face_material, allow_pickle=False)
+    artifacts = {"texture/base_color": save_image(state, out.base_color),
+                 "texture/orm": save_image(state, out.orm),
+                 "texture/normal": save_image(state, out.normal),
+                 "materials": save_json(state, out.table),
+                 "material_faces": save_bytes(state, buf.getvalue(), ".npy")}
+    if out.emissive is not None:
+        artifacts["texture/emissive"] = save_image(state, out.emissive)
+    metrics = {"bake_source_look": True,
+               "bake_source_trusted_share": round(out.stats["trusted_share"], 4),
+               "bake_source_materials": out.stats["materials"],
+               "bake_source_alpha": out.stats["alpha"],
+               "bake_source_emissive": out.stats["emissive"]}
+    log.info("%s bake: source materials transferred (%d materials, %.1f%% of texels on a "
+             "trusted source point, alpha %s, emissive %s)", state.sku, out.stats["materials"],
+             100 * out.stats["trusted_share"], out.stats["alpha"], out.stats["emissive"])
+    return artifacts, metrics

@@ -9,7 +9,8 @@ G = roughness, B = metal: one image serves ``occlusionTexture`` and
 (named ``<asset>-<material>``), names matching ``[a-z][a-z0-9_-]*``, and it must pass the
 Khronos glTF-Validator with zero errors, or the stage fails with the validator's first
 messages (warnings are counted as metrics). The profile's size budget is met by halving the
-textures and, at each size, trying a JPEG base colour (core glTF) before halving again; a
+textures and, at each size, trying a JPEG base colour (core glTF), then the normal, ORM and
+emissive maps at half the base colour's size, before halving again; a
 profile that allows it can also turn on ``meshopt`` (``EXT_meshopt_compression``, lossless,
 geometry about 0.66-0.74x its raw size on three shared-data models; no profile does by default,
 because viewers and tools without a meshopt decoder, trimesh among them, cannot read the mesh).
@@ -25,6 +26,10 @@ tangents, atlas and materials and costs the file only its index buffer. They bec
 nodes ``<name>_lod1``... tied to the main node by ``MSFT_lod`` (with ``MSFT_screencoverage``
 hints). The ``collision`` hulls of simplify become nodes ``<name>_collision_<i>`` without
 material, marked ``extras.collision``.
+Transferred vendor materials (a ``materials`` table with ``"source": "mesh"`` and the
+``material_faces`` the bake wrote) become one material per source material, keeping its alpha
+mode and cut-off (the base colour stays RGBA), double-sidedness and unlit flag, with the
+``texture/emissive`` map where the source glows.
 ``ar``: ``write_usdz`` adds ``assets/<sku>/<sku>.usdz`` (see ``algorithms/usdz.py``), validated by the
 validators ``usdchecker --arkit`` runs. Files are written under readable keys
 (``assets/<sku>/<sku>.glb``, ``.usdz``, ``poster.png``) so people and CDNs can find them.
@@ -32,6 +37,7 @@ validators ``usdchecker --arkit`` runs. Files are written under readable keys
 
 from __future__ import annotations
 
+import io
 import itertools
 import logging
 import re
@@ -75,7 +81,8 @@ class ExportOptions:
     write_poster: render the poster (front three-quarter view on white).
     validate: run the validators (Khronos glTF-Validator; USD's for USDZ); any error fails.
     max_glb_mb: size budget (10^6 bytes) of each file; textures are halved (down to 256 px),
-        trying a JPEG base colour at each size, and the stage fails if it still does not fit.
+        trying a JPEG base colour and then the other maps at half the base colour's size at
+        each size, and the stage fails if it still does not fit.
     normal_map: embed ``texture/normal`` when a bake stage made one.
     orm_map: embed ``texture/orm`` (occlusion + roughness + metal) when present.
     allow_jpeg: let the base colour become JPEG to meet the budget (normal/ORM stay PNG:
@@ -141,13 +148,15 @@ def asset_key_part(sku: str) -> str:
 
 
 TEXTURE_KEYS = {"base_color": "texture/base_color", "normal": "texture/normal",
-                "orm": "texture/orm"}
+                "orm": "texture/orm", "emissive": "texture/emissive"}
 
 
-def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions
-                  ) -> dict[str, np.ndarray]:
-    """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's)."""
-    wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map}
+def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions,
+                  alpha: bool = False) -> dict[str, np.ndarray]:
+    """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's);
+    with ``alpha`` the base colour keeps its alpha channel (cut-outs, blending)."""
+    wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map,
+              "emissive": True}
     present = [r for r, key in TEXTURE_KEYS.items() if wanted[r] and key in state.artifacts]
     if present and mesh.uv is None:
         log.warning("%s export: %s present but the mesh has no UVs; exporting without them",
@@ -158,7 +167,8 @@ def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions
         img = load_image(state, TEXTURE_KEYS[role])
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
-        out[role] = np.ascontiguousarray(img[..., :3]).astype(np.uint8)
+        keep = 4 if (alpha and role == "base_color" and img.shape[2] == 4) else 3
+        out[role] = np.ascontiguousarray(img[..., :keep]).astype(np.uint8)
     return out
 
 
@@ -209,7 +219,8 @@ def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encod
     from ..algorithms.usdz import UsdMaterial, UsdTextures, build_usdz
 
     base = (1.0, 1.0, 1.0) if enc.base is not None else NEUTRAL_GREY[:3]
-    usd_mats = [UsdMaterial(g.name, g.faces, g.metallic, g.roughness, base) for g in groups]
+    usd_mats = [UsdMaterial(g.name, g.faces, g.metallic, g.roughness, base, g.alpha_mode,
+                            g.alpha_cutoff) for g in groups]
     ext = {"image/png": "png", "image/jpeg": "jpg"}
     images = {r: (data, ext[mime]) for r, (data, mime) in enc.images.items()}
     if mesh.uv is None:
@@ -232,14 +243,17 @@ def make_usdz(mesh: MeshData, name: str, groups: list[MaterialGroup], enc: Encod
     return data, metrics
 
 
-@stage(NAME, "0.3.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
+@stage(NAME, "0.4.0", ExportOptions, Resources(cpus=1, memory_mb=1024))
 def export(state: AssetState, options: ExportOptions) -> StageResult:
     """Write ``assets/<sku>/<sku>.glb`` (validated), optionally ``.usdz``, and ``poster.png``."""
     mesh = _with_normals(load_mesh(state, "mesh"))
     name = gltf_name(state.sku)
     table = load_json(state, "materials") if "materials" in state.artifacts else None
-    groups = material_groups(mesh, table, name)
-    textures = load_textures(state, mesh, options)
+    faces = (np.load(io.BytesIO(read_bytes(state, "material_faces")), allow_pickle=False)
+             if "material_faces" in state.artifacts else None)
+    groups = material_groups(mesh, table, name, faces)
+    alpha = any(g.alpha_mode != "OPAQUE" for g in groups)
+    textures = load_textures(state, mesh, options, alpha)
     extras = load_extras(state, options)
     if options.lods:
         extras = Extras(extras.hulls, textured_lods(mesh, list(options.lods)))
@@ -252,6 +266,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
             f"{geometry_bytes(glb) / 1e6:.3g} MB of geometry)",
             "lower simplify target_tris or export texture_size, or raise export max_glb_mb")
     metrics: dict = {"export_glb_bytes": len(glb), "export_texture_px": enc.px,
+                     "export_data_texture_px": enc.data_px,
                      "export_base_color_format": enc.images.get("base_color", ("", ""))[1]
                      .replace("image/", ""),
                      "export_materials": len(groups), "export_lods": extras.n_lods,

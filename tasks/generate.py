@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..core.appearance import save_appearance
 from ..core.artifacts import load_json, save_cameras, save_json, save_mesh
 from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.stage import check, stage
@@ -97,7 +98,7 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-@stage("generate", "2", GenerateOptions, Resources(cpus=1))
+@stage("generate", "3", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
@@ -134,4 +135,6 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
                  "cameras": save_cameras(state, list(dense.cameras))}
     if dense.report:
         artifacts["generate_report"] = save_json(state, dense.report)
+    if dense.appearance is not None:  # a vendor mesh's look, for the material transfer
+        artifacts.update(save_appearance(state, dense.appearance))
     return StageResult(artifacts=artifacts, metrics=metrics)

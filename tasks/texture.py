@@ -208,6 +208,10 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
+    if state.metrics.get("bake_source_look"):
+        # the imported mesh's own materials were baked into the atlas: they win over photos
+        return StageResult(metrics={"texture_source": "mesh materials",
+                                    "texture_size": int(options.size)})
     mesh = load_mesh(state, "mesh")
     if mesh.uv is None:
         raise ProcessingError("the mesh artifact 'mesh' has no UVs to texture",

@@ -158,3 +158,45 @@ def test_options_are_validated():
                 {"roughness": 2.0}):
         with pytest.raises(OptionsError):
             BakeOptions(**bad)
+
+
+@pytest.mark.parametrize("textured,photos,expect", [
+    (True, True, True), (True, False, True), (False, True, False), (False, False, True)])
+def test_a_mesh_look_wins_over_photos_only_when_it_has_one(tmp_path, textured, photos, expect):
+    """A vendor mesh with a texture is baked from its own materials even when the SKU has
+    photos; a single plain material gives way to photos (README, "What wins")."""
+    import io
+
+    from PIL import Image
+
+    from assetfactory.core.appearance import (
+        SourceAppearance,
+        SourceImage,
+        SourceMaterial,
+        SourceSurface,
+        TextureSlot,
+        save_appearance,
+    )
+
+    low = grid(4)
+    state = make_state(tmp_path, low, low)
+    images: tuple = ()
+    material = SourceMaterial("paint", base_color_factor=(0.9, 0.1, 0.1, 1.0))
+    if textured:
+        buf = io.BytesIO()
+        Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save(buf, format="PNG")
+        images = (SourceImage("t", "image/png", buf.getvalue()),)
+        material = SourceMaterial("paint", base_color=TextureSlot(0))
+    uv = np.asarray(low.uv, np.float32).copy()
+    uv[:, 1] = 1 - uv[:, 1]
+    surface = SourceSurface(low.vertices, low.faces, np.zeros(low.n_faces), None, None, (uv,))
+    arts = save_appearance(state, SourceAppearance(surface, (material,), images))
+    if photos:
+        arts["image/front"] = save_bytes(state, b"not read here", ".png")
+    state = state.apply(StageResult(artifacts=arts))
+    res = bake(state, BakeOptions(size=64, ao_rays=0, error_samples=0))
+    assert res.metrics["bake_source_look"] is expect
+    assert ("texture/base_color" in res.artifacts) is expect
+    if expect and not textured:
+        base = load_image(state.apply(res), "texture/base_color")
+        assert base.shape[2] == 4 and abs(int(base[32, 32, 0]) - 243) <= 2  # sRGB of 0.9

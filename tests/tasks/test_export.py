@@ -461,6 +461,58 @@ def test_meshopt_is_off_by_default_and_in_every_profile():
     assert next(c for c in on.calls if c.name == "export").options.meshopt is True
 
 
+def test_transferred_materials_keep_alpha_emission_and_unlit(tmp_path, uv_mesh):
+    """A vendor's materials (``"source": "mesh"``): one glTF material per source material, with
+    its alpha mode, cut-off, double-sidedness and unlit flag; an RGBA base colour stays PNG;
+    the emissive map is embedded; both validators pass."""
+    from assetfactory.core.artifacts import save_bytes, save_json
+
+    base = np.dstack([checker(256, 256), np.where(checker(256, 256)[..., :1] > 0, 255, 0)
+                      ]).astype(np.uint8)
+    state = make_state(tmp_path, uv_mesh, base)
+    faces = (np.arange(uv_mesh.n_faces) % 2).astype(np.int32)
+    buf = io.BytesIO()
+    np.save(buf, faces)
+    table = {"source": "mesh", "materials": [
+        {"source": 0, "name": "mug-42-blue-glaze", "source_name": "glaze", "alpha_mode": "MASK",
+         "alpha_cutoff": 0.4, "double_sided": True, "unlit": False, "metallic": 1.0,
+         "roughness": 1.0},
+        {"source": 1, "name": "mug-42-blue-label", "source_name": "label", "alpha_mode": "BLEND",
+         "alpha_cutoff": 0.5, "double_sided": False, "unlit": True, "metallic": 1.0,
+         "roughness": 1.0}]}
+    glow = np.zeros((64, 64, 3), np.uint8)
+    glow[..., 1] = 200
+    state = state.apply(StageResult(artifacts={
+        "materials": save_json(state, table), "material_faces": save_bytes(state, buf.getvalue(),
+                                                                           ".npy"),
+        "texture/emissive": save_image(state, glow)}))
+    res = export(state, ExportOptions(texture_size=256, write_usdz=True, write_poster=False))
+    assert res.metrics["gltf_errors"] == 0 and res.metrics["usd_errors"] == 0
+    doc, _ = glb_parts(read_bytes(state.apply(res), "glb"))
+    mats = {m["name"]: m for m in doc["materials"]}
+    glaze, label = mats["mug-42-blue-glaze"], mats["mug-42-blue-label"]
+    assert (glaze["alphaMode"], glaze["alphaCutoff"], glaze["doubleSided"]) == ("MASK", 0.4, True)
+    assert label["alphaMode"] == "BLEND" and "KHR_materials_unlit" in label["extensions"]
+    assert "KHR_materials_unlit" in doc["extensionsUsed"]
+    assert glaze["emissiveFactor"] == [1.0, 1.0, 1.0] and "emissiveTexture" in glaze
+    base_img = doc["images"][doc["textures"][glaze["pbrMetallicRoughness"]["baseColorTexture"][
+        "index"]]["source"]]
+    assert base_img["mimeType"] == "image/png"
+    assert res.metrics["export_materials"] == 2
+    assert sorted(res.metrics["export_maps"].split(",")) == ["base_color", "emissive"]
+
+
+def test_budget_shrinks_the_data_maps_before_the_base_colour(tmp_path, uv_mesh):
+    rng = np.random.default_rng(0)
+    state = make_state(tmp_path, uv_mesh, rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))
+    state = state.apply(StageResult(artifacts={"texture/normal": save_image(
+        state, rng.integers(0, 255, (512, 512, 3), dtype=np.uint8))}))
+    res = export(state, ExportOptions(texture_size=512, max_glb_mb=1.2, allow_jpeg=False,
+                                      write_poster=False))
+    assert res.metrics["export_glb_bytes"] <= 1.2e6 and res.metrics["gltf_errors"] == 0
+    assert (res.metrics["export_texture_px"], res.metrics["export_data_texture_px"]) == (512, 256)
+
+
 @pytest.mark.parametrize("bad", [(30000, 40000), (500, 800), (3,), (1.5,)])
 def test_bad_lods_are_rejected_naming_export(bad):
     with pytest.raises(OptionsError, match="export options: lods"):

@@ -4,15 +4,19 @@ For small models of ../shared/data/models, the ready-made 4-view renders
 (../shared/data/renders/<model>/4views: view_*.png, cameras.json) stand in for photos. A
 catalog row points at copies of them (inside the catalog folder, as the catalog rules require)
 with the render's camera distance and field of view, and either the model itself as
-``mesh_uri`` (``mesh`` backend: its own geometry, its textures ignored) or no mesh
+``mesh_uri`` (``mesh`` backend: its own geometry; a model with its own look, textures or vertex
+colours, keeps it and the photos are not used for colour, see README "What wins") or no mesh
 (``silhouette`` backend: a visual hull from the four masks). The ``web`` recipe runs in
 process; the GLB must pass the Khronos validator and the texture must reproduce the photos at
 the input views (PSNR/SSIM of the unlit render inside the mask).
 
 Measured on this machine when written (web, 512 px texture; PSNR dB / SSIM / IoU): coffee cup
-mesh 25.8 / 0.959 / 0.996, silhouette 22.8 / 0.954 / 0.998; blaster mesh 28.0 / 0.937 / 0.993,
-silhouette 23.8 / 0.888 / 0.996. The test prints them (``pytest -s``). The thresholds below sit well under those, to catch a broken texture (wrong UV flip, wrong
-camera, background bleeding: < 15 dB), not to grade quality.
+silhouette 22.8 / 0.954 / 0.998, blaster silhouette 23.8 / 0.888 / 0.996; with the ``mesh``
+backend both keep their own look (vertex colours, texture): coffee cup 24.7 / 0.971 / 0.996,
+blaster 22.9 / 0.900 / 0.993 (an unlit base colour against lit photos; from the photos it was
+28.0 / 0.937, the photos' lighting baked in). The test prints them (``pytest -s``). The
+thresholds below sit well under those, to catch a broken texture (wrong UV flip, wrong camera,
+background bleeding: < 15 dB), not to grade quality.
 """
 
 from __future__ import annotations
@@ -76,13 +80,18 @@ def test_real_model_round_trip(tmp_path, shared_data, model, backend):
                      f"{out.failure.message} (that stage has its own tests)")
     assert out.ok, out.failure
     m = out.metrics
+    own_look = m.get("texture_source") == "mesh materials"
     print(f"{model}/{backend}: psnr {m['metrics_psnr_mean']:.2f} ssim {m['metrics_ssim_mean']:.3f}"
-          f" iou {m['metrics_iou_mean']:.3f} observed {m['texture_observed_frac']:.3f}"
-          f" materials {m['texture_materials']} glb {m['export_glb_bytes']}")
+          f" iou {m['metrics_iou_mean']:.3f} observed {m.get('texture_observed_frac')}"
+          f" materials {m.get('texture_materials')} own look {own_look}"
+          f" glb {m['export_glb_bytes']}")
     report = validate_gltf(read_bytes(out, "glb"))
     assert report.errors == 0 == m["gltf_errors"], report.first("error")
     assert m["export_glb_bytes"] <= 3e6                          # the web budget
-    assert m["texture_views_used"] == 4 and m["texture_observed_frac"] > 0.5
+    if own_look:  # the model's own look (texture, vertex colours) was transferred instead
+        assert backend == "mesh"
+    else:
+        assert m["texture_views_used"] == 4 and m["texture_observed_frac"] > 0.5
     assert m["metrics_iou_mean"] > 0.85
     views = json.loads(m["metrics_psnr_views"])
     assert len(views) == 4
