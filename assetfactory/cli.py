@@ -1,5 +1,5 @@
 """The ``assetfactory`` command line: demo, run, sync, ingest, serve-flows, status, show,
-query, compact, warmup."""
+query, compact, warmup, triage, review, reprocess, history, diff, publish."""
 
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def _timeouts(values: list[str]) -> dict[str, float]:
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
              overrides: dict | None = None, ray_address: str | None = None,
              shard_size: int = 1000, execution: dict | None = None,
-             input_roots: list[str] | None = None) -> dict[str, Any]:
+             input_roots: list[str] | None = None, rules: str | None = None) -> dict[str, Any]:
     _quiet_prefect()
     from prefect.exceptions import FailedRun
 
@@ -116,7 +116,7 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
                                            backend=backend, force=force, overrides=overrides,
                                            ray_address=ray_address, shard_size=shard_size,
                                            execution=execution,
-                                           input_roots=input_roots or None)
+                                           input_roots=input_roots or None, rules=rules)
     except FailedRun as exc:  # the flow refused its inputs (see convert.RunInputError)
         _stop(str(exc))
     summary["elapsed_s"] = time.perf_counter() - t0
@@ -191,7 +191,9 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         mask_model: str | None = typer.Option(
             None, help="segmentation model folder for ingest's object masks"),
         input_root: list[str] = typer.Option([], "--input-root", help=INPUT_ROOT_HELP),
-        config: Path | None = typer.Option(None, help=CONFIG_HELP)):
+        config: Path | None = typer.Option(None, help=CONFIG_HELP),
+        rules: str | None = typer.Option(None, help="triage rules (TOML) layered over the "
+                                         "defaults for this run's verdicts")):
     """Convert a catalog."""
     roots = _input_roots(input_root, config)
     # profile fields: the recipe derives every stage option that depends on them (uv and bake
@@ -211,7 +213,7 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
     execution = {"timeouts": _timeouts(timeout)} if timeout else None
     summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
                        ray_address=ray_address, shard_size=shard_size, execution=execution,
-                       input_roots=roots)
+                       input_roots=roots, rules=rules)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -311,7 +313,14 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     """Merge the catalog's fragments (no row lost or duplicated)."""
     from assetfactory.catalog.compact import compact as do_compact
 
-    console.print(do_compact(out))
+    report = do_compact(out)
+    t = Table(title="compaction")
+    for c in ("kind", "partition", "files merged", "rows", "seconds", "note"):
+        t.add_column(c, justify="right" if c in ("files merged", "rows", "seconds") else "left")
+    for p in report.partitions:
+        t.add_row(p.kind, str(p.partition), str(p.files_in), str(p.rows), f"{p.seconds:.2f}",
+                  "busy: another compaction holds it" if p.busy else "")
+    console.print(t if report.partitions else "nothing to compact")
 
 
 @app.command()
@@ -423,6 +432,10 @@ def serve_flows(prefect_file: Path | None = typer.Option(
         console.print(f"[red]error:[/] {exc}")
         raise typer.Exit(2) from None
 
+
+from assetfactory.cli_review import register as _register_review
+
+_register_review(app, console, DEFAULT_OUT, _quiet_prefect)
 
 if __name__ == "__main__":
     app()

@@ -48,6 +48,7 @@ FLOW_RUN_SCHEMA = pa.schema([
 ])
 
 INGESTED_SCHEMA = pa.schema([
+    pa.field("ingest_id", pa.string()),       # unique per row (the compaction key)
     pa.field("uri", pa.string()),
     pa.field("sha256", pa.string()),
     pa.field("size", pa.int64()),
@@ -91,11 +92,12 @@ def record_ingested(store: Storage, *, uri: str, sha256: str, size: int, status:
                     counts: dict[str, int] | None = None) -> str:
     """Append the row that marks one catalog file as done; returns the fragment's key."""
     counts = counts or {}
-    row = {"uri": uri, "sha256": sha256, "size": size, "status": status, "error": error,
+    ingest_id = uuid.uuid4().hex[:12]
+    row = {"ingest_id": f"{sha256[:16]}-{ingest_id}", "uri": uri, "sha256": sha256, "size": size, "status": status, "error": error,
            "flow_run_id": flow_run_id, "run_id": run_id, "skus": counts.get("skus"),
            "ok": counts.get("ok"), "failed": counts.get("failed"),
            "skipped": counts.get("skipped"), "bad_rows": counts.get("bad_rows"),
            "ingested_at": _ms(time.time())}
-    key = f"catalog/ingested/{sha256[:16]}-{uuid.uuid4().hex[:12]}.parquet"
+    key = f"catalog/ingested/{row['ingest_id']}.parquet"
     write_table_fragment(store, key, [row], INGESTED_SCHEMA)
     return key

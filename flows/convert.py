@@ -16,10 +16,10 @@ per SKU or per stage would cost more than a small asset's conversion.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
-import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,15 @@ from ..core.errors import InputError, MissingWeightsError, OptionsError, Preflig
 from ..core.hashing import sha256_obj
 from ..core.storage import open_storage
 from ..core.types import AssetState, SkuSpec
-from .executor import ExecutorOptions, convert, done_identities, plan, ray_session, shards
+from .executor import (
+    ExecutorOptions,
+    convert,
+    done_identities,
+    new_run_id,
+    plan,
+    ray_session,
+    shards,
+)
 from .preflight import preflight
 from .recipe import PROFILES, Recipe, build_recipe
 
@@ -148,8 +156,10 @@ class Shard:
     """A shard's SKUs, opaque to Prefect (which would otherwise walk and hash every field of
     every SKU to build the task's inputs and cache key)."""
 
-    def __init__(self, index: int, specs: list[SkuSpec], done: dict[str, set[str]]) -> None:
+    def __init__(self, index: int, specs: list[SkuSpec], done: dict[str, set[str]],
+                 extra: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         self.index, self.specs, self.done = index, specs, done
+        self.extra = dict(extra or {})  # further asset-row columns by SKU (reprocess lineage)
 
     def __repr__(self) -> str:
         return f"Shard(index={self.index}, skus={len(self.specs)})"
@@ -167,7 +177,8 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
     """
     from prefect.context import get_run_context
 
-    p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done)
+    p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done,
+             extra=shard.extra)
     jobs = p.jobs
     run_ctx = get_run_context()
     if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and jobs:
@@ -185,14 +196,16 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
 
 def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
                options: ExecutorOptions, out: str, run_id: str, force: bool,
-               catalog_source: str, shard_size: int, parallel: int = 2) -> list[dict[str, Any]]:
+               catalog_source: str, shard_size: int, parallel: int = 2,
+               extra: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
     SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
     results, running = [], []
     for i, part in enumerate(shards(specs, shard_size)):
         mine = {s.sku: done[s.sku] for s in part if s.sku in done}
-        running.append(convert_shard.submit(Shard(i, list(part), mine), recipe, options, out,
-                                            run_id, force, catalog_source))
+        theirs = {s.sku: extra[s.sku] for s in part if extra and s.sku in extra}
+        running.append(convert_shard.submit(Shard(i, list(part), mine, theirs), recipe, options,
+                                            out, run_id, force, catalog_source))
         if len(running) >= parallel:
             results.append(running.pop(0).result())
     results += [f.result() for f in running]
@@ -206,13 +219,20 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
                     overrides: dict[str, dict[str, Any]] | None = None,
                     shard_size: int = 1000,
                     execution: dict[str, Any] | None = None,
-                    input_roots: list[str] | None = None) -> dict[str, Any]:
+                    input_roots: list[str] | None = None,
+                    rules: str | None = None, only_skus: Sequence[str] | None = None,
+                    lineage: Mapping[str, tuple[str, str]] | None = None,
+                    run_id: str | None = None) -> dict[str, Any]:
     """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary.
 
     ``execution`` holds ``ExecutorOptions`` fields (timeouts, retries, ...). A run whose
     inputs are unusable ends Failed, with the reason as its message, before any work.
     ``input_roots``: folders or S3 prefixes besides the catalog's folder that its rows may
     reference files in (see ``catalog.input``).
+    ``rules``: a triage rules file layered over the defaults for this run's verdicts.
+    ``only_skus``, ``lineage``, ``run_id``: for ``reprocess`` (convert only these SKUs; each
+    new attempt records the attempt it supersedes and why: {sku: (attempt_id, trigger)}; join
+    a run).
     """
     logger = get_run_logger()
     try:
@@ -220,13 +240,16 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
             raise RunInputError(f"shard_size must be >= 1, got {shard_size}")
         recipe, options, parse = prepare_run(catalog, profile, backend, overrides, execution,
                                              input_roots)
+        triage_rules = _load_triage_rules(rules)  # a bad rules file fails before any work
     except RunInputError as exc:  # the run's message (Prefect UI, CLI), once
         logger.info("run refused: %s", exc)
         return Failed(message=str(exc))
+    if only_skus is not None:
+        parse = _only(parse, only_skus)
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    run_id = run_id or new_run_id()
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
@@ -234,14 +257,19 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     done = {} if force else find_converted(out, {s.sku for s in specs})
     if PLAN_HOOK:
         PLAN_HOOK(len(specs), 0)  # skips are reported shard by shard, as they are found
+    extra = {sku: {"supersedes": sup, "trigger": why}
+             for sku, (sup, why) in (lineage or {}).items()}
     with ray_session(ray_address, num_cpus):
         shard_results = run_shards(specs, done, recipe, options, out, run_id, force,
-                                   parse.source, shard_size) if specs else []
+                                   parse.source, shard_size, extra=extra) if specs else []
     skipped = sum(r["skipped"] for r in shard_results)
     converted = sum(r["converted"] for r in shard_results)
     if skipped:
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                     skipped)
+    if converted or n_bad:
+        _record_run_verdicts(out, run_id, triage_rules)
+        _compact_run(out, run_id)
     summary = run_summary(out, run_id) if (converted or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = skipped
@@ -255,3 +283,40 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     except Exception as exc:  # noqa: BLE001 - the summary artifact is a convenience
         logger.warning("could not create the summary artifact: %s", exc)
     return summary
+
+
+# ---------------------------------------------------------------- triage and reprocess hooks
+
+def _load_triage_rules(path: str | None):
+    from ..catalog.rules import RulesError, load_rules
+
+    try:
+        return load_rules(path)
+    except RulesError as exc:
+        raise RunInputError(str(exc)) from None
+
+
+def _only(parse: CatalogParse, skus: Sequence[str]) -> CatalogParse:
+    """The parse restricted to ``skus`` (their row errors too)."""
+    keep = set(skus)
+    return dataclasses.replace(parse, specs=[s for s in parse.specs if s.sku in keep],
+                               errors=[e for e in parse.errors if e.sku in keep])
+
+
+@task(name="triage-run")
+def _record_run_verdicts(out: str, run_id: str, rules) -> None:
+    """Judge the run's attempts under the run's rules (verdict rows; see catalog.triage)."""
+    from ..catalog.triage import record_verdicts
+
+    batch = record_verdicts(out, runs=[run_id], rules=rules)
+    get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)
+
+
+@task(name="compact-run")
+def _compact_run(out: str, run_id: str) -> None:
+    """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
+    handful of files instead of thousands (see catalog.compact; safe beside readers)."""
+    from ..catalog.compact import compact
+
+    report = compact(out, ("assets", "stages", "verdicts"), runs=[run_id])
+    get_run_logger().info("compacted run %s: %s", run_id, report.rows)

@@ -318,7 +318,8 @@ class AttemptMeta:
     recipe_hash: str
     input_hashes: dict
     catalog_source: str
-    #: further asset-row columns (e.g. which attempt a reprocessed one supersedes)
+    #: further asset-row columns: ``supersedes`` (the attempt a reprocessed one re-does) and
+    #: ``trigger`` (why: failures / where / rework)
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
