@@ -360,7 +360,7 @@ def placement_for(mesh: MeshData, state: AssetState, options: CleanupOptions) ->
 
 # ---------------------------------------------------------------------------- the stage
 
-@stage(NAME, "0.3.1", CleanupOptions, Resources(cpus=1, memory_mb=2048),
+@stage(NAME, "0.3.2", CleanupOptions, Resources(cpus=1, memory_mb=2048),
        reads=("width_mm", "height_mm", "depth_mm"))
 def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
     """Repair the dense mesh and place it in the asset frame (see the module docstring)."""
