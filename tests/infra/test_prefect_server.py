@@ -196,14 +196,21 @@ def test_prefect_deploy_accepts_the_file(server, tmp_path):
     env = {**server, "ASSETFACTORY_CATALOG": "s3://catalogs/merchant/catalog.parquet",
            "ASSETFACTORY_DROP": "s3://supplier-uploads/catalogs",
            "ASSETFACTORY_OUT": "s3://assets/merchant", "PREFECT_HOME": str(tmp_path)}
-    prefect = str(BIN / "prefect")
-    for cmd in ([prefect, "--no-prompt", "work-pool", "create", "assetfactory", "--type",
-                 "process"],
-                [prefect, "--no-prompt", "deploy", "--all", "--prefect-file",
-                 str(REPO / "infra" / "prefect.yaml")]):
-        proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True,
-                              timeout=300, check=False)
-        assert proc.returncode == 0, (cmd, proc.stdout[-3000:], proc.stderr[-3000:])
+
+    async def pool(client):  # the pool workers would poll (made here: one CLI start less)
+        from prefect.client.schemas.actions import WorkPoolCreate
+        from prefect.workers.process import ProcessWorker
+
+        template = ProcessWorker.get_default_base_job_template()
+        return await client.create_work_pool(WorkPoolCreate(
+            name="assetfactory", type="process", base_job_template=template))
+
+    assert _client_call(env, pool).name == "assetfactory"
+    cmd = [str(BIN / "prefect"), "--no-prompt", "deploy", "--all", "--prefect-file",
+           str(REPO / "infra" / "prefect.yaml")]
+    proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
 
     async def deployed(client):
         return await client.read_deployment_by_name("ingest_prefix/bulk-ingest")
