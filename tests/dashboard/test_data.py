@@ -1,0 +1,126 @@
+"""The dashboard's catalog snapshot and queries, on a synthetic catalog (real Parquet, DuckDB)."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from assetfactory.catalog.views import connect
+from assetfactory.dashboard.data import (
+    Catalog,
+    QueueQuery,
+    asset_detail,
+    queue_page,
+    run_detail,
+    runs_overview,
+)
+from assetfactory.dashboard.synthetic import write_synthetic_catalog
+
+N = 600
+
+
+@pytest.fixture(scope="module")
+def cat(tmp_path_factory):
+    root = tmp_path_factory.mktemp("syn")
+    write_synthetic_catalog(root, N, n_runs=3, files_per_run=2,
+                            titles={7: "it's a \"quoted\" title; DROP TABLE assets; --"})
+    c = Catalog(str(root), refresh_s=0)
+    c.load()
+    yield c
+    c.stop()
+
+
+def _truth(cat, sql, params=()):
+    con = connect(cat.root)
+    try:
+        return con.execute(sql, list(params)).fetchall()
+    finally:
+        con.close()
+
+
+def test_runs_overview_matches_the_catalog_views(cat):
+    runs = runs_overview(cat)
+    truth = dict(_truth(cat, "SELECT run_id, count(*) FROM attempts GROUP BY run_id"))
+    assert {r["run_id"]: r["attempts"] for r in runs} == truth
+    for r in runs:
+        assert r["ok"] + r["failed"] == r["attempts"]
+        assert r["wall_s"] > 0 and r["throughput_per_min"] > 0
+
+
+def test_run_detail_has_stage_times_and_metrics(cat):
+    run = runs_overview(cat)[0]["run_id"]
+    d = run_detail(cat, run)
+    assert [s["stage"] for s in d.stages][:3] == ["ingest", "generate", "cleanup"]
+    ok = _truth(cat, "SELECT count(*) FROM attempts WHERE run_id = ? AND status = 'ok'", [run])
+    assert len(d.metrics["silhouette IoU"]) == ok[0][0]
+    assert run_detail(cat, "no-such-run") is None
+
+
+def test_queue_attention_default_is_failures(cat):
+    rows, total = queue_page(cat, QueueQuery())
+    failed = _truth(cat, "SELECT count(*) FROM assets WHERE status = 'failed'")[0][0]
+    assert total == failed and all(r["status"] == "failed" for r in rows)
+
+
+def test_queue_filters_ranges_sort_and_pages(cat):
+    q = QueueQuery(equals={"category": "kitchen", "status": "ok"},
+                   ranges=[("metrics_iou_mean", 0.9, 0.97)], attention=False,
+                   sort="metrics_tris", desc=True, per_page=25)
+    rows, total = queue_page(cat, q)
+    truth = _truth(cat, """SELECT sku FROM assets WHERE category = 'kitchen' AND status = 'ok'
+        AND metrics_iou_mean BETWEEN 0.9 AND 0.97 ORDER BY metrics_tris DESC, sku""")
+    assert total == len(truth) > 25
+    assert [r["sku"] for r in rows] == [s for (s,) in truth[:25]]
+    q.page = 2
+    rows2, _ = queue_page(cat, q)
+    assert [r["sku"] for r in rows2] == [s for (s,) in truth[25:50]]
+
+
+def test_values_are_parameters_not_sql(cat):
+    evil = "x' OR '1'='1"
+    rows, total = queue_page(cat, QueueQuery(equals={"category": evil}, attention=False))
+    assert total == 0 and rows == []
+    rows, total = queue_page(cat, QueueQuery(text="DROP TABLE assets", attention=False))
+    assert [r["sku"] for r in rows] == ["SKU-0000007"]
+    # identifiers are checked against the snapshot's columns, never spliced in from a request
+    with pytest.raises(ValueError):
+        queue_page(cat, QueueQuery(sort="sku; DROP TABLE assets", attention=False))
+    with pytest.raises(ValueError):
+        queue_page(cat, QueueQuery(ranges=[("1=1) OR (metrics_tris", 0, 1)], attention=False))
+    assert _truth(cat, "SELECT count(*) FROM assets")[0][0] == N
+
+
+def test_asset_detail_reads_stage_rows_of_that_attempt(cat):
+    d = asset_detail(cat, "SKU-0000003")
+    assert d is not None and d.row["sku"] == "SKU-0000003"
+    assert [s["seq"] for s in d.stages] == list(range(len(d.stages)))
+    assert {s["attempt_id"] for s in d.stages} == {d.row["attempt_id"]}
+    assert asset_detail(cat, "SKU-nope") is None
+
+
+def test_snapshot_refreshes_when_the_catalog_changes(cat, tmp_path):
+    write_synthetic_catalog(tmp_path, 20, n_runs=1, files_per_run=1)
+    c = Catalog(str(tmp_path), refresh_s=0)
+    c.load()
+    assert not c.refresh_if_changed()
+    from assetfactory.catalog.fragments import ASSET_SCHEMA, write_table_fragment
+    from assetfactory.core.storage import open_storage
+
+    row = {f.name: None for f in ASSET_SCHEMA}
+    row.update(attempt_id="new-attempt", run_id="run-new", sku="SKU-new", status="ok",
+               finished_at=0)
+    write_table_fragment(open_storage(str(tmp_path)), "catalog/assets/run=run-new/a.parquet",
+                         [row], ASSET_SCHEMA)
+    assert c.refresh_if_changed()
+    cur = c.cursor()
+    assert cur.execute("SELECT count(*) FROM assets WHERE sku = 'SKU-new'").fetchone()[0] == 1
+    cur.close()
+    c.stop()
+
+
+def test_snapshot_is_in_memory_tables(cat):
+    cur = cat.cursor()
+    kinds = dict(cur.execute("SELECT table_name, 'table' FROM duckdb_tables()").fetchall())
+    cur.close()
+    assert {"attempts", "assets", "runs", "stage_times"} <= set(kinds)
+    assert isinstance(cat.cursor(), duckdb.DuckDBPyConnection)
