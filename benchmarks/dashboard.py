@@ -51,9 +51,10 @@ def start_server(root: Path, cfg: Path) -> tuple[subprocess.Popen, str, float]:
     env = {**os.environ, "XDG_CONFIG_HOME": str(cfg), "PYTHONUNBUFFERED": "1"}
     log = cfg / "serve.log"
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "assetfactory", "serve", "--out", str(root),
-                             "--port", "0", "--refresh", "0"], stdout=open(log, "wb"),
-                            stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    with open(log, "wb") as fh:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen([sys.executable, "-m", "assetfactory", "serve", "--out",
+                                 str(root), "--port", "0", "--refresh", "0"], stdout=fh,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
     while True:
         m = re.search(r"dashboard: (http://\S+)/\?token=", log.read_text(errors="replace"))
         if m:

@@ -180,7 +180,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         """The asset at position ``pos`` of a queue (the keyboard's next / previous)."""
         q = parse_queue(request, 1)
         q.page, q.per_page = max(pos, 0) + 1, 1
-        rows, total = queue_page(cat, q)
+        rows, _total = queue_page(cat, q)
         if not rows:
             return RedirectResponse("/queue?" + queue_qs(request), status_code=302)
         return RedirectResponse(_asset_url(rows[0]["sku"], queue_qs(request), pos),

@@ -45,8 +45,8 @@ def stage_bars(stages: Sequence[dict], width: int = 520, bar_h: int = 18) -> Mar
     top = max(max((s.get("p95_s") or 0.0), (s.get("mean_s") or 0.0)) for s in stages) or 1.0
     total = sum((s.get("total_s") or 0.0) for s in stages) or 1.0
     h = bar_h * len(stages) + 24
-    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {h}" width="{width}" '
-             f'height="{h}" xmlns="http://www.w3.org/2000/svg">',
+    parts = [(f'<svg class="chart" role="img" viewBox="0 0 {width} {h}" width="{width}" '
+             f'height="{h}" xmlns="http://www.w3.org/2000/svg">'),
              '<title>time per stage: mean (bar) and p95 (tick), seconds</title>']
     for i, s in enumerate(stages):
         y = i * bar_h + 4
@@ -96,8 +96,8 @@ def histogram(values: Sequence[float], title: str, thresholds: Sequence[Threshol
     def x(v: float) -> float:
         return ml + pw * (v - lo) / (hi - lo)
 
-    parts = [head, f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
-                   f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">',
+    parts = [head, (f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" '
+                   f'width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">'),
              f'<title>{escape(title)}</title>']
     for c, a, b in zip(counts, edges[:-1], edges[1:]):
         if c == 0:
@@ -128,8 +128,8 @@ def status_bar(counts: dict[str, int], width: int = 220, height: int = 12) -> Ma
     total = sum(counts.values())
     if total == 0:
         return Markup("")
-    parts = [f'<svg class="stack" viewBox="0 0 {width} {height}" width="{width}" '
-             f'height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    parts = [(f'<svg class="stack" viewBox="0 0 {width} {height}" width="{width}" '
+             f'height="{height}" xmlns="http://www.w3.org/2000/svg">')]
     x0 = 0.0
     for k, n in counts.items():
         w = width * n / total

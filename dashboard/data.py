@@ -143,7 +143,7 @@ class Catalog:
             while not self._stop.wait(self.refresh_s):
                 try:
                     self.refresh_if_changed()
-                except Exception:  # noqa: BLE001 - keep serving the last good snapshot
+                except Exception:
                     log.exception("dashboard: catalog refresh failed; serving the last snapshot")
 
         self._thread = threading.Thread(target=loop, name="catalog-refresh", daemon=True)
@@ -226,9 +226,9 @@ def runs_overview(cat: Catalog) -> list[dict[str, Any]]:
                    string_agg(DISTINCT backend, ', ') AS backends
             FROM attempts GROUP BY run_id ORDER BY max(finished_at) DESC NULLS LAST"""))
         verdicts = verdict_counts(cat, cur)
-        decisions = dict(((r, d), n) for r, d, n in cur.execute("""
+        decisions = {(r, d): n for r, d, n in cur.execute("""
             SELECT a.run_id, r.decision, count(*) FROM reviews r
-            JOIN attempts a USING (attempt_id) GROUP BY ALL""").fetchall()) \
+            JOIN attempts a USING (attempt_id) GROUP BY ALL""").fetchall()} \
             if "attempt_id" in _table_columns(cur, "reviews") else {}
     finally:
         cur.close()

@@ -105,8 +105,7 @@ def key_for_uri(root_uri: str, uri: str | None) -> str | None:
     if not uri:
         return None
     root = root_uri.rstrip("/")
-    if uri.startswith("file://"):
-        uri = uri[len("file://"):]
+    uri = uri.removeprefix("file://")
     if uri.startswith(root + "/"):
         return uri[len(root) + 1:]
     if not root.startswith("s3://") and not uri.startswith("s3://"):

@@ -106,9 +106,9 @@ def start_server(out: Path, tmp: Path, *extra: str, token: str | None = TOKEN) -
     if token:
         args += ["--token", token]
     log = tmp / f"serve-{time.monotonic_ns()}.log"
-    fh = open(log, "wb")
-    proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env,
-                            start_new_session=True)
+    with open(log, "wb") as fh:   # the child keeps its own copy of the descriptor
+        proc = subprocess.Popen(args, stdout=fh, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True)
     deadline = time.monotonic() + 120
     url = None
     while time.monotonic() < deadline:

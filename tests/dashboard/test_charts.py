@@ -11,7 +11,7 @@ NS = "{http://www.w3.org/2000/svg}"
 
 
 def _svg(markup: str) -> ET.Element:
-    return ET.fromstring(re.search(r"<svg.*</svg>", str(markup), re.S).group(0))
+    return ET.fromstring(re.search(r"<svg.*</svg>", str(markup), re.DOTALL).group(0))
 
 
 def test_histogram_counts_and_threshold_position():
