@@ -1,4 +1,5 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact, serve."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, triage, review,
+reprocess, history, diff, publish, serve."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ def _quiet_prefect() -> None:
 
 
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
-             overrides: dict | None = None) -> dict[str, Any]:
+             overrides: dict | None = None, rules: str | None = None) -> dict[str, Any]:
     _quiet_prefect()
     from assetfactory.flows import convert as conv
 
@@ -52,7 +53,8 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     t0 = time.perf_counter()
     with progress:
         summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                       backend=backend, force=force, overrides=overrides)
+                                       backend=backend, force=force, overrides=overrides,
+                                       rules=rules)
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -110,7 +112,9 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
-        texture_px: int | None = typer.Option(None, help="override the texture size")):
+        texture_px: int | None = typer.Option(None, help="override the texture size"),
+        rules: str | None = typer.Option(None, help="triage rules (TOML) layered over the "
+                                         "defaults for this run's verdicts")):
     """Convert a catalog."""
     overrides: dict = {}
     if target_tris:
@@ -118,7 +122,7 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
     if texture_px:
         overrides["texture"] = {"size": texture_px}
         overrides["export"] = {"texture_size": texture_px}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None)
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None, rules)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -204,7 +208,14 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
     """Merge the catalog's fragments (no row lost or duplicated)."""
     from assetfactory.catalog.compact import compact as do_compact
 
-    console.print(do_compact(out))
+    report = do_compact(out)
+    t = Table(title="compaction")
+    for c in ("kind", "partition", "files merged", "rows", "seconds", "note"):
+        t.add_column(c, justify="right" if c in ("files merged", "rows", "seconds") else "left")
+    for p in report.partitions:
+        t.add_row(p.kind, str(p.partition), str(p.files_in), str(p.rows), f"{p.seconds:.2f}",
+                  "busy: another compaction holds it" if p.busy else "")
+    console.print(t if report.partitions else "nothing to compact")
 
 
 @app.command()
@@ -245,6 +256,10 @@ def serve(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://buck
     config = uvicorn.Config(web, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])
 
+
+from assetfactory.cli_review import register as _register_review
+
+_register_review(app, console, DEFAULT_OUT, _quiet_prefect)
 
 if __name__ == "__main__":
     app()

@@ -1,45 +1,332 @@
-"""Merge many small fragments into one file per kind without losing or duplicating a row.
+"""Merge many small fragments into a few large, sorted Parquet files, losing and duplicating
+nothing, while readers and writers carry on.
 
-The merged file is written first (atomically); only then are the merged fragments deleted. A
-crash between the two leaves both, and the views deduplicate by attempt_id, so no row is ever
-counted twice or lost.
+Per kind of row and per partition (one per run for attempts, stages and verdicts; one for
+reviews, publications and rulesets), a compaction:
+
+1. takes a lock for the partition (an exclusive create locally, a conditional PUT on S3), so
+   two compactions never merge the same files;
+2. reads the partition's fragments and its smaller compacted files through DuckDB, sorted by
+   SKU (then key), and writes one file with 64k-row groups and column statistics, so a query
+   for one SKU or one run reads a few row groups;
+3. checks that the new file holds exactly the rows of its inputs (count and an
+   order-independent content hash) before anything is deleted;
+4. writes ``c-<id>.sources.json`` (the files it merged), then the data file ``c-<id>.parquet``;
+5. deletes the merged files.
+
+A crash after any step leaves the catalog readable with every row exactly once: readers ignore
+a sidecar without its data file, drop compacted files that a newer one names as sources, and
+prefer a fragment's row over a compacted copy of it (see ``files``). The next compaction removes
+what a crash left behind.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import tempfile
+import time
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Self
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+import duckdb
 
 from ..core.storage import LocalStorage, open_storage
-from .fragments import _parquet_bytes
+from .files import (
+    ALL,
+    KINDS,
+    CatalogFile,
+    _list,
+    compacted_prefix,
+    live_compacted,
+    local_paths,
+    read_sidecar,
+    snapshot,
+)
+
+#: Sort order inside a compacted file: SKU first so one SKU's rows sit in one row group.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "assets": ("sku", "attempt_id"),
+    "stages": ("sku", "attempt_id", "seq"),
+    "verdicts": ("sku", "computed_at", "verdict_id"),
+    "reviews": ("sku", "decided_at", "review_id"),
+    "published": ("sku", "published_at", "item_id"),
+    "rulesets": ("rules_hash",),
+}
+ROW_GROUP_ROWS = 65_536
+#: Compacted files larger than this are left alone; new rows go to a new file beside them.
+MERGE_UP_TO_BYTES = 256 * 1024 * 1024
+STALE_LOCK_S = 3600.0
 
 
-def compact(root: str, kinds: tuple[str, ...] = ("assets", "stages")) -> dict[str, int]:
-    """Merge the fragments of each kind into ``catalog/compacted/<kind>-<id>.parquet``."""
+class CompactionBusy(RuntimeError):
+    """Another compaction holds the partition's lock."""
+
+
+@dataclass
+class PartitionResult:
+    kind: str
+    partition: str | None
+    files_in: int
+    rows: int
+    output: str | None
+    seconds: float
+    busy: bool = False
+
+
+@dataclass
+class CompactReport:
+    """What a compaction did, per kind and partition."""
+
+    partitions: list[PartitionResult] = field(default_factory=list)
+
+    @property
+    def rows(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.partitions:
+            out[p.kind] = out.get(p.kind, 0) + p.rows
+        return out
+
+    @property
+    def files_in(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for p in self.partitions:
+            out[p.kind] = out.get(p.kind, 0) + p.files_in
+        return out
+
+
+def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
+            on_written: Callable[[str], None] | None = None,
+            memory_limit: str = "2GB") -> CompactReport:
+    """Compact every partition of each kind that has something to merge.
+
+    ``on_written(key)`` is called after the new data file is in place and before its inputs
+    are deleted (the moment a crash would be most awkward; tests look at the catalog there).
+    """
+    root = str(root) if str(root).startswith("s3://") else os.path.abspath(str(root))
     store = open_storage(root)
-    merged: dict[str, int] = {}
+    report = CompactReport()
     for kind in kinds:
-        keys = [k for k in store.list(f"catalog/{kind}/") if k.endswith(".parquet")]
-        if len(keys) < 2:
-            merged[kind] = 0
+        snap = snapshot(root, [kind])
+        parts = sorted({f.partition for f in snap.of(kind)}, key=lambda p: (p is None, p or ""))
+        for part in parts:
+            try:
+                with _lock(store, kind, part):
+                    res = _compact_partition(root, store, kind, part, on_written, memory_limit)
+            except CompactionBusy:
+                res = PartitionResult(kind, part, 0, 0, None, 0.0, busy=True)
+            if res is not None:
+                report.partitions.append(res)
+    return report
+
+
+def _partition_dir(kind: str, part: str | None) -> str:
+    return compacted_prefix(kind, part) if part is not None else f"catalog/compacted/{kind}/mixed/"
+
+
+def _compact_partition(root: str, store, kind: str, part: str | None,
+                       on_written: Callable[[str], None] | None,
+                       memory_limit: str) -> PartitionResult | None:
+    t0 = time.perf_counter()
+    snap = snapshot(root, [kind])                     # fresh, now that we hold the lock
+    mine = [f for f in snap.of(kind) if f.partition == part]
+    frags = [f for f in mine if not f.compacted]
+    comps = [f for f in mine if f.compacted]
+    small = [f for f in comps if f.size <= MERGE_UP_TO_BYTES]
+    _collect_garbage(store, kind, part)
+    if not frags and len(small) < 2:
+        return None
+    inputs = frags + small
+    key = KINDS[kind][0]
+    sources = sorted({f.key for f in inputs} | _inherited_sources(store, kind, small))
+    out_dir = _partition_dir(kind, part)
+    name = f"c-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:10]}"
+    data_key, side_key = out_dir + name + ".parquet", out_dir + name + ".sources.json"
+
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    con.execute("SET preserve_insertion_order = false")
+    tmpdir = tempfile.mkdtemp(prefix="assetfactory-compact-")
+    con.execute(f"SET temp_directory = '{tmpdir}'")
+    try:
+        src = _source_sql(root, frags, small, key)
+        order = ", ".join(f'"{c}"' for c in SORT_KEYS[kind] if c)
+        local = isinstance(store, LocalStorage)
+        if local:
+            target_dir = store.root / out_dir
+            target_dir.mkdir(parents=True, exist_ok=True)
+            tmp_out = target_dir / f".tmp-{name}.parquet"
+        else:
+            tmp_out = Path(tmpdir) / f"{name}.parquet"
+        con.execute(f"COPY (SELECT * FROM {src} ORDER BY {order}) TO '{_esc(str(tmp_out))}' "
+                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        want = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {src} t").fetchone()
+        got = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM "
+                          f"read_parquet('{_esc(str(tmp_out))}', hive_partitioning = false) t").fetchone()
+        if tuple(want) != tuple(got):
+            tmp_out.unlink(missing_ok=True)
+            raise RuntimeError(
+                f"compaction of {kind} partition {part}: the merged file holds {got[0]} rows "
+                f"(hash {got[1]}) but its inputs hold {want[0]} (hash {want[1]}); nothing was "
+                "deleted. Report this with the catalog's files attached.")
+        store.put(side_key, json.dumps({"sources": sources, "rows": int(want[0]),
+                                        "written_at": time.time(),
+                                        "host": socket.gethostname()}).encode())
+        if local:
+            os.replace(tmp_out, store.root / data_key)
+        else:
+            store.put(data_key, tmp_out.read_bytes())
+            tmp_out.unlink(missing_ok=True)
+    finally:
+        con.close()
+        _rmtree(tmpdir)
+    if on_written:
+        on_written(data_key)
+    _delete_many(store, [f.key for f in frags])
+    for f in small:                                   # data first: a sidecar alone is inert
+        _delete_many(store, [f.key])
+        _delete_many(store, [f.key[:-len(".parquet")] + ".sources.json"])
+    return PartitionResult(kind, part, len(inputs), int(want[0]), data_key,
+                           time.perf_counter() - t0)
+
+
+def _source_sql(root: str, frags: list[CatalogFile], comps: list[CatalogFile], key: str) -> str:
+    from .views import read_sql
+
+    fp = local_paths(root, frags) if frags else []
+    cp = local_paths(root, comps) if comps else []
+    if not cp:
+        return f"(SELECT * FROM {read_sql(fp)})"
+    if not fp:
+        return f"(SELECT * FROM {read_sql(cp)})"
+    k = f'"{key}"'
+    return (f"(SELECT * FROM {read_sql(cp)} WHERE {k} NOT IN (SELECT {k} FROM {read_sql(fp)} "
+            f"WHERE {k} IS NOT NULL) UNION ALL BY NAME SELECT * FROM {read_sql(fp)})")
+
+
+def _inherited_sources(store, kind: str, comps: list[CatalogFile]) -> set[str]:
+    """Sources of the compacted files being merged that still exist (a crash left them): the
+    new file must name them too, or they would come back once their compacted file is gone."""
+    out: set[str] = set()
+    existing = None
+    for f in comps:
+        names = read_sidecar(store, f.key[:-len(".parquet")] + ".sources.json")
+        if not names:
             continue
-        tables = [pq.read_table(pa.BufferReader(store.get(k))) for k in keys]
-        table = pa.concat_tables(tables, promote_options="permissive")
-        store.put(f"catalog/compacted/{kind}-{uuid.uuid4().hex[:12]}.parquet",
-                  _parquet_bytes(table))
-        for k in keys:
-            _delete(store, k)
-        merged[kind] = table.num_rows
-    return merged
+        if existing is None:
+            existing = {k for p in (f"catalog/{kind}/", "catalog/compacted/")
+                        for k, _, _ in _list(store, p)}
+        out |= {n for n in names if n in existing}
+    return out
 
 
-def _delete(store, key: str) -> None:
+def _collect_garbage(store, kind: str, part: str | None) -> None:
+    """Remove compacted files that a newer compacted file covers (a crash left them), and
+    sidecars whose data file never appeared, once they are an hour old."""
+    prefix = _partition_dir(kind, part)
+    listed = _list(store, prefix)
+    keys = {k for k, _, _ in listed}
+    datas = [k for k in keys if k.endswith(".parquet")]
+    sources = {k: set(read_sidecar(store, k[:-len(".parquet")] + ".sources.json")) for k in datas}
+    live = live_compacted(sources)
+    for k in datas:
+        if k not in live:
+            _delete_many(store, [k])
+            _delete_many(store, [k[:-len(".parquet")] + ".sources.json"])
     if isinstance(store, LocalStorage):
-        path = store.local_path(key)
-        if path is not None:
-            Path(path).unlink(missing_ok=True)
-    else:
-        store.client.delete_object(Bucket=store.bucket, Key=store._key(key))
+        now = time.time()
+        for k in keys:
+            p = store.root / k
+            orphan = k.endswith(".sources.json") and \
+                k[:-len(".sources.json")] + ".parquet" not in keys
+            if orphan and p.exists() and now - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+        base = store.root / prefix
+        if base.exists():
+            for p in base.glob(".tmp-*"):
+                if now - p.stat().st_mtime > 3600:
+                    p.unlink(missing_ok=True)
+
+
+def _delete_many(store, keys: list[str]) -> None:
+    if not keys:
+        return
+    if isinstance(store, LocalStorage):
+        for k in keys:
+            (store.root / k).unlink(missing_ok=True)
+        return
+    for i in range(0, len(keys), 1000):
+        chunk = keys[i:i + 1000]
+        store.client.delete_objects(Bucket=store.bucket, Delete={
+            "Objects": [{"Key": store._key(k)} for k in chunk], "Quiet": True})
+
+
+class _lock:
+    """An exclusive lock on one partition's compaction, stale after ``STALE_LOCK_S``."""
+
+    def __init__(self, store, kind: str, part: str | None) -> None:
+        self.store = store
+        self.key = _partition_dir(kind, part) + "_lock"
+        self.body = json.dumps({"host": socket.gethostname(), "pid": os.getpid(),
+                                "at": time.time(), "token": uuid.uuid4().hex}).encode()
+
+    def __enter__(self) -> Self:
+        for _ in range(2):
+            if self._try():
+                return self
+            if not self._break_if_stale():
+                raise CompactionBusy(self.key)
+        raise CompactionBusy(self.key)
+
+    def __exit__(self, *exc: object) -> None:
+        _delete_many(self.store, [self.key])
+
+    def _try(self) -> bool:
+        if isinstance(self.store, LocalStorage):
+            path = self.store.root / self.key
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return False
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(self.body)
+            return True
+        from botocore.exceptions import ClientError
+
+        try:
+            self.store.client.put_object(Bucket=self.store.bucket, Key=self.store._key(self.key),
+                                         Body=self.body, IfNoneMatch="*")
+            return True
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
+                return False
+            raise
+
+    def _break_if_stale(self) -> bool:
+        try:
+            held = json.loads(self.store.get(self.key))
+        except Exception:  # noqa: BLE001 - gone or unreadable: try again
+            return True
+        if time.time() - float(held.get("at", 0)) > STALE_LOCK_S:
+            _delete_many(self.store, [self.key])
+            return True
+        return False
+
+
+def _esc(s: str) -> str:
+    return s.replace("'", "''")
+
+
+def _rmtree(path: str) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)
+
+
+__all__ = ["ALL", "CompactReport", "CompactionBusy", "PartitionResult", "compact"]

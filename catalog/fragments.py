@@ -4,11 +4,15 @@ Layout under the output root (local or S3)::
 
     catalog/stages/run=<run_id>/<attempt_id>.parquet   one row per stage run
     catalog/assets/run=<run_id>/<attempt_id>.parquet   one row: the attempt's outcome
-    catalog/reviews/<review_id>.parquet                 review decisions (rows too)
-    catalog/compacted/<kind>-<id>.parquet               merged fragments (see ``compact``)
+    catalog/verdicts/run=<run_id>/<batch_id>.parquet   triage verdicts (one row per attempt judged)
+    catalog/reviews/<review_id>.parquet                 review decisions
+    catalog/published/<publish_id>.parquet              what a publish delivered
+    catalog/rulesets/<rules_hash>.parquet               the triage rules a verdict was computed by
+    catalog/compacted/<kind>/<partition>/c-*.parquet    merged fragments (see ``compact``)
 
 The asset fragment is written last and acts as the commit marker: stage rows whose attempt has
-no asset row are ignored by the views. Many workers write side by side without contention.
+no asset row are ignored by the views. Many workers write side by side without contention, and
+no row is ever rewritten: a new verdict, decision or publication is a new row.
 """
 
 from __future__ import annotations
@@ -59,6 +63,11 @@ ASSET_FIELDS: list[pa.Field] = [
     pa.field("library_versions", pa.string()),  # JSON
     pa.field("host", pa.string()),
     pa.field("metrics", pa.string()),         # JSON of every metric, also spread into columns
+    pa.field("usdz_uri", pa.string()),
+    pa.field("usdz_sha256", pa.string()),
+    pa.field("poster_sha256", pa.string()),
+    pa.field("supersedes", pa.string()),      # the attempt_id this attempt re-does (reprocess)
+    pa.field("trigger", pa.string()),         # why it ran: null for a run, else the reprocess reason
 ]
 ASSET_SCHEMA = pa.schema(ASSET_FIELDS)
 FIXED_COLUMNS = {f.name for f in ASSET_FIELDS}
@@ -82,6 +91,66 @@ STAGE_SCHEMA = pa.schema([
     pa.field("host", pa.string()),
     pa.field("device", pa.string()),
     pa.field("peak_rss_mb", pa.float64()),
+])
+
+TS = pa.timestamp("ms", tz="UTC")
+
+#: One row per attempt judged by the triage rules; recomputing appends new rows.
+VERDICT_SCHEMA = pa.schema([
+    pa.field("verdict_id", pa.string()),
+    pa.field("attempt_id", pa.string()),
+    pa.field("run_id", pa.string()),
+    pa.field("sku", pa.string()),
+    pa.field("verdict", pa.string()),         # pass | review | fail
+    pa.field("severity", pa.int64()),         # 2 fail, 1 review, 0 pass
+    pa.field("reasons", pa.string()),         # the hit rules' reasons, worst first, "; "-joined
+    pa.field("rules_hit", pa.list_(pa.string())),
+    pa.field("details", pa.string()),         # JSON [{rule, verdict, metric, value, threshold}]
+    pa.field("rules_version", pa.string()),
+    pa.field("rules_hash", pa.string()),
+    pa.field("computed_at", TS),
+    pa.field("computed_by", pa.string()),
+])
+
+#: One row per review decision; a later decision on the same attempt wins.
+REVIEW_SCHEMA = pa.schema([
+    pa.field("review_id", pa.string()),
+    pa.field("sku", pa.string()),
+    pa.field("attempt_id", pa.string()),      # the attempt that was looked at
+    pa.field("run_id", pa.string()),
+    pa.field("asset_id", pa.string()),
+    pa.field("decision", pa.string()),        # approve | reject | rework
+    pa.field("note", pa.string()),
+    pa.field("overrides", pa.string()),       # JSON {stage: {option: value}} for rework
+    pa.field("reviewer", pa.string()),
+    pa.field("decided_at", TS),
+    pa.field("source", pa.string()),          # cli | api | dashboard
+    pa.field("verdict", pa.string()),         # the verdict shown when deciding
+])
+
+#: One row per SKU a publish changed at a destination (copied or withdrawn).
+PUBLISHED_SCHEMA = pa.schema([
+    pa.field("item_id", pa.string()),
+    pa.field("publish_id", pa.string()),
+    pa.field("destination", pa.string()),
+    pa.field("sku", pa.string()),
+    pa.field("attempt_id", pa.string()),
+    pa.field("run_id", pa.string()),
+    pa.field("review_id", pa.string()),       # the approval; null when published unreviewed
+    pa.field("action", pa.string()),          # published | withdrawn
+    pa.field("files", pa.string()),           # JSON [{role, name, uri, bytes, sha256}]
+    pa.field("glb_sha256", pa.string()),
+    pa.field("published_at", TS),
+    pa.field("publisher", pa.string()),
+])
+
+#: The effective triage rules, stored once per hash so every verdict can be explained later.
+RULESET_SCHEMA = pa.schema([
+    pa.field("rules_hash", pa.string()),
+    pa.field("rules_version", pa.string()),
+    pa.field("sources", pa.string()),         # JSON list of the files layered into it
+    pa.field("rules", pa.string()),           # JSON of the effective rules
+    pa.field("recorded_at", TS),
 ])
 
 _LIBS = ("numpy", "scipy", "trimesh", "xatlas", "fast-simplification", "pillow",
@@ -148,11 +217,23 @@ def _parquet_bytes(table: pa.Table) -> bytes:
     return buf.getvalue()
 
 
+def parquet_bytes(table: pa.Table) -> bytes:
+    """A table as zstd Parquet bytes (what every fragment is)."""
+    return _parquet_bytes(table)
+
+
+def rows_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
+    """Rows as a table of ``schema``; keys outside it become extra typed columns."""
+    return _to_table(rows, schema)
+
+
 def asset_row(state: AssetState, *, started_at: float, finished_at: float, recipe: dict,
-              recipe_hash: str, input_hashes: dict, catalog_source: str = "") -> dict[str, Any]:
+              recipe_hash: str, input_hashes: dict, catalog_source: str = "",
+              supersedes: str | None = None, trigger: str | None = None) -> dict[str, Any]:
     f = state.failure
     glb = state.artifacts.get("glb")
     poster = state.artifacts.get("poster")
+    usdz = state.artifacts.get("usdz")
     metrics = {k: v for k, v in state.metrics.items()}
     row: dict[str, Any] = {
         "attempt_id": state.attempt_id, "run_id": state.run_id, "asset_id": state.asset_id,
@@ -171,6 +252,9 @@ def asset_row(state: AssetState, *, started_at: float, finished_at: float, recip
         "code_version": code_version(), "library_versions": json.dumps(library_versions()),
         "host": socket.gethostname(),
         "metrics": json.dumps(metrics, sort_keys=True, default=str),
+        "usdz_uri": usdz.uri if usdz else None, "usdz_sha256": usdz.sha256 if usdz else None,
+        "poster_sha256": poster.sha256 if poster else None,
+        "supersedes": supersedes, "trigger": trigger,
     }
     for k, v in metrics.items():
         if isinstance(v, (bool, int, float, str)) or v is None:

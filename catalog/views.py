@@ -1,124 +1,366 @@
-"""DuckDB views over the catalog's Parquet fragments, locally or on S3.
+"""DuckDB views over the catalog's Parquet files, locally or on S3.
 
-Locally DuckDB reads the fragment files directly (globs). On S3 the fragments are read through
-the project's storage layer (boto3, any endpoint) into Arrow and registered with DuckDB: that
-needs no DuckDB extension download at run time, which this factory never does.
+``Catalog(root)`` takes a snapshot of the catalog's files (``files.snapshot``: every row exactly
+once, even while a compaction runs) and defines the views below on an in-memory DuckDB
+connection. Locally DuckDB reads the files where they are; on S3 they are first copied into a
+local cache through the project's storage layer (boto3, any endpoint), so DuckDB needs no
+extension download at run time, which this factory never does, and still gets Parquet
+statistics and filter pushdown.
 
 Views:
-  ``attempts``  every asset attempt (deduplicated by attempt_id, so a half-finished compaction
-                never shows a row twice)
-  ``assets``    the latest attempt of each SKU
-  ``stages``    every stage run of a committed attempt
-  ``reviews``   review decisions, when any were made
-  ``runs``      one row per run: counts and wall time
+  ``attempts``         every committed asset attempt
+  ``current_assets``   the current attempt of each SKU: its latest (``assets`` is the same view)
+  ``stages``           every stage run of a committed attempt
+  ``verdicts``         every triage verdict; ``current_verdicts``: the latest per attempt
+  ``reviews``          every review decision; ``decisions``: the latest per attempt
+  ``queue``            current assets with their verdict, decision and metric aliases
+                       (``metric_silhouette_iou``, ``metric_observed_texels``, ...)
+  ``open_reworks``     current assets whose latest decision is ``rework``
+  ``published``        every publication row; ``delivered``: what each destination holds now
+  ``rulesets``         the triage rules verdicts were computed by
+  ``history``          every event of every SKU (attempt, verdict, decision, published)
+  ``runs``             one row per run: counts and wall time
+Table macros:
+  ``sku_history(sku)``             one SKU's events, oldest first
+  ``run_diff(run_a, run_b)``       per SKU: new, fixed, regressed, same or missing
+  ``run_metric_changes(run_a, run_b, tolerance)``  per SKU and metric, the values that moved
 """
 
 from __future__ import annotations
 
 import os
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Self, TypeVar
 
 import duckdb
+import pyarrow as pa
 
-from ..core.storage import open_storage
+from .files import KINDS, Snapshot, local_paths, prune_cache, snapshot
+from .fragments import (
+    ASSET_SCHEMA,
+    PUBLISHED_SCHEMA,
+    REVIEW_SCHEMA,
+    RULESET_SCHEMA,
+    STAGE_SCHEMA,
+    VERDICT_SCHEMA,
+)
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "assets": ASSET_SCHEMA, "stages": STAGE_SCHEMA, "verdicts": VERDICT_SCHEMA,
+    "reviews": REVIEW_SCHEMA, "published": PUBLISHED_SCHEMA, "rulesets": RULESET_SCHEMA,
+}
+
+#: Metric columns the views guarantee (NULL where no attempt recorded them), because rules,
+#: aliases and the manifest read them.
+KNOWN_METRICS: dict[str, str] = {
+    "metrics_tris": "BIGINT", "metrics_glb_bytes": "BIGINT", "metrics_iou_min": "DOUBLE",
+    "metrics_iou_mean": "DOUBLE", "metrics_bbox_x_m": "DOUBLE", "metrics_bbox_y_m": "DOUBLE",
+    "metrics_bbox_z_m": "DOUBLE", "metrics_boundary_edges": "BIGINT",
+    "metrics_watertight": "BOOLEAN", "export_glb_bytes": "BIGINT",
+    "export_usdz_bytes": "BIGINT", "gltf_errors": "BIGINT", "usd_errors": "BIGINT",
+    "texture_observed_frac": "DOUBLE", "cleanup_dims_error_max": "DOUBLE",
+    "cleanup_parts": "BIGINT", "cleanup_parts_watertight": "BIGINT",
+    "ingest_views": "BIGINT", "ingest_views_posed": "BIGINT",
+}
+
+#: Friendly names for the metrics people filter on most (columns of ``queue``).
+ALIASES: dict[str, str] = {
+    "metric_silhouette_iou": "metrics_iou_min",
+    "metric_observed_texels": "texture_observed_frac",
+    "metric_triangles": "metrics_tris",
+    "metric_glb_bytes": "coalesce(export_glb_bytes, metrics_glb_bytes)",
+    "metric_dims_error": "cleanup_dims_error_max",
+}
+
+_DUCK_TYPES = {
+    pa.string(): "VARCHAR", pa.int64(): "BIGINT", pa.float64(): "DOUBLE", pa.bool_(): "BOOLEAN",
+    pa.timestamp("ms", tz="UTC"): "TIMESTAMPTZ", pa.list_(pa.string()): "VARCHAR[]",
+}
+
+#: Numeric columns that are bookkeeping, not metrics of the asset (left out of run diffs).
+_NOT_METRICS = {"row", "wall_s", "peak_rss_mb", "severity"}
+
+T = TypeVar("T")
 
 
-def _glob(root: str, kind: str) -> list[str]:
-    base = root.rstrip("/")
-    return [f"{base}/catalog/{kind}/**/*.parquet", f"{base}/catalog/compacted/{kind}-*.parquet"]
+def arrow_table(cur: Any) -> pa.Table:
+    """A DuckDB result as an Arrow table (the method's name changed across DuckDB releases)."""
+    for name in ("to_arrow_table", "fetch_arrow_table", "arrow"):
+        fn = getattr(cur, name, None)
+        if fn is not None:
+            with warnings.catch_warnings():   # "makes an extra copy": fine at our sizes
+                warnings.simplefilter("ignore")
+                out = fn()
+            return out.read_all() if isinstance(out, pa.RecordBatchReader) else out
+    raise RuntimeError("this DuckDB release offers no Arrow result method")
 
 
-def _has_files(root: str, kind: str) -> list[str]:
-    store = open_storage(root)
-    found = []
-    for pattern, prefix in ((0, f"catalog/{kind}/"), (1, "catalog/compacted/")):
-        for key in store.list(prefix):
-            if key.endswith(".parquet") and (pattern == 0 or
-                                             key.split("/")[-1].startswith(f"{kind}-")):
-                found.append(_glob(root, kind)[pattern])
-                break
-    return found
+def quote_ident(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _arrow_from_store(root: str, kind: str):
-    """All fragments of ``kind`` under an S3 root as one Arrow table (None when there are none)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def _lit(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
 
-    store = open_storage(root)
-    keys = [k for k in store.list(f"catalog/{kind}/") if k.endswith(".parquet")]
-    keys += [k for k in store.list("catalog/compacted/")
-             if k.split("/")[-1].startswith(f"{kind}-") and k.endswith(".parquet")]
-    if not keys:
-        return None
-    tables = [pq.read_table(pa.BufferReader(store.get(k))) for k in keys]
-    return pa.concat_tables(tables, promote_options="permissive")
+
+def read_sql(paths: Sequence[str]) -> str:
+    return (f"read_parquet([{', '.join(_lit(p) for p in paths)}], union_by_name = true, "
+            "hive_partitioning = false)")
+
+
+class Catalog:
+    """A read snapshot of the catalog under ``root`` with the views defined on a connection.
+
+    Cheap to keep: the dashboard holds one and calls ``refresh()`` to see new rows.
+    """
+
+    def __init__(self, root: str, con: duckdb.DuckDBPyConnection | None = None,
+                 threads: int | None = None) -> None:
+        root = str(root)
+        self.root = root if root.startswith("s3://") else os.path.abspath(root)
+        self.con = con or duckdb.connect()
+        self.con.execute("SET parquet_metadata_cache = true")
+        if threads:
+            self.con.execute(f"SET threads = {int(threads)}")
+        self.snap: Snapshot | None = None
+        self.columns: dict[str, dict[str, str]] = {}
+        self.refresh()
+
+    # ------------------------------------------------------------------ sources
+
+    def refresh(self) -> Catalog:
+        """Take a new snapshot of the files and (re)define every view over it."""
+        self.snap = snapshot(self.root)
+        prune_cache(self.root, self.snap)
+        for kind in KINDS:
+            self._define_source(kind)
+        self._define_views()
+        return self
+
+    def source(self, kind: str, runs: Iterable[str] | None = None) -> str:
+        """SQL for the rows of ``kind`` (optionally only files that can hold ``runs``), each row
+        once: a row in both a fragment and a compacted file is taken from the fragment."""
+        assert self.snap is not None
+        files = self.snap.of(kind, runs)
+        key = KINDS[kind][0]
+        frag = [f for f in files if not f.compacted]
+        comp = [f for f in files if f.compacted]
+        if not frag and not comp:
+            return f"(SELECT * FROM _empty_{kind})"
+        fp = local_paths(self.root, frag) if frag else []
+        cp = local_paths(self.root, comp) if comp else []
+        if not comp:
+            return read_sql(fp)
+        if not frag:
+            return read_sql(cp)
+        k = quote_ident(key)
+        return (f"(SELECT * FROM {read_sql(cp)} WHERE {k} NOT IN "
+                f"(SELECT {k} FROM {read_sql(fp)} WHERE {k} IS NOT NULL) "
+                f"UNION ALL BY NAME SELECT * FROM {read_sql(fp)})")
+
+    def _define_source(self, kind: str) -> None:
+        schema = SCHEMAS[kind]
+        empty = ", ".join(f"NULL::{_DUCK_TYPES[f.type]} AS {quote_ident(f.name)}" for f in schema)
+        self.con.execute(f"CREATE OR REPLACE VIEW _empty_{kind} AS SELECT {empty} WHERE false")
+        src = self.source(kind)
+        have = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+        wanted = {f.name: _DUCK_TYPES[f.type] for f in schema}
+        if kind == "assets":
+            wanted.update(KNOWN_METRICS)
+        extra = [f"NULL::{t} AS {quote_ident(n)}" for n, t in wanted.items() if n not in have]
+        cols = "*" + "".join(", " + e for e in extra)
+        self.con.execute(f"CREATE OR REPLACE VIEW _src_{kind} AS SELECT {cols} FROM {src}")
+        self.columns[kind] = {**have, **{n: t for n, t in wanted.items() if n not in have}}
+
+    def _define_views(self) -> None:
+        c = self.con
+        c.execute("CREATE OR REPLACE VIEW attempts AS SELECT * FROM _src_assets")
+        c.execute("""CREATE OR REPLACE VIEW current_assets AS
+            SELECT * FROM attempts WHERE attempt_id IN (
+                SELECT max_by(attempt_id, (finished_at, attempt_id)) FROM attempts GROUP BY sku)""")
+        c.execute("CREATE OR REPLACE VIEW assets AS SELECT * FROM current_assets")
+        c.execute("""CREATE OR REPLACE VIEW stages AS
+            SELECT * FROM _src_stages WHERE attempt_id IN (SELECT attempt_id FROM attempts)""")
+        c.execute("CREATE OR REPLACE VIEW verdicts AS SELECT * FROM _src_verdicts")
+        c.execute("""CREATE OR REPLACE VIEW current_verdicts AS
+            SELECT * FROM verdicts WHERE verdict_id IN (
+                SELECT max_by(verdict_id, (computed_at, verdict_id)) FROM verdicts
+                GROUP BY attempt_id)""")
+        c.execute("CREATE OR REPLACE VIEW reviews AS SELECT * FROM _src_reviews")
+        c.execute("""CREATE OR REPLACE VIEW decisions AS
+            SELECT * FROM reviews WHERE review_id IN (
+                SELECT max_by(review_id, (decided_at, review_id)) FROM reviews
+                GROUP BY attempt_id)""")
+        aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items())
+        c.execute(f"""CREATE OR REPLACE VIEW queue AS
+            SELECT a.*, coalesce(v.verdict, 'untriaged') AS verdict, v.severity, v.reasons,
+                   v.rules_hit, v.rules_version, v.verdict_id, v.computed_at AS triaged_at,
+                   coalesce(d.decision, 'unreviewed') AS review_status, d.reviewer,
+                   d.note AS review_note, d.overrides AS review_overrides, d.decided_at,
+                   d.review_id {aliases}
+            FROM current_assets a
+            LEFT JOIN current_verdicts v ON v.attempt_id = a.attempt_id
+            LEFT JOIN decisions d ON d.attempt_id = a.attempt_id""")
+        c.execute("CREATE OR REPLACE VIEW open_reworks AS "
+                  "SELECT * FROM queue WHERE review_status = 'rework'")
+        c.execute("CREATE OR REPLACE VIEW published AS SELECT * FROM _src_published")
+        c.execute("""CREATE OR REPLACE VIEW delivered AS
+            SELECT * FROM published WHERE action = 'published' AND item_id IN (
+                SELECT max_by(item_id, (published_at, item_id)) FROM published
+                GROUP BY destination, sku)""")
+        c.execute("CREATE OR REPLACE VIEW rulesets AS SELECT * FROM _src_rulesets")
+        c.execute("""CREATE OR REPLACE VIEW history AS
+            SELECT sku, finished_at AS happened_at, 'attempt' AS event, attempt_id, run_id,
+                   status AS outcome,
+                   concat_ws('; ', CASE WHEN failed_stage IS NOT NULL
+                                        THEN failed_stage || ': ' || error END,
+                             CASE WHEN supersedes IS NOT NULL
+                                  THEN 'supersedes ' || supersedes END,
+                             trigger) AS detail,
+                   host AS actor FROM attempts
+            UNION ALL
+            SELECT sku, computed_at, 'verdict', attempt_id, run_id, verdict, reasons,
+                   computed_by FROM verdicts
+            UNION ALL
+            SELECT sku, decided_at, 'decision', attempt_id, run_id, decision,
+                   concat_ws('; ', note, CASE WHEN overrides IS NOT NULL AND overrides <> '{}'
+                                              THEN 'set ' || overrides END), reviewer
+            FROM reviews
+            UNION ALL
+            SELECT sku, published_at, action, attempt_id, run_id, action, destination, publisher
+            FROM published""")
+        c.execute("""CREATE OR REPLACE MACRO sku_history(s) AS TABLE
+            SELECT * FROM history WHERE sku = s ORDER BY happened_at, event""")
+        c.execute("""CREATE OR REPLACE VIEW runs AS
+            SELECT run_id, count(*) AS attempts,
+                   count(*) FILTER (WHERE status = 'ok') AS ok,
+                   count(*) FILTER (WHERE status = 'failed') AS failed,
+                   min(finished_at) AS first_finished, max(finished_at) AS last_finished,
+                   sum(wall_s) AS asset_seconds
+            FROM attempts GROUP BY run_id""")
+        c.execute(f"CREATE OR REPLACE MACRO run_diff(run_a, run_b) AS TABLE {run_diff_sql()}")
+        metrics = self.metric_columns()
+        if metrics:
+            c.execute("CREATE OR REPLACE MACRO run_metric_changes(run_a, run_b, tolerance) AS "
+                      f"TABLE {metric_changes_sql(metrics)}")
+
+    def metric_columns(self) -> list[str]:
+        """Numeric metric columns of the attempts (what a run diff compares)."""
+        fixed = {f.name for f in ASSET_SCHEMA}
+        numeric = ("BIGINT", "DOUBLE", "INTEGER", "BOOLEAN", "FLOAT", "HUGEINT", "SMALLINT")
+        return sorted(n for n, t in self.columns.get("assets", {}).items()
+                      if n not in fixed and n not in _NOT_METRICS and t in numeric
+                      and "seconds" not in n and not n.endswith("_s"))
+
+    # ------------------------------------------------------------------ queries
+
+    def execute(self, sql: str, params: Sequence[Any] | None = None) -> duckdb.DuckDBPyConnection:
+        return with_retry(self, lambda: self.con.execute(sql, list(params or [])))
+
+    def rows(self, sql: str, params: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        def run() -> list[dict[str, Any]]:
+            cur = self.con.execute(sql, list(params or []))
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]
+        return with_retry(self, run)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def with_retry(cat: Catalog, fn: Callable[[], T], attempts: int = 4) -> T:
+    """Run ``fn``; when a file of the snapshot was deleted under it (a compaction finished),
+    take a new snapshot and run it again. The new snapshot holds the same rows."""
+    for i in range(attempts):
+        try:
+            return fn()
+        except duckdb.IOException as exc:
+            msg = str(exc)
+            if i == attempts - 1 or not any(s in msg for s in (
+                    "No such file", "No files found", "does not exist", "Cannot open file")):
+                raise
+            time.sleep(0.05 * (i + 1))
+            cat.refresh()
+    raise AssertionError("unreachable")
+
+
+def run_diff_sql(run_a: str = "run_a", run_b: str = "run_b") -> str:
+    """Per SKU: its latest attempt in each run, their verdicts and the kind of change."""
+    return f"""
+        WITH pick AS (
+            SELECT sku, run_id, max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
+            FROM attempts WHERE run_id IN ({run_a}, {run_b}) GROUP BY sku, run_id),
+        rated AS (
+            SELECT p.sku, p.run_id, p.attempt_id, a.status, a.failed_stage, v.verdict,
+                   CASE WHEN a.status = 'failed' THEN 2 ELSE coalesce(v.severity, 0) END AS sev
+            FROM pick p JOIN attempts a ON a.attempt_id = p.attempt_id
+            LEFT JOIN current_verdicts v ON v.attempt_id = p.attempt_id),
+        a AS (SELECT * FROM rated WHERE run_id = {run_a}),
+        b AS (SELECT * FROM rated WHERE run_id = {run_b})
+        SELECT coalesce(a.sku, b.sku) AS sku,
+               CASE WHEN a.sku IS NULL THEN 'new' WHEN b.sku IS NULL THEN 'missing'
+                    WHEN b.sev < a.sev THEN 'fixed' WHEN b.sev > a.sev THEN 'regressed'
+                    ELSE 'same' END AS change,
+               a.attempt_id AS attempt_a, b.attempt_id AS attempt_b,
+               a.status AS status_a, b.status AS status_b,
+               a.failed_stage AS failed_stage_a, b.failed_stage AS failed_stage_b,
+               a.verdict AS verdict_a, b.verdict AS verdict_b
+        FROM a FULL OUTER JOIN b ON a.sku = b.sku"""
+
+
+def metric_changes_sql(metrics: Sequence[str], run_a: str = "run_a", run_b: str = "run_b",
+                       tolerance: str = "tolerance") -> str:
+    """Long form: (sku, metric, value_a, value_b, delta) where the metric moved by more than
+    ``tolerance`` (relative), or changed at all for booleans."""
+    parts, cols = [], []
+    for i, m in enumerate(metrics):
+        q = quote_ident(m)
+        cols.append(f"a.{q} AS a{i}, b.{q} AS b{i}")
+        parts.append(f"SELECT sku, {_lit(m)} AS metric, a{i}::DOUBLE AS value_a, "
+                     f"b{i}::DOUBLE AS value_b FROM pair WHERE a{i} IS DISTINCT FROM b{i}")
+    return f"""
+        WITH pick AS (
+            SELECT sku, run_id, max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
+            FROM attempts WHERE run_id IN ({run_a}, {run_b}) GROUP BY sku, run_id),
+        pair AS (
+            SELECT pa.sku, {', '.join(cols)} FROM pick pa JOIN pick pb ON pa.sku = pb.sku
+            JOIN attempts a ON a.attempt_id = pa.attempt_id
+            JOIN attempts b ON b.attempt_id = pb.attempt_id
+            WHERE pa.run_id = {run_a} AND pb.run_id = {run_b}),
+        long AS ({' UNION ALL '.join(parts)})
+        SELECT sku, metric, value_a, value_b, value_b - value_a AS delta FROM long
+        WHERE value_a IS NULL OR value_b IS NULL
+           OR abs(value_b - value_a) > {tolerance} * greatest(abs(value_a), 1e-12)"""
 
 
 def connect(root: str, con: duckdb.DuckDBPyConnection | None = None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection with the catalog views defined over ``root``."""
-    root = str(root)
-    if not root.startswith("s3://"):
-        root = os.path.abspath(root)
-    con = con or duckdb.connect()
-    remote = root.startswith("s3://")
-
-    def source(kind: str) -> str | None:
-        if remote:
-            table = _arrow_from_store(root, kind)
-            if table is None:
-                return None
-            con.register(f"_{kind}_fragments", table)
-            return f"_{kind}_fragments"
-        globs = _has_files(root, kind)
-        if not globs:
-            return None
-        lst = ", ".join(f"'{g}'" for g in globs)
-        return f"read_parquet([{lst}], union_by_name = true, hive_partitioning = false)"
-
-    assets_src = source("assets")
-    if assets_src is None:
-        con.execute("CREATE OR REPLACE VIEW attempts AS SELECT NULL::VARCHAR AS attempt_id, "
-                    "NULL::VARCHAR AS run_id, NULL::VARCHAR AS asset_id, NULL::VARCHAR AS sku, "
-                    "NULL::VARCHAR AS status, NULL::VARCHAR AS failed_stage, NULL::VARCHAR AS error, "
-                    "NULL::VARCHAR AS fix, NULL::TIMESTAMPTZ AS finished_at, NULL::DOUBLE AS wall_s "
-                    "WHERE false")
-    else:
-        con.execute(f"""CREATE OR REPLACE VIEW attempts AS
-            SELECT * FROM {assets_src}
-            QUALIFY row_number() OVER (PARTITION BY attempt_id ORDER BY finished_at) = 1""")
-    con.execute("""CREATE OR REPLACE VIEW assets AS
-        SELECT * FROM attempts
-        QUALIFY row_number() OVER (PARTITION BY sku ORDER BY finished_at DESC, attempt_id DESC) = 1""")
-    stages_src = source("stages")
-    if stages_src is None:
-        con.execute("CREATE OR REPLACE VIEW stages AS SELECT NULL::VARCHAR AS attempt_id, "
-                    "NULL::VARCHAR AS run_id, NULL::VARCHAR AS sku, NULL::BIGINT AS seq, "
-                    "NULL::VARCHAR AS stage, NULL::VARCHAR AS status, NULL::DOUBLE AS duration_s "
-                    "WHERE false")
-    else:
-        con.execute(f"""CREATE OR REPLACE VIEW stages AS
-            SELECT s.* FROM {stages_src} s
-            WHERE s.attempt_id IN (SELECT attempt_id FROM attempts)
-            QUALIFY row_number() OVER (PARTITION BY s.attempt_id, s.seq ORDER BY s.started_at) = 1""")
-    reviews_src = source("reviews")
-    if reviews_src is not None:
-        con.execute(f"CREATE OR REPLACE VIEW reviews AS SELECT * FROM {reviews_src}")
-    con.execute("""CREATE OR REPLACE VIEW runs AS
-        SELECT run_id, count(*) AS attempts,
-               count(*) FILTER (WHERE status = 'ok') AS ok,
-               count(*) FILTER (WHERE status = 'failed') AS failed,
-               min(finished_at) AS first_finished, max(finished_at) AS last_finished,
-               sum(wall_s) AS asset_seconds
-        FROM attempts GROUP BY run_id""")
-    return con
+    return Catalog(root, con).con
 
 
-def query(root: str, sql: str):
+def open_catalog(root: str | Catalog) -> tuple[Catalog, bool]:
+    """``(catalog, opened_here)``: API functions accept a root or an open ``Catalog``."""
+    if isinstance(root, Catalog):
+        return root, False
+    return Catalog(str(root)), True
+
+
+def query(root: str, sql: str, params: Sequence[Any] | None = None):
     """Run SQL against the catalog views; returns (column names, rows)."""
-    con = connect(root)
+    cat = Catalog(root)
     try:
-        cur = con.execute(sql)
-        cols = [d[0] for d in cur.description] if cur.description else []
-        return cols, cur.fetchall()
+        def run():
+            cur = cat.con.execute(sql, list(params or []))
+            cols = [d[0] for d in cur.description] if cur.description else []
+            return cols, cur.fetchall()
+        return with_retry(cat, run)
     finally:
-        con.close()
+        cat.close()

@@ -8,11 +8,12 @@ catalog scale otherwise.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +93,8 @@ def record_row_errors(parse: CatalogParse, out: str, run_id: str, recipe: Recipe
 
 @task(name="plan-assets")
 def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
-                force: bool) -> tuple[list[AssetState], list[AttemptMeta], list[str]]:
+                force: bool, lineage: Mapping[str, tuple[str, str]] | None = None,
+                ) -> tuple[list[AssetState], list[AttemptMeta], list[str]]:
     """Work out each SKU's identity and skip those already converted with the same one."""
     done: set[str] = set()
     if not force:
@@ -113,7 +115,8 @@ def plan_assets(parse: CatalogParse, out: str, run_id: str, recipe: Recipe,
         states.append(AssetState(sku=spec.sku, spec=spec, store_uri=out, run_id=run_id,
                                  attempt_id=new_attempt_id(), asset_id=aid,
                                  profile=recipe.profile, backend=recipe.backend))
-        metas.append(AttemptMeta(time.time(), desc, rhash, hashes, parse.source))
+        sup, why = (lineage or {}).get(spec.sku, (None, None))
+        metas.append(AttemptMeta(time.time(), desc, rhash, hashes, parse.source, sup, why))
     return states, metas, skipped
 
 
@@ -134,8 +137,7 @@ def convert_assets(states: list[AssetState], metas: list[AttemptMeta], recipe: R
         ray.init(**kwargs)
         started_here = True
     try:
-        metas = [AttemptMeta(time.time(), m.recipe, m.recipe_hash, m.input_hashes,
-                             m.catalog_source) for m in metas]
+        metas = [dataclasses.replace(m, started_at=time.time()) for m in metas]
         return run_assets_on_ray(states, recipe, metas, on_done=PROGRESS_HOOK)
     finally:
         if started_here:
@@ -146,25 +148,38 @@ def convert_assets(states: list[AssetState], metas: list[AttemptMeta], recipe: R
 def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar",
                     backend: str = "silhouette", force: bool = False,
                     ray_address: str | None = None, num_cpus: int | None = None,
-                    overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary."""
+                    overrides: dict[str, dict[str, Any]] | None = None,
+                    rules: str | None = None, only_skus: Sequence[str] | None = None,
+                    lineage: Mapping[str, tuple[str, str]] | None = None,
+                    run_id: str | None = None) -> dict[str, Any]:
+    """Convert every SKU of ``catalog`` into assets under ``out``; returns the run summary.
+
+    rules: a triage rules file layered over the defaults for this run's verdicts.
+    only_skus, lineage, run_id: for ``reprocess`` (convert only these SKUs; each new attempt
+    records the attempt it supersedes and why: {sku: (attempt_id, trigger)}; join a run).
+    """
     logger = get_run_logger()
     if not out.startswith("s3://"):
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
-    run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    run_id = run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
     recipe = build_recipe(profile, backend, overrides)
+    triage_rules = _load_triage_rules(rules)      # a bad rules file fails before any work
     parse = load_catalog(catalog)
+    if only_skus is not None:
+        parse = _only(parse, only_skus)
     logger.info("run %s: %d SKUs, %d bad rows, profile=%s backend=%s", run_id,
                 len(parse.specs), len(parse.errors), profile, backend)
     n_bad = record_row_errors(parse, out, run_id, recipe)
-    states, metas, skipped = plan_assets(parse, out, run_id, recipe, force)
+    states, metas, skipped = plan_assets(parse, out, run_id, recipe, force, lineage)
     if skipped:
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                     len(skipped))
     if PLAN_HOOK:
         PLAN_HOOK(len(states), len(skipped))
     results = convert_assets(states, metas, recipe, ray_address, num_cpus) if states else []
+    if results or n_bad:
+        _record_run_verdicts(out, run_id, triage_rules)
     summary = run_summary(out, run_id) if (results or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = len(skipped)
@@ -177,3 +192,27 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     except Exception as exc:  # noqa: BLE001 - the summary artifact is a convenience
         logger.warning("could not create the summary artifact: %s", exc)
     return summary
+
+
+# ---------------------------------------------------------------- triage and reprocess hooks
+
+def _load_triage_rules(path: str | None):
+    from ..catalog.rules import load_rules
+
+    return load_rules(path)
+
+
+def _only(parse: CatalogParse, skus: Sequence[str]) -> CatalogParse:
+    """The parse restricted to ``skus`` (their row errors too)."""
+    keep = set(skus)
+    return dataclasses.replace(parse, specs=[s for s in parse.specs if s.sku in keep],
+                               errors=[e for e in parse.errors if e.sku in keep])
+
+
+@task(name="triage-run")
+def _record_run_verdicts(out: str, run_id: str, rules) -> None:
+    """Judge the run's attempts under the run's rules (verdict rows; see catalog.triage)."""
+    from ..catalog.triage import record_verdicts
+
+    batch = record_verdicts(out, runs=[run_id], rules=rules)
+    get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)

@@ -64,6 +64,8 @@ class AttemptMeta:
     recipe_hash: str
     input_hashes: dict
     catalog_source: str
+    supersedes: str | None = None   # reprocess: the attempt this one re-does
+    trigger: str | None = None      # reprocess: why (failures / where / rework)
 
 
 def record_attempt(state: AssetState, meta: AttemptMeta) -> dict[str, Any]:
@@ -74,7 +76,8 @@ def record_attempt(state: AssetState, meta: AttemptMeta) -> dict[str, Any]:
     finished = max((r.started_at + r.duration_s for r in state.records), default=time.time())
     row = asset_row(state, started_at=started, finished_at=finished, recipe=meta.recipe,
                     recipe_hash=meta.recipe_hash, input_hashes=meta.input_hashes,
-                    catalog_source=meta.catalog_source)
+                    catalog_source=meta.catalog_source, supersedes=meta.supersedes,
+                    trigger=meta.trigger)
     write_attempt(open_storage(state.store_uri), row, stage_rows(state))
     return {"sku": state.sku, "status": row["status"], "failed_stage": row["failed_stage"],
             "error": row["error"], "fix": row["fix"], "wall_s": row["wall_s"],

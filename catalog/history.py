@@ -1,0 +1,137 @@
+"""One SKU's history, and the difference between two runs of the same catalog.
+
+Both read the named views (``sku_history``, ``run_diff``, ``run_metric_changes`` are also
+table macros anyone can call from ``assetfactory query``); filters are bound parameters and
+reach the Parquet scans, so one SKU's history reads a few row groups of a compacted catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .views import Catalog, open_catalog, quote_ident, run_diff_sql
+
+CHANGES = ("new", "fixed", "regressed", "same", "missing")
+
+
+@dataclass
+class SkuHistory:
+    """Everything that happened to one SKU, oldest first, and its attempts in detail."""
+
+    sku: str
+    events: list[dict[str, Any]]
+    attempts: list[dict[str, Any]]
+    current_attempt_id: str | None
+
+
+def sku_history(root: str | Catalog, sku: str) -> SkuHistory:
+    """Attempts (with lineage), verdicts, decisions and publications of ``sku``."""
+    cat, mine = open_catalog(root)
+    try:
+        events = cat.rows("SELECT * FROM sku_history(?)", [sku])
+        attempts = cat.rows("""
+            SELECT a.attempt_id, a.run_id, a.status, a.failed_stage, a.error, a.fix,
+                   a.finished_at, a.supersedes, a.trigger, a.profile, a.recipe_hash,
+                   a.glb_sha256, v.verdict, v.reasons, d.decision, d.reviewer, d.note
+            FROM (SELECT * FROM attempts WHERE sku = ?) a
+            LEFT JOIN (SELECT * FROM current_verdicts WHERE sku = ?) v
+                   ON v.attempt_id = a.attempt_id
+            LEFT JOIN (SELECT * FROM decisions WHERE sku = ?) d ON d.attempt_id = a.attempt_id
+            ORDER BY a.finished_at, a.attempt_id""", [sku, sku, sku])
+        current = attempts[-1]["attempt_id"] if attempts else None
+        return SkuHistory(sku, events, attempts, current)
+    finally:
+        if mine:
+            cat.close()
+
+
+@dataclass
+class RunDiff:
+    """How run ``run_b`` differs from run ``run_a``."""
+
+    run_a: str
+    run_b: str
+    counts: dict[str, int]
+    rows: list[dict[str, Any]]                     # per SKU, the changes asked for
+    moved: list[dict[str, Any]] = field(default_factory=list)   # per metric
+
+
+def latest_runs(root: str | Catalog, n: int = 2) -> list[str]:
+    """The ``n`` most recent runs, oldest first."""
+    cat, mine = open_catalog(root)
+    try:
+        rows = cat.rows("SELECT run_id FROM runs ORDER BY last_finished DESC, run_id DESC "
+                        "LIMIT ?", [n])
+        return [r["run_id"] for r in reversed(rows)]
+    finally:
+        if mine:
+            cat.close()
+
+
+def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 0.01,
+             changes: Sequence[str] = ("new", "fixed", "regressed", "missing"),
+             limit: int = 100, offset: int = 0,
+             metrics: Sequence[str] | None = None) -> RunDiff:
+    """Counts of new / fixed / regressed / same / missing SKUs, the SKUs of ``changes``
+    (paginated), and for each metric how many SKUs present in both runs it moved for (by more
+    than ``tolerance``, relative) and by how much on average."""
+    bad = set(changes) - set(CHANGES)
+    if bad:
+        raise ValueError(f"unknown change kind(s) {sorted(bad)}; use {CHANGES}")
+    cat, mine = open_catalog(root)
+    try:
+        diff = run_diff_sql("?", "?")
+        # the macro body uses each run twice; bind them in order of appearance
+        p2 = [run_a, run_b, run_a, run_b]
+        counts = {c: 0 for c in CHANGES}
+        for r in cat.rows(f"SELECT change, count(*) AS n FROM ({diff}) GROUP BY change", p2):
+            counts[r["change"]] = int(r["n"])
+        rows = []
+        if changes:
+            rows = cat.rows(
+                f"SELECT * FROM ({diff}) WHERE change IN ({', '.join('?' for _ in changes)}) "
+                "ORDER BY change, sku LIMIT ? OFFSET ?", p2 + list(changes) + [limit, offset])
+        ms = list(metrics) if metrics is not None else cat.metric_columns()
+        known = cat.columns["assets"]
+        ms = [m for m in ms if m in known]
+        moved = _moved(cat, run_a, run_b, ms, tolerance) if ms else []
+        return RunDiff(run_a, run_b, counts, rows, moved)
+    finally:
+        if mine:
+            cat.close()
+
+
+def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
+           tolerance: float) -> list[dict[str, Any]]:
+    """One pass over the SKUs in both runs: per metric, how many moved and the mean change."""
+    aggs = []
+    for i, m in enumerate(metrics):
+        q = quote_ident(m)
+        a, b = f"TRY_CAST(a.{q} AS DOUBLE)", f"TRY_CAST(b.{q} AS DOUBLE)"
+        moved = (f"({a} IS DISTINCT FROM {b} AND ({a} IS NULL OR {b} IS NULL OR "
+                 f"abs({b} - {a}) > ? * greatest(abs({a}), 1e-12)))")
+        aggs.append(f"count(*) FILTER (WHERE {moved}) AS n{i}, avg({b} - {a}) AS d{i}, "
+                    f"avg({a}) AS a{i}, avg({b}) AS b{i}")
+    sql = f"""
+        WITH pick AS (
+            SELECT sku, run_id, max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
+            FROM attempts WHERE run_id IN (?, ?) GROUP BY sku, run_id),
+        pa AS (SELECT * FROM attempts WHERE attempt_id IN
+               (SELECT attempt_id FROM pick WHERE run_id = ?)),
+        pb AS (SELECT * FROM attempts WHERE attempt_id IN
+               (SELECT attempt_id FROM pick WHERE run_id = ?))
+        SELECT count(*) AS pairs, {', '.join(aggs)}
+        FROM pa a JOIN pb b ON a.sku = b.sku"""
+    params: list[Any] = [run_a, run_b, run_a, run_b] + [tolerance] * len(metrics)
+    row = cat.rows(sql, params)[0]
+    out = []
+    for i, m in enumerate(metrics):
+        n = int(row[f"n{i}"] or 0)
+        if n:
+            out.append({"metric": m, "skus_moved": n, "pairs": int(row["pairs"]),
+                        "mean_a": row[f"a{i}"], "mean_b": row[f"b{i}"],
+                        "mean_delta": row[f"d{i}"]})
+    out.sort(key=lambda r: (-r["skus_moved"], r["metric"]))
+    return out

@@ -1,0 +1,323 @@
+"""Verdicts (rules applied to attempts, recorded as rows) and the triage queue.
+
+``record_verdicts`` judges attempts with a rule set and appends one verdict row per attempt;
+it never changes a row already written, so recomputing an old run under new rules just adds
+rows, and the latest verdict of an attempt is the one the queue shows (``current_verdicts``).
+
+``triage_queue`` is what the CLI and the dashboard list: the current attempt of each SKU with
+its verdict, reasons and review status, filtered, sorted and paginated in DuckDB with bound
+parameters (only the sort column is an identifier, checked against the catalog's columns).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import socket
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..core.storage import open_storage
+from .fragments import RULESET_SCHEMA, VERDICT_SCHEMA, parquet_bytes, rows_table
+from .rules import RuleSet, compile_rules, load_rules, rules_json
+from .views import ALIASES, Catalog, arrow_table, open_catalog, quote_ident
+
+
+def actor() -> str:
+    """Who is acting, for rows that record it: ``user@host``."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+@dataclass
+class VerdictBatch:
+    """The outcome of one ``record_verdicts`` call."""
+
+    batch_id: str
+    rules_version: str
+    rules_hash: str
+    counts: dict[str, int] = field(default_factory=dict)
+    keys: list[str] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+_BUDGETS = """
+    SELECT recipe_hash,
+           TRY_CAST(json_extract(r, '$.stages[*].options.target_tris')[1] AS DOUBLE) AS _budget_tris,
+           TRY_CAST(json_extract(r, '$.stages[*].options.max_glb_mb')[1] AS DOUBLE) * 1e6 AS _budget_glb_bytes
+    FROM (SELECT recipe_hash, any_value(recipe) AS r FROM scope
+          WHERE json_valid(recipe) GROUP BY recipe_hash)"""
+
+
+def record_verdicts(root: str | Catalog, *, runs: Sequence[str] | None = None,
+                    attempt_ids: Sequence[str] | None = None, rules: RuleSet | None = None,
+                    recompute: bool = False, computed_by: str | None = None) -> VerdictBatch:
+    """Judge attempts (of ``runs``, or these ``attempt_ids``, or all) and append verdict rows.
+
+    Without ``recompute`` only attempts that have no verdict yet are judged; with it, every
+    attempt in scope gets a new verdict under ``rules`` (older verdict rows stay as they were).
+    """
+    cat, mine = open_catalog(root)
+    try:
+        rules = rules or load_rules()
+        where, params = ["true"], []
+        if runs is not None:
+            where.append(f"run_id IN ({', '.join('?' for _ in runs) or 'NULL'})")
+            params += list(runs)
+        if attempt_ids is not None:
+            where.append(f"attempt_id IN ({', '.join('?' for _ in attempt_ids) or 'NULL'})")
+            params += list(attempt_ids)
+        if not recompute:
+            where.append("attempt_id NOT IN (SELECT attempt_id FROM verdicts "
+                         "WHERE attempt_id IS NOT NULL)")
+        scope = f"SELECT * FROM attempts WHERE {' AND '.join(where)}"
+        sql = (f"WITH scope AS ({scope}), budgets AS ({_BUDGETS}), "
+               "src AS (SELECT s.*, b._budget_tris, b._budget_glb_bytes FROM scope s "
+               "LEFT JOIN budgets b USING (recipe_hash)) "
+               + compile_rules(rules, cat.columns["assets"], "src"))
+        table = arrow_table(cat.execute(sql, params))
+        batch = VerdictBatch(f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-"
+                             f"{uuid.uuid4().hex[:8]}", rules.version, rules.hash)
+        if table.num_rows == 0:
+            return batch
+        store = open_storage(cat.root)
+        _record_ruleset(cat, store, rules)
+        now = pa.scalar(int(time.time() * 1000), pa.timestamp("ms", tz="UTC"))
+        n = table.num_rows
+        ids = pc.binary_join_element_wise(
+            table["attempt_id"], pa.array([batch.batch_id] * n), ":")
+        full = pa.table({
+            "verdict_id": ids,
+            "attempt_id": table["attempt_id"], "run_id": table["run_id"], "sku": table["sku"],
+            "verdict": table["verdict"], "severity": table["severity"],
+            "reasons": table["reasons"], "rules_hit": table["rules_hit"],
+            "details": table["details"],
+            "rules_version": pa.array([rules.version] * n, pa.string()),
+            "rules_hash": pa.array([rules.hash] * n, pa.string()),
+            "computed_at": pa.array([now.value] * n, pa.timestamp("ms", tz="UTC")),
+            "computed_by": pa.array([computed_by or actor()] * n, pa.string()),
+        }).cast(VERDICT_SCHEMA)
+        for run in sorted(set(full["run_id"].to_pylist()), key=lambda r: r or ""):
+            part = full.filter(pc.equal(full["run_id"], run)) if run is not None else \
+                full.filter(pc.is_null(full["run_id"]))
+            key = f"catalog/verdicts/run={run or '_none'}/{batch.batch_id}.parquet"
+            store.put(key, parquet_bytes(part))
+            batch.keys.append(key)
+        counts = pc.value_counts(full["verdict"]).to_pylist()
+        batch.counts = {c["values"]: int(c["counts"]) for c in counts}
+        return batch
+    finally:
+        if mine:
+            cat.close()
+
+
+def _record_ruleset(cat: Catalog, store, rules: RuleSet) -> None:
+    known = cat.execute("SELECT count(*) FROM rulesets WHERE rules_hash = ?",
+                        [rules.hash]).fetchone()[0]
+    if known:
+        return
+    row = {"rules_hash": rules.hash, "rules_version": rules.version,
+           "sources": json.dumps(list(rules.sources)), "rules": rules_json(rules),
+           "recorded_at": int(time.time() * 1000)}
+    store.put(f"catalog/rulesets/{rules.hash}.parquet",
+              parquet_bytes(rows_table([row], RULESET_SCHEMA)))
+
+
+# ---------------------------------------------------------------- the queue
+
+#: Sort keys the queue accepts besides any metric column of the attempts.
+SORTS = {
+    "severity": "_rank", "sku": "sku", "finished_at": "finished_at", "run_id": "run_id",
+    "failed_stage": "failed_stage", "verdict": "_rank", "review_status": "review_status",
+    "wall_s": "wall_s", "triaged_at": "triaged_at", "decided_at": "decided_at",
+}
+REVIEW_STATES = ("unreviewed", "approve", "reject", "rework")
+VERDICT_STATES = ("fail", "review", "pass", "untriaged")
+
+#: What each queue item carries (the dashboard's row).
+ITEM_COLUMNS = ("sku", "title", "run_id", "attempt_id", "status", "failed_stage", "error", "fix",
+                "profile", "finished_at", "wall_s", "glb_uri", "poster_uri", "supersedes",
+                "trigger")
+
+
+@dataclass
+class QueuePage:
+    """One page of the queue and the total it was cut from."""
+
+    items: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+    sort: str
+    descending: bool
+
+
+def _in(col: str, values: Sequence[str], params: list[Any]) -> str:
+    params.extend(values)
+    return f"{col} IN ({', '.join('?' for _ in values) or 'NULL'})"
+
+
+def triage_queue(root: str | Catalog, *, run: str | None = None,
+                 verdicts: Sequence[str] | None = None, review: Sequence[str] | None = None,
+                 stage: str | None = None, rule: str | None = None, sku: str | None = None,
+                 where: str | None = None, sort: str = "severity",
+                 descending: bool | None = None, limit: int = 50, offset: int = 0,
+                 metrics: Sequence[str] = ()) -> QueuePage:
+    """The current assets, worst first (by default), with verdicts and review status.
+
+    run: only SKUs whose current attempt belongs to this run. verdicts: e.g. ("fail",
+    "review"); "untriaged" matches attempts without a verdict. review: e.g. ("unreviewed",);
+    "approve", "reject", "rework" match the latest decision. stage: failed at this stage.
+    rule: flagged by this rule id. sku: case-insensitive substring. where: extra SQL over the
+    ``queue`` view's columns (trusted callers only: it is not a parameter). sort: a key of
+    ``SORTS`` or a metric column; descending defaults to True for severity, else False.
+    metrics: extra metric columns to return with each item.
+    """
+    cat, mine = open_catalog(root)
+    try:
+        cols = cat.columns["assets"]
+        for m in metrics:
+            if m not in cols:
+                raise ValueError(f"unknown metric column {m!r}; list them with "
+                                 "assetfactory query \"DESCRIBE attempts\"")
+        if sort in SORTS:
+            sort_expr = SORTS[sort]
+        elif sort in cols:
+            sort_expr = quote_ident(sort)
+        else:
+            raise ValueError(f"cannot sort by {sort!r}: use one of {sorted(SORTS)} or a metric "
+                             "column")
+        desc = (sort in ("severity", "verdict")) if descending is None else descending
+        limit, offset = max(0, int(limit)), max(0, int(offset))
+        params: list[Any] = []
+        conds = ["true"]
+        if run is not None:
+            conds.append("run_id = ?")
+            params.append(run)
+        if verdicts:
+            bad = set(verdicts) - set(VERDICT_STATES)
+            if bad:
+                raise ValueError(f"unknown verdict(s) {sorted(bad)}; use {VERDICT_STATES}")
+            conds.append(_in("verdict", verdicts, params))
+        if review:
+            bad = set(review) - set(REVIEW_STATES)
+            if bad:
+                raise ValueError(f"unknown review state(s) {sorted(bad)}; use {REVIEW_STATES}")
+            conds.append(_in("review_status", review, params))
+        if stage:
+            conds.append("failed_stage = ?")
+            params.append(stage)
+        if rule:
+            conds.append("list_contains(rules_hit, ?)")
+            params.append(rule)
+        if sku:
+            conds.append("contains(lower(sku), lower(?))")
+            params.append(sku)
+        if where:
+            if ";" in where:
+                raise ValueError("--where takes one SQL condition, without ';'")
+            conds.append(f"({where})")
+        wide = bool(where) or sort_expr not in ("_rank", "sku", "finished_at", "run_id",
+                                                "failed_stage", "review_status", "wall_s",
+                                                "triaged_at", "decided_at")
+        attempt_cols = "a.*" if wide else \
+            "a.attempt_id, a.sku, a.run_id, a.status, a.failed_stage, a.finished_at, a.wall_s"
+        aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items()) if wide else ""
+        sql = f"""
+            WITH cur AS MATERIALIZED (SELECT max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
+                         FROM attempts GROUP BY sku),
+            cv AS (SELECT max_by(verdict_id, (computed_at, verdict_id)) AS verdict_id
+                   FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
+                   GROUP BY attempt_id),
+            cd AS (SELECT max_by(review_id, (decided_at, review_id)) AS review_id
+                   FROM reviews GROUP BY attempt_id),
+            base AS (
+                SELECT {attempt_cols} {aliases},
+                       coalesce(v.verdict, 'untriaged') AS verdict, v.severity, v.reasons,
+                       v.rules_hit, v.verdict_id, v.computed_at AS triaged_at,
+                       coalesce(d.decision, 'unreviewed') AS review_status, d.reviewer,
+                       d.note AS review_note, d.overrides AS review_overrides, d.decided_at,
+                       d.review_id,
+                       CASE coalesce(v.verdict, 'untriaged') WHEN 'fail' THEN 3
+                            WHEN 'review' THEN 2 WHEN 'untriaged' THEN 1 ELSE 0 END AS _rank
+                FROM attempts a
+                LEFT JOIN (SELECT * FROM verdicts WHERE verdict_id IN
+                           (SELECT verdict_id FROM cv)) v ON v.attempt_id = a.attempt_id
+                LEFT JOIN (SELECT * FROM reviews WHERE review_id IN
+                           (SELECT review_id FROM cd)) d ON d.attempt_id = a.attempt_id
+                WHERE a.attempt_id IN (SELECT attempt_id FROM cur))
+            SELECT attempt_id, sku, verdict, severity, reasons, rules_hit, verdict_id,
+                   triaged_at, review_status, reviewer, review_note, review_overrides,
+                   decided_at, review_id, count(*) OVER () AS _total
+            FROM base WHERE {' AND '.join(conds)}
+            ORDER BY {sort_expr} {'DESC' if desc else 'ASC'} NULLS LAST, sku ASC
+            LIMIT {limit} OFFSET {offset}"""
+        page = cat.rows(sql, params)
+        total = int(page[0]["_total"]) if page else _count(cat, sql, params, offset)
+        items = _fill(cat, page, metrics)
+        return QueuePage(items, total, limit, offset, sort, desc)
+    finally:
+        if mine:
+            cat.close()
+
+
+def _count(cat: Catalog, sql: str, params: list[Any], offset: int) -> int:
+    """The total when the page is empty (an offset past the end)."""
+    if offset == 0:
+        return 0
+    body = sql[:sql.rindex("ORDER BY")]
+    return int(cat.execute(f"SELECT count(*) FROM ({body})", params).fetchone()[0])
+
+
+def _fill(cat: Catalog, page: list[dict[str, Any]], metrics: Sequence[str]) -> list[dict]:
+    """Add each page item's attempt columns, aliases and asked-for metrics (one lookup)."""
+    if not page:
+        return []
+    ids = [p["attempt_id"] for p in page]
+    skus = sorted({p["sku"] for p in page})
+    extra = "".join(f", {quote_ident(m)}" for m in metrics)
+    aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items())
+    rows = cat.rows(
+        f"SELECT {', '.join(ITEM_COLUMNS)} {aliases} {extra} FROM attempts "
+        f"WHERE sku IN ({', '.join('?' for _ in skus)}) "
+        f"AND attempt_id IN ({', '.join('?' for _ in ids)})", skus + ids)
+    by_id = {r["attempt_id"]: r for r in rows}
+    out = []
+    for p in page:
+        item = {**by_id.get(p["attempt_id"], {}),
+                **{k: v for k, v in p.items() if not k.startswith("_")}}
+        out.append(item)
+    return out
+
+
+def failures_by_stage(root: str | Catalog, run: str | None = None) -> list[dict[str, Any]]:
+    """Failed assets per stage (of ``run``'s attempts, else of the current assets), with the
+    most common error of each stage."""
+    cat, mine = open_catalog(root)
+    try:
+        if run is not None:
+            scope, params = "SELECT * FROM attempts WHERE run_id = ?", [run]
+        else:
+            scope, params = ("SELECT * FROM attempts WHERE attempt_id IN (SELECT max_by("
+                             "attempt_id, (finished_at, attempt_id)) FROM attempts "
+                             "GROUP BY sku)"), []
+        return cat.rows(f"""
+            SELECT failed_stage AS stage, count(*) AS failed,
+                   mode(error) AS most_common_error, mode(fix) AS fix
+            FROM ({scope}) WHERE status = 'failed'
+            GROUP BY failed_stage ORDER BY failed DESC, stage""", params)
+    finally:
+        if mine:
+            cat.close()
