@@ -227,7 +227,10 @@ def serve(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://buck
                                            "$ASSETFACTORY_DASHBOARD_TOKEN, else the one stored "
                                            "in the user's config folder, made at first start)"),
           refresh: float = typer.Option(30.0, help="seconds between checks for new catalog "
-                                        "rows (0: never)")):
+                                        "rows (0: never)"),
+          reviewer: str | None = typer.Option(None, help="the reviewer name decisions carry "
+                                              "when the page gives none (default: "
+                                              "$ASSETFACTORY_REVIEWER)")):
     """Open the review dashboard: runs, the triage queue, assets in 3D and AR, decisions."""
     import socket
 
@@ -239,13 +242,15 @@ def serve(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://buck
     value, source = load_or_create_token(token)
     console.print(f"[bold]reading the catalog under {out}[/]")
     try:
-        web = create_app(Settings(root=out, token=value, host=host, refresh_s=refresh))
+        web = create_app(Settings(root=out, token=value, host=host, refresh_s=refresh,
+                                  reviewer=reviewer or os.environ.get("ASSETFACTORY_REVIEWER")))
     except RuntimeError as exc:  # model-viewer missing, unreadable catalog: say what to do
         console.print(f"[red]cannot start the dashboard:[/] {exc}")
         raise typer.Exit(2) from None
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)   # connections queue from now on, so the printed URL answers at once
     bound = sock.getsockname()[1]
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -31,31 +31,43 @@ class DecisionError(ValueError):
 
 # ---------------------------------------------------------------------- thresholds, reasons
 
-def thresholds(cat: Catalog, profile: str | None) -> dict[str, list[Threshold]]:
-    """Lines to draw on the runs page's histograms: the profile's budgets."""
-    from ..flows.recipe import PROFILES
+def thresholds(detail) -> dict[str, list[Threshold]]:
+    """Lines to draw on the runs page's histograms: the triage rules that judged the run (the
+    rules in force now when it has no verdicts yet), on the metrics they judge."""
+    from .data import KEY_METRICS
 
+    rules = detail.rules
+    if not rules:
+        from ..catalog.rules import load_rules
+
+        rules = load_rules().describe()
     out: dict[str, list[Threshold]] = {}
-    p = PROFILES.get(profile or "")
-    if p is not None:
-        out["triangles"] = [Threshold(p.target_tris, f"budget {p.target_tris:,}", "fail")]
-        out["file size (MB)"] = [Threshold(p.max_glb_mb, f"budget {p.max_glb_mb:g} MB", "fail")]
+    for label, (col, div) in KEY_METRICS.items():
+        for rule in rules:
+            if rule.get("metric") != col or rule.get("op") not in ("<", "<=", ">", ">="):
+                continue
+            if rule.get("profiles") and detail.profile not in rule["profiles"]:
+                continue
+            value = rule.get("threshold")
+            if rule.get("threshold_metric"):
+                base = detail.budgets.get(rule["threshold_metric"])
+                value = None if base is None else base * float(rule.get("scale") or 1.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                continue
+            v = value / div
+            shown = f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}"
+            out.setdefault(label, []).append(Threshold(
+                v, f"{rule['verdict']} if {rule['op']} {shown}", rule.get("verdict", "review")))
     return out
 
 
 def reasons(row: dict[str, Any]) -> list[str]:
-    """Why an asset is in the queue, as short lines."""
-    out: list[str] = []
-    raw = row.get("reasons") or row.get("verdict_reasons")
-    if raw:
-        try:
-            val = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError:
-            val = [raw]
-        out += [str(v) for v in (val if isinstance(val, list) else [val])]
-    if row.get("status") == "failed":
+    """Why an asset is in the queue, as short lines (the verdict's reasons, worst first)."""
+    raw = row.get("reasons")
+    out = [s.strip() for s in raw.split("; ")] if isinstance(raw, str) and raw else []
+    if row.get("status") == "failed" and not any(s.startswith("failed at") for s in out):
         out.insert(0, f"failed at {row.get('failed_stage') or '?'}: {row.get('error') or ''}")
-    return out
+    return [s for s in out if s]
 
 
 @functools.lru_cache(maxsize=1)
@@ -74,16 +86,71 @@ def override_help() -> dict[str, list[str]]:
 
 # ---------------------------------------------------------------------- decisions
 
-def record_decisions(cat: Catalog, body: dict[str, Any]) -> dict[str, Any]:
-    raise DecisionError("recording decisions needs the catalog's review API")
+def record_decisions(cat: Catalog, body: dict[str, Any], default_reviewer: str | None = None
+                     ) -> dict[str, Any]:
+    """Record one decision per SKU through ``catalog.reviews.record_decision`` (the rows
+    ``assetfactory review`` writes, with ``source = "dashboard"``)."""
+    from ..catalog.reviews import ReviewError, parse_overrides, record_decision, reviewer_name
+    from ..catalog.views import Catalog as CatalogViews
+
+    decision = body.get("decision")
+    if decision not in DECISIONS:
+        raise DecisionError(f"decision must be one of {', '.join(DECISIONS)}")
+    skus = body.get("skus")
+    if not isinstance(skus, list) or not skus or not all(isinstance(s, str) for s in skus):
+        raise DecisionError("skus must be a non-empty list of SKUs")
+    if len(skus) > MAX_SELECTION:
+        raise DecisionError(f"at most {MAX_SELECTION} SKUs per request")
+    attempts = body.get("attempt_ids")
+    if attempts is not None and (not isinstance(attempts, list) or len(attempts) != len(skus)):
+        raise DecisionError("attempt_ids, when given, must name one attempt per SKU")
+    items = body.get("overrides") or []
+    if isinstance(items, str):
+        items = [items]
+    note = body.get("note")
+    try:
+        who = reviewer_name(str(body.get("reviewer") or "").strip() or default_reviewer)
+        overrides = parse_overrides([str(i) for i in items]) if items else {}
+    except ReviewError as exc:
+        raise DecisionError(str(exc)) from None
+    written, refused = [], []
+    # a fresh view of the files, not the page's snapshot: a decision must land on the attempt
+    # that is current now (record_decision refuses one that a newer attempt replaced)
+    with CatalogViews(cat.root) as fresh:
+        for i, sku in enumerate(skus):
+            try:
+                written.append(record_decision(
+                    fresh, sku, decision, reviewer=who, note=str(note) if note else None,
+                    overrides=overrides or None, source="dashboard",
+                    attempt_id=attempts[i] if attempts else None))
+            except ReviewError as exc:
+                refused.append({"sku": sku, "reason": str(exc)})
+    cat.add_reviews(written)
+    out: dict[str, Any] = {"recorded": len(written), "refused": refused,
+                           "review_ids": [w["review_id"] for w in written],
+                           "decision": decision, "reviewer": who}
+    if decision == "rework" and written and body.get("start_reprocess", True):
+        out["reprocess"] = start_reprocess(cat, {})
+    return out
 
 
 def start_reprocess(cat: Catalog, body: dict[str, Any]) -> dict[str, Any]:
-    raise DecisionError("reprocessing needs the catalog's reprocess flow")
+    """Start ``assetfactory reprocess --reworks`` for the open rework decisions, once at a time:
+    while one runs, another request is remembered and started when it ends (so two never pick
+    the same rework)."""
+    with _jobs_lock:
+        running = [j for j in _jobs if j["proc"].poll() is None]
+        if running:
+            _pending.add(cat.root)
+            job = running[-1]
+            return {k: v for k, v in job.items() if k != "proc"} | {"queued_after": job["id"]}
+    return _spawn(["reprocess", "--reworks", "--out", cat.root], "reprocess open reworks",
+                  cat.root)
 
 
 _jobs: list[dict[str, Any]] = []
 _jobs_lock = threading.Lock()
+_pending: set[str] = set()
 
 
 def reprocess_jobs() -> list[dict[str, Any]]:
@@ -109,7 +176,7 @@ def _tail(path: str, n: int = 4000) -> str:
         return ""
 
 
-def _spawn(args: list[str], what: str) -> dict[str, Any]:
+def _spawn(args: list[str], what: str, root: str) -> dict[str, Any]:
     """Run an ``assetfactory`` command in the background, its output in a log file."""
     fd, log = tempfile.mkstemp(prefix="assetfactory-reprocess-", suffix=".log")
     with os.fdopen(fd, "wb") as out:
@@ -120,6 +187,16 @@ def _spawn(args: list[str], what: str) -> dict[str, Any]:
            "started": time.time(), "log": log, "proc": proc}
     with _jobs_lock:
         _jobs.append(job)
+
+    def follow_up() -> None:
+        proc.wait()
+        with _jobs_lock:
+            again = root in _pending
+            _pending.discard(root)
+        if again:
+            _spawn(args, what, root)
+
+    threading.Thread(target=follow_up, name="reprocess-watch", daemon=True).start()
     return {k: v for k, v in job.items() if k != "proc"}
 
 

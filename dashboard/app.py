@@ -56,6 +56,7 @@ class Settings:
     host: str = "127.0.0.1"
     refresh_s: float = 30.0
     per_page: int = 48
+    reviewer: str | None = None       # the default reviewer name (else the page asks)
     node_modules: Path | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -75,7 +76,7 @@ def find_model_viewer(node_modules: Path | None = None) -> Path:
 
 def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     cat = catalog or Catalog(settings.root, settings.refresh_s)
-    if cat._con is None:
+    if cat.loaded_at == 0:
         cat.load()
     cat.start_watching()
     app = FastAPI(title="asset factory review", docs_url=None, redoc_url=None,
@@ -117,14 +118,17 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault(
             "Content-Security-Policy",
-            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self' 'unsafe-inline'; "
-            "img-src 'self' data: blob:; connect-src 'self' data: blob:; worker-src 'self' blob:; "
-            "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+            # model-viewer compiles WebAssembly (wasm-unsafe-eval) and styles its shadow DOM
+            "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; "
+            "connect-src 'self' data: blob:; worker-src 'self' blob:; object-src 'none'; "
+            "base-uri 'none'; frame-ancestors 'none'")
         return response
 
     def page(request: Request, name: str, **ctx) -> Response:
         ctx.setdefault("loaded_at", cat.loaded_at)
         ctx.setdefault("root", cat.root)
+        ctx.setdefault("default_reviewer", settings.reviewer or "")
         return templates.TemplateResponse(request, name, ctx)
 
     def require_token(request: Request) -> None:
@@ -147,7 +151,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         hist = []
         stage_chart = None
         if detail is not None:
-            th = actions.thresholds(cat, detail.profile)
+            th = actions.thresholds(detail)
             for label, vals in detail.metrics.items():
                 hist.append(charts.histogram(vals, label, th.get(label, ())))
             stage_chart = charts.stage_bars(detail.stages)
@@ -155,7 +159,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
                 for r in runs}
         vbars = {r["run_id"]: charts.status_bar(r["verdicts"]) for r in runs if r["verdicts"]}
         return page(request, "runs.html", runs=runs, selected=selected, detail=detail,
-                    hist=hist, stage_chart=stage_chart, bars=bars, vbars=vbars)
+                    hist=hist, stage_chart=stage_chart, bars=bars, vbars=vbars,
+                    verdict_chart=charts.status_bar)
 
     @app.get("/queue")
     def queue(request: Request):
@@ -172,8 +177,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         return page(request, "queue.html", rows=rows, total=total, q=q, pages=pages,
                     facets=facets(cat), numeric=cat.numeric_columns(), qs=qs,
                     filters=EQUALITY_FILTERS, page_url=lambda n: _with(qs, page=n),
-                    sort_url=lambda col: _with(qs, sort=col, desc=int(q.sort == col
-                                                                       and not q.desc), page=1))
+                    sort_url=lambda col: _sort_url(qs, q, col))
 
     @app.get("/queue/at")
     def queue_at(request: Request, pos: int = 0):
@@ -194,8 +198,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
             raise HTTPException(404, f"no SKU {sku!r} in the catalog")
         row = d.row
         glb = key_for_uri(cat.root, row.get("glb_uri"))
-        usdz = glb[:-4] + ".usdz" if glb and glb.endswith(".glb") and \
-            "export_usdz_bytes" in d.metrics else None
+        usdz = key_for_uri(cat.root, row.get("usdz_uri"))
         stage_chart = charts.stage_bars([
             {"stage": s["stage"], "mean_s": s.get("duration_s") or 0.0, "p95_s": None,
              "total_s": s.get("duration_s") or 0.0}
@@ -207,7 +210,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         return page(request, "asset.html", d=d, row=row, glb=glb, usdz=usdz,
                     poster=key_for_uri(cat.root, row.get("poster_uri")), iou_views=views,
                     stage_chart=stage_chart, can_render=bool(
-                        d.cameras_key and "mesh" in d.artifacts and renders.safe_name(
+                        "cameras" in d.artifacts and "mesh" in d.artifacts and renders.safe_name(
                             str(row.get("attempt_id")))),
                     reasons=actions.reasons(row), pos=pos, qs=q,
                     recipe=_pretty_json(row.get("recipe")),
@@ -243,7 +246,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         if not (renders.safe_name(attempt_id) and renders.safe_name(label)):
             raise HTTPException(403, "not a plain attempt id or view label")
         d = asset_detail(cat, sku, attempt_id)
-        if d is None or not d.cameras_key or "mesh" not in d.artifacts:
+        if d is None or "cameras" not in d.artifacts or "mesh" not in d.artifacts:
             raise HTTPException(404, "this attempt has no final mesh and cameras to render")
         try:
             data = renders.cached_png(cat.store, renders.cache_key(attempt_id, "view-" + label),
@@ -295,11 +298,10 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         except ValueError:
             raise HTTPException(400, "the body must be JSON") from None
         try:
-            result = actions.record_decisions(cat, body)
+            result = actions.record_decisions(cat, body, settings.reviewer)
         except actions.DecisionError as exc:
             raise HTTPException(400, str(exc)) from None
-        cat.reload_reviews()
-        return JSONResponse(result)
+        return JSONResponse(result, status_code=200 if result["recorded"] else 409)
 
     @app.post("/api/reprocess")
     async def reprocess(request: Request):
@@ -349,7 +351,8 @@ def parse_queue(request: Request, per_page: int) -> QueueQuery:
     return QueueQuery(equals=equals, ranges=ranges, text=p.get("q", "").strip(),
                       attention=p.get("all", "") not in ("1", "on", "true"),
                       sort=p.get("sort", "severity") or "severity",
-                      desc=p.get("desc", "") in ("1", "true"), page=page, per_page=per)
+                      desc=None if p.get("desc", "") == "" else p.get("desc") in ("1", "true"),
+                      page=page, per_page=per)
 
 
 def queue_qs(request: Request) -> str:
@@ -362,6 +365,16 @@ def _with(qs: str, **changes) -> str:
     items = [(k, v) for k, v in urllib.parse.parse_qsl(qs, keep_blank_values=True)
              if k not in changes]
     items += [(k, str(v)) for k, v in changes.items()]
+    return "/queue?" + urllib.parse.urlencode(items)
+
+
+def _sort_url(qs: str, q: QueueQuery, col: str) -> str:
+    """Sort by ``col``; on the column already sorted by, flip the direction."""
+    items = [(k, v) for k, v in urllib.parse.parse_qsl(qs, keep_blank_values=True)
+             if k not in ("sort", "desc", "page")]
+    items.append(("sort", col))
+    if col == q.sort:
+        items.append(("desc", "0" if q.desc_effective else "1"))
     return "/queue?" + urllib.parse.urlencode(items)
 
 

@@ -1,15 +1,17 @@
-"""What the dashboard reads: a snapshot of the catalog views held in memory, and queries on it.
+"""What the dashboard reads: the catalog's views (``catalog.views.Catalog``) over rows held in
+memory, and the page queries on them.
 
-Why a snapshot: the catalog views read Parquet fragments (or, on S3, fetch them through the
-storage layer), and a window over every attempt runs on each query. At 100k assets that costs
-hundreds of milliseconds per page; a page should cost a few. So the dashboard copies the small
-views (``attempts``, ``assets``, ``runs``, ``reviews``, and a narrow ``stage_times``) into
-in-memory DuckDB tables once, and rebuilds them in the background when the catalog's folders
-change. Full stage rows (options, artifact hashes) are read per asset from that attempt's own
-fragment, never for the whole catalog.
+Why in memory: the views read Parquet files (on S3 through a local cache) and take the latest
+attempt, verdict and decision per SKU with aggregates on every query. At 100k assets that costs
+hundreds of milliseconds per page; a page should cost a few. So the dashboard builds the views
+once, copies the row sources they read (attempts, verdicts, reviews, published, rulesets) into
+in-memory DuckDB tables that take the sources' place, adds a narrow ``stage_times`` table, and
+rebuilds all of it in the background when the catalog's folders change. Stage rows in full
+(options, artifact hashes) stay in their Parquet files and are read per asset, from the files
+that can hold that attempt's run.
 
-Every value that comes from a request reaches SQL as a parameter; the only identifiers built
-into SQL text are column names checked against the snapshot's own column list.
+Every value that comes from a request reaches SQL as a bound parameter; the only identifiers
+written into SQL text are column names checked against the catalog's own column list.
 """
 
 from __future__ import annotations
@@ -24,23 +26,27 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.parquet as pq
 
-from ..catalog import views
+from ..catalog.views import Catalog as CatalogViews
+from ..catalog.views import quote_ident
 from ..core.storage import open_storage
 
 log = logging.getLogger("assetfactory.dashboard")
 
-#: Views copied into memory; others defined by ``catalog.views`` stay views over these.
-SNAPSHOT_VIEWS = ("attempts", "assets", "runs", "reviews")
+#: Row sources copied into memory (``_src_<kind>`` of ``catalog.views``); stages stay on disk.
+IN_MEMORY = ("assets", "verdicts", "reviews", "published", "rulesets")
 
-#: The key metrics the runs page charts, with the columns that may hold each (first found).
-KEY_METRICS: dict[str, tuple[str, ...]] = {
-    "silhouette IoU": ("metrics_iou_mean", "metric_silhouette_iou"),
-    "observed texels": ("texture_observed_frac",),
-    "triangles": ("metrics_tris",),
-    "file size (MB)": ("metrics_glb_bytes", "export_glb_bytes"),
+#: Views of ``catalog.views`` computed once per snapshot (they change only with new attempts
+#: or verdicts; a decision made here updates ``queue`` in place, see ``Catalog.add_reviews``).
+DERIVED = ("current_assets", "current_verdicts", "queue")
+
+#: The key metrics the runs page charts: label -> (column, unit divisor). The columns are the
+#: ones the default triage rules judge, so the rules' thresholds apply to what is drawn.
+KEY_METRICS: dict[str, tuple[str, float]] = {
+    "silhouette IoU (worst view)": ("metrics_iou_min", 1.0),
+    "observed texels": ("texture_observed_frac", 1.0),
+    "triangles": ("metrics_tris", 1.0),
+    "file size (MB)": ("export_glb_bytes", 1e6),
 }
 
 #: Artifact name -> extension of its content-addressed object (``core.artifacts`` save_*).
@@ -49,8 +55,20 @@ _EXT = {"image/": ".png", "mask/": ".png", "texture/": ".png", "cameras": ".json
         "collision": ".npz", "lod": ".npz"}
 
 
-def quote_ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+class Reader(CatalogViews):
+    """The catalog's views on one cursor of the in-memory snapshot: what the ``catalog`` API
+    functions take as their ``root``, and what one request uses (cursors are not shared)."""
+
+    def __init__(self, base: CatalogViews, cursor: duckdb.DuckDBPyConnection) -> None:
+        self.root = base.root
+        self.con = cursor
+        self.snap = base.snap
+        self.columns = base.columns
+        self.cache: dict[Any, Any] = base.dashboard_cache   # results of this snapshot
+
+    def refresh(self) -> Reader:
+        """The snapshot is replaced whole by ``Catalog.load``; a reader keeps what it has."""
+        return self
 
 
 class Catalog:
@@ -61,11 +79,12 @@ class Catalog:
         self.store = open_storage(self.root)
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
-        self._con: duckdb.DuckDBPyConnection | None = None
+        self._views: CatalogViews | None = None
         self._signature: Any = None
         self.loaded_at = 0.0
         self.load_s = 0.0
-        self.columns: dict[str, str] = {}
+        self.columns: dict[str, str] = {}        # the queue view's columns and types
+        self.generation = 0                      # bumped by every full load
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -75,29 +94,24 @@ class Catalog:
         """Build a fresh snapshot and swap it in (readers keep the old one until done)."""
         t0 = time.perf_counter()
         sig = self.signature()
-        con = duckdb.connect()
-        views.connect(self.root, con)
-        present = {r[0] for r in con.execute(
-            "SELECT view_name FROM duckdb_views() WHERE NOT internal").fetchall()}
-        for name in SNAPSHOT_VIEWS:
-            if name in present:
-                con.execute(f"CREATE TABLE {quote_ident('_snap_' + name)} AS "
-                            f"SELECT * FROM {quote_ident(name)}")
-        con.execute("""CREATE TABLE _snap_stage_times AS
+        views = CatalogViews(self.root)
+        views.dashboard_cache = {}
+        con = views.con
+        for name in (*(f"_src_{k}" for k in IN_MEMORY), *DERIVED):
+            # the view's rows become a table, and the view reads the table: every view of
+            # ``catalog.views`` keeps its meaning and becomes a scan of memory
+            mem = quote_ident("_mem_" + name.removeprefix("_src_"))
+            con.execute(f"CREATE TABLE {mem} AS SELECT * FROM {quote_ident(name)}")
+            con.execute(f"CREATE OR REPLACE VIEW {quote_ident(name)} AS SELECT * FROM {mem}")
+        con.execute("CREATE INDEX _mem_assets_sku ON _mem_assets (sku)")
+        con.execute("CREATE INDEX _mem_queue_sku ON _mem_queue (sku)")
+        con.execute("""CREATE TABLE stage_times AS
             SELECT attempt_id, run_id, sku, seq, stage, status, duration_s FROM stages""")
-        for name in (*SNAPSHOT_VIEWS, "stage_times"):
-            if name in present or name == "stage_times":
-                if name in present:
-                    con.execute(f"DROP VIEW {quote_ident(name)}")
-                con.execute(f"ALTER TABLE {quote_ident('_snap_' + name)} "
-                            f"RENAME TO {quote_ident(name)}")
-        if "reviews" not in present:
-            con.execute("CREATE TABLE reviews (sku VARCHAR, attempt_id VARCHAR, "
-                        "decision VARCHAR, reviewer VARCHAR, note VARCHAR)")
-        cols = dict(con.execute("SELECT column_name, data_type FROM duckdb_columns() "
-                                "WHERE table_name = 'assets'").fetchall())
+        cols = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE queue)")
+                    .fetchall())
         with self._lock:
-            old, self._con = self._con, con
+            old, self._views = self._views, views
+            self.generation += 1
             self.columns = cols
             self._signature = sig
             self.loaded_at = time.time()
@@ -106,27 +120,25 @@ class Catalog:
             old.close()
         log.info("dashboard: catalog snapshot of %s loaded in %.2f s", self.root, self.load_s)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor on the current snapshot (one per request: cursors are not shared)."""
+    def reader(self) -> Reader:
         with self._lock:
-            if self._con is None:
+            if self._views is None:
                 raise RuntimeError("the catalog snapshot is not loaded yet")
-            return self._con.cursor()
+            return Reader(self._views, self._views.con.cursor())
 
     def signature(self) -> Any:
         """Cheap change marker: the catalog folders' mtimes locally, the key count on S3."""
         if self.root.startswith("s3://"):
             return sum(1 for _ in self.store.list("catalog/"))
-        base = Path(self.root) / "catalog"
         marks = []
-        if base.is_dir():
-            for kind in sorted(os.scandir(base), key=lambda e: e.name):
-                if not kind.is_dir():
-                    continue
-                marks.append((kind.name, kind.stat().st_mtime_ns))
-                for sub in os.scandir(kind.path):
-                    if sub.is_dir():
-                        marks.append((sub.path, sub.stat().st_mtime_ns))
+        stack = [Path(self.root) / "catalog"]
+        while stack:
+            d = stack.pop()
+            try:
+                marks.append((str(d), d.stat().st_mtime_ns))
+                stack += [Path(e.path) for e in os.scandir(d) if e.is_dir()]
+            except OSError:
+                continue
         return tuple(sorted(marks))
 
     def refresh_if_changed(self) -> bool:
@@ -152,108 +164,93 @@ class Catalog:
     def stop(self) -> None:
         self._stop.set()
         with self._lock:
-            if self._con is not None:
-                self._con.close()
-                self._con = None
+            if self._views is not None:
+                self._views.close()
+                self._views = None
 
-    def reload_reviews(self) -> None:
-        """Re-read only the review rows (after a decision): cheap, unlike a full snapshot."""
-        src = _raw_source(self.root, "reviews")
-        with self._lock:
-            con = self._con
-        if con is None or src is None:
+    def add_reviews(self, rows: list[dict[str, Any]]) -> None:
+        """Put decision rows just written into the snapshot, so pages show them at once (the
+        next full reload reads the same rows from their files)."""
+        if not rows:
             return
-        cur = con.cursor()
+        import pyarrow as pa
+
+        from ..catalog.fragments import REVIEW_SCHEMA, rows_table
+
+        table = rows_table(rows, REVIEW_SCHEMA)
+        with self._lock:
+            views = self._views
+        if views is None:
+            return
+        cur = views.con.cursor()
         try:
-            cur.execute(f"CREATE OR REPLACE TABLE reviews AS SELECT * FROM {src}")
+            cur.register("_new_reviews", pa.Table.from_batches(table.to_batches(),
+                                                                 table.schema))
+            cur.execute("INSERT INTO _mem_reviews BY NAME SELECT * FROM _new_reviews")
+            cur.unregister("_new_reviews")
+            # the newest decision on an attempt is its decision (the ``decisions`` view)
+            for row in rows:
+                cur.execute("""UPDATE _mem_queue SET review_status = ?, reviewer = ?,
+                        review_note = ?, review_overrides = ?, decided_at = to_timestamp(? / 1000),
+                        review_id = ? WHERE attempt_id = ?""",
+                            [row["decision"], row["reviewer"], row["note"], row["overrides"],
+                             row["decided_at"], row["review_id"], row["attempt_id"]])
         finally:
             cur.close()
 
     def numeric_columns(self) -> list[str]:
         kinds = ("DOUBLE", "FLOAT", "BIGINT", "INTEGER", "HUGEINT", "SMALLINT", "DECIMAL")
-        skip = {"row"}
+        skip = {"row", "severity"}
         return sorted(c for c, t in self.columns.items()
                       if t.startswith(kinds) and c not in skip)
-
-    def column(self, name: str) -> str | None:
-        """``name`` if the snapshot has that column (the guard for identifiers in SQL)."""
-        return name if name in self.columns else None
-
-    def metric_column(self, label: str) -> str | None:
-        for c in KEY_METRICS.get(label, ()):
-            if c in self.columns:
-                return c
-        return None
-
-
-def _raw_source(root: str, kind: str) -> str | None:
-    """A ``read_parquet`` over one kind's fragments, locally; None on S3 or when absent."""
-    if root.startswith("s3://"):
-        return None
-    base = Path(root) / "catalog"
-    globs = []
-    if (base / kind).is_dir() and any((base / kind).rglob("*.parquet")):
-        globs.append(str(base / kind / "**" / "*.parquet"))
-    if (base / "compacted").is_dir() and any((base / "compacted").glob(f"{kind}-*.parquet")):
-        globs.append(str(base / "compacted" / f"{kind}-*.parquet"))
-    if not globs:
-        return None
-    lst = ", ".join("'" + g.replace("'", "''") + "'" for g in globs)
-    return f"read_parquet([{lst}], union_by_name = true, hive_partitioning = false)"
-
-
-# ---------------------------------------------------------------------- rows as dicts
-
-def rows_as_dicts(cur: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
-    cols = [d[0] for d in cur.description]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 # ---------------------------------------------------------------------- runs page
 
 def runs_overview(cat: Catalog) -> list[dict[str, Any]]:
-    """Every run, newest first: counts by status, wall time, throughput."""
-    cur = cat.cursor()
+    """Every run, newest first: counts by status, verdict and decision, wall time, throughput."""
+    import copy
+
+    r = cat.reader()
     try:
-        runs = rows_as_dicts(cur.execute("""
+        base = r.cache.get("runs")
+        if base is None:
+            base = r.cache["runs"] = _runs_base(r)
+        runs = copy.deepcopy(base)
+        decisions: dict[str, dict[str, int]] = {}
+        for row in r.rows("""SELECT a.run_id, d.decision, count(*) AS n FROM decisions d
+                             JOIN attempts a USING (attempt_id) GROUP BY ALL"""):
+            decisions.setdefault(row["run_id"], {})[row["decision"]] = row["n"]
+    finally:
+        r.close()
+    for run in runs:
+        run["decisions"] = decisions.get(run["run_id"], {})
+    return runs
+
+
+def _runs_base(r: Reader) -> list[dict[str, Any]]:
+    runs = r.rows("""
             SELECT run_id, count(*) AS attempts,
                    count(*) FILTER (WHERE status = 'ok') AS ok,
                    count(*) FILTER (WHERE status = 'failed') AS failed,
                    min(started_at) AS started, max(finished_at) AS finished,
                    epoch(max(finished_at)) - epoch(min(started_at)) AS wall_s,
                    sum(wall_s) AS asset_seconds,
-                   string_agg(DISTINCT profile, ', ') AS profiles,
-                   string_agg(DISTINCT backend, ', ') AS backends
-            FROM attempts GROUP BY run_id ORDER BY max(finished_at) DESC NULLS LAST"""))
-        verdicts = verdict_counts(cat, cur)
-        decisions = {(r, d): n for r, d, n in cur.execute("""
-            SELECT a.run_id, r.decision, count(*) FROM reviews r
-            JOIN attempts a USING (attempt_id) GROUP BY ALL""").fetchall()} \
-            if "attempt_id" in _table_columns(cur, "reviews") else {}
-    finally:
-        cur.close()
-    for r in runs:
-        wall = r["wall_s"] or 0.0
-        r["throughput_per_min"] = 60.0 * r["attempts"] / wall if wall > 0 else None
-        r["verdicts"] = verdicts.get(r["run_id"], {})
-        r["decisions"] = {d: n for (run, d), n in decisions.items() if run == r["run_id"]}
+                   string_agg(DISTINCT profile, ', ') AS profiles
+            FROM attempts GROUP BY run_id ORDER BY max(finished_at) DESC NULLS LAST""")
+    verdicts: dict[str, dict[str, int]] = {}
+    for row in r.rows("""SELECT a.run_id, coalesce(v.verdict, 'untriaged') AS verdict,
+                                count(*) AS n
+                         FROM attempts a LEFT JOIN current_verdicts v USING (attempt_id)
+                         GROUP BY ALL"""):
+        verdicts.setdefault(row["run_id"], {})[row["verdict"]] = row["n"]
+    order = ("fail", "review", "untriaged", "pass")
+    for run in runs:
+        wall = run["wall_s"] or 0.0
+        run["throughput_per_min"] = 60.0 * run["attempts"] / wall if wall > 0 else None
+        v = verdicts.get(run["run_id"], {})
+        run["verdicts"] = {k: v[k] for k in order if k in v}
     return runs
-
-
-def _table_columns(cur: duckdb.DuckDBPyConnection, table: str) -> set[str]:
-    return {r[0] for r in cur.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE table_name = ?", [table]).fetchall()}
-
-
-def verdict_counts(cat: Catalog, cur: duckdb.DuckDBPyConnection) -> dict[str, dict[str, int]]:
-    """run -> verdict -> count, where the catalog has verdicts (else empty)."""
-    if "verdict" not in cat.columns:
-        return {}
-    out: dict[str, dict[str, int]] = {}
-    for run, verdict, n in cur.execute(
-            "SELECT run_id, verdict, count(*) FROM attempts GROUP BY ALL").fetchall():
-        out.setdefault(run, {})[verdict or "none"] = n
-    return out
 
 
 @dataclass
@@ -261,50 +258,89 @@ class RunDetail:
     run: dict[str, Any]
     stages: list[dict[str, Any]]
     metrics: dict[str, list[float]] = field(default_factory=dict)
-    failures_by_stage: list[tuple[str, int]] = field(default_factory=list)
+    failures_by_stage: list[dict[str, Any]] = field(default_factory=list)
     profile: str | None = None
+    rules: list[dict[str, Any]] = field(default_factory=list)
+    budgets: dict[str, float] = field(default_factory=dict)
 
 
 def run_detail(cat: Catalog, run_id: str) -> RunDetail | None:
+    """One run's stage times, key metric values, failures and the rules that judged it
+    (computed once per snapshot: none of it changes with decisions)."""
     runs = {r["run_id"]: r for r in runs_overview(cat)}
     if run_id not in runs:
         return None
-    cur = cat.cursor()
+    r = cat.reader()
     try:
-        stages = rows_as_dicts(cur.execute("""
-            SELECT stage, count(*) AS runs, min(seq) AS seq, avg(duration_s) AS mean_s,
-                   quantile_cont(duration_s, 0.5) AS p50_s,
-                   quantile_cont(duration_s, 0.95) AS p95_s, sum(duration_s) AS total_s
-            FROM stage_times WHERE run_id = ? GROUP BY stage ORDER BY min(seq)""", [run_id]))
-        metrics: dict[str, list[float]] = {}
-        for label in KEY_METRICS:
-            col = cat.metric_column(label)
-            if col is None:
-                continue
-            vals = [v for (v,) in cur.execute(
-                f"SELECT {quote_ident(col)}::DOUBLE FROM attempts WHERE run_id = ? "
-                f"AND {quote_ident(col)} IS NOT NULL", [run_id]).fetchall()]
-            if label.startswith("file size"):
-                vals = [v / 1e6 for v in vals]
-            metrics[label] = vals
-        fails = cur.execute("""SELECT coalesce(failed_stage, '?'), count(*) FROM attempts
-            WHERE run_id = ? AND status = 'failed' GROUP BY ALL ORDER BY 2 DESC""",
-                            [run_id]).fetchall()
-        prof = cur.execute("SELECT profile FROM attempts WHERE run_id = ? "
-                           "GROUP BY profile ORDER BY count(*) DESC LIMIT 1", [run_id]).fetchone()
+        key = ("run", run_id)
+        if key not in r.cache:
+            r.cache[key] = _run_detail(r, cat, run_id)
+        d = r.cache[key]
     finally:
-        cur.close()
-    return RunDetail(runs[run_id], stages, metrics, [(s, n) for s, n in fails],
-                     prof[0] if prof else None)
+        r.close()
+    return RunDetail(runs[run_id], d.stages, d.metrics, d.failures_by_stage, d.profile,
+                     d.rules, d.budgets)
+
+
+def _run_detail(r: Reader, cat: Catalog, run_id: str) -> RunDetail:
+    from ..catalog.triage import failures_by_stage
+
+    stages = r.rows("""
+        SELECT stage, count(*) AS runs, min(seq) AS seq, avg(duration_s) AS mean_s,
+               quantile_cont(duration_s, 0.5) AS p50_s,
+               quantile_cont(duration_s, 0.95) AS p95_s, sum(duration_s) AS total_s
+        FROM stage_times WHERE run_id = ? GROUP BY stage ORDER BY min(seq)""", [run_id])
+    metrics: dict[str, list[float]] = {}
+    for label, (col, div) in KEY_METRICS.items():
+        if col not in cat.columns:
+            continue
+        q = quote_ident(col)
+        metrics[label] = [v / div for (v,) in r.execute(
+            f"SELECT {q}::DOUBLE FROM attempts WHERE run_id = ? AND {q} IS NOT NULL",
+            [run_id]).fetchall()]
+    prof = r.rows("SELECT profile, any_value(recipe) AS recipe FROM attempts "
+                  "WHERE run_id = ? GROUP BY profile ORDER BY count(*) DESC LIMIT 1",
+                  [run_id])
+    rules = r.rows("""SELECT s.rules FROM rulesets s JOIN (
+            SELECT rules_hash, count(*) AS n FROM verdicts WHERE run_id = ?
+            GROUP BY rules_hash ORDER BY n DESC LIMIT 1) v USING (rules_hash)""", [run_id])
+    fails = failures_by_stage(r, run_id)
+    rule_list = json.loads(rules[0]["rules"]) if rules else []
+    budgets = _budgets(prof[0]["recipe"]) if prof else {}
+    return RunDetail({}, stages, metrics, fails, prof[0]["profile"] if prof else None,
+                     rule_list, budgets)
+
+
+def _budgets(recipe_json: str | None) -> dict[str, float]:
+    """The recipe's triangle and file-size budgets (what the rules' budget metrics mean)."""
+    try:
+        stages = {s.get("name"): s.get("options", {})
+                  for s in json.loads(recipe_json or "{}").get("stages", [])}
+    except (ValueError, AttributeError):
+        return {}
+    out = {}
+    tris = stages.get("simplify", {}).get("target_tris")
+    mb = stages.get("export", {}).get("max_glb_mb")
+    if isinstance(tris, (int, float)):
+        out["budget_tris"] = float(tris)
+    if isinstance(mb, (int, float)):
+        out["budget_glb_bytes"] = float(mb) * 1e6
+    return out
 
 
 # ---------------------------------------------------------------------- queue page
 
-#: Filters the queue understands, each matched exactly against one column.
+#: The queue's equality filters: request name -> column of the ``queue`` view.
 EQUALITY_FILTERS = {"run": "run_id", "status": "status", "verdict": "verdict",
                     "stage": "failed_stage", "error": "error_kind", "category": "category",
-                    "decision": "decision"}
-SORTABLE_DEFAULT = ("sku", "title", "status", "failed_stage", "finished_at", "wall_s")
+                    "decision": "review_status"}
+#: Severity as ``assetfactory triage`` orders it: failed first, then fail, review, untriaged.
+SEVERITY_SQL = ("CASE WHEN status = 'failed' THEN 4 WHEN verdict = 'fail' THEN 3 "
+                "WHEN verdict = 'review' THEN 2 WHEN verdict = 'untriaged' THEN 1 ELSE 0 END")
+CARD_COLUMNS = ("sku", "title", "category", "run_id", "attempt_id", "status", "failed_stage",
+                "error", "fix", "error_kind", "poster_uri", "glb_uri", "verdict", "reasons",
+                "review_status", "reviewer", "metric_silhouette_iou", "metric_observed_texels",
+                "metric_triangles", "metric_glb_bytes")
 
 
 @dataclass
@@ -316,105 +352,94 @@ class QueueQuery:
     text: str = ""
     attention: bool = True
     sort: str = "severity"
-    desc: bool = False
+    desc: bool | None = None
     page: int = 1
     per_page: int = 48
+
+    @property
+    def desc_effective(self) -> bool:
+        """Severity sorts worst first unless told otherwise; other columns ascending."""
+        return (self.sort == "severity") if self.desc is None else self.desc
 
 
 def facets(cat: Catalog) -> dict[str, list[str]]:
     """The values each equality filter can take (for the filter form's menus)."""
-    cur = cat.cursor()
+    r = cat.reader()
     try:
-        out: dict[str, list[str]] = {}
-        for name, col in EQUALITY_FILTERS.items():
-            if name == "decision":
-                out[name] = ["approve", "reject", "rework", "none"]
-                continue
-            if col not in cat.columns:
-                continue
-            out[name] = [r[0] for r in cur.execute(
-                f"SELECT DISTINCT {quote_ident(col)} FROM assets WHERE {quote_ident(col)} "
-                f"IS NOT NULL ORDER BY 1 LIMIT 500").fetchall()]
-        return out
+        if "facets" not in r.cache:
+            r.cache["facets"] = _facets(r, cat)
+        return r.cache["facets"]
     finally:
-        cur.close()
+        r.close()
 
 
-def _latest_decision_sql() -> str:
-    return """(SELECT sku, decision FROM reviews
-               QUALIFY row_number() OVER (PARTITION BY sku ORDER BY decided_at DESC) = 1)"""
+def _facets(r: Reader, cat: Catalog) -> dict[str, list[str]]:
+    from ..catalog.triage import REVIEW_STATES, VERDICT_STATES
+
+    out: dict[str, list[str]] = {}
+    for name, col in EQUALITY_FILTERS.items():
+        if name == "verdict":
+            out[name] = list(VERDICT_STATES)
+        elif name == "decision":
+            out[name] = list(REVIEW_STATES)
+        elif col in cat.columns:
+            q = quote_ident(col)
+            out[name] = [v for (v,) in r.execute(
+                f"SELECT DISTINCT {q} FROM current_assets WHERE {q} IS NOT NULL "
+                "ORDER BY 1 LIMIT 500").fetchall()]
+    return out
 
 
-def queue_page(cat: Catalog, q: QueueQuery) -> tuple[list[dict[str, Any]], int]:
-    """One page of current assets matching ``q`` and the total number that match."""
-    where, params = [], []
-    has_decided_at = "decided_at" in cat.columns or _reviews_have(cat, "decided_at")
+def queue_where(cat: Catalog, q: QueueQuery) -> tuple[str, list[Any]]:
+    """The WHERE clause (over the ``queue`` view) and its bound parameters."""
+    where: list[str] = []
+    params: list[Any] = []
     for name, value in q.equals.items():
         col = EQUALITY_FILTERS.get(name)
-        if not value or col is None:
+        if not value or col is None or col not in cat.columns:
             continue
-        if name == "decision":
-            if value == "none":
-                where.append("d.decision IS NULL")
-            else:
-                where.append("d.decision = ?")
-                params.append(value)
-            continue
-        if col not in cat.columns:
-            continue
-        where.append(f"a.{quote_ident(col)} = ?")
+        where.append(f"{quote_ident(col)} = ?")
         params.append(value)
     numeric = set(cat.numeric_columns())
     for col, lo, hi in q.ranges:
         if col not in numeric:
-            raise ValueError(f"unknown metric {col!r}")
+            raise ValueError(f"unknown metric {col!r}: use a numeric column of the queue view")
         if lo is not None:
-            where.append(f"a.{quote_ident(col)} >= ?")
+            where.append(f"{quote_ident(col)} >= ?")
             params.append(lo)
         if hi is not None:
-            where.append(f"a.{quote_ident(col)} <= ?")
+            where.append(f"{quote_ident(col)} <= ?")
             params.append(hi)
     if q.text:
-        where.append("(a.sku ILIKE ? OR a.title ILIKE ?)")
-        like = "%" + q.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        params += [like, like]
+        where.append("(contains(lower(sku), lower(?)) OR contains(lower(title), lower(?)))")
+        params += [q.text, q.text]
     if q.attention:
-        needs = ["a.status = 'failed'"]
-        if "verdict" in cat.columns:
-            needs.append("coalesce(a.verdict, '') <> 'pass'")
-        where.append("(" + " OR ".join(needs) + ") AND d.decision IS NULL")
-    severity = ("CASE WHEN a.status = 'failed' THEN 0 "
-                + ("WHEN a.verdict = 'fail' THEN 1 WHEN a.verdict = 'review' THEN 2 "
-                   if "verdict" in cat.columns else "")
-                + "ELSE 3 END")
+        where.append("(status = 'failed' OR verdict <> 'pass') "
+                     "AND review_status = 'unreviewed'")
+    return ("WHERE " + " AND ".join(where)) if where else "", params
+
+
+def queue_page(cat: Catalog, q: QueueQuery) -> tuple[list[dict[str, Any]], int]:
+    """One page of the current assets matching ``q`` and how many match in all."""
+    desc = q.desc_effective
     if q.sort == "severity":
-        order = f"{severity} {'DESC' if q.desc else 'ASC'}, a.sku"
+        order = f"{SEVERITY_SQL} {'DESC' if desc else 'ASC'}, sku"
     elif q.sort in cat.columns:
-        order = f"a.{quote_ident(q.sort)} {'DESC' if q.desc else 'ASC'} NULLS LAST, a.sku"
+        order = f"{quote_ident(q.sort)} {'DESC' if desc else 'ASC'} NULLS LAST, sku"
     else:
-        raise ValueError(f"cannot sort by {q.sort!r}")
-    decisions = _latest_decision_sql() if has_decided_at else \
-        "(SELECT NULL::VARCHAR AS sku, NULL::VARCHAR AS decision WHERE false)"
-    sql_where = ("WHERE " + " AND ".join(where)) if where else ""
-    base = f"FROM assets a LEFT JOIN {decisions} d USING (sku) {sql_where}"
-    cur = cat.cursor()
+        raise ValueError(f"cannot sort by {q.sort!r}: use severity or a column of the queue")
+    where, params = queue_where(cat, q)
+    cols = ", ".join(quote_ident(c) for c in CARD_COLUMNS if c in cat.columns)
+    r = cat.reader()
     try:
-        total = cur.execute(f"SELECT count(*) {base}", params).fetchone()[0]
         offset = max(0, (q.page - 1) * q.per_page)
-        rows = rows_as_dicts(cur.execute(
-            f"SELECT a.*, d.decision, {severity} AS severity {base} ORDER BY {order} "
-            "LIMIT ? OFFSET ?", [*params, q.per_page, offset]))
+        # two queries: a window count(*) OVER () would make DuckDB keep every matching row
+        rows = r.rows(f"""SELECT {cols}, {SEVERITY_SQL} AS severity_rank FROM queue {where}
+                          ORDER BY {order} LIMIT ? OFFSET ?""", [*params, q.per_page, offset])
+        total = int(r.execute(f"SELECT count(*) FROM queue {where}", params).fetchone()[0])
     finally:
-        cur.close()
+        r.close()
     return rows, total
-
-
-def _reviews_have(cat: Catalog, col: str) -> bool:
-    cur = cat.cursor()
-    try:
-        return col in _table_columns(cur, "reviews")
-    finally:
-        cur.close()
 
 
 # ---------------------------------------------------------------------- asset page
@@ -426,81 +451,71 @@ class AssetDetail:
     stages: list[dict[str, Any]]
     attempts: list[dict[str, Any]]
     reviews: list[dict[str, Any]]
+    history: list[dict[str, Any]]
     artifacts: dict[str, str]          # artifact name -> storage key
-    cameras_key: str | None
-    labels: list[str]                  # input views with a photo and a camera
+    labels: list[str]                  # input views with a photo
+    current: bool                      # the SKU's current attempt (decisions apply to it)
 
 
-def asset_detail(cat: Catalog, sku: str, attempt_id: str | None = None) -> AssetDetail | None:
-    cur = cat.cursor()
+def asset_detail(cat: Catalog, sku: str, attempt_id: str | None = None,
+                 with_stages: bool = True) -> AssetDetail | None:
+    r = cat.reader()
     try:
-        if attempt_id:
-            cur.execute("SELECT * FROM attempts WHERE sku = ? AND attempt_id = ?",
-                        [sku, attempt_id])
-        else:
-            cur.execute("SELECT * FROM assets WHERE sku = ?", [sku])
-        found = rows_as_dicts(cur)
-        if not found:
+        cur_rows = r.rows("SELECT * FROM queue WHERE sku = ?", [sku])
+        if not cur_rows:
             return None
-        row = found[0]
-        attempts = rows_as_dicts(cur.execute(
-            "SELECT attempt_id, run_id, status, failed_stage, error, fix, error_kind, "
-            "started_at, finished_at, wall_s, profile, backend, recipe_hash "
-            "FROM attempts WHERE sku = ? ORDER BY finished_at DESC", [sku]))
-        reviews = rows_as_dicts(cur.execute("SELECT * FROM reviews WHERE sku = ?", [sku]))
+        row = cur_rows[0]
+        current = True
+        if attempt_id and attempt_id != row["attempt_id"]:
+            found = r.rows("SELECT a.*, coalesce(v.verdict, 'untriaged') AS verdict, "
+                           "v.reasons FROM attempts a LEFT JOIN current_verdicts v "
+                           "USING (attempt_id) WHERE a.sku = ? AND a.attempt_id = ?",
+                           [sku, attempt_id])
+            if not found:
+                return None
+            row, current = found[0], False
+        attempts = r.rows(
+            "SELECT a.attempt_id, a.run_id, a.status, a.failed_stage, a.error, a.started_at, "
+            "a.finished_at, a.wall_s, a.profile, a.supersedes, a.trigger, "
+            "coalesce(v.verdict, 'untriaged') AS verdict FROM attempts a "
+            "LEFT JOIN current_verdicts v USING (attempt_id) "
+            "WHERE a.sku = ? ORDER BY a.finished_at DESC", [sku])
+        reviews = r.rows("SELECT * FROM reviews WHERE sku = ? ORDER BY decided_at DESC",
+                         [sku])
+        history = r.rows("SELECT * FROM sku_history(?)", [sku])
     finally:
-        cur.close()
-    reviews.sort(key=lambda r: str(r.get("decided_at") or ""), reverse=True)
+        r.close()
     try:
         metrics = json.loads(row.get("metrics") or "{}")
     except ValueError:
         metrics = {}
-    stages = stage_rows(cat, row["run_id"], row["attempt_id"])
+    stages = stage_rows(cat, row["run_id"], row["attempt_id"]) if with_stages else []
     artifacts = artifact_keys(stages)
     labels = [k.split("/", 1)[1] for k in sorted(artifacts) if k.startswith("image/")]
-    return AssetDetail(row, metrics, stages, attempts, reviews, artifacts,
-                       artifacts.get("cameras"), labels)
+    return AssetDetail(row, metrics, stages, attempts, reviews, history, artifacts, labels,
+                       current)
 
 
 def stage_rows(cat: Catalog, run_id: str | None, attempt_id: str) -> list[dict[str, Any]]:
-    """Every stage row of one attempt: from its own fragment when it has one, else from the
-    files of its run and the compacted files (reading only the matching rows)."""
-    import re
-
-    plain = re.compile(r"^[A-Za-z0-9_.:=+-]+$")
-    keys: list[str] = []
-    if run_id and plain.match(run_id) and plain.match(attempt_id):
-        own = f"catalog/stages/run={run_id}/{attempt_id}.parquet"
-        if cat.store.exists(own):
-            keys = [own]
-        else:
-            keys = [k for k in cat.store.list(f"catalog/stages/run={run_id}/")]
-    if not keys:
-        keys = [k for k in cat.store.list("catalog/stages/")]
-    keys += [k for k in cat.store.list("catalog/compacted/")
-             if k.split("/")[-1].startswith("stages-") or k.startswith("catalog/compacted/stages/")]
-    rows: list[dict[str, Any]] = []
-    for k in keys:
-        if not k.endswith(".parquet"):
-            continue
-        local = cat.store.local_path(k)
-        try:
-            source = str(local) if local is not None else pa.BufferReader(cat.store.get(k))
-            rows += pq.read_table(source, filters=[("attempt_id", "=", attempt_id)]).to_pylist()
-        except (OSError, ValueError, pa.ArrowException):
-            log.warning("dashboard: could not read stage rows from %s", k)
+    """Every stage row of one attempt, read from the files that can hold its run."""
+    r = cat.reader()
+    try:
+        src = r.source("stages", [run_id] if run_id else None)
+        rows = r.rows(f"SELECT * FROM {src} WHERE attempt_id = ?", [attempt_id])
+    finally:
+        r.close()
     seen: dict[int, dict[str, Any]] = {}
-    for r in sorted(rows, key=lambda r: (r.get("seq") or 0, str(r.get("started_at") or ""))):
-        seen.setdefault(int(r.get("seq") or 0), r)
+    for s in sorted(rows, key=lambda s: (s.get("seq") or 0, str(s.get("started_at") or ""))):
+        seen.setdefault(int(s.get("seq") or 0), s)
     return [seen[k] for k in sorted(seen)]
 
 
 def artifact_keys(stages: list[dict[str, Any]]) -> dict[str, str]:
     """Artifact name -> storage key of its content-addressed object (later stages win)."""
     out: dict[str, str] = {}
-    for r in stages:
+    for s in stages:
         try:
-            outputs = json.loads(r.get("outputs") or "{}")
+            outputs = json.loads(s.get("outputs") or "{}")
         except ValueError:
             continue
         for name, sha in outputs.items():

@@ -3,6 +3,19 @@
 // an Authorization header (never a cookie), so another site cannot forge them.
 
 const TOKEN_KEY = "assetfactory-dashboard-token";
+const REVIEWER_KEY = "assetfactory-reviewer";
+
+function reviewer() {
+  const el = document.getElementById("reviewer");
+  return (el && el.value.trim()) || localStorage.getItem(REVIEWER_KEY) || "";
+}
+
+function reviewerField() {
+  const el = document.getElementById("reviewer");
+  if (!el) return;
+  el.value = localStorage.getItem(REVIEWER_KEY) || el.dataset.default || "";
+  el.addEventListener("change", () => localStorage.setItem(REVIEWER_KEY, el.value.trim()));
+}
 
 function takeTokenFromUrl() {
   const url = new URL(window.location.href);
@@ -49,6 +62,9 @@ async function post(url, body) {
   });
   let data = null;
   try { data = await r.json(); } catch (e) { data = null; }
+  if (r.status === 409 && data && data.refused) {
+    throw new Error("refused: " + data.refused.map((x) => x.reason).join("; "));
+  }
   if (!r.ok) {
     const why = (data && data.detail) || r.statusText;
     throw new Error(r.status === 401 ? "refused: " + why : why);
@@ -87,7 +103,7 @@ function askRework(what) {
 
 async function decide(skus, decision, extra = {}) {
   if (!skus.length) { toast("select at least one asset", true); return null; }
-  let body = { skus, decision, ...extra };
+  let body = { skus, decision, reviewer: reviewer(), ...extra };
   if (decision === "rework") {
     const r = await askRework(skus.length === 1 ? skus[0] : skus.length + " assets");
     if (!r) return null;
@@ -95,8 +111,10 @@ async function decide(skus, decision, extra = {}) {
   }
   try {
     const res = await post("/api/decisions", body);
+    const refused = (res.refused || []).map((r) => r.reason).join("; ");
     toast(`${decision}: ${res.recorded} recorded` +
-          (res.reprocess ? ` · reprocess started (job ${res.reprocess.id})` : ""));
+          (res.reprocess ? ` · reprocess job ${res.reprocess.id} started` : "") +
+          (refused ? ` · refused: ${refused}` : ""), !!refused);
     return res;
   } catch (e) {
     toast(e.message, true);
@@ -129,7 +147,7 @@ function assetPage() {
 
   async function act(decision) {
     const res = await decide([sku], decision, { attempt_ids: [attempt] });
-    if (!res) return;
+    if (!res || !res.recorded) return;
     const chip = document.getElementById("decision-chip");
     if (chip) { chip.hidden = false; chip.textContent = decision; chip.className = "chip d-" + decision; }
     document.body.dataset.decided = decision;
@@ -179,11 +197,19 @@ function queuePage() {
     const skus = target();
     const res = await decide(skus, decision);
     if (!res) return;
+    const refused = new Set((res.refused || []).map((r) => r.sku));
     for (const c of cards) {
-      if (skus.includes(c.dataset.sku)) {
+      if (skus.includes(c.dataset.sku) && !refused.has(c.dataset.sku)) {
         c.classList.add("decided", "d-" + decision);
         const sel = c.querySelector(".sel");
         sel.checked = false;
+        let chip = c.querySelector(".badges .chip.decided-now");
+        if (!chip) {
+          chip = document.createElement("span");
+          c.querySelector(".badges").append(chip);
+        }
+        chip.className = "chip decided-now d-" + decision;
+        chip.textContent = decision;
       }
     }
     refresh();
@@ -249,6 +275,7 @@ function tokenForm() {
 }
 
 takeTokenFromUrl();
+reviewerField();
 tokenForm();
 checkToken();
 assetPage();

@@ -63,8 +63,8 @@ def test_runs_page(page, server, real_run, screenshot_dir):
     row = page.locator("table.runs tbody tr", has_text=run_id)
     assert row.count() == 1
     cells = row.locator("td.n").all_inner_texts()
-    assert cells[0] == "4"                                  # assets
-    assert page.locator("table.runs td.ok").first.inner_text() == "3"
+    assert cells[0] == "3"                                  # assets
+    assert page.locator("table.runs td.ok").first.inner_text() == "2"
     # the charts are inline SVG: stage bars for all nine stages, four metric histograms
     assert page.locator("figure.stages svg rect.bar").count() == 9
     assert page.locator(".hists figure.hist").count() == 4
@@ -77,10 +77,17 @@ def test_runs_page(page, server, real_run, screenshot_dir):
 
 def test_queue_filters(page, server, real_run, screenshot_dir):
     page.goto(f"{server.url}/queue")
-    # by default the queue holds what needs attention: here the broken SKU
+    # by default the queue holds what needs attention (failed, or a verdict other than pass,
+    # and undecided), worst first: the broken SKU leads
     skus = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
-    assert skus == [real_run["broken_sku"]]
-    assert "corrupt" in page.locator("#cards .card .reasons").inner_text()
+    truth = _rows(real_run["out"], "SELECT sku, verdict FROM queue WHERE (status = 'failed' "
+                  "OR verdict <> 'pass') AND review_status = 'unreviewed'")
+    assert sorted(skus) == sorted(r["sku"] for r in truth)
+    assert skus[0] == real_run["broken_sku"]
+    first = page.locator("#cards .card").first
+    assert "corrupt" in first.locator(".reasons").inner_text()
+    assert first.locator(".chip.v-fail").count() == 1
+    _shot(page, screenshot_dir, "queue-attention", full=True)
     # filter through the form: everything that is ok, fewer than 3500 triangles
     page.check("input[name=all]")
     page.select_option("select[name=status]", "ok")
@@ -91,7 +98,7 @@ def test_queue_filters(page, server, real_run, screenshot_dir):
     skus = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
     truth = [r["sku"] for r in _rows(real_run["out"], "SELECT sku FROM assets WHERE status = "
                                      "'ok' AND metrics_tris <= 3500")]
-    assert sorted(skus) == sorted(truth) and len(truth) == 3
+    assert sorted(skus) == sorted(truth) and len(truth) == 2
     assert "status=ok" in page.url and "m=metrics_tris" in page.url
     _shot(page, screenshot_dir, "queue-filtered", full=True)
     # a range that nothing meets
@@ -196,6 +203,7 @@ def test_write_without_token_refused(chromium, server, real_run, screenshot_dir)
         assert e.value.code == 401
     # a browser without the token: the page says why and nothing is written
     ctx = chromium.new_context()
+    ctx.set_default_timeout(120_000)
     pg = ctx.new_page()
     pg.goto(f"{server.url}/asset?sku={real_run['good'][0]}")
     assert pg.locator("#token-form").is_visible()
@@ -218,3 +226,125 @@ def _decision_count(out) -> int:
         return con.execute("SELECT count(*) FROM reviews").fetchone()[0]
     finally:
         con.close()
+
+
+def _decisions(out) -> list[dict]:
+    from assetfactory.catalog.views import Catalog
+
+    with Catalog(str(out)) as cat:
+        return cat.rows("SELECT * FROM decisions ORDER BY decided_at")
+
+
+def test_approve_one_and_reject_another(page, server, real_run, screenshot_dir):
+    """Decisions from the page (button, then keyboard) land in the catalog as the same rows
+    ``assetfactory review`` writes."""
+    good, other = real_run["good"][1], real_run["good"][0]
+    page.fill("#reviewer", "Dana Reviewer")
+    page.dispatch_event("#reviewer", "change")
+    # approve on the asset page with the button
+    page.goto(f"{server.url}/asset?sku={good}")
+    page.click("button.approve")
+    page.locator("#toast").wait_for(state="visible")
+    assert "approve: 1 recorded" in page.locator("#toast").inner_text()
+    assert page.locator("#decision-chip").inner_text() == "approve"
+    _shot(page, screenshot_dir, "decided-approve")
+    # reject from the queue with the keyboard: focus the card, press r
+    page.goto(f"{server.url}/queue?all=1&status=ok&sort=sku")
+    cards = page.locator("#cards .card")
+    skus = cards.evaluate_all("els => els.map(e => e.dataset.sku)")
+    for _ in range(skus.index(other)):
+        page.keyboard.press("j")
+    assert "focus" in (cards.nth(skus.index(other)).get_attribute("class") or "")
+    page.keyboard.press("r")
+    page.locator("#toast").wait_for(state="visible")
+    assert "reject: 1 recorded" in page.locator("#toast").inner_text()
+    _shot(page, screenshot_dir, "decided-reject-queue")
+    rows = {r["sku"]: r for r in _decisions(real_run["out"])}
+    assert rows[good]["decision"] == "approve" and rows[other]["decision"] == "reject"
+    for sku in (good, other):
+        r = rows[sku]
+        assert r["reviewer"] == "Dana Reviewer" and r["source"] == "dashboard"
+        current = _rows(real_run["out"], "SELECT attempt_id FROM assets WHERE sku = ?", [sku])
+        assert r["attempt_id"] == current[0]["attempt_id"]
+    # the queue shows them decided, and the runs page counts them
+    page.goto(f"{server.url}/queue?all=1&decision=approve")
+    assert cards.evaluate_all("els => els.map(e => e.dataset.sku)") == [good]
+    page.goto(f"{server.url}/runs")
+    assert "approve 1" in page.locator("table.runs").inner_text()
+    assert page.errors == []
+
+
+def test_cli_and_dashboard_write_the_same_rows(server, real_run, token):
+    """``assetfactory review`` and the dashboard's endpoint: same columns, same meaning."""
+    from typer.testing import CliRunner
+
+    from assetfactory.cli import app
+
+    sku = real_run["good"][1]
+    res = CliRunner().invoke(app, ["review", sku, "approve", "--note", "from the cli",
+                                   "--reviewer", "cli-user", "--out", str(real_run["out"])])
+    assert res.exit_code == 0, res.output
+    body = json.dumps({"skus": [sku], "decision": "reject", "note": "from the page",
+                       "reviewer": "page-user"}).encode()
+    req = urllib.request.Request(f"{server.url}/api/decisions", data=body, method="POST",
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        assert json.loads(r.read())["recorded"] == 1
+    from assetfactory.catalog.views import Catalog
+
+    with Catalog(str(real_run["out"])) as cat:
+        both = cat.rows("SELECT * FROM reviews WHERE sku = ? AND note LIKE 'from the %' "
+                        "ORDER BY decided_at", [sku])
+    assert [b["source"] for b in both] == ["cli", "dashboard"]
+    assert set(both[0]) == set(both[1])
+    assert both[0]["attempt_id"] == both[1]["attempt_id"]
+    assert [b["decision"] for b in both] == ["approve", "reject"]
+
+
+def test_rework_starts_the_reprocess_flow(page, server, real_run, screenshot_dir):
+    """Rework with an option override from the asset page: the decision row carries the
+    override, the dashboard starts ``assetfactory reprocess --reworks``, and a new attempt
+    supersedes the one that was looked at."""
+    sku = real_run["good"][0]
+    (old,) = _rows(real_run["out"], "SELECT attempt_id FROM assets WHERE sku = ?", [sku])
+    page.fill("#reviewer", "Dana Reviewer")
+    page.dispatch_event("#reviewer", "change")
+    page.goto(f"{server.url}/asset?sku={urllib.parse.quote(sku)}")
+    page.keyboard.press("w")
+    dialog = page.locator("dialog#rework")
+    dialog.wait_for(state="visible")
+    page.fill("#rework-form textarea[name=overrides]", "texture.size=128")
+    page.fill("#rework-form input[name=note]", "texture looks soft")
+    _shot(page, screenshot_dir, "rework-dialog")
+    page.click("#rework-ok")
+    page.locator("#toast").wait_for(state="visible")
+    assert "rework: 1 recorded" in page.locator("#toast").inner_text()
+    assert "reprocess job" in page.locator("#toast").inner_text()
+    (decision,) = [d for d in _decisions(real_run["out"]) if d["sku"] == sku]
+    assert decision["decision"] == "rework" and decision["attempt_id"] == old["attempt_id"]
+    assert json.loads(decision["overrides"]) == {"texture": {"size": 128}}
+    # the reprocess flow runs in its own process; wait for it
+    deadline = time.monotonic() + 400
+    while True:
+        with urllib.request.urlopen(f"{server.url}/api/reprocess", timeout=30) as r:
+            jobs = json.loads(r.read())
+        assert jobs and jobs[-1]["args"][:2] == ["reprocess", "--reworks"]
+        if not jobs[-1]["running"]:
+            break
+        assert time.monotonic() < deadline, jobs[-1]["log_tail"]
+        time.sleep(2)
+    assert jobs[-1]["returncode"] == 0, jobs[-1]["log_tail"]
+    (new,) = _rows(real_run["out"], "SELECT attempt_id, supersedes, trigger, status, "
+                   "texture_size FROM assets WHERE sku = ?", [sku])
+    assert new["attempt_id"] != old["attempt_id"] and new["supersedes"] == old["attempt_id"]
+    assert new["trigger"].startswith("rework:") and new["status"] == "ok"
+    assert new["texture_size"] == 128
+    # the asset page shows the new attempt, the old one in its history
+    page.goto(f"{server.url}/asset?sku={urllib.parse.quote(sku)}")
+    page.wait_for_timeout(1500)   # the dashboard's snapshot refreshes every second here
+    page.reload()
+    assert page.locator("#asset").get_attribute("data-attempt") == new["attempt_id"]
+    ids = page.locator("section.attempts td:first-child code").all_inner_texts()
+    assert ids == [new["attempt_id"], old["attempt_id"]]
+    _shot(page, screenshot_dir, "after-rework", full=True)

@@ -52,23 +52,38 @@ def test_run_detail_has_stage_times_and_metrics(cat):
     d = run_detail(cat, run)
     assert [s["stage"] for s in d.stages][:3] == ["ingest", "generate", "cleanup"]
     ok = _truth(cat, "SELECT count(*) FROM attempts WHERE run_id = ? AND status = 'ok'", [run])
-    assert len(d.metrics["silhouette IoU"]) == ok[0][0]
+    assert len(d.metrics["silhouette IoU (worst view)"]) == ok[0][0]
+    # the rules that judged the run and the recipe's budgets come with it (chart thresholds)
+    assert any(r["metric"] == "metrics_iou_min" for r in d.rules)
+    assert d.budgets == {"budget_tris": 23000.0, "budget_glb_bytes": 5e6}
+    from assetfactory.dashboard.actions import thresholds
+
+    lines = thresholds(d)
+    assert [t.value for t in lines["silhouette IoU (worst view)"]] == [0.9]
+    assert [t.value for t in lines["triangles"]] == [23000.0]
+    assert [t.value for t in lines["file size (MB)"]] == [5.0]
     assert run_detail(cat, "no-such-run") is None
 
 
-def test_queue_attention_default_is_failures(cat):
-    rows, total = queue_page(cat, QueueQuery())
-    failed = _truth(cat, "SELECT count(*) FROM assets WHERE status = 'failed'")[0][0]
-    assert total == failed and all(r["status"] == "failed" for r in rows)
+def test_queue_attention_default_is_what_needs_a_look(cat):
+    rows, total = queue_page(cat, QueueQuery(per_page=500))
+    truth = _truth(cat, """SELECT count(*) FROM queue WHERE (status = 'failed' OR
+        verdict IN ('fail', 'review', 'untriaged')) AND review_status = 'unreviewed'""")[0][0]
+    assert total == truth > 0
+    # worst first: every failed asset before every review verdict
+    ranks = [(r["status"] == "failed", r["verdict"]) for r in rows]
+    first_review = next(i for i, (f, v) in enumerate(ranks) if not f and v == "review")
+    assert all(f or v == "fail" for f, v in ranks[:first_review])
+    assert all(not f and v == "review" for f, v in ranks[first_review:])
 
 
 def test_queue_filters_ranges_sort_and_pages(cat):
     q = QueueQuery(equals={"category": "kitchen", "status": "ok"},
-                   ranges=[("metrics_iou_mean", 0.9, 0.97)], attention=False,
-                   sort="metrics_tris", desc=True, per_page=25)
+                   ranges=[("metric_silhouette_iou", 0.9, 0.97)], attention=False,
+                   sort="metric_triangles", desc=True, per_page=25)
     rows, total = queue_page(cat, q)
     truth = _truth(cat, """SELECT sku FROM assets WHERE category = 'kitchen' AND status = 'ok'
-        AND metrics_iou_mean BETWEEN 0.9 AND 0.97 ORDER BY metrics_tris DESC, sku""")
+        AND metrics_iou_min BETWEEN 0.9 AND 0.97 ORDER BY metrics_tris DESC, sku""")
     assert total == len(truth) > 25
     assert [r["sku"] for r in rows] == [s for (s,) in truth[:25]]
     q.page = 2
@@ -92,7 +107,8 @@ def test_values_are_parameters_not_sql(cat):
 
 def test_asset_detail_reads_stage_rows_of_that_attempt(cat):
     d = asset_detail(cat, "SKU-0000003")
-    assert d is not None and d.row["sku"] == "SKU-0000003"
+    assert d is not None and d.row["sku"] == "SKU-0000003" and d.current
+    assert d.row["verdict"] in ("pass", "review", "fail")
     assert [s["seq"] for s in d.stages] == list(range(len(d.stages)))
     assert {s["attempt_id"] for s in d.stages} == {d.row["attempt_id"]}
     assert asset_detail(cat, "SKU-nope") is None
@@ -103,24 +119,36 @@ def test_snapshot_refreshes_when_the_catalog_changes(cat, tmp_path):
     c = Catalog(str(tmp_path), refresh_s=0)
     c.load()
     assert not c.refresh_if_changed()
-    from assetfactory.catalog.fragments import ASSET_SCHEMA, write_table_fragment
-    from assetfactory.core.storage import open_storage
-
-    row = {f.name: None for f in ASSET_SCHEMA}
-    row.update(attempt_id="new-attempt", run_id="run-new", sku="SKU-new", status="ok",
-               finished_at=0)
-    write_table_fragment(open_storage(str(tmp_path)), "catalog/assets/run=run-new/a.parquet",
-                         [row], ASSET_SCHEMA)
+    write_synthetic_catalog(tmp_path / "more", 5, n_runs=1, files_per_run=1, triage=False)
+    (tmp_path / "catalog" / "assets" / "run=new").mkdir()
+    src = next((tmp_path / "more" / "catalog" / "assets").rglob("*.parquet"))
+    (tmp_path / "catalog" / "assets" / "run=new" / "x.parquet").write_bytes(
+        _renamed(src.read_bytes()))
     assert c.refresh_if_changed()
-    cur = c.cursor()
-    assert cur.execute("SELECT count(*) FROM assets WHERE sku = 'SKU-new'").fetchone()[0] == 1
+    cur = c.reader().con
+    assert cur.execute("SELECT count(*) FROM assets WHERE sku LIKE 'NEW-%'").fetchone()[0] == 5
     cur.close()
     c.stop()
 
 
-def test_snapshot_is_in_memory_tables(cat):
-    cur = cat.cursor()
-    kinds = dict(cur.execute("SELECT table_name, 'table' FROM duckdb_tables()").fetchall())
-    cur.close()
-    assert {"attempts", "assets", "runs", "stage_times"} <= set(kinds)
-    assert isinstance(cat.cursor(), duckdb.DuckDBPyConnection)
+def _renamed(parquet: bytes) -> bytes:
+    """The same rows under other SKUs and attempt ids."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    from assetfactory.catalog.fragments import parquet_bytes
+
+    t = pq.read_table(pa.BufferReader(parquet))
+    for col in ("sku", "attempt_id"):
+        t = t.set_column(t.schema.get_field_index(col), col,
+                         pc.binary_join_element_wise("NEW", t[col], "-"))
+    return parquet_bytes(t)
+
+
+def test_snapshot_holds_the_row_sources_in_memory(cat):
+    r = cat.reader()
+    tables = {t for (t,) in r.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+    r.close()
+    assert {"_mem_assets", "_mem_verdicts", "_mem_reviews", "stage_times"} <= tables
+    assert isinstance(cat.reader().con, duckdb.DuckDBPyConnection)
