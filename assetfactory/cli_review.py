@@ -73,7 +73,8 @@ def register(app: typer.Typer, console: Console, default_out: str,
             fail(str(exc))
         if show_rules:
             t = Table(title=f"triage rules {ruleset.version} ({ruleset.hash})")
-            for c in ("id", "verdict", "check", "profiles", "reason"):
+            t.add_column("id", no_wrap=True)
+            for c in ("verdict", "check", "profiles", "reason"):
                 t.add_column(c, overflow="fold")
             for r in ruleset.rules:
                 thr = r.threshold if r.threshold_metric is None else (

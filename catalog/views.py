@@ -132,11 +132,18 @@ class Catalog:
 
     def refresh(self) -> Catalog:
         """Take a new snapshot of the files and (re)define every view over it."""
-        self.snap = snapshot(self.root)
+        for i in range(_RETRIES):
+            self.snap = snapshot(self.root)
+            try:
+                for kind in KINDS:
+                    self._define_source(kind)
+                self._define_views()
+                break
+            except duckdb.IOException as exc:
+                if i == _RETRIES - 1 or not _vanished(exc):
+                    raise
+                time.sleep(0.05 * (i + 1))    # a compaction removed a file we listed
         prune_cache(self.root, self.snap)
-        for kind in KINDS:
-            self._define_source(kind)
-        self._define_views()
         return self
 
     def source(self, kind: str, runs: Iterable[str] | None = None) -> str:
@@ -276,16 +283,23 @@ class Catalog:
         self.close()
 
 
-def with_retry(cat: Catalog, fn: Callable[[], T], attempts: int = 4) -> T:
+_RETRIES = 6
+
+
+def _vanished(exc: Exception) -> bool:
+    msg = str(exc)
+    return any(s in msg for s in ("No such file", "No files found", "does not exist",
+                                  "Cannot open file"))
+
+
+def with_retry(cat: Catalog, fn: Callable[[], T], attempts: int = _RETRIES) -> T:
     """Run ``fn``; when a file of the snapshot was deleted under it (a compaction finished),
     take a new snapshot and run it again. The new snapshot holds the same rows."""
     for i in range(attempts):
         try:
             return fn()
         except duckdb.IOException as exc:
-            msg = str(exc)
-            if i == attempts - 1 or not any(s in msg for s in (
-                    "No such file", "No files found", "does not exist", "Cannot open file")):
+            if i == attempts - 1 or not _vanished(exc):
                 raise
             time.sleep(0.05 * (i + 1))
             cat.refresh()

@@ -71,7 +71,7 @@ def test_compaction_loses_and_duplicates_nothing(tmp_path):
     before = sorted(query(str(tmp_path), "SELECT attempt_id, sku, status FROM attempts")[1])
     stages_before = query(str(tmp_path), "SELECT count(*) FROM stages")[1][0][0]
     merged = compact(str(tmp_path))
-    assert merged == {"assets": 5, "stages": 10}
+    assert merged.rows == {"assets": 5, "stages": 10}
     assert not list(LocalStorage(tmp_path).list("catalog/assets/"))
     assert sorted(query(str(tmp_path), "SELECT attempt_id, sku, status FROM attempts")[1]) == before
     assert query(str(tmp_path), "SELECT count(*) FROM stages")[1][0][0] == stages_before

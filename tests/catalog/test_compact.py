@@ -1,0 +1,196 @@
+"""The catalog under concurrency: writers that lose no row, readers that see every row exactly
+once while a compaction runs or after it crashed, older schemas, and the compaction lock.
+Locally and on S3 (SeaweedFS)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import time
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from catalog_rows import append_worker, compact_worker, write
+
+from assetfactory.catalog.compact import compact
+from assetfactory.catalog.files import snapshot
+from assetfactory.catalog.fragments import ASSET_FIELDS
+from assetfactory.catalog.triage import record_verdicts, triage_queue
+from assetfactory.catalog.views import Catalog, query
+from assetfactory.core.storage import open_storage
+
+CHECK = {
+    "attempts": "SELECT count(*), count(DISTINCT attempt_id), "
+                "sum(hash(attempt_id, sku, status, run_id)::HUGEINT) FROM attempts",
+    "stages": "SELECT count(*), count(DISTINCT (attempt_id, seq)), "
+              "sum(hash(attempt_id, seq, stage, duration_s)::HUGEINT) FROM stages",
+    "reviews": "SELECT count(*), count(DISTINCT review_id), "
+               "sum(hash(review_id, sku, decision)::HUGEINT) FROM reviews",
+}
+
+
+def _root(where: str, tmp_path, request) -> str:
+    return str(tmp_path / "factory") if where == "local" else request.getfixturevalue("s3_root")
+
+
+def _observe(root: str) -> dict[str, tuple]:
+    with Catalog(root) as cat:
+        return {k: tuple(cat.execute(sql).fetchone()) for k, sql in CHECK.items()}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_several_processes_appending_at_once_lose_no_row(where, tmp_path, request):
+    root = _root(where, tmp_path, request)
+    ctx = mp.get_context("spawn")
+    procs = [ctx.Process(target=append_worker, args=(root, w, 12)) for w in range(4)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    seen = _observe(root)
+    assert seen["attempts"][:2] == (48, 48)
+    assert seen["stages"][:2] == (144, 144)
+    assert seen["reviews"][:2] == (12, 12)
+    _, skus = query(root, "SELECT DISTINCT sku FROM attempts")
+    assert {s for (s,) in skus} == {f"w{w}-{i:03d}" for w in range(4) for i in range(12)}
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_reader_during_compaction_sees_every_row_exactly_once(where, tmp_path, request):
+    root = _root(where, tmp_path, request)
+    append_worker(root, 0, 24)
+    append_worker(root, 1, 24)
+    expected = _observe(root)
+    assert expected["attempts"][:2] == (48, 48)
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    proc = ctx.Process(target=compact_worker, args=(root, ready, 0.5))
+    proc.start()
+    assert ready.wait(timeout=120)
+    reads, mixed = [], 0
+    while proc.is_alive() or len(reads) < 3:
+        with Catalog(root) as cat:
+            reads.append({k: tuple(cat.execute(sql).fetchone()) for k, sql in CHECK.items()})
+            files = [f for k in CHECK for f in cat.snap.of(k.replace("attempts", "assets"))]
+            mixed += any(f.compacted for f in files) and not all(f.compacted for f in files)
+    proc.join(timeout=300)
+    assert proc.exitcode == 0
+    assert all(r == expected for r in reads), [r for r in reads if r != expected][:2]
+    assert mixed >= 1, "no read happened while the compaction was half done"
+    snap = snapshot(root)
+    assert all(f.compacted for kind in ("assets", "stages", "reviews") for f in snap.of(kind))
+    assert _observe(root) == expected
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_crash_between_writing_and_deleting_loses_and_duplicates_nothing(where, tmp_path,
+                                                                           request):
+    root = _root(where, tmp_path, request)
+    append_worker(root, 0, 12)
+    expected = _observe(root)
+    seen_mid = []
+
+    def crash(key: str) -> None:
+        # the merged file is in place, its inputs are not yet deleted: both are listed
+        seen_mid.append(_observe(root))
+        raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        compact(root, kinds=("assets",), on_written=crash)
+    assert seen_mid == [expected]
+    assert _observe(root) == expected
+    kinds = snapshot(root).of("assets")
+    assert any(f.compacted for f in kinds) and any(not f.compacted for f in kinds)
+    # a sidecar whose data file never appeared (a crash before the data PUT) is inert
+    store = open_storage(root)
+    store.put("catalog/compacted/assets/run=run-0/c-orphan.sources.json", json.dumps(
+        {"sources": [f.key for f in kinds]}).encode())
+    assert _observe(root) == expected
+    # the next compaction finishes the job: no fragment left, one file per partition
+    compact(root)
+    assert _observe(root) == expected
+    after = snapshot(root).of("assets")
+    assert all(f.compacted for f in after)
+    assert sorted(f.partition for f in after) == ["run-0", "run-1", "run-2"]
+
+
+def test_a_fragment_with_an_older_schema_still_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    root = str(tmp_path)
+    write(root, "new-sku", "r2", metrics={"metrics_tris": 1000, "metrics_iou_min": 0.95})
+    store = open_storage(root)
+    old_fields = [f for f in ASSET_FIELDS if f.name not in (
+        "usdz_uri", "usdz_sha256", "poster_sha256", "supersedes", "trigger", "metrics",
+        "library_versions")]
+    now = pa.scalar(int(time.time() * 1000) - 60_000, pa.timestamp("ms", tz="UTC"))
+
+    def old_row(sku: str, run: str) -> dict:
+        row = {f.name: None for f in old_fields}
+        row.update(attempt_id=f"old-{sku}", run_id=run, sku=sku, status="ok",
+                   finished_at=now.value, started_at=now.value, recipe="{}",
+                   glb_uri=f"/nowhere/{sku}.glb")
+        return row
+
+    def table(rows: list[dict], tris_type: pa.DataType) -> pa.Table:
+        t = pa.Table.from_pylist(rows, schema=pa.schema(old_fields))
+        # a metric that was once written as text, and one no newer row has
+        return t.append_column(pa.field("metrics_tris", tris_type),
+                               pa.array(["800"] * len(rows), tris_type)) \
+                .append_column("legacy_score", pa.array([0.5] * len(rows)))
+
+    store.put("catalog/assets/run=r0/old-a.parquet", _bytes(table([old_row("old-a", "r0")],
+                                                                  pa.string())))
+    # and a compacted file of the first layout, which mixed runs in one file
+    store.put("catalog/compacted/assets-0123456789ab.parquet", _bytes(table(
+        [old_row("old-b", "r0"), old_row("old-c", "r1")], pa.string())))
+    _, rows = query(root, "SELECT sku, supersedes, usdz_uri, TRY_CAST(metrics_tris AS BIGINT), "
+                          "legacy_score FROM attempts ORDER BY sku")
+    assert rows == [("new-sku", None, rows[0][2], 1000, None), ("old-a", None, None, 800, 0.5),
+                    ("old-b", None, None, 800, 0.5), ("old-c", None, None, 800, 0.5)]
+    assert rows[0][2].endswith("new-sku.usdz")
+    assert record_verdicts(root).total == 4
+    assert {i["sku"] for i in triage_queue(root).items} == {"new-sku", "old-a", "old-b", "old-c"}
+    before = query(root, CHECK["attempts"])[1]
+    compact(root)
+    assert query(root, CHECK["attempts"])[1] == before
+
+
+def test_one_compaction_at_a_time_per_partition(tmp_path):
+    root = str(tmp_path)
+    for i in range(4):
+        write(root, f"s{i}", "r1", files=False)
+    store = open_storage(root)
+    lock = "catalog/compacted/assets/run=r1/_lock"
+    store.put(lock, json.dumps({"at": time.time(), "host": "elsewhere"}).encode())
+    report = compact(root)
+    busy = [(p.kind, p.partition) for p in report.partitions if p.busy]
+    assert busy == [("assets", "r1")]
+    assert not any(f.compacted for f in snapshot(root).of("assets"))
+    assert all(f.compacted for f in snapshot(root).of("stages"))
+    # a lock left by a compaction that died long ago is broken
+    store.put(lock, json.dumps({"at": time.time() - 7200, "host": "gone"}).encode())
+    assert compact(root).rows["assets"] == 4
+    assert not store.exists(lock)
+
+
+def test_compacted_files_are_sorted_by_sku_with_statistics(tmp_path):
+    root = str(tmp_path)
+    for i in reversed(range(30)):
+        write(root, f"sku-{i:02d}", "r1", files=False)
+    compact(root)
+    (f,) = snapshot(root).of("assets")
+    meta = pq.ParquetFile(str(open_storage(root).local_path(f.key)))
+    skus = meta.read(columns=["sku"]).column("sku").to_pylist()
+    assert skus == sorted(skus) and len(skus) == 30
+    stats = meta.metadata.row_group(0).column(meta.schema_arrow.get_field_index("sku"))
+    assert stats.statistics.has_min_max and stats.statistics.min == "sku-00"
+
+
+def _bytes(table: pa.Table) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
