@@ -26,6 +26,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
 from ..core.storage import LocalStorage, media_type_for
 from . import actions, charts, renders
@@ -297,8 +298,9 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
             body = await request.json()
         except ValueError:
             raise HTTPException(400, "the body must be JSON") from None
-        try:
-            result = actions.record_decisions(cat, body, settings.reviewer)
+        try:   # file and catalog work: off the event loop
+            result = await run_in_threadpool(actions.record_decisions, cat, body,
+                                             settings.reviewer)
         except actions.DecisionError as exc:
             raise HTTPException(400, str(exc)) from None
         return JSONResponse(result, status_code=200 if result["recorded"] else 409)
@@ -311,7 +313,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         except ValueError:
             body = {}
         try:
-            result = actions.start_reprocess(cat, body or {})
+            result = await run_in_threadpool(actions.start_reprocess, cat, body or {})
         except actions.DecisionError as exc:
             raise HTTPException(400, str(exc)) from None
         return JSONResponse(result)

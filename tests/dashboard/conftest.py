@@ -148,6 +148,21 @@ def _wait_http(url: str, proc: subprocess.Popen, log: Path) -> None:
     raise AssertionError(f"{url} did not answer:\n" + log.read_text(errors="replace"))
 
 
+@pytest.fixture
+def serve_root(tmp_path_factory):
+    """Start ``assetfactory serve`` on any root; stopped after the test."""
+    started: list[Server] = []
+
+    def start(root) -> Server:
+        srv = start_server(root, tmp_path_factory.mktemp("serve"))
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.stop()
+
+
 @pytest.fixture(scope="module")
 def server(real_run, tmp_path_factory):
     srv = start_server(real_run["out"], tmp_path_factory.mktemp("serve"))

@@ -13,6 +13,7 @@ import json
 import time
 import urllib.parse
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -140,6 +141,11 @@ def test_asset_page_shows_the_glb_in_model_viewer(page, server, real_run, screen
     assert page.locator("section.metrics tr").count() > 50
     assert page.locator("section.prov table").nth(1).locator("tr").count() == 10  # 9 stages
     assert page.locator("section.attempts tbody tr, section.attempts tr").count() >= 2
+    # the validators' full reports, run on request (and cached)
+    page.click("#full-report")
+    _poll(page, "document.getElementById('report').textContent.includes('\"gltf\"')", 120)
+    report = json.loads(page.locator("#report").inner_text())
+    assert report["gltf"]["errors"] == 0 and report["usdz"]["errors"] == 0
     page.evaluate("window.scrollTo(0, 0)")
     _shot(page, screenshot_dir, "asset")
     _shot(page, screenshot_dir, "asset-full", full=True)
@@ -348,3 +354,68 @@ def test_rework_starts_the_reprocess_flow(page, server, real_run, screenshot_dir
     ids = page.locator("section.attempts td:first-child code").all_inner_texts()
     assert ids == [new["attempt_id"], old["attempt_id"]]
     _shot(page, screenshot_dir, "after-rework", full=True)
+
+
+def test_dashboard_on_s3(chromium, real_run, s3_root, serve_root, token, screenshot_dir):
+    """The same pages over an S3 prefix (SeaweedFS): catalog rows, files and decisions all go
+    through the storage layer. A synthetic catalog, with one SKU given the real run's GLB,
+    USDZ and poster."""
+    from assetfactory.catalog.views import Catalog
+    from assetfactory.core.storage import open_storage
+    from assetfactory.dashboard.security import key_for_uri
+    from assetfactory.dashboard.synthetic import write_synthetic_catalog
+
+    write_synthetic_catalog(s3_root, 30, n_runs=1, files_per_run=1)
+    store = open_storage(s3_root)
+    (src,) = _rows(real_run["out"], "SELECT glb_uri, poster_uri FROM assets WHERE sku = ?",
+                   [real_run["good"][1]])
+    with Catalog(s3_root) as cat:
+        row = cat.rows("SELECT sku, glb_uri FROM assets WHERE status = 'ok' ORDER BY sku "
+                       "LIMIT 1")[0]
+    sku = row["sku"]
+    assert row["glb_uri"].startswith(s3_root + "/")
+    glb_key = key_for_uri(s3_root, row["glb_uri"])
+    assert glb_key == f"assets/{sku.lower()}/{sku.lower()}.glb"
+    glb = Path(src["glb_uri"]).read_bytes()
+    store.put(glb_key, glb, "model/gltf-binary")
+    store.put(f"assets/{sku.lower()}/poster.png", Path(src["poster_uri"]).read_bytes())
+    srv = serve_root(s3_root)
+    ctx = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    ctx.set_default_timeout(120_000)
+    pg = ctx.new_page()
+    pg.add_init_script("""window.__mvLoads = [];
+        document.addEventListener('load', (e) => {
+          if (e.target && e.target.tagName === 'MODEL-VIEWER') window.__mvLoads.push(1);
+        }, true);""")
+    pg.goto(f"{srv.url}/queue?all=1&token={token}")
+    assert pg.locator("#cards .card").count() == 30
+    pg.goto(f"{srv.url}/asset?sku={sku}")
+    _poll(pg, "window.__mvLoads.length", 120)
+    _shot(pg, screenshot_dir, "s3-asset")
+    # the file route reads S3 through the storage layer, and only under the served prefixes
+    with urllib.request.urlopen(f"{srv.url}/files/{glb_key}", timeout=60) as r:
+        assert r.read() == glb
+    for path in ("/files/../" + glb_key, "/files/catalog/assets/", "/files/%2e%2e/x"):
+        assert _raw_get(srv.url, path)[0] in (403, 404)
+    pg.fill("#reviewer", "s3 reviewer")
+    pg.dispatch_event("#reviewer", "change")
+    pg.keyboard.press("a")
+    pg.locator("#toast").wait_for(state="visible")
+    assert "approve: 1 recorded" in pg.locator("#toast").inner_text()
+    # a selection in the queue: two cards ticked, one click
+    pg.goto(f"{srv.url}/queue?all=1&status=ok&sort=sku")
+    listed = pg.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
+    picked = [s for s in listed if s != sku][:2]
+    for s in picked:
+        pg.check(f"#cards .card[data-sku='{s}'] input.sel")
+    assert pg.locator("#selcount").inner_text() == "2 selected"
+    pg.click("#selbar button.reject")
+    pg.locator("#toast").wait_for(state="visible")
+    assert "reject: 2 recorded" in pg.locator("#toast").inner_text()
+    _shot(pg, screenshot_dir, "s3-queue-selection")
+    ctx.close()
+    with Catalog(s3_root) as cat:
+        got = {r["sku"]: r for r in cat.rows("SELECT * FROM decisions")}
+    assert got[sku]["decision"] == "approve" and got[sku]["reviewer"] == "s3 reviewer"
+    assert {s: got[s]["decision"] for s in picked} == {s: "reject" for s in picked}
+    assert len(got) == 3
