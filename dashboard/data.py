@@ -97,6 +97,9 @@ class Catalog:
         views = CatalogViews(self.root)
         views.dashboard_cache = {}
         con = views.con
+        queue_sql = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'queue'"
+                                ).fetchone()[0]
+        views.dashboard_queue_sql = queue_sql[queue_sql.index(" AS ") + 4:].rstrip().rstrip(";")
         for name in (*(f"_src_{k}" for k in IN_MEMORY), *DERIVED):
             # the view's rows become a table, and the view reads the table: every view of
             # ``catalog.views`` keeps its meaning and becomes a scan of memory
@@ -126,26 +129,70 @@ class Catalog:
                 raise RuntimeError("the catalog snapshot is not loaded yet")
             return Reader(self._views, self._views.con.cursor())
 
-    def signature(self) -> Any:
-        """Cheap change marker: the catalog folders' mtimes locally, the key count on S3."""
+    def signature(self) -> dict[str, Any]:
+        """Cheap change markers per top-level catalog folder (``assets``, ``reviews``,
+        ``compacted``, ...): the folders' mtimes locally, the key counts on S3."""
+        out: dict[str, Any] = {}
         if self.root.startswith("s3://"):
-            return sum(1 for _ in self.store.list("catalog/"))
-        marks = []
-        stack = [Path(self.root) / "catalog"]
-        while stack:
-            d = stack.pop()
-            try:
-                marks.append((str(d), d.stat().st_mtime_ns))
-                stack += [Path(e.path) for e in os.scandir(d) if e.is_dir()]
-            except OSError:
-                continue
-        return tuple(sorted(marks))
+            for key in self.store.list("catalog/"):
+                top = key.split("/")[1] if key.count("/") > 1 else ""
+                out[top] = out.get(top, 0) + 1
+            return out
+        base = Path(self.root) / "catalog"
+        try:
+            tops = [Path(e.path) for e in os.scandir(base) if e.is_dir()]
+        except OSError:
+            return out
+        for top in tops:
+            marks, stack = [], [top]
+            while stack:
+                d = stack.pop()
+                try:
+                    marks.append((str(d), d.stat().st_mtime_ns))
+                    stack += [Path(e.path) for e in os.scandir(d) if e.is_dir()]
+                except OSError:
+                    continue
+            out[top.name] = tuple(sorted(marks))
+        return out
 
     def refresh_if_changed(self) -> bool:
-        if self.signature() == self._signature:
+        """Reload what changed: only the decisions when only they did (cheap), else all."""
+        sig, old = self.signature(), self._signature or {}
+        changed = {k for k in set(sig) | set(old) if sig.get(k) != old.get(k)}
+        if not changed:
             return False
-        self.load()
+        if changed <= {"reviews"} and self._views is not None:
+            self.reload_reviews(sig)
+        else:
+            self.load()
         return True
+
+    def reload_reviews(self, sig: dict[str, Any] | None = None) -> None:
+        """Re-read the decision rows (another reviewer, the CLI) and recompute the queue from
+        the in-memory current assets and verdicts: milliseconds, not a full reload."""
+        import dataclasses
+
+        from ..catalog.files import snapshot
+
+        with self._lock:
+            views = self._views
+        if views is None:
+            return
+        sig = sig if sig is not None else self.signature()
+        fresh = snapshot(self.root, ["reviews"])
+        views.snap = dataclasses.replace(
+            views.snap, files={**views.snap.files, "reviews": fresh.files["reviews"]})
+        cur = views.con.cursor()
+        try:
+            views._define_source("reviews")     # the view over the files, with its columns
+            cur.execute("CREATE OR REPLACE TABLE _mem_reviews AS SELECT * FROM _src_reviews")
+            cur.execute("CREATE OR REPLACE VIEW _src_reviews AS SELECT * FROM _mem_reviews")
+            cur.execute(f"CREATE OR REPLACE TABLE _mem_queue AS {views.dashboard_queue_sql}")
+            cur.execute("CREATE INDEX _mem_queue_sku ON _mem_queue (sku)")
+        finally:
+            cur.close()
+        with self._lock:
+            self._signature = sig
 
     def start_watching(self) -> None:
         if self.refresh_s <= 0 or self._thread is not None:
@@ -339,7 +386,8 @@ SEVERITY_SQL = ("CASE WHEN status = 'failed' THEN 4 WHEN verdict = 'fail' THEN 3
                 "WHEN verdict = 'review' THEN 2 WHEN verdict = 'untriaged' THEN 1 ELSE 0 END")
 CARD_COLUMNS = ("sku", "title", "category", "run_id", "attempt_id", "status", "failed_stage",
                 "error", "fix", "error_kind", "poster_uri", "glb_uri", "verdict", "reasons",
-                "review_status", "reviewer", "metric_silhouette_iou", "metric_observed_texels",
+                "review_status", "reviewer", "review_note", "review_id", "decided_at",
+                "metric_silhouette_iou", "metric_observed_texels",
                 "metric_triangles", "metric_glb_bytes")
 
 

@@ -152,3 +152,50 @@ def test_snapshot_holds_the_row_sources_in_memory(cat):
     r.close()
     assert {"_mem_assets", "_mem_verdicts", "_mem_reviews", "stage_times"} <= tables
     assert isinstance(cat.reader().con, duckdb.DuckDBPyConnection)
+
+
+def test_a_decision_elsewhere_reloads_only_the_decisions(tmp_path):
+    """Another reviewer (here the review API the CLI uses) decides: the next refresh re-reads
+    the decisions and the queue without a full reload, and the queue shows the decision."""
+    from assetfactory.catalog.reviews import record_decision
+
+    write_synthetic_catalog(tmp_path, 60, n_runs=1, files_per_run=1)
+    c = Catalog(str(tmp_path), refresh_s=0)
+    c.load()
+    rows, total = queue_page(c, QueueQuery())
+    sku = rows[0]["sku"]
+    generation = c.generation
+    record_decision(str(tmp_path), sku, "reject", reviewer="someone", source="cli")
+    assert c.refresh_if_changed()
+    assert c.generation == generation            # no full reload
+    rows2, total2 = queue_page(c, QueueQuery())
+    assert total2 == total - 1 and sku not in [r["sku"] for r in rows2]
+    decided, _ = queue_page(c, QueueQuery(equals={"decision": "reject"}, attention=False))
+    assert [r["sku"] for r in decided] == [sku]
+    assert not c.refresh_if_changed()
+    c.stop()
+
+
+def test_decision_rows_added_in_place_match_a_full_reload(tmp_path):
+    """``add_reviews`` (what the dashboard does after its own write) gives the same queue
+    rows as reading everything again from the files."""
+    from assetfactory.catalog.reviews import record_decision
+
+    write_synthetic_catalog(tmp_path, 40, n_runs=1, files_per_run=1)
+    c = Catalog(str(tmp_path), refresh_s=0)
+    c.load()
+    rows, _ = queue_page(c, QueueQuery(attention=False, sort="sku"))
+    ok = [r["sku"] for r in rows if r["status"] == "ok"][:2]
+    written = [record_decision(str(tmp_path), s, d, reviewer="r", note="n", source="dashboard")
+               for s, d in zip(ok, ("approve", "reject"))]
+    c.add_reviews(written)
+    cols = ("sku", "review_status", "reviewer", "review_note", "review_id", "decided_at")
+    in_place = [{k: r[k] for k in cols} for r in queue_page(
+        c, QueueQuery(attention=False, sort="sku"))[0]]
+    c.load()
+    reloaded = [{k: r[k] for k in cols} for r in queue_page(
+        c, QueueQuery(attention=False, sort="sku"))[0]]
+    assert in_place == reloaded
+    assert {r["sku"]: r["review_status"] for r in reloaded if r["sku"] in ok} == \
+        {ok[0]: "approve", ok[1]: "reject"}
+    c.stop()
