@@ -113,7 +113,8 @@ def test_queue_filters(page, server, real_run, screenshot_dir):
 
 def test_asset_page_shows_the_glb_in_model_viewer(page, server, real_run, screenshot_dir):
     sku = real_run["good"][1]
-    page.goto(f"{server.url}/queue?all=1&status=ok")
+    page.goto(f"{server.url}/queue?all=1&status=ok&sort=sku")
+    order = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
     page.locator(f"#cards .card[data-sku='{sku}'] a.open").click()
     page.wait_for_load_state()
     assert page.locator("h1 .sku").inner_text() == sku
@@ -150,6 +151,11 @@ def test_asset_page_shows_the_glb_in_model_viewer(page, server, real_run, screen
     _shot(page, screenshot_dir, "asset")
     _shot(page, screenshot_dir, "asset-full", full=True)
     assert page.errors == []
+    # keyboard: k / j walk the queue the asset was opened from
+    i = order.index(sku)
+    with page.expect_navigation():
+        page.keyboard.press("k" if i else "j")
+    assert page.locator("h1 .sku").inner_text() == order[i - 1 if i else i + 1]
 
 
 def test_failed_asset_shows_the_failure_and_fix(page, server, real_run, screenshot_dir):
@@ -389,6 +395,8 @@ def test_dashboard_on_s3(chromium, real_run, s3_root, serve_root, token, screens
         }, true);""")
     pg.goto(f"{srv.url}/queue?all=1&token={token}")
     assert pg.locator("#cards .card").count() == 30
+    pg.fill("#reviewer", "s3 reviewer")
+    pg.dispatch_event("#reviewer", "change")
     pg.goto(f"{srv.url}/asset?sku={sku}")
     _poll(pg, "window.__mvLoads.length", 120)
     _shot(pg, screenshot_dir, "s3-asset")
@@ -397,8 +405,6 @@ def test_dashboard_on_s3(chromium, real_run, s3_root, serve_root, token, screens
         assert r.read() == glb
     for path in ("/files/../" + glb_key, "/files/catalog/assets/", "/files/%2e%2e/x"):
         assert _raw_get(srv.url, path)[0] in (403, 404)
-    pg.fill("#reviewer", "s3 reviewer")
-    pg.dispatch_event("#reviewer", "change")
     pg.keyboard.press("a")
     pg.locator("#toast").wait_for(state="visible")
     assert "approve: 1 recorded" in pg.locator("#toast").inner_text()
