@@ -516,18 +516,18 @@ def asset_detail(cat: Catalog, sku: str, attempt_id: str | None = None,
         current = True
         if attempt_id and attempt_id != row["attempt_id"]:
             found = r.rows("SELECT a.*, coalesce(v.verdict, 'untriaged') AS verdict, "
-                           "v.reasons FROM attempts a LEFT JOIN current_verdicts v "
-                           "USING (attempt_id) WHERE a.sku = ? AND a.attempt_id = ?",
-                           [sku, attempt_id])
+                           "v.reasons FROM attempts a LEFT JOIN (SELECT attempt_id, verdict, "
+                           "reasons FROM current_verdicts WHERE sku = ?) v USING (attempt_id) "
+                           "WHERE a.sku = ? AND a.attempt_id = ?", [sku, sku, attempt_id])
             if not found:
                 return None
             row, current = found[0], False
         attempts = r.rows(
             "SELECT a.attempt_id, a.run_id, a.status, a.failed_stage, a.error, a.started_at, "
             "a.finished_at, a.wall_s, a.profile, a.supersedes, a.trigger, "
-            "coalesce(v.verdict, 'untriaged') AS verdict FROM attempts a "
-            "LEFT JOIN current_verdicts v USING (attempt_id) "
-            "WHERE a.sku = ? ORDER BY a.finished_at DESC", [sku])
+            "coalesce(v.verdict, 'untriaged') AS verdict FROM attempts a LEFT JOIN "
+            "(SELECT attempt_id, verdict FROM current_verdicts WHERE sku = ?) v "
+            "USING (attempt_id) WHERE a.sku = ? ORDER BY a.finished_at DESC", [sku, sku])
         reviews = r.rows("SELECT * FROM reviews WHERE sku = ? ORDER BY decided_at DESC",
                          [sku])
         history = r.rows("SELECT * FROM sku_history(?)", [sku])
