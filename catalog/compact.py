@@ -28,7 +28,7 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -100,9 +100,11 @@ class CompactReport:
 
 
 def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
+            runs: Sequence[str] | None = None,
             on_written: Callable[[str], None] | None = None,
             memory_limit: str = "2GB") -> CompactReport:
-    """Compact every partition of each kind that has something to merge.
+    """Compact every partition of each kind that has something to merge (with ``runs``, only
+    those runs' partitions: what a run does when it finishes).
 
     ``on_written(key)`` is called after the new data file is in place and before its inputs
     are deleted (the moment a crash would be most awkward; tests look at the catalog there).
@@ -113,6 +115,8 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
     for kind in kinds:
         snap = snapshot(root, [kind])
         parts = sorted({f.partition for f in snap.of(kind)}, key=lambda p: (p is None, p or ""))
+        if runs is not None:
+            parts = [p for p in parts if p in set(runs)]
         for part in parts:
             try:
                 with _lock(store, kind, part):

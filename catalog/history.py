@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .views import Catalog, open_catalog, quote_ident, run_diff_sql
+from .views import Catalog, open_catalog, quote_ident, with_retry
 
 CHANGES = ("new", "fixed", "regressed", "same", "missing")
 
@@ -82,28 +82,56 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
         raise ValueError(f"unknown change kind(s) {sorted(bad)}; use {CHANGES}")
     cat, mine = open_catalog(root)
     try:
-        diff = run_diff_sql("?", "?")
-        # the macro body uses each run twice; bind them in order of appearance
-        p2 = [run_a, run_b, run_a, run_b]
+        runs = [run_a, run_b]
+        assets = cat.relation("assets", runs)
+        verdicts = cat.relation("verdicts", runs)
+        order = "(finished_at, attempt_id)"
+        with_retry(cat, lambda: cat.con.execute(f"""
+            CREATE OR REPLACE TEMP TABLE _run_diff AS
+            WITH pick AS (
+                SELECT sku, run_id, max_by(attempt_id, {order}) AS attempt_id,
+                       max_by(status, {order}) AS status,
+                       max_by(failed_stage, {order}) AS failed_stage
+                FROM {assets} WHERE run_id IN (?, ?) GROUP BY sku, run_id),
+            v AS (
+                SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
+                       max_by(severity, (computed_at, verdict_id)) AS severity
+                FROM {verdicts} WHERE run_id IN (?, ?) GROUP BY attempt_id),
+            rated AS (
+                SELECT p.*, v.verdict,
+                       CASE WHEN p.status = 'failed' THEN 2 ELSE coalesce(v.severity, 0) END
+                           AS sev
+                FROM pick p LEFT JOIN v ON v.attempt_id = p.attempt_id)
+            SELECT coalesce(a.sku, b.sku) AS sku,
+                   CASE WHEN a.sku IS NULL THEN 'new' WHEN b.sku IS NULL THEN 'missing'
+                        WHEN b.sev < a.sev THEN 'fixed' WHEN b.sev > a.sev THEN 'regressed'
+                        ELSE 'same' END AS change,
+                   a.attempt_id AS attempt_a, b.attempt_id AS attempt_b,
+                   a.status AS status_a, b.status AS status_b,
+                   a.failed_stage AS failed_stage_a, b.failed_stage AS failed_stage_b,
+                   a.verdict AS verdict_a, b.verdict AS verdict_b
+            FROM (SELECT * FROM rated WHERE run_id = ?) a
+            FULL OUTER JOIN (SELECT * FROM rated WHERE run_id = ?) b ON a.sku = b.sku""",
+            [run_a, run_b, run_a, run_b, run_a, run_b]))
         counts = {c: 0 for c in CHANGES}
-        for r in cat.rows(f"SELECT change, count(*) AS n FROM ({diff}) GROUP BY change", p2):
+        for r in cat.rows("SELECT change, count(*) AS n FROM _run_diff GROUP BY change"):
             counts[r["change"]] = int(r["n"])
         rows = []
         if changes:
             rows = cat.rows(
-                f"SELECT * FROM ({diff}) WHERE change IN ({', '.join('?' for _ in changes)}) "
-                "ORDER BY change, sku LIMIT ? OFFSET ?", p2 + list(changes) + [limit, offset])
+                f"SELECT * FROM _run_diff WHERE change IN ({', '.join('?' for _ in changes)}) "
+                "ORDER BY change, sku LIMIT ? OFFSET ?", list(changes) + [limit, offset])
         ms = list(metrics) if metrics is not None else cat.metric_columns()
         known = cat.columns["assets"]
         ms = [m for m in ms if m in known]
-        moved = _moved(cat, run_a, run_b, ms, tolerance) if ms else []
+        moved = _moved(cat, assets, ms, tolerance) if ms else []
         return RunDiff(run_a, run_b, counts, rows, moved)
     finally:
         if mine:
             cat.close()
 
 
-def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
+def _moved(cat: Catalog, assets: str, metrics: Sequence[str],
            tolerance: float) -> list[dict[str, Any]]:
     """One pass over the SKUs in both runs: per metric, how many moved and the mean change."""
     aggs = []
@@ -115,17 +143,13 @@ def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
         aggs.append(f"count(*) FILTER (WHERE {moved}) AS n{i}, avg({b} - {a}) AS d{i}, "
                     f"avg({a}) AS a{i}, avg({b}) AS b{i}")
     sql = f"""
-        WITH pick AS (
-            SELECT sku, run_id, max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
-            FROM attempts WHERE run_id IN (?, ?) GROUP BY sku, run_id),
-        pa AS (SELECT * FROM attempts WHERE attempt_id IN
-               (SELECT attempt_id FROM pick WHERE run_id = ?)),
-        pb AS (SELECT * FROM attempts WHERE attempt_id IN
-               (SELECT attempt_id FROM pick WHERE run_id = ?))
+        WITH both_runs AS (SELECT attempt_a, attempt_b FROM _run_diff
+                           WHERE attempt_a IS NOT NULL AND attempt_b IS NOT NULL),
+        pa AS (SELECT * FROM {assets} WHERE attempt_id IN (SELECT attempt_a FROM both_runs)),
+        pb AS (SELECT * FROM {assets} WHERE attempt_id IN (SELECT attempt_b FROM both_runs))
         SELECT count(*) AS pairs, {', '.join(aggs)}
         FROM pa a JOIN pb b ON a.sku = b.sku"""
-    params: list[Any] = [run_a, run_b, run_a, run_b] + [tolerance] * len(metrics)
-    row = cat.rows(sql, params)[0]
+    row = cat.rows(sql, [tolerance] * len(metrics))[0]
     out = []
     for i, m in enumerate(metrics):
         n = int(row[f"n{i}"] or 0)

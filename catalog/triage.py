@@ -73,6 +73,9 @@ def record_verdicts(root: str | Catalog, *, runs: Sequence[str] | None = None,
     try:
         rules = rules or load_rules()
         where, params = ["true"], []
+        # with runs: only their files are read (partition pruning)
+        assets = cat.relation("assets", runs)
+        verdicts = cat.relation("verdicts", runs)
         if runs is not None:
             where.append(f"run_id IN ({', '.join('?' for _ in runs) or 'NULL'})")
             params += list(runs)
@@ -80,9 +83,9 @@ def record_verdicts(root: str | Catalog, *, runs: Sequence[str] | None = None,
             where.append(f"attempt_id IN ({', '.join('?' for _ in attempt_ids) or 'NULL'})")
             params += list(attempt_ids)
         if not recompute:
-            where.append("attempt_id NOT IN (SELECT attempt_id FROM verdicts "
+            where.append(f"attempt_id NOT IN (SELECT attempt_id FROM {verdicts} "
                          "WHERE attempt_id IS NOT NULL)")
-        scope = f"SELECT * FROM attempts WHERE {' AND '.join(where)}"
+        scope = f"SELECT * FROM {assets} WHERE {' AND '.join(where)}"
         sql = (f"WITH scope AS ({scope}), budgets AS ({_BUDGETS}), "
                "src AS (SELECT s.*, b._budget_tris, b._budget_glb_bytes FROM scope s "
                "LEFT JOIN budgets b USING (recipe_hash)) "
@@ -308,7 +311,7 @@ def failures_by_stage(root: str | Catalog, run: str | None = None) -> list[dict[
     cat, mine = open_catalog(root)
     try:
         if run is not None:
-            scope, params = "SELECT * FROM attempts WHERE run_id = ?", [run]
+            scope, params = f"SELECT * FROM {cat.relation('assets', [run])} WHERE run_id = ?", [run]
         else:
             scope, params = ("SELECT * FROM attempts WHERE attempt_id IN (SELECT max_by("
                              "attempt_id, (finished_at, attempt_id)) FROM attempts "

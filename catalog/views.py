@@ -105,6 +105,13 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _with_file(paths: Sequence[str]) -> str:
+    """The rows of Parquet files with the file each came from (``_file``)."""
+    return (f"SELECT * EXCLUDE (filename), filename AS _file FROM read_parquet("
+            f"[{', '.join(_lit(p) for p in paths)}], union_by_name = true, "
+            "hive_partitioning = false, filename = true)")
+
+
 def read_sql(paths: Sequence[str]) -> str:
     return (f"read_parquet([{', '.join(_lit(p) for p in paths)}], union_by_name = true, "
             "hive_partitioning = false)")
@@ -122,10 +129,13 @@ class Catalog:
         self.root = root if root.startswith("s3://") else os.path.abspath(root)
         self.con = con or duckdb.connect()
         self.con.execute("SET parquet_metadata_cache = true")
+        self.con.execute("SET memory_limit = ?", [os.environ.get("ASSETFACTORY_DUCKDB_MEMORY",
+                                                                  "4GB")])
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.snap: Snapshot | None = None
         self.columns: dict[str, dict[str, str]] = {}
+        self._loaded: dict[str, set[str]] = {}     # fragment files held in _frag_<kind>
         self.refresh()
 
     # ------------------------------------------------------------------ sources
@@ -146,31 +156,96 @@ class Catalog:
         prune_cache(self.root, self.snap)
         return self
 
+    def _load_fragments(self, kind: str) -> bool:
+        """Hold the snapshot's fragment rows of ``kind`` in a temporary table, adding the new
+        fragment files and dropping the vanished ones since the last refresh; True if any.
+
+        Fragments are many small files (one per attempt): reading them once per snapshot
+        instead of once per query is what keeps an uncompacted catalog usable, and a refresh
+        reads only what is new."""
+        assert self.snap is not None
+        frag = [f for f in self.snap.of(kind) if not f.compacted]
+        table = f"_frag_{kind}"
+        paths = local_paths(self.root, frag) if frag else []
+        want, have = set(paths), self._loaded.get(kind)
+        if not paths:
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._loaded[kind] = set()
+            return False
+        if have:
+            try:
+                self._update_fragments(table, have - want, [p for p in paths if p not in have])
+                self._loaded[kind] = want
+                return True
+            except duckdb.IOException:
+                raise
+            except duckdb.Error:      # e.g. a column changed type: load them all again
+                pass
+        self.con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {_with_file(paths)}")
+        self._loaded[kind] = want
+        return True
+
+    def _update_fragments(self, table: str, gone: set[str], new: list[str]) -> None:
+        if gone:
+            self.con.execute(f"DELETE FROM {table} WHERE _file IN (SELECT unnest(?))",
+                             [sorted(gone)])
+        if not new:
+            return
+        incoming = f"({_with_file(new)})"
+        cols = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE {table}").fetchall()}
+        for name, typ in self.con.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall():
+            if name not in cols:
+                self.con.execute(f"ALTER TABLE {table} ADD COLUMN {quote_ident(name)} {typ}")
+            elif cols[name] != typ:
+                raise duckdb.ConversionException(f"{name}: {cols[name]} vs {typ}")
+        self.con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM {incoming}")
+
     def source(self, kind: str, runs: Iterable[str] | None = None) -> str:
         """SQL for the rows of ``kind`` (optionally only files that can hold ``runs``), each row
         once: a row in both a fragment and a compacted file is taken from the fragment."""
         assert self.snap is not None
-        files = self.snap.of(kind, runs)
         key = KINDS[kind][0]
-        frag = [f for f in files if not f.compacted]
-        comp = [f for f in files if f.compacted]
-        if not frag and not comp:
+        comp = [f for f in self.snap.of(kind, runs) if f.compacted]
+        frag = None
+        if self._loaded.get(kind):
+            frag = f"(SELECT * EXCLUDE (_file) FROM _frag_{kind}"
+            if runs is not None:
+                frag += f" WHERE run_id IN ({', '.join(_lit(r) for r in runs) or 'NULL'})"
+            frag += ")"
+        if frag is None and not comp:
             return f"(SELECT * FROM _empty_{kind})"
-        fp = local_paths(self.root, frag) if frag else []
-        cp = local_paths(self.root, comp) if comp else []
         if not comp:
-            return read_sql(fp)
-        if not frag:
-            return read_sql(cp)
+            return frag
+        cp = read_sql(local_paths(self.root, comp))
+        if frag is None:
+            return cp
         k = quote_ident(key)
-        return (f"(SELECT * FROM {read_sql(cp)} WHERE {k} NOT IN "
-                f"(SELECT {k} FROM {read_sql(fp)} WHERE {k} IS NOT NULL) "
-                f"UNION ALL BY NAME SELECT * FROM {read_sql(fp)})")
+        return (f"(SELECT * FROM {cp} WHERE {k} NOT IN "
+                f"(SELECT {k} FROM {frag} WHERE {k} IS NOT NULL) "
+                f"UNION ALL BY NAME SELECT * FROM {frag})")
+
+    def relation(self, kind: str, runs: Iterable[str] | None = None) -> str:
+        """A subquery over the rows of ``kind`` with every column the views know (NULL where
+        its files lack one); with ``runs``, only the files that can hold those runs are read
+        (the partition pruning the run-scoped functions rely on)."""
+        if runs is None:
+            return f"(SELECT * FROM _src_{kind})"
+        runs = list(runs)
+
+        def build() -> str:
+            src = self.source(kind, runs)
+            have = {r[0] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
+            extra = [f"NULL::{t} AS {quote_ident(n)}" for n, t in self.columns[kind].items()
+                     if n not in have]
+            return f"(SELECT *{''.join(', ' + e for e in extra)} FROM {src})"
+
+        return with_retry(self, build)
 
     def _define_source(self, kind: str) -> None:
         schema = SCHEMAS[kind]
         empty = ", ".join(f"NULL::{_DUCK_TYPES[f.type]} AS {quote_ident(f.name)}" for f in schema)
         self.con.execute(f"CREATE OR REPLACE VIEW _empty_{kind} AS SELECT {empty} WHERE false")
+        self._load_fragments(kind)
         src = self.source(kind)
         have = {r[0]: r[1] for r in self.con.execute(f"DESCRIBE SELECT * FROM {src}").fetchall()}
         wanted = {f.name: _DUCK_TYPES[f.type] for f in schema}

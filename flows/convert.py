@@ -180,6 +180,7 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     results = convert_assets(states, metas, recipe, ray_address, num_cpus) if states else []
     if results or n_bad:
         _record_run_verdicts(out, run_id, triage_rules)
+        _compact_run(out, run_id)
     summary = run_summary(out, run_id) if (results or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = len(skipped)
@@ -216,3 +217,13 @@ def _record_run_verdicts(out: str, run_id: str, rules) -> None:
 
     batch = record_verdicts(out, runs=[run_id], rules=rules)
     get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)
+
+
+@task(name="compact-run")
+def _compact_run(out: str, run_id: str) -> None:
+    """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
+    handful of files instead of thousands (see catalog.compact; safe beside readers)."""
+    from ..catalog.compact import compact
+
+    report = compact(out, ("assets", "stages", "verdicts"), runs=[run_id])
+    get_run_logger().info("compacted run %s: %s", run_id, report.rows)
