@@ -62,8 +62,10 @@ class Reader(CatalogViews):
     def __init__(self, base: CatalogViews, cursor: duckdb.DuckDBPyConnection) -> None:
         self.root = base.root
         self.con = cursor
-        self.snap = base.snap
-        self.columns = base.columns
+        # the attributes ``catalog.views.Catalog`` reads, shared with the snapshot's own
+        for name, value in vars(base).items():
+            if name not in ("con", "root"):
+                setattr(self, name, value)
         self.cache: dict[Any, Any] = base.dashboard_cache   # results of this snapshot
 
     def refresh(self) -> Reader:
@@ -97,6 +99,7 @@ class Catalog:
         views = CatalogViews(self.root)
         views.dashboard_cache = {}
         con = views.con
+        _promote_temp_tables(con)
         queue_sql = con.execute("SELECT sql FROM duckdb_views() WHERE view_name = 'queue'"
                                 ).fetchone()[0]
         views.dashboard_queue_sql = queue_sql[queue_sql.index(" AS ") + 4:].rstrip().rstrip(";")
@@ -182,15 +185,13 @@ class Catalog:
         fresh = snapshot(self.root, ["reviews"])
         views.snap = dataclasses.replace(
             views.snap, files={**views.snap.files, "reviews": fresh.files["reviews"]})
-        cur = views.con.cursor()
-        try:
-            views._define_source("reviews")     # the view over the files, with its columns
-            cur.execute("CREATE OR REPLACE TABLE _mem_reviews AS SELECT * FROM _src_reviews")
-            cur.execute("CREATE OR REPLACE VIEW _src_reviews AS SELECT * FROM _mem_reviews")
-            cur.execute(f"CREATE OR REPLACE TABLE _mem_queue AS {views.dashboard_queue_sql}")
-            cur.execute("CREATE INDEX _mem_queue_sku ON _mem_queue (sku)")
-        finally:
-            cur.close()
+        con = views.con     # the connection that owns the views (and any temporary table)
+        views._define_source("reviews")     # the view over the files, with its columns
+        _promote_temp_tables(con)
+        con.execute("CREATE OR REPLACE TABLE _mem_reviews AS SELECT * FROM _src_reviews")
+        con.execute("CREATE OR REPLACE VIEW _src_reviews AS SELECT * FROM _mem_reviews")
+        con.execute(f"CREATE OR REPLACE TABLE _mem_queue AS {views.dashboard_queue_sql}")
+        con.execute("CREATE INDEX _mem_queue_sku ON _mem_queue (sku)")
         with self._lock:
             self._signature = sig
 
@@ -250,6 +251,18 @@ class Catalog:
         skip = {"row", "severity"}
         return sorted(c for c, t in self.columns.items()
                       if t.startswith(kinds) and c not in skip)
+
+
+def _promote_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """Make ``catalog.views``' temporary tables (the fragment rows it holds) ordinary ones.
+
+    A temporary table belongs to the connection that made it, and each request reads through
+    its own cursor (another connection to the same database), which would not see it."""
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary"
+                               ).fetchall():
+        q = quote_ident(name)
+        con.execute(f"CREATE OR REPLACE TABLE main.{q} AS SELECT * FROM temp.main.{q}")
+        con.execute(f"DROP TABLE temp.main.{q}")
 
 
 # ---------------------------------------------------------------------- runs page

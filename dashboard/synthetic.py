@@ -3,9 +3,9 @@
 Rows have the real schemas (``catalog.fragments``) and realistic spreads: ~4% fail at a stage
 with an error kind, metrics scatter around the values real runs record (some below the triage
 rules' thresholds), nine stage rows per attempt. They are written as a few large Parquet files
-per run, as a compaction would leave them (100k one-row fragments would measure the file
-system, not the dashboard), and judged by the real triage rules (``catalog.triage``), so every
-attempt has a verdict row. No meshes or images are written: the pages that need files show
+per run (100k one-row fragments would measure the file system, not the dashboard), judged by
+the real triage rules (``catalog.triage``), so every attempt has a verdict row, and compacted
+(``catalog.compact``) as a finished run leaves its partitions. No meshes or images are written: the pages that need files show
 what is missing, as they do for a failed attempt.
 """
 
@@ -40,8 +40,9 @@ RECIPE = json.dumps({"profile": "ar", "backend": "silhouette", "stages": [
 def write_synthetic_catalog(root: str | Path, n_assets: int, n_runs: int = 4,
                             files_per_run: int = 4, seed: int = 0,
                             titles: dict[int, str] | None = None,
-                            triage: bool = True) -> dict:
-    """Write ``n_assets`` attempts (nine stage rows each) under ``root``; judge them."""
+                            triage: bool = True, compact: bool = True) -> dict:
+    """Write ``n_assets`` attempts (nine stage rows each) under ``root``; judge them and
+    compact each run's partitions, as a finished run does (``flows.convert``)."""
     rng = np.random.default_rng(seed)
     store = open_storage(str(root))
     t0 = time.time() - 86400 * n_runs
@@ -67,6 +68,10 @@ def write_synthetic_catalog(root: str | Path, n_assets: int, n_runs: int = 4,
         from ..catalog.triage import record_verdicts
 
         verdicts = record_verdicts(str(root)).counts
+    if compact:
+        from ..catalog.compact import compact as compact_catalog
+
+        compact_catalog(str(root), ("assets", "stages", "verdicts"))
     return {"assets": written, "runs": n_runs, "verdicts": verdicts}
 
 
