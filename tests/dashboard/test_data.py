@@ -119,7 +119,8 @@ def test_snapshot_refreshes_when_the_catalog_changes(cat, tmp_path):
     c = Catalog(str(tmp_path), refresh_s=0)
     c.load()
     assert not c.refresh_if_changed()
-    write_synthetic_catalog(tmp_path / "more", 5, n_runs=1, files_per_run=1, triage=False)
+    write_synthetic_catalog(tmp_path / "more", 5, n_runs=1, files_per_run=1, triage=False,
+                            compact=False)
     (tmp_path / "catalog" / "assets" / "run=new").mkdir()
     src = next((tmp_path / "more" / "catalog" / "assets").rglob("*.parquet"))
     (tmp_path / "catalog" / "assets" / "run=new" / "x.parquet").write_bytes(
