@@ -177,9 +177,24 @@ function assetPage() {
 
 // ---------------------------------------------------------------- queue page
 
+function missingPosters() {
+  // a poster the catalog names but storage lacks: say so instead of a broken image
+  for (const img of document.querySelectorAll("#cards .card img")) {
+    const swap = () => {
+      const div = document.createElement("div");
+      div.className = "noposter";
+      div.textContent = "poster file missing";
+      img.replaceWith(div);
+    };
+    if (img.complete && img.naturalWidth === 0) swap();
+    else img.addEventListener("error", swap);
+  }
+}
+
 function queuePage() {
   const cards = [...document.querySelectorAll("#cards .card")];
   if (!document.getElementById("cards")) return;
+  missingPosters();
   let focus = cards.length ? 0 : -1;
   const count = document.getElementById("selcount");
 
