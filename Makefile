@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.system-deps
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e .
-	$(PY) -m assetfactory.tasks.kernels
+	$(VENV)/bin/assetfactory warmup
 	touch $@
 
 # The dashboard's browser tests drive Debian's chromium with Playwright (no browser download).
@@ -34,13 +34,22 @@ $(VENV)/.installed-test: $(VENV)/.installed $(VENV)/.test-system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 
+# The learned backends' tests run tiny models on the CPU: torch's CPU wheel first, then the
+# [learned] extra with every version held by the constraints (nothing may upgrade torch), then
+# hy3dgen without its demo-app requirements (see pyproject's [learned] note).
+$(VENV)/.installed-learned: $(VENV)/.installed-test constraints-learned.txt
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -c constraints-learned.txt -e '.[learned]'
+	$(PY) -m pip install -q --no-deps -c constraints-learned.txt hy3dgen
+	touch $@
+
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 setup: $(VENV)/.installed node_modules/.installed
 
-setup-test: setup $(VENV)/.installed-test
+setup-test: setup $(VENV)/.installed-test $(VENV)/.installed-learned
 
 demo: setup
 	$(VENV)/bin/assetfactory demo
@@ -50,6 +59,7 @@ test: setup-test
 
 lint: setup-test
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/test_layers.py   # the layer rule
 
 clean:
 	rm -rf $(VENV) node_modules factory-data

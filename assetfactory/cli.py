@@ -1,5 +1,5 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact, triage, review,
-reprocess, history, diff, publish, serve."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup, triage,
+review, reprocess, history, diff, publish, serve."""
 
 from __future__ import annotations
 
@@ -29,6 +29,18 @@ def _quiet_prefect() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
 
+class _DropErrors(logging.Filter):
+    """Drops log records that carry one of ``types`` as their exception."""
+
+    def __init__(self, types: tuple[type[BaseException], ...]) -> None:
+        super().__init__()
+        self.types = types
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        return not isinstance(exc, self.types)
+
+
 def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
              overrides: dict | None = None, rules: str | None = None) -> dict[str, Any]:
     _quiet_prefect()
@@ -51,10 +63,27 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
 
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
-    with progress:
-        summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
-                                       backend=backend, force=force, overrides=overrides,
-                                       rules=rules)
+    from rich.markup import escape
+
+    from assetfactory.core.errors import MissingWeightsError, OptionsError, PreflightError
+    from assetfactory.models.learned import MissingDependencyError
+
+    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError)
+    flow_log = logging.getLogger("prefect.flow_runs")
+    quiet = _DropErrors(cannot_start)  # said below in one line; Prefect would add a traceback
+    flow_log.addFilter(quiet)
+    try:
+        with progress:
+            summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
+                                           backend=backend, force=force, overrides=overrides,
+                                           rules=rules)
+    except cannot_start as exc:
+        # the run never started (bad options, a missing tool, model or weights): say why, no
+        # trace; escaped, as messages quote paths and lists in brackets
+        console.print(f"[red]cannot start the run:[/] {escape(str(exc))}")
+        raise typer.Exit(code=2) from None
+    finally:
+        flow_log.removeFilter(quiet)
     summary["elapsed_s"] = time.perf_counter() - t0
     return summary
 
@@ -113,19 +142,50 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         force: bool = typer.Option(False, help="re-make assets that are already up to date"),
         target_tris: int | None = typer.Option(None, help="override the triangle budget"),
         texture_px: int | None = typer.Option(None, help="override the texture size"),
+        backend_option: list[str] = typer.Option(
+            [], "--backend-option", "-B",
+            help="a backend config field, KEY=VALUE (repeatable), e.g. -B weights=/models/x"),
+        device: str | None = typer.Option(None, help="auto | cpu | cuda | cuda:N (generate)"),
+        seed: int | None = typer.Option(None, help="seed for learned generators"),
+        mask_model: str | None = typer.Option(
+            None, help="segmentation model folder for ingest's object masks"),
         rules: str | None = typer.Option(None, help="triage rules (TOML) layered over the "
                                          "defaults for this run's verdicts")):
     """Convert a catalog."""
-    overrides: dict = {}
-    if target_tris:
-        overrides["simplify"] = {"target_tris": target_tris}
-    if texture_px:
-        overrides["texture"] = {"size": texture_px}
-        overrides["export"] = {"texture_size": texture_px}
+    # profile fields: the recipe derives every stage option that depends on them (uv and bake
+    # resolution, texture and export size, the simplify budget, export LODs)
+    overrides: dict[str, dict[str, Any]] = {}
+    if target_tris or texture_px:
+        overrides["profile"] = {"target_tris": target_tris, "texture_px": texture_px}
+    generate: dict[str, Any] = {}
+    if backend_option:
+        generate["backend_options"] = _key_values(backend_option)
+    if device:
+        generate["device"] = device
+    if seed is not None:
+        generate["seed"] = seed
+    if generate:
+        overrides["generate"] = generate
+    if mask_model:
+        overrides["ingest"] = {"mask_model": mask_model}
     summary = _convert(str(catalog), out, profile, backend, force, overrides or None, rules)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
+
+
+def _key_values(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs; a VALUE that parses as JSON (numbers, true, null) is taken as such."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--backend-option")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 @app.command()
@@ -260,6 +320,19 @@ def serve(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://buck
     console.print(f"dashboard: [bold]http://{shown}:{bound}/?token={value}[/]")
     config = uvicorn.Config(web, log_level="warning")
     uvicorn.Server(config).run(sockets=[sock])
+
+
+@app.command()
+def warmup():
+    """Compile every numba kernel into numba's on-disk cache (``make setup`` runs this)."""
+    from assetfactory.warmup import uncompiled, warm_up
+
+    seconds = warm_up()
+    missing = uncompiled()
+    console.print(f"numba kernels compiled and cached in {seconds:.1f} s")
+    if missing:
+        console.print(f"[red]not compiled:[/] {', '.join(missing)}")
+        raise typer.Exit(code=1)
 
 
 from assetfactory.cli_review import register as _register_review

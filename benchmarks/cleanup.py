@@ -36,9 +36,10 @@ from pathlib import Path
 import numpy as np
 import trimesh
 
+from assetfactory.algorithms.holes import boundary_loops, fill_holes
+from assetfactory.algorithms.visibility import hidden_faces, visible_faces
 from assetfactory.core.mesh import MeshData
-from assetfactory.tasks.cleanup import CleanupOptions, boundary_loops, clean_mesh, fill_holes
-from assetfactory.tasks.visibility import hidden_faces, visible_faces
+from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh
 
 OUT = Path(__file__).resolve().parent / "out"
 

@@ -153,7 +153,7 @@ def critical_path(mesh: MeshData, target: int) -> dict:
     t_clean = time.perf_counter() - t
     t_hidden = None
     try:  # the hidden-face test alone, for the record (it is also inside clean_mesh)
-        from assetfactory.tasks.visibility import hidden_faces
+        from assetfactory.algorithms.visibility import hidden_faces
 
         t = time.perf_counter()
         hidden_faces(clean)

@@ -72,7 +72,7 @@ def load_rgb(path: Path) -> np.ndarray:
 
 
 def score(state: AssetState, views) -> tuple[float, float]:
-    from assetfactory.core.render import get_renderer
+    from assetfactory.geometry.render import get_renderer
 
     mesh = load_mesh(state, "mesh")
     tex = load_image(state, "texture/base_color")

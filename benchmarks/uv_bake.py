@@ -25,21 +25,15 @@ from pathlib import Path
 import blender_peer
 import numpy as np
 
+from assetfactory.algorithms.unwrap import _run, apply_unwrap, unwrap_chunk, unwrap_guarded
+from assetfactory.algorithms.uv_quality import uv_metrics
 from assetfactory.core.artifacts import save_bytes, save_mesh
 from assetfactory.core.errors import ProcessingError
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.stage import cpu_count
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.tasks.bake import BakeOptions, bake
-from assetfactory.tasks.uv import (
-    UVOptions,
-    _run,
-    apply_unwrap,
-    unwrap_chunk,
-    unwrap_guarded,
-    uv,
-    uv_metrics,
-)
+from assetfactory.tasks.uv import UVOptions, uv
 
 OUT = Path(__file__).resolve().parent / "out"
 UV_KEYS = ("uv_utilization", "uv_charts", "uv_seam_length", "uv_stretch_area_mean",

@@ -45,8 +45,49 @@ class ValidationFailed(AssetError):
     """An exported file failed an external validator."""
 
 
+class MissingArtifact(AssetError, KeyError):
+    """A stage asked for an artifact no earlier stage wrote (a recipe without the stage that
+    makes it, or a state built by hand)."""
+
+    def __init__(self, message: str, fix: str = "", *, stage: str = "", sku: str = "",
+                 code: str = "missing_artifact") -> None:
+        super().__init__(message, fix, stage=stage, sku=sku, code=code)
+
+    __str__ = AssetError.__str__
+
+
 class OptionsError(ValueError):
-    """Options given to a stage are out of range."""
+    """Options given to a stage (or a profile, or a recipe) are out of range or unknown.
+
+    ``stage`` names what the options belong to; every message reads
+    ``<stage> options: <what is wrong>``, wherever it was raised.
+    """
+
+    def __init__(self, message: str, *, stage: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.stage = stage
+
+    def __str__(self) -> str:
+        return f"{self.stage} options: {self.message}" if self.stage else self.message
+
+    def __reduce__(self):
+        return (_rebuild_options, (self.message, self.stage))
+
+
+def _rebuild_options(message, stage):
+    return OptionsError(message, stage=stage)
+
+
+class PreflightError(RuntimeError):
+    """A tool the run needs (Node and the glTF-Validator, EGL, usd-core) is missing, maybe
+    beside a learned model's weights or library; raised once when a run starts, listing each
+    problem with how to fix it."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        lines = [f"- {what}: {fix}" for what, fix in problems]
+        super().__init__("the run cannot start, these are missing:\n" + "\n".join(lines))
 
 
 class MissingWeightsError(RuntimeError):

@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import numpy as np
+
+T = TypeVar("T")
+GEOMETRY = ("vertices", "faces")
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,46 @@ class MeshData:
 
     def replace(self, **changes) -> MeshData:
         return dataclasses.replace(self, **changes)
+
+    # -------------------------------------------------------------- derived data, cached
+
+    def content_key(self, fields: tuple[str, ...] = GEOMETRY) -> tuple:
+        """A key that changes whenever the named arrays' contents do (dtype, shape, CRC-32 of
+        the bytes: ~15 ms for a million faces, far less than most derived data costs)."""
+        key = []
+        for name in fields:
+            a = getattr(self, name)
+            if a is None:
+                key.append(None)
+                continue
+            a = np.ascontiguousarray(a)
+            crc = zlib.crc32(memoryview(a).cast("B")) if a.size else 0
+            key.append((a.dtype.str, a.shape, crc))
+        return tuple(key)
+
+    def derived(self, name: str, compute: Callable[[], T],
+                fields: tuple[str, ...] = GEOMETRY) -> T:
+        """``compute()``, computed once per content of ``fields`` and kept on this mesh.
+
+        Derived data (edge table, adjacency, face normals and areas, components) is asked for
+        by several steps of a stage and by metrics; like trimesh, the cache is checked
+        against a hash of the content, so an array changed in place is never served stale.
+        The cache is not part of the mesh's fields: it is not saved, compared or pickled.
+        """
+        cache: dict[str, tuple[tuple, Any]] = self.__dict__.setdefault("_derived", {})
+        key = self.content_key(fields)
+        hit = cache.get(name)
+        if hit is not None and hit[0] == key:
+            return hit[1]
+        value = compute()
+        cache[name] = (key, value)
+        return value
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_derived"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
 
     def to_bytes(self) -> bytes:
         arrays = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

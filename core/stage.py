@@ -55,14 +55,16 @@ class Stage(Generic[O]):
         try:
             return self.options_type(**overrides)
         except TypeError as exc:
-            raise OptionsError(f"{self.name}: {exc}") from exc
+            known = ", ".join(f.name for f in dataclasses.fields(self.options_type))
+            raise OptionsError(f"{exc} (its options are: {known})", stage=self.name) from exc
 
     def __call__(self, state: AssetState, options: Any = None) -> StageResult:
         if options is None:
             options = self.default_options()
         if not isinstance(options, self.options_type):
             raise OptionsError(
-                f"{self.name}: expected {self.options_type.__name__}, got {type(options).__name__}")
+                f"expected {self.options_type.__name__}, got {type(options).__name__}",
+                stage=self.name)
         opts = options_dict(options)
         started = time.time()
         t0 = time.perf_counter()
@@ -85,7 +87,9 @@ class Stage(Generic[O]):
             started_at=started,
             duration_s=time.perf_counter() - t0,
             host=socket.gethostname(),
-            device=str(opts.get("device", "cpu")),
+            # the device the stage actually used, when it reports one (a learned backend on
+            # "auto" may have fallen back to the CPU), else the one its options asked for
+            device=str(result.metrics.get(f"{self.name}_device") or opts.get("device", "cpu")),
             peak_rss_mb=peak_rss_mb(),
         )
         return dataclasses.replace(result, record=record)
@@ -95,6 +99,8 @@ def stage(name: str, version: str, options: type, resources: Resources = Resourc
     """Declare a stage. The options type must be a frozen dataclass."""
     if not (dataclasses.is_dataclass(options) and options.__dataclass_params__.frozen):  # type: ignore[attr-defined]
         raise TypeError(f"stage {name}: options must be a frozen dataclass")
+
+    _name_options(options, name)
 
     def wrap(fn: Callable[[AssetState, Any], StageResult]) -> Stage:
         st = Stage(name=name, version=version, options_type=options, resources=resources, fn=fn)
@@ -106,8 +112,26 @@ def stage(name: str, version: str, options: type, resources: Resources = Resourc
     return wrap
 
 
+def _name_options(options: type, name: str) -> None:
+    """Make every ``OptionsError`` raised while building ``options`` name the stage, so an
+    options error reads ``<stage> options: ...`` wherever the options are built."""
+    post = getattr(options, "__post_init__", None)
+    if post is None or getattr(post, "_names_stage", False):
+        return
+
+    def __post_init__(self) -> None:
+        try:
+            post(self)
+        except OptionsError as exc:
+            exc.stage = exc.stage or name
+            raise
+
+    __post_init__._names_stage = True  # type: ignore[attr-defined]
+    options.__post_init__ = __post_init__  # type: ignore[attr-defined]
+
+
 def check(cond: bool, message: str) -> None:
-    """Validate an option in ``__post_init__``."""
+    """Validate an option in ``__post_init__`` (the stage's name is added by ``@stage``)."""
     if not cond:
         raise OptionsError(message)
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import MissingArtifact
 from .storage import ArtifactRef
 
 Scalar = int | float | str | bool | None
@@ -18,6 +19,26 @@ VIEW_AZIMUTHS: dict[str, float] = {
 }
 #: Labels for views straight above/below (elevation +-90).
 VIEW_ELEVATIONS: dict[str, float] = {"top": 90.0, "bottom": -90.0}
+
+
+#: Which stage writes each artifact (key, or key prefix ending in "/").
+ARTIFACT_MAKERS: dict[str, str] = {
+    "image/": "ingest", "mask/": "ingest", "cameras": "ingest or generate",
+    "dense_mesh": "generate", "clean_mesh": "cleanup", "placement": "cleanup",
+    "mesh": "simplify, then uv", "collision": "simplify", "texture/normal": "bake",
+    "texture/ao": "bake", "texture/orm": "bake or texture", "texture/base_color": "texture",
+    "materials": "texture", "glb": "export", "usdz": "export", "poster": "export",
+}
+
+
+def artifact_maker(key: str) -> str:
+    """The stage that writes artifact ``key`` (for error messages)."""
+    if key in ARTIFACT_MAKERS:
+        return ARTIFACT_MAKERS[key]
+    for prefix, stage in ARTIFACT_MAKERS.items():
+        if prefix.endswith("/") and key.startswith(prefix):
+            return stage
+    return "an earlier stage"
 
 
 @dataclass(frozen=True)
@@ -127,7 +148,12 @@ class AssetState:
         try:
             return self.artifacts[key]
         except KeyError:
-            raise KeyError(f"{self.sku}: artifact {key!r} missing; have {sorted(self.artifacts)}")
+            maker = artifact_maker(key)
+            raise MissingArtifact(
+                f"the artifact {key!r} is missing (this asset has: "
+                f"{', '.join(sorted(self.artifacts)) or 'none'})",
+                f"run the stage that writes it ({maker}) before this one, and check that it "
+                "succeeded for this SKU", sku=self.sku) from None
 
     def keys(self, prefix: str) -> list[str]:
         return sorted(k for k in self.artifacts if k.startswith(prefix))

@@ -68,7 +68,7 @@ def view_render(store, artifacts: dict[str, str], label: str, size: int = 0) -> 
         texture = decode_png(store.get(artifacts["texture/base_color"]))
 
     def work() -> bytes:
-        from ..core.render import get_renderer
+        from ..geometry.render import get_renderer
 
         img = get_renderer().render(mesh, cam, texture=texture,
                                     shading="unlit" if texture is not None else "lambert",

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
-from ..core.render import get_renderer
+from ..geometry.render import get_renderer
 
 FOV_DEG = 30.0
 DISTANCE = 2.5          # in units of the product's largest extent

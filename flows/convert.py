@@ -26,6 +26,7 @@ from ..catalog.views import connect
 from ..core.hashing import sha256_bytes, sha256_obj
 from ..core.storage import open_storage, read_ref
 from ..core.types import AssetState, SkuSpec
+from .preflight import preflight
 from .recipe import Recipe, build_recipe
 from .runner import AttemptMeta, run_assets_on_ray
 
@@ -163,7 +164,8 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         out = str(Path(out).resolve())
         Path(out).mkdir(parents=True, exist_ok=True)
     run_id = run_id or time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
-    recipe = build_recipe(profile, backend, overrides)
+    # tools and models checked once, before any work; the weights' digests join the identity
+    recipe = preflight(build_recipe(profile, backend, overrides))
     triage_rules = _load_triage_rules(rules)      # a bad rules file fails before any work
     parse = load_catalog(catalog)
     if only_skus is not None:

@@ -20,7 +20,7 @@ from ..core.errors import AssetError
 from ..core.stage import failure_record
 from ..core.storage import open_storage
 from ..core.types import AssetState, Resources, StageFailure
-from .recipe import Recipe, StageCall
+from .recipe import Recipe, StageCall, call_resources
 
 log = logging.getLogger("assetfactory.runner")
 
@@ -98,6 +98,18 @@ def ray_options(resources: Resources, name: str = "") -> dict[str, Any]:
     return opts
 
 
+def gpu_or_cpu(resources: Resources, name: str) -> Resources:
+    """A GPU request on a Ray cluster without GPUs would wait forever: ask for none instead
+    (the backend then runs on the CPU and flags the fallback, or fails if it may not)."""
+    import ray
+
+    if resources.gpus and not ray.cluster_resources().get("GPU", 0):
+        log.warning("stage %s asks for %g GPU(s) but the Ray cluster has none: it runs on CPUs",
+                    name, resources.gpus)
+        return Resources(cpus=resources.cpus, gpus=0.0, memory_mb=resources.memory_mb)
+    return resources
+
+
 def run_assets_on_ray(states: list[AssetState], recipe: Recipe, metas: list[AttemptMeta],
                       on_done: Callable[[dict[str, Any]], None] | None = None) -> list[dict]:
     """Submit every asset's stage chain to Ray and collect the summaries as they finish."""
@@ -106,10 +118,11 @@ def run_assets_on_ray(states: list[AssetState], recipe: Recipe, metas: list[Atte
     stage_fn = ray.remote(run_stage)
     record_fn = ray.remote(record_attempt)
     pending: dict[Any, AssetState] = {}
+    resources = {c.name: gpu_or_cpu(call_resources(c), c.name) for c in recipe.calls}
     for state, meta in zip(states, metas):
         ref: Any = state
         for call in recipe.calls:
-            res = call.stage().resources
+            res = resources[call.name]
             ref = stage_fn.options(**ray_options(res, f"{state.sku}:{call.name}")).remote(call, ref)
         done_ref = record_fn.options(num_cpus=0.25, max_retries=2,
                                      name=f"{state.sku}:record").remote(ref, meta)

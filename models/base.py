@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from ..core.camera import Camera
 from ..core.mesh import MeshData
+from ..core.types import Resources
 
 Scalar = int | float | str | bool | None
 
@@ -22,7 +23,7 @@ Scalar = int | float | str | bool | None
 class GenerateRequest:
     """What a backend gets: the SKU's views (cropped photos, masks, cameras) or a mesh to import.
 
-    ``views`` holds ``tasks.ingest.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
+    ``views`` holds ``core.views.View`` objects (``label``, ``camera``, ``rgb`` (H,W,3) uint8,
     ``mask`` (H,W) bool); any object with those attributes works.
     """
 
@@ -49,7 +50,13 @@ class Generator(Protocol):
 
 
 class BackendConfig(Protocol):
-    """Each backend's frozen dataclass config."""
+    """Each backend's frozen dataclass config.
+
+    Optional, found with ``getattr``: ``resources() -> Resources`` (what one loaded model needs
+    from the scheduler: GPUs, CPUs, memory; default one CPU) and ``preflight()`` (checks that
+    need no model load: libraries present, weights complete, pinned digest; returns the weights
+    digest). A built generator may also offer ``generate_batch(requests) -> list[DenseMesh]``.
+    """
 
     name: ClassVar[str]
     device: str
@@ -57,6 +64,22 @@ class BackendConfig(Protocol):
     def build(self) -> Generator: ...
 
     def weights_sha256(self) -> str | None: ...
+
+
+def backend_resources(config: Any) -> Resources:
+    """The scheduler resources one built generator of ``config`` needs."""
+    fn = getattr(config, "resources", None)
+    return fn() if callable(fn) else Resources(cpus=1.0)
+
+
+def preflight(config: Any) -> str | None:
+    """Fail now, before any SKU is touched, if the backend cannot run; return its weights'
+    digest (None for weight-free backends)."""
+    fn = getattr(config, "preflight", None)
+    if callable(fn):
+        digest = fn()
+        return digest if isinstance(digest, str) else config.weights_sha256()
+    return config.weights_sha256()
 
 
 def config_fields(config_cls: type) -> set[str]:

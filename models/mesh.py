@@ -89,8 +89,14 @@ class MeshImporter:
 
 def import_mesh(uri: str, config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
     """Read, validate and normalise the mesh at ``uri`` (local path, file:// or s3://)."""
+    return import_mesh_bytes(_read(uri, config.max_bytes), uri, config)
+
+
+def import_mesh_bytes(data: bytes, uri: str,
+                      config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
+    """Validate and normalise mesh bytes; ``uri`` names them (its extension gives the format,
+    else the bytes do). A generator service's answer goes through the same checks as a file."""
     name = _name(uri)
-    data = _read(uri, config.max_bytes)
     kind = _kind(uri, data)
     doc = _inspect_gltf(data, kind, name) if kind in ("glb", "gltf") else None
     scene = _load(uri, data, kind, name, doc)

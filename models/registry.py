@@ -22,6 +22,9 @@ GROUP = "assetfactory.backends"
 BUILTINS: dict[str, str] = {
     "silhouette": "assetfactory.models.silhouette:SilhouetteConfig",
     "mesh": "assetfactory.models.mesh:MeshImportConfig",
+    "shap-e": "assetfactory.models.shap_e:ShapEConfig",
+    "hunyuan3d": "assetfactory.models.hunyuan3d:Hunyuan3DConfig",
+    "http": "assetfactory.models.http:HttpConfig",
 }
 
 _registered: dict[str, type] = {}

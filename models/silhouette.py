@@ -26,6 +26,9 @@ from ..core.camera import Camera
 from ..core.errors import InputError, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check
+from ..geometry import closed
+from ..geometry.closed import is_closed
+from ..geometry.components import largest_component
 from .base import DenseMesh, GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -221,37 +224,7 @@ def _march(vol: np.ndarray, grid: _Grid, to_world: np.ndarray | None) -> MeshDat
 
 
 def signed_volume(mesh: MeshData) -> float:
-    v = mesh.vertices[mesh.faces]
-    return float(np.einsum("ij,ij->i", v[:, 0], np.cross(v[:, 1], v[:, 2])).sum() / 6.0)
-
-
-def is_closed(faces: np.ndarray) -> bool:
-    """Every edge shared by exactly two faces, in opposite directions (watertight, oriented)."""
-    if len(faces) == 0:
-        return False
-    directed = np.concatenate([faces[:, [0, 1]], faces[:, [1, 2]], faces[:, [2, 0]]])
-    if len(np.unique(directed, axis=0)) != len(directed):
-        return False
-    _, counts = np.unique(np.sort(directed, axis=1), axis=0, return_counts=True)
-    return bool((counts == 2).all())
-
-
-def largest_component(mesh: MeshData) -> tuple[MeshData, int]:
-    """The connected piece with the most faces, and how many pieces there were."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    f = mesh.faces
-    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]]])
-    g = coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])),
-                   shape=(mesh.n_vertices, mesh.n_vertices))
-    n, labels = connected_components(g, directed=False)
-    face_comp = labels[f[:, 0]]
-    counts = np.bincount(face_comp, minlength=n)
-    pieces = int((counts > 0).sum())
-    if pieces <= 1:
-        return mesh, pieces
-    return mesh.subset_faces(face_comp == int(np.argmax(counts))), pieces
+    return closed.signed_volume(mesh.vertices, mesh.faces)
 
 
 def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[MeshData, dict]:

@@ -120,3 +120,36 @@ def weights_digest(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
                 h.update(block)
         h.update(b"\0")
     return h.hexdigest()
+
+
+_MANIFESTS: dict[tuple, dict[str, str]] = {}
+
+
+def weights_manifest(root: str | os.PathLike, files: list[str] | tuple[str, ...],
+                     chunk: int = 1 << 20) -> dict[str, str]:
+    """sha256 of each of ``files`` (paths relative to ``root``), as {relative path: hex}.
+
+    Multi-gigabyte checkpoints take seconds to hash, and the driver (for the asset identity)
+    and every worker (for provenance) ask: results are kept per process, keyed by each file's
+    size and modification time, so a file replaced in place is hashed again.
+    """
+    root = Path(root)
+    stats = tuple((rel, (root / rel).stat().st_size, (root / rel).stat().st_mtime_ns)
+                  for rel in sorted(files))
+    key = (str(root.resolve()), stats)
+    if key not in _MANIFESTS:
+        out: dict[str, str] = {}
+        for rel, _, _ in stats:
+            h = hashlib.sha256()
+            with open(root / rel, "rb") as fh:
+                while block := fh.read(chunk):
+                    h.update(block)
+            out[rel] = h.hexdigest()
+        _MANIFESTS[key] = out
+    return dict(_MANIFESTS[key])
+
+
+def manifest_digest(manifest: dict[str, str]) -> str:
+    """One sha256 for a manifest: over the sorted 'sha256  path' lines (sha256sum's format)."""
+    lines = "".join(f"{digest}  {rel}\n" for rel, digest in sorted(manifest.items()))
+    return hashlib.sha256(lines.encode()).hexdigest()

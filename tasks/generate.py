@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.artifacts import save_cameras, save_mesh
-from ..core.errors import InputError, ProcessingError
+from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from ..core.views import load_views
 from ..models.base import DenseMesh, GenerateRequest, config_fields, make_config
 from ..models.registry import find
 
@@ -32,23 +33,24 @@ class GenerateOptions:
 
     backend: registry name used when the row has no mesh_uri ("silhouette" needs no weights).
     resolution: the backend's grid resolution, for backends that have one.
-    seed: for stochastic backends; the same seed gives the same mesh.
-    device: "cpu" or e.g. "cuda:0", for backends that take one.
+    seed: for stochastic backends; the same seed gives the same mesh (on the same device).
+    device: "auto" (each backend's own default: the GPU for learned backends when there is
+        one, else the CPU, flagged), or "cpu", "cuda", "cuda:N" for backends that take one.
     backend_options: further config fields of the chosen backend, by name.
     """
 
     backend: str = "silhouette"
     resolution: int = 128
     seed: int = 0
-    device: str = "cpu"
+    device: str = "auto"
     backend_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check(bool(self.backend), "generate: backend must be a non-empty name")
-        check(8 <= self.resolution <= 1024, f"generate: resolution {self.resolution} not in "
+        check(bool(self.backend), "backend must be a non-empty name")
+        check(8 <= self.resolution <= 1024, f"resolution {self.resolution} not in "
               "8..1024")
-        check(self.seed >= 0, "generate: seed must be >= 0")
-        check(isinstance(self.backend_options, Mapping), "generate: backend_options must be a "
+        check(self.seed >= 0, "seed must be >= 0")
+        check(isinstance(self.backend_options, Mapping), "backend_options must be a "
               "mapping of config field -> value")
 
 
@@ -57,9 +59,13 @@ def backend_config(name: str, options: GenerateOptions) -> Any:
     cls = find(name)
     known = config_fields(cls)
     values = {k: v for k, v in (("resolution", options.resolution), ("device", options.device))
-              if k in known}
+              if k in known and not (k == "device" and v == "auto")}
     values.update(options.backend_options if name == options.backend else {})
-    return make_config(cls, **values)
+    try:
+        return make_config(cls, **values)
+    except OptionsError as exc:
+        exc.stage = exc.stage or "generate"
+        raise
 
 
 def build_generator(config: Any):
@@ -91,19 +97,11 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-def _views(state: AssetState) -> list:
-    if "cameras" not in state.artifacts:
-        return []
-    from .ingest import load_views
-
-    return load_views(state)
-
-
 @stage("generate", "1", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
-    views = _views(state)
+    views = load_views(state)
     if not views and not mesh_uri:
         raise InputError("no photos and no mesh: nothing to build the model from",
                          "give the row product photos (images) or a mesh_uri")
@@ -121,7 +119,10 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
                                if isinstance(v, (int, float, str, bool)) or v is None}
     metrics.update(generate_backend=name, generate_tris=mesh.n_faces,
                    generate_verts=mesh.n_vertices,
-                   generate_method=str(dense.info.get("method", name)))
+                   generate_method=str(dense.info.get("method", name)),
+                   # the device it ran on (provenance records it), after any CPU fallback
+                   generate_device=str(dense.info.get("device") or getattr(config, "device",
+                                                                           "cpu")))
     digest = config.weights_sha256()
     if digest:
         metrics["generate_weights_sha256"] = digest

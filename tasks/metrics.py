@@ -3,7 +3,9 @@
 Why a stage of its own: every number here is measured on the final artefacts (the shipped mesh,
 its texture, the GLB), not on intermediate states, so a rule like "watertight and IoU > 0.9"
 judges what a customer gets. Topology is measured on vertices merged by position, because the
-UV stage splits vertices along seams and would otherwise make every closed mesh look open.
+UV stage splits vertices along seams and would otherwise make every closed mesh look open. The
+weld, edge classification and components are the geometry layer's linear-time kernels
+(``geometry.weld``, ``geometry.closed``, ``geometry.components``), not ``np.unique`` sorts.
 
 Definitions (decided here, written down for the catalog):
 
@@ -37,6 +39,9 @@ from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
+from ..geometry.closed import edge_stats, signed_volume
+from ..geometry.components import count_components
+from ..geometry.weld import weld
 
 log = logging.getLogger(__name__)
 
@@ -59,88 +64,11 @@ class MetricsOptions:
 
     def __post_init__(self) -> None:
         check(self.iou_views in IOU_VIEWS,
-              f"metrics.iou_views must be one of {IOU_VIEWS}, got {self.iou_views!r}")
-        check(0 <= self.weld_tolerance < 0.01, "metrics.weld_tolerance must be in [0, 0.01)")
+              f"iou_views must be one of {IOU_VIEWS}, got {self.iou_views!r}")
+        check(0 <= self.weld_tolerance < 0.01, "weld_tolerance must be in [0, 0.01)")
 
 
 # ---------------------------------------------------------------- topology
-
-@dataclass(frozen=True)
-class EdgeStats:
-    """Counts of undirected edges by how many faces share them and how they are wound."""
-
-    edges: int
-    boundary: int       # used by one face
-    nonmanifold: int    # used by three or more faces
-    inconsistent: int   # used by two faces wound the same way (one of them is flipped)
-
-    @property
-    def watertight(self) -> bool:
-        return self.edges > 0 and self.boundary == 0 and self.nonmanifold == 0
-
-    @property
-    def manifold(self) -> bool:
-        return self.edges > 0 and self.nonmanifold == 0 and self.inconsistent == 0
-
-
-def weld(vertices: np.ndarray, faces: np.ndarray, tolerance: float = 1e-7
-         ) -> tuple[np.ndarray, np.ndarray]:
-    """Merge vertices at equal positions (within ``tolerance`` x bbox diagonal); drop faces
-    that collapse. Returns (vertices, faces) of the welded mesh."""
-    v = np.asarray(vertices, np.float64)
-    f = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(v) == 0 or len(f) == 0:
-        return v.reshape(-1, 3), f
-    diag = float(np.linalg.norm(v.max(0) - v.min(0))) or 1.0
-    step = tolerance * diag
-    key = np.round(v / step).astype(np.int64) if step > 0 else v
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
-    f2 = inverse.reshape(-1)[f]
-    ok = (f2[:, 0] != f2[:, 1]) & (f2[:, 1] != f2[:, 2]) & (f2[:, 2] != f2[:, 0])
-    return v[first], f2[ok]
-
-
-def edge_stats(faces: np.ndarray) -> EdgeStats:
-    """Classify every undirected edge of a (welded) face array."""
-    f = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(f) == 0:
-        return EdgeStats(0, 0, 0, 0)
-    half = f[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    key = np.sort(half, axis=1)
-    _, inverse, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
-    forward = np.bincount(inverse.reshape(-1), weights=(half[:, 0] < half[:, 1]),
-                          minlength=len(counts))
-    pairs = counts == 2
-    return EdgeStats(
-        edges=len(counts),
-        boundary=int((counts == 1).sum()),
-        nonmanifold=int((counts > 2).sum()),
-        inconsistent=int((pairs & (forward != 1)).sum()),
-    )
-
-
-def count_components(n_vertices: int, faces: np.ndarray) -> int:
-    """Connected pieces of surface (vertices linked through faces; unused vertices ignored)."""
-    f = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(f) == 0:
-        return 0
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
-
-    a = np.concatenate([f[:, 0], f[:, 1]])
-    b = np.concatenate([f[:, 1], f[:, 2]])
-    graph = coo_matrix((np.ones(len(a), np.int8), (a, b)), shape=(n_vertices, n_vertices))
-    _, labels = connected_components(graph, directed=False)
-    return len(np.unique(labels[np.unique(f)]))
-
-
-def signed_volume(vertices: np.ndarray, faces: np.ndarray) -> float:
-    """Signed enclosed volume (divergence theorem); positive when faces wind outward."""
-    f = np.asarray(faces, np.int64).reshape(-1, 3)
-    if len(f) == 0:
-        return 0.0
-    t = np.asarray(vertices, np.float64)[f]
-    return float(np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2])).sum() / 6.0)
 
 
 def geometry_metrics(mesh: MeshData, weld_tolerance: float = 1e-7) -> dict:
@@ -244,7 +172,7 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
     views = _input_views(state)
     if not views:
         return {**_summary("iou", {}), **_summary("psnr", {}), **_summary("ssim", {})}
-    from ..core.render import get_renderer
+    from ..geometry.render import get_renderer
 
     r = get_renderer()
     tex = None

@@ -22,8 +22,8 @@ os.environ.setdefault("PREFECT_HOME", str(Path(os.environ.get("TMPDIR", "/tmp"))
                                           / f"assetfactory-test-prefect-{os.getpid()}"))
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-# Prefect's ephemeral server gets 20 s to start by default; a loaded 2-core machine needs more.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+# Prefect's temporary server takes longer than its 20 s default to start on a loaded machine.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
 def skip_without_gltf_validator() -> None:
@@ -38,6 +38,17 @@ def skip_without_gltf_validator() -> None:
         find_node_modules()
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def renderer():
+    """The process's headless OpenGL renderer; the test is skipped where EGL is missing."""
+    from assetfactory.geometry.render import get_renderer
+
+    try:
+        return get_renderer()
+    except Exception as exc:  # noqa: BLE001 - any EGL/driver failure means: no GL here
+        pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -18,16 +18,6 @@ from assetfactory.demo.products import CATALOG, _merged, build_product
 
 
 @pytest.fixture(scope="module")
-def renderer():
-    from assetfactory.core import render
-
-    try:
-        return render.get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/driver failure means: no GL here
-        pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
-
-
-@pytest.fixture(scope="module")
 def demo(tmp_path_factory, renderer) -> Path:
     return make_demo_catalog(tmp_path_factory.mktemp("demo") / "cat")
 

@@ -6,17 +6,14 @@ import numpy as np
 import pytest
 import trimesh
 
+from assetfactory.algorithms.ambient_occlusion import ambient_occlusion
+from assetfactory.algorithms.normal_bake import low_normals
 from assetfactory.core.artifacts import load_image, read_bytes, save_bytes, save_mesh
-from assetfactory.core.errors import OptionsError, ProcessingError
+from assetfactory.core.errors import MissingArtifact, OptionsError, ProcessingError
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
-from assetfactory.tasks.bake import (
-    BakeOptions,
-    ambient_occlusion,
-    bake,
-    low_normals,
-    vertex_tangents,
-)
+from assetfactory.geometry.tangents import vertex_tangents
+from assetfactory.tasks.bake import BakeOptions, bake
 
 
 def make_state(tmp_path, low: MeshData, dense: MeshData | None) -> AssetState:
@@ -149,8 +146,9 @@ def test_contract_input_unchanged_and_outputs(tmp_path):
 
 def test_missing_inputs_are_reported(tmp_path):
     flat = grid(2)
-    with pytest.raises(ProcessingError, match="clean_mesh"):
+    with pytest.raises(MissingArtifact, match="clean_mesh") as err:
         bake(make_state(tmp_path, flat, None))
+    assert "cleanup" in err.value.fix
     with pytest.raises(ProcessingError, match="no UVs"):
         bake(make_state(tmp_path, flat.replace(uv=None), flat))
 

@@ -7,49 +7,31 @@ import pytest
 import trimesh
 from scipy.spatial import cKDTree
 
+from assetfactory.algorithms.holes import boundary_loops, fill_holes
+from assetfactory.algorithms.orientation import orient_faces
+from assetfactory.algorithms.repair import collapse_needles, flip_caps, sliver_faces
 from assetfactory.core.artifacts import (
     load_cameras,
     load_json,
     load_mesh,
     read_bytes,
     save_cameras,
-    save_mesh,
 )
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import InputError, OptionsError, ProcessingError
 from assetfactory.core.mesh import MeshData
-from assetfactory.core.types import AssetState, SkuSpec, StageResult
+from assetfactory.core.types import StageResult
+from assetfactory.geometry.closed import part_report
+from assetfactory.geometry.topology import edge_table, vertex_fans
+from assetfactory.geometry.weld import merge_vertices
 from assetfactory.models.mesh import import_mesh
-from assetfactory.tasks.cleanup import (
-    CleanupOptions,
-    boundary_loops,
-    clean_mesh,
-    cleanup,
-    collapse_needles,
-    fill_holes,
-    flip_caps,
-    merge_vertices,
-    orient_faces,
-    sliver_faces,
-    visibility_views,
-)
-from assetfactory.tasks.parts import edge_table, part_report, vertex_fans
+from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh, cleanup, visibility_views
+from tests.builders import concat, sphere
+from tests.builders import state_with_mesh as _with_mesh
 
 
-def make_state(tmp_path, mesh: MeshData, metrics=None, **spec) -> AssetState:
-    state = AssetState(sku="t", spec=SkuSpec(sku="t", **spec), store_uri=str(tmp_path),
-                       metrics=metrics or {})
-    return state.apply(StageResult(artifacts={"dense_mesh": save_mesh(state, mesh)}))
-
-
-def sphere(subdiv: int = 3, radius: float = 1.0, centre=(0, 0, 0), label: int = 0) -> MeshData:
-    s = trimesh.creation.icosphere(subdiv, radius)
-    return MeshData(s.vertices + np.asarray(centre, float), s.faces,
-                    np.full(len(s.faces), label, np.int32))
-
-
-def concat(*meshes: MeshData) -> MeshData:
-    return MeshData.concatenate(meshes)
+def make_state(tmp_path, mesh, metrics=None, **spec):
+    return _with_mesh(tmp_path, mesh, "dense_mesh", metrics, **spec)
 
 
 def volume(mesh: MeshData) -> float:
@@ -494,3 +476,20 @@ def test_broken_files_cleaned_or_rejected_with_a_reason(tmp_path, shared_data):
     outcome = {p.name: _clean_or_reject(tmp_path / str(i), p) for i, p in enumerate(paths)}
     assert outcome.get("auditor_cube-non-manifold.glb") == "cleaned", outcome
     assert outcome.get("trimesh_empty.stl") == "rejected at import", outcome
+
+
+def test_steps_are_an_explicit_list_each_logging_before_and_after(caplog):
+    from assetfactory.tasks.cleanup import STEPS
+
+    names = [s.name for s in STEPS]
+    assert names == ["non_finite", "weld", "degenerate", "slivers", "non_manifold", "orient",
+                     "floaters", "holes", "interior", "parts", "normals"]
+    mesh = concat(sphere(2), sphere(1, radius=0.05, centre=(3, 0, 0)))  # one floater
+    with caplog.at_level("INFO", logger="assetfactory.tasks.cleanup"):
+        out, counts = clean_mesh(mesh, CleanupOptions(remove_interior=False), sku="s1")
+    lines = {r.getMessage().split(":")[0]: r.getMessage() for r in caplog.records}
+    assert set(lines) == {f"s1 cleanup {n}" for n in names}
+    assert lines["s1 cleanup floaters"].endswith(
+        f"tris {mesh.n_faces} -> {out.n_faces}, verts {mesh.n_vertices} -> {out.n_vertices}")
+    assert counts["floaters"] == 1 and list(counts["steps"]) == [
+        "weld", "degenerate", "slivers", "non_manifold", "floaters", "holes", "interior"]

@@ -13,12 +13,14 @@ import trimesh
 from conftest import skip_without_gltf_validator
 from PIL import Image
 
+from assetfactory.algorithms.gltf import pow2_at_most
+from assetfactory.algorithms.unwrap import apply_unwrap, unwrap
 from assetfactory.core.artifacts import read_bytes, save_image, save_mesh
 from assetfactory.core.errors import OptionsError, ValidationFailed
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
-from assetfactory.tasks.export import ExportOptions, export, gltf_name, pow2_at_most
-from assetfactory.tasks.uv import UVOptions, apply_unwrap, unwrap
+from assetfactory.tasks.export import ExportOptions, export, gltf_name
+from assetfactory.tasks.uv import UVOptions
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
 SKU = "Mug 42/Blue"
@@ -182,13 +184,12 @@ def test_contract_input_unchanged_and_record(tmp_path, uv_mesh):
 
 def full_state(tmp_path, uv_mesh: MeshData, collision_json: bool = False) -> AssetState:
     """An asset as the game/ar profiles hand it over: two parts with different materials,
-    base colour + normal + ORM maps, one LOD and two collision hulls."""
+    base colour + normal + ORM maps and two collision hulls (export makes the LODs)."""
     from assetfactory.core.artifacts import save_json
 
     labels = (uv_mesh.vertices[uv_mesh.faces].mean(1)[:, 1] > 0.05).astype(np.int32)
     mesh = uv_mesh.replace(face_labels=labels)
     state = make_state(tmp_path, mesh, checker(256, 256))
-    lod = trimesh.creation.icosphere(1, radius=0.05)
     box = trimesh.creation.box((0.1, 0.05, 0.1))
     hulls = MeshData(np.r_[box.vertices + [0, 0.025, 0], box.vertices + [0, 0.075, 0]],
                      np.r_[box.faces, box.faces + 8], np.repeat([0, 1], 12).astype(np.int32))
@@ -198,8 +199,7 @@ def full_state(tmp_path, uv_mesh: MeshData, collision_json: bool = False) -> Ass
     arts = {"texture/orm": save_image(state, np.full((256, 256, 3), 200, np.uint8)),
             "texture/normal": save_image(state, np.tile(np.array([128, 128, 255], np.uint8),
                                                         (256, 256, 1))),
-            "materials": save_json(state, table),
-            "lod1": save_mesh(state, MeshData(lod.vertices + [0, 0.05, 0], lod.faces))}
+            "materials": save_json(state, table)}
     if collision_json:
         arts["collision"] = save_json(state, {"hulls": [
             {"vertices": box.vertices.tolist(), "faces": box.faces.tolist()}]})
@@ -210,7 +210,7 @@ def full_state(tmp_path, uv_mesh: MeshData, collision_json: bool = False) -> Ass
 
 def test_pbr_maps_materials_lods_and_hulls_in_a_valid_glb(tmp_path, uv_mesh):
     state = full_state(tmp_path, uv_mesh)
-    result = export(state, ExportOptions(write_poster=False))
+    result = export(state, ExportOptions(write_poster=False, lods=(80,)))
     m = result.metrics
     assert m["gltf_errors"] == 0 and m["export_maps"] == "base_color,normal,orm"
     assert (m["export_materials"], m["export_lods"], m["export_collision_hulls"]) == (2, 1, 2)
@@ -246,7 +246,7 @@ def test_normal_mapped_glb_carries_tangents_and_textured_lods(tmp_path, uv_mesh)
     from assetfactory.core.validate import validate_gltf
 
     state = full_state(tmp_path, uv_mesh)
-    result = export(state, ExportOptions(write_poster=False))
+    result = export(state, ExportOptions(write_poster=False, lods=(80,)))
     glb = read_bytes(state.apply(result), "glb")
     doc, blob = glb_parts(glb)
     main = doc["meshes"][doc["nodes"][0]["mesh"]]
@@ -284,7 +284,7 @@ def accessor_array(doc: dict, blob: bytes, index: int) -> np.ndarray:
 
 def test_collision_hulls_from_json(tmp_path, uv_mesh):
     state = full_state(tmp_path, uv_mesh, collision_json=True)
-    result = export(state, ExportOptions(write_poster=False, lods=False))
+    result = export(state, ExportOptions(write_poster=False, lods=()))
     assert result.metrics["export_collision_hulls"] == 1 and result.metrics["export_lods"] == 0
     assert result.metrics["gltf_errors"] == 0
 
@@ -435,7 +435,7 @@ def test_meshopt_glb_is_valid_and_decodes_to_the_plain_buffers(tmp_path, uv_mesh
 def test_meshopt_encode_round_trips_uint16_and_uint32_indices_and_colours():
     import meshoptimizer as mo
 
-    from assetfactory.tasks.export import meshopt_encode
+    from assetfactory.algorithms.gltf import meshopt_encode
 
     faces = trimesh.creation.icosphere(2).faces.reshape(-1)
     for dtype in (np.uint16, np.uint32):
@@ -459,3 +459,9 @@ def test_meshopt_is_off_by_default_and_in_every_profile():
         assert call.options.meshopt is False, profile
     on = build_recipe(next(iter(PROFILES)), overrides={"export": {"meshopt": True}})
     assert next(c for c in on.calls if c.name == "export").options.meshopt is True
+
+
+@pytest.mark.parametrize("bad", [(30000, 40000), (500, 800), (3,), (1.5,)])
+def test_bad_lods_are_rejected_naming_export(bad):
+    with pytest.raises(OptionsError, match="export options: lods"):
+        ExportOptions(lods=bad)

@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from assetfactory.algorithms.photos import decode_image
 from assetfactory.core.artifacts import load_cameras, load_image
 from assetfactory.core.errors import InputError, OptionsError
 from assetfactory.core.types import AssetState, ImageSpec, SkuSpec
-from assetfactory.tasks.ingest import (
-    IngestOptions,
-    decode_image,
-    ingest,
-    load_views,
-    pose_known,
-    view_poses,
-)
+from assetfactory.core.views import load_views, pose_known
+from assetfactory.tasks.ingest import IngestOptions, ingest, view_poses
 
 SMALL = IngestOptions(size=64)
 
@@ -313,7 +308,8 @@ def test_truncated_shared_png_is_a_clear_input_error(tmp_path: Path, shared_data
 
 
 def test_masks_of_rendered_product_shots_match_the_exact_silhouettes(shared_data: Path) -> None:
-    from assetfactory.tasks.ingest import object_mask, to_rgb8
+    from assetfactory.algorithms.masking import object_mask
+    from assetfactory.algorithms.photos import to_rgb8
 
     folders = [shared_data / "renders" / m / "4views"
                for m in ("basemesh_coffee_cup", "3dc_Mixer", "basemesh_desk_lamp")]

@@ -16,23 +16,9 @@ from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.tasks import metrics as mt
 from assetfactory.tasks.metrics import MetricsOptions, metrics
+from tests.builders import unit_cube
 
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
-
-
-def unit_cube(split_seams: bool = False) -> MeshData:
-    """A 1 m cube in the asset frame (origin at the bottom centre), faces wound outward.
-
-    ``split_seams`` gives every face its own vertices, as a UV unwrap does along seams.
-    """
-    import trimesh
-
-    box = trimesh.creation.box(extents=(1.0, 1.0, 1.0))
-    v = np.asarray(box.vertices) + [0, 0.5, 0]
-    f = np.asarray(box.faces)
-    if split_seams:
-        v, f = v[f.reshape(-1)], np.arange(f.size).reshape(-1, 3)
-    return MeshData(v, f)
 
 
 def _state(tmp_path, mesh: MeshData, **extra) -> AssetState:
@@ -107,15 +93,6 @@ def test_silhouette_iou_and_masked_psnr():
 
 
 # ---------------------------------------------------------------- the stage
-
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        from assetfactory.core.render import get_renderer
-
-        return get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/Mesa failure means "no renderer here"
-        pytest.skip(f"headless OpenGL (moderngl + EGL) unavailable: {exc}")
 
 
 def _views(renderer, mesh: MeshData, state: AssetState, size: int = 96) -> dict:

@@ -45,7 +45,7 @@ UPSTREAM = ("ingest", "generate", "cleanup", "simplify", "uv")
 def need_tools():
     skip_without_gltf_validator()
     try:
-        from assetfactory.core.render import get_renderer
+        from assetfactory.geometry.render import get_renderer
 
         get_renderer()
     except Exception as exc:  # noqa: BLE001 - no validator package or no headless GL here

@@ -6,26 +6,35 @@ import numpy as np
 import pytest
 import trimesh
 
-from assetfactory.core.artifacts import load_mesh, read_bytes, save_mesh
+from assetfactory.algorithms.collision import collision_hulls
+from assetfactory.algorithms.decimate import (
+    _build,
+    _FaceBuffer,
+    decimate,
+    decimate_prepared,
+    prepare,
+)
+from assetfactory.algorithms.edge_ops import top_up
+from assetfactory.algorithms.part_budgets import _label_index, allocate_budgets, part_weights
+from assetfactory.algorithms.surface_error import surface_error
+from assetfactory.core.artifacts import load_mesh, read_bytes
 from assetfactory.core.errors import OptionsError
 from assetfactory.core.mesh import MeshData
-from assetfactory.core.types import AssetState, SkuSpec, StageResult
-from assetfactory.tasks import simplify as S
+from assetfactory.geometry.closed import is_watertight, nonmanifold_vertices
+from assetfactory.geometry.meshopt import meshopt_collapse
+from assetfactory.geometry.topology import pillow_faces
+from assetfactory.geometry.weld import weld_ids
 from assetfactory.tasks.simplify import SimplifyOptions, simplify
+from tests.builders import sphere
+from tests.builders import state_with_mesh as _with_mesh
 
 
-def make_state(tmp_path, mesh: MeshData) -> AssetState:
-    state = AssetState(sku="t", spec=SkuSpec(sku="t"), store_uri=str(tmp_path))
-    return state.apply(StageResult(artifacts={"clean_mesh": save_mesh(state, mesh)}))
-
-
-def sphere(subdiv: int, centre=(0.0, 0.0, 0.0), label: int = 0) -> MeshData:
-    s = trimesh.creation.icosphere(subdiv)
-    return MeshData(s.vertices + np.asarray(centre), s.faces, np.full(len(s.faces), label, np.int32))
+def make_state(tmp_path, mesh):
+    return _with_mesh(tmp_path, mesh, "clean_mesh")
 
 
 def two_parts() -> MeshData:
-    a, b = sphere(4, (-1.5, 0, 0), label=3), sphere(4, (1.5, 0, 0), label=7)
+    a, b = sphere(4, centre=(-1.5, 0, 0), label=3), sphere(4, centre=(1.5, 0, 0), label=7)
     return MeshData(np.vstack([a.vertices, b.vertices]),
                     np.vstack([a.faces, b.faces + a.n_vertices]),
                     np.concatenate([a.face_labels, b.face_labels]))
@@ -146,69 +155,66 @@ def test_part_border_kept_and_labels_exact(tmp_path):
     assert np.all(nz[ok & (out.face_labels == 2)] > 0.999)
     # the borders survive as the two rims, shared by both parts (vertices are split per part,
     # at equal positions: the welded surface is closed)
-    ids = S.weld_ids(v)
+    ids = weld_ids(v)
     border = np.intersect1d(ids[out.faces[out.face_labels == 1]], ids[out.faces[out.face_labels == 2]])
     at = v[np.unique(np.flatnonzero(np.isin(ids, border)))]
-    assert len(border) >= 16 and S.is_watertight(ids[out.faces])
+    assert len(border) >= 16 and is_watertight(ids[out.faces])
     assert np.allclose(np.abs(at[:, 2]), 0.5, atol=1e-6)
     assert np.allclose(np.linalg.norm(at[:, :2], axis=1), 0.5, atol=5e-3)
 
 
 def test_placement_beats_plain_half_edge_collapse():
     mesh = sphere(6)  # 81920 faces of a smooth surface
-    ours = S.decimate(mesh, 2000)
-    plain = S.decimate(mesh, 2000, method="meshoptimizer")
+    ours = decimate(mesh, 2000)
+    plain = decimate(mesh, 2000, method="meshoptimizer")
     assert ours.n_faces == plain.n_faces
-    assert S.surface_error(mesh, ours, 20_000)["chamfer"] < \
-        0.9 * S.surface_error(mesh, plain, 20_000)["chamfer"]
+    assert surface_error(mesh, ours, 20_000)["chamfer"] < \
+        0.9 * surface_error(mesh, plain, 20_000)["chamfer"]
 
 
 def test_surface_error_is_normalised_by_the_diagonal():
     mesh = sphere(4)
-    same = S.surface_error(mesh, mesh, 5000)
+    same = surface_error(mesh, mesh, 5000)
     assert same["chamfer"] < 1e-6 and same["normal_error_deg"] < 0.1  # open3d is float32
     bigger = mesh.replace(vertices=mesh.vertices * 1.02)  # 0.02 off everywhere, diagonal 2*sqrt(3)
-    err = S.surface_error(mesh, bigger, 5000)
+    err = surface_error(mesh, bigger, 5000)
     assert err["chamfer"] == pytest.approx(0.02 / (2 * np.sqrt(3)), rel=0.1)
 
 
 def test_pillows_and_nonmanifold_edges_detected():
     tet = np.array([[0, 2, 1], [0, 1, 3], [1, 2, 3], [2, 0, 3]])
-    assert S.is_watertight(tet) and not S.pillow_faces(tet).any()
+    assert is_watertight(tet) and not pillow_faces(tet).any()
     with_pillow = np.vstack([tet, [[0, 1, 4], [0, 4, 1]]])  # a fin hanging off edge 0-1
-    assert not S.is_watertight(with_pillow)
-    assert S.pillow_faces(with_pillow).tolist() == [False] * 4 + [True, True]
-    assert set(S.nonmanifold_vertices(with_pillow).tolist()) >= {0, 1}
-    assert S.is_watertight(with_pillow[~S.pillow_faces(with_pillow)])
+    assert not is_watertight(with_pillow)
+    assert pillow_faces(with_pillow).tolist() == [False] * 4 + [True, True]
+    assert set(nonmanifold_vertices(with_pillow).tolist()) >= {0, 1}
+    assert is_watertight(with_pillow[~pillow_faces(with_pillow)])
 
 
 def test_weld_ids_join_split_seams():
     box = trimesh.creation.box()
     split = box.vertices[box.faces].reshape(-1, 3)  # every corner its own vertex
-    ids = S.weld_ids(split)
+    ids = weld_ids(split)
     assert len(np.unique(ids)) == 8
-    assert S.is_watertight(ids.reshape(-1, 3)) and not S.is_watertight(np.arange(36).reshape(-1, 3))
+    assert is_watertight(ids.reshape(-1, 3)) and not is_watertight(np.arange(36).reshape(-1, 3))
 
 
 def test_locked_vertices_survive_the_collapse():
     mesh = sphere(4)
     lock = np.zeros(mesh.n_vertices, bool)
     lock[::50] = True
-    faces = S.meshopt_collapse(mesh.vertices, mesh.faces, 300, True, lock)
+    faces = meshopt_collapse(mesh.vertices, mesh.faces, 300, True, lock)
     assert len(faces) <= 400  # the locked ones cost some of the budget
     assert set(np.flatnonzero(lock)) <= set(np.unique(faces).tolist())
 
 
-def test_lods_and_collision_hulls(tmp_path):
+def test_collision_hulls_one_per_part(tmp_path):
     state = make_state(tmp_path, two_parts())
-    opts = SimplifyOptions(target_tris=2000, lods=(800, 200), collision_hulls=4)
+    opts = SimplifyOptions(target_tris=2000, collision_hulls=4)
     result = simplify(state, opts)
-    assert set(result.artifacts) == {"mesh", "lod1", "lod2", "collision"}
+    assert set(result.artifacts) == {"mesh", "collision"}  # LODs are export's
     done = state.apply(result)
-    lod1, lod2 = load_mesh(done, "lod1"), load_mesh(done, "lod2")
-    assert 2000 >= load_mesh(done, "mesh").n_faces > lod1.n_faces > lod2.n_faces
-    assert lod1.n_faces <= 800 and lod2.n_faces <= 200
-    assert set(lod2.face_labels.tolist()) == {3, 7}
+    assert 2000 >= load_mesh(done, "mesh").n_faces
     hulls = load_mesh(done, "collision")
     assert result.metrics["simplify_collision_hulls"] == 2  # one per part
     for h in np.unique(hulls.face_labels):
@@ -217,12 +223,12 @@ def test_lods_and_collision_hulls(tmp_path):
 
 
 def test_collision_hulls_by_coacd_for_one_part():
-    hulls = S.collision_hulls(hemispheres(3).replace(face_labels=None), 4, "coacd")
+    hulls = collision_hulls(hemispheres(3).replace(face_labels=None), 4, "coacd")
     assert 1 <= len(np.unique(hulls.face_labels)) <= 4
     assert hulls.vertices.min() > -1.1 and hulls.vertices.max() < 1.1
 
 
-@pytest.mark.parametrize("bad", [{"lods": (30000,)}, {"lods": (500, 800)}, {"method": "magic"},
+@pytest.mark.parametrize("bad", [{"target_tris": 3}, {"part_budget": "x"}, {"method": "magic"},
                                  {"collision_hulls": -1}, {"collision_method": "x"},
                                  {"placement_regularization": 0}])
 def test_bad_options_rejected(bad):
@@ -236,11 +242,11 @@ def test_real_model_stays_closed(shared_data):
         pytest.skip(f"{path} not found")
     tm = trimesh.load(str(path), force="mesh")
     mesh = MeshData(tm.vertices, tm.faces)
-    prep = S.prepare(mesh, True, True)
-    result = S.decimate_prepared(prep, 5000, SimplifyOptions(target_tris=5000))
+    prep = prepare(mesh, True, True)
+    result = decimate_prepared(prep, 5000, SimplifyOptions(target_tris=5000))
     assert result.watertight_in and result.watertight_out and not result.fallback
     assert result.mesh.n_faces == 5000
-    assert S.surface_error(mesh, result.mesh, 20_000)["hausdorff"] < 0.02
+    assert surface_error(mesh, result.mesh, 20_000)["hausdorff"] < 0.02
 
 
 # ------------------------------------------------------------- exact counts by edge splits
@@ -255,11 +261,11 @@ def _surface(v: np.ndarray, f: np.ndarray) -> tuple[float, float]:
 
 def test_top_up_splits_long_edges_and_keeps_the_surface():
     m = sphere(2)  # 320 faces, closed
-    v, f, labels, mid_of = S.top_up(m.vertices, m.faces, m.face_labels, S.weld_ids(m.vertices), 7)
+    v, f, labels, mid_of = top_up(m.vertices, m.faces, m.face_labels, weld_ids(m.vertices), 7)
     assert len(f) == 326 and len(labels) == 326  # closed: an odd remainder stays one short
     assert len(mid_of) == 3 and len(v) == m.n_vertices + 3
     assert np.allclose(v[m.n_vertices:], m.vertices[mid_of].mean(axis=1))
-    assert S.is_watertight(f) and not len(S.nonmanifold_vertices(f))
+    assert is_watertight(f) and not len(nonmanifold_vertices(f))
     assert np.allclose(_surface(v, f), _surface(m.vertices, m.faces))  # outward, same surface
     # the longest edges went first
     e = m.vertices[m.faces[:, [1, 2, 0]]] - m.vertices[m.faces]
@@ -272,7 +278,7 @@ def test_top_up_takes_an_odd_remainder_on_an_open_border():
     v = np.c_[x.ravel(), y.ravel(), np.zeros(36)]
     i = (np.arange(5)[:, None] * 6 + np.arange(5)).ravel()
     f = np.r_[np.c_[i, i + 1, i + 7], np.c_[i, i + 7, i + 6]]      # 50 faces, open
-    v2, f2, _, mid_of = S.top_up(v, f, np.zeros(50, np.int32), S.weld_ids(v), 3)
+    v2, f2, _, mid_of = top_up(v, f, np.zeros(50, np.int32), weld_ids(v), 3)
     assert len(f2) == 53 and len(mid_of) == 2
     assert np.isclose(_surface(v2, f2)[0], 25.0)
     on_border = [bool(np.any((v2[n, :2] == 0) | (v2[n, :2] == 5))) for n in range(36, 38)]
@@ -281,21 +287,21 @@ def test_top_up_takes_an_odd_remainder_on_an_open_border():
 
 def test_top_up_fills_the_short_part_and_never_cracks_a_border():
     mesh = labelled_cylinder()
-    prep = S.prepare(mesh, True, False)
+    prep = prepare(mesh, True, False)
     v, f = mesh.vertices[prep.split_src], prep.split_faces
     labels, wid = mesh.face_labels, prep.wid[prep.split_src]
     count = dict(zip(*np.unique(labels, return_counts=True)))
     budgets = {1: int(count[1]), 2: int(count[2]) + 10}
     # the side's edges are the longest, but the caps are the part below budget
-    v2, f2, l2, mid_of = S.top_up(v, f, labels, wid, 10, budgets)
+    v2, f2, l2, mid_of = top_up(v, f, labels, wid, 10, budgets)
     assert len(f2) == len(f) + 10 and np.sum(l2 == 2) == count[2] + 10
     wid2 = np.r_[wid, wid.max() + 1 + np.arange(len(mid_of))]
-    assert S.is_watertight(wid2[f2])  # welded: no crack anywhere
+    assert is_watertight(wid2[f2])  # welded: no crack anywhere
     rim = np.isclose(np.abs(v2[len(v):, 2]), 0.5) & np.isclose(
         np.linalg.norm(v2[len(v):, :2], axis=1), 0.5)
     assert not rim.any()  # no vertex put on the rims (the part borders)
     # without budgets, longest first wherever they are
-    _, f3, _, mid3 = S.top_up(v, f, labels, wid, 10)
+    _, f3, _, mid3 = top_up(v, f, labels, wid, 10)
     length = [np.linalg.norm(v[m[:, 0]] - v[m[:, 1]], axis=1) for m in (mid_of, mid3)]
     assert len(f3) == len(f) + 10 and length[1].min() >= length[0].max() - 1e-12
 
@@ -305,10 +311,10 @@ def test_top_up_leaves_a_non_manifold_edge_alone():
     # third with a T-junction, and every other edge is an open border (one face)
     v = np.array([[0, 0, 0], [10, 0, 0], [5, 3, 0], [5, -3, 0], [5, 0, 3]], float)
     f = np.array([[0, 1, 2], [1, 0, 3], [1, 0, 4]])
-    _, f2, _, mid_of = S.top_up(v, f, np.zeros(3, np.int32), S.weld_ids(v), 2)
+    _, f2, _, mid_of = top_up(v, f, np.zeros(3, np.int32), weld_ids(v), 2)
     assert len(f2) == 3 and not len(mid_of)
     # the same edge on two faces only is split
-    v3, f3, _, mid3 = S.top_up(v, f[:2], np.zeros(2, np.int32), S.weld_ids(v), 2)
+    v3, f3, _, mid3 = top_up(v, f[:2], np.zeros(2, np.int32), weld_ids(v), 2)
     assert len(f3) == 4 and mid3.tolist() == [[0, 1]] and np.allclose(v3[-1], [5, 0, 0])
 
 
@@ -317,8 +323,8 @@ def test_top_up_colours_are_the_mean_of_the_edge_ends():
     colors = np.zeros((m.n_vertices, 4), np.uint8)
     colors[:, 0] = np.arange(m.n_vertices) * 5
     colors[:, 3] = 255
-    v, f, labels, mid_of = S.top_up(m.vertices, m.faces, m.face_labels, S.weld_ids(m.vertices), 4)
-    out = S._build(m.replace(vertex_colors=colors), np.arange(m.n_vertices), v, f, labels, mid_of)
+    v, f, labels, mid_of = top_up(m.vertices, m.faces, m.face_labels, weld_ids(m.vertices), 4)
+    out = _build(m.replace(vertex_colors=colors), np.arange(m.n_vertices), v, f, labels, mid_of)
     want = np.rint(colors[mid_of, 0].astype(float).mean(axis=1))
     assert np.array_equal(out.vertex_colors[m.n_vertices:, 0], want)
     assert np.all(out.vertex_colors[:, 3] == 255)
@@ -332,7 +338,7 @@ def test_even_targets_met_exactly_on_closed_meshes(tmp_path):
         result = simplify(state, SimplifyOptions(target_tris=target))
         out = load_mesh(state.apply(result), "mesh")
         assert out.n_faces == target and result.metrics["simplify_watertight_out"]
-        assert S.is_watertight(S.weld_ids(out.vertices)[out.faces])
+        assert is_watertight(weld_ids(out.vertices)[out.faces])
         topped += result.metrics["simplify_faces_topped_up"]
     assert topped > 0
     state = make_state(tmp_path, sphere(5))
@@ -351,7 +357,7 @@ def box_and_sphere() -> MeshData:
     v, f = b.vertices, b.faces
     for _ in range(5):
         v, f = trimesh.remesh.subdivide(v, f)
-    s = sphere(5, (2.5, 0, 0), label=2)
+    s = sphere(5, centre=(2.5, 0, 0), label=2)
     return MeshData(np.vstack([v - [2.5, 0, 0], s.vertices]), np.vstack([f, s.faces + len(v)]),
                     np.concatenate([np.full(len(f), 1, np.int32), s.face_labels]))
 
@@ -395,8 +401,8 @@ def test_budgets_met_across_a_shared_border(tmp_path):
 
 def test_single_part_unchanged_by_part_budgets():
     mesh = sphere(5)
-    ours = S.decimate(mesh, 1500)
-    old = S.decimate(mesh, 1500, part_budget="global")
+    ours = decimate(mesh, 1500)
+    old = decimate(mesh, 1500, part_budget="global")
     assert np.array_equal(ours.faces, old.faces) and np.array_equal(ours.vertices, old.vertices)
 
 
@@ -417,15 +423,15 @@ def test_global_mode_reports_no_budgets(tmp_path):
     (6, [1, 1, 1], [10, 10, 10], [4, 4, 4]),            # floors exceed the total
 ])
 def test_allocate_budgets(total, weights, counts, expected):
-    out = S.allocate_budgets(total, np.array(weights, float), np.array(counts))
+    out = allocate_budgets(total, np.array(weights, float), np.array(counts))
     assert out.tolist() == expected
 
 
 def test_part_weights_scale_free():
     mesh = box_and_sphere()
-    labels, counts, w = S.part_weights(mesh, S.weld_ids(mesh.vertices))
+    labels, counts, w = part_weights(mesh, weld_ids(mesh.vertices))
     big = mesh.replace(vertices=mesh.vertices * 10)
-    _, _, w10 = S.part_weights(big, S.weld_ids(big.vertices))
+    _, _, w10 = part_weights(big, weld_ids(big.vertices))
     assert labels.tolist() == [1, 2] and counts.sum() == mesh.n_faces
     assert np.allclose(w10 / w10.sum(), w / w.sum())
     assert w[1] > 1.3 * w[0]
@@ -455,8 +461,8 @@ def _part_weights_numpy(mesh: MeshData, wid: np.ndarray) -> np.ndarray:
 def test_part_weights_match_the_numpy_formulation():
     mesh = box_and_sphere()  # 18k faces: under CURVATURE_SAMPLES, so every face is sampled
     mesh = mesh.replace(face_labels=np.where(mesh.face_labels == 2, 7, 3).astype(np.int32))
-    wid = S.weld_ids(mesh.vertices)
-    labels, counts, w = S.part_weights(mesh, wid)
+    wid = weld_ids(mesh.vertices)
+    labels, counts, w = part_weights(mesh, wid)
     assert labels.tolist() == [3, 7]
     assert counts.tolist() == np.bincount(mesh.face_labels)[[3, 7]].tolist()
     assert np.allclose(w, _part_weights_numpy(mesh, wid), rtol=1e-10)
@@ -467,7 +473,7 @@ def test_face_buffer_keeps_order_through_growth():
     wid_of = rng.integers(0, 50, 200)
     copy_label = rng.integers(0, 3, 200)
     faces = rng.integers(0, 200, (40, 3))
-    buf = S._FaceBuffer(faces, wid_of, copy_label)
+    buf = _FaceBuffer(faces, wid_of, copy_label)
     model = faces.copy()  # the plain version: drop the taken faces, append the new ones
     for _ in range(30):   # appends well past the first capacity (40 + 10 + 1024 rows)
         f, w, alive = buf.view()
@@ -486,7 +492,7 @@ def test_face_buffer_keeps_order_through_growth():
 def test_label_index_is_np_unique(labels):
     labels = np.asarray(labels, np.int64)
     want = np.unique(labels, return_inverse=True, return_counts=True)
-    got = S._label_index(labels)
+    got = _label_index(labels)
     for g, w in zip(got, want):
         assert np.array_equal(g, np.asarray(w).reshape(-1))
 

@@ -7,12 +7,29 @@ import dataclasses
 import numpy as np
 import pytest
 
+from assetfactory.algorithms.inpaint import fill_nearest_3d
+from assetfactory.algorithms.projection import (
+    edge_band,
+    erode_mask,
+    face_footprints,
+    incidence_weights,
+    view_prior,
+    visible_texels,
+)
+from assetfactory.algorithms.shading import flatten_shading
 from assetfactory.core.artifacts import load_image, save_cameras, save_image, save_mesh
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.errors import OptionsError, ProcessingError
 from assetfactory.core.mesh import MeshData
 from assetfactory.core.types import AssetState, SkuSpec
-from assetfactory.tasks import texture as tx
+from assetfactory.geometry.colour import image_to_linear, linear_to_srgb, srgb_to_linear
+from assetfactory.geometry.dilation import dilate
+from assetfactory.geometry.texture_sampling import (
+    barycentric,
+    build_pyramid,
+    sample_bilinear,
+    sample_pyramid,
+)
 from assetfactory.tasks.texture import TextureOptions, texture
 
 VIEWS = [("front", 0.0), ("right", 90.0), ("back", 180.0), ("left", 270.0)]
@@ -30,9 +47,9 @@ def test_options_reject_bad_values(bad):
 
 def test_srgb_round_trip_and_midpoint():
     x = np.linspace(0, 1, 101, dtype=np.float32)
-    assert np.allclose(tx.linear_to_srgb(tx.srgb_to_linear(x)), x, atol=1e-5)
-    assert tx.srgb_to_linear(np.float32(0.5)) == pytest.approx(0.214, abs=1e-3)
-    lin = tx.image_to_linear(np.full((2, 2, 4), 128, np.uint8))
+    assert np.allclose(linear_to_srgb(srgb_to_linear(x)), x, atol=1e-5)
+    assert srgb_to_linear(np.float32(0.5)) == pytest.approx(0.214, abs=1e-3)
+    lin = image_to_linear(np.full((2, 2, 4), 128, np.uint8))
     assert lin.shape == (2, 2, 3) and lin[0, 0, 0] == pytest.approx(0.2158, abs=1e-3)
 
 
@@ -42,7 +59,7 @@ def test_incidence_weights_follow_cosine_power():
     pos = np.zeros((4, 3))
     c60 = np.cos(np.radians(60))
     normals = np.array([[0, 0, 1.0], [1.0, 0, 0], [0, 0, -1.0], [np.sin(np.radians(60)), 0, c60]])
-    w = tx.incidence_weights(pos, normals, np.array([0, 0, 5.0]), power=2.0)
+    w = incidence_weights(pos, normals, np.array([0, 0, 5.0]), power=2.0)
     assert w == pytest.approx([1.0, 0.0, 0.0, c60 ** 2])
 
 
@@ -51,10 +68,10 @@ def test_view_prior_favours_front_and_back():
     back = orbit_camera("back", 180, 0, 3)
     side = orbit_camera("right", 90, 0, 3)
     top = orbit_camera("top", 0, 90, 3)
-    assert tx.view_prior(front, 1.5) == pytest.approx(1.5)
-    assert tx.view_prior(back, 1.5) == pytest.approx(1.5)
-    assert tx.view_prior(side, 1.5) == pytest.approx(1.0)
-    assert tx.view_prior(top, 1.5) == pytest.approx(1.0, abs=1e-6)
+    assert view_prior(front, 1.5) == pytest.approx(1.5)
+    assert view_prior(back, 1.5) == pytest.approx(1.5)
+    assert view_prior(side, 1.5) == pytest.approx(1.0)
+    assert view_prior(top, 1.5) == pytest.approx(1.0, abs=1e-6)
 
 
 def test_visible_texels_uses_depth_mask_and_bounds():
@@ -66,7 +83,7 @@ def test_visible_texels_uses_depth_mask_and_bounds():
     depth = np.full((64, 64), 3.0, np.float32)
     mask = np.zeros((64, 64), bool)
     mask[28:36, 28:36] = True
-    vis, pix = tx.visible_texels(pts, cam, depth, mask, tolerance=0.01)
+    vis, pix = visible_texels(pts, cam, depth, mask, tolerance=0.01)
     assert vis.tolist() == [True, False, False, False]
     assert pix[0] == pytest.approx([31.5, 31.5])
 
@@ -74,15 +91,15 @@ def test_visible_texels_uses_depth_mask_and_bounds():
 def test_erode_mask_shrinks_by_radius():
     m = np.zeros((20, 20), np.uint8)
     m[5:15, 5:15] = 255
-    e = tx.erode_mask(m, 2)
+    e = erode_mask(m, 2)
     assert e.sum() == 36 and e[7:13, 7:13].all()
-    assert tx.erode_mask(m, 0).sum() == 100
+    assert erode_mask(m, 0).sum() == 100
 
 
 def test_sample_bilinear_interpolates_between_pixel_centres():
     img = np.zeros((2, 2, 3), np.float32)
     img[:, 1] = 1.0
-    out = tx.sample_bilinear(img, np.array([[0.25, 0.5], [1.0, 0.0], [-3, 0]]))
+    out = sample_bilinear(img, np.array([[0.25, 0.5], [1.0, 0.0], [-3, 0]]))
     assert out[:, 0] == pytest.approx([0.25, 1.0, 0.0])
 
 
@@ -98,7 +115,7 @@ def test_fill_nearest_3d_ignores_the_other_side_of_a_thin_wall():
     nrm = np.vstack([np.tile([0, 0, 1.0], (9, 1)), np.tile([0, 0, -1.0], (9, 1)), [[0, 0, 1.0]]])
     col = np.vstack([np.tile([1.0, 0, 0], (9, 1)), np.tile([0, 0, 1.0], (9, 1)), [[0, 0, 0]]])
     observed = np.r_[np.ones(18, bool), False]
-    out = tx.fill_nearest_3d(pos, nrm, col.astype(np.float32), observed, k=4)
+    out = fill_nearest_3d(pos, nrm, col.astype(np.float32), observed, k=4)
     assert out[-1] == pytest.approx([1.0, 0.0, 0.0])
     assert np.array_equal(out[:18], col[:18])
 
@@ -107,7 +124,7 @@ def test_fill_nearest_3d_interpolates_by_inverse_distance():
     pos = np.array([[0, 0, 0.0], [1, 0, 0], [0.25, 0, 0]])
     nrm = np.tile([0, 1.0, 0], (3, 1))
     col = np.array([[0, 0, 0], [1, 1, 1], [0, 0, 0]], np.float32)
-    out = tx.fill_nearest_3d(pos, nrm, col, np.array([True, True, False]), k=2)
+    out = fill_nearest_3d(pos, nrm, col, np.array([True, True, False]), k=2)
     # weights 1/0.25 and 1/0.75 -> 0.25 of the white
     assert out[2] == pytest.approx([0.25] * 3, abs=1e-6)
 
@@ -117,7 +134,7 @@ def test_dilate_grows_exactly_the_requested_margin():
     ok = np.zeros((9, 9), bool)
     img[4, 4] = [0.5, 0.2, 0.1]
     ok[4, 4] = True
-    out, grown = tx.dilate(img, ok, 2)
+    out, grown = dilate(img, ok, 2)
     assert grown.sum() == 25 and grown[2:7, 2:7].all()
     assert out[2, 2] == pytest.approx([0.5, 0.2, 0.1])
     assert not out[0, 0].any()
@@ -126,19 +143,10 @@ def test_dilate_grows_exactly_the_requested_margin():
 def test_barycentric_recovers_weights():
     a, b, c = np.array([[0, 0, 0.0]]), np.array([[1, 0, 0.0]]), np.array([[0, 1, 0.0]])
     p = np.array([[0.2, 0.3, 0.0]])
-    assert tx.barycentric(p, a, b, c)[0] == pytest.approx([0.5, 0.2, 0.3])
+    assert barycentric(p, a, b, c)[0] == pytest.approx([0.5, 0.2, 0.3])
 
 
 # ---------------------------------------------------------------- the stage (needs the renderer)
-
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        from assetfactory.core.render import get_renderer
-
-        return get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/Mesa failure means "no renderer here"
-        pytest.skip(f"headless OpenGL (moderngl + EGL) unavailable: {exc}")
 
 
 def _sphere_with_colours(subdivisions: int = 3) -> MeshData:
@@ -253,11 +261,11 @@ def test_edge_band_marks_depth_steps_and_mask_border_only():
     depth[:, :2] = np.inf                    # empty background on the left
     mask = np.zeros((40, 40), bool)
     mask[:, 2:] = True
-    band = tx.edge_band(depth, mask, px=1, rel_jump=0.05)
+    band = edge_band(depth, mask, px=1, rel_jump=0.05)
     assert band[10, 19] and band[10, 20]     # both sides of the step
     assert band[10, 2] and band[10, 3]       # the silhouette / mask border
     assert not band[10, 10] and not band[10, 30]
-    assert not tx.edge_band(depth, mask, px=0, rel_jump=0.05).any()
+    assert not edge_band(depth, mask, px=0, rel_jump=0.05).any()
 
 
 def test_face_footprint_is_pixels_per_texel():
@@ -267,7 +275,7 @@ def test_face_footprint_is_pixels_per_texel():
                     uv=np.array([[0, 0], [1, 0], [1, 1], [0, 1]], np.float32))
     cam = orbit_camera("front", 0, 0, 3.0, size=256)
     f = 0.5 * 256 / np.tan(np.radians(15))
-    fp = tx.face_footprints(quad, cam, size=32)
+    fp = face_footprints(quad, cam, size=32)
     # the quad spans f/3 px across 32 texels
     assert fp == pytest.approx([f / 3 / 32] * 2, rel=1e-6)
 
@@ -276,11 +284,11 @@ def test_sample_pyramid_level0_is_bilinear_and_coarse_levels_average():
     img = np.zeros((64, 64, 3), np.float32)
     img[:, ::2] = 1.0                         # one-pixel stripes
     mask = np.ones((64, 64), bool)
-    pyr = tx.build_pyramid(img, mask)
+    pyr = build_pyramid(img, mask)
     pix = np.array([[10.0, 10.0], [11.0, 10.0], [31.5, 31.5]])
-    c0, cover = tx.sample_pyramid(pyr, pix, np.zeros(3))
+    c0, cover = sample_pyramid(pyr, pix, np.zeros(3))
     assert c0[:2, 0] == pytest.approx([1.0, 0.0]) and cover == pytest.approx(1.0)
-    c3, _ = tx.sample_pyramid(pyr, pix, np.full(3, 3.0))
+    c3, _ = sample_pyramid(pyr, pix, np.full(3, 3.0))
     assert c3[:, 0] == pytest.approx([0.5] * 3, abs=0.02)
 
 
@@ -289,8 +297,8 @@ def test_pyramid_keeps_background_out_of_coarse_levels():
     img[:, :32] = [0.2, 0.4, 0.6]                    # ... left half is the object
     mask = np.zeros((64, 64), bool)
     mask[:, :32] = True
-    pyr = tx.build_pyramid(img, mask)
-    col, cover = tx.sample_pyramid(pyr, np.array([[30.0, 30.0]]), np.array([2.5]))
+    pyr = build_pyramid(img, mask)
+    col, cover = sample_pyramid(pyr, np.array([[30.0, 30.0]]), np.array([2.5]))
     assert col[0] == pytest.approx([0.2, 0.4, 0.6], abs=1e-3) and 0 < cover[0] < 1
 
 
@@ -324,7 +332,7 @@ def test_flatten_shading_removes_smooth_light_falloff_per_part():
     light = (0.4 + 0.6 * x).astype(np.float32)                    # smooth light falloff
     col = np.repeat((albedo * light)[:, None], 3, axis=1)
     parts = (x >= 0.5).astype(np.int64)
-    flat = tx.flatten_shading(pos, col, parts, cells=8)
+    flat = flatten_shading(pos, col, parts, cells=8)
     for p in (0, 1):
         sel = parts == p
         assert flat[sel, 0].std() < 0.35 * col[sel, 0].std()

@@ -6,28 +6,16 @@ import numpy as np
 import pytest
 import trimesh
 
-from assetfactory.core.artifacts import load_mesh, read_bytes, save_mesh
+from assetfactory.algorithms.chart_packing import chart_ids, pack_charts
+from assetfactory.algorithms.unwrap import apply_unwrap, partition_faces, unwrap_guarded
+from assetfactory.algorithms.uv_quality import uv_areas as _uv_areas
+from assetfactory.algorithms.uv_quality import uv_face_areas, uv_metrics
+from assetfactory.core.artifacts import load_mesh, read_bytes
 from assetfactory.core.errors import OptionsError, ProcessingError
 from assetfactory.core.mesh import MeshData
-from assetfactory.core.types import AssetState, SkuSpec, StageResult
-from assetfactory.tasks.uv import (
-    UVOptions,
-    _uv_areas,
-    apply_unwrap,
-    chart_ids,
-    coverage_counts,
-    pack_charts,
-    partition_faces,
-    unwrap_guarded,
-    uv,
-    uv_face_areas,
-    uv_metrics,
-)
-
-
-def make_state(tmp_path, mesh: MeshData) -> AssetState:
-    state = AssetState(sku="t", spec=SkuSpec(sku="t"), store_uri=str(tmp_path))
-    return state.apply(StageResult(artifacts={"mesh": save_mesh(state, mesh)}))
+from assetfactory.geometry.raster import coverage_counts
+from assetfactory.tasks.uv import UVOptions, uv
+from tests.builders import state_with_mesh as make_state
 
 
 def labelled_sphere() -> MeshData:
@@ -96,7 +84,6 @@ def test_contract_input_unchanged_and_record(tmp_path):
 
 
 # ---------------------------------------------------------------- parallel mode and metrics
-
 
 
 def flat_grid(n: int, scale: float = 0.5) -> MeshData:

@@ -9,15 +9,7 @@ import trimesh
 from assetfactory.core.camera import orbit_camera
 from assetfactory.core.mesh import MeshData
 
-render = pytest.importorskip("assetfactory.core.render")
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    try:
-        return render.get_renderer()
-    except Exception as exc:  # noqa: BLE001 - any EGL/driver failure means: no GL here
-        pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
+render = pytest.importorskip("assetfactory.geometry.render")
 
 
 def _box() -> MeshData:

@@ -1,15 +1,15 @@
-"""numba kernels for the mesh topology and geometry every repair step asks for.
+"""Mesh topology: edges, face pairs, vertex fans, face graphs, as linear-time numba kernels.
 
 Cleanup and part segmentation ask the same few questions of a ~1M-face mesh over and over:
 which faces share each edge, which corners of a vertex form one fan, each face's area and
 normal. In numpy these are sorts (``np.unique`` over 3M edge keys), 3M-node graph searches and
 (M, 3, 3) gathers, each 0.1-0.6 s at a million faces; as single linear passes they take a few
 tens of milliseconds. The results are exactly those of the numpy formulations they replace
-(same edge order, same fan numbering), which ``tests/tasks/test_kernels.py`` checks against
-those formulations.
+(same edge order, same fan numbering), which ``tests/geometry/test_topology.py`` checks
+against those formulations.
 
-The kernels live in ``_kernels_numba`` (imported on first use, compiled once and cached on
-disk with ``cache=True``), like the simplify stage's.
+The kernels live in ``_topology_numba`` (imported on first use, compiled once and cached on
+disk with ``cache=True``; ``assetfactory warmup`` compiles them at install time).
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ import numpy as np
 
 
 def kernels() -> dict:
-    """The numba kernels of ``_kernels_numba``, imported on first use (Python's import lock
+    """The numba kernels of ``_topology_numba``, imported on first use (Python's import lock
     makes a first use from two threads safe)."""
-    from . import _kernels_numba
+    from . import _topology_numba
 
-    return vars(_kernels_numba)
+    return vars(_topology_numba)
 
 
 def _ints(faces: np.ndarray) -> np.ndarray:
@@ -34,6 +34,13 @@ def _floats(vertices: np.ndarray) -> np.ndarray:
 
 
 def edge_table(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Undirected edges of a triangle list.
+
+    Returns ``(edges (E, 2) sorted vertex pairs, face_edge (M, 3), counts (E,))`` where
+    ``face_edge[f, k]`` is the edge from corner ``k`` to corner ``k + 1`` of face ``f`` and
+    ``counts`` is how many faces use each edge (1: border, 2: manifold, >2: non-manifold).
+    Edges are ordered by (low, high) vertex id.
+    """
     faces = _ints(faces)
     if len(faces) == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
@@ -47,6 +54,7 @@ def manifold_slots(face_edge: np.ndarray, counts: np.ndarray) -> tuple[np.ndarra
 
 
 def manifold_pairs(face_edge: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of faces sharing an edge that exactly two faces use, and that edge's index."""
     slots, edge = manifold_slots(face_edge, counts)
     return slots // 3, edge
 
@@ -65,22 +73,20 @@ def patch_volumes(vertices: np.ndarray, faces: np.ndarray, patch: np.ndarray,
                                       np.ascontiguousarray(patch, np.int64), int(n_patch))
 
 
-def vertex_fans(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def vertex_fans(faces: np.ndarray, n_vertices: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Group each vertex's face corners into fans (corners joined across manifold edges).
+
+    A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
+    sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
+    ``n_vertices`` is accepted for symmetry with the other helpers; it is not needed.
+    """
     faces = _ints(faces)
     if len(faces) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
     edges, face_edge, counts = edge_table(faces)
     pairs, edge = manifold_pairs(face_edge, counts)
     return kernels()["vertex_fans"](faces, pairs, edges, edge)
-
-
-def face_areas(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    return kernels()["face_areas"](_floats(vertices), _ints(faces))
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Unit geometric normals per face (zero for degenerate faces)."""
-    return kernels()["face_normals"](_floats(vertices), _ints(faces))
 
 
 def sliver_shape(vertices: np.ndarray, faces: np.ndarray):
@@ -120,26 +126,66 @@ def row_keys(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
-def warm_up() -> float:
-    """Compile the cleanup and simplify kernels into numba's on-disk cache (``make setup``
-    runs this once, so the first asset in each worker does not pay ~10 s of compiling);
-    returns the seconds it took."""
-    import time
+def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs of faces sharing an (undirected) edge, and that edge's two vertex ids.
 
-    import trimesh
-
-    from ..core.mesh import MeshData
-    from .cleanup import CleanupOptions, clean_mesh
-    from .simplify import decimate
-
-    t = time.perf_counter()
-    s = trimesh.creation.icosphere(3)
-    clean, _ = clean_mesh(MeshData(s.vertices, s.faces), CleanupOptions())
-    decimate(clean, 200)
-    y = clean.vertices[clean.faces].mean(axis=1)[:, 1]  # two parts: the per-part kernels
-    decimate(clean.replace(face_labels=(y > 0).astype(np.int32)), 200)
-    return time.perf_counter() - t
+    An edge used by k faces yields k - 1 pairs chaining them (enough for connectivity).
+    Returns ``(pairs (P, 2), edges (P, 2))``.
+    """
+    faces = np.asarray(faces, np.int64)
+    if len(faces) == 0:
+        return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
+    edges, face_edge, _ = edge_table(faces)
+    _, order = edge_slots(face_edge, len(edges))  # slots grouped by edge
+    key = face_edge.ravel()[order]
+    same = np.flatnonzero(key[1:] == key[:-1])
+    owner = order // 3
+    pairs = np.stack([owner[same], owner[same + 1]], axis=1)
+    keep = pairs[:, 0] != pairs[:, 1]
+    return pairs[keep], edges[key[same]][keep]
 
 
-if __name__ == "__main__":
-    print(f"numba kernels compiled and cached in {warm_up():.1f} s")
+def edge_keys(faces: np.ndarray) -> np.ndarray:
+    """One int64 per corner edge (k -> k + 1) of every face: low * n + high."""
+    e = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
+    e = np.sort(e, axis=1)
+    n = int(faces.max()) + 1 if len(faces) else 1
+    return e[:, 0] * n + e[:, 1]
+
+
+def compact(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
+    """(used vertex indices, faces re-indexed into them)."""
+    mask = np.zeros(n_vertices, bool)
+    mask[np.asarray(faces).ravel()] = True  # O(n), where np.unique would sort
+    used = np.flatnonzero(mask)
+    remap = np.full(n_vertices, -1, np.int64)
+    remap[used] = np.arange(len(used))
+    return used, remap[faces]
+
+
+def drop_collapsed(faces: np.ndarray) -> np.ndarray:
+    """The faces whose three corners are distinct."""
+    f = np.asarray(faces, np.int64).reshape(-1, 3)
+    ok = (f[:, 0] != f[:, 1]) & (f[:, 1] != f[:, 2]) & (f[:, 0] != f[:, 2])
+    return f[ok]
+
+
+def duplicate_faces(faces: np.ndarray) -> np.ndarray:
+    """True for every face that repeats an earlier face's vertex set (either winding)."""
+    if len(faces) == 0:
+        return np.zeros(0, bool)
+    _, first = np.unique(row_keys(np.sort(faces, axis=1)), return_index=True)
+    dup = np.ones(len(faces), bool)
+    dup[first] = False
+    return dup
+
+
+def pillow_faces(faces: np.ndarray) -> np.ndarray:
+    """Mask of faces whose three corners another face also has (either winding): two
+    back-to-back triangles hanging off one edge, which makes that edge non-manifold and
+    encloses nothing (meshoptimizer's collapse leaves one now and then)."""
+    if len(faces) == 0:
+        return np.zeros(0, bool)
+    key = row_keys(np.sort(faces, axis=1))
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return counts[inverse.reshape(-1)] > 1

@@ -9,7 +9,8 @@ import trimesh
 from scipy import sparse
 from scipy.sparse import csgraph
 
-from assetfactory.tasks import kernels
+from assetfactory.geometry import topology as kernels
+from assetfactory.geometry.normals import face_areas, face_normals
 
 
 def ref_edge_table(faces):
@@ -96,10 +97,10 @@ def test_geometry_kernels_match_numpy(name, faces, vertices):
     v = vertices[faces]
     cross = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
     area = 0.5 * np.linalg.norm(cross, axis=1)
-    np.testing.assert_allclose(kernels.face_areas(vertices, faces), area, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(face_areas(vertices, faces), area, rtol=1e-12, atol=1e-15)
     length = np.linalg.norm(cross, axis=1, keepdims=True)
     normals = cross / np.where(length > 0, length, 1.0)
-    np.testing.assert_allclose(kernels.face_normals(vertices, faces), normals, atol=1e-12)
+    np.testing.assert_allclose(face_normals(vertices, faces), normals, atol=1e-12)
 
     lengths, longest, shortest, height = kernels.sliver_shape(vertices, faces)
     r_lengths = np.linalg.norm(v[:, [1, 2, 0]] - v, axis=2)

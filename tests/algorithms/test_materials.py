@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from assetfactory.tasks import materials as mt
+from assetfactory.algorithms import materials as mt
 
 REQUIRED = {"metal", "plastic", "fabric", "wood", "glass", "ceramic", "rubber", "paper"}
 

@@ -19,8 +19,8 @@ from contextlib import ExitStack
 
 import numpy as np
 
-from .camera import Camera
-from .mesh import MeshData
+from ..core.camera import Camera
+from ..core.mesh import MeshData
 
 log = logging.getLogger(__name__)
 
@@ -166,11 +166,10 @@ def _near_far(mesh: MeshData, camera: Camera) -> tuple[float, float]:
 
 
 def face_normals(mesh: MeshData) -> np.ndarray:
-    """Unit geometric normals per face (zero for degenerate faces)."""
-    v = mesh.vertices[mesh.faces]
-    n = np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0])
-    length = np.linalg.norm(n, axis=1, keepdims=True)
-    return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
+    """Unit geometric normals per face (zero for degenerate faces), float32 for the GPU."""
+    from .normals import face_normals as normals
+
+    return normals(mesh.vertices, mesh.faces).astype(np.float32)
 
 
 class Renderer:

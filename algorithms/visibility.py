@@ -5,15 +5,15 @@ interior shells and walls that no one will ever see. They cost triangles, break 
 baking, and make volumes wrong. The AssetGen recipe finds them without any notion of "inside":
 
 1. cast a ray through every pixel of many views on a sphere around the object (a Fibonacci
-   sphere; Embree through open3d by default, or face-id renders with ``core.render`` on EGL,
+   sphere; Embree through open3d by default, or face-id renders with ``geometry.render`` on EGL,
    the faster of the two on a GPU); a face first hit by a ray of any view is *visible*;
 2. flood fill over face adjacency (faces sharing an edge) seeded from the visible faces,
    crossing an edge only where the two face normals agree (dot > ``normal_dot``). Exterior
    faces hidden in a cavity, in shadow, or smaller than a pixel are reached through their smooth
    neighbours and kept; an enclosed shell is never reached and is reported as hidden.
 
-Everything is vectorised (numpy + scipy sparse graphs), so a million faces is one BVH, a few
-million rays and one connected-components call. These are helpers, not a stage: ``tasks.cleanup`` calls them.
+Everything is vectorised (numpy + the geometry layer's kernels), so a million faces is one BVH,
+a few million rays and one connected-components pass. ``tasks.cleanup`` calls them.
 """
 
 from __future__ import annotations
@@ -22,12 +22,13 @@ import logging
 import math
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
-from . import kernels
+from ..geometry.closest import raycasting_scene
+from ..geometry.components import flood_from_seeds
+from ..geometry.derived import face_normals
+from ..geometry.topology import edge_face_pairs
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
     """(M,) bool: faces covering at least one pixel centre in at least one view.
 
     ``method="raycast"`` (default): Embree rays through every pixel centre (open3d's
-    ``RaycastingScene``); ``"render"``: face-id images from ``core.render`` (OpenGL). Both
+    ``RaycastingScene``); ``"render"``: face-id images from ``geometry.render`` (OpenGL). Both
     give the first face along each pixel's ray; on a CPU ray casting is ~9x faster at 1.6M
     faces and 64 views (benchmarks/cleanup.py), as Mesa's software rasteriser pays for every
     triangle in every view while a BVH pays for the triangles once.
@@ -99,9 +100,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
     if method == "raycast":
         import open3d as o3d
 
-        scene = o3d.t.geometry.RaycastingScene()
-        scene.add_triangles(o3d.core.Tensor(np.asarray(mesh.vertices, np.float32)),
-                            o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+        scene = raycasting_scene(mesh.vertices, mesh.faces)
         per_view = resolution * resolution
         step = max(1, RAY_BATCH // per_view)
         for i in range(0, len(cams), step):
@@ -110,49 +109,13 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
             seen[ids[ids != o3d.t.geometry.RaycastingScene.INVALID_ID].astype(np.int64)] = True
         return seen
     if renderer is None:
-        from ..core.render import get_renderer
+        from ..geometry.render import get_renderer
 
         renderer = get_renderer()
     for cam in cams:
         ids = renderer.face_ids(mesh, cam)
         seen[ids[ids >= 0]] = True
     return seen
-
-
-def face_normals(mesh: MeshData) -> np.ndarray:
-    """Unit geometric normals per face (zero for degenerate faces)."""
-    return kernels.face_normals(mesh.vertices, mesh.faces)
-
-
-def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of faces sharing an (undirected) edge, and that edge's two vertex ids.
-
-    An edge used by k faces yields k - 1 pairs chaining them (enough for connectivity).
-    Returns ``(pairs (P, 2), edges (P, 2))``.
-    """
-    faces = np.asarray(faces, np.int64)
-    if len(faces) == 0:
-        return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
-    edges, face_edge, _ = kernels.edge_table(faces)
-    _, order = kernels.edge_slots(face_edge, len(edges))  # slots grouped by edge
-    key = face_edge.ravel()[order]
-    same = np.flatnonzero(key[1:] == key[:-1])
-    owner = order // 3
-    pairs = np.stack([owner[same], owner[same + 1]], axis=1)
-    keep = pairs[:, 0] != pairs[:, 1]
-    return pairs[keep], edges[key[same]][keep]
-
-
-def flood_from_seeds(n_faces: int, pairs: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-    """(M,) bool: faces connected to a seed through the given face pairs."""
-    if n_faces == 0:
-        return np.zeros(0, bool)
-    graph = sparse.coo_matrix((np.ones(len(pairs), np.int8), (pairs[:, 0], pairs[:, 1])),
-                              shape=(n_faces, n_faces))
-    _, comp = csgraph.connected_components(graph, directed=False)
-    reached = np.zeros(int(comp.max()) + 1, bool)
-    reached[comp[seeds]] = True
-    return reached[comp]
 
 
 def hidden_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,

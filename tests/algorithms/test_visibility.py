@@ -7,21 +7,18 @@ import open3d as o3d
 import pytest
 import trimesh
 
-from assetfactory.core.mesh import MeshData
-from assetfactory.core.render import get_renderer
-from assetfactory.tasks.visibility import (
+from assetfactory.algorithms.visibility import (
     camera_rays,
-    edge_face_pairs,
     fibonacci_directions,
-    flood_from_seeds,
     hidden_faces,
     sphere_cameras,
     visible_faces,
 )
-
-
-def _concat(*meshes: trimesh.Trimesh) -> MeshData:
-    return MeshData.concatenate(MeshData(m.vertices, m.faces) for m in meshes)
+from assetfactory.core.mesh import MeshData
+from assetfactory.geometry.components import flood_from_seeds
+from assetfactory.geometry.render import get_renderer
+from assetfactory.geometry.topology import edge_face_pairs
+from tests.builders import concat as _concat
 
 
 def test_fibonacci_directions_are_unit_and_spread():

@@ -6,22 +6,13 @@ import numpy as np
 import pytest
 import trimesh
 
+from assetfactory.algorithms.orientation import orient_faces
+from assetfactory.algorithms.parts import segment_parts
 from assetfactory.core.mesh import MeshData
-from assetfactory.tasks.cleanup import orient_faces
-from assetfactory.tasks.parts import (
-    edge_table,
-    part_report,
-    segment_parts,
-    vertex_fans,
-)
-
-
-def _mesh(tm: trimesh.Trimesh, label: int = 0) -> MeshData:
-    return MeshData(tm.vertices, tm.faces, np.full(len(tm.faces), label, np.int32))
-
-
-def _concat(*meshes: MeshData) -> MeshData:
-    return MeshData.concatenate(meshes)
+from assetfactory.geometry.closed import part_report
+from assetfactory.geometry.topology import edge_table, vertex_fans
+from tests.builders import concat as _concat
+from tests.builders import from_trimesh as _mesh
 
 
 def _tower() -> MeshData:

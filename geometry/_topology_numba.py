@@ -1,4 +1,4 @@
-"""The numba kernels behind ``tasks.kernels`` (see there), at module level so that numba's
+"""The numba kernels behind ``geometry.topology`` (see there), at module level so that numba's
 on-disk cache holds them (a kernel that calls another through a closure is compiled again in
 every process). Imported on first use only: importing numba costs ~0.5 s."""
 
@@ -191,6 +191,40 @@ def _union(parent, a, b):
             parent[rb] = ra
         else:
             parent[ra] = rb
+
+
+@jit
+def components(n, a, b):
+    """(count, label per node) of the undirected graph with edges a[i] - b[i], numbered in
+    order of each component's lowest node (as scipy's connected_components numbers them):
+    a union-find, linear where scipy first builds and sorts a sparse matrix."""
+    parent = np.arange(n)
+    for i in range(a.shape[0]):
+        _union(parent, a[i], b[i])
+    label = np.full(n, -1, np.int64)
+    out = np.empty(n, np.int64)
+    count = 0
+    for v in range(n):
+        r = _find(parent, v)
+        if label[r] < 0:
+            label[r] = count
+            count += 1
+        out[v] = label[r]
+    return count, out
+
+
+@jit
+def accumulate_corners(faces, values, n):
+    """Per vertex: the sum of ``values[f]`` over the faces using it, added corner 0 of every
+    face first, then corner 1, then corner 2 (the order ``np.add.at`` adds in, so the sums
+    are the same to the last bit)."""
+    out = np.zeros((n, values.shape[1]), np.float64)
+    for k in range(3):
+        for f in range(faces.shape[0]):
+            v = faces[f, k]
+            for c in range(values.shape[1]):
+                out[v, c] += values[f, c]
+    return out
 
 
 @jit

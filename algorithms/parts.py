@@ -19,8 +19,10 @@ label per node). So:
    border with; while more than ``max_parts`` remain, the smallest merges into its neighbour (or,
    for a separate component, into the nearest part).
 
-The module also holds the edge/fan topology helpers cleanup uses (vectorised: ~1 s per million
-faces) and the per-part closed/manifold report.
+Topology (edge table, face pairs, components) and the per-part closed/manifold report live in
+the geometry layer (``geometry.topology``, ``geometry.components``, ``geometry.closed``); face
+normals, areas and the edge table come from the mesh's derived-data cache, which the several
+steps here share.
 """
 
 from __future__ import annotations
@@ -31,56 +33,17 @@ import math
 import warnings
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse import csgraph
 
 from ..core.mesh import MeshData
-from . import kernels
-from .visibility import face_normals
+from ..geometry import topology as kernels
+from ..geometry.closest import raycasting_scene
+from ..geometry.components import face_components, face_graph_labels
+from ..geometry.derived import edge_table, face_areas, face_normals, manifold_pairs
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------- topology
-
-
-def edge_table(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Undirected edges of a triangle list.
-
-    Returns ``(edges (E, 2) sorted vertex pairs, face_edge (M, 3), counts (E,))`` where
-    ``face_edge[f, k]`` is the edge from corner ``k`` to corner ``k + 1`` of face ``f`` and
-    ``counts`` is how many faces use each edge (1: border, 2: manifold, >2: non-manifold).
-    Edges are ordered by (low, high) vertex id.
-    """
-    return kernels.edge_table(faces)
-
-
-def manifold_pairs(face_edge: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs of faces sharing an edge that exactly two faces use, and that edge's index."""
-    return kernels.manifold_pairs(face_edge, counts)
-
-
-def vertex_fans(faces: np.ndarray, n_vertices: int) -> tuple[np.ndarray, np.ndarray]:
-    """Group each vertex's face corners into fans (corners joined across manifold edges).
-
-    A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
-    sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
-    """
-    return kernels.vertex_fans(faces)
-
-
-def face_areas(mesh: MeshData) -> np.ndarray:
-    return kernels.face_areas(mesh.vertices, mesh.faces)
-
-
-def face_components(mesh: MeshData) -> tuple[int, np.ndarray]:
-    """Connected components through shared vertices: (count, component id per face)."""
-    n = mesh.n_vertices
-    e = mesh.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-    graph = sparse.coo_matrix((np.ones(len(e), np.int8), (e[:, 0], e[:, 1])), shape=(n, n))
-    _, labels = csgraph.connected_components(graph, directed=False)
-    _, comp = np.unique(labels[mesh.faces[:, 0]], return_inverse=True)
-    return int(comp.max()) + 1 if len(comp) else 0, comp.reshape(-1)
 
 
 # ---------------------------------------------------------------------------- segmentation
@@ -97,16 +60,13 @@ def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
     """
     if mesh.n_faces == 0:
         return np.zeros(0, np.int64)
-    edges, face_edge, counts = edge_table(mesh.faces)
-    pairs, e = manifold_pairs(face_edge, counts)
+    edges, _, _ = edge_table(mesh)
+    pairs, e = manifold_pairs(mesh)
     keep = ~concave_crease(mesh, pairs, concave_angle_deg, edges[e])
     if diameter_comp is not None:
         cls = diameter_classes(mesh, diameter_comp, pairs)
         keep &= cls[pairs[:, 0]] == cls[pairs[:, 1]]
-    p = pairs[keep]
-    m = mesh.n_faces
-    graph = sparse.coo_matrix((np.ones(len(p), np.int8), (p[:, 0], p[:, 1])), shape=(m, m))
-    _, region = csgraph.connected_components(graph, directed=False)
+    _, region = face_graph_labels(mesh.n_faces, pairs[keep])
     return region.astype(np.int64)
 
 
@@ -164,9 +124,7 @@ def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarr
     extent = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
     origin = np.repeat(centre - n * 1e-6 * extent, SDF_RAYS + 1, axis=0)
     rays = np.concatenate([origin, dirs.reshape(-1, 3)], axis=1).astype(np.float32)
-    scene = o3d.t.geometry.RaycastingScene()
-    scene.add_triangles(o3d.core.Tensor(v.astype(np.float32)),
-                        o3d.core.Tensor(np.asarray(mesh.faces, np.uint32)))
+    scene = raycasting_scene(v, mesh.faces)
     hit = scene.cast_rays(o3d.core.Tensor(rays))
     dist = hit["t_hit"].numpy().astype(np.float64)
     normal = hit["primitive_normals"].numpy().astype(np.float64)
@@ -354,7 +312,7 @@ def _region_centroids(mesh: MeshData, region: np.ndarray, n: int) -> np.ndarray:
 
 def _region_adjacency(mesh: MeshData, region: np.ndarray) -> dict[int, dict[int, float]]:
     """Border length between every two regions that share an edge."""
-    edges, face_edge, _ = edge_table(mesh.faces)
+    edges, face_edge, _ = edge_table(mesh)
     flat = face_edge.ravel()
     _, order = kernels.edge_slots(face_edge, len(edges))  # the slots grouped by edge
     same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
@@ -397,27 +355,3 @@ def _merge_into(r: int, target: int, area: np.ndarray, centroid: np.ndarray,
 # ---------------------------------------------------------------------------- reporting
 
 
-def part_report(mesh: MeshData) -> dict[str, int]:
-    """Parts and how many are closed / manifold.
-
-    A part is *watertight* when none of its edges is a border of the mesh and none is used by
-    more than two faces (an edge it shares with a neighbouring part counts as closed: the part
-    is a closed piece of a closed surface). It is *manifold* when no edge of it has more than
-    two faces and none of its vertices is a bow-tie.
-    """
-    if mesh.n_faces == 0:
-        return {"parts": 0, "parts_watertight": 0, "parts_manifold": 0}
-    _, part = np.unique(mesh.face_labels, return_inverse=True)
-    part = part.reshape(-1)
-    n_parts = int(part.max()) + 1
-    _, face_edge, counts = edge_table(mesh.faces)
-    c = counts[face_edge]
-    open_face = (c == 1).any(axis=1)
-    nm_face = (c > 2).any(axis=1)
-    _, fan_vertex = vertex_fans(mesh.faces, mesh.n_vertices)
-    fans_per_vertex = np.bincount(fan_vertex, minlength=mesh.n_vertices)
-    bowtie_face = (fans_per_vertex[mesh.faces] > 1).any(axis=1)
-    bad_closed = np.bincount(part, weights=open_face | nm_face, minlength=n_parts) > 0
-    bad_manifold = np.bincount(part, weights=nm_face | bowtie_face, minlength=n_parts) > 0
-    return {"parts": n_parts, "parts_watertight": int((~bad_closed).sum()),
-            "parts_manifold": int((~bad_manifold).sum())}

@@ -1,0 +1,154 @@
+"""Chart packing: ready-made UV charts placed into one square atlas without overlaps.
+
+Why our own: xatlas cannot re-pack charts unwrapped in separate processes without overlaps (fed
+the charts back as a UV mesh, it merged touching charts and placed some over others). Each chart
+is turned to its minimum-area rectangle, rasterised by its actual shape on a coarse cell grid
+and placed first-fit, as xatlas packs: overlap-free by construction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..geometry.components import vertex_labels
+from .uv_quality import uv_areas as _uv_areas
+
+
+@dataclass(frozen=True)
+class Unwrap:
+    """xatlas's answer for one mesh, already in the unit square."""
+
+    vmapping: np.ndarray   # (N',) input vertex of each output vertex
+    faces: np.ndarray      # (M, 3) same order as the input faces
+    uv: np.ndarray         # (N', 2) float32 in [0, 1]
+    charts: int
+    utilization: float
+
+
+class PackSettings(Protocol):
+    """What packing reads of ``tasks.uv.UVOptions``."""
+
+    resolution: int  # texture size (px) the atlas is packed for
+    padding: int     # texels kept free around each chart
+
+
+def chart_ids(faces: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Chart of each vertex: UV-connected components (charts never share a split vertex)."""
+    return vertex_labels(faces, n_vertices)[1]
+
+
+def _min_area_rotation(points: np.ndarray) -> np.ndarray:
+    """2x2 rotation that puts the points' minimum-area bounding rectangle on the axes, wider
+    than tall (rotating calipers over the convex hull's edges)."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    try:
+        hull = points[ConvexHull(points).vertices]
+    except (QhullError, ValueError):  # collinear or too few points: any rotation will do
+        hull = points
+    edges = np.roll(hull, -1, axis=0) - hull
+    angles = np.arctan2(edges[:, 1], edges[:, 0])
+    best, best_area, best_rot = None, np.inf, np.eye(2)
+    for a in np.unique(np.round(angles % (np.pi / 2), 9)):
+        c, s_ = np.cos(a), np.sin(a)
+        rot = np.array([[c, s_], [-s_, c]])
+        q = hull @ rot.T
+        ext = np.ptp(q, axis=0)
+        if ext[0] * ext[1] < best_area:
+            best_area, best, best_rot = ext[0] * ext[1], ext, rot
+    if best is not None and best[1] > best[0]:
+        best_rot = np.array([[0.0, 1.0], [-1.0, 0.0]]) @ best_rot
+    return best_rot
+
+
+_PACK_GRID = 512  # most cells along a side of the packing raster
+
+
+def _pack_grid(options: PackSettings) -> tuple[int, int, int]:
+    """(cells per side, texels per cell, padding in cells) of the packing raster: cells no
+    coarser than the padding where possible, at most ``_PACK_GRID`` per side (speed)."""
+    texels = max(1, math.ceil(options.resolution / _PACK_GRID))
+    if options.padding:
+        texels = min(texels, options.padding) if options.padding >= texels else texels
+    grid = options.resolution // texels
+    return grid, texels, math.ceil(options.padding / texels)
+
+
+def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unwrap:
+    """Pack ready-made charts (UV-connected components, any common scale) into the unit square.
+
+    Each chart is turned to its minimum-area bounding rectangle (tall side up), rasterised
+    conservatively on a coarse cell grid (its actual shape, row by row, not its rectangle)
+    and placed first-fit, lowest row then leftmost column, biggest charts first, with
+    ``padding`` texels (rounded up to whole cells) between charts and from the border, as
+    xatlas's own packer does. The common scale is searched (shrink until it fits, then
+    bisection) for the tightest fit. Disjoint cells cannot overlap, so the packing is
+    overlap-free by construction, whatever the charts' shapes. (xatlas's own packer, fed the
+    charts back as a UV mesh, merged touching charts and placed some over others here.)
+    """
+    uv = np.asarray(uv, np.float64)
+    faces = np.asarray(faces, np.int64)
+    comp = chart_ids(faces, len(uv))
+    charts = np.unique(comp[np.unique(faces)])
+    remap = np.full(comp.max() + 1, -1, np.int64)
+    remap[charts] = np.arange(len(charts))
+    chart_of_v = remap[comp]
+    order_v = np.argsort(chart_of_v, kind="stable")
+    vb = np.searchsorted(chart_of_v[order_v], np.arange(len(charts) + 1))
+    placed = np.array(uv, copy=True)
+    sizes = np.zeros((len(charts), 2))
+    for c in range(len(charts)):
+        vids = order_v[vb[c]:vb[c + 1]]
+        q = uv[vids] @ _min_area_rotation(uv[vids]).T
+        q = np.stack([-q[:, 1], q[:, 0]], axis=1)  # turned 90 deg, taller than wide (no mirror)
+        q -= q.min(axis=0)
+        placed[vids] = q
+        sizes[c] = q.max(axis=0)
+    fchart = chart_of_v[faces[:, 0]]
+    forder = np.argsort(fchart, kind="stable")
+    fstart = np.searchsorted(fchart[forder], np.arange(len(charts) + 1))
+    sorted_faces = np.ascontiguousarray(faces[forder])
+    areas = np.abs(_uv_areas(placed, faces))
+    chart_area = np.bincount(fchart, weights=areas, minlength=len(charts))
+    order = np.lexsort((np.arange(len(charts)), -chart_area, -sizes[:, 1]))
+    grid, texels, d = _pack_grid(options)
+    from ._packing_numba import pack
+    total = max(float(chart_area.sum()), 1e-300)
+
+    eps = 1e-9  # every point strictly inside its cells, whatever the rounding
+
+    def attempt(k: float):
+        extents = np.floor(sizes * k + eps).astype(np.int64) + 1
+        return pack(placed * k + eps, sorted_faces, fstart, order, extents, grid, d)
+
+    hi = min(grid / math.sqrt(total), (grid - 2 * d - 1) / max(float(sizes.max()), 1e-300))
+    lo, best = 0.0, None
+    k = 0.8 * hi  # xatlas-like packings fill 0.4-0.6 of the square: start a little above
+    for _ in range(80):  # 4% steps: down until it fits, or up until it does not
+        corners, ok = attempt(k)
+        if ok:
+            lo, best = k, corners
+            if k * 1.04 >= hi:
+                break
+            k *= 1.04
+        else:
+            hi = k
+            if best is not None:
+                break
+            k *= 0.96
+    for _ in range(3):  # then bisect the last step (to 0.5%)
+        mid = (lo + hi) / 2
+        corners, ok = attempt(mid)
+        if ok:
+            lo, best = mid, corners
+        else:
+            hi = mid
+    out = (placed * lo + eps + best[chart_of_v]) * (texels / options.resolution)
+    out[chart_of_v < 0] = 0.0  # vertices no face uses
+    area = float(np.abs(_uv_areas(out, faces)).sum())
+    return Unwrap(np.arange(len(uv)), faces, np.clip(out, 0.0, 1.0).astype(np.float32),
+                  len(charts), area)

@@ -1,0 +1,61 @@
+"""3D-aware inpainting: texels no photo saw take the colour of the nearest seen texels in 3D
+(UV neighbours across a chart border are usually far apart on the product)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _cell_means(keys: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Group rows by integer cell key; return (inverse index, per-cell means of each array)."""
+    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.reshape(-1)
+    means = []
+    for a in arrays:
+        acc = np.zeros((len(counts), a.shape[1]), np.float64)
+        np.add.at(acc, inverse, a)
+        means.append((acc / counts[:, None]).astype(np.float32))
+    return inverse, means
+
+
+def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndarray,
+                    observed: np.ndarray, k: int = 8, grid: int = 256) -> np.ndarray:
+    """Colour every unobserved texel from its k nearest observed texels in 3D.
+
+    Why 3D and not UV: UV neighbours across a chart border are usually far apart on the
+    product. Neighbours whose normal points away (n . n' <= 0: the other side of a thin wall)
+    are ignored; where none agree, plain inverse-distance weighting is used. Returns a copy.
+
+    Why cells: a KD-tree query from millions of unseen texels (the back of a product shot from
+    the front) into millions of seen ones is slow when the two sets are far apart. Both sets
+    are first averaged into cubic cells (``grid`` cells along the longest side, ~1 mm on a
+    shoe box), which keeps the query to a few hundred thousand points at any texture size.
+    """
+    out = np.array(colours, np.float32, copy=True)
+    src = np.flatnonzero(observed)
+    dst = np.flatnonzero(~observed)
+    if len(dst) == 0 or len(src) == 0:
+        return out
+    from scipy.spatial import cKDTree
+
+    lo = positions.min(0)
+    cell = max(float((positions.max(0) - lo).max()) / grid, 1e-12)
+
+    def cells(idx: np.ndarray) -> np.ndarray:
+        return np.floor((positions[idx] - lo) / cell).astype(np.int64)
+
+    _, (s_pos, s_nrm, s_col) = _cell_means(cells(src), positions[src], normals[src], colours[src])
+    d_inv, (d_pos, d_nrm) = _cell_means(cells(dst), positions[dst], normals[dst])
+    s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(s_pos))
+    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=-1)
+    dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
+    w = 1.0 / np.maximum(dist, 1e-9)
+    agree = np.einsum("ikj,ij->ik", s_nrm[nn], d_nrm) > 0
+    w_agree = w * agree
+    any_agree = w_agree.sum(1) > 0
+    w = np.where(any_agree[:, None], w_agree, w)
+    w /= w.sum(1, keepdims=True)
+    filled = np.einsum("ik,ikc->ic", w, s_col[nn]).astype(np.float32)
+    out[dst] = filled[d_inv]
+    return out

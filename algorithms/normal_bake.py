@@ -1,0 +1,133 @@
+"""Normal-map baking: the dense surface's normals, per texel of the low mesh's atlas, encoded in
+the tangent frame a viewer shades with (``geometry.tangents``); plus the ORM image.
+
+``options`` below is any object with the fields of ``tasks.bake.BakeOptions`` it reads (size,
+max_distance, dilate_px, ao_rays, ao_distance, seed).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..core.mesh import MeshData
+from ..geometry.closest import ClosestSurface
+from ..geometry.dilation import texels_to_image
+from ..geometry.normals import seamless_normals
+from ..geometry.normals import unit as _unit
+from ..geometry.sampling import sample_surface
+from ..geometry.tangents import (
+    SurfaceFrames,
+    decode_tangent_space,
+    encode_tangent_space,
+    surface_frames,
+)
+from ..geometry.texture_sampling import sample_bilinear_uv, texel_uv, uv_barycentric
+from .ambient_occlusion import ambient_occlusion
+
+#: The bake's closest-point queries against the dense mesh.
+DenseSurface = ClosestSurface
+
+
+def _dilate(values: np.ndarray, valid: np.ndarray, size: int, px: int, fill) -> np.ndarray:
+    return texels_to_image(size, valid, values, px, fill)
+
+
+NEUTRAL = (128, 128, 255)
+
+
+class BakeSettings(Protocol):
+    """What baking reads of ``tasks.bake.BakeOptions`` (see there)."""
+
+    size: int
+    max_distance: float
+    dilate_px: int
+    ao_rays: int
+    ao_distance: float
+    seed: int
+
+
+def low_normals(mesh: MeshData) -> np.ndarray:
+    """The vertex normals the exporter will write: the mesh's own, else smooth normals of the
+    mesh welded by position (``geometry.normals.seamless_normals``)."""
+    if mesh.vertex_normals is not None:
+        return _unit(np.asarray(mesh.vertex_normals, np.float64))
+    return _unit(np.asarray(seamless_normals(mesh), np.float64))
+
+
+def target_normals(frames: SurfaceFrames, dense: DenseSurface, max_dist: float
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Dense normal per point, or the low normal where the dense answer is not trusted."""
+    dist, n = dense.closest(frames.position)
+    keep = (dist <= max_dist) & (np.einsum("ij,ij->i", n, frames.normal) > 0)
+    return np.where(keep[:, None], n, frames.normal), keep
+
+
+def to_rgb8(m: np.ndarray) -> np.ndarray:
+    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5)."""
+    return np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
+
+
+def normal_error(mesh: MeshData, normals: np.ndarray, tangents: np.ndarray,
+                 normal_map: np.ndarray, dense: DenseSurface, count: int, seed: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Angles (deg) dense normal vs shaded normal, with the map and without, at uniform
+    samples of the low surface."""
+    faces, bary = sample_surface(mesh.vertices, mesh.faces, count,
+                                 np.random.default_rng(seed + 1))
+    frames = surface_frames(mesh, normals, tangents, faces, bary)
+    uv = np.einsum("ik,ikc->ic", bary, np.asarray(mesh.uv, np.float64)[mesh.faces[faces]])
+    m = _unit(sample_bilinear_uv(normal_map, uv) / 255.0 * 2.0 - 1.0)
+    shaded = decode_tangent_space(frames, m)
+    _, truth = dense.closest(frames.position)
+
+    def angle(a: np.ndarray) -> np.ndarray:
+        return np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", a, truth), -1.0, 1.0)))
+
+    return angle(shaded), angle(frames.normal)
+
+
+@dataclass(frozen=True)
+class BakedMaps:
+    normal: np.ndarray   # (S, S, 3) uint8
+    ao: np.ndarray       # (S, S) float32 in [0, 1]
+    texels: int          # covered texels
+    dense_share: float   # share of covered texels that took the dense normal
+    ao_mean: float       # mean AO over covered texels
+
+
+def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals: np.ndarray,
+              tangents: np.ndarray) -> BakedMaps:
+    """Normal map and AO for ``low`` (with UVs) against the dense surface."""
+    from ..geometry.render import get_renderer
+
+    size = options.size
+    diag = float(np.linalg.norm(np.ptp(low.vertices, axis=0))) or 1.0
+    _, _, face = get_renderer().rasterize_uv(low.replace(vertex_normals=None), size)
+    index = np.flatnonzero(face.reshape(-1) >= 0)
+    fids = face.reshape(-1)[index].astype(np.int64)
+    bary = uv_barycentric(low, fids, texel_uv(index, size))
+    frames = surface_frames(low, normals, tangents, fids, bary)
+    target, took = target_normals(frames, dense, options.max_distance * diag)
+    m = encode_tangent_space(frames, target)
+    img = _dilate(m, index, size, options.dilate_px, (0.0, 0.0, 1.0))
+    normal = to_rgb8(_unit(img.reshape(-1, 3)).reshape(size, size, 3))
+    ao = ambient_occlusion(low, frames.position, frames.normal, options.ao_rays,
+                           options.ao_distance * diag, options.seed)
+    ao_mean = float(ao.mean()) if len(ao) else 1.0
+    # three channels: OpenCV's filters drop a single channel axis
+    ao_img = _dilate(np.repeat(ao[:, None], 3, axis=1), index, size, options.dilate_px,
+                     ao_mean)[..., 0]
+    return BakedMaps(normal, np.clip(ao_img, 0.0, 1.0), len(index),
+                     float(took.mean()) if len(took) else 0.0, ao_mean)
+
+
+def orm_image(ao: np.ndarray, roughness: float, metallic: float) -> np.ndarray:
+    """(S, S, 3) uint8: R = AO, G = roughness, B = metal (linear values, as glTF reads them)."""
+    orm = np.empty(ao.shape + (3,), np.uint8)
+    orm[..., 0] = np.round(np.clip(ao, 0, 1) * 255)
+    orm[..., 1] = round(roughness * 255)
+    orm[..., 2] = round(metallic * 255)
+    return orm

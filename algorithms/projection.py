@@ -1,0 +1,328 @@
+"""Texture projection: product photos blended onto the texels of a UV atlas.
+
+Every texel of the atlas is a point on the surface (rasterised in UV space), so texturing is
+"which photos see this point, and how well". A photo sees a texel when the texel lands inside
+the (eroded) object mask and its depth matches the view's depth map; it sees it well when the
+surface faces the camera. Colours are averaged in linear light, and where a photo is least
+trustworthy it counts least (depth discontinuities, mask borders), each texel reading the
+photo at the pyramid level of its projected footprint. See ``tasks/texture.py``.
+
+``options`` below is any object with the fields of ``tasks.texture.TextureOptions`` it reads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from ..core.camera import Camera
+from ..core.mesh import MeshData
+from ..geometry.colour import SRGB_LUT as _SRGB_LUT
+from ..geometry.colour import linear_to_srgb, srgb_to_linear, to_uint8
+from ..geometry.dilation import texels_to_image
+from ..geometry.texture_sampling import (
+    barycentric,
+    sample_bilinear,
+    sample_nearest,
+    sample_pyramid,
+)
+from . import materials as mats
+from .inpaint import fill_nearest_3d
+
+
+class ProjectionSettings(Protocol):
+    """What the projection reads of ``tasks.texture.TextureOptions`` (see there)."""
+
+    incidence_power: float
+    depth_tolerance: float
+    front_back_prior: float
+    fill: str
+    edge_weight: float
+    mip_filter: bool
+    mip_bias: float
+
+
+#: Neutral light grey (sRGB) for products with no photo and no vertex colours.
+NEUTRAL_GREY = (0.8, 0.8, 0.8)
+
+
+@dataclass(frozen=True)
+class TexelGrid:
+    """The atlas as surface samples: one row per covered texel (row-major in the image)."""
+
+    size: int
+    index: np.ndarray      # (T,) flat index into the size x size image
+    positions: np.ndarray  # (T, 3) float64
+    normals: np.ndarray    # (T, 3) float64, unit
+    faces: np.ndarray      # (T,) int64 face id
+
+    @classmethod
+    def from_raster(cls, position: np.ndarray, normal: np.ndarray, face: np.ndarray) -> TexelGrid:
+        size = face.shape[0]
+        index = np.flatnonzero(face.reshape(-1) >= 0)
+        n = normal.reshape(-1, 3)[index].astype(np.float64)
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        return cls(size, index, position.reshape(-1, 3)[index].astype(np.float64), n,
+                   face.reshape(-1)[index].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class ViewInput:
+    """One photo as the texture stage needs it: camera, linear RGB, eroded mask, depth map."""
+
+    label: str
+    camera: Camera
+    linear_rgb: np.ndarray  # (H, W, 3) float32 linear light
+    mask: np.ndarray        # (H, W) bool, already eroded
+    depth: np.ndarray       # (H, W) float32 view-axis depth of the mesh, inf where empty
+    edge: np.ndarray | None = None            # (H, W) bool: distrusted band (discontinuities)
+    face_footprint: np.ndarray | None = None  # (M,) px one texel spans in this view, per face
+    pyramid: tuple | None = None              # ((premultiplied rgb, mask) per level), level 0 first
+
+
+def incidence_weights(positions: np.ndarray, normals: np.ndarray, camera_position: np.ndarray,
+                      power: float) -> np.ndarray:
+    """max(0, n . dir_to_camera) ** power: grazing views smear the photo over the surface."""
+    d = np.asarray(camera_position, np.float64)[None, :] - positions
+    d /= np.maximum(np.linalg.norm(d, axis=1, keepdims=True), 1e-12)
+    cos = np.maximum(np.einsum("ij,ij->i", normals, d), 0.0)
+    return cos ** power if power != 0 else (cos > 0).astype(np.float64)
+
+
+def view_prior(camera: Camera, front_back_prior: float) -> float:
+    """Per-view weight that favours views along the front/back (Z) axis.
+
+    Uses the viewing direction rather than the label or azimuth metadata so it holds for any
+    camera in the asset frame: 1 for side/top views, ``front_back_prior`` for head-on front or
+    back views, smooth in between.
+    """
+    fz = float(camera.forward[2])
+    return 1.0 + (front_back_prior - 1.0) * fz * fz
+
+
+def visible_texels(positions: np.ndarray, camera: Camera, depth: np.ndarray, mask: np.ndarray,
+                   tolerance: float) -> tuple[np.ndarray, np.ndarray]:
+    """(visible bool (T,), pixel coordinates (T, 2)) of texels in one view.
+
+    Visible = in front of the camera, inside the image, inside the mask, and not occluded: its
+    depth is within ``tolerance`` (relative) of what the view's depth map holds there.
+    """
+    pix, z = camera.project(positions)
+    h, w = depth.shape
+    ok = (z > 0) & (pix[:, 0] > -0.5) & (pix[:, 0] < w - 0.5) & (pix[:, 1] > -0.5) & \
+         (pix[:, 1] < h - 0.5)
+    idx = np.flatnonzero(ok)
+    d_map = sample_nearest(depth, pix[idx]).astype(np.float64)
+    in_mask = sample_nearest(mask, pix[idx]).astype(bool)
+    near = np.isfinite(d_map) & (np.abs(z[idx] - d_map) <= tolerance * np.abs(d_map))
+    vis = np.zeros(len(positions), bool)
+    vis[idx[near & in_mask]] = True
+    return vis, pix
+
+
+def erode_mask(mask: np.ndarray, px: int) -> np.ndarray:
+    """Shrink a mask by ``px`` pixels (a disc), so silhouette pixels never colour the surface."""
+    m = np.asarray(mask)
+    if m.ndim == 3:
+        m = m[..., 0]
+    if m.dtype != bool:
+        m = m > 127
+    if px <= 0:
+        return m
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.erode(m.astype(np.uint8), k, borderValue=0).astype(bool)
+
+
+def edge_band(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``px`` of a depth discontinuity or of the mask border.
+
+    A discontinuity is a pixel whose 3x3 neighbourhood spans more than ``rel_jump`` of its own
+    depth, or touches empty background (the mesh's silhouette). There the photo and the mesh
+    disagree by a pixel or so and the colour may belong to the other surface.
+    """
+    import cv2
+
+    if px <= 0:
+        return np.zeros(depth.shape, bool)
+    finite = np.isfinite(depth)
+    big = np.float32(3.0e38)
+    d = np.where(finite, depth, 0).astype(np.float32)
+    k3 = np.ones((3, 3), np.uint8)
+    dmax = cv2.dilate(d, k3, borderType=cv2.BORDER_REPLICATE)
+    dmin = cv2.erode(np.where(finite, depth, big).astype(np.float32), k3,
+                     borderType=cv2.BORDER_REPLICATE)
+    inner = cv2.erode(finite.astype(np.uint8), k3, borderValue=0).astype(bool)
+    jump = np.zeros(depth.shape, bool)
+    jump[finite] = (dmax[finite] - dmin[finite]) > rel_jump * d[finite]
+    disc = finite & (jump | ~inner)
+    m = np.asarray(mask, bool)
+    border = m & ~cv2.erode(m.astype(np.uint8), k3, borderValue=0).astype(bool)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
+    return cv2.dilate((disc | border).astype(np.uint8), k).astype(bool)
+
+
+def face_footprints(mesh: MeshData, camera: Camera, size: int) -> np.ndarray:
+    """(M,) how many photo pixels one texel of face f spans in this view (largest axis).
+
+    The face's affine map texel -> pixel is its Jacobian J = dP inv(dT) (P projected corners,
+    T texel corners); its largest singular value is the footprint, as GPUs choose mip levels.
+    """
+    tri = mesh.faces
+    pix, _ = camera.project(mesh.vertices)
+    P = pix[tri]                                           # (M, 3, 2)
+    T = np.asarray(mesh.uv, np.float64)[tri] * size        # (M, 3, 2)
+    dP = np.stack([P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]], axis=2)   # (M, 2, 2) columns
+    dT = np.stack([T[:, 1] - T[:, 0], T[:, 2] - T[:, 0]], axis=2)
+    det = dT[:, 0, 0] * dT[:, 1, 1] - dT[:, 0, 1] * dT[:, 1, 0]
+    ok = np.abs(det) > 1e-12
+    out = np.ones(len(tri), np.float64)
+    if ok.any():
+        J = dP[ok] @ np.linalg.inv(dT[ok])
+        out[ok] = np.linalg.svd(J, compute_uv=False)[:, 0]
+    return np.nan_to_num(out, nan=1.0, posinf=1.0)
+
+
+@dataclass(frozen=True)
+class BlendStats:
+    """What the blend saw: views used, texels whose weight came only from edge bands, mean
+    pyramid level read (0 = full resolution)."""
+
+    used: list
+    edge_only: int = 0
+    mean_level: float = 0.0
+
+
+def blend_views(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Weighted linear-light average of every view's colour per texel.
+
+    Returns (colour (T, 3) float32 linear, weight sum (T,), labels of views that saw any texel).
+    """
+    colour, wsum, stats = blend_views_stats(grid, views, options)
+    return colour, wsum, stats.used
+
+
+def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
+                      ) -> tuple[np.ndarray, np.ndarray, BlendStats]:
+    """``blend_views`` plus the statistics the stage reports."""
+    acc = np.zeros((len(grid.index), 3), np.float64)
+    wsum = np.zeros(len(grid.index), np.float64)
+    clean = np.zeros(len(grid.index), bool)
+    used: list[str] = []
+    lv_acc = lv_w = 0.0
+    for v in views:
+        vis, pix = visible_texels(grid.positions, v.camera, v.depth, v.mask,
+                                  options.depth_tolerance)
+        idx = np.flatnonzero(vis)
+        if len(idx) == 0:
+            continue
+        w = incidence_weights(grid.positions[idx], grid.normals[idx], v.camera.position,
+                              options.incidence_power) * view_prior(v.camera,
+                                                                    options.front_back_prior)
+        on_edge = np.zeros(len(idx), bool)
+        if v.edge is not None:
+            on_edge = sample_nearest(v.edge, pix[idx]).astype(bool)
+            w = np.where(on_edge, w * options.edge_weight, w)
+        keep = w > 1e-8
+        idx, w, on_edge = idx[keep], w[keep], on_edge[keep]
+        if len(idx) == 0:
+            continue
+        if options.mip_filter and v.pyramid is not None and v.face_footprint is not None:
+            level = np.maximum(np.log2(np.maximum(v.face_footprint[grid.faces[idx]], 1e-6))
+                               + options.mip_bias, 0.0)
+            col, cover = sample_pyramid(v.pyramid, pix[idx], level)
+            w = w * np.clip(cover, 0.0, 1.0)
+            lv_acc += float((level * w).sum())
+            lv_w += float(w.sum())
+        else:
+            col = sample_bilinear(v.linear_rgb, pix[idx])
+        acc[idx] += w[:, None] * col
+        wsum[idx] += w
+        clean[idx[~on_edge]] = True
+        used.append(v.label)
+    colour = acc / np.maximum(wsum, 1e-12)[:, None]
+    stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
+                       lv_acc / lv_w if lv_w > 0 else 0.0)
+    return colour.astype(np.float32), wsum, stats
+
+
+def vertex_colour_texels(mesh: MeshData, grid: TexelGrid) -> np.ndarray:
+    """Linear-light colour per texel interpolated from the mesh's (sRGB) vertex colours."""
+    tri = mesh.faces[grid.faces]
+    v = mesh.vertices
+    bary = barycentric(grid.positions, v[tri[:, 0]], v[tri[:, 1]], v[tri[:, 2]])
+    lin = _SRGB_LUT[np.asarray(mesh.vertex_colors)[:, :3]]
+    return np.einsum("ik,ikc->ic", bary, lin[tri]).astype(np.float32)
+
+
+def compose_values(grid: TexelGrid, values: np.ndarray, margin: int,
+                   background: np.ndarray | None = None) -> np.ndarray:
+    """Per-texel values (T, C) -> an (S, S, C) float image, dilated ``margin`` texels past the
+    charts; texels beyond the margin get ``background`` (default: the mean value)."""
+    if background is None:
+        background = values.mean(0) if len(values) else np.zeros(values.shape[1], np.float32)
+    return texels_to_image(grid.size, grid.index, values, margin, background)
+
+
+def compose_texture(grid: TexelGrid, colours: np.ndarray, margin: int) -> np.ndarray:
+    """Texel colours (linear) -> the final (S, S, 3) uint8 sRGB texture with a dilated margin.
+
+    Texels beyond the margin get the mean colour: smaller mip levels then average to it.
+    """
+    bg = None if len(colours) else np.asarray(NEUTRAL_GREY, np.float32)
+    return to_uint8(linear_to_srgb(compose_values(grid, colours, margin, bg)))
+
+
+def texture_colours(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[str]]:
+    """(colour (T, 3) linear, observed (T,), filled (T,), views used) for the covered texels."""
+    colour, observed, filled, stats = texture_colours_stats(grid, views, options)
+    return colour, observed, filled, stats.used
+
+
+def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
+                          ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlendStats]:
+    """``texture_colours`` with the blend statistics."""
+    colour, wsum, used = blend_views_stats(grid, views, options)
+    observed = wsum > 0
+    if not observed.any():
+        grey = srgb_to_linear(np.asarray(NEUTRAL_GREY))
+        return np.tile(grey, (len(colour), 1)), observed, np.ones_like(observed), used
+    if options.fill == "nearest3d":
+        colour = fill_nearest_3d(grid.positions, grid.normals, colour, observed)
+    else:
+        colour[~observed] = colour[observed].mean(0)
+    return colour, observed, ~observed, used
+
+
+def margin_texels(size: int) -> int:
+    """Dilation margin: enough for the mip levels a viewer actually samples (4 at 1024)."""
+    return max(2, size // 256)
+
+
+def part_colours(grid: TexelGrid, mesh: MeshData, colour: np.ndarray, observed: np.ndarray
+                 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+    """(part id per texel, {part: sRGB colours of its observed texels (all if none seen)})."""
+    parts = np.asarray(mesh.face_labels, np.int64)[grid.faces]
+    srgb = linear_to_srgb(colour)
+    out: dict[int, np.ndarray] = {}
+    for part in np.unique(parts):
+        sel = parts == part
+        seen = sel & observed
+        out[int(part)] = srgb[seen if seen.any() else sel]
+    return parts, out
+
+
+def orm_texels(parts: np.ndarray, table: dict, ao: np.ndarray | None) -> np.ndarray:
+    """(T, 3) linear ORM: R = ambient occlusion (1 without a bake), G = roughness, B = metal."""
+    rough = np.full(len(parts), mats.MATERIALS[mats.DEFAULT].roughness, np.float32)
+    metal = np.full(len(parts), mats.MATERIALS[mats.DEFAULT].metallic, np.float32)
+    for key, row in table["parts"].items():
+        sel = parts == int(key)
+        rough[sel], metal[sel] = row["roughness"], row["metallic"]
+    occ = np.ones(len(parts), np.float32) if ao is None else np.asarray(ao, np.float32)
+    return np.stack([occ, rough, metal], axis=1)

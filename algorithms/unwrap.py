@@ -1,0 +1,277 @@
+"""UV unwrapping with xatlas, whole or in partitions unwrapped in parallel processes.
+
+Why partitions: xatlas's chart segmentation grows faster than linearly with the face count
+(here 10k faces ~1 s, 23k ~7 s, 100k ~95 s on one core), and it crashed (SIGSEGV) on an
+80k-face icosphere. So above ``chunk_faces`` the mesh is cut into partitions (one per part
+label, and a big part by recursive coordinate bisection of its face centroids), each unwrapped
+by its own xatlas call in a process pool (each at one texel per metre, so charts keep their
+relative scale), and all charts are packed into ONE atlas by ``chart_packing.pack_charts``.
+Every xatlas call runs in a child process, so a crash there becomes a ``ProcessingError``
+instead of killing the worker.
+
+``options`` below is any object with the fields of ``tasks.uv.UVOptions`` (resolution,
+padding, max_chart_area, mode, chunk_faces, workers).
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+import numpy as np
+
+from ..core.errors import ProcessingError
+from ..core.mesh import MeshData
+from ..core.stage import cpu_count
+from ..geometry.normals import face_areas as _face_areas_3d
+from .chart_packing import PackSettings, Unwrap, pack_charts
+from .uv_quality import uv_areas as _uv_areas
+
+
+class UnwrapSettings(PackSettings, Protocol):
+    """What unwrapping reads of ``tasks.uv.UVOptions`` (see there)."""
+
+    max_chart_area: float
+    mode: str
+    chunk_faces: int
+    workers: int
+
+_MAX_REPACKS = 6
+
+
+# The xatlas calls run inside child processes (see ``_run``); they take and return plain arrays.
+
+
+def _surface_area(mesh: MeshData) -> float:
+    return float(_face_areas_3d(mesh.vertices, mesh.faces).sum())
+
+
+def _pack_options(resolution: int, padding: int, texels_per_unit: float):
+    import xatlas
+
+    pack = xatlas.PackOptions()
+    pack.resolution = resolution
+    pack.padding = padding
+    pack.bilinear = True
+    pack.texels_per_unit = float(texels_per_unit)
+    return pack
+
+
+def _generate(add, options: UnwrapSettings, max_chart_area: float):
+    """One atlas at the requested resolution; re-packed at a lower density if it overflows."""
+    import xatlas
+
+    def attempt(tpu: float):
+        atlas = xatlas.Atlas()
+        add(atlas)
+        chart = xatlas.ChartOptions()
+        if max_chart_area > 0:
+            chart.max_chart_area = float(max_chart_area)
+        atlas.generate(chart, _pack_options(options.resolution, options.padding, tpu))
+        return atlas
+
+    atlas = attempt(0.0)
+    size = max(atlas.width, atlas.height)
+    if size > options.resolution or atlas.atlas_count > 1:
+        tpu = atlas.texels_per_unit * options.resolution / size * 0.99
+        for _ in range(_MAX_REPACKS):
+            candidate = attempt(tpu)
+            if candidate.atlas_count == 1:
+                atlas = candidate
+                break
+            tpu *= 0.9
+    if atlas.atlas_count != 1:
+        raise ProcessingError(
+            "xatlas could not pack the charts into one atlas",
+            "raise uv resolution or lower padding for this SKU")
+    return atlas
+
+
+def _square(atlas) -> Unwrap:
+    vmapping, faces, uv = atlas[0]
+    w, h = atlas.width, atlas.height
+    side = float(max(w, h))
+    faces = np.asarray(faces, np.int64).reshape(-1, 3)
+    uv = np.asarray(uv, np.float64) * np.array([w, h]) / side
+    return Unwrap(np.asarray(vmapping, np.int64), faces, np.clip(uv, 0.0, 1.0).astype(np.float32), int(atlas.chart_count),
+                  float(atlas.utilization) * w * h / side**2)
+
+
+def unwrap(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
+    """Charts, parametrisation and packing in one xatlas call, in this process (serial mode;
+    it may crash the process on some large meshes, so the stage calls it through ``_run``)."""
+    normals = (None if mesh.vertex_normals is None
+               else np.ascontiguousarray(mesh.vertex_normals, np.float32))
+
+    def add(atlas):
+        atlas.add_mesh(np.ascontiguousarray(mesh.vertices, np.float32),
+                       np.ascontiguousarray(mesh.faces, np.uint32), normals)
+
+    return _square(_generate(add, options, options.max_chart_area * _surface_area(mesh)))
+
+
+def unwrap_chunk(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | None,
+                 max_chart_area: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Charts of one partition, with UVs scaled to its 3D size (texel density 1 per metre).
+
+    Returns (vmapping, faces, uv) like xatlas; the later global pack keeps charts' relative
+    scale, so every partition must come back at the same density.
+    """
+    import xatlas
+
+    atlas = xatlas.Atlas()
+    atlas.add_mesh(np.ascontiguousarray(vertices, np.float32),
+                   np.ascontiguousarray(faces, np.uint32),
+                   None if normals is None else np.ascontiguousarray(normals, np.float32))
+    chart = xatlas.ChartOptions()
+    if max_chart_area > 0:
+        chart.max_chart_area = float(max_chart_area)
+    # resolution 0: one atlas of any size (a fixed one would spill charts into more atlases
+    # whose UVs lie over each other)
+    atlas.generate(chart, _pack_options(0, 1, 0.0))
+    vmapping, out_faces, uv = atlas[0]
+    out_faces = np.asarray(out_faces, np.int64).reshape(-1, 3)
+    uv = np.asarray(uv, np.float64) * np.array([atlas.width, atlas.height])
+    area_uv = np.abs(_uv_areas(uv, out_faces)).sum()
+    area_3d = _face_areas_3d(np.asarray(vertices, np.float64), np.asarray(faces)).sum()
+    scale = math.sqrt(area_3d / area_uv) if area_uv > 0 else 1.0
+    return np.asarray(vmapping, np.int64), out_faces, uv * scale
+
+
+_POOL: ProcessPoolExecutor | None = None
+
+
+_POOL_WORKERS = 0
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """One pool per process, kept between calls.
+
+    Forked on Linux: a spawned (or forkserver) child re-imports the caller's ``__main__``
+    script, which breaks any script that lacks an ``if __name__ == "__main__"`` guard, and
+    costs ~0.3 s of imports per worker. The children only run numpy and xatlas, which hold
+    no locks of the parent's threads (e.g. a Ray worker's). Elsewhere (macOS) spawn is safer.
+    """
+    global _POOL, _POOL_WORKERS
+    if _POOL is None or _POOL_WORKERS != workers:
+        if _POOL is not None:
+            _POOL.shutdown(wait=False, cancel_futures=True)
+        method = "fork" if sys.platform.startswith("linux") else "spawn"
+        _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        _POOL_WORKERS = workers
+    return _POOL
+
+
+def _drop_pool() -> None:
+    global _POOL
+    if _POOL is not None:
+        _POOL.shutdown(wait=False, cancel_futures=True)
+    _POOL = None
+
+
+def _run(calls: list[tuple], workers: int, what: str) -> list:
+    """Run ``(fn, *args)`` calls in the pool; a crashed child becomes a ``ProcessingError``."""
+    pool = _pool(max(1, workers))
+    try:
+        futures = [pool.submit(fn, *args) for fn, *args in calls]
+        return [f.result() for f in futures]
+    except BrokenProcessPool as exc:
+        _drop_pool()
+        raise ProcessingError(
+            f"xatlas crashed while unwrapping {what}",
+            "set uv mode='parallel' with a smaller chunk_faces (smaller xatlas inputs), or "
+            "re-run cleanup/simplify on this SKU") from exc
+
+
+def bisect(points: np.ndarray, max_size: int) -> list[np.ndarray]:
+    """Recursive coordinate bisection: index sets of at most ``max_size`` points, split at the
+    median of the widest axis (balanced work for the pool, compact regions, deterministic)."""
+    out: list[np.ndarray] = []
+    stack = [np.arange(len(points))]
+    while stack:
+        idx = stack.pop()
+        if len(idx) <= max_size:
+            out.append(idx)
+            continue
+        p = points[idx]
+        axis = int(np.argmax(p.max(0) - p.min(0)))
+        order = idx[np.argsort(p[:, axis], kind="stable")]
+        half = len(order) // 2
+        stack.extend([order[half:], order[:half]])
+    return out
+
+
+def partition_faces(mesh: MeshData, chunk_faces: int) -> list[np.ndarray]:
+    """Face index sets, each unwrapped by one xatlas call: part labels first, big parts
+    bisected, small parts batched together up to ``chunk_faces``."""
+    centroids = mesh.vertices[mesh.faces].mean(axis=1)
+    pieces: list[np.ndarray] = []
+    for label in np.unique(mesh.face_labels):
+        idx = np.flatnonzero(mesh.face_labels == label)
+        pieces.extend(idx[sub] for sub in bisect(centroids[idx], chunk_faces))
+    pieces.sort(key=len, reverse=True)
+    groups: list[list[np.ndarray]] = []
+    sizes: list[int] = []
+    for piece in pieces:  # first fit, biggest first
+        for g, size in enumerate(sizes):
+            if size + len(piece) <= chunk_faces:
+                groups[g].append(piece)
+                sizes[g] += len(piece)
+                break
+        else:
+            groups.append([piece])
+            sizes.append(len(piece))
+    return [np.sort(np.concatenate(g)) for g in groups]
+
+
+def unwrap_parallel(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
+    """Partitions unwrapped in the pool, then all their charts packed into one atlas."""
+    groups = partition_faces(mesh, options.chunk_faces)
+    workers = options.workers or cpu_count()
+    max_area = options.max_chart_area * _surface_area(mesh)
+    calls, used = [], []
+    for g in groups:
+        vids, local = np.unique(mesh.faces[g], return_inverse=True)
+        normals = None if mesh.vertex_normals is None else mesh.vertex_normals[vids]
+        calls.append((unwrap_chunk, mesh.vertices[vids], local.reshape(-1, 3), normals, max_area))
+        used.append(vids)
+    parts = _run(calls, min(workers, len(calls)), f"{len(calls)} partitions")
+    vmapping, uvs, faces = [], [], np.empty((mesh.n_faces, 3), np.int64)
+    offset, shift = 0, 0.0
+    for g, vids, (vmap, fcs, uv) in zip(groups, used, parts):
+        vmapping.append(vids[vmap])
+        # side by side: xatlas finds a UV mesh's charts by shared texcoords, so partitions
+        # laid over each other would merge into false charts
+        uvs.append(uv + [shift - uv[:, 0].min(), -uv[:, 1].min()])
+        shift += float(np.ptp(uv[:, 0])) * 1.01 + 1e-6
+        faces[g] = fcs + offset
+        offset += len(vmap)
+    vmapping = np.concatenate(vmapping)
+    packed = pack_charts(np.concatenate(uvs), faces, options)
+    return Unwrap(vmapping[packed.vmapping], packed.faces, packed.uv, packed.charts,
+                  packed.utilization)
+
+
+def unwrap_guarded(mesh: MeshData, options: UnwrapSettings) -> tuple[Unwrap, str]:
+    """The unwrap the options ask for, xatlas always in a child process; returns the mode used."""
+    mode = options.mode
+    if mode == "auto":
+        mode = "parallel" if mesh.n_faces > options.chunk_faces else "serial"
+    if mode == "parallel":
+        return unwrap_parallel(mesh, options), mode
+    return _run([(unwrap, mesh, options)], 1, f"the whole mesh ({mesh.n_faces} faces)")[0], mode
+
+
+def apply_unwrap(mesh: MeshData, result: Unwrap) -> MeshData:
+    """The mesh with vertices split at seams; every per-vertex attribute follows ``vmapping``."""
+    if not np.array_equal(result.vmapping[result.faces], mesh.faces):
+        raise ProcessingError(
+            "xatlas changed the face order or connectivity of the mesh",
+            "report this as a bug with the mesh artifact attached")
+    pick = lambda a: None if a is None else np.asarray(a)[result.vmapping]
+    return MeshData(mesh.vertices[result.vmapping], result.faces, mesh.face_labels, result.uv,
+                    pick(mesh.vertex_colors), pick(mesh.vertex_normals))

@@ -1,0 +1,37 @@
+"""Colour space: sRGB transfer functions (IEC 61966-2-1) and 8-bit conversions."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def srgb_to_linear(x: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """sRGB-encoded values in 0..1 -> linear light, computed in ``dtype``."""
+    x = np.asarray(x, dtype)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(dtype)
+
+
+def linear_to_srgb(x: np.ndarray) -> np.ndarray:
+    """Linear light in 0..1 -> sRGB-encoded values (float32)."""
+    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+
+
+#: Linear value of every 8-bit sRGB code.
+SRGB_LUT = srgb_to_linear(np.arange(256, dtype=np.float32) / 255.0)
+
+
+def image_to_linear(rgb: np.ndarray) -> np.ndarray:
+    """A uint8 photo (gray, RGB or RGBA) -> (H, W, 3) float32 linear light."""
+    a = np.asarray(rgb)
+    if a.ndim == 2:
+        a = np.repeat(a[..., None], 3, axis=2)
+    a = a[..., :3]
+    if a.dtype == np.uint8:
+        return SRGB_LUT[a]
+    return srgb_to_linear(a.astype(np.float32) / (255.0 if a.max() > 1.0 else 1.0))
+
+
+def to_uint8(values: np.ndarray) -> np.ndarray:
+    """Values in 0..1 -> uint8, rounded."""
+    return np.clip(np.asarray(values) * 255.0 + 0.5, 0, 255).astype(np.uint8)

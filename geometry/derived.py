@@ -1,0 +1,59 @@
+"""Derived data of a mesh, computed once per content and shared (``MeshData.derived``).
+
+The stages and metrics ask these of the same mesh several times (parts asks for face normals
+in three places, cleanup's checks and metrics for the same edge table); each accessor computes
+once and returns the cached value until the mesh's arrays change. Float arrays come back
+read-only, so a caller cannot change the shared copy by accident; integer tables feed the
+numba kernels as they are (a read-only array is a different type to numba).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.mesh import MeshData
+from . import components as _components
+from . import normals as _normals
+from . import topology as _topology
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def face_areas(mesh: MeshData) -> np.ndarray:
+    """Area of each face (read-only, cached)."""
+    return mesh.derived("face_areas", lambda: _frozen(
+        _normals.face_areas(mesh.vertices, mesh.faces)))
+
+
+def face_normals(mesh: MeshData) -> np.ndarray:
+    """Unit geometric normal of each face, zero for degenerate faces (read-only, cached)."""
+    return mesh.derived("face_normals", lambda: _frozen(
+        _normals.face_normals(mesh.vertices, mesh.faces)))
+
+
+def edge_table(mesh: MeshData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``topology.edge_table`` of the mesh's faces (cached; depends on the faces only)."""
+    return mesh.derived("edge_table", lambda: _topology.edge_table(mesh.faces), ("faces",))
+
+
+def manifold_pairs(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
+    """Face pairs across every edge exactly two faces use, and those edges (cached)."""
+    def compute():
+        _, face_edge, counts = edge_table(mesh)
+        return _topology.manifold_pairs(face_edge, counts)
+
+    return mesh.derived("manifold_pairs", compute, ("faces",))
+
+
+def vertex_fans(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
+    """``topology.vertex_fans`` of the mesh (cached)."""
+    return mesh.derived("vertex_fans", lambda: _topology.vertex_fans(mesh.faces), ("faces",))
+
+
+def vertex_components(mesh: MeshData) -> tuple[int, np.ndarray]:
+    """(count over all vertices, component per face) through shared vertices (cached)."""
+    return mesh.derived("vertex_components", lambda: _components.vertex_components(mesh),
+                        ("vertices", "faces"))

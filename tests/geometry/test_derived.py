@@ -1,0 +1,45 @@
+"""Derived data is cached on the mesh by content, like trimesh's cache."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from assetfactory.geometry import derived
+from tests.builders import sphere
+
+
+def test_computed_once_per_content():
+    mesh = sphere(2)
+    calls = []
+    value = mesh.derived("x", lambda: calls.append(1) or np.arange(3))
+    assert mesh.derived("x", lambda: calls.append(1) or None) is value
+    assert len(calls) == 1
+    mesh.vertices[0] += 1.0          # changed in place: the cache must notice
+    mesh.derived("x", lambda: calls.append(1) or 0)
+    assert len(calls) == 2
+
+
+def test_accessors_share_and_protect_their_arrays():
+    mesh = sphere(2)
+    assert derived.face_areas(mesh) is derived.face_areas(mesh)
+    assert derived.edge_table(mesh) is derived.edge_table(mesh)
+    with pytest.raises(ValueError):
+        derived.face_normals(mesh)[0] = 0.0  # read-only: no caller changes the shared copy
+    pairs, _ = derived.manifold_pairs(mesh)
+    assert len(pairs) == 3 * mesh.n_faces // 2
+    faces = mesh.faces.copy()
+    faces[0] = faces[0, ::-1]
+    assert mesh.replace(faces=faces).derived("edge_table", lambda: None) is None  # new mesh
+
+
+def test_the_cache_is_not_pickled_or_saved():
+    mesh = sphere(1)
+    derived.face_areas(mesh)
+    assert "_derived" in mesh.__dict__
+    back = pickle.loads(pickle.dumps(mesh))
+    assert "_derived" not in back.__dict__
+    np.testing.assert_array_equal(back.faces, mesh.faces)
+    assert type(mesh).from_bytes(mesh.to_bytes()).n_faces == mesh.n_faces
