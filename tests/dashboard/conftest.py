@@ -50,7 +50,7 @@ def screenshot_dir(tmp_path_factory) -> Path:
 
 
 def _gl_or_skip() -> None:
-    from assetfactory.core import render
+    from assetfactory.geometry import render
 
     try:
         render.get_renderer()
