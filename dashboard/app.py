@@ -88,7 +88,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     env = templates.env
     env.autoescape = True   # every catalog string is escaped (Jinja's default for .html too)
     env.filters["num"] = _num
-    env.filters["mb"] = lambda v: "" if v is None else f"{v / 1e6:.2f} MB"
+    env.filters["mb"] = _mb
     env.filters["secs"] = _secs
     env.filters["pretty"] = _pretty_json
     env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
@@ -418,6 +418,13 @@ def _num(v: Any) -> str:
             return f"{v:.3g}"
         return f"{v:.4g}"
     return str(v)
+
+
+def _mb(v: Any) -> str:
+    """Bytes as megabytes; a dash where there is no file (as ``num`` shows a missing value)."""
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v / 1e6:.2f} MB"
 
 
 def _ts(v: Any) -> str:

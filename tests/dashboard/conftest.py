@@ -1,9 +1,13 @@
-"""Fixtures for the dashboard: a small real run, the real ``assetfactory serve`` process and
-headless Chromium (Debian's, driven by Playwright).
+"""Fixtures for the dashboard: one small real run, a synthetic catalog, the real
+``assetfactory serve`` process on each, and one headless Chromium (Debian's, driven by
+Playwright) for the whole session.
 
-The run converts two demo SKUs (one with a hostile title) and one deliberately broken SKU
-through the real Prefect flow on a real local Ray, once per test session, at small texture
-sizes so it stays around half a minute on a quiet machine.
+The real run converts one tiny product (a 384-triangle vendor mesh through the ``mesh``
+backend, two 256 px photos, 64 px textures) and one deliberately broken SKU through the real
+Prefect flow on a real local Ray, once per session: the pages that need real files (the GLB in
+model-viewer, renders beside the photos, maps, validators, a real failure, the rework round
+trip) use it. Every other page test runs on a synthetic catalog written with the catalog's
+own writers (``dashboard.synthetic``), which costs a second or two.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # Prefect's temporary server gets 20 s to start by default; on a busy shared machine it needs
@@ -58,28 +63,65 @@ def _gl_or_skip() -> None:
         pytest.skip(f"no headless OpenGL context (moderngl EGL): {exc}")
 
 
-@pytest.fixture(scope="session")
-def real_run(tmp_path_factory) -> dict:
-    """A real run: demo SKUs through Prefect and Ray, one title hostile, one SKU broken."""
-    _gl_or_skip()
-    ray = pytest.importorskip("ray")
-    from assetfactory.demo import BROKEN_SKU, make_demo_catalog
-    from assetfactory.flows.convert import convert_catalog
+#: The real run's tiny product: the demo's shoe box (384 triangles) as the vendor's mesh, with
+#: photos from two views; texture and bake at 64 px, a 300-triangle budget.
+PRODUCT = "shoebox-01"
+VIEWS = (("front_right", 35.0, 15.0), ("back_left", 215.0, 15.0))
+TINY = {"profile": {"target_tris": 300, "texture_px": 64}}
+SYNTHETIC_N = 40
+HOSTILE_ROW = 5     # the synthetic row whose title is hostile
 
-    out = tmp_path_factory.mktemp("factory")
-    catalog = make_demo_catalog(out / "demo-catalog", n=3)
-    with open(catalog, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    rows[0]["title"] = HOSTILE_TITLE
-    with open(catalog, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+
+def _tiny_catalog(folder: Path) -> tuple[Path, list[dict]]:
+    """A catalog of one good SKU (photos + mesh) and one broken SKU (a truncated photo)."""
+    from assetfactory.core.artifacts import encode_png
+    from assetfactory.demo import BROKEN_SKU, COLUMNS, to_glb
+    from assetfactory.demo.products import CATALOG, build_product
+    from assetfactory.demo.shoot import DISTANCE, FOV_DEG, shoot
+
+    product = build_product([c[0] for c in CATALOG].index(PRODUCT))
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "shoebox.glb").write_bytes(to_glb(product))
+    ext = np.ptp(product.mesh.vertices, axis=0) * 1000.0
+    rows = []
+    for sku, views in ((PRODUCT, VIEWS), (BROKEN_SKU, VIEWS[:1])):
+        entries = []
+        for label, az, el in views:
+            data = encode_png(shoot(product.mesh, product.texture, label, az, el, size=256))
+            if sku == BROKEN_SKU:   # a download cut short: the header is fine, the data is not
+                data = data[: len(data) // 3]
+            (folder / f"{sku}-{label}.png").write_bytes(data)
+            entries.append(f"{label}={sku}-{label}.png@{az:g},{el:g}")
+        rows.append({"sku": sku, "title": product.title + (" (corrupt photo)" if sku ==
+                                                           BROKEN_SKU else ""),
+                     "category": product.category, "images": ";".join(entries),
+                     "width_mm": f"{ext[0]:.1f}", "height_mm": f"{ext[1]:.1f}",
+                     "depth_mm": f"{ext[2]:.1f}", "material": product.material,
+                     "fov_deg": f"{FOV_DEG:g}", "camera_distance": f"{DISTANCE:g}",
+                     "mesh_uri": "shoebox.glb" if sku == PRODUCT else ""})
+    path = folder / "catalog.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*COLUMNS, "mesh_uri"])
         w.writeheader()
         w.writerows(rows)
-    small = {"uv": {"resolution": 256}, "bake": {"size": 256}, "texture": {"size": 256},
-             "export": {"texture_size": 256}, "simplify": {"target_tris": 3000}}
+    return path, rows
+
+
+@pytest.fixture(scope="module")
+def services():
+    """One local Ray and one Prefect server for the module's real work: the conversion below
+    and the reprocess job the dashboard starts (it finds both through ``RAY_ADDRESS`` and
+    ``PREFECT_API_URL`` in the environment ``assetfactory serve`` passes on), as workers of a
+    deployed factory share theirs. Both stop when the module ends, so later tests start their
+    own."""
+    _gl_or_skip()
+    ray = pytest.importorskip("ray")
+    import prefect.settings
+    from prefect.testing.utilities import prefect_test_harness
+
     for attempt in range(3):   # a raylet can miss Ray's fixed 30 s start window on a busy host
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ctx = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
             break
         except Exception:   # Ray raises a bare Exception for this
             ray.shutdown()
@@ -87,12 +129,36 @@ def real_run(tmp_path_factory) -> dict:
                 raise
             time.sleep(10)
     try:
-        summary = convert_catalog(catalog=str(catalog), out=str(out), overrides=small)
+        with prefect_test_harness(server_startup_timeout=None):
+            yield {"RAY_ADDRESS": ctx.address_info["gcs_address"],
+                   "PREFECT_API_URL": prefect.settings.PREFECT_API_URL.value()}
     finally:
         ray.shutdown()
-    skus = [r["sku"] for r in rows]
-    return {"out": out, "summary": summary, "skus": skus, "hostile_sku": skus[0],
-            "broken_sku": BROKEN_SKU, "good": [s for s in skus if s != BROKEN_SKU]}
+
+
+@pytest.fixture(scope="module")
+def real_run(services, tmp_path_factory) -> dict:
+    """A real run through Prefect and Ray: one tiny good SKU, one broken SKU."""
+    from assetfactory.demo import BROKEN_SKU
+    from assetfactory.flows.convert import convert_catalog
+
+    out = tmp_path_factory.mktemp("factory")
+    catalog, rows = _tiny_catalog(out / "input")
+    summary = convert_catalog(catalog=str(catalog), out=str(out), profile="ar", overrides=TINY)
+    return {"out": out, "summary": summary, "skus": [r["sku"] for r in rows],
+            "broken_sku": BROKEN_SKU, "good": [PRODUCT]}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory) -> dict:
+    """A synthetic catalog (two runs, verdicts judged by the real rules, compacted), one of its
+    titles hostile. No files: the pages show what is missing, as for a failed attempt."""
+    from assetfactory.dashboard.synthetic import write_synthetic_catalog
+
+    root = tmp_path_factory.mktemp("synthetic")
+    info = write_synthetic_catalog(root, SYNTHETIC_N, n_runs=2, files_per_run=1,
+                                   titles={HOSTILE_ROW: HOSTILE_TITLE})
+    return {"out": root, **info, "hostile_sku": f"SKU-{HOSTILE_ROW:07d}"}
 
 
 class Server:
@@ -109,9 +175,11 @@ class Server:
                 self.proc.wait(10)
 
 
-def start_server(out: Path, tmp: Path, *extra: str, token: str | None = TOKEN) -> Server:
+def start_server(out: Path, tmp: Path, *extra: str, token: str | None = TOKEN,
+                 env: dict[str, str] | None = None) -> Server:
     """``assetfactory serve`` on a free loopback port, as a user would start it."""
-    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp / "config"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, **(env or {}), "XDG_CONFIG_HOME": str(tmp / "config"),
+           "PYTHONUNBUFFERED": "1"}
     env.pop("ASSETFACTORY_DASHBOARD_TOKEN", None)
     args = [sys.executable, "-m", "assetfactory", "serve", "--out", str(out), "--port", "0",
             "--refresh", "1", *extra]
@@ -172,8 +240,18 @@ def serve_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(real_run, tmp_path_factory):
-    srv = start_server(real_run["out"], tmp_path_factory.mktemp("serve"))
+def server(real_run, services, tmp_path_factory):
+    """``assetfactory serve`` on the real run (its reprocess jobs use the module's Ray and
+    Prefect server)."""
+    srv = start_server(real_run["out"], tmp_path_factory.mktemp("serve"), env=services)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture(scope="session")
+def syn_server(synthetic, tmp_path_factory):
+    """``assetfactory serve`` on the synthetic catalog."""
+    srv = start_server(synthetic["out"], tmp_path_factory.mktemp("serve-syn"))
     yield srv
     srv.stop()
 
@@ -198,10 +276,9 @@ def chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(chromium, server):
+def open_page(browser, url: str):
     """A fresh browser context with the token stored (as opening the printed URL does)."""
-    ctx = chromium.new_context(viewport={"width": 1400, "height": 1000})
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     ctx.set_default_timeout(120_000)   # a shared 2-core machine can be slow; never a bound
     pg = ctx.new_page()
     pg.errors = []  # type: ignore[attr-defined]
@@ -213,6 +290,21 @@ def page(chromium, server):
           if (e.target && e.target.tagName === 'MODEL-VIEWER')
             window.__mvLoads.push(String(e.target.getAttribute('src')));
         }, true);""")
-    pg.goto(f"{server.url}/runs?token={TOKEN}")
+    pg.goto(f"{url}/runs?token={TOKEN}")
+    return ctx, pg
+
+
+@pytest.fixture
+def page(chromium, server):
+    """A page on the real run's dashboard."""
+    ctx, pg = open_page(chromium, server.url)
+    yield pg
+    ctx.close()
+
+
+@pytest.fixture
+def syn_page(chromium, syn_server):
+    """A page on the synthetic catalog's dashboard."""
+    ctx, pg = open_page(chromium, syn_server.url)
     yield pg
     ctx.close()

@@ -1,4 +1,5 @@
-"""The dashboard in real headless Chromium, on a small real run (see conftest.py).
+"""The dashboard in real headless Chromium, on a small real run and a synthetic catalog (see
+conftest.py).
 
 Chromium is Debian's, driven by Playwright; the server is ``assetfactory serve`` in its own
 process. Page scripts run under the dashboard's Content-Security-Policy, so the tests poll
@@ -58,14 +59,17 @@ def _raw_get(url: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def test_runs_page(page, server, real_run, screenshot_dir):
-    page.goto(f"{server.url}/runs")
-    run_id = real_run["summary"]["run_id"]
-    row = page.locator("table.runs tbody tr", has_text=run_id)
-    assert row.count() == 1
-    cells = row.locator("td.n").all_inner_texts()
-    assert cells[0] == "3"                                  # assets
-    assert page.locator("table.runs td.ok").first.inner_text() == "2"
+def test_runs_page(syn_page, syn_server, synthetic, screenshot_dir):
+    page = syn_page
+    page.goto(f"{syn_server.url}/runs")
+    truth = _rows(synthetic["out"], "SELECT run_id, count(*) AS n, count(*) FILTER "
+                  "(WHERE status = 'ok') AS ok FROM attempts GROUP BY run_id ORDER BY run_id")
+    assert len(truth) == 2
+    for t in truth:
+        row = page.locator("table.runs tbody tr", has_text=t["run_id"])
+        assert row.count() == 1
+        assert row.locator("td.n").first.inner_text() == str(t["n"])          # assets
+        assert row.locator("td.ok").inner_text() == str(t["ok"])
     # the charts are inline SVG: stage bars for all nine stages, four metric histograms
     assert page.locator("figure.stages svg rect.bar").count() == 9
     assert page.locator(".hists figure.hist").count() == 4
@@ -76,34 +80,53 @@ def test_runs_page(page, server, real_run, screenshot_dir):
     assert page.errors == []
 
 
-def test_queue_filters(page, server, real_run, screenshot_dir):
-    page.goto(f"{server.url}/queue")
+def test_runs_page_of_the_real_run(page, server, real_run, screenshot_dir):
+    """The real run's row and charts: its stage rows, its recipe's budgets."""
+    run_id = real_run["summary"]["run_id"]
+    page.goto(f"{server.url}/runs?run={run_id}")
+    row = page.locator("table.runs tbody tr", has_text=run_id)
+    assert row.locator("td.n").first.inner_text() == "2"                      # assets
+    assert row.locator("td.ok").inner_text() == "1"
+    assert page.locator("figure.stages svg rect.bar").count() == 9
+    assert page.locator(".hists svg line.thr").count() >= 2
+    _shot(page, screenshot_dir, "runs-real", full=True)
+    assert page.errors == []
+
+
+def test_queue_filters(syn_page, syn_server, synthetic, screenshot_dir):
+    page, out = syn_page, synthetic["out"]
+    page.goto(f"{syn_server.url}/queue")
     # by default the queue holds what needs attention (failed, or a verdict other than pass,
-    # and undecided), worst first: the broken SKU leads
+    # and undecided), worst first: the failures lead, each with its reason
     skus = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
-    truth = _rows(real_run["out"], "SELECT sku, verdict FROM queue WHERE (status = 'failed' "
+    truth = _rows(out, "SELECT sku, verdict, status, error FROM queue WHERE (status = 'failed' "
                   "OR verdict <> 'pass') AND review_status = 'unreviewed'")
-    assert sorted(skus) == sorted(r["sku"] for r in truth)
-    assert skus[0] == real_run["broken_sku"]
+    assert sorted(skus) == sorted(r["sku"] for r in truth) and 0 < len(truth) < 40
+    by_sku = {r["sku"]: r for r in truth}
+    n_failed = sum(r["status"] == "failed" for r in truth)
+    assert n_failed and all(by_sku[s]["status"] == "failed" for s in skus[:n_failed])
     first = page.locator("#cards .card").first
-    assert "corrupt" in first.locator(".reasons").inner_text()
+    assert by_sku[skus[0]]["error"].split(":")[0] in first.locator(".reasons").inner_text()
     assert first.locator(".chip.v-fail").count() == 1
     _shot(page, screenshot_dir, "queue-attention", full=True)
-    # filter through the form: everything that is ok, fewer than 3500 triangles
+    # filter through the form: everything that is ok, at most the median triangle count
+    tris = sorted(r["metrics_tris"] for r in _rows(out, "SELECT metrics_tris FROM assets "
+                                                        "WHERE status = 'ok'"))
+    hi = tris[len(tris) // 2]
     page.check("input[name=all]")
     page.select_option("select[name=status]", "ok")
     page.select_option("select[name=m]", "metrics_tris")
-    page.fill("input[name=hi]", "3500")
+    page.fill("input[name=hi]", str(hi))
     page.click("form.filters button[type=submit]")
     page.wait_for_load_state()
     skus = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
-    truth = [r["sku"] for r in _rows(real_run["out"], "SELECT sku FROM assets WHERE status = "
-                                     "'ok' AND metrics_tris <= 3500")]
-    assert sorted(skus) == sorted(truth) and len(truth) == 2
+    truth = [r["sku"] for r in _rows(out, "SELECT sku FROM assets WHERE status = 'ok' AND "
+                                     "metrics_tris <= ?", [hi])]
+    assert sorted(skus) == sorted(truth) and 0 < len(truth) < len(tris)
     assert "status=ok" in page.url and "m=metrics_tris" in page.url
     _shot(page, screenshot_dir, "queue-filtered", full=True)
     # a range that nothing meets
-    page.fill("input[name=lo]", "3400")
+    page.fill("input[name=lo]", str(hi + 1))
     page.click("form.filters button[type=submit]")
     page.wait_for_load_state()
     assert page.locator("#cards .card").count() == 0
@@ -112,9 +135,8 @@ def test_queue_filters(page, server, real_run, screenshot_dir):
 
 
 def test_asset_page_shows_the_glb_in_model_viewer(page, server, real_run, screenshot_dir):
-    sku = real_run["good"][1]
+    sku = real_run["good"][0]
     page.goto(f"{server.url}/queue?all=1&status=ok&sort=sku")
-    order = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
     page.locator(f"#cards .card[data-sku='{sku}'] a.open").click()
     page.wait_for_load_state()
     assert page.locator("h1 .sku").inner_text() == sku
@@ -151,11 +173,26 @@ def test_asset_page_shows_the_glb_in_model_viewer(page, server, real_run, screen
     _shot(page, screenshot_dir, "asset")
     _shot(page, screenshot_dir, "asset-full", full=True)
     assert page.errors == []
-    # keyboard: k / j walk the queue the asset was opened from
-    i = order.index(sku)
+
+
+def test_keyboard_walks_the_queue(syn_page, syn_server):
+    """k / j on an asset page walk the queue the asset was opened from."""
+    page = syn_page
+    page.goto(f"{syn_server.url}/queue?all=1&status=ok&sort=sku")
+    order = page.locator("#cards .card").evaluate_all("els => els.map(e => e.dataset.sku)")
+    sku = order[3]
+    page.locator(f"#cards .card[data-sku='{sku}'] a.open").click()
+    page.wait_for_load_state()
+    assert page.locator("h1 .sku").inner_text() == sku
     with page.expect_navigation():
-        page.keyboard.press("k" if i else "j")
-    assert page.locator("h1 .sku").inner_text() == order[i - 1 if i else i + 1]
+        page.keyboard.press("k")
+    assert page.locator("h1 .sku").inner_text() == order[2]
+    with page.expect_navigation():
+        page.keyboard.press("j")
+    with page.expect_navigation():
+        page.keyboard.press("j")
+    assert page.locator("h1 .sku").inner_text() == order[4]
+    assert page.errors == []
 
 
 def test_failed_asset_shows_the_failure_and_fix(page, server, real_run, screenshot_dir):
@@ -169,16 +206,17 @@ def test_failed_asset_shows_the_failure_and_fix(page, server, real_run, screensh
     _shot(page, screenshot_dir, "asset-failed")
 
 
-def test_hostile_title_renders_as_text(page, server, real_run, screenshot_dir):
-    from_catalog = _rows(real_run["out"], "SELECT title FROM assets WHERE sku = ?",
-                         [real_run["hostile_sku"]])[0]["title"]
+def test_hostile_title_renders_as_text(syn_page, syn_server, synthetic, screenshot_dir):
+    page = syn_page
+    from_catalog = _rows(synthetic["out"], "SELECT title FROM assets WHERE sku = ?",
+                         [synthetic["hostile_sku"]])[0]["title"]
     assert "<script>" in from_catalog
-    page.goto(f"{server.url}/asset?sku={urllib.parse.quote(real_run['hostile_sku'])}")
+    page.goto(f"{syn_server.url}/asset?sku={urllib.parse.quote(synthetic['hostile_sku'])}")
     assert page.locator("h1 .title").inner_text() == from_catalog
     assert page.evaluate("window.__pwned === undefined")
     assert page.locator("h1 script, h1 b").count() == 0
-    page.goto(f"{server.url}/queue?all=1")
-    card = page.locator(f"#cards .card[data-sku='{real_run['hostile_sku']}'] .title")
+    page.goto(f"{syn_server.url}/queue?all=1")
+    card = page.locator(f"#cards .card[data-sku='{synthetic['hostile_sku']}'] .title")
     assert card.inner_text() == from_catalog
     assert page.evaluate("window.__pwned === undefined")
     _shot(page, screenshot_dir, "hostile-title")
@@ -192,23 +230,26 @@ def test_hostile_title_renders_as_text(page, server, real_run, screenshot_dir):
     "/files/catalog/assets/",
     "/files//etc/passwd",
 ])
-def test_path_traversal_refused(server, path):
-    status, body = _raw_get(server.url, path)
+def test_path_traversal_refused(syn_server, path):
+    status, body = _raw_get(syn_server.url, path)
     assert status in (403, 404), (path, status)
     assert b"root:" not in body
 
 
-def test_path_traversal_from_the_browser(page, server):
-    r = page.goto(f"{server.url}/files/assets/..%2F..%2F..%2F..%2Fetc%2Fpasswd")
+def test_path_traversal_from_the_browser(syn_page, syn_server):
+    page = syn_page
+    r = page.goto(f"{syn_server.url}/files/assets/..%2F..%2F..%2F..%2Fetc%2Fpasswd")
     assert r.status == 403
     assert "root:" not in page.content()
 
 
-def test_write_without_token_refused(chromium, server, real_run, screenshot_dir):
-    before = _decision_count(real_run["out"])
-    body = json.dumps({"skus": [real_run["good"][0]], "decision": "approve"}).encode()
+def test_write_without_token_refused(chromium, syn_server, synthetic, screenshot_dir):
+    sku = _ok_skus(synthetic)[0]
+    before = _decision_count(synthetic["out"])
+    body = json.dumps({"skus": [sku], "decision": "approve"}).encode()
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic x"}):
-        req = urllib.request.Request(f"{server.url}/api/decisions", data=body, method="POST",
+        req = urllib.request.Request(f"{syn_server.url}/api/decisions", data=body,
+                                     method="POST",
                                      headers={"Content-Type": "application/json", **headers})
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(req, timeout=30)
@@ -217,7 +258,7 @@ def test_write_without_token_refused(chromium, server, real_run, screenshot_dir)
     ctx = chromium.new_context()
     ctx.set_default_timeout(120_000)
     pg = ctx.new_page()
-    pg.goto(f"{server.url}/asset?sku={real_run['good'][0]}")
+    pg.goto(f"{syn_server.url}/asset?sku={sku}")
     assert pg.locator("#token-form").is_visible()
     pg.keyboard.press("a")
     toast = pg.locator("#toast")
@@ -225,7 +266,13 @@ def test_write_without_token_refused(chromium, server, real_run, screenshot_dir)
     assert "refused" in toast.inner_text()
     _shot(pg, screenshot_dir, "write-refused")
     ctx.close()
-    assert _decision_count(real_run["out"]) == before
+    assert _decision_count(synthetic["out"]) == before
+
+
+def _ok_skus(synthetic) -> list[str]:
+    """The synthetic catalog's converted SKUs, in order (the hostile title's left out)."""
+    return [r["sku"] for r in _rows(synthetic["out"], "SELECT sku FROM assets WHERE status = "
+                                    "'ok' AND sku <> ? ORDER BY sku", [synthetic["hostile_sku"]])]
 
 
 def _decision_count(out) -> int:
@@ -247,21 +294,22 @@ def _decisions(out) -> list[dict]:
         return cat.rows("SELECT * FROM decisions ORDER BY decided_at")
 
 
-def test_approve_one_and_reject_another(page, server, real_run, screenshot_dir):
+def test_approve_one_and_reject_another(syn_page, syn_server, synthetic, screenshot_dir):
     """Decisions from the page (button, then keyboard) land in the catalog as the same rows
     ``assetfactory review`` writes."""
-    good, other = real_run["good"][1], real_run["good"][0]
+    page, out = syn_page, synthetic["out"]
+    good, other = _ok_skus(synthetic)[:2]
     page.fill("#reviewer", "Dana Reviewer")
     page.dispatch_event("#reviewer", "change")
     # approve on the asset page with the button
-    page.goto(f"{server.url}/asset?sku={good}")
+    page.goto(f"{syn_server.url}/asset?sku={good}")
     page.click("button.approve")
     page.locator("#toast").wait_for(state="visible")
     assert "approve: 1 recorded" in page.locator("#toast").inner_text()
     assert page.locator("#decision-chip").inner_text() == "approve"
     _shot(page, screenshot_dir, "decided-approve")
     # reject from the queue with the keyboard: focus the card, press r
-    page.goto(f"{server.url}/queue?all=1&status=ok&sort=sku")
+    page.goto(f"{syn_server.url}/queue?all=1&status=ok&sort=sku")
     cards = page.locator("#cards .card")
     skus = cards.evaluate_all("els => els.map(e => e.dataset.sku)")
     for _ in range(skus.index(other)):
@@ -271,41 +319,43 @@ def test_approve_one_and_reject_another(page, server, real_run, screenshot_dir):
     page.locator("#toast").wait_for(state="visible")
     assert "reject: 1 recorded" in page.locator("#toast").inner_text()
     _shot(page, screenshot_dir, "decided-reject-queue")
-    rows = {r["sku"]: r for r in _decisions(real_run["out"])}
+    rows = {r["sku"]: r for r in _decisions(out)}
     assert rows[good]["decision"] == "approve" and rows[other]["decision"] == "reject"
     for sku in (good, other):
         r = rows[sku]
         assert r["reviewer"] == "Dana Reviewer" and r["source"] == "dashboard"
-        current = _rows(real_run["out"], "SELECT attempt_id FROM assets WHERE sku = ?", [sku])
+        current = _rows(out, "SELECT attempt_id FROM assets WHERE sku = ?", [sku])
         assert r["attempt_id"] == current[0]["attempt_id"]
     # the queue shows them decided, and the runs page counts them
-    page.goto(f"{server.url}/queue?all=1&decision=approve")
+    page.goto(f"{syn_server.url}/queue?all=1&decision=approve")
     assert cards.evaluate_all("els => els.map(e => e.dataset.sku)") == [good]
-    page.goto(f"{server.url}/runs")
+    page.goto(f"{syn_server.url}/runs")
     assert "approve 1" in page.locator("table.runs").inner_text()
     assert page.errors == []
 
 
-def test_cli_and_dashboard_write_the_same_rows(server, real_run, token):
+def test_cli_and_dashboard_write_the_same_rows(syn_server, synthetic, token):
     """``assetfactory review`` and the dashboard's endpoint: same columns, same meaning."""
     from typer.testing import CliRunner
 
     from assetfactory.cli import app
 
-    sku = real_run["good"][1]
+    out = synthetic["out"]
+    sku = _ok_skus(synthetic)[2]
     res = CliRunner().invoke(app, ["review", sku, "approve", "--note", "from the cli",
-                                   "--reviewer", "cli-user", "--out", str(real_run["out"])])
+                                   "--reviewer", "cli-user", "--out", str(out)])
     assert res.exit_code == 0, res.output
     body = json.dumps({"skus": [sku], "decision": "reject", "note": "from the page",
                        "reviewer": "page-user"}).encode()
-    req = urllib.request.Request(f"{server.url}/api/decisions", data=body, method="POST",
+    req = urllib.request.Request(f"{syn_server.url}/api/decisions", data=body,
+                                     method="POST",
                                  headers={"Content-Type": "application/json",
                                           "Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=60) as r:
         assert json.loads(r.read())["recorded"] == 1
     from assetfactory.catalog.views import Catalog
 
-    with Catalog(str(real_run["out"])) as cat:
+    with Catalog(str(out)) as cat:
         both = cat.rows("SELECT * FROM reviews WHERE sku = ? AND note LIKE 'from the %' "
                         "ORDER BY decided_at", [sku])
     assert [b["source"] for b in both] == ["cli", "dashboard"]
@@ -374,7 +424,7 @@ def test_dashboard_on_s3(chromium, real_run, s3_root, serve_root, token, screens
     write_synthetic_catalog(s3_root, 30, n_runs=1, files_per_run=1)
     store = open_storage(s3_root)
     (src,) = _rows(real_run["out"], "SELECT glb_uri, poster_uri FROM assets WHERE sku = ?",
-                   [real_run["good"][1]])
+                   [real_run["good"][0]])
     with Catalog(s3_root) as cat:
         row = cat.rows("SELECT sku, glb_uri FROM assets WHERE status = 'ok' ORDER BY sku "
                        "LIMIT 1")[0]
