@@ -65,10 +65,12 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     t0 = time.perf_counter()
     from rich.markup import escape
 
+    from assetfactory.catalog.rules import RulesError
     from assetfactory.core.errors import MissingWeightsError, OptionsError, PreflightError
     from assetfactory.models.learned import MissingDependencyError
 
-    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError)
+    cannot_start = (OptionsError, PreflightError, MissingWeightsError, MissingDependencyError,
+                    RulesError)
     flow_log = logging.getLogger("prefect.flow_runs")
     quiet = _DropErrors(cannot_start)  # said below in one line; Prefect would add a traceback
     flow_log.addFilter(quiet)

@@ -65,9 +65,21 @@ def check_overrides(overrides: Mapping[str, Mapping[str, Any]]) -> None:
     from ..flows.recipe import STAGE_ORDER, resolve_stage
 
     for stage_name, opts in overrides.items():
+        if stage_name == "profile":    # profile fields: every dependent option follows
+            from ..flows.recipe import profile_with
+
+            try:
+                if "name" in opts:
+                    raise ValueError("the profile itself is not an option; its fields are "
+                                     "target_tris, texture_px, max_glb_mb, lods")
+                profile_with("ar", normalise(opts))
+            except (OptionsError, ValueError, TypeError) as exc:
+                raise ReviewError(f"--set profile.*: {exc}") from None
+            continue
         if stage_name not in STAGE_ORDER:
             raise ReviewError(f"--set {stage_name}.*: no stage {stage_name!r}; stages are "
-                              f"{', '.join(STAGE_ORDER)}")
+                              f"{', '.join(STAGE_ORDER)} (or profile.target_tris, "
+                              "profile.texture_px, profile.max_glb_mb)")
         st = resolve_stage(f"assetfactory.tasks.{stage_name}:{stage_name}")
         fields = {f.name: f for f in dataclasses.fields(st.options_type)}
         for name in opts:

@@ -65,6 +65,12 @@ def select_for_reprocess(root: str | Catalog, *, failures_of: str | None = None,
             merged = recipe_overrides(r["recipe"], r["profile"] or "ar",
                                       r["backend"] or "silhouette")
             for layer in (decided, overrides or {}):
+                if layer.get("profile"):
+                    # new profile fields re-derive their options: drop the inherited values
+                    for stage, opt in derived_options(r["profile"] or "ar",
+                                                      r["backend"] or "silhouette",
+                                                      layer["profile"]):
+                        merged.get(stage, {}).pop(opt, None)
                 for stage, opts in layer.items():
                     merged.setdefault(stage, {}).update(opts)
             items.append(ReprocessItem(
@@ -103,6 +109,28 @@ def recipe_overrides(recipe_json: str | None, profile: str, backend: str
         if diff:
             out[name] = diff
     return out
+
+
+#: Two values of each numeric profile field, to find the stage options derived from it.
+_PROBES: dict[str, tuple[Any, Any]] = {"target_tris": (1000, 2000), "texture_px": (256, 512),
+                                       "max_glb_mb": (1.0, 2.0)}
+
+
+def derived_options(profile: str, backend: str, fields: Mapping[str, Any]
+                    ) -> list[tuple[str, str]]:
+    """(stage, option) pairs the recipe derives from these profile ``fields``: the options
+    that change when the fields do."""
+    from ..flows.recipe import build_recipe
+
+    def options(change: dict[str, Any]) -> dict[tuple[str, str], Any]:
+        d = build_recipe(profile, backend, {"profile": change}).describe()
+        return {(s["name"], k): v for s in d["stages"] for k, v in s["options"].items()}
+
+    out: set[tuple[str, str]] = set()
+    for name in fields:
+        a, b = (options({name: v}) for v in _PROBES.get(name, (None, fields[name])))
+        out |= {k for k in a if a[k] != b.get(k)}
+    return sorted(out)
 
 
 def group_items(items: Sequence[ReprocessItem], catalog: str | None = None

@@ -232,38 +232,60 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
             if ";" in where:
                 raise ValueError("--where takes one SQL condition, without ';'")
             conds.append(f"({where})")
-        wide = bool(where) or sort_expr not in ("_rank", "sku", "finished_at", "run_id",
-                                                "failed_stage", "review_status", "wall_s",
-                                                "triaged_at", "decided_at")
-        attempt_cols = "a.*" if wide else \
-            "a.attempt_id, a.sku, a.run_id, a.status, a.failed_stage, a.finished_at, a.wall_s"
-        aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items()) if wide else ""
+        narrow = ("_rank", "sku", "finished_at", "run_id", "failed_stage", "review_status",
+                  "wall_s", "triaged_at", "decided_at")
+        wide = bool(where) or sort_expr not in narrow
+        # one pass over the attempts (the current attempt of each SKU and the few columns the
+        # queue sorts and filters on), one over the verdicts of those attempts, one over the
+        # decisions; the page's other columns are looked up for its rows only (``_fill``)
+        key = "(finished_at, attempt_id)"
+        vkey, dkey = "(computed_at, verdict_id)", "(decided_at, review_id)"
+        rules_col = (f", max_by(rules_hit, {vkey}) AS rules_hit" if rule or wide
+                     else ", NULL::VARCHAR[] AS rules_hit")
+        extra = v_wide = d_wide = ""
+        if wide:
+            # a --where may name any column of the ``queue`` view
+            aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items())
+            extra = (", a.* EXCLUDE (attempt_id, sku, run_id, status, failed_stage, "
+                     f"finished_at, wall_s) {aliases}, cv.reasons, cv.rules_version, "
+                     "cd.reviewer, cd.review_note, cd.review_overrides")
+            v_wide = (f", max_by(reasons, {vkey}) AS reasons, "
+                      f"max_by(rules_version, {vkey}) AS rules_version")
+            d_wide = (f", max_by(reviewer, {dkey}) AS reviewer, "
+                      f"max_by(note, {dkey}) AS review_note, "
+                      f"max_by(overrides, {dkey}) AS review_overrides")
+        join_a = "JOIN attempts a ON a.attempt_id = cur.attempt_id" if wide else ""
         sql = f"""
-            WITH cur AS MATERIALIZED (SELECT max_by(attempt_id, (finished_at, attempt_id)) AS attempt_id
-                         FROM attempts GROUP BY sku),
-            cv AS (SELECT max_by(verdict_id, (computed_at, verdict_id)) AS verdict_id
-                   FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
-                   GROUP BY attempt_id),
-            cd AS (SELECT max_by(review_id, (decided_at, review_id)) AS review_id
-                   FROM reviews GROUP BY attempt_id),
+            WITH cur AS MATERIALIZED (
+                SELECT sku, max_by(attempt_id, {key}) AS attempt_id,
+                       max_by(run_id, {key}) AS run_id, max_by(status, {key}) AS status,
+                       max_by(failed_stage, {key}) AS failed_stage,
+                       max(finished_at) AS finished_at, max_by(wall_s, {key}) AS wall_s
+                FROM attempts GROUP BY sku),
+            cv AS (
+                SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
+                       max_by(severity, (computed_at, verdict_id)) AS severity,
+                       max_by(verdict_id, (computed_at, verdict_id)) AS verdict_id,
+                       max(computed_at) AS triaged_at {rules_col} {v_wide}
+                FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
+                GROUP BY attempt_id),
+            cd AS (
+                SELECT attempt_id, max_by(decision, (decided_at, review_id)) AS decision,
+                       max_by(review_id, (decided_at, review_id)) AS review_id,
+                       max(decided_at) AS decided_at {d_wide}
+                FROM reviews GROUP BY attempt_id),
             base AS (
-                SELECT {attempt_cols} {aliases},
-                       coalesce(v.verdict, 'untriaged') AS verdict, v.severity, v.reasons,
-                       v.rules_hit, v.verdict_id, v.computed_at AS triaged_at,
-                       coalesce(d.decision, 'unreviewed') AS review_status, d.reviewer,
-                       d.note AS review_note, d.overrides AS review_overrides, d.decided_at,
-                       d.review_id,
-                       CASE coalesce(v.verdict, 'untriaged') WHEN 'fail' THEN 3
+                SELECT cur.*, coalesce(cv.verdict, 'untriaged') AS verdict, cv.severity,
+                       cv.rules_hit, cv.verdict_id, cv.triaged_at,
+                       coalesce(cd.decision, 'unreviewed') AS review_status, cd.review_id,
+                       cd.decided_at,
+                       CASE coalesce(cv.verdict, 'untriaged') WHEN 'fail' THEN 3
                             WHEN 'review' THEN 2 WHEN 'untriaged' THEN 1 ELSE 0 END AS _rank
-                FROM attempts a
-                LEFT JOIN (SELECT * FROM verdicts WHERE verdict_id IN
-                           (SELECT verdict_id FROM cv)) v ON v.attempt_id = a.attempt_id
-                LEFT JOIN (SELECT * FROM reviews WHERE review_id IN
-                           (SELECT review_id FROM cd)) d ON d.attempt_id = a.attempt_id
-                WHERE a.attempt_id IN (SELECT attempt_id FROM cur))
-            SELECT attempt_id, sku, verdict, severity, reasons, rules_hit, verdict_id,
-                   triaged_at, review_status, reviewer, review_note, review_overrides,
-                   decided_at, review_id, count(*) OVER () AS _total
+                       {extra}
+                FROM cur LEFT JOIN cv ON cv.attempt_id = cur.attempt_id
+                LEFT JOIN cd ON cd.attempt_id = cur.attempt_id {join_a})
+            SELECT attempt_id, sku, verdict, severity, verdict_id, triaged_at, review_status,
+                   review_id, decided_at, count(*) OVER () AS _total
             FROM base WHERE {' AND '.join(conds)}
             ORDER BY {sort_expr} {'DESC' if desc else 'ASC'} NULLS LAST, sku ASC
             LIMIT {limit} OFFSET {offset}"""
@@ -285,22 +307,38 @@ def _count(cat: Catalog, sql: str, params: list[Any], offset: int) -> int:
 
 
 def _fill(cat: Catalog, page: list[dict[str, Any]], metrics: Sequence[str]) -> list[dict]:
-    """Add each page item's attempt columns, aliases and asked-for metrics (one lookup)."""
+    """Add each page item's attempt columns, aliases, asked-for metrics, verdict reasons and
+    decision details (lookups for the page's rows only; SKU filters prune row groups)."""
     if not page:
         return []
     ids = [p["attempt_id"] for p in page]
     skus = sorted({p["sku"] for p in page})
+    in_skus = f"sku IN ({', '.join('?' for _ in skus)})"
     extra = "".join(f", {quote_ident(m)}" for m in metrics)
     aliases = "".join(f", {expr} AS {name}" for name, expr in ALIASES.items())
     rows = cat.rows(
         f"SELECT {', '.join(ITEM_COLUMNS)} {aliases} {extra} FROM attempts "
-        f"WHERE sku IN ({', '.join('?' for _ in skus)}) "
-        f"AND attempt_id IN ({', '.join('?' for _ in ids)})", skus + ids)
+        f"WHERE {in_skus} AND attempt_id IN ({', '.join('?' for _ in ids)})", skus + ids)
     by_id = {r["attempt_id"]: r for r in rows}
+    vids = [p["verdict_id"] for p in page if p.get("verdict_id")]
+    verdicts = {r["verdict_id"]: r for r in cat.rows(
+        f"SELECT verdict_id, reasons, rules_hit, rules_version FROM verdicts WHERE {in_skus} "
+        f"AND verdict_id IN ({', '.join('?' for _ in vids)})", skus + vids)} if vids else {}
+    rids = [p["review_id"] for p in page if p.get("review_id")]
+    reviews = {r["review_id"]: r for r in cat.rows(
+        f"SELECT review_id, reviewer, note AS review_note, overrides AS review_overrides "
+        f"FROM reviews WHERE {in_skus} AND review_id IN ({', '.join('?' for _ in rids)})",
+        skus + rids)} if rids else {}
     out = []
     for p in page:
+        v = verdicts.get(p.get("verdict_id"), {})
+        d = reviews.get(p.get("review_id"), {})
         item = {**by_id.get(p["attempt_id"], {}),
-                **{k: v for k, v in p.items() if not k.startswith("_")}}
+                **{k: v for k, v in p.items() if not k.startswith("_")},
+                "reasons": v.get("reasons"), "rules_hit": v.get("rules_hit"),
+                "rules_version": v.get("rules_version"), "reviewer": d.get("reviewer"),
+                "review_note": d.get("review_note"),
+                "review_overrides": d.get("review_overrides")}
         out.append(item)
     return out
 

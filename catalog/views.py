@@ -29,6 +29,7 @@ Table macros:
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -105,6 +106,14 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+def _many_small(files: Sequence[Any]) -> bool:
+    """Fragments as the runner writes them (one small file per attempt), as opposed to a few
+    large batches: the first are worth holding in memory once per snapshot."""
+    if len(files) <= 32:
+        return True
+    return sum(f.size for f in files) / len(files) < 4 * 1024 * 1024
+
+
 def _with_file(paths: Sequence[str]) -> str:
     """The rows of Parquet files with the file each came from (``_file``)."""
     return (f"SELECT * EXCLUDE (filename), filename AS _file FROM read_parquet("
@@ -129,13 +138,17 @@ class Catalog:
         self.root = root if root.startswith("s3://") else os.path.abspath(root)
         self.con = con or duckdb.connect()
         self.con.execute("SET parquet_metadata_cache = true")
+        # the fragment rows a snapshot holds may outgrow memory before a compaction: spill
         self.con.execute("SET memory_limit = ?", [os.environ.get("ASSETFACTORY_DUCKDB_MEMORY",
                                                                   "4GB")])
+        self.con.execute("SET temp_directory = ?", [os.path.join(
+            tempfile.gettempdir(), f"assetfactory-duckdb-{os.getpid()}")])
         if threads:
             self.con.execute(f"SET threads = {int(threads)}")
         self.snap: Snapshot | None = None
         self.columns: dict[str, dict[str, str]] = {}
         self._loaded: dict[str, set[str]] = {}     # fragment files held in _frag_<kind>
+        self._direct: dict[str, list[str]] = {}    # large fragment files read in place
         self.refresh()
 
     # ------------------------------------------------------------------ sources
@@ -156,6 +169,36 @@ class Catalog:
         prune_cache(self.root, self.snap)
         return self
 
+    def refresh_kinds(self, kinds: Iterable[str]) -> Catalog:
+        """Re-list only the files of ``kinds`` (e.g. ``["reviews"]``, which change most often)
+        and redefine their sources; every view over them sees the new rows at once, the other
+        kinds keep their snapshot."""
+        import dataclasses
+
+        kinds = list(kinds)
+        unknown = set(kinds) - set(KINDS)
+        if unknown:
+            raise ValueError(f"unknown kind(s) {sorted(unknown)}; use {sorted(KINDS)}")
+        assert self.snap is not None
+        for i in range(_RETRIES):
+            fresh = snapshot(self.root, kinds)
+            self.snap = dataclasses.replace(self.snap, files={**self.snap.files, **fresh.files})
+            try:
+                for kind in kinds:
+                    self._define_source(kind)
+                self._define_views()     # a view's columns are fixed when it is defined
+                break
+            except duckdb.IOException as exc:
+                if i == _RETRIES - 1 or not _vanished(exc):
+                    raise
+                time.sleep(0.05 * (i + 1))
+        return self
+
+    def define_source(self, kind: str) -> None:
+        """(Re)define ``_src_<kind>``, the view every named view reads ``kind``'s rows from,
+        over the files of the current snapshot (``self.snap``)."""
+        self._define_source(kind)
+
     def _load_fragments(self, kind: str) -> bool:
         """Hold the snapshot's fragment rows of ``kind`` in a temporary table, adding the new
         fragment files and dropping the vanished ones since the last refresh; True if any.
@@ -168,6 +211,13 @@ class Catalog:
         table = f"_frag_{kind}"
         paths = local_paths(self.root, frag) if frag else []
         want, have = set(paths), self._loaded.get(kind)
+        self._direct[kind] = []
+        if paths and not _many_small(frag):
+            # a few large fragments (writers' batches): read them in place, like compacted files
+            self.con.execute(f"DROP TABLE IF EXISTS {table}")
+            self._loaded[kind] = set()
+            self._direct[kind] = paths
+            return False
         if not paths:
             self.con.execute(f"DROP TABLE IF EXISTS {table}")
             self._loaded[kind] = set()
@@ -212,6 +262,16 @@ class Catalog:
             if runs is not None:
                 frag += f" WHERE run_id IN ({', '.join(_lit(r) for r in runs) or 'NULL'})"
             frag += ")"
+        elif self._direct.get(kind):
+            # the same partition pruning as for compacted files (run partitions, ``all``)
+            live = {f.key for f in self.snap.of(kind, runs) if not f.compacted}
+            direct = [p for f, p in zip([f for f in self.snap.of(kind) if not f.compacted],
+                                        self._direct[kind]) if f.key in live]
+            if direct:
+                frag = f"(SELECT * FROM {read_sql(direct)}"
+                if runs is not None:
+                    frag += f" WHERE run_id IN ({', '.join(_lit(r) for r in runs) or 'NULL'})"
+                frag += ")"
         if frag is None and not comp:
             return f"(SELECT * FROM _empty_{kind})"
         if not comp:

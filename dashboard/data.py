@@ -173,20 +173,15 @@ class Catalog:
     def reload_reviews(self, sig: dict[str, Any] | None = None) -> None:
         """Re-read the decision rows (another reviewer, the CLI) and recompute the queue from
         the in-memory current assets and verdicts: milliseconds, not a full reload."""
-        import dataclasses
-
-        from ..catalog.files import snapshot
-
         with self._lock:
             views = self._views
         if views is None:
             return
         sig = sig if sig is not None else self.signature()
-        fresh = snapshot(self.root, ["reviews"])
-        views.snap = dataclasses.replace(
-            views.snap, files={**views.snap.files, "reviews": fresh.files["reviews"]})
+        # re-list the decision files only; ``_src_reviews`` becomes the view over them again
+        # (the other kinds keep their in-memory tables)
+        views.refresh_kinds(["reviews"])
         con = views.con     # the connection that owns the views (and any temporary table)
-        views._define_source("reviews")     # the view over the files, with its columns
         _promote_temp_tables(con)
         con.execute("CREATE OR REPLACE TABLE _mem_reviews AS SELECT * FROM _src_reviews")
         con.execute("CREATE OR REPLACE VIEW _src_reviews AS SELECT * FROM _mem_reviews")

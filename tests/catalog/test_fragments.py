@@ -83,3 +83,29 @@ def test_compaction_loses_and_duplicates_nothing(tmp_path):
 def test_empty_catalog_views(tmp_path):
     assert query(str(tmp_path), "SELECT count(*) FROM assets")[1] == [(0,)]
     assert run_summary(str(tmp_path))["run_id"] is None
+
+
+def test_large_fragments_are_read_in_place_with_the_same_answers(tmp_path, monkeypatch):
+    """Writers' batches (large fragments) are read where they are instead of held in memory;
+    the views, run-scoped reads and compaction give the same rows either way."""
+    from assetfactory.catalog import views
+    from assetfactory.catalog.views import Catalog
+
+    for sku in "abc":
+        _write(tmp_path, _state(tmp_path, sku, run="r1", failed=sku == "b"))
+    _write(tmp_path, _state(tmp_path, "d", run="r2"))
+    sql = "SELECT attempt_id, sku, status, run_id FROM attempts ORDER BY attempt_id"
+    with Catalog(str(tmp_path)) as cat:
+        held = cat.rows(sql)
+        held_r2 = cat.rows(f"SELECT sku FROM {cat.relation('assets', ['r2'])}")
+    monkeypatch.setattr(views, "_many_small", lambda files: False)
+    with Catalog(str(tmp_path)) as cat:
+        assert not cat._loaded["assets"] and cat._direct["assets"]
+        assert cat.rows(sql) == held
+        assert cat.rows(f"SELECT sku FROM {cat.relation('assets', ['r2'])}") == held_r2
+        assert [r["sku"] for r in held_r2] == ["d"]
+        assert cat.rows(f"SELECT count(*) AS n FROM {cat.relation('stages', ['r1'])}") == \
+            [{"n": 6}]
+        compact(str(tmp_path), runs=["r1"])     # r1 compacted, r2 still a fragment
+        cat.refresh()
+        assert cat.rows(sql) == held

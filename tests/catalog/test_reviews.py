@@ -38,10 +38,15 @@ def test_overrides_are_parsed_and_checked_against_the_stages(tmp_path):
     write(root, "mug", files=False)
     for bad, msg in ((["polish.level=3"], "no stage 'polish'"),
                      (["simplify.colour=3"], "simplify has no option 'colour'"),
-                     (["simplify.target_tris=-5"], "simplify")):
+                     (["simplify.target_tris=-5"], "simplify"),
+                     (["profile.texture_px=100"], "power of two"),
+                     (["profile.colour=3"], "unknown profile field")):
         with pytest.raises(ReviewError, match=msg):
             record_decision(root, "mug", "rework", reviewer="ann",
                             overrides=parse_overrides(bad))
+    row = record_decision(root, "mug", "rework", reviewer="ann",
+                          overrides=parse_overrides(["profile.texture_px=512"]))
+    assert row["overrides"] == '{"profile": {"texture_px": 512}}'
     with pytest.raises(ReviewError, match="goes with rework"):
         record_decision(root, "mug", "approve", reviewer="ann",
                         overrides={"texture": {"size": 512}})
@@ -116,3 +121,23 @@ def test_decisions_survive_compaction(where, tmp_path, request):
     record_decision(root, "sku-0", "reject", reviewer="bob")
     _, rows = query(root, "SELECT decision, reviewer FROM decisions WHERE sku = 'sku-0'")
     assert rows == [("reject", "bob")]
+
+
+def test_refreshing_only_the_decisions_shows_new_ones_in_every_view(tmp_path):
+    """What a long-lived reader (the dashboard) does after a decision: re-list one kind."""
+    from assetfactory.catalog.views import Catalog
+
+    root = str(tmp_path)
+    write(root, "mug", "r1", files=False)
+    write(root, "lamp", "r1", files=False)
+    with Catalog(root) as cat:
+        assert cat.rows("SELECT count(*) AS n FROM queue WHERE review_status = 'unreviewed'") \
+            == [{"n": 2}]
+        record_decision(root, "mug", "rework", reviewer="ann", overrides={"texture": {"size": 1024}})
+        write(root, "sofa", "r1", files=False)      # not re-listed: assets keep their snapshot
+        cat.refresh_kinds(["reviews"])
+        assert cat.rows("SELECT sku, reviewer FROM open_reworks") == \
+            [{"sku": "mug", "reviewer": "ann"}]
+        assert cat.rows("SELECT count(*) AS n FROM attempts") == [{"n": 2}]
+        with pytest.raises(ValueError, match="unknown kind"):
+            cat.refresh_kinds(["nope"])

@@ -66,6 +66,13 @@ def test_queue_is_worst_first_and_filters_with_bound_parameters(tmp_path):
     record_decision(root, "mug", "approve", reviewer="ann")
     assert "mug" not in [i["sku"] for i in triage_queue(root, review=["unreviewed"]).items]
     assert [i["sku"] for i in triage_queue(root, review=["approve"]).items] == ["mug"]
+    mug = triage_queue(root, review=["approve"]).items[0]
+    assert mug["reviewer"] == "ann" and mug["rules_version"] and mug["reasons"] is not None
+    # --where sees every column of the ``queue`` view, the decision's and the verdict's too
+    assert [i["sku"] for i in triage_queue(root, where="reviewer = 'ann'").items] == ["mug"]
+    assert [i["sku"] for i in triage_queue(
+        root, where="len(reasons) > 0 AND rules_version IS NOT NULL").items] == \
+        [i["sku"] for i in page.items if i["reasons"]]
     with pytest.raises(ValueError, match="cannot sort by"):
         triage_queue(root, sort="no_such; DROP")
     with pytest.raises(ValueError, match="unknown verdict"):

@@ -95,6 +95,32 @@ def test_the_selection_is_exact(tmp_path, demo_catalog):
     assert sorted(len(g) for g in plan["groups"].values()) == [1, 1]   # two recipes
     with pytest.raises(ValueError, match="say what to reprocess"):
         plan_reprocess(root)
+    # the command: the same plan, nothing converted with --dry-run; bad --set refused
+    from typer.testing import CliRunner
+
+    from assetfactory.cli import app
+
+    res = CliRunner().invoke(app, ["reprocess", "--out", root, "--failures", "r0",
+                                   "--where", "metric_silhouette_iou < 0.9", "--dry-run"])
+    assert res.exit_code == 0, res.output
+    assert "3 SKU(s) selected" in res.output and "ghost-01" in res.output
+    assert "not in the catalog file" in res.output
+    res = CliRunner().invoke(app, ["reprocess", "--out", root, "--reworks",
+                                   "--set", "texture.colour=1"])
+    assert res.exit_code == 2 and "texture has no option 'colour'" in res.output
+    assert query(root, "SELECT count(*) FROM attempts")[1] == [(4,)]
+    # a rework that changes a profile field re-derives every option that follows from it
+    record_decision(root, "mug-01", "rework", reviewer="bob",
+                    overrides={"profile": {"texture_px": 256}})
+    mug = next(it for it in plan_reprocess(root, reworks=True)["items"] if it.sku == "mug-01")
+    assert mug.overrides["profile"] == {"texture_px": 256}
+    assert mug.overrides["simplify"] == {"target_tris": 600}       # not derived: kept
+    assert "size" not in mug.overrides.get("texture", {})
+    opts = {c.name: c.options for c in build_recipe("web", "silhouette",
+                                                    {k: dict(v) for k, v in
+                                                     mug.overrides.items()}).calls}
+    assert (opts["texture"].size, opts["export"].texture_size, opts["uv"].resolution,
+            opts["simplify"].target_tris) == (256, 256, 256, 600)
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
