@@ -32,11 +32,6 @@ BACKEND = "mesh"
 @pytest.fixture(scope="module")
 def ray_local(s3_endpoint):
     """Ray after the S3 server: workers take the AWS_* settings from the environment then."""
-    import boto3
-
-    client = boto3.client("s3", endpoint_url=s3_endpoint)
-    if "drop" not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
-        client.create_bucket(Bucket="drop")
     ray = pytest.importorskip("ray")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
@@ -163,7 +158,7 @@ def test_each_new_file_is_ingested_once(ray_local, shared):
 
 
 def test_ingest_from_an_s3_prefix_into_s3(ray_local, tmp_path):
-    drop = open_storage("s3://drop/suppliers")
+    drop = open_storage("s3://factory/drop/suppliers")
     local = tmp_path / "staging"
     box_obj(local / "m" / "c.obj", (0.15, 0.15, 0.15))
     write_catalog(local / "cat.csv", [{"sku": "S3 Cube", "mesh_uri": "m/c.obj"},
@@ -171,18 +166,19 @@ def test_ingest_from_an_s3_prefix_into_s3(ray_local, tmp_path):
     drop.put("v1/m/c.obj", (local / "m" / "c.obj").read_bytes())
     drop.put("v1/cat.csv", (local / "cat.csv").read_bytes())
 
-    # relative paths in an S3 catalog are keys beside it, and may not climb out of it
-    parse = read_catalog("s3://drop/suppliers/v1/cat.csv")
-    assert parse.specs[0].mesh_uri == "s3://drop/suppliers/v1/m/c.obj"
+    # relative paths in an S3 catalog are keys beside it, and may not climb out of it (one
+    # bucket: the session's S3 server has volumes for few buckets)
+    parse = read_catalog("s3://factory/drop/suppliers/v1/cat.csv")
+    assert parse.specs[0].mesh_uri == "s3://factory/drop/suppliers/v1/m/c.obj"
     assert parse.errors[0].sku == "Escape" and parse.errors[0].code == "outside_root"
-    assert [u for u, _, _ in list_catalog_files("s3://drop/suppliers")] == [
-        "s3://drop/suppliers/v1/cat.csv"]
+    assert [u for u, _, _ in list_catalog_files("s3://factory/drop/suppliers")] == [
+        "s3://factory/drop/suppliers/v1/cat.csv"]
 
     out = "s3://factory/scheduled-assets"
-    result = _ingest("s3://drop/suppliers", out)
+    result = _ingest("s3://factory/drop/suppliers", out)
     (f,) = result["files"]
     assert (f["status"], f["ok"], f["bad_rows"]) == ("converted", 1, 1)
     (asset,) = _rows(out, "SELECT sku, glb_uri FROM assets WHERE status = 'ok'")
     assert asset["glb_uri"].startswith("s3://factory/scheduled-assets/assets/S3_Cube-")
-    assert _ingest("s3://drop/suppliers", out)["files"] == []
+    assert _ingest("s3://factory/drop/suppliers", out)["files"] == []
     assert _rows(out, "SELECT count(*) AS n FROM ingested")[0]["n"] == 1
