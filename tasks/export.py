@@ -291,7 +291,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
         artifacts["usdz"] = store.put(f"assets/{part}/{part}.usdz", usdz, "model/vnd.usdz+zip")
     if options.write_poster:
         poster = render_poster(mesh, enc.base, options.poster_size)
-        artifacts["poster"] = store.put(f"assets/{part}/poster.png", encode_png(poster),
+        artifacts["poster"] = store.put(f"assets/{part}/poster.png", encode_png(poster, level=6),
                                         "image/png")
     log.info("%s export: %s.glb %.2f MB, maps %s at %s px (%s), %d materials, %d LODs, "
              "%d hulls, validator errors %s warnings %s%s", state.sku, name, len(glb) / 1e6,
