@@ -42,7 +42,7 @@ def _bilinear(img, off, h, w, x, y, out):
 @jit
 def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, mask, edge,
                     tolerance, power, prior, edge_weight, footprint, mip_bias, pyr, pyr_off,
-                    pyr_h, pyr_w, acc, wsum, clean):
+                    pyr_h, pyr_w, acc, wsum, clean, light_dir, ambient):
     """Add one view's weighted colour to ``acc`` / ``wsum`` of every texel it sees and mark
     ``clean`` the texels it sees outside its edge band.
 
@@ -50,11 +50,15 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
     float32 rows at offsets ``pyr_off`` with shapes ``pyr_h`` x ``pyr_w``: with ``footprint``
     ((M,) px per texel per face) the mask-premultiplied pyramid (rgb x mask, mask), read at
     each texel's level; with an empty ``footprint`` the plain photo (rgb, 1), read bilinearly.
+    ``light_dir``: the studio light's direction in the camera frame ((3,)), or (0,) for none;
+    with a light, each colour read is divided by its shading there (``delight.Light.shade``:
+    ``ambient + (1 - ambient) * max(0, n_cam . light_dir)``).
     Returns (texels kept, sum of level * weight, sum of weight).
     """
     h, w = depth.shape
     has_edge = edge.shape[0] > 0
     use_mip = footprint.shape[0] > 0
+    has_light = light_dir.shape[0] == 3
     top = len(pyr_off) - 1
     sample = np.empty(4, np.float32)
     kept = 0
@@ -114,6 +118,13 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
         else:  # ``pyr`` is then the plain photo (one level)
             _bilinear(pyr, pyr_off[0], pyr_h[0], pyr_w[0], u, v, sample)
             col0, col1, col2 = sample[0], sample[1], sample[2]
+        if has_light:
+            nx, ny, nz = normals[i, 0], normals[i, 1], normals[i, 2]
+            dl = ((nx * rot[0, 0] + ny * rot[0, 1] + nz * rot[0, 2]) * light_dir[0]
+                  + (nx * rot[1, 0] + ny * rot[1, 1] + nz * rot[1, 2]) * light_dir[1]
+                  + (nx * rot[2, 0] + ny * rot[2, 1] + nz * rot[2, 2]) * light_dir[2])
+            shade = np.float32(ambient + (1.0 - ambient) * max(dl, 0.0))
+            col0, col1, col2 = col0 / shade, col1 / shade, col2 / shade
         acc[i, 0] += wt * col0
         acc[i, 1] += wt * col1
         acc[i, 2] += wt * col2

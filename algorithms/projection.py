@@ -218,9 +218,10 @@ def pack_levels(levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
             np.asarray(ws, np.int64))
 
 
-def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
-                      ) -> tuple[np.ndarray, np.ndarray, BlendStats]:
-    """``blend_views`` plus the statistics the stage reports.
+def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings,
+                      light=None) -> tuple[np.ndarray, np.ndarray, BlendStats]:
+    """``blend_views`` plus the statistics the stage reports; with a ``light``
+    (``delight.Light``), each photo's colour is divided by its shading first.
 
     Per view, one numba pass over the texels (``_projection_numba.accumulate_view``) does
     what ``visible_texels``, ``incidence_weights`` and ``sample_pyramid`` describe: project,
@@ -239,6 +240,9 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
     normals = np.ascontiguousarray(grid.normals, np.float64)
     faces = np.ascontiguousarray(grid.faces, np.int64)
     no_edge = np.zeros((0, 0), bool)
+    light_dir = (np.zeros(0, np.float64) if light is None
+                 else np.ascontiguousarray(light.direction, np.float64))
+    ambient = 0.0 if light is None else float(light.ambient)
     for v in views:
         mip = options.mip_filter and v.pyramid is not None and v.face_footprint is not None
         if mip:
@@ -257,7 +261,7 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
             no_edge if v.edge is None else np.ascontiguousarray(v.edge, bool),
             float(options.depth_tolerance), float(options.incidence_power),
             float(view_prior(cam, options.front_back_prior)), float(options.edge_weight),
-            footprint, float(options.mip_bias), *pyr, acc, wsum, clean)
+            footprint, float(options.mip_bias), *pyr, acc, wsum, clean, light_dir, ambient)
         if kept:
             used.append(v.label)
             lv_acc += la
@@ -303,11 +307,11 @@ def texture_colours(grid: TexelGrid, views: list[ViewInput], options: Projection
 
 
 def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings,
-                          threads: int = -1
+                          threads: int = -1, light=None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlendStats]:
     """``texture_colours`` with the blend statistics; ``threads`` bounds the fill's KD-tree
-    query (-1 = all cores)."""
-    colour, wsum, used = blend_views_stats(grid, views, options)
+    query (-1 = all cores); ``light``: see ``blend_views_stats``."""
+    colour, wsum, used = blend_views_stats(grid, views, options, light)
     observed = wsum > 0
     if not observed.any():
         grey = srgb_to_linear(np.asarray(NEUTRAL_GREY))

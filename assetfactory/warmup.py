@@ -64,6 +64,7 @@ def warm_up() -> float:
     from .algorithms.uv_quality import uv_metrics
     from .core.mesh import MeshData
     from .geometry.normals import smooth_normals
+    from .geometry.raster import overlapping_faces
     from .tasks.cleanup import CleanupOptions, clean_mesh
     from .tasks.uv import UVOptions
 
@@ -81,6 +82,8 @@ def warm_up() -> float:
     packed = pack_charts(uv, faces, UVOptions(resolution=256, padding=2))
     low = MeshData(clean.vertices[vmap], packed.faces, uv=packed.uv)
     uv_metrics(low, 256)
+    twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)  # a texel covered twice: its faces
+    overlapping_faces(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), twice, 16)
     _warm_texels(low)
     return time.perf_counter() - t
 
