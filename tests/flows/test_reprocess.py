@@ -20,7 +20,8 @@ from assetfactory.flows.reprocess import plan_reprocess, reprocess
 
 pytestmark = pytest.mark.slow
 
-TINY = {"simplify": {"target_tris": 600}, "uv": {"resolution": 128}, "bake": {"size": 128},
+TINY = {"cleanup": {"visibility_views": 8, "visibility_resolution": 64},
+        "simplify": {"target_tris": 600}, "uv": {"resolution": 128}, "bake": {"size": 128},
         "texture": {"size": 128}, "export": {"texture_size": 128}}
 
 
