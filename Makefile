@@ -22,7 +22,15 @@ $(VENV)/.installed: pyproject.toml $(VENV)/.system-deps
 	$(VENV)/bin/assetfactory warmup
 	touch $@
 
-$(VENV)/.installed-test: $(VENV)/.installed
+# The dashboard's browser tests drive Debian's chromium with Playwright (no browser download).
+$(VENV)/.test-system-deps: $(VENV)/.system-deps
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -qq -o DPkg::Lock::Timeout=600 chromium; \
+	  else echo "please install: chromium (sudo apt-get install chromium)"; exit 1; fi; fi
+	@touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed $(VENV)/.test-system-deps
 	$(PY) -m pip install -q -e '.[test]'
 	touch $@
 

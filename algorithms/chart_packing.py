@@ -152,3 +152,55 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unw
     area = float(np.abs(_uv_areas(out, faces)).sum())
     return Unwrap(np.arange(len(uv)), faces, np.clip(out, 0.0, 1.0).astype(np.float32),
                   len(charts), area)
+
+
+def folded_faces(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(M,) bool: faces whose UV winding is opposite to their chart's (area-weighted) majority.
+
+    A folded triangle always lies over its neighbours in the chart, so it is an overlap
+    whatever the atlas resolution; zero-area UV faces cover nothing and are not folded.
+    """
+    comp = chart_ids(faces, len(uv))
+    signed = _uv_areas(np.asarray(uv, np.float64), faces)
+    fchart = comp[faces[:, 0]]
+    majority = np.bincount(fchart, weights=signed, minlength=comp.max() + 1)[fchart]
+    return (signed * majority) < 0
+
+
+def detach_faces(unwrap: Unwrap, mask: np.ndarray) -> Unwrap:
+    """The unwrap with every face in ``mask`` cut out of its chart into a chart of its own
+    (three fresh vertex copies each; the face keeps its UVs, so its shape is unchanged)."""
+    idx = np.flatnonzero(mask)
+    if len(idx) == 0:
+        return unwrap
+    n = len(unwrap.uv)
+    corners = unwrap.faces[idx].ravel()
+    faces = unwrap.faces.copy()
+    faces[idx] = (n + np.arange(3 * len(idx))).reshape(-1, 3)
+    return Unwrap(np.concatenate([unwrap.vmapping, unwrap.vmapping[corners]]), faces,
+                  np.concatenate([unwrap.uv, unwrap.uv[corners]]), unwrap.charts + len(idx),
+                  unwrap.utilization)
+
+
+def without_overlaps(unwrap: Unwrap, options: PackSettings, rounds: int = 4) -> Unwrap:
+    """The unwrap with no texel centre covered twice at ``options.resolution``.
+
+    xatlas now and then folds a triangle over its neighbours or lets a chart's border run over
+    itself; a texel there would get two surface points in the bake. Faces that are folded, or
+    that cover a texel another face covers, are detached into charts of their own and the
+    atlas is packed again (``pack_charts`` keeps distinct charts apart by construction, and a
+    lone triangle cannot overlap itself). A re-pack changes the scale, so the check repeats
+    (it converged in one or two rounds on the meshes tried).
+    """
+    from ..geometry.raster import overlapping_faces
+
+    for _ in range(rounds):
+        mask = folded_faces(unwrap.uv, unwrap.faces)
+        mask |= overlapping_faces(unwrap.uv, unwrap.faces, options.resolution)
+        if not mask.any():
+            return unwrap
+        cut = detach_faces(unwrap, mask)
+        packed = pack_charts(cut.uv, cut.faces, options)
+        unwrap = Unwrap(cut.vmapping[packed.vmapping], packed.faces, packed.uv, packed.charts,
+                        packed.utilization)
+    return unwrap

@@ -11,17 +11,20 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..geometry import derived
 from ..geometry.topology import edge_table
 
 
-def boundary_loops(faces: np.ndarray) -> list[tuple[list[int], list[int]]]:
+def boundary_loops(faces: np.ndarray, table: tuple | None = None
+                   ) -> list[tuple[list[int], list[int]]]:
     """Border loops, each as (vertices in fill order, the faces along it).
 
     "Fill order" runs opposite to the faces' own border edges, so a triangle (v[i], v[i+1], x)
     is wound like its neighbours. Expects an edge-manifold mesh; where a vertex still starts
-    two border edges, the loop takes the first unused one.
+    two border edges, the loop takes the first unused one. ``table``: ``edge_table(faces)``
+    when the caller has it (``geometry.derived``).
     """
-    _, face_edge, counts = edge_table(faces)
+    _, face_edge, counts = table if table is not None else edge_table(faces)
     slot = np.flatnonzero(counts[face_edge.ravel()] == 1)
     if len(slot) == 0:
         return []
@@ -80,10 +83,11 @@ def fill_holes(mesh: MeshData, max_ear_vertices: int = 256) -> tuple[MeshData, i
     a fan around one new vertex at its centroid. New faces take the most common label of the
     faces around the loop, so each part closes with its own label.
     """
-    loops = boundary_loops(mesh.faces)
+    table = derived.edge_table(mesh)
+    loops = boundary_loops(mesh.faces, table)
     if not loops:
         return mesh, 0, 0
-    edges, _, _ = edge_table(mesh.faces)
+    edges, _, _ = table
     n = mesh.n_vertices
     existing = np.sort(edges[:, 0] * n + edges[:, 1])
     new_faces, new_labels, centres, centre_src = [], [], [], []

@@ -7,19 +7,24 @@ import numpy as np
 
 
 def _cell_means(keys: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Group rows by integer cell key; return (inverse index, per-cell means of each array)."""
-    _, inverse, counts = np.unique(keys, axis=0, return_inverse=True, return_counts=True)
+    """Group rows by integer cell key (one int64 per row, or (N, D) integer cell coordinates);
+    return (inverse index, per-cell means of each array), cells in increasing key order."""
+    if keys.ndim == 2:  # one int64 per cell, in the lexicographic order of the coordinates
+        k = keys - keys.min(axis=0)
+        keys = np.ravel_multi_index(tuple(k.T), tuple(k.max(axis=0) + 1))
+    _, inverse, counts = np.unique(keys, return_inverse=True, return_counts=True)
     inverse = inverse.reshape(-1)
     means = []
     for a in arrays:
-        acc = np.zeros((len(counts), a.shape[1]), np.float64)
-        np.add.at(acc, inverse, a)
+        acc = np.stack([np.bincount(inverse, a[:, c], minlength=len(counts))
+                        for c in range(a.shape[1])], axis=1)
         means.append((acc / counts[:, None]).astype(np.float32))
     return inverse, means
 
 
 def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndarray,
-                    observed: np.ndarray, k: int = 8, grid: int = 256) -> np.ndarray:
+                    observed: np.ndarray, k: int = 8, grid: int = 256,
+                    threads: int = -1) -> np.ndarray:
     """Colour every unobserved texel from its k nearest observed texels in 3D.
 
     Why 3D and not UV: UV neighbours across a chart border are usually far apart on the
@@ -29,7 +34,9 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     Why cells: a KD-tree query from millions of unseen texels (the back of a product shot from
     the front) into millions of seen ones is slow when the two sets are far apart. Both sets
     are first averaged into cubic cells (``grid`` cells along the longest side, ~1 mm on a
-    shoe box), which keeps the query to a few hundred thousand points at any texture size.
+    shoe box), which keeps the query to a few hundred thousand points at any texture size (one
+    numba pass per set, no sort).
+    ``threads``: KD-tree query workers (-1 = all cores).
     """
     out = np.array(colours, np.float32, copy=True)
     src = np.flatnonzero(observed)
@@ -38,17 +45,20 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
         return out
     from scipy.spatial import cKDTree
 
+    from ._inpaint_numba import cell_means
+
     lo = positions.min(0)
     cell = max(float((positions.max(0) - lo).max()) / grid, 1e-12)
-
-    def cells(idx: np.ndarray) -> np.ndarray:
-        return np.floor((positions[idx] - lo) / cell).astype(np.int64)
-
-    _, (s_pos, s_nrm, s_col) = _cell_means(cells(src), positions[src], normals[src], colours[src])
-    d_inv, (d_pos, d_nrm) = _cell_means(cells(dst), positions[dst], normals[dst])
+    positions = np.ascontiguousarray(positions, np.float64)
+    normals = np.ascontiguousarray(normals, np.float64)
+    _, s_pos, s_nrm, s_col = cell_means(positions, normals,
+                                        np.ascontiguousarray(colours, np.float64), src, lo,
+                                        cell, int(grid))
+    d_inv, d_pos, d_nrm, _ = cell_means(positions, normals, np.zeros((0, 3)), dst, lo, cell,
+                                        int(grid))
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
-    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=-1)
+    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=threads)
     dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
     w = 1.0 / np.maximum(dist, 1e-9)
     agree = np.einsum("ikj,ij->ik", s_nrm[nn], d_nrm) > 0

@@ -2,7 +2,7 @@
 the tangent frame a viewer shades with (``geometry.tangents``); plus the ORM image.
 
 ``options`` below is any object with the fields of ``tasks.bake.BakeOptions`` it reads (size,
-max_distance, dilate_px, ao_rays, ao_distance, seed).
+max_distance, dilate_px, ao_rays, ao_distance, ao_size, seed).
 """
 
 from __future__ import annotations
@@ -25,14 +25,10 @@ from ..geometry.tangents import (
     surface_frames,
 )
 from ..geometry.texture_sampling import sample_bilinear_uv, texel_uv, uv_barycentric
-from .ambient_occlusion import ambient_occlusion
+from .ambient_occlusion import texel_ambient_occlusion
 
 #: The bake's closest-point queries against the dense mesh.
 DenseSurface = ClosestSurface
-
-
-def _dilate(values: np.ndarray, valid: np.ndarray, size: int, px: int, fill) -> np.ndarray:
-    return texels_to_image(size, valid, values, px, fill)
 
 
 NEUTRAL = (128, 128, 255)
@@ -46,6 +42,7 @@ class BakeSettings(Protocol):
     dilate_px: int
     ao_rays: int
     ao_distance: float
+    ao_size: int
     seed: int
 
 
@@ -96,11 +93,18 @@ class BakedMaps:
     texels: int          # covered texels
     dense_share: float   # share of covered texels that took the dense normal
     ao_mean: float       # mean AO over covered texels
+    ao_points: int = 0   # points the AO traced rays from (lattice nodes + lone texels)
+
+
+def ao_stride(size: int, ao_size: int) -> int:
+    """Texels between AO lattice nodes: the atlas size over the AO lattice's (at least 1)."""
+    return max(1, int(size) // max(1, int(ao_size)))
 
 
 def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals: np.ndarray,
-              tangents: np.ndarray) -> BakedMaps:
-    """Normal map and AO for ``low`` (with UVs) against the dense surface."""
+              tangents: np.ndarray, threads: int = 0) -> BakedMaps:
+    """Normal map and AO for ``low`` (with UVs) against the dense surface; ``threads`` bounds
+    the ray tracer's threads (0 = all cores)."""
     from ..geometry.render import get_renderer
 
     size = options.size
@@ -112,16 +116,17 @@ def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals
     frames = surface_frames(low, normals, tangents, fids, bary)
     target, took = target_normals(frames, dense, options.max_distance * diag)
     m = encode_tangent_space(frames, target)
-    img = _dilate(m, index, size, options.dilate_px, (0.0, 0.0, 1.0))
-    normal = to_rgb8(_unit(img.reshape(-1, 3)).reshape(size, size, 3))
-    ao = ambient_occlusion(low, frames.position, frames.normal, options.ao_rays,
-                           options.ao_distance * diag, options.seed)
+    ao, traced = texel_ambient_occlusion(
+        low, index, fids, frames.position, frames.normal, size,
+        ao_stride(size, options.ao_size), options.ao_rays, options.ao_distance * diag,
+        options.seed, threads)
     ao_mean = float(ao.mean()) if len(ao) else 1.0
-    # three channels: OpenCV's filters drop a single channel axis
-    ao_img = _dilate(np.repeat(ao[:, None], 3, axis=1), index, size, options.dilate_px,
-                     ao_mean)[..., 0]
-    return BakedMaps(normal, np.clip(ao_img, 0.0, 1.0), len(index),
-                     float(took.mean()) if len(took) else 0.0, ao_mean)
+    # one dilation for both maps: normal xyz + AO
+    img = texels_to_image(size, index, np.concatenate([m, ao[:, None]], axis=1),
+                          options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
+    normal = to_rgb8(_unit(img[..., :3].reshape(-1, 3)).reshape(size, size, 3))
+    return BakedMaps(normal, np.clip(img[..., 3], 0.0, 1.0), len(index),
+                     float(took.mean()) if len(took) else 0.0, ao_mean, traced)
 
 
 def orm_image(ao: np.ndarray, roughness: float, metallic: float) -> np.ndarray:

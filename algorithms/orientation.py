@@ -6,15 +6,17 @@ import numpy as np
 
 from ..core.mesh import MeshData
 from ..geometry import topology as kernels
+from ..geometry.derived import edge_table as derived_edge_table
 from ..geometry.derived import face_areas
 from ..geometry.topology import edge_table
 
 
-def _manifold_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _manifold_face_pairs(faces: np.ndarray, table: tuple | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pairs of faces sharing an edge used by exactly two faces; whether both traverse that
     edge in the same direction (i.e. their windings disagree); and, per face, whether it has a
     border or non-manifold edge (its patch is then not closed)."""
-    _, face_edge, counts = edge_table(faces)
+    _, face_edge, counts = table if table is not None else edge_table(faces)
     slots, _ = kernels.manifold_slots(face_edge, counts)
     open_face = (counts[face_edge] != 2).any(axis=1)
     pairs = slots // 3
@@ -37,7 +39,7 @@ def orient_faces(mesh: MeshData) -> tuple[MeshData, int]:
     m = mesh.n_faces
     if m == 0:
         return mesh, 0
-    pairs, disagree, open_face = _manifold_face_pairs(mesh.faces)
+    pairs, disagree, open_face = _manifold_face_pairs(mesh.faces, derived_edge_table(mesh))
     n_patch, patch, flip = kernels.winding_patches(m, pairs, disagree)
     faces = np.where(flip[:, None], mesh.faces[:, ::-1], mesh.faces)
     vol = kernels.patch_volumes(mesh.vertices, faces, patch, n_patch)

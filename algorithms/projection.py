@@ -22,12 +22,7 @@ from ..core.mesh import MeshData
 from ..geometry.colour import SRGB_LUT as _SRGB_LUT
 from ..geometry.colour import linear_to_srgb, srgb_to_linear, to_uint8
 from ..geometry.dilation import texels_to_image
-from ..geometry.texture_sampling import (
-    barycentric,
-    sample_bilinear,
-    sample_nearest,
-    sample_pyramid,
-)
+from ..geometry.texture_sampling import barycentric, sample_nearest
 from . import materials as mats
 from .inpaint import fill_nearest_3d
 
@@ -206,44 +201,71 @@ def blend_views(grid: TexelGrid, views: list[ViewInput], options: ProjectionSett
     return colour, wsum, stats.used
 
 
-def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
-                      ) -> tuple[np.ndarray, np.ndarray, BlendStats]:
-    """``blend_views`` plus the statistics the stage reports."""
-    acc = np.zeros((len(grid.index), 3), np.float64)
-    wsum = np.zeros(len(grid.index), np.float64)
-    clean = np.zeros(len(grid.index), bool)
+def pack_levels(levels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Image levels ((H, W, 3) colour, (H, W) alpha) -> one (P, 4) float32 array and the
+    offset, height and width of each level (what the projection kernel reads)."""
+    rows, off, hs, ws = [], [], [], []
+    start = 0
+    for c, m in levels:
+        h, w = m.shape
+        rows.append(np.concatenate([np.asarray(c, np.float32).reshape(-1, 3),
+                                    np.asarray(m, np.float32).reshape(-1, 1)], axis=1))
+        off.append(start)
+        hs.append(h)
+        ws.append(w)
+        start += h * w
+    return (np.concatenate(rows), np.asarray(off, np.int64), np.asarray(hs, np.int64),
+            np.asarray(ws, np.int64))
+
+
+def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings,
+                      light=None) -> tuple[np.ndarray, np.ndarray, BlendStats]:
+    """``blend_views`` plus the statistics the stage reports; with a ``light``
+    (``delight.Light``), each photo's colour is divided by its shading first.
+
+    Per view, one numba pass over the texels (``_projection_numba.accumulate_view``) does
+    what ``visible_texels``, ``incidence_weights`` and ``sample_pyramid`` describe: project,
+    test depth and mask at the nearest pixel, weight by incidence, view prior and edge band,
+    read the photo (at the texel's pyramid level with ``mip_filter``) and accumulate.
+    """
+    from ._projection_numba import accumulate_view
+
+    t = len(grid.index)
+    acc = np.zeros((t, 3), np.float64)
+    wsum = np.zeros(t, np.float64)
+    clean = np.zeros(t, bool)
     used: list[str] = []
     lv_acc = lv_w = 0.0
+    positions = np.ascontiguousarray(grid.positions, np.float64)
+    normals = np.ascontiguousarray(grid.normals, np.float64)
+    faces = np.ascontiguousarray(grid.faces, np.int64)
+    no_edge = np.zeros((0, 0), bool)
+    light_dir = (np.zeros(0, np.float64) if light is None
+                 else np.ascontiguousarray(light.direction, np.float64))
+    ambient = 0.0 if light is None else float(light.ambient)
     for v in views:
-        vis, pix = visible_texels(grid.positions, v.camera, v.depth, v.mask,
-                                  options.depth_tolerance)
-        idx = np.flatnonzero(vis)
-        if len(idx) == 0:
-            continue
-        w = incidence_weights(grid.positions[idx], grid.normals[idx], v.camera.position,
-                              options.incidence_power) * view_prior(v.camera,
-                                                                    options.front_back_prior)
-        on_edge = np.zeros(len(idx), bool)
-        if v.edge is not None:
-            on_edge = sample_nearest(v.edge, pix[idx]).astype(bool)
-            w = np.where(on_edge, w * options.edge_weight, w)
-        keep = w > 1e-8
-        idx, w, on_edge = idx[keep], w[keep], on_edge[keep]
-        if len(idx) == 0:
-            continue
-        if options.mip_filter and v.pyramid is not None and v.face_footprint is not None:
-            level = np.maximum(np.log2(np.maximum(v.face_footprint[grid.faces[idx]], 1e-6))
-                               + options.mip_bias, 0.0)
-            col, cover = sample_pyramid(v.pyramid, pix[idx], level)
-            w = w * np.clip(cover, 0.0, 1.0)
-            lv_acc += float((level * w).sum())
-            lv_w += float(w.sum())
+        mip = options.mip_filter and v.pyramid is not None and v.face_footprint is not None
+        if mip:
+            pyr = pack_levels(v.pyramid)
+            footprint = np.ascontiguousarray(v.face_footprint, np.float64)
         else:
-            col = sample_bilinear(v.linear_rgb, pix[idx])
-        acc[idx] += w[:, None] * col
-        wsum[idx] += w
-        clean[idx[~on_edge]] = True
-        used.append(v.label)
+            rgb = np.asarray(v.linear_rgb, np.float32)
+            pyr = pack_levels([(rgb, np.ones(rgb.shape[:2], np.float32))])
+            footprint = np.zeros(0, np.float64)
+        cam = v.camera
+        kept, la, lw = accumulate_view(
+            positions, normals, faces, np.ascontiguousarray(cam.world_to_camera[:3, :3]),
+            np.ascontiguousarray(cam.world_to_camera[:3, 3]), np.asarray(cam.K, np.float64),
+            np.asarray(cam.position, np.float64), np.ascontiguousarray(v.depth, np.float32),
+            np.ascontiguousarray(v.mask, bool),
+            no_edge if v.edge is None else np.ascontiguousarray(v.edge, bool),
+            float(options.depth_tolerance), float(options.incidence_power),
+            float(view_prior(cam, options.front_back_prior)), float(options.edge_weight),
+            footprint, float(options.mip_bias), *pyr, acc, wsum, clean, light_dir, ambient)
+        if kept:
+            used.append(v.label)
+            lv_acc += la
+            lv_w += lw
     colour = acc / np.maximum(wsum, 1e-12)[:, None]
     stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
                        lv_acc / lv_w if lv_w > 0 else 0.0)
@@ -284,16 +306,19 @@ def texture_colours(grid: TexelGrid, views: list[ViewInput], options: Projection
     return colour, observed, filled, stats.used
 
 
-def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
+def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings,
+                          threads: int = -1, light=None
                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlendStats]:
-    """``texture_colours`` with the blend statistics."""
-    colour, wsum, used = blend_views_stats(grid, views, options)
+    """``texture_colours`` with the blend statistics; ``threads`` bounds the fill's KD-tree
+    query (-1 = all cores); ``light``: see ``blend_views_stats``."""
+    colour, wsum, used = blend_views_stats(grid, views, options, light)
     observed = wsum > 0
     if not observed.any():
         grey = srgb_to_linear(np.asarray(NEUTRAL_GREY))
         return np.tile(grey, (len(colour), 1)), observed, np.ones_like(observed), used
     if options.fill == "nearest3d":
-        colour = fill_nearest_3d(grid.positions, grid.normals, colour, observed)
+        colour = fill_nearest_3d(grid.positions, grid.normals, colour, observed,
+                                 threads=threads)
     else:
         colour[~observed] = colour[observed].mean(0)
     return colour, observed, ~observed, used

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..geometry import derived
 from ..geometry.components import vertex_components
 from ..geometry.derived import face_areas
-from ..geometry.topology import edge_table, manifold_pairs, sliver_shape, vertex_fans
+from ..geometry.topology import sliver_shape
 
 
 def degenerate_faces(mesh: MeshData, tolerance: float) -> np.ndarray:
@@ -99,8 +100,8 @@ def flip_caps(mesh: MeshData, ratio: float, passes: int = 2) -> tuple[MeshData, 
         if not sliver.any():
             break
         _, longest, _, _ = _sliver_shape(mesh)
-        edges, face_edge, counts = edge_table(mesh.faces)
-        pairs, e = manifold_pairs(face_edge, counts)
+        edges, face_edge, _ = derived.edge_table(mesh)
+        pairs, e = derived.manifold_pairs(mesh)
         other = np.full((len(edges), 2), -1, np.int64)
         other[e] = pairs
         f = np.flatnonzero(sliver)
@@ -150,7 +151,7 @@ def remove_nonmanifold_edges(mesh: MeshData) -> tuple[MeshData, int, int]:
     """
     if mesh.n_faces == 0:
         return mesh, 0, 0
-    _, face_edge, counts = edge_table(mesh.faces)
+    _, face_edge, counts = derived.edge_table(mesh)
     flat = face_edge.ravel()
     slots = np.flatnonzero(counts[flat] > 2)
     n_edges = int((counts > 2).sum())
@@ -175,7 +176,7 @@ def split_nonmanifold_vertices(mesh: MeshData) -> tuple[MeshData, int]:
     """
     if mesh.n_faces == 0:
         return mesh, 0
-    fan, fan_vertex = vertex_fans(mesh.faces, mesh.n_vertices)
+    fan, fan_vertex = derived.vertex_fans(mesh)
     fans_per_vertex = np.bincount(fan_vertex, minlength=mesh.n_vertices)
     n_bad = int((fans_per_vertex > 1).sum())
     if n_bad == 0:

@@ -28,7 +28,7 @@ from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import cpu_count
 from ..geometry.normals import face_areas as _face_areas_3d
-from .chart_packing import PackSettings, Unwrap, pack_charts
+from .chart_packing import PackSettings, Unwrap, pack_charts, without_overlaps
 from .uv_quality import uv_areas as _uv_areas
 
 
@@ -262,8 +262,10 @@ def unwrap_guarded(mesh: MeshData, options: UnwrapSettings) -> tuple[Unwrap, str
     if mode == "auto":
         mode = "parallel" if mesh.n_faces > options.chunk_faces else "serial"
     if mode == "parallel":
-        return unwrap_parallel(mesh, options), mode
-    return _run([(unwrap, mesh, options)], 1, f"the whole mesh ({mesh.n_faces} faces)")[0], mode
+        result = unwrap_parallel(mesh, options)
+    else:
+        result = _run([(unwrap, mesh, options)], 1, f"the whole mesh ({mesh.n_faces} faces)")[0]
+    return without_overlaps(result, options), mode
 
 
 def apply_unwrap(mesh: MeshData, result: Unwrap) -> MeshData:

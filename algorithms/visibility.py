@@ -27,8 +27,7 @@ from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
 from ..geometry.closest import raycasting_scene
 from ..geometry.components import flood_from_seeds
-from ..geometry.derived import face_normals
-from ..geometry.topology import edge_face_pairs
+from ..geometry.derived import edge_face_pairs, face_normals
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +128,7 @@ def hidden_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
     if mesh.n_faces == 0:
         return np.zeros(0, bool)
     seen = visible_faces(mesh, n_views, resolution, renderer, method)
-    pairs, _ = edge_face_pairs(mesh.faces)
+    pairs, _ = edge_face_pairs(mesh)  # cached: cleanup's other steps share the edge table
     n = face_normals(mesh)
     agree = np.einsum("ij,ij->i", n[pairs[:, 0]], n[pairs[:, 1]]) > normal_dot
     kept = flood_from_seeds(mesh.n_faces, pairs[agree], np.flatnonzero(seen))

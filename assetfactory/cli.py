@@ -1,5 +1,5 @@
-"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup,
-triage, review, reprocess, history, diff, publish."""
+"""The ``assetfactory`` command line: demo, run, status, show, query, compact, warmup, triage,
+review, reprocess, history, diff, publish, serve."""
 
 from __future__ import annotations
 
@@ -170,8 +170,7 @@ def run(catalog: Path = typer.Argument(..., help="CSV, JSONL, Parquet or Shopify
         overrides["generate"] = generate
     if mask_model:
         overrides["ingest"] = {"mask_model": mask_model}
-    summary = _convert(str(catalog), out, profile, backend, force, overrides or None,
-                       rules)
+    summary = _convert(str(catalog), out, profile, backend, force, overrides or None, rules)
     _print_summary(summary)
     if summary.get("counts", {}).get("failed"):
         raise typer.Exit(code=0)
@@ -279,6 +278,50 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
         t.add_row(p.kind, str(p.partition), str(p.files_in), str(p.rows), f"{p.seconds:.2f}",
                   "busy: another compaction holds it" if p.busy else "")
     console.print(t if report.partitions else "nothing to compact")
+
+
+@app.command()
+def serve(out: str = typer.Option(DEFAULT_OUT, help="output folder (or s3://bucket/prefix)"),
+          host: str = typer.Option("127.0.0.1", help="address to bind; anything but loopback "
+                                   "exposes the catalog to the network"),
+          port: int = typer.Option(8765, help="port (0 picks a free one)"),
+          token: str | None = typer.Option(None, help="write token (default: "
+                                           "$ASSETFACTORY_DASHBOARD_TOKEN, else the one stored "
+                                           "in the user's config folder, made at first start)"),
+          refresh: float = typer.Option(30.0, help="seconds between checks for new catalog "
+                                        "rows (0: never)"),
+          reviewer: str | None = typer.Option(None, help="the reviewer name decisions carry "
+                                              "when the page gives none (default: "
+                                              "$ASSETFACTORY_REVIEWER)")):
+    """Open the review dashboard: runs, the triage queue, assets in 3D and AR, decisions."""
+    import socket
+
+    import uvicorn
+
+    from assetfactory.dashboard import Settings, create_app
+    from assetfactory.dashboard.security import load_or_create_token
+
+    value, source = load_or_create_token(token)
+    console.print(f"[bold]reading the catalog under {out}[/]")
+    try:
+        web = create_app(Settings(root=out, token=value, host=host, refresh_s=refresh,
+                                  reviewer=reviewer or os.environ.get("ASSETFACTORY_REVIEWER")))
+    except RuntimeError as exc:  # model-viewer missing, unreadable catalog: say what to do
+        console.print(f"[red]cannot start the dashboard:[/] {exc}")
+        raise typer.Exit(2) from None
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)   # connections queue from now on, so the printed URL answers at once
+    bound = sock.getsockname()[1]
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        console.print(f"[yellow]listening on {host}: anyone who can reach it can read the "
+                      "catalog; writes still need the token[/]")
+    console.print(f"write token from {source}")
+    console.print(f"dashboard: [bold]http://{shown}:{bound}/?token={value}[/]")
+    config = uvicorn.Config(web, log_level="warning")
+    uvicorn.Server(config).run(sockets=[sock])
 
 
 @app.command()

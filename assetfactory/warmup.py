@@ -20,6 +20,10 @@ KERNEL_MODULES = (
     "assetfactory.geometry._raster_numba",
     "assetfactory.algorithms._qem_numba",
     "assetfactory.algorithms._packing_numba",
+    "assetfactory.geometry._texel_numba",
+    "assetfactory.algorithms._ao_numba",
+    "assetfactory.algorithms._projection_numba",
+    "assetfactory.algorithms._inpaint_numba",
 )
 
 
@@ -60,6 +64,7 @@ def warm_up() -> float:
     from .algorithms.uv_quality import uv_metrics
     from .core.mesh import MeshData
     from .geometry.normals import smooth_normals
+    from .geometry.raster import overlapping_faces
     from .tasks.cleanup import CleanupOptions, clean_mesh
     from .tasks.uv import UVOptions
 
@@ -75,8 +80,55 @@ def warm_up() -> float:
     # uv: packing and the coverage raster (uv_metrics)
     vmap, faces, uv = unwrap_chunk(clean.vertices, clean.faces, None, 0.0)
     packed = pack_charts(uv, faces, UVOptions(resolution=256, padding=2))
-    uv_metrics(MeshData(clean.vertices[vmap], packed.faces, uv=packed.uv), 256)
+    low = MeshData(clean.vertices[vmap], packed.faces, uv=packed.uv)
+    uv_metrics(low, 256)
+    twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)  # a texel covered twice: its faces
+    overlapping_faces(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), twice, 16)
+    _warm_texels(low)
     return time.perf_counter() - t
+
+
+def _warm_texels(low) -> None:
+    """The bake's and the texture's per-texel kernels, with the argument types of a run: the
+    texel frames, tangent-space encoding, AO lattice, dilation and one view's projection
+    (with and without the pyramid and edge band). No renderer: the texels are taken from
+    face centres."""
+    from .algorithms.ambient_occlusion import texel_ambient_occlusion
+    from .algorithms.inpaint import fill_nearest_3d
+    from .algorithms.projection import TexelGrid, ViewInput, blend_views_stats
+    from .core.camera import orbit_camera
+    from .geometry.dilation import texels_to_image
+    from .geometry.normals import vertex_normals
+    from .geometry.tangents import encode_tangent_space, surface_frames, vertex_tangents
+    from .geometry.texture_sampling import build_pyramid, texel_uv, uv_barycentric
+    from .tasks.texture import TextureOptions
+
+    size = 64
+    normals = vertex_normals(low.vertices, low.faces)
+    tangents = vertex_tangents(low, normals)
+    fids = np.arange(len(low.faces), dtype=np.int64)
+    centre = low.uv[low.faces].mean(axis=1)
+    index = (np.clip(((1 - centre[:, 1]) * size).astype(np.int64), 0, size - 1) * size
+             + np.clip((centre[:, 0] * size).astype(np.int64), 0, size - 1))
+    bary = uv_barycentric(low, fids, texel_uv(index, size))
+    frames = surface_frames(low, normals, tangents, fids, bary)
+    m = encode_tangent_space(frames, frames.normal)
+    index, first = np.unique(index, return_index=True)
+    ao, _ = texel_ambient_occlusion(low, index, fids[first], frames.position[first],
+                                    frames.normal[first], size, 4, 4, 0.1, 0, threads=1)
+    texels_to_image(size, index, np.concatenate([m[first], ao[:, None]], axis=1), 2,
+                    (0.0, 0.0, 1.0, 1.0))
+    grid = TexelGrid(size, index, frames.position[first], frames.normal[first], fids[first])
+    cam = orbit_camera("front", 0.0, 0.0, 3.0, size=32)
+    rgb = np.full((32, 32, 3), 0.5, np.float32)
+    mask = np.ones((32, 32), bool)
+    depth = np.full((32, 32), 3.0, np.float32)
+    plain = ViewInput("front", cam, rgb, mask, depth)
+    mip = ViewInput("front", cam, rgb, mask, depth, edge=np.zeros((32, 32), bool),
+                    face_footprint=np.ones(len(low.faces)), pyramid=build_pyramid(rgb, mask, 3))
+    colour, _, _ = blend_views_stats(grid, [plain, mip], TextureOptions())
+    seen = np.arange(len(index)) % 2 == 0
+    fill_nearest_3d(grid.positions, grid.normals, colour, seen, threads=1)
 
 
 def main() -> None:

@@ -19,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from assetfactory.algorithms import decimate as Q
+from assetfactory.algorithms.surface_error import surface_error
 from assetfactory.core.mesh import MeshData
 from assetfactory.tasks import simplify as S
 
@@ -101,9 +104,35 @@ def densified_model(path: Path, faces_wanted: int) -> MeshData | None:
     return MeshData(v, f)
 
 
-def build_meshes(faces_wanted: int, quick: bool) -> dict[str, MeshData]:
-    meshes = {"sdf_bumpy": marching_cubes_mesh(_sdf_bumpy, faces_wanted),
-              "sdf_mechanical": marching_cubes_mesh(_sdf_mechanical, faces_wanted)}
+def faceted_meshes(faces_wanted: int, quick: bool) -> dict[str, MeshData]:
+    """Over-tessellated, faceted inputs (CAD exports, scans whose flat faces were split into
+    many coplanar triangles): real models midpoint-subdivided, then centroid-split to the
+    wanted count (every new triangle coplanar with its parent), and a boolean CSG part whose
+    large flat faces are midpoint-subdivided (see ``dense_asset.py``)."""
+    from dense_asset import centroid_split, csg_part, faceted_scan
+
+    out = {}
+    names = ["odedstein_boot.obj"] if quick else ["odedstein_boot.obj", "pc_EgyptianCatStatue.glb"]
+    for name in names:
+        vf = faceted_scan(faces_wanted, name)
+        if vf is None:
+            print(f"(skipped faceted {name}: {MODELS} not found)")
+            continue
+        out["faceted_" + Path(name).stem.split("_")[-1].lower()] = MeshData(*vf)
+    v, f = csg_part(faces_wanted)
+    out["csg_part"] = MeshData(*centroid_split(v, f, faces_wanted))
+    return out
+
+
+def build_meshes(faces_wanted: int, quick: bool, sets: str = "smooth,faceted"
+                 ) -> dict[str, MeshData]:
+    meshes: dict[str, MeshData] = {}
+    if "faceted" in sets:
+        meshes.update(faceted_meshes(faces_wanted, quick))
+    if "smooth" not in sets:
+        return meshes
+    meshes.update({"sdf_bumpy": marching_cubes_mesh(_sdf_bumpy, faces_wanted),
+                   "sdf_mechanical": marching_cubes_mesh(_sdf_mechanical, faces_wanted)})
     models = ["odedstein_boot.obj"] if quick else ["odedstein_boot.obj",
                                                    "pc_EgyptianCatStatue.glb",
                                                    "basemesh_coffee_cup.glb"]
@@ -125,18 +154,18 @@ def run_method(mesh: MeshData, method: str, target: int) -> dict:
     """Time one method end to end (our preparation included) and measure its quality."""
     options = S.SimplifyOptions(target_tris=target, method=method)
     t = time.perf_counter()
-    prep = S.prepare(mesh, True, method == "fast_qem")
+    prep = Q.prepare(mesh, True, method == "fast_qem")
     if method == "fast_qem":
-        result = S.decimate_prepared(prep, target, options)
+        result = Q.decimate_prepared(prep, target, options)
     else:  # the library as it is: no fallback
-        result = S.peer(prep, target, method, options.preserve_border)
+        result = Q.peer(prep, target, method, options.preserve_border)
     seconds = time.perf_counter() - t
     one_thread = None
     if method == "fast_qem":  # the same, without the dense quadrics on a second thread
         t = time.perf_counter()
-        S.decimate_prepared(S.prepare(mesh, True, True, background=False), target, options)
+        Q.decimate_prepared(Q.prepare(mesh, True, True, background=False), target, options)
         one_thread = time.perf_counter() - t
-    err = S.surface_error(mesh, result.mesh, 200_000, seed=1)
+    err = surface_error(mesh, result.mesh, 200_000, seed=1)
     return {"method": method, "target": target, "seconds": seconds,
             "seconds_one_thread": one_thread,
             "faces": result.mesh.n_faces,
@@ -161,7 +190,7 @@ def critical_path(mesh: MeshData, target: int) -> dict:
     except Exception as exc:  # noqa: BLE001 - benchmark: report and go on
         print(f"(hidden_faces not timed: {exc})")
     t = time.perf_counter()
-    S.decimate_prepared(S.prepare(clean, True, True), target,
+    Q.decimate_prepared(Q.prepare(clean, True, True), target,
                         S.SimplifyOptions(target_tris=target))
     t_simplify = time.perf_counter() - t
     return {"cleanup_s": t_clean, "hidden_faces_s": t_hidden, "simplify_s": t_simplify,
@@ -175,8 +204,8 @@ def warm_up() -> None:
     s = trimesh.creation.icosphere(4)
     m = MeshData(s.vertices, s.faces)
     for method in PEERS:
-        S.decimate(m, 500, method=method)
-    S.surface_error(m, S.decimate(m, 500), 2000)
+        Q.decimate(m, 500, method=method)
+    surface_error(m, Q.decimate(m, 500), 2000)
     from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh
 
     clean_mesh(m, CleanupOptions())
@@ -236,6 +265,8 @@ def plot(rows: list[dict], path: Path) -> None:
     width = 0.8 / len(PEERS)
     for i, method in enumerate(PEERS):
         by = {(r["mesh"], r["target"]): r for r in rows if r["method"] == method}
+        if len(by) < len(cases):
+            continue
         x = np.arange(len(cases)) + (i - (len(PEERS) - 1) / 2) * width
         for ax, key in zip(axes, ("seconds", "chamfer", "hausdorff")):
             ax.bar(x, [by[c][key] / ref[c][key] for c in cases], width, label=method)
@@ -258,26 +289,34 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="~200k-face meshes, fewer of them")
     ap.add_argument("--targets", default="23000,10000,5000")
+    ap.add_argument("--sets", default="smooth,faceted",
+                    help="mesh sets: smooth (marching cubes, Loop-subdivided models), faceted "
+                         "(midpoint-subdivided models, CSG part)")
+    ap.add_argument("--methods", default=",".join(PEERS))
+    ap.add_argument("--faces", type=int, default=0, help="faces wanted (default 1M)")
+    ap.add_argument("--no-path", action="store_true", help="skip the cleanup critical path")
     ap.add_argument("--out", default=str(HERE / "out"))
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    faces_wanted = 200_000 if args.quick else 1_000_000
+    faces_wanted = args.faces or (200_000 if args.quick else 1_000_000)
     targets = [int(t) for t in args.targets.split(",")]
     warm_up()
     t = time.perf_counter()
-    meshes = build_meshes(faces_wanted, args.quick)
+    meshes = build_meshes(faces_wanted, args.quick, args.sets)
     print(f"built {len(meshes)} dense meshes in {time.perf_counter() - t:.0f} s: "
           + ", ".join(f"{k} {m.n_faces}" for k, m in meshes.items()))
     rows, paths = [], {}
     for name, mesh in meshes.items():
         for target in targets:
-            for method in PEERS:
+            for method in args.methods.split(","):
                 r = run_method(mesh, method, target)
                 r["mesh"], r["tris_in"] = name, mesh.n_faces
                 rows.append(r)
                 print(f"  {name} {target} {method}: {r['seconds']:.2f} s", file=sys.stderr)
+        if args.no_path:
+            continue
         try:
             paths[name] = critical_path(mesh, targets[0])
         except Exception as exc:  # noqa: BLE001 - report, keep the simplify figures
@@ -293,10 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, p in paths.items():
         print(f"  {name:22s} " + "  ".join(
             f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in p.items()))
-    (out / "simplify.json").write_text(json.dumps(
-        {"rows": rows, "summary": summary(rows), "critical_path": paths}, indent=1))
-    plot(rows, out / "simplify.png")
-    print(f"\nwrote {out / 'simplify.png'} and {out / 'simplify.json'}")
+    stem = "simplify" if args.sets == "smooth,faceted" else "simplify_" + args.sets.replace(",", "_")
+    (out / f"{stem}.json").write_text(json.dumps(
+        {"rows": rows, "summary": summary(rows), "critical_path": paths,
+         "load": os.getloadavg()}, indent=1))
+    plot(rows, out / f"{stem}.png")
+    print(f"\nload average at the end: {os.getloadavg()}")
+    print(f"\nwrote {out / (stem + '.png')} and {out / (stem + '.json')}")
     return 0
 
 

@@ -6,6 +6,8 @@ with ``label``, ``azimuth_deg``, ``elevation_deg`` and ``distance``) describes o
 from known directions. ``catalog_from_renders`` copies the images (and an optional mesh) into a
 catalog folder, as the catalog rules require (paths inside the catalog's folder), and writes
 the CSV row: images labelled with their view direction, ``camera_distance`` and ``fov_deg``.
+With ``labels_only`` the row says no more than a merchant's catalog usually does: each photo's
+view label, without azimuth, elevation, distance or field of view.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ MESH_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl")
 
 
 def catalog_from_renders(views_dir: Path, root: Path, sku: str,
-                         mesh: Path | None = None) -> Path:
+                         mesh: Path | None = None, labels_only: bool = False) -> Path:
     """Write ``root/catalog.csv`` (one row, ``sku``) for the renders in ``views_dir``.
 
     ``mesh``: a mesh file, or a folder holding one (a glTF with its buffers and textures), to
-    give as the row's ``mesh_uri``. Raises FileNotFoundError when ``views_dir`` has no
+    give as the row's ``mesh_uri``. ``labels_only``: write view labels only (no camera
+    values). Raises FileNotFoundError when ``views_dir`` has no
     ``cameras.json`` or a view's image is missing.
     """
     views_dir, root = Path(views_dir), Path(root)
@@ -40,7 +43,8 @@ def catalog_from_renders(views_dir: Path, root: Path, sku: str,
             raise FileNotFoundError(f"{src} (listed in {cams_path}) not found")
         name = f"{sku}_{v['label']}.png"
         shutil.copy(src, root / "photos" / name)
-        images.append(f"{v['label']}=photos/{name}@{v['azimuth_deg']},{v['elevation_deg']}")
+        pose = "" if labels_only else f"@{v['azimuth_deg']},{v['elevation_deg']}"
+        images.append(f"{v['label']}=photos/{name}{pose}")
     mesh_uri = ""
     if mesh is not None:
         mesh = Path(mesh)
@@ -56,5 +60,9 @@ def catalog_from_renders(views_dir: Path, root: Path, sku: str,
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["sku", "images", "mesh_uri", "camera_distance", "fov_deg"])
-        w.writerow([sku, "; ".join(images), mesh_uri, views[0]["distance"], cams["fov_y_deg"]])
+        if labels_only:
+            w.writerow([sku, "; ".join(images), mesh_uri, "", ""])
+        else:
+            w.writerow([sku, "; ".join(images), mesh_uri, views[0]["distance"],
+                        cams["fov_y_deg"]])
     return path

@@ -33,12 +33,13 @@ class EdgeStats:
         return self.edges > 0 and self.nonmanifold == 0 and self.inconsistent == 0
 
 
-def edge_stats(faces: np.ndarray) -> EdgeStats:
-    """Classify every undirected edge of a (welded) face array."""
+def edge_stats(faces: np.ndarray, table: tuple | None = None) -> EdgeStats:
+    """Classify every undirected edge of a (welded) face array. ``table``: its
+    ``edge_table`` when the caller has it (``geometry.derived``)."""
     f = np.asarray(faces, np.int64).reshape(-1, 3)
     if len(f) == 0:
         return EdgeStats(0, 0, 0, 0)
-    _, face_edge, counts = edge_table(f)
+    _, face_edge, counts = table if table is not None else edge_table(f)
     forward = np.bincount(face_edge.ravel(), weights=(f < np.roll(f, -1, axis=1)).ravel(),
                           minlength=len(counts))
     return EdgeStats(

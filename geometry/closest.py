@@ -9,21 +9,25 @@ from ..core.mesh import MeshData
 from .normals import unit, vertex_normals
 
 
-def raycasting_scene(vertices: np.ndarray, faces: np.ndarray):
-    """An open3d ``RaycastingScene`` holding one mesh (float32 positions, uint32 indices)."""
+def raycasting_scene(vertices: np.ndarray, faces: np.ndarray, threads: int = 0):
+    """An open3d ``RaycastingScene`` holding one mesh (float32 positions, uint32 indices);
+    ``threads`` bounds the threads that build its BVH (0 = all cores)."""
     import open3d as o3d
 
-    scene = o3d.t.geometry.RaycastingScene()
+    scene = o3d.t.geometry.RaycastingScene(nthreads=int(threads))
     scene.add_triangles(o3d.core.Tensor(np.asarray(vertices).astype(np.float32)),
                         o3d.core.Tensor(np.asarray(faces).astype(np.uint32)))
     return scene
 
 
-def closest_points(scene, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(closest points (T, 3), face ids (T,), barycentric coordinates (T, 3)) on the scene."""
+def closest_points(scene, points: np.ndarray, threads: int = 0
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(closest points (T, 3), face ids (T,), barycentric coordinates (T, 3)) on the scene,
+    on at most ``threads`` threads (0 = all cores)."""
     import open3d as o3d
 
-    out = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points).astype(np.float32)))
+    out = scene.compute_closest_points(o3d.core.Tensor(np.asarray(points).astype(np.float32)),
+                                       nthreads=int(threads))
     q = out["points"].numpy().astype(np.float64)
     prim = out["primitive_ids"].numpy().astype(np.int64)
     uv = out["primitive_uvs"].numpy().astype(np.float64)
@@ -48,10 +52,12 @@ def cast_rays(scene, origins: np.ndarray, directions: np.ndarray
 
 
 class ClosestSurface:
-    """Closest-point queries on one mesh, with its smooth normal at the answer."""
+    """Closest-point queries on one mesh, with its smooth normal at the answer, on at most
+    ``threads`` threads (0 = all cores)."""
 
-    def __init__(self, mesh: MeshData) -> None:
-        self.scene = raycasting_scene(mesh.vertices, mesh.faces)
+    def __init__(self, mesh: MeshData, threads: int = 0) -> None:
+        self.threads = int(threads)
+        self.scene = raycasting_scene(mesh.vertices, mesh.faces, self.threads)
         self.faces = mesh.faces
         self.normals = (vertex_normals(mesh.vertices, mesh.faces)
                         if mesh.vertex_normals is None
@@ -59,6 +65,6 @@ class ClosestSurface:
 
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance (T,), unit normal (T, 3)) of the closest surface point."""
-        q, prim, bary = closest_points(self.scene, points)
+        q, prim, bary = closest_points(self.scene, points, self.threads)
         n = unit(np.einsum("ik,ikc->ic", bary, self.normals[self.faces[prim]]))
         return np.linalg.norm(q - points, axis=1), n

@@ -50,7 +50,14 @@ def manifold_pairs(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
 
 def vertex_fans(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
     """``topology.vertex_fans`` of the mesh (cached)."""
-    return mesh.derived("vertex_fans", lambda: _topology.vertex_fans(mesh.faces), ("faces",))
+    return mesh.derived("vertex_fans", lambda: _topology.vertex_fans(
+        mesh.faces, table=edge_table(mesh)), ("faces",))
+
+
+def edge_face_pairs(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
+    """``topology.edge_face_pairs`` of the mesh (cached)."""
+    return mesh.derived("edge_face_pairs", lambda: _topology.edge_face_pairs(
+        mesh.faces, table=edge_table(mesh)), ("faces",))
 
 
 def vertex_components(mesh: MeshData) -> tuple[int, np.ndarray]:

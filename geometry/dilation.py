@@ -10,23 +10,19 @@ import numpy as np
 
 
 def dilate(image: np.ndarray, valid: np.ndarray, iterations: int) -> tuple[np.ndarray, np.ndarray]:
-    """Grow the values ``iterations`` texels past the valid region (mean of valid neighbours);
-    returns the image and the grown valid mask."""
-    import cv2
+    """Grow the values ``iterations`` texels past the valid region (mean of the valid
+    8-neighbours, round by round); returns the image and the grown valid mask.
+
+    One numba pass that visits only the growing front (the whole-image box filters it
+    replaces cost ~0.3 s a round at 2048 px)."""
+    from ._texel_numba import dilate as kernel
 
     img = np.array(image, np.float32, copy=True)
-    ok = np.array(valid, bool, copy=True)
-    for _ in range(iterations):
-        m = ok.astype(np.float32)
-        count = cv2.boxFilter(m, -1, (3, 3), normalize=False, borderType=cv2.BORDER_CONSTANT)
-        grow = (~ok) & (count > 0)
-        if not grow.any():
-            break
-        summed = cv2.boxFilter(img * m[..., None], -1, (3, 3), normalize=False,
-                               borderType=cv2.BORDER_CONSTANT)
-        img[grow] = summed[grow] / count[grow][:, None]
-        ok |= grow
-    return img, ok
+    squeeze = img.ndim == 2
+    if squeeze:
+        img = img[..., None]
+    ok = kernel(img, np.ascontiguousarray(valid, np.bool_), int(iterations))
+    return (img[..., 0] if squeeze else img), ok
 
 
 def texels_to_image(size: int, index: np.ndarray, values: np.ndarray, margin: int,
@@ -39,6 +35,5 @@ def texels_to_image(size: int, index: np.ndarray, values: np.ndarray, margin: in
     img[index] = values
     ok[index] = True
     img, ok = dilate(img.reshape(size, size, c), ok.reshape(size, size), margin)
-    if (~ok).any():
-        img[~ok] = background
+    img[~ok] = background
     return img

@@ -16,3 +16,16 @@ def coverage_counts(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
 
     pts = np.ascontiguousarray(np.asarray(uv, np.float64) * size)
     return coverage(pts, np.ascontiguousarray(faces, np.int64), int(size))
+
+
+def overlapping_faces(uv: np.ndarray, faces: np.ndarray, size: int) -> np.ndarray:
+    """(M,) bool: faces covering a texel centre that another face covers too, at ``size`` px
+    (the texels ``coverage_counts`` counts twice, traced back to their faces)."""
+    from ._raster_numba import coverage, covers_overlap
+
+    pts = np.ascontiguousarray(np.asarray(uv, np.float64) * size)
+    fc = np.ascontiguousarray(faces, np.int64)
+    counts = coverage(pts, fc, int(size))
+    if counts.max(initial=0) < 2:
+        return np.zeros(len(fc), bool)
+    return covers_overlap(pts, fc, counts)

@@ -59,6 +59,8 @@ uniform int u_lambert;       // 0 = unlit, 1 = headlight + ambient
 uniform int u_has_normals;   // 0 = flat normals from derivatives
 uniform float u_ambient;
 uniform float u_diffuse;
+uniform int u_light_mode;    // 0 = headlight, 1 = directional light fixed to the camera
+uniform vec3 u_light;        // its direction (camera space, towards the light)
 in vec3 v_pos;
 in vec3 v_normal;
 in vec4 v_color;
@@ -80,6 +82,10 @@ void main() {
         }
         vec3 l = normalize(-v_pos);   // headlight: towards the camera
         float shade = u_ambient + u_diffuse * abs(dot(n, l));
+        if (u_light_mode == 1) {
+            if (dot(n, l) < 0.0) { n = -n; }   // the side facing the camera
+            shade = u_ambient + u_diffuse * max(dot(n, u_light), 0.0);
+        }
         c = to_srgb(to_linear(c) * shade);
     }
     f_color = vec4(c, 1.0);
@@ -192,11 +198,13 @@ class Renderer:
 
     def render(self, mesh: MeshData, camera: Camera, *, texture: np.ndarray | None = None,
                shading: str = "lambert", background: tuple = (1.0, 1.0, 1.0),
-               ssaa: int = 1) -> np.ndarray:
+               ssaa: int = 1, light: tuple | None = None) -> np.ndarray:
         """(H, W, 4) uint8 RGBA; alpha is coverage, RGB is composited over ``background``.
 
         Colour comes from ``texture`` at ``mesh.uv`` if both are given, else from
         ``mesh.vertex_colors``, else grey. ``ssaa`` renders ``ssaa``x larger and box-filters.
+        ``light``: (direction in the camera frame, ambient share) of a light fixed to the
+        camera (``lambert`` shading), instead of the default headlight.
         """
         if shading not in ("lambert", "unlit"):
             raise ValueError(f"shading must be 'lambert' or 'unlit', got {shading!r}")
@@ -217,8 +225,12 @@ class Renderer:
             p["u_mode"].value = 1 if use_tex else 0
             p["u_lambert"].value = 1 if shading == "lambert" else 0
             p["u_has_normals"].value = 1 if mesh.vertex_normals is not None else 0
-            p["u_ambient"].value = AMBIENT
-            p["u_diffuse"].value = DIFFUSE
+            p["u_ambient"].value = AMBIENT if light is None else float(light[1])
+            p["u_diffuse"].value = DIFFUSE if light is None else 1.0 - float(light[1])
+            p["u_light_mode"].value = 0 if light is None else 1
+            if light is not None:
+                d = np.asarray(light[0], np.float64)
+                p["u_light"].value = tuple(float(x) for x in d / max(np.linalg.norm(d), 1e-12))
             if use_tex:
                 tex = self._texture(stack, texture)
                 tex.use(location=0)

@@ -73,33 +73,24 @@ class SurfaceFrames:
 
 def surface_frames(mesh: MeshData, normals: np.ndarray, tangents: np.ndarray,
                    faces: np.ndarray, bary: np.ndarray) -> SurfaceFrames:
-    """Interpolate position, normal, tangent and bitangent at barycentric points of faces."""
-    tri = mesh.faces[faces]
+    """Interpolate position, normal, tangent and bitangent at barycentric points of faces
+    (one numba pass; the bitangent is the interpolated cross(N, T) * w)."""
+    from ._texel_numba import surface_frames as kernel
 
-    def interp(attr: np.ndarray) -> np.ndarray:
-        return np.einsum("ik,ikc->ic", bary, attr[tri])
-
-    bit = np.cross(normals, tangents[:, :3]) * tangents[:, 3:4]
-    t = np.asarray(mesh.uv, np.float64)[tri]
-    d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
-    uv_area = np.abs(d1[:, 0] * d2[:, 1] - d2[:, 0] * d1[:, 1])
-    return SurfaceFrames(interp(mesh.vertices), _unit(interp(normals)),
-                         _unit(interp(tangents[:, :3])), _unit(interp(bit)), uv_area < 1e-14)
+    f64 = lambda a: np.ascontiguousarray(a, np.float64)
+    return SurfaceFrames(*kernel(f64(mesh.vertices), np.ascontiguousarray(mesh.faces, np.int64),
+                                 f64(mesh.uv), f64(normals), f64(tangents),
+                                 np.ascontiguousarray(faces, np.int64), f64(bary)))
 
 
 def encode_tangent_space(frames: SurfaceFrames, target: np.ndarray) -> np.ndarray:
-    """m with normalize([T B N] m) == target (the viewer's decode, inverted); unit, z >= 0."""
-    basis = np.stack([frames.tangent, frames.bitangent, frames.normal], axis=2)  # columns
-    det = np.linalg.det(basis)
-    ok = np.abs(det) > 1e-6
-    m = np.tile([0.0, 0.0, 1.0], (len(target), 1))
-    if ok.any():
-        m[ok] = np.linalg.solve(basis[ok], target[ok][..., None])[..., 0]
-    m = _unit(m)
-    m[:, 2] = np.maximum(m[:, 2], 0.0)  # a map cannot point into the surface
-    m = _unit(m)
-    m[frames.degenerate | ~ok] = (0.0, 0.0, 1.0)
-    return m
+    """m with normalize([T B N] m) == target (the viewer's decode, inverted); unit, z >= 0;
+    (0, 0, 1) where the frame is singular (|det| <= 1e-6) or the UVs are degenerate."""
+    from ._texel_numba import encode_tangent_space as kernel
+
+    f64 = lambda a: np.ascontiguousarray(a, np.float64)
+    return kernel(f64(frames.tangent), f64(frames.bitangent), f64(frames.normal),
+                  np.ascontiguousarray(frames.degenerate, np.bool_), f64(target))
 
 
 def decode_tangent_space(frames: SurfaceFrames, m: np.ndarray) -> np.ndarray:

@@ -123,16 +123,13 @@ def texel_uv(index: np.ndarray, size: int) -> np.ndarray:
 
 
 def uv_barycentric(mesh: MeshData, faces: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """Barycentric coordinates (T, 3) of UV points in the given faces' UV triangles."""
-    t = np.asarray(mesh.uv, np.float64)[mesh.faces[faces]]
-    a, b, c = t[:, 0], t[:, 1], t[:, 2]
-    v0, v1, v2 = b - a, c - a, uv - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
-    den = np.where(np.abs(den) < 1e-30, 1e-30, den)
-    l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-    l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    bary = np.clip(np.stack([1 - l1 - l2, l1, l2], axis=1), 0.0, None)
-    return bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
+    """Barycentric coordinates (T, 3) of UV points in the given faces' UV triangles (clamped
+    to the face, renormalised; one numba pass)."""
+    from ._texel_numba import uv_barycentric as kernel
+
+    return kernel(np.ascontiguousarray(mesh.uv, np.float64),
+                  np.ascontiguousarray(mesh.faces, np.int64),
+                  np.ascontiguousarray(faces, np.int64), np.ascontiguousarray(uv, np.float64))
 
 
 def barycentric(points: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:

@@ -73,18 +73,19 @@ def patch_volumes(vertices: np.ndarray, faces: np.ndarray, patch: np.ndarray,
                                       np.ascontiguousarray(patch, np.int64), int(n_patch))
 
 
-def vertex_fans(faces: np.ndarray, n_vertices: int | None = None
+def vertex_fans(faces: np.ndarray, n_vertices: int | None = None, table: tuple | None = None
                 ) -> tuple[np.ndarray, np.ndarray]:
     """Group each vertex's face corners into fans (corners joined across manifold edges).
 
     A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
     sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
     ``n_vertices`` is accepted for symmetry with the other helpers; it is not needed.
+    ``table``: ``edge_table(faces)`` when the caller has it already (``geometry.derived``).
     """
     faces = _ints(faces)
     if len(faces) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
-    edges, face_edge, counts = edge_table(faces)
+    edges, face_edge, counts = table if table is not None else edge_table(faces)
     pairs, edge = manifold_pairs(face_edge, counts)
     return kernels()["vertex_fans"](faces, pairs, edges, edge)
 
@@ -126,7 +127,8 @@ def row_keys(rows: np.ndarray) -> np.ndarray:
     return rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
 
 
-def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def edge_face_pairs(faces: np.ndarray, table: tuple | None = None
+                    ) -> tuple[np.ndarray, np.ndarray]:
     """Pairs of faces sharing an (undirected) edge, and that edge's two vertex ids.
 
     An edge used by k faces yields k - 1 pairs chaining them (enough for connectivity).
@@ -135,7 +137,7 @@ def edge_face_pairs(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     faces = np.asarray(faces, np.int64)
     if len(faces) == 0:
         return np.zeros((0, 2), np.int64), np.zeros((0, 2), np.int64)
-    edges, face_edge, _ = edge_table(faces)
+    edges, face_edge, _ = table if table is not None else edge_table(faces)
     _, order = edge_slots(face_edge, len(edges))  # slots grouped by edge
     key = face_edge.ravel()[order]
     same = np.flatnonzero(key[1:] == key[:-1])

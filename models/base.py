@@ -34,6 +34,9 @@ class GenerateRequest:
     seed: int = 0
     #: Real size hint (width X, height Y, depth Z in metres; None where unknown) from the catalog.
     dims_m: tuple = (None, None, None)
+    #: What the catalog said about the shoot (ingest's ``camera_hints``: field of view, distance,
+    #: which elevations were given); None: the views' cameras are known exactly.
+    camera_hints: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -42,11 +45,14 @@ class DenseMesh:
 
     appearance: the source's materials and the surface they map onto (``core.appearance``),
     in the mesh's frame, when the backend imported a mesh that carries a look.
+    report: an optional JSON-able record kept as the ``generate_report`` artifact (e.g. how the
+    cameras were estimated).
     """
 
     mesh: MeshData
     cameras: list[Camera] = field(default_factory=list)
     info: dict[str, Scalar] = field(default_factory=dict)
+    report: dict | None = None
     appearance: SourceAppearance | None = None
 
 

@@ -41,6 +41,7 @@ from ..core.appearance import SourceAppearance, SourceMaterial, SourceSurface
 from ..core.errors import InputError
 from ..core.mesh import MeshData
 from ..core.stage import check
+from ..geometry.weld import weld_ids
 from .base import DenseMesh, GenerateRequest
 
 log = logging.getLogger(__name__)
@@ -614,10 +615,13 @@ def check_mesh(mesh: MeshData, name: str) -> None:
 
 def _weld(mesh: MeshData) -> MeshData:
     """Merge vertices with identical position (and colour): STL and OBJ come as soups."""
-    key = mesh.vertices
+    # one int64 key per vertex (the exact position's id, then the colour's 32 bits): a 1-d
+    # sort, several times faster than np.unique(axis=0) of the rows on a dense mesh
+    key = weld_ids(mesh.vertices)
     if mesh.vertex_colors is not None:
-        key = np.concatenate([key, mesh.vertex_colors.astype(np.float64)], axis=1)
-    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+        rgba = np.ascontiguousarray(mesh.vertex_colors, np.uint8).view(np.uint32).ravel()
+        key = (key << 32) | rgba.astype(np.int64)
+    _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     if len(first) == mesh.n_vertices:
         return mesh
     colors = None if mesh.vertex_colors is None else mesh.vertex_colors[first]

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
+from ..algorithms.visual_hull import Grid, focal, march, mask_sdf, view_field
 from ..core.camera import Camera
 from ..core.errors import InputError, ProcessingError
 from ..core.mesh import MeshData
@@ -31,12 +31,12 @@ from ..geometry.closed import is_closed
 from ..geometry.components import largest_component
 from .base import DenseMesh, GenerateRequest
 
+__all__ = ["SilhouetteConfig", "SilhouetteGenerator", "inflate", "is_closed",
+           "largest_component", "mask_sdf", "signed_volume", "visual_hull"]
+
 log = logging.getLogger(__name__)
 
-#: Field value for points no view can vouch for (behind a camera): far outside.
-_FAR = -1e3
-#: Points evaluated per batch; bounds memory at ~100 MB whatever the resolution.
-_CHUNK = 1 << 20
+INCONSISTENT = ("fail", "drop")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,16 @@ class SilhouetteConfig:
         silhouette with 1.0 gives a sphere; 0.35 suits boxes and bottles seen from the front).
     coarse_resolution: voxels per side of the first pass that finds the object's box.
     keep_largest: keep only the largest connected piece (floaters come from noisy masks).
+    estimate_cameras: fit what the catalog did not say about the shoot (elevation, lens,
+        per-view azimuth, elevation and centre) to the silhouettes (``algorithms/camera_fit.py``);
+        one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
+        catalog's camera hints; cameras given without hints are used as they are.
+    on_inconsistent: a photo that disagrees with the others (mislabelled, or another
+        product): "fail" the SKU naming the photo, or "drop" it from the carving.
+    ground_cut: remove the wedge a hull grows under a product seen only from above, up to the
+        lowest point every photo still needs (``ground_cut``).
+    photo_carve: carve the hull where the photos disagree about its colour (concavities and
+        phantoms between parts; ``algorithms/photo_carve.py``).
     """
 
     name: ClassVar[str] = "silhouette"
@@ -56,6 +66,10 @@ class SilhouetteConfig:
     inflation: float = 0.35
     coarse_resolution: int = 48
     keep_largest: bool = True
+    estimate_cameras: bool = True
+    on_inconsistent: str = "fail"
+    ground_cut: bool = True
+    photo_carve: bool = False
 
     def __post_init__(self) -> None:
         check(16 <= self.resolution <= 512, f"silhouette: resolution {self.resolution} not in "
@@ -64,6 +78,8 @@ class SilhouetteConfig:
         check(self.device == "cpu", f"silhouette: runs on numpy; device {self.device!r} must be "
               "'cpu'")
         check(0.0 < self.inflation <= 4.0, f"silhouette: inflation {self.inflation} not in (0, 4]")
+        check(self.on_inconsistent in INCONSISTENT, f"silhouette: on_inconsistent must be one of "
+              f"{INCONSISTENT}, got {self.on_inconsistent!r}")
 
     def build(self) -> SilhouetteGenerator:
         return SilhouetteGenerator(self)
@@ -86,22 +102,102 @@ class SilhouetteGenerator:
                 "and none was given",
                 "add product photos to the catalog row, or give a mesh_uri")
         # Photos whose direction is a guess (ingest's ``view<i>``) would carve away real parts.
-        used = [v for v in views if getattr(v, "pose_known", True)] or views[:1]
-        masks = [_check_mask(v) for v in used]
-        cams = [v.camera for v in used]
-        if len(used) == 1:
-            mesh, info = inflate(cams[0], masks[0], self.config)
+        posed = [i for i, v in enumerate(views) if getattr(v, "pose_known", True)] or [0]
+        masks = [_check_mask(views[i]) for i in posed]
+        cams = [views[i].camera for i in posed]
+        info: dict = {}
+        report = None
+        if request.camera_hints is not None and self.config.estimate_cameras:
+            cams, posed, masks, info, report = self._cameras(request, views, posed, masks, cams)
+        if len(posed) == 1:
+            mesh, hull_info = inflate(cams[0], masks[0], self.config)
         else:
-            mesh, info = visual_hull(cams, masks, self.config, dims_m=request.dims_m)
-        info = {"views": len(views), "views_used": len(used), "voxels": self.config.resolution,
-                **info}
+            images = [np.asarray(views[i].rgb) for i in posed] if self.config.photo_carve \
+                else None
+            mesh, hull_info = visual_hull(cams, masks, self.config, dims_m=request.dims_m,
+                                          images=images)
+        info = {"views": len(views), "views_used": len(posed), "voxels": self.config.resolution,
+                **hull_info, **info}
         log.info("%s generate/silhouette: %s from %d of %d view(s) -> %d faces", request.sku,
-                 info["method"], len(used), len(views), mesh.n_faces)
-        # Every view's camera goes back unchanged: texturing still projects the unused photos.
-        return DenseMesh(mesh=mesh, cameras=[v.camera for v in views], info=info)
+                 info["method"], len(posed), len(views), mesh.n_faces)
+        # Every view's camera goes back (estimated where it was): texturing still projects the
+        # photos that did not carve; a photo dropped as inconsistent is not projected either.
+        out = [v.camera for v in views]
+        for i, cam in zip(posed, cams):
+            out[i] = cam
+        dropped = set(str(info.get("camera_dropped") or "").split(",")) - {""}
+        out = [c for c in out if c.label not in dropped]
+        return DenseMesh(mesh=mesh, cameras=out, info=info, report=report)
+
+    def _cameras(self, request: GenerateRequest, views: list, posed: list[int],
+                 masks: list[np.ndarray], cams: list[Camera]):
+        """Estimated cameras for the posed views (see ``algorithms/camera_fit.py``); a photo that
+        disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
+        from ..algorithms.camera_fit import ShootHints, fit_cameras, single_view
+
+        raw = dict(request.camera_hints or {})
+        known = list(raw.get("elevation_known") or [])
+        raw["elevation_known"] = [bool(known[i]) if i < len(known) else False for i in posed]
+        hints = ShootHints.from_dict(raw)
+        if len(posed) == 1:
+            cam, found = single_view(cams[0], masks[0], hints)
+            info = {"camera_elevation_deg": round(cam.elevation_deg, 3),
+                    "camera_rim_elevation_deg": None if found is None else round(found, 3),
+                    "camera_elevation_source": "rim" if found is not None else
+                    ("catalog" if hints.elevation_known[0] else "default")}
+            return [cam], posed, masks, info, {"camera_fit": info}
+        fit = fit_cameras(cams, masks, hints)
+        dropped = []
+        if fit.outliers:
+            bad = fit.outliers[0]
+            if self.config.on_inconsistent == "fail":
+                raise _inconsistent(bad, len(posed))
+            labels = [views[i].label for i in posed]
+            gone = {labels.index(bad["label"])}
+            if bad.get("partner"):
+                gone.add(labels.index(bad["partner"]))
+            dropped.append(bad)
+            keep = [k for k in range(len(posed)) if k not in gone]
+            posed, masks, cams = ([seq[k] for k in keep] for seq in (posed, masks, fit.cameras))
+            raw["elevation_known"] = [raw["elevation_known"][k] for k in keep]
+            if len(posed) >= 2:
+                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw))
+                cams = fit.cameras
+        else:
+            cams = fit.cameras
+        info = {k: v for k, v in fit.metrics().items()}
+        info["camera_dropped"] = ",".join(
+            x for d in dropped for x in (d["label"], d.get("partner")) if x)
+        report = {"camera_fit": {**fit.provenance(), "hints": hints.to_dict(),
+                                 "dropped": dropped}}
+        return cams, posed, masks, info, report
 
 
-# --- masks and their signed distance ---------------------------------------------------------
+def _inconsistent(bad: dict, n: int) -> InputError:
+    label = bad["label"]
+    if bad.get("kind") == "pair":
+        other = bad["partner"]
+        return InputError(
+            f"photos {label!r} and {other!r} contradict each other (the other photos agree with "
+            f"either one alone): one of them is probably mislabelled or shows another product",
+            f"check the view labels (or @azimuth) of photos {label!r} and {other!r} in the "
+            "catalog", code="inconsistent_views")
+    if bad.get("kind") == "mislabelled":
+        return InputError(
+            f"photo {label!r} disagrees with the other {n - 1} photos: it matches the product "
+            f"seen from azimuth {bad['fits_azimuth_deg']:.0f} degrees, not "
+            f"{bad['labelled_azimuth_deg']:.0f} as labelled (the others explain "
+            f"{100 * bad['covered']:.0f}% of its silhouette as labelled, "
+            f"{100 * bad['fits_covered']:.0f}% at that azimuth)",
+            f"correct the view label (or @azimuth) of photo {label!r} in the catalog, or remove "
+            "the photo", code="inconsistent_views")
+    return InputError(
+        f"photo {label!r} disagrees with the other {n - 1} photos at every angle: it seems to "
+        f"show a different product (the others explain {100 * bad['covered']:.0f}% of its "
+        "silhouette)", f"remove or replace photo {label!r}", code="inconsistent_views")
+
+
+# --- masks ------------------------------------------------------------------------------------
 
 def _check_mask(view) -> np.ndarray:
     mask = np.asarray(view.mask)
@@ -118,109 +214,6 @@ def _check_mask(view) -> np.ndarray:
         raise InputError(f"mask of view {view.label!r} is empty: no object found in the photo",
                          "use a photo where the product stands out from the background")
     return mask
-
-
-def mask_sdf(mask: np.ndarray) -> np.ndarray:
-    """Signed distance to the silhouette edge in pixels, positive inside, zero on the edge.
-
-    Pixel centres sit half a pixel from the edge, hence the 0.5 offsets.
-    """
-    import cv2
-
-    m = mask.astype(np.uint8)
-    inside = cv2.distanceTransform(m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    outside = cv2.distanceTransform(1 - m, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    return np.where(m > 0, inside - 0.5, 0.5 - outside).astype(np.float32)
-
-
-def _sample(img: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Bilinear lookup at pixel coordinates (centres at integers), edge values replicated."""
-    import cv2
-
-    n = len(u)
-    cols = 1024
-    rows = max(1, -(-n // cols))
-    pad = rows * cols - n
-    mu = np.pad(u.astype(np.float32), (0, pad)).reshape(rows, cols)
-    mv = np.pad(v.astype(np.float32), (0, pad)).reshape(rows, cols)
-    out = cv2.remap(img, mu, mv, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-    return out.reshape(-1)[:n]
-
-
-def _focal(cam: Camera) -> float:
-    return 0.5 * float(cam.K[0, 0] + cam.K[1, 1])
-
-
-def view_field(cam: Camera, sdf: np.ndarray, points: np.ndarray,
-               extra: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """One view's signed field at world points (world units, positive inside the view's cone).
-
-    Points projecting outside the image count as outside, by their pixel distance to the frame.
-    Returns the field and the depths; ``extra`` (another per-pixel map) is sampled too when given.
-    """
-    uv, depth = cam.project(points)
-    u = np.clip(uv[:, 0], -0.5, cam.width - 0.5)
-    v = np.clip(uv[:, 1], -0.5, cam.height - 0.5)
-    off = np.hypot(uv[:, 0] - u, uv[:, 1] - v)
-    s = _sample(sdf, u, v)
-    s = np.where(off > 0, np.minimum(s, 0.0) - off, s)
-    val = s * np.maximum(depth, 1e-6) / _focal(cam)
-    val = np.where(depth > 1e-6, val, _FAR)
-    if extra is not None:
-        return val, depth, _sample(extra, u, v)  # type: ignore[return-value]
-    return val, depth
-
-
-# --- grids and meshing ----------------------------------------------------------------------
-
-@dataclass(frozen=True)
-class _Grid:
-    lo: np.ndarray        # (3,) first voxel centre, in the grid frame
-    spacing: np.ndarray   # (3,)
-    shape: tuple[int, int, int]
-
-    @classmethod
-    def over(cls, lo: np.ndarray, hi: np.ndarray, res: int,
-             min_spacing: np.ndarray | None = None) -> _Grid:
-        ext = np.maximum(hi - lo, 1e-9)
-        h = np.full(3, ext.max() / (res - 1))
-        if min_spacing is not None:
-            h = np.minimum(h, min_spacing)
-        shape = tuple(int(x) for x in np.ceil(ext / h).astype(int) + 1)
-        return cls(np.asarray(lo, float), h, shape)  # type: ignore[arg-type]
-
-    def evaluate(self, field: Callable[[np.ndarray], np.ndarray],
-                 to_world: np.ndarray | None = None) -> np.ndarray:
-        """The field at every voxel centre, (nx, ny, nz) float32, in slabs to bound memory."""
-        nx, ny, nz = self.shape
-        xs, ys, zs = (self.lo[i] + np.arange(n) * self.spacing[i] for i, n in enumerate(self.shape))
-        vol = np.empty(self.shape, np.float32)
-        step = max(1, _CHUNK // (ny * nz))
-        yy, zz = np.meshgrid(ys, zs, indexing="ij")
-        for i0 in range(0, nx, step):
-            xi = xs[i0:i0 + step]
-            pts = np.empty((len(xi), ny, nz, 3))
-            pts[..., 0] = xi[:, None, None]
-            pts[..., 1] = yy[None]
-            pts[..., 2] = zz[None]
-            pts = pts.reshape(-1, 3)
-            if to_world is not None:
-                pts = pts @ to_world[:3, :3].T + to_world[:3, 3]
-            vol[i0:i0 + step] = field(pts).reshape(len(xi), ny, nz)
-        return vol
-
-
-def _march(vol: np.ndarray, grid: _Grid, to_world: np.ndarray | None) -> MeshData:
-    """Zero level of ``vol`` (positive inside) as a closed mesh in world coordinates."""
-    from skimage.measure import marching_cubes
-
-    padded = np.pad(vol, 1, constant_values=min(float(vol.min()), -1e-3))
-    verts, faces, _, _ = marching_cubes(padded, level=0.0, spacing=tuple(grid.spacing),
-                                        allow_degenerate=False)
-    verts = verts.astype(np.float64) + (grid.lo - grid.spacing)
-    if to_world is not None:
-        verts = verts @ to_world[:3, :3].T + to_world[:3, 3]
-    return MeshData(verts, faces.astype(np.int64))
 
 
 def signed_volume(mesh: MeshData) -> float:
@@ -248,8 +241,8 @@ def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[Mesh
 # --- two or more views: visual hull ---------------------------------------------------------
 
 def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
-                config: SilhouetteConfig, dims_m: tuple = (None, None, None)
-                ) -> tuple[MeshData, dict]:
+                config: SilhouetteConfig, dims_m: tuple = (None, None, None),
+                images: list[np.ndarray] | None = None) -> tuple[MeshData, dict]:
     """Carve a grid with every view's silhouette cone; a coarse pass finds the object's box."""
     sdfs = [mask_sdf(m) for m in masks]
 
@@ -262,7 +255,7 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     # The object was normalised to ~unit size near the origin; look well beyond that but stay
     # in front of every camera.
     half = 0.6 * min(float(np.linalg.norm(c.position)) for c in cameras)
-    coarse = _Grid.over(np.full(3, -half), np.full(3, half), config.coarse_resolution)
+    coarse = Grid.over(np.full(3, -half), np.full(3, half), config.coarse_resolution)
     vol = coarse.evaluate(field)
     near = vol > -2.0 * coarse.spacing.max()
     if not (vol > 0).any():
@@ -273,16 +266,48 @@ def visual_hull(cameras: list[Camera], masks: list[np.ndarray],
     idx = np.argwhere(near)
     lo = coarse.lo + (idx.min(0) - 1) * coarse.spacing
     hi = coarse.lo + (idx.max(0) + 1) * coarse.spacing
-    fine = _Grid.over(lo, hi, config.resolution)
+    fine = Grid.over(lo, hi, config.resolution)
     vol = fine.evaluate(field)
+    cut = _ground_cut(vol, fine, cameras, masks) if config.ground_cut else 0.0
     trim = ground_trim(vol, fine, cameras, dims_m)
-    mesh, info = _finish(_march(vol, fine, None), config, "visual_hull")
+    carve = {}
+    if config.photo_carve and images is not None:
+        from ..algorithms.photo_carve import photo_carve
+
+        carve = photo_carve(vol, fine, cameras, masks, images)
+    mesh, info = _finish(march(vol, fine, None), config, "visual_hull")
     info["grid"] = "x".join(str(n) for n in fine.shape)
     info["ground_trim"] = trim
+    info["ground_cut"] = cut
+    info.update(carve)
     return mesh, info
 
 
-def ground_trim(vol: np.ndarray, grid: _Grid, cameras: list[Camera],
+def _ground_cut(vol: np.ndarray, grid: Grid, cameras: list[Camera],
+                masks: list[np.ndarray]) -> float:
+    """Cut the unseen wedge under the product (``algorithms/ground_cut.py``); modifies ``vol`` in
+    place and returns the depth removed, relative to the hull's largest extent."""
+    from ..algorithms.ground_cut import cut_below, needed_floor
+
+    inside = vol > 0
+    if not inside.any():
+        return 0.0
+    floor = needed_floor(march(vol, grid, None), cameras, masks)
+    if floor is None:
+        return 0.0
+    ys = grid.lo[1] + np.arange(vol.shape[1]) * grid.spacing[1]
+    rows = np.flatnonzero(inside.any(axis=(0, 2)))
+    bottom = ys[rows[0]]
+    if floor <= bottom + grid.spacing[1]:
+        return 0.0
+    cut_below(vol, ys, floor)
+    extent = float(max((np.ptp(np.flatnonzero(inside.any(axis=tuple(a for a in range(3)
+                                                                     if a != i))))
+                        * grid.spacing[i]) for i in range(3)))
+    return float((floor - bottom) / max(extent, 1e-12))
+
+
+def ground_trim(vol: np.ndarray, grid: Grid, cameras: list[Camera],
                 dims_m: tuple) -> float:
     """Cut away the wedge a visual hull grows under a product shot only from above.
 
@@ -329,7 +354,7 @@ def inflate(camera: Camera, mask: np.ndarray, config: SilhouetteConfig) -> tuple
     facing the camera; built in the camera frame, then moved to world with the camera.
     """
     sdf = mask_sdf(mask)
-    f = _focal(camera)
+    f = focal(camera)
     V = camera.world_to_camera
     d0 = float(-V[2, 3])
     if d0 <= 1e-6:
@@ -349,10 +374,10 @@ def inflate(camera: Camera, mask: np.ndarray, config: SilhouetteConfig) -> tuple
     res = config.resolution
     # Keep >= 8 voxels across the thickness however flat the inflation.
     min_spacing = np.array([np.inf, np.inf, max(2 * hmax / 8, 1e-6)])
-    grid = _Grid.over(lo, hi, res, min_spacing=min_spacing)
+    grid = Grid.over(lo, hi, res, min_spacing=min_spacing)
     to_world = np.linalg.inv(V)
     vol = grid.evaluate(field, to_world)
-    mesh, info = _finish(_march(vol, grid, to_world), config, "inflate")
+    mesh, info = _finish(march(vol, grid, to_world), config, "inflate")
     info["grid"] = "x".join(str(n) for n in grid.shape)
     return mesh, info
 

@@ -414,7 +414,12 @@ def _check_closed(mesh: MeshData, counts: dict) -> None:
 
 def _metrics(dense: MeshData, mesh: MeshData, counts: dict, place: Placement) -> dict:
     wv, wf = weld(mesh.vertices, mesh.faces, 1e-7)
-    stats = edge_stats(wf)
+    if len(wv) == mesh.n_vertices and len(wf) == mesh.n_faces:
+        # nothing merged: the same edges as the mesh's own (renumbering vertices changes
+        # neither the counts nor whether two faces agree), whose table the steps cached
+        stats = edge_stats(mesh.faces, derived.edge_table(mesh))
+    else:
+        stats = edge_stats(wf)
     closed = stats.watertight
     parts = part_report(mesh)
     errs = [e for e in place.dims_error if e is not None]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.appearance import save_appearance
-from ..core.artifacts import save_cameras, save_mesh
+from ..core.artifacts import load_json, save_cameras, save_json, save_mesh
 from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
@@ -98,7 +98,7 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-@stage("generate", "2", GenerateOptions, Resources(cpus=1))
+@stage("generate", "3", GenerateOptions, Resources(cpus=1))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
     mesh_uri = resolve_mesh_uri(spec.mesh_uri, spec.catalog_root) if spec.mesh_uri else None
@@ -111,7 +111,9 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     generator = build_generator(config)
     dense: DenseMesh = generator.generate(
         GenerateRequest(sku=state.sku, views=views, mesh_uri=mesh_uri, seed=options.seed,
-                        dims_m=tuple(state.spec.dims_m)))
+                        dims_m=tuple(state.spec.dims_m),
+                        camera_hints=load_json(state, "camera_hints")
+                        if "camera_hints" in state.artifacts else None))
     mesh = dense.mesh
     if mesh.n_faces == 0:
         raise ProcessingError(f"backend {name!r} returned an empty mesh",
@@ -131,6 +133,8 @@ def generate(state: AssetState, options: GenerateOptions) -> StageResult:
              metrics["generate_method"], mesh.n_faces, mesh.n_vertices)
     artifacts = {"dense_mesh": save_mesh(state, mesh),
                  "cameras": save_cameras(state, list(dense.cameras))}
+    if dense.report:
+        artifacts["generate_report"] = save_json(state, dense.report)
     if dense.appearance is not None:  # a vendor mesh's look, for the material transfer
         artifacts.update(save_appearance(state, dense.appearance))
     return StageResult(artifacts=artifacts, metrics=metrics)

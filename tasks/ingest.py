@@ -51,7 +51,7 @@ from ..algorithms.photos import (
     decode_image,
     resolution_flags,
 )
-from ..core.artifacts import save_cameras, save_image
+from ..core.artifacts import save_cameras, save_image, save_json
 from ..core.camera import Camera, orbit_camera
 from ..core.errors import InputError
 from ..core.stage import check, stage
@@ -124,7 +124,7 @@ class _Pose:
     elevation_deg: float
 
 
-@stage("ingest", "2", IngestOptions, Resources(cpus=1))
+@stage("ingest", "3", IngestOptions, Resources(cpus=1))
 def ingest(state: AssetState, options: IngestOptions) -> StageResult:
     spec = state.spec
     if not spec.images:
@@ -162,6 +162,7 @@ def ingest(state: AssetState, options: IngestOptions) -> StageResult:
                  state.sku, pose.label, image.uri, rgb.shape[1], rgb.shape[0], source,
                  100 * frac, f", flags {','.join(view_flags)}" if view_flags else "")
     artifacts["cameras"] = save_cameras(state, cameras)
+    artifacts["camera_hints"] = save_json(state, shoot_hints(spec, options))
     extra = {}
     if options.mask_model:  # which segmentation weights made the masks (provenance)
         from ..models.masks import MaskModelConfig
@@ -261,6 +262,26 @@ def camera_hints(spec: SkuSpec, options: IngestOptions) -> IngestOptions:
         else:
             log.warning("%s ingest: ignoring %s=%r (outside %g..%g)", spec.sku, column, raw, lo, hi)
     return dataclasses.replace(options, **changes) if changes else options
+
+
+def shoot_hints(spec: SkuSpec, options: IngestOptions) -> dict:
+    """What the catalog said about the shoot and what ingest assumed (``camera_hints``): the
+    cameras were built from both, and generate may correct what the catalog did not say (see
+    ``algorithms/camera_fit.py``). ``options`` are the row's options after ``camera_hints``."""
+    meta = spec.metadata or {}
+    return {"fov_deg": options.fov_deg,
+            "fov_known": _hint_value(meta.get("fov_deg")) == options.fov_deg,
+            "distance": options.distance,
+            "distance_known": _hint_value(meta.get("camera_distance")) == options.distance,
+            "elevation_known": [img.elevation_deg is not None for img in spec.images],
+            "default_elevation_deg": options.default_elevation_deg}
+
+
+def _hint_value(raw) -> float | None:
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return None
 
 
 def photo_camera(pose: _Pose, width: int, height: int, options: IngestOptions) -> Camera:

@@ -19,7 +19,9 @@ Definitions (decided here, written down for the catalog):
 * ``metrics_iou_*``: silhouette IoU between the mesh rendered at each input camera and that
   view's mask (cameras are already in the asset frame).
 * ``metrics_psnr_*``: the textured mesh rendered unlit at each input view against the photo,
-  inside the view's mask (a first look at texture fidelity).
+  inside the view's mask (a first look at texture fidelity); when the texture stage divided
+  the studio light out of the photos (``lighting``), rendered under that light instead, so an
+  albedo texture is compared with the photos as they were lit.
 * ``metrics_ssim_*``: SSIM (scikit-image, 7x7 uniform window, per RGB channel) of
   the same pair, averaged over the pixels inside the mask: PSNR says how far colours are,
   SSIM whether edges and patterns sit where the photo has them.
@@ -33,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.artifacts import load_cameras, load_image, load_mesh
+from ..core.artifacts import load_cameras, load_image, load_json, load_mesh
 from ..core.camera import Camera
 from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
@@ -178,6 +180,10 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
     tex = None
     if "texture/base_color" in state.artifacts and mesh.uv is not None:
         tex = load_image(state, "texture/base_color")
+    light = None
+    if "lighting" in state.artifacts:
+        lit = load_json(state, "lighting")
+        light = (lit["direction_camera"], lit["ambient"])
     ious: dict[str, float] = {}
     psnrs: dict[str, float] = {}
     ssims: dict[str, float] = {}
@@ -188,7 +194,8 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
         key = f"image/{cam.label}"
         if tex is not None and key in state.artifacts:
             photo = load_image(state, key)
-            render = r.render(mesh, cam, texture=tex, shading="unlit")
+            render = (r.render(mesh, cam, texture=tex, shading="unlit") if light is None else
+                      r.render(mesh, cam, texture=tex, shading="lambert", light=light))
             if photo.ndim == 3 and photo.shape[:2] == mask.shape:
                 p = masked_psnr(render, photo, mask)
                 if p is not None:
@@ -201,7 +208,7 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
 
 # ---------------------------------------------------------------- the stage
 
-@stage(NAME, "1", MetricsOptions, Resources(cpus=1, memory_mb=1024))
+@stage(NAME, "2", MetricsOptions, Resources(cpus=1, memory_mb=1024))
 def metrics(state: AssetState, options: MetricsOptions) -> StageResult:
     """Measure the final asset; writes no artifact, only metrics."""
     mesh = load_mesh(state, "mesh")

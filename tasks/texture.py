@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..algorithms import materials as mats
+from ..algorithms.delight import estimate_light
 from ..algorithms.projection import (
     NEUTRAL_GREY,
     BlendStats,
@@ -95,6 +96,10 @@ class TextureOptions:
         lighting); off by default because it also removes real albedo gradients.
     flatten_cells: resolution of the 3D grid (cells along the longest side) the low-frequency
         luminance is estimated on; fewer cells flatten broader light falloff only.
+    delight: estimate the studio light fixed to the camera (``algorithms/delight.py``) from the
+        points several photos see, and divide it out of every photo before blending, so the
+        texture is albedo (what a viewer should light); skipped when no such light explains
+        the photos.
     pbr: write ``texture/orm`` and the ``materials`` artifact (material per part).
     """
 
@@ -111,6 +116,7 @@ class TextureOptions:
     mip_bias: float = -1.0
     flatten_shading: bool = False
     flatten_cells: int = 12
+    delight: bool = True
     pbr: bool = True
 
     def __post_init__(self) -> None:
@@ -198,7 +204,12 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
 # ---------------------------------------------------------------- the stage
 
 
-@stage(NAME, "3", TextureOptions, Resources(cpus=1, memory_mb=2048))
+RESOURCES = Resources(cpus=1, memory_mb=2048)
+#: Threads of the KD-tree fill: the CPUs the stage declares (the numba passes are serial).
+THREADS = max(1, int(RESOURCES.cpus))
+
+
+@stage(NAME, "5", TextureOptions, RESOURCES)
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
@@ -216,8 +227,11 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
         raise ProcessingError("the UV atlas covers no texel (all UVs outside 0-1 or degenerate)",
                               "re-run the uv stage; check the mesh has non-degenerate faces")
     stats = BlendStats([])
+    light = (estimate_light(grid, inputs, options.depth_tolerance)
+             if options.delight and len(inputs) > 1 else None)
     if inputs:
-        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options)
+        colour, observed, filled, stats = texture_colours_stats(grid, inputs, options, THREADS,
+                                                                light)
     else:
         observed = np.zeros(len(grid.index), bool)
         filled = np.ones(len(grid.index), bool)
@@ -239,7 +253,13 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
         "texture_size": int(options.size),
         "texture_views_used": len(stats.used),
         "texture_flattened": bool(options.flatten_shading),
+        "texture_delit": light is not None,
     }
+    if light is not None:
+        artifacts["lighting"] = save_json(state, light.to_dict())
+        metrics.update(texture_light_ambient=round(light.ambient, 3),
+                       texture_light_direction=",".join(f"{x:.3f}" for x in light.direction),
+                       texture_light_explained=round(light.explained, 3))
     if options.pbr:
         _, by_part = part_colours(grid, mesh, colour, observed)
         table = mats.assign(by_part, state.spec.material, mats.asset_name(state.sku))

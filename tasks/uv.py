@@ -29,6 +29,11 @@ components), seam length (3D length of cut edges / sqrt(surface area)), area and
 overlaps (texels whose centre two triangles cover, from an exact rasterisation at
 ``resolution``; must be 0) and whether all UVs lie in 0-1.
 
+No texel covered twice: xatlas now and then folds a triangle over its neighbours or lets a
+chart's border run over the chart itself (a dense faceted scan left 12-21 such texels). After
+either mode, faces that are folded or cover a texel another face covers are detached into charts
+of their own and the atlas is packed again (``chart_packing.without_overlaps``).
+
 The algorithms live in ``assetfactory.algorithms``: ``unwrap`` (xatlas calls, partitions, the
 process pool), ``chart_packing`` (``pack_charts``) and ``uv_quality`` (``uv_metrics``); this
 module is the stage over them.
@@ -92,7 +97,7 @@ class UVOptions:
 # ---------------------------------------------------------------------------- the stage
 
 
-@stage(NAME, "0.3.0", UVOptions, Resources(cpus=1, memory_mb=1024))
+@stage(NAME, "0.3.1", UVOptions, Resources(cpus=1, memory_mb=1024))
 def uv(state: AssetState, options: UVOptions) -> StageResult:
     """Unwrap ``mesh`` and write it back as ``mesh`` with per-vertex UVs."""
     mesh = load_mesh(state, "mesh")

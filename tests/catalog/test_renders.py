@@ -42,6 +42,17 @@ def test_renders_become_a_valid_row_with_view_directions(tmp_path):
     assert spec.metadata["camera_distance"] == "2.5" and spec.metadata["fov_deg"] == "40.0"
 
 
+def test_labels_only_rows_carry_no_camera_values(tmp_path):
+    src = render_set(tmp_path / "renders")
+    parse = read_catalog(catalog_from_renders(src, tmp_path / "cat", "box-1", labels_only=True))
+    assert not parse.errors, parse.errors
+    (spec,) = parse.specs
+    # the parser reads the azimuth from the label; the elevation stays unknown
+    assert [(i.view, i.azimuth_deg, i.elevation_deg) for i in spec.images] == [
+        ("front", 0.0, None), ("left", 270.0, None), ("back", 180.0, None)]
+    assert not spec.metadata.get("camera_distance") and not spec.metadata.get("fov_deg")
+
+
 def test_missing_cameras_or_view_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match="cameras.json"):
         catalog_from_renders(tmp_path, tmp_path / "cat", "x")

@@ -61,3 +61,15 @@ def test_transformed_mirror_keeps_faces_outward():
     assert volume > 0  # winding flipped with the mirror
     np.testing.assert_allclose(out.vertex_normals, out.vertices, atol=1e-6)
     np.testing.assert_allclose(out.bounds(), mesh.bounds(), atol=1e-12)
+
+
+def test_bytes_are_an_npz_with_compact_faces_and_old_files_still_load():
+    import io
+
+    mesh = _attributed()
+    with np.load(io.BytesIO(mesh.to_bytes())) as z:
+        assert z["faces"].dtype == np.int32  # widened again on load (see the round trip)
+    buf = io.BytesIO()  # what earlier versions wrote
+    np.savez_compressed(buf, vertices=mesh.vertices, faces=mesh.faces)
+    back = MeshData.from_bytes(buf.getvalue())
+    np.testing.assert_array_equal(back.faces, mesh.faces)

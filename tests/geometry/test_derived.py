@@ -43,3 +43,16 @@ def test_the_cache_is_not_pickled_or_saved():
     assert "_derived" not in back.__dict__
     np.testing.assert_array_equal(back.faces, mesh.faces)
     assert type(mesh).from_bytes(mesh.to_bytes()).n_faces == mesh.n_faces
+
+
+def test_entries_of_the_faces_alone_survive_a_move_and_the_others_do_not():
+    mesh = sphere(2)
+    table = derived.edge_table(mesh)
+    areas = derived.face_areas(mesh)
+    T = np.diag([2.0, 2.0, 2.0, 1.0])
+    moved = mesh.transformed(T)
+    assert derived.edge_table(moved) is table          # same faces: served from the cache
+    np.testing.assert_allclose(derived.face_areas(moved), 4 * areas)  # vertices changed
+    assert derived.face_areas(mesh) is areas           # the original's entry is untouched
+    relabelled = mesh.replace(face_labels=np.ones(mesh.n_faces, np.int32))
+    assert derived.edge_table(relabelled) is table

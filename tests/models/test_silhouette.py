@@ -160,6 +160,78 @@ def test_silhouettes_that_do_not_intersect_raise_processing_error():
         _generate(views, resolution=32)
 
 
+# ---------------------------------------------------------------- the ground under the product
+
+def test_the_wedge_under_a_product_seen_from_above_is_cut():
+    views = _views("box", 4, elevation=20.0)
+    cut = _generate(views, resolution=64)
+    kept = _generate(views, resolution=64, ground_cut=False)
+    bottom = -HALF_BOX[1]
+    # without the cut the hull hangs a wedge ~ half the footprint x tan(20) below the base
+    assert kept.mesh.bounds()[0][1] < bottom - 0.08
+    assert cut.mesh.bounds()[0][1] == pytest.approx(bottom, abs=0.03)
+    assert cut.info["ground_cut"] > 0.05 and kept.info["ground_cut"] == 0.0
+    # the box stays whole (four views also widen the hull sideways: it is not the box)
+    assert VOLUME["box"] * 0.98 < signed_volume(cut.mesh) < signed_volume(kept.mesh) * 0.95
+    for v in views:  # every photo is still explained
+        assert _iou(_render_mask(cut.mesh, v.camera), v.mask) > 0.95, v.label
+
+
+def test_a_level_shoot_keeps_its_base():
+    views = _views("box", 4, elevation=0.0)
+    out = _generate(views, resolution=48)
+    assert out.info["ground_cut"] == 0.0
+
+
+# ---------------------------------------------------------------- estimated cameras
+
+def _shoot(**kw):
+    from tests.procedural_shoot import LABELS4, product, shoot
+
+    views, _ = shoot(product("asym"), LABELS4, **kw)
+    return views
+
+
+FAST_FIT = {"coarse_px": 72, "fine_px": 112, "coarse_grid": 26, "fine_grid": 34}
+
+
+def _generate_hinted(views, **cfg):
+    from unittest import mock
+
+    from assetfactory.algorithms import camera_fit
+
+    hints = {"fov_deg": 30.0, "fov_known": False, "distance": 2.5, "distance_known": False,
+             "elevation_known": [False] * len(views), "default_elevation_deg": 0.0}
+    fit = camera_fit.fit_cameras
+    fast = camera_fit.FitOptions(**FAST_FIT)  # smaller grids than the factory's: faster
+    with mock.patch.object(camera_fit, "fit_cameras", lambda c, m, h: fit(c, m, h, fast)):
+        return SilhouetteConfig(**cfg).build().generate(
+            GenerateRequest(sku="t", views=views, camera_hints=hints))
+
+
+def test_cameras_without_hints_are_taken_as_given():
+    # a render set with exact cameras: no ``camera_hints``, nothing estimated (the estimation
+    # itself, its metrics and report: tests/tasks/test_generate.py)
+    views = _shoot(elevation=18.0, fov=30.0)
+    plain = _generate(views, resolution=48)
+    assert "camera_elevation_deg" not in plain.info and plain.report is None
+    assert [c.elevation_deg for c in plain.cameras] == [0.0] * 4
+
+
+def test_a_mislabelled_photo_fails_the_sku_naming_it_or_is_dropped():
+    # "back" shows the right side; with four views it contradicts the front
+    views = _shoot(elevation=15.0, fov=30.0, azimuths={"back": 90.0})
+    with pytest.raises(InputError, match="'back'") as err:
+        _generate_hinted(views, resolution=48)
+    assert err.value.code == "inconsistent_views"
+    assert "label" in err.value.fix and "'back'" in err.value.fix
+    out = _generate_hinted(views, resolution=48, on_inconsistent="drop")
+    dropped = set(out.info["camera_dropped"].split(","))
+    assert "back" in dropped
+    assert out.info["views_used"] == 4 - len(dropped)
+    assert "back" not in [c.label for c in out.cameras]
+
+
 # ---------------------------------------------------------------- one view
 
 def test_one_view_inflates_a_closed_shape_with_the_views_silhouette():

@@ -166,3 +166,44 @@ def test_resolve_mesh_uri():
     assert resolve_mesh_uri("x.glb", "") == "x.glb"
     with pytest.raises(InputError, match="outside the catalog"):
         resolve_mesh_uri("../../etc/passwd", "/cat")
+
+
+def test_labels_only_photos_get_estimated_cameras_in_metrics_report_and_cameras(tmp_path):
+    # ingest wrote level cameras from the labels and ``camera_hints`` saying the catalog gave
+    # no elevation or lens; generate estimates them and records what it found and how far the
+    # cameras moved (metrics, the ``generate_report`` artifact, the saved cameras)
+    from unittest import mock
+
+    from assetfactory.algorithms import camera_fit
+    from assetfactory.core.artifacts import load_json, save_json
+    from tests.procedural_shoot import LABELS4, product, shoot
+
+    views, _ = shoot(product("asym"), LABELS4, elevation=18.0, fov=30.0, photo=256, size=128)
+    state = AssetState(sku="t", spec=SkuSpec(sku="t"), store_uri=str(tmp_path / "store"))
+    arts = {}
+    for v in views:
+        arts[f"image/{v.label}"] = save_image(state, v.rgb)
+        arts[f"mask/{v.label}"] = save_image(state, v.mask.astype(np.uint8) * 255)
+    arts["cameras"] = save_cameras(state, [v.camera for v in views])
+    arts["camera_hints"] = save_json(state, {
+        "fov_deg": 30.0, "fov_known": False, "distance": 2.5, "distance_known": False,
+        "elevation_known": [False] * 4, "default_elevation_deg": 0.0})
+    state = dataclasses.replace(state, artifacts=arts)
+    fit, fast = camera_fit.fit_cameras, camera_fit.FitOptions(
+        coarse_px=64, fine_px=96, coarse_grid=24, fine_grid=30)
+    with mock.patch.object(camera_fit, "fit_cameras", lambda c, m, h: fit(c, m, h, fast)):
+        result = generate(state, GenerateOptions(resolution=40))
+    m = result.metrics
+    assert m["generate_camera_elevation_deg"] == pytest.approx(18.0, abs=3.5)
+    assert m["generate_camera_consistency"] > m["generate_camera_consistency_start"]
+    assert m["generate_camera_outliers"] == "" and m["generate_camera_dropped"] == ""
+    assert "generate_report" in result.artifacts
+    nxt = state.apply(result)
+    report = load_json(nxt, "generate_report")["camera_fit"]
+    assert report["hints"]["elevation_known"] == [False] * 4
+    assert set(report["azimuth_shift_deg"]) == set(LABELS4)
+    cams = load_cameras(nxt)
+    assert [c.label for c in cams] == list(LABELS4)
+    for c in cams:  # the saved cameras look down as the true ones did
+        el = np.degrees(np.arcsin(c.position[1] / np.linalg.norm(c.position)))
+        assert el == pytest.approx(18.0, abs=6.0), c.label

@@ -57,7 +57,7 @@ def test_contract_outputs_record_and_untouched_input(tmp_path: Path) -> None:
     result = ingest(state, SMALL)
     assert state == before and state.artifacts == {}
     assert result.record is not None and result.record.stage == "ingest"
-    assert set(result.artifacts) == {"image/front", "mask/front", "cameras"}
+    assert set(result.artifacts) == {"image/front", "mask/front", "cameras", "camera_hints"}
     m = result.metrics
     assert m["ingest_views"] == 1 and m["ingest_flags"] == ""
     assert m["ingest_input_bytes"] == (tmp_path / uri).stat().st_size
@@ -66,6 +66,23 @@ def test_contract_outputs_record_and_untouched_input(tmp_path: Path) -> None:
     (v,) = views
     assert v.rgb.shape == (64, 64, 3) and v.rgb.dtype == np.uint8 and v.mask.dtype == bool
     assert v.label == "front" and v.camera.width == 64 and v.pose_known
+
+
+def test_camera_hints_say_what_the_catalog_gave(tmp_path: Path) -> None:
+    from assetfactory.core.artifacts import load_json
+
+    a, b = save(tmp_path, "a.png", disc()), save(tmp_path, "b.png", disc())
+    spec = SkuSpec(sku="t", images=(ImageSpec(a, view="front"),
+                                    ImageSpec(b, view="right", azimuth_deg=90.0,
+                                              elevation_deg=20.0)),
+                   metadata={"fov_deg": "40", "camera_distance": "bad"},
+                   catalog_root=str(tmp_path))
+    state = AssetState(sku="t", spec=spec, store_uri=str(tmp_path / "store"))
+    hints = load_json(state.apply(ingest(state, SMALL)), "camera_hints")
+    assert hints["fov_deg"] == 40.0 and hints["fov_known"] is True
+    assert hints["distance"] == SMALL.distance and hints["distance_known"] is False
+    assert hints["elevation_known"] == [False, True]
+    assert hints["default_elevation_deg"] == SMALL.default_elevation_deg
 
 
 def test_mesh_only_sku_gives_an_empty_result(tmp_path: Path) -> None:

@@ -398,3 +398,45 @@ def test_pbr_off_writes_only_the_base_colour(renderer, tmp_path):
     _, mesh = _two_part_sphere(renderer)
     result = texture(_state(tmp_path, mesh), TextureOptions(size=32, pbr=False))
     assert set(result.artifacts) == {"texture/base_color"}
+
+
+def test_delight_recovers_the_albedo_under_a_light_fixed_to_the_camera(renderer, tmp_path):
+    # a turntable shoot lit from the upper left of the camera: the same point is bright in one
+    # photo and dark in another; dividing the fitted light out leaves the albedo
+    import trimesh
+
+    gt = _sphere_with_colours()
+    normals = np.asarray(trimesh.Trimesh(gt.vertices, gt.faces).vertex_normals, np.float32)
+    gt = gt.replace(vertex_normals=normals)
+    light = ((-0.4, 0.45, 1.0), 0.3)
+    views, albedo = [], []
+    for label, az in VIEWS:
+        cam = orbit_camera(label, az, 15.0, 3.0, size=160)
+        lit = renderer.render(gt, cam, shading="lambert", light=light)
+        mask = np.where(lit[..., 3] > 127, 255, 0).astype(np.uint8)
+        views.append((cam, lit[..., :3].copy(), mask))
+        albedo.append(renderer.render(gt, cam, shading="unlit")[..., :3])
+    mesh = _unwrapped(gt).replace(vertex_normals=None)
+    state = _state(tmp_path, mesh, views)
+    delit = texture(state, TextureOptions(size=256, delight=True))
+    baked = texture(state, TextureOptions(size=256, delight=False))
+    m = delit.metrics
+    assert m["texture_delit"] is True and not baked.metrics["texture_delit"]
+    assert m["texture_light_ambient"] == pytest.approx(0.3, abs=0.1)
+    d = np.array([float(x) for x in m["texture_light_direction"].split(",")])
+    want = np.array(light[0]) / np.linalg.norm(light[0])
+    assert float(d @ want) > np.cos(np.radians(12))
+
+    def psnr(tex, want_images, **kw):
+        out = []
+        for (cam, _, mask), ref in zip(views, want_images):
+            img = renderer.render(mesh, cam, texture=tex, **kw)[..., :3].astype(float)
+            mse = ((img - ref.astype(float))[mask > 127] ** 2).mean()
+            out.append(10 * np.log10(255 ** 2 / mse))
+        return float(np.mean(out))
+
+    t_delit = load_image(state.apply(delit), "texture/base_color")
+    t_baked = load_image(state.apply(baked), "texture/base_color")
+    # unlit, the delit texture is the albedo; lit by the same light, it is the photos
+    assert psnr(t_delit, albedo, shading="unlit") > psnr(t_baked, albedo, shading="unlit") + 3
+    assert psnr(t_delit, [v[1] for v in views], shading="lambert", light=light) > 27

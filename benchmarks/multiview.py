@@ -1,0 +1,726 @@
+"""Benchmark: photos as merchants shoot them -> shapes, textures and cameras against the truth.
+
+The rendered real products of ``../shared/data/renders`` (1, 4 and 8 labelled views, 512 px,
+elevation 15, fov 30) go through the factory (``ar`` recipe without bake and export; 512 px
+atlas and texture, to keep a full run within hours on two shared cores) twice: as a merchant's catalog would give them (view labels only: no elevation,
+distance or field of view) and with the exact cameras (``@azimuth,elevation``,
+``camera_distance``, ``fov_deg``). Each asset is scored against the original model
+(``../shared/data/models``, normalised as ``cameras.json`` says):
+
+* volumetric IoU (solid voxels at 128^3: surface voxels plus the inside; for the originals,
+  which have gaps, openings and overlapping parts, also each part's voxel centres inside it by
+  a vote of seven rays)
+  and Chamfer distance (mean of both directions, 20k surface samples each, in % of the largest
+  extent), after normalising the asset the same way as the truth (bounding-box centre at the
+  origin, largest extent 1; orientation as the factory made it);
+* silhouette IoU and masked PSNR / SSIM (inside both silhouettes; the asset rendered unlit with
+  its texture, as the metrics stage does, and lit like the photos, its texture as albedo) at the
+  input views (the photos, exact cameras) and at four held-out views
+  (azimuths 22.5 + 90k at elevations 30 / 5, fov 30) rendered from the original model with the
+  photos' conventions (textures through the model's UVs, vertex colours, a light from
+  (-0.25, 0.35, 1) in camera space, ambient 0.3, diffuse 0.7, linear light, 2x supersampled);
+* the cameras the factory used (elevation, field of view, distance) against the true ones;
+* the factory's own input-view silhouette IoU (``metrics_iou_mean``) and the generate time.
+
+Own shoots (``--rigs``): the same models re-rendered with the project's renderer on other rigs
+(elevation 0-35 degrees, fov 20-50, framings, a hand-held shoot with per-view jitter and
+off-centre photos), through the same scoring.
+
+    .venv/bin/python benchmarks/multiview.py --tag new                 # all models, 1/4/8
+    .venv/bin/python benchmarks/multiview.py --tag new --rigs          # own shoots
+    .venv/bin/python benchmarks/multiview.py --quick --tag try         # 4 models, 4/8 views
+    .venv/bin/python benchmarks/multiview.py --table base new          # tables side by side
+
+Writes ``benchmarks/out/multiview_<tag>.json`` (one row per asset) and prints the tables.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / ".." / "shared" / "data"
+OUT = REPO / "benchmarks" / "out"
+HELD_OUT = ((22.5, 30.0), (112.5, 5.0), (202.5, 30.0), (292.5, 5.0))
+QUICK = ("basemesh_coffee_cup", "basemesh_dining_chair_01", "kenney_blaster", "odedstein_boot")
+LIGHT = (-0.25, 0.35, 1.0)
+AMBIENT, DIFFUSE = 0.3, 0.7
+VOXELS = 128
+TEXTURE_PX = 512
+#: Texture options on top of the profile's (``--texture '{"delight": true}'``).
+TEXTURE_OPTIONS: dict = {}
+
+
+@dataclass(frozen=True)
+class Rig:
+    """An own test shoot: elevation, lens, framing and hand-held jitter."""
+
+    name: str
+    elevation: float
+    fov: float
+    framing: float = 1.08          # the bounding sphere fills 1/framing of the frame height
+    jitter_el: float = 0.0         # per-view elevation jitter (uniform +-, degrees)
+    jitter_az: float = 0.0         # per-view azimuth jitter
+    shift_px: float = 0.0          # per-view off-centre framing (principal point shift, px)
+
+
+RIGS = (
+    Rig("el0-fov50", 0.0, 50.0),
+    Rig("el30-fov20", 30.0, 20.0),
+    Rig("el35-fov40-tight", 35.0, 40.0, framing=1.0),
+    Rig("handheld-el20-fov35", 20.0, 35.0, jitter_el=4.0, jitter_az=6.0, shift_px=25.0),
+)
+VIEW_SETS = {1: ("front",), 4: ("front", "right", "back", "left"),
+             8: ("front", "front_right", "right", "back_right", "back", "back_left", "left",
+                 "front_left")}
+AZ = {"front": 0.0, "front_right": 45.0, "right": 90.0, "back_right": 135.0, "back": 180.0,
+      "back_left": 225.0, "left": 270.0, "front_left": 315.0}
+
+
+# ------------------------------------------------------------------------ the original model
+
+@dataclass
+class Prim:
+    mesh: object            # MeshData: normalised vertices, normals, sRGB vertex colours, uv
+    texture: np.ndarray | None
+
+
+def model_file(path: Path) -> Path:
+    if path.is_dir():
+        return next(p for p in sorted(path.iterdir())
+                    if p.suffix.lower() in (".glb", ".gltf", ".obj"))
+    return path
+
+
+def _lin(x):
+    x = np.asarray(x, np.float64)
+    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+
+
+def _srgb(x):
+    x = np.clip(np.asarray(x, np.float64), 0, 1)
+    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def load_truth(path: Path, norm: dict) -> list[Prim]:
+    """The model's primitives in the normalised frame, with their base colours (glTF: vertex
+    colours and factors linear, textures sRGB)."""
+    import trimesh
+
+    from assetfactory.core.mesh import MeshData
+
+    scene = trimesh.load(model_file(path), force="scene")
+    R = np.asarray(norm.get("rotation", np.eye(3)), float)
+    c, k = np.asarray(norm["centre"], float), float(norm["scale"])
+    prims = []
+    for node in scene.graph.nodes_geometry:
+        T, name = scene.graph[node]
+        g = scene.geometry[name]
+        if not isinstance(g, trimesh.Trimesh) or len(g.faces) == 0:
+            continue
+        v = (((np.asarray(g.vertices) @ T[:3, :3].T + T[:3, 3]) - c) * k) @ R.T
+        f = np.asarray(g.faces)
+        if np.linalg.det(T[:3, :3]) < 0:
+            f = f[:, ::-1]
+        n = np.asarray(g.vertex_normals) @ np.linalg.inv(T[:3, :3]) @ R.T
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
+        vis, tex, uv = g.visual, None, None
+        if isinstance(vis, trimesh.visual.ColorVisuals):
+            # no colour at all: the renders' default base colour, 0.8 linear
+            col = (np.asarray(vis.vertex_colors, float) if vis.kind is not None
+                   else np.full((len(v), 4), [231.0, 231.0, 231.0, 255.0]))
+        else:
+            m = vis.material
+            fac = getattr(m, "baseColorFactor", None)
+            fac = np.asarray(fac if fac is not None else [255] * 4, float)
+            fac = fac * 255 if fac.max() <= 1.0 else fac
+            col = np.full((len(v), 4), 255.0)
+            vc = getattr(vis, "vertex_attributes", {}).get("color")
+            if vc is not None and len(vc) == len(v):
+                vc = np.asarray(vc, float)
+                col = vc * 255 if vc.max() <= 1.0 else vc
+            col = _srgb(col / 255.0 * fac / 255.0) * 255.0
+            img = getattr(m, "baseColorTexture", None)
+            img = img if img is not None else getattr(m, "image", None)
+            if img is not None and vis.uv is not None:
+                tex = np.asarray(img.convert("RGB"))
+                uv = np.asarray(vis.uv, np.float32)
+        prims.append(Prim(MeshData(v, f, uv=uv, vertex_colors=np.clip(col + 0.5, 0, 255)
+                                   .astype(np.uint8), vertex_normals=n.astype(np.float32)), tex))
+    return prims
+
+
+def truth_mesh(prims: list[Prim]):
+    from assetfactory.core.mesh import MeshData
+
+    return MeshData.concatenate([p.mesh for p in prims])
+
+
+def _big(cam, ssaa: int):
+    K = cam.K.copy()
+    K[:2, :2] *= ssaa
+    K[:2, 2] = (K[:2, 2] + 0.5) * ssaa - 0.5
+    return dataclasses.replace(cam, K=K, width=cam.width * ssaa, height=cam.height * ssaa)
+
+
+def render_truth(prims: list[Prim], cam, ssaa: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """(RGB uint8, mask) of the model as the photos were shot: base colour x (ambient + diffuse
+    x max(0, n.l)) in linear light, primitives composited by depth, supersampled."""
+    from assetfactory.geometry.render import get_renderer
+
+    r = get_renderer()
+    big = _big(cam, ssaa)
+    best = np.full((big.height, big.width), np.inf, np.float32)
+    rgb = np.ones((big.height, big.width, 3))
+    light = np.asarray(LIGHT) / np.linalg.norm(LIGHT)
+    rot = cam.world_to_camera[:3, :3]
+    for p in prims:
+        m = p.mesh
+        depth = r.depth(m, big)
+        base = _lin(r.render(m.replace(uv=None), big, shading="unlit")[..., :3] / 255.0)
+        if p.texture is not None:
+            base = base * _lin(r.render(m, big, texture=p.texture, shading="unlit")[..., :3]
+                               / 255.0)
+        enc = np.clip(((m.vertex_normals @ rot.T) * 0.5 + 0.5) * 255 + 0.5, 0, 255)
+        enc = np.concatenate([enc, np.full((len(enc), 1), 255)], 1).astype(np.uint8)
+        nimg = r.render(m.replace(uv=None, vertex_colors=enc), big, shading="unlit")
+        nimg = nimg[..., :3] / 255.0 * 2 - 1
+        nimg /= np.maximum(np.linalg.norm(nimg, axis=2, keepdims=True), 1e-9)
+        shade = AMBIENT + DIFFUSE * np.maximum(nimg @ light, 0.0)
+        out = _srgb(base * shade[..., None])
+        sel = depth < best
+        rgb[sel], best[sel] = out[sel], depth[sel]
+    h, w = cam.height, cam.width
+    cov = np.isfinite(best).reshape(h, ssaa, w, ssaa).mean((1, 3))
+    rgb = (rgb * 255).reshape(h, ssaa, w, ssaa, 3).mean((1, 3))
+    return np.clip(rgb + 0.5, 0, 255).astype(np.uint8), cov >= 0.5
+
+
+# ------------------------------------------------------------------------ shape scores
+
+def solid_voxels(mesh, vote: bool = False, lo: float = -0.55, n: int = VOXELS) -> np.ndarray:
+    """(n, n, n) bool: voxels the surface passes through, plus the inside: what the outside
+    cannot reach (right for closed meshes, the factory's assets, and for overlapping closed
+    parts). With ``vote`` (the originals, which have gaps and openings: a guitar's sound hole
+    would let the outside in), also each connected part's voxel centres that most of seven
+    rays find inside it (an odd number of crossings of that part: the generalised winding
+    number's majority; per part, so that overlapping parts do not cancel)."""
+    import open3d as o3d
+    from scipy import ndimage
+
+    h = -2 * lo / n
+    surf = np.zeros((n, n, n), bool)
+    tm = _o3d_mesh(mesh.vertices, mesh.faces)
+    grid = o3d.geometry.VoxelGrid.create_from_triangle_mesh_within_bounds(
+        tm, h, np.full(3, lo), np.full(3, -lo))
+    idx = np.array([v.grid_index for v in grid.get_voxels()], int).reshape(-1, 3)
+    idx = idx[(idx >= 0).all(1) & (idx < n).all(1)]
+    surf[tuple(idx.T)] = True
+    labels, _ = ndimage.label(~surf)
+    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
+             labels[:, :, -1]]
+    border = np.unique(np.concatenate([f.ravel() for f in faces]))
+    solid = ~np.isin(labels, border[border > 0])
+    if not vote:
+        return solid
+    import trimesh
+
+    centres = lo + h * (np.arange(n) + 0.5)
+    whole = trimesh.Trimesh(mesh.vertices, mesh.faces, process=True)
+    for part in whole.split(only_watertight=False):
+        if len(part.faces) < 8:
+            continue
+        plo, phi = part.bounds
+        sel = [np.flatnonzero((centres >= plo[i]) & (centres <= phi[i])) for i in range(3)]
+        if any(len(x) == 0 for x in sel):
+            continue
+        scene = o3d.t.geometry.RaycastingScene()
+        scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(
+            _o3d_mesh(np.asarray(part.vertices), np.asarray(part.faces))))
+        pts = np.stack(np.meshgrid(*(centres[x] for x in sel), indexing="ij"), -1)
+        occ = scene.compute_occupancy(o3d.core.Tensor(pts.reshape(-1, 3).astype(np.float32)),
+                                      nsamples=7).numpy().reshape(pts.shape[:3]) > 0.5
+        solid[np.ix_(*sel)] |= occ
+    return solid
+
+
+def _o3d_mesh(vertices: np.ndarray, faces: np.ndarray):
+    import open3d as o3d
+
+    return o3d.geometry.TriangleMesh(o3d.utility.Vector3dVector(np.asarray(vertices, float)),
+                                     o3d.utility.Vector3iVector(np.asarray(faces, np.int32)))
+
+
+def surface_samples(mesh, count: int = 20000, seed: int = 0) -> np.ndarray:
+    v, f = mesh.vertices, mesh.faces
+    t = v[f]
+    area = 0.5 * np.linalg.norm(np.cross(t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]), axis=1)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(f), count, p=area / area.sum())
+    a, b = rng.random((2, count, 1))
+    flip = (a + b) > 1
+    a, b = np.where(flip, 1 - a, a), np.where(flip, 1 - b, b)
+    tri = t[pick]
+    return tri[:, 0] + a * (tri[:, 1] - tri[:, 0]) + b * (tri[:, 2] - tri[:, 0])
+
+
+def shape_scores(pred, truth_solid: np.ndarray, truth_pts: np.ndarray) -> dict:
+    from scipy.spatial import cKDTree
+
+    solid = solid_voxels(pred)
+    iou = float((solid & truth_solid).sum() / max((solid | truth_solid).sum(), 1))
+    p = surface_samples(pred)
+    d1 = cKDTree(truth_pts).query(p)[0]
+    d2 = cKDTree(p).query(truth_pts)[0]
+    return {"vol_iou": iou, "chamfer_pct": float(50.0 * (d1.mean() + d2.mean()))}
+
+
+def normalised(mesh):
+    """Bounding-box centre at the origin, largest extent 1 (the truth's normalisation)."""
+    lo, hi = mesh.bounds()
+    return mesh.replace(vertices=(mesh.vertices - (lo + hi) / 2) / float((hi - lo).max()))
+
+
+# ------------------------------------------------------------------------ image scores
+
+def image_scores(mesh, texture, views) -> dict:
+    """Mean silhouette IoU, and PSNR/SSIM inside both silhouettes, over (camera, rgb, mask):
+    the asset rendered unlit (its texture as the photos' colours, what the metrics stage does)
+    and lit like the photos (its texture as albedo)."""
+    from assetfactory.geometry.render import get_renderer
+    from assetfactory.tasks.metrics import masked_psnr, masked_ssim, silhouette_iou
+
+    r = get_renderer()
+    lit_asset = [Prim(with_normals(mesh), texture)] if texture is not None else None
+    out: dict[str, list] = {k: [] for k in ("sil_iou", "psnr", "ssim", "psnr_lit", "ssim_lit")}
+    for cam, rgb, mask in views:
+        render = r.render(mesh, cam, texture=texture, shading="unlit", ssaa=2)
+        both = mask & (render[..., 3] >= 128)
+        out["sil_iou"].append(silhouette_iou(render[..., 3] >= 128, mask))
+        if texture is not None and both.any():
+            out["psnr"].append(masked_psnr(render, rgb, both))
+            out["ssim"].append(masked_ssim(render, rgb, both))
+            lit, _ = render_truth(lit_asset, cam)
+            out["psnr_lit"].append(masked_psnr(lit, rgb, both))
+            out["ssim_lit"].append(masked_ssim(lit, rgb, both))
+    return {k: (float(np.mean(v)) if v else None) for k, v in out.items()}
+
+
+def with_normals(mesh):
+    """The mesh with smooth vertex normals (area-weighted), for lit renders, and white vertex
+    colours (the texture carries the colour)."""
+    import trimesh
+
+    tm = trimesh.Trimesh(mesh.vertices, mesh.faces, process=False)
+    white = np.full((mesh.n_vertices, 4), 255, np.uint8)
+    return mesh.replace(vertex_normals=np.asarray(tm.vertex_normals, np.float32),
+                        vertex_colors=white)
+
+
+# ------------------------------------------------------------------------ shoots
+
+def load_png(path: Path, mode: str = "RGB") -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert(mode))
+
+
+def camera_of(entry: dict, size: int):
+    from assetfactory.core.camera import Camera
+
+    return Camera(entry["label"], np.asarray(entry["K"], float),
+                  np.asarray(entry["world_to_camera"], float), size, size,
+                  float(entry["azimuth_deg"]), float(entry["elevation_deg"]))
+
+
+def shoot_rig(prims: list[Prim], rig: Rig, n_views: int, folder: Path, norm: dict,
+              radius: float, seed: int) -> Path:
+    """Render an own shoot in the render-set format (view_*.png, mask_*.png, cameras.json)."""
+    from PIL import Image
+
+    from assetfactory.core.camera import orbit_camera
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    distance = rig.framing * radius / math.sin(math.radians(rig.fov) / 2)
+    views = []
+    for label in VIEW_SETS[n_views]:
+        az = AZ[label] + rng.uniform(-rig.jitter_az, rig.jitter_az)
+        el = rig.elevation + rng.uniform(-rig.jitter_el, rig.jitter_el)
+        cam = orbit_camera(label, az, el, distance, rig.fov, 512)
+        if rig.shift_px:
+            K = cam.K.copy()
+            K[:2, 2] += rng.uniform(-rig.shift_px, rig.shift_px, 2)
+            cam = dataclasses.replace(cam, K=K)
+        rgb, mask = render_truth(prims, cam)
+        Image.fromarray(rgb).save(folder / f"view_{label}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"mask_{label}.png")
+        views.append({"label": label, "azimuth_deg": float(az), "elevation_deg": float(el),
+                      "distance": float(distance), "K": cam.K.tolist(),
+                      "world_to_camera": cam.world_to_camera.tolist(),
+                      "image": f"view_{label}.png", "mask": f"mask_{label}.png"})
+    (folder / "cameras.json").write_text(json.dumps(
+        {"fov_y_deg": rig.fov, "normalisation": norm, "views": views,
+         "elevation_deg": rig.elevation, "rig": dataclasses.asdict(rig)}))
+    return folder
+
+
+def held_out_views(prims: list[Prim], distance: float):
+    from assetfactory.core.camera import orbit_camera
+
+    out = []
+    for az, el in HELD_OUT:
+        cam = orbit_camera(f"held{az:g}", az, el, distance, 30.0, 512)
+        rgb, mask = render_truth(prims, cam)
+        out.append((cam, rgb, mask))
+    return out
+
+
+# ------------------------------------------------------------------------ the factory
+
+def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
+                mesh: Path | None = None):
+    """The catalog row through ingest .. texture + metrics (no bake, no export); with ``mesh``,
+    the original model textured from the photos (the texture's bound with the true shape)."""
+    from assetfactory.catalog.input import read_catalog
+    from assetfactory.catalog.renders import catalog_from_renders
+    from assetfactory.core.types import AssetState
+    from assetfactory.flows.recipe import build_recipe
+    from assetfactory.flows.runner import run_asset
+
+    path = catalog_from_renders(views_dir, work / "catalog", sku, mesh=mesh,
+                                labels_only=labels_only)
+    spec = read_catalog(path).specs[0]
+    backend = "mesh" if mesh is not None else "silhouette"
+    state = AssetState(sku=spec.sku, spec=spec, store_uri=str(work / "store"), profile="ar",
+                       backend=backend)
+    recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX, **TEXTURE_OPTIONS},
+                                          "uv": {"resolution": TEXTURE_PX}})
+    recipe = dataclasses.replace(recipe, calls=tuple(c for c in recipe.calls
+                                                     if c.name not in ("bake", "export")))
+    t0 = time.perf_counter()
+    state = run_asset(state, recipe)
+    return state, time.perf_counter() - t0
+
+
+def model_source(model: str) -> Path:
+    """The original model's file (or folder, for a glTF with its buffers)."""
+    cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
+    path = DATA / cams["model"]
+    return path
+
+
+def camera_estimates(state) -> dict:
+    """What the factory ended up using: elevation, vertical fov, distance / largest extent."""
+    from assetfactory.core.artifacts import load_cameras, load_mesh
+
+    m = state.metrics
+    out = {k: m.get(f"generate_camera_{k}") for k in ("elevation_deg", "fov_deg", "distance",
+                                                      "consistency", "seconds")}
+    if out["elevation_deg"] is None and "cameras" in state.artifacts:
+        cams = load_cameras(state)
+        mesh = load_mesh(state, "mesh")
+        ext = float((mesh.bounds()[1] - mesh.bounds()[0]).max())
+        c0 = cams[0]
+        out["elevation_deg"] = float(np.mean([c.elevation_deg for c in cams]))
+        fy = c0.K[1, 1]
+        # ingest crops; the vertical fov of the original photo is not recoverable here
+        out["fov_deg"] = None
+        lo, hi = mesh.bounds()
+        out["distance"] = float(np.linalg.norm(c0.position - (lo + hi) / 2) / ext)
+        del fy
+    return out
+
+
+def keep_asset(folder: Path, mesh, texture) -> None:
+    """The scored asset (normalised mesh, base colour) for ``--rescore``."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(folder / "mesh.npz", vertices=mesh.vertices, faces=mesh.faces,
+                        uv=mesh.uv if mesh.uv is not None else np.zeros((0, 2)))
+    if texture is not None:
+        Image.fromarray(texture[..., :3]).save(folder / "base_color.png")
+
+
+def load_asset(folder: Path):
+    from assetfactory.core.mesh import MeshData
+
+    z = np.load(folder / "mesh.npz")
+    uv = z["uv"] if len(z["uv"]) else None
+    tex = load_png(folder / "base_color.png") if (folder / "base_color.png").exists() else None
+    return MeshData(z["vertices"], z["faces"], uv=uv), tex
+
+
+def asset_scores(mesh, tex, truth: dict, inputs, held) -> dict:
+    row = {"tris": mesh.n_faces, **shape_scores(mesh, truth["solid"], truth["points"])}
+    row.update({f"in_{k}": v for k, v in image_scores(mesh, tex, inputs).items()})
+    row.update({f"held_{k}": v for k, v in image_scores(mesh, tex, held).items()})
+    return row
+
+
+def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> dict:
+    from assetfactory.core.artifacts import load_image, load_mesh
+
+    if not state.ok:
+        f = state.failure
+        return {"status": "failed", "stage": f.stage, "error": f.message[:300]}
+    mesh = normalised(load_mesh(state, "mesh"))
+    tex = load_image(state, "texture/base_color") if "texture/base_color" in state.artifacts \
+        else None
+    if keep is not None:
+        keep_asset(keep, mesh, tex)
+    row = {"status": "ok", "watertight": state.metrics.get("metrics_watertight"),
+           **asset_scores(mesh, tex, truth, inputs, held)}
+    row["factory_iou"] = state.metrics.get("metrics_iou_mean")
+    row["factory_psnr"] = state.metrics.get("metrics_psnr_mean")
+    row.update({f"cam_{k}": v for k, v in camera_estimates(state).items()})
+    row["generate_s"] = next((r.duration_s for r in state.records if r.stage == "generate"),
+                             None)
+    row["stage_s"] = {r.stage: round(r.duration_s, 2) for r in state.records}
+    row.update({k: v for k, v in state.metrics.items()
+                if k.startswith(("texture_light", "texture_delit", "generate_camera_",
+                                 "generate_ground"))})
+    return row
+
+
+def truth_of(model: str, cams: dict) -> tuple[list[Prim], dict]:
+    prims = load_truth(DATA / cams["model"], cams["normalisation"])
+    mesh = truth_mesh(prims)
+    cache = OUT / "multiview_truth_v2" / f"{model}.npz"
+    if cache.exists():
+        solid = np.load(cache)["solid"]
+    else:
+        solid = solid_voxels(mesh, vote=True)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, solid=solid)
+    return prims, {"solid": solid, "points": surface_samples(mesh, seed=1),
+                   "radius": float(np.linalg.norm(mesh.vertices, axis=1).max())}
+
+
+def input_views(views_dir: Path):
+    cams = json.loads((views_dir / "cameras.json").read_text())
+    entries = cams.get("views") or cams["cameras"]
+    inputs = []
+    for e in entries:
+        cam = camera_of(e, 512)
+        inputs.append((cam, load_png(views_dir / e.get("image", f"view_{e['label']}.png")),
+                       load_png(views_dir / e.get("mask", f"mask_{e['label']}.png"), "L") > 127))
+    return cams, entries, inputs
+
+
+def case_dir(tag: str, model: str, rig: str, n_views: int, mode: str) -> Path:
+    return OUT / f"multiview_{tag}_assets" / f"{model}-{rig}-{n_views}-{mode}"
+
+
+def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig: str,
+             modes: tuple[str, ...], tmp: Path, tag: str) -> list[dict]:
+    cams, entries, inputs = input_views(views_dir)
+    if rig != "shared":  # keep the own shoot's inputs for --rescore
+        shutil.copytree(views_dir, case_dir(tag, model, rig, n_views, "inputs"),
+                        dirs_exist_ok=True)
+    true_el = float(np.mean([e["elevation_deg"] for e in entries]))
+    rows = []
+    for mode in modes:
+        work = tmp / f"{model}-{rig}-{n_views}-{mode}"
+        sku = f"{model.lower().replace('_', '-')}-{n_views}"
+        state, wall = run_factory(views_dir, work, sku, labels_only=(mode == "labels"),
+                                  mesh=model_source(model) if mode == "mesh" else None)
+        row = {"model": model, "rig": rig, "views": n_views, "mode": mode, "wall_s": wall,
+               "true_elevation_deg": true_el, "true_fov_deg": cams["fov_y_deg"],
+               "true_distance": float(entries[0]["distance"]),
+               **score_asset(state, truth, inputs, held,
+                             keep=case_dir(tag, model, rig, n_views, mode))}
+        rows.append(row)
+        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                          for k, v in row.items()}), flush=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return rows
+
+
+# ------------------------------------------------------------------------ tables
+
+COLS = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2), ("in_sil_iou", "sil in", 3),
+        ("held_sil_iou", "sil held", 3), ("in_psnr", "PSNR in", 1), ("held_psnr", "PSNR held", 1),
+        ("held_psnr_lit", "PSNR held lit", 1), ("in_ssim", "SSIM in", 3),
+        ("held_ssim", "SSIM held", 3))
+
+
+def _fmt(v, nd):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{nd}f}"
+
+
+def _mean(rows, key):
+    vals = [r.get(key) for r in rows if r.get("status") == "ok" and r.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def print_tables(tagged: dict[str, list[dict]]) -> None:
+    """Mean per (tag, rig, mode, views), then per model for the first rig."""
+    print("\n### Means\n")
+    head = ["version", "shoot", "catalog", "views", "ok"] + [c[1] for c in COLS] + \
+        ["el est (true)", "fov est", "dist est (true)", "gen s"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for tag, rows in tagged.items():
+        keys = sorted({(r["rig"], r["mode"], r["views"]) for r in rows},
+                      key=lambda k: (k[0] != "shared", k[0], k[1] != "labels", k[2]))
+        for rig, mode, nv in keys:
+            sel = [r for r in rows if (r["rig"], r["mode"], r["views"]) == (rig, mode, nv)]
+            ok = sum(r.get("status") == "ok" for r in sel)
+            cells = [tag, rig, mode, str(nv), f"{ok}/{len(sel)}"]
+            cells += [_fmt(_mean(sel, k), nd) for k, _, nd in COLS]
+            cells.append(f"{_fmt(_mean(sel, 'cam_elevation_deg'), 1)} "
+                         f"({_fmt(_mean(sel, 'true_elevation_deg'), 1)})")
+            cells.append(_fmt(_mean(sel, "cam_fov_deg"), 1))
+            cells.append(f"{_fmt(_mean(sel, 'cam_distance'), 2)} "
+                         f"({_fmt(_mean(sel, 'true_distance'), 2)})")
+            cells.append(_fmt(_mean(sel, "generate_s"), 2))
+            print("| " + " | ".join(cells) + " |")
+    print("\n### Per model (shared renders)\n")
+    head = ["model", "views"] + [f"{t} {m}" for t in tagged for m in ("labels", "exact")]
+    print("vol IoU / held-out silhouette IoU / held-out PSNR\n")
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    models = sorted({r["model"] for rows in tagged.values() for r in rows if r["rig"] == "shared"})
+    for model in models:
+        for nv in (1, 4, 8):
+            cells = [model, str(nv)]
+            any_row = False
+            for rows in tagged.values():
+                for mode in ("labels", "exact"):
+                    sel = [r for r in rows if r["model"] == model and r["views"] == nv
+                           and r["mode"] == mode and r["rig"] == "shared"]
+                    if not sel:
+                        cells.append("")
+                        continue
+                    any_row = True
+                    r = sel[0]
+                    if r.get("status") != "ok":
+                        cells.append(f"failed ({r.get('stage')})")
+                    else:
+                        cells.append(f"{_fmt(r['vol_iou'], 2)} / {_fmt(r['held_sil_iou'], 2)} / "
+                                     f"{_fmt(r['held_psnr'], 1)}")
+            if any_row:
+                print("| " + " | ".join(cells) + " |")
+
+
+def rescore(tag: str) -> None:
+    path = OUT / f"multiview_{tag}.json"
+    rows = json.loads(path.read_text())
+    cache: dict = {}
+    for row in rows:
+        model = row["model"]
+        folder = case_dir(tag, model, row["rig"], row["views"], row["mode"])
+        if row.get("status") != "ok" or not (folder / "mesh.npz").exists():
+            continue
+        if model not in cache:
+            cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
+            prims, truth = truth_of(model, cams)
+            dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
+            cache = {model: (truth, held_out_views(prims, dist))}
+        truth, held = cache[model]
+        views_dir = (DATA / "renders" / model / f"{row['views']}views" if row["rig"] == "shared"
+                     else case_dir(tag, model, row["rig"], row["views"], "inputs"))
+        _, _, inputs = input_views(views_dir)
+        mesh, tex = load_asset(folder)
+        row.update(asset_scores(mesh, tex, truth, inputs, held))
+        print(model, row["rig"], row["views"], row["mode"], round(row["vol_iou"], 3), flush=True)
+        path.write_text(json.dumps(rows, indent=1))
+    print_tables({tag: rows})
+
+
+# ------------------------------------------------------------------------ main
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tag", default="run", help="name of this run (output file suffix)")
+    ap.add_argument("--quick", action="store_true", help="4 models, 4 and 8 views")
+    ap.add_argument("--models", default="", help="comma-separated model folders")
+    ap.add_argument("--views", default="4,8,1")
+    ap.add_argument("--modes", default="",
+                    help="labels,exact (own shoots: labels); mesh: the original model textured "
+                    "from the photos (the texture's bound)")
+    ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
+    ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
+    ap.add_argument("--texture", default="{}", help="texture options as JSON, e.g. "
+                    "'{\"delight\": false}'")
+    ap.add_argument("--rescore", action="store_true",
+                    help="score the kept assets of --tag again (after a change of the scores)")
+    args = ap.parse_args()
+    TEXTURE_OPTIONS.update(json.loads(args.texture))
+    OUT.mkdir(parents=True, exist_ok=True)
+    if args.rescore:
+        rescore(args.tag)
+        return
+    if args.table:
+        tagged = {}
+        for t in args.table:
+            tagged[t] = json.loads((OUT / f"multiview_{t}.json").read_text())
+        print_tables(tagged)
+        return
+    if not DATA.is_dir():
+        sys.exit(f"shared data not found at {DATA}")
+    renders = DATA / "renders"
+    models = [m for m in sorted(os.listdir(renders)) if (renders / m).is_dir()]
+    if args.models:
+        models = args.models.split(",")
+    elif args.quick or args.rigs:
+        models = list(QUICK)
+    views = [int(v) for v in args.views.split(",")]
+    if args.quick:
+        views = [v for v in views if v != 1]
+    modes = tuple((args.modes or ("labels" if args.rigs else "labels,exact")).split(","))
+    out_path = OUT / f"multiview_{args.tag}.json"
+    rows: list[dict] = json.loads(out_path.read_text()) if out_path.exists() else []
+    done = {(r["model"], r["rig"], r["views"], r["mode"]) for r in rows}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-multiview-"))
+    try:
+        cache: dict[str, tuple] = {}
+        # every model at 4 and 8 views before any at 1: the first figures are the main ones
+        for nv in views:
+            for model in models:
+                if not (renders / model).is_dir():
+                    continue
+                for rig in (RIGS if args.rigs else (None,)):
+                    rig_name = rig.name if rig else "shared"
+                    todo = tuple(m for m in modes if (model, rig_name, nv, m) not in done)
+                    if not todo:
+                        continue
+                    if model not in cache:
+                        cams = json.loads((renders / model / "4views" / "cameras.json")
+                                          .read_text())
+                        prims, truth = truth_of(model, cams)
+                        dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
+                        cache = {model: (cams, prims, truth, held_out_views(prims, dist))}
+                    cams, prims, truth, held = cache[model]
+                    if rig is None:
+                        folder = renders / model / f"{nv}views"
+                    else:
+                        folder = shoot_rig(prims, rig, nv, tmp / "shoots" / model / rig.name /
+                                           f"{nv}views", cams["normalisation"],
+                                           truth["radius"], seed=zlib.crc32(model.encode()) + nv)
+                    rows += run_case(model, folder, prims, truth, held, nv, rig_name, todo, tmp,
+                                     args.tag)
+                    out_path.write_text(json.dumps(rows, indent=1))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_tables({args.tag: rows})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,186 @@
+"""numba kernels of the per-texel work of baking and texturing (``geometry.texture_sampling``,
+``geometry.tangents``, ``geometry.dilation``), at module level so numba's on-disk cache holds
+them. Each is one serial pass over the texels: the numpy formulations they replace built a
+dozen (T, 3) temporaries per step, which at 2048 px (2-3M texels) cost more than the
+arithmetic.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+jit = numba.njit(cache=True, nogil=True, error_model="numpy")
+
+
+@jit
+def uv_barycentric(uv, faces, fids, tuv):
+    """Barycentric coordinates (T, 3) of UV points ``tuv`` in faces ``fids`` (clamped to the
+    face and renormalised), as ``texture_sampling.uv_barycentric`` defines them."""
+    t = len(fids)
+    out = np.empty((t, 3))
+    for i in range(t):
+        f = fids[i]
+        ax, ay = uv[faces[f, 0], 0], uv[faces[f, 0], 1]
+        bx, by = uv[faces[f, 1], 0], uv[faces[f, 1], 1]
+        cx, cy = uv[faces[f, 2], 0], uv[faces[f, 2], 1]
+        v0x, v0y = bx - ax, by - ay
+        v1x, v1y = cx - ax, cy - ay
+        v2x, v2y = tuv[i, 0] - ax, tuv[i, 1] - ay
+        den = v0x * v1y - v1x * v0y
+        if abs(den) < 1e-30:
+            den = 1e-30
+        l1 = (v2x * v1y - v1x * v2y) / den
+        l2 = (v0x * v2y - v2x * v0y) / den
+        l0 = max(1.0 - l1 - l2, 0.0)
+        l1 = max(l1, 0.0)
+        l2 = max(l2, 0.0)
+        s = max(l0 + l1 + l2, 1e-12)
+        out[i, 0] = l0 / s
+        out[i, 1] = l1 / s
+        out[i, 2] = l2 / s
+    return out
+
+
+@jit
+def _unit3(x, y, z):
+    n = np.sqrt(x * x + y * y + z * z)
+    if n > 1e-30:
+        return x / n, y / n, z / n
+    return x, y, z
+
+
+@jit
+def surface_frames(vertices, faces, uv, normals, tangents, fids, bary):
+    """Per point: position, unit normal, unit tangent, unit bitangent (interpolated
+    cross(N, T) * w) and whether the face's UV area is (nearly) zero."""
+    t = len(fids)
+    pos = np.empty((t, 3))
+    nrm = np.empty((t, 3))
+    tan = np.empty((t, 3))
+    bit = np.empty((t, 3))
+    degenerate = np.empty(t, np.bool_)
+    for i in range(t):
+        f = fids[i]
+        px = py = pz = nx = ny = nz = tx = ty = tz = bx = by = bz = 0.0
+        for k in range(3):
+            v = faces[f, k]
+            w = bary[i, k]
+            px += w * vertices[v, 0]
+            py += w * vertices[v, 1]
+            pz += w * vertices[v, 2]
+            n0, n1, n2 = normals[v, 0], normals[v, 1], normals[v, 2]
+            t0, t1, t2, hw = tangents[v, 0], tangents[v, 1], tangents[v, 2], tangents[v, 3]
+            nx += w * n0
+            ny += w * n1
+            nz += w * n2
+            tx += w * t0
+            ty += w * t1
+            tz += w * t2
+            bx += w * (n1 * t2 - n2 * t1) * hw
+            by += w * (n2 * t0 - n0 * t2) * hw
+            bz += w * (n0 * t1 - n1 * t0) * hw
+        pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
+        nrm[i, 0], nrm[i, 1], nrm[i, 2] = _unit3(nx, ny, nz)
+        tan[i, 0], tan[i, 1], tan[i, 2] = _unit3(tx, ty, tz)
+        bit[i, 0], bit[i, 1], bit[i, 2] = _unit3(bx, by, bz)
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        d1x, d1y = uv[b, 0] - uv[a, 0], uv[b, 1] - uv[a, 1]
+        d2x, d2y = uv[c, 0] - uv[a, 0], uv[c, 1] - uv[a, 1]
+        degenerate[i] = abs(d1x * d2y - d2x * d1y) < 1e-14
+    return pos, nrm, tan, bit, degenerate
+
+
+@jit
+def encode_tangent_space(tangent, bitangent, normal, degenerate, target):
+    """m with normalize([T B N] m) == target; unit, z >= 0; (0, 0, 1) where the frame is
+    singular or the face's UVs are degenerate (Cramer's rule on the 3x3 frame)."""
+    t = len(target)
+    out = np.empty((t, 3))
+    for i in range(t):
+        ax, ay, az = tangent[i, 0], tangent[i, 1], tangent[i, 2]
+        bx, by, bz = bitangent[i, 0], bitangent[i, 1], bitangent[i, 2]
+        cx, cy, cz = normal[i, 0], normal[i, 1], normal[i, 2]
+        # columns T, B, N: det = T . (B x N)
+        det = ax * (by * cz - bz * cy) - ay * (bx * cz - bz * cx) + az * (bx * cy - by * cx)
+        if degenerate[i] or abs(det) <= 1e-6:
+            out[i, 0], out[i, 1], out[i, 2] = 0.0, 0.0, 1.0
+            continue
+        rx, ry, rz = target[i, 0], target[i, 1], target[i, 2]
+        # x = det([r B N]) / det, y = det([T r N]) / det, z = det([T B r]) / det
+        mx = (rx * (by * cz - bz * cy) - ry * (bx * cz - bz * cx) + rz * (bx * cy - by * cx))
+        my = (ax * (ry * cz - rz * cy) - ay * (rx * cz - rz * cx) + az * (rx * cy - ry * cx))
+        mz = (ax * (by * rz - bz * ry) - ay * (bx * rz - bz * rx) + az * (bx * ry - by * rx))
+        mx, my, mz = _unit3(mx / det, my / det, mz / det)
+        mz = max(mz, 0.0)
+        n = np.sqrt(mx * mx + my * my + mz * mz)
+        if n > 1e-30:
+            mx, my, mz = mx / n, my / n, mz / n
+        out[i, 0], out[i, 1], out[i, 2] = mx, my, mz
+    return out
+
+
+@jit
+def dilate(img, ok, iterations):
+    """Grow ``img`` (H, W, C) float32 ``iterations`` texels past ``ok`` in place: each round,
+    every invalid texel with a valid 8-neighbour takes the mean of those neighbours (values as
+    they were at the start of the round). Only the front of the grown region is visited.
+    Returns the grown mask."""
+    h, w, c = img.shape
+    INF = np.int32(1 << 30)
+    gen = np.full((h, w), INF, np.int32)   # round in which a texel became valid (0: given)
+    front = np.empty(h * w, np.int32)      # flat indices
+    nf = 0
+    for y in range(h):
+        for x in range(w):
+            if ok[y, x]:
+                gen[y, x] = 0
+    for y in range(h):
+        for x in range(w):
+            if gen[y, x] != 0:
+                continue
+            edge = False
+            for yy in range(max(y - 1, 0), min(y + 2, h)):
+                for xx in range(max(x - 1, 0), min(x + 2, w)):
+                    if gen[yy, xx] == INF:
+                        edge = True
+            if edge:
+                front[nf] = y * w + x
+                nf += 1
+    cand = np.empty(h * w, np.int32)
+    acc = np.empty(c, np.float64)
+    for it in range(1, iterations + 1):
+        nc = 0
+        for i in range(nf):  # invalid neighbours of the last front, each once
+            y, x = front[i] // w, front[i] % w
+            for yy in range(max(y - 1, 0), min(y + 2, h)):
+                for xx in range(max(x - 1, 0), min(x + 2, w)):
+                    if gen[yy, xx] == INF:
+                        gen[yy, xx] = -it    # queued this round
+                        cand[nc] = yy * w + xx
+                        nc += 1
+        if nc == 0:
+            break
+        for i in range(nc):
+            y, x = cand[i] // w, cand[i] % w
+            for k in range(c):
+                acc[k] = 0.0
+            count = 0
+            for yy in range(max(y - 1, 0), min(y + 2, h)):
+                for xx in range(max(x - 1, 0), min(x + 2, w)):
+                    g = gen[yy, xx]
+                    if 0 <= g < it:
+                        count += 1
+                        for k in range(c):
+                            acc[k] += img[yy, xx, k]
+            for k in range(c):
+                img[y, x, k] = acc[k] / count
+        for i in range(nc):
+            gen[cand[i] // w, cand[i] % w] = it
+            front[i] = cand[i]
+        nf = nc
+    grown = np.empty((h, w), np.bool_)
+    for y in range(h):
+        for x in range(w):
+            grown[y, x] = gen[y, x] != INF
+    return grown

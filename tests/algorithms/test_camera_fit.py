@@ -1,0 +1,119 @@
+"""camera_fit: cameras from silhouettes, on procedural products shot from known rigs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from assetfactory.algorithms.camera_fit import FitOptions, ShootHints, fit_cameras, single_view
+from assetfactory.tasks.ingest import IngestOptions
+from tests.procedural_shoot import LABELS4, LABELS8, product, shoot
+
+UNKNOWN = ShootHints(default_elevation_deg=0.0)
+#: Smaller grids and masks than the factory's: the same search, a few times faster.
+FAST = {"coarse_px": 72, "fine_px": 112, "coarse_grid": 26, "fine_grid": 34}
+
+
+def _fit(views, hints=UNKNOWN, **options):
+    return fit_cameras([v.camera for v in views], [v.mask for v in views], hints,
+                       FitOptions(**{**FAST, **options}))
+
+
+@pytest.mark.parametrize(("elevation", "fov", "fov_known"),
+                         [(22.0, 30.0, False), (8.0, 25.0, False), (28.0, 45.0, True)])
+def test_an_unknown_elevation_is_recovered_within_a_few_degrees(elevation, fov, fov_known):
+    # (four views trade elevation against perspective: 18 degrees at fov 30 carves almost as
+    # well as 22 at 40, so a far-off lens is given where it matters)
+    assumed = IngestOptions(fov_deg=fov) if fov_known else IngestOptions()
+    views, _ = shoot(product("asym"), LABELS4, elevation=elevation, fov=fov, assumed=assumed)
+    hints = ShootHints(fov_deg=assumed.fov_deg, fov_known=fov_known, default_elevation_deg=0.0)
+    fit = _fit(views, hints)
+    assert fit.elevation_deg == pytest.approx(elevation, abs=3.0)
+    # the photos agree far better than with the labels' level cameras
+    assert fit.consistency > fit.start_iou + 0.02
+    assert fit.consistency > 0.95
+    assert fit.outliers == []
+    assert len(fit.cameras) == 4 and all(c.width == 256 for c in fit.cameras)
+    m = fit.metrics()
+    assert m["camera_elevation_deg"] == pytest.approx(fit.elevation_deg, abs=1e-3)
+    assert 0 < m["camera_seconds"] < 60
+
+
+def test_catalog_values_that_are_right_stay():
+    known = IngestOptions(fov_deg=35.0, default_elevation_deg=18.0)
+    views, _ = shoot(product("asym"), LABELS4, elevation=18.0, fov=35.0, assumed=known)
+    fit = _fit(views, ShootHints(fov_deg=35.0, fov_known=True, elevation_known=(True,) * 4))
+    assert fit.elevation_deg == pytest.approx(18.0, abs=1.5)
+    assert fit.fov_deg == pytest.approx(35.0, rel=0.1)
+    assert max(abs(a) for a in fit.azimuth_shift_deg.values()) <= 4.0
+
+
+def test_a_round_product_takes_its_elevation_from_the_rim():
+    # every silhouette of a cylinder is the same: only its base's ellipse tells the elevation
+    views, _ = shoot(product("cylinder"), LABELS4, elevation=18.0, fov=30.0)
+    fit = _fit(views)
+    assert fit.rim_elevation_deg is not None
+    assert fit.elevation_deg == pytest.approx(18.0, abs=3.0)
+
+
+def test_a_mislabelled_photo_is_named_with_the_side_it_shows():
+    # eight views: the photo labelled "right" was taken from the left
+    views, _ = shoot(product("asym"), LABELS8, elevation=15.0, fov=30.0,
+                     azimuths={"right": 270.0})
+    fit = _fit(views)
+    assert [o["label"] for o in fit.outliers] == ["right"]
+    (bad,) = fit.outliers
+    assert bad["kind"] == "mislabelled"
+    assert abs(bad["fits_azimuth_deg"] - 270.0) <= 20.0
+    # the others were fitted without it
+    assert fit.elevation_deg == pytest.approx(15.0, abs=4.0)
+
+
+def test_two_photos_that_contradict_only_each_other_are_named_together():
+    # four views: "right" shows the left side; front and back cannot tell which side is wrong
+    views, _ = shoot(product("asym"), LABELS4, elevation=15.0, fov=30.0,
+                     azimuths={"right": 270.0})
+    fit = _fit(views)
+    (bad,) = fit.outliers
+    assert bad["kind"] == "pair"
+    assert {bad["label"], bad["partner"]} == {"right", "left"}
+
+
+def test_a_photo_of_another_product_is_named():
+    views, _ = shoot(product("asym"), LABELS8, elevation=15.0, fov=30.0)
+    other, _ = shoot(product("sphere"), LABELS8, elevation=15.0, fov=30.0)
+    views[4].mask = other[4].mask
+    fit = _fit(views)
+    assert [(o["label"], o["kind"]) for o in fit.outliers] == [("back", "other_object")]
+
+
+def test_consistent_photos_name_no_one_and_per_view_corrections_stay_small():
+    views, _ = shoot(product("box"), LABELS4, elevation=12.0, fov=30.0)
+    fit = _fit(views)
+    assert fit.outliers == []
+    assert max(abs(a) for a in fit.azimuth_shift_deg.values()) <= 6.0
+
+
+def test_a_thin_product_shot_with_exact_cameras_names_no_one():
+    # a thin neck vanishes on the coarse grid from every side alike: not a photo's fault
+    exact = IngestOptions(fov_deg=30.0, default_elevation_deg=15.0)
+    views, _ = shoot(product("thin"), LABELS4, elevation=15.0, fov=30.0, assumed=exact)
+    fit = _fit(views, ShootHints(fov_deg=30.0, fov_known=True, elevation_known=(True,) * 4))
+    assert fit.outliers == []
+    assert fit.elevation_deg == pytest.approx(15.0, abs=2.0)
+
+
+def test_one_photo_takes_the_rim_elevation_or_keeps_its_camera():
+    views, truth = shoot(product("cylinder"), ("front",), elevation=20.0, fov=30.0)
+    hints = ShootHints(elevation_known=(False,))
+    cam, rim = single_view(views[0].camera, views[0].mask, hints)
+    assert rim == pytest.approx(20.0, abs=3.0)
+    assert cam.elevation_deg == pytest.approx(rim)
+    # the camera looks down from the rim's elevation now, as the true one did
+    assert np.degrees(np.arcsin(cam.position[1] / np.linalg.norm(cam.position))) == \
+        pytest.approx(truth[0].elevation_deg, abs=3.0)
+    box, _ = shoot(product("box"), ("front",), elevation=20.0, fov=30.0)
+    same, none = single_view(box[0].camera, box[0].mask, hints)
+    assert none is None and same is box[0].camera
+    known = ShootHints(elevation_known=(True,))
+    assert single_view(views[0].camera, views[0].mask, known) == (views[0].camera, None)
