@@ -11,7 +11,7 @@ LUMA = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 def flatten_shading(positions: np.ndarray, colours: np.ndarray, parts: np.ndarray,
-                    cells: int = 12, max_gain: float = 3.0) -> np.ndarray:
+                    cells: int = 12, max_gain: float = 3.0, threads: int = 1) -> np.ndarray:
     """Divide out each part's low-frequency luminance (baked-in light falloff and shadows).
 
     Why per part and in 3D: a part is one material, so a smooth brightness change across it is
@@ -19,7 +19,8 @@ def flatten_shading(positions: np.ndarray, colours: np.ndarray, parts: np.ndarra
     luminance is averaged on a coarse grid of cubic cells, read back at every texel as a
     Gaussian-weighted mean of its nearest cells (sigma 0.75 cell, so the estimate is smooth
     across cell borders), and every texel is scaled by (part mean / local mean), clamped to
-    [1/max_gain, max_gain]. Chromaticity is kept. Returns a copy.
+    [1/max_gain, max_gain]. Chromaticity is kept. Returns a copy. ``threads``: KD-tree query
+    workers (the CPUs the calling stage declares; -1 = every core).
     """
     from scipy.spatial import cKDTree
 
@@ -35,7 +36,8 @@ def flatten_shading(positions: np.ndarray, colours: np.ndarray, parts: np.ndarra
         inv, (cpos, clum) = _cell_means(keys, positions[idx], lum[idx, None])
         counts = np.bincount(inv, minlength=len(cpos)).astype(np.float64)
         k = min(8, len(cpos))
-        dist, nn = cKDTree(cpos).query(positions[idx], k=k, workers=stage_cpus())
+        dist, nn = cKDTree(cpos).query(positions[idx], k=k,
+                                       workers=threads if threads > 0 else stage_cpus())
         dist, nn = dist.reshape(len(idx), k), nn.reshape(len(idx), k)
         w = np.exp(-0.5 * (dist / (0.75 * cell)) ** 2) * counts[nn] + 1e-12
         low = (w * clum[nn, 0]).sum(1) / w.sum(1)

@@ -10,6 +10,7 @@ declares, and is what a streaming run of many assets on N cores is bounded by.
     .venv/bin/python benchmarks/demo_asset.py --skus 3        # the first 3
     .venv/bin/python benchmarks/demo_asset.py --peer none     # this tree alone
     .venv/bin/python benchmarks/demo_asset.py --profile 0     # cProfile product 0, top costs
+    .venv/bin/python benchmarks/demo_asset.py --whole         # every stage on each version
 
 Two worker processes, one per code version (the peer's from ``git archive``, laid out as the
 package under ``benchmarks/out/peer-<commit>`` and put first on ``PYTHONPATH``), each warmed
@@ -151,8 +152,8 @@ def worker(texture_px: int | None, work: Path) -> None:
             work / "warm" / str(os.getpid()))
     print("READY " + str(Path(assetfactory.__file__).parent), flush=True)
     for line in sys.stdin:
-        cmd, i = line.split()
-        saved = work / f"state-{i}.pkl"
+        cmd, i, tag = line.split()
+        saved = work / f"state-{i}-{tag}.pkl"
         if cmd == "prep":
             state, cpu, wall = run_calls(recipe.calls[:first],
                                          new_state(specs[int(i)], recipe, work / "store"))
@@ -188,8 +189,8 @@ class Worker:
                 return line[len(prefix):].strip()
         raise RuntimeError(f"{self.name} worker ended (exit {self.proc.wait()})")
 
-    def run(self, cmd: str, i: int) -> dict:
-        self.proc.stdin.write(f"{cmd} {i}\n")
+    def run(self, cmd: str, i: int, tag: str = "shared") -> dict:
+        self.proc.stdin.write(f"{cmd} {i} {tag}\n")
         self.proc.stdin.flush()
         return json.loads(self._read("RESULT "))
 
@@ -221,6 +222,9 @@ def main() -> None:
                     help="cProfile the product with this index instead of timing all")
     ap.add_argument("--top", type=int, default=40, help="rows of the profile to print")
     ap.add_argument("--texture-px", type=int, default=None, help="override the profile's px")
+    ap.add_argument("--whole", action="store_true",
+                    help="each version runs every stage (default: the stages before the bake "
+                         "run once, on this tree's code, and both versions finish that state)")
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
@@ -262,13 +266,22 @@ def main() -> None:
     rows: dict[str, list[dict]] = {w.name: [] for w in workers}
     try:
         for i, spec in enumerate(specs[: args.skus or None]):
-            prep = workers[0].run("prep", i)     # the stages before the bake, once
-            if prep["error"]:
-                print(f"{spec.sku:<24} FAILED {prep['error']}", flush=True)
-                continue
             order = workers if i % 2 == 0 else workers[::-1]
-            for w in order:
-                row = w.run("finish", i)
+            if not args.whole:
+                prep = workers[0].run("prep", i)     # the stages before the bake, once
+                if prep["error"]:
+                    print(f"{spec.sku:<24} FAILED {prep['error']}", flush=True)
+                    continue
+            for k, w in enumerate(order):
+                if args.whole:                       # every stage on each version's code
+                    prep = w.run("prep", i, str(k))
+                    if prep["error"]:
+                        rows[w.name].append({"sku": spec.sku, "error": prep["error"]})
+                        print(f"{w.name:<10} {spec.sku:<24} FAILED {prep['error']}", flush=True)
+                        continue
+                    row = w.run("finish", i, str(k))
+                else:
+                    row = w.run("finish", i)
                 if "error" in row:
                     rows[w.name].append(row)
                     print(f"{w.name:<10} {spec.sku:<24} FAILED {row['error']}", flush=True)

@@ -241,7 +241,8 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
             colour = np.tile(srgb_to_linear(np.asarray(NEUTRAL_GREY)), (len(grid.index), 1))
     parts = np.asarray(mesh.face_labels, np.int64)[grid.faces]
     if options.flatten_shading and observed.any():
-        colour = flatten_shading(grid.positions, colour, parts, options.flatten_cells)
+        colour = flatten_shading(grid.positions, colour, parts, options.flatten_cells,
+                                 threads=THREADS)
     margin = margin_texels(options.size)
     artifacts = {"texture/base_color": save_image(state, compose_texture(grid, colour, margin))}
     n = len(grid.index)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import time
 from typing import Any
@@ -21,6 +22,7 @@ def recipe(profile: str = "ar", target_tris: int = 23000, max_glb_mb: float = 5.
         {"name": "export", "version": "1", "options": {"max_glb_mb": max_glb_mb}}]}
 
 
+@functools.cache
 def box_glb(size: float) -> bytes:
     """A small real GLB (a box of edge ``size`` metres)."""
     import trimesh

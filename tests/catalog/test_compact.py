@@ -43,27 +43,27 @@ def _observe(root: str) -> dict[str, tuple]:
 def test_several_processes_appending_at_once_lose_no_row(where, tmp_path, request):
     root = _root(where, tmp_path, request)
     ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=append_worker, args=(root, w, 12)) for w in range(4)]
+    procs = [ctx.Process(target=append_worker, args=(root, w, 8)) for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
     seen = _observe(root)
-    assert seen["attempts"][:2] == (48, 48)
-    assert seen["stages"][:2] == (144, 144)
-    assert seen["reviews"][:2] == (12, 12)
+    assert seen["attempts"][:2] == (32, 32)
+    assert seen["stages"][:2] == (96, 96)
+    assert seen["reviews"][:2] == (8, 8)
     _, skus = query(root, "SELECT DISTINCT sku FROM attempts")
-    assert {s for (s,) in skus} == {f"w{w}-{i:03d}" for w in range(4) for i in range(12)}
+    assert {s for (s,) in skus} == {f"w{w}-{i:03d}" for w in range(4) for i in range(8)}
 
 
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_a_reader_during_compaction_sees_every_row_exactly_once(where, tmp_path, request):
     root = _root(where, tmp_path, request)
-    append_worker(root, 0, 24)
-    append_worker(root, 1, 24)
+    append_worker(root, 0, 9)
+    append_worker(root, 1, 9)
     expected = _observe(root)
-    assert expected["attempts"][:2] == (48, 48)
+    assert expected["attempts"][:2] == (18, 18)
     ctx = mp.get_context("spawn")
     ready = ctx.Event()
     proc = ctx.Process(target=compact_worker, args=(root, ready, 0.5))

@@ -15,13 +15,13 @@ from assetfactory.catalog.reviews import open_reworks, record_decision
 from assetfactory.catalog.views import query
 from assetfactory.core.storage import open_storage
 from assetfactory.core.types import AssetState, SkuSpec, StageFailure
-from assetfactory.demo import make_demo_catalog
 from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.reprocess import plan_reprocess, reprocess
 
 pytestmark = pytest.mark.slow
 
-TINY = {"simplify": {"target_tris": 600}, "uv": {"resolution": 128}, "bake": {"size": 128},
+TINY = {"cleanup": {"visibility_views": 8, "visibility_resolution": 64},
+        "simplify": {"target_tris": 600}, "uv": {"resolution": 128}, "bake": {"size": 128},
         "texture": {"size": 128}, "export": {"texture_size": 128}}
 
 
@@ -39,13 +39,30 @@ def ray_local(request):
 
 @pytest.fixture(scope="module")
 def demo_catalog(tmp_path_factory) -> Path:
-    return make_demo_catalog(tmp_path_factory.mktemp("demo") / "demo-catalog", n=4)
+    """A catalog file of three tiny vendor meshes (GLB, a few hundred triangles each): the
+    conversion goes through every stage without the cost of generating from photos."""
+    import csv
+
+    import trimesh
+
+    folder = tmp_path_factory.mktemp("meshes")
+    shapes = {"mug-01": trimesh.creation.cylinder(radius=0.04, height=0.1, sections=24),
+              "bottle-01": trimesh.creation.capsule(radius=0.03, height=0.2, count=(12, 12)),
+              "shoebox-01": trimesh.creation.box(extents=(0.3, 0.1, 0.2))}
+    for sku, mesh in shapes.items():
+        mesh.export(folder / f"{sku}.glb")
+    path = folder / "catalog.csv"
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["sku", "title", "mesh_uri"])
+        w.writeheader()
+        w.writerows({"sku": sku, "title": sku, "mesh_uri": f"{sku}.glb"} for sku in shapes)
+    return path
 
 
 def _old_attempt(root: str, sku: str, catalog: Path, *, failed: str | None = None,
                  metrics: dict | None = None) -> str:
     """An attempt of an earlier run, as the runner records it (recipe, catalog file)."""
-    recipe = build_recipe("web", "silhouette", TINY)
+    recipe = build_recipe("web", "mesh", TINY)
     state = AssetState(sku=sku, spec=SkuSpec(sku=sku), store_uri=root, run_id="r0",
                        attempt_id=new_attempt_id(), asset_id=f"old-{sku}", profile="web",
                        metrics=metrics or {"metrics_iou_min": 0.97},
@@ -116,7 +133,7 @@ def test_the_selection_is_exact(tmp_path, demo_catalog):
     assert mug.overrides["profile"] == {"texture_px": 256}
     assert mug.overrides["simplify"] == {"target_tris": 600}       # not derived: kept
     assert "size" not in mug.overrides.get("texture", {})
-    opts = {c.name: c.options for c in build_recipe("web", "silhouette",
+    opts = {c.name: c.options for c in build_recipe("web", "mesh",
                                                     {k: dict(v) for k, v in
                                                      mug.overrides.items()}).calls}
     assert (opts["texture"].size, opts["export"].texture_size, opts["uv"].resolution,
