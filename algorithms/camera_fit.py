@@ -370,6 +370,8 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
         if again is not None and suspect in again:
             other = again[1] if again[0] == suspect else again[0]
             verdict = _judge(carver, p, suspect, options, other)
+        if verdict is not None and not _confirmed(shoot, p, suspect, options):
+            verdict = None
         if verdict is not None:
             result = _result(shoot, p, info, rim, exclude=suspect)
             result.outliers = [verdict]
@@ -384,6 +386,8 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
         found = _culprit(carver, p, options)
         if found is not None:
             verdict = _judge(carver, p, found[0], options, found[1])
+            if verdict is not None and not _confirmed(shoot, p, found[0], options):
+                verdict = None
             result.outliers = [verdict] if verdict is not None else []
     result.seconds = time.perf_counter() - t0
     result.cpu_seconds = time.process_time() - c0
@@ -646,6 +650,15 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions
     if second - third >= 0.4 * gain:
         return int(order[0]), int(order[1])
     return None
+
+
+def _confirmed(shoot: _Shoot, p: _Params, suspect: int, options: FitOptions) -> bool:
+    """A verdict found on the coarse grid holds on the fine one too: thin parts (chair legs,
+    handles) that the coarse grid loses make a photo look inconsistent there, but a photo of
+    another product or a mislabelled one stays the odd one out at any resolution."""
+    fine = _Carver(shoot, _object_box(shoot, p), options.fine_px, options.fine_grid)
+    again = _culprit(fine, p, options)
+    return again is not None and suspect in again
 
 
 def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
