@@ -41,8 +41,6 @@ MODELS = {  # model folder under renders/ -> mesh file under models/
     "kenney_blaster": "kenney_blaster",
 }
 MIN_PSNR = {"mesh": 20.0, "silhouette": 16.0}
-#: Stages before texturing: a failure there is not what this test checks (xfail, with reason).
-UPSTREAM = ("ingest", "generate", "cleanup", "simplify", "uv")
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -75,10 +73,7 @@ def test_real_model_round_trip(tmp_path, shared_data, model, backend):
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(tmp_path / "store"),
                        profile="web", backend=backend)
     out = run_asset(state, build_recipe("web", backend, {"texture": {"size": 512}}))
-    if not out.ok and out.failure.stage in UPSTREAM:
-        pytest.xfail(f"{model}/{backend} stopped before texturing, at {out.failure.stage}: "
-                     f"{out.failure.message} (that stage has its own tests)")
-    assert out.ok, out.failure
+    assert out.ok, f"{model}/{backend} failed at {out.failure.stage}: {out.failure.message}"
     m = out.metrics
     own_look = m.get("texture_source") == "mesh materials"
     print(f"{model}/{backend}: psnr {m['metrics_psnr_mean']:.2f} ssim {m['metrics_ssim_mean']:.3f}"
