@@ -26,20 +26,6 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
 
 
-def skip_without_gltf_validator() -> None:
-    """Skip the calling test module when Node.js or the npm glTF-Validator is missing."""
-    import shutil
-
-    from assetfactory.core.validate import find_node_modules
-
-    if shutil.which("node") is None:
-        pytest.skip("Node.js is not installed (the glTF-Validator runs on it)")
-    try:
-        find_node_modules()
-    except RuntimeError as exc:
-        pytest.skip(str(exc))
-
-
 @pytest.fixture(scope="session")
 def renderer():
     """The process's headless OpenGL renderer; the test is skipped where EGL is missing."""

@@ -281,7 +281,7 @@ def _wicker_chair(path) -> None:
 
 @pytest.mark.slow
 def test_wicker_cut_outs_stay_cut_out_in_glb_and_usdz(tmp_path):
-    from conftest import skip_without_gltf_validator
+    from tests.tools import skip_without_gltf_validator
 
     skip_without_gltf_validator()
     from PIL import Image

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import trimesh
-from conftest import skip_without_gltf_validator
 
 from assetfactory.core import validate
 from assetfactory.core.validate import GltfReport, find_node_modules, validate_gltf
+from tests.tools import skip_without_gltf_validator
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -10,7 +10,6 @@ import struct
 import numpy as np
 import pytest
 import trimesh
-from conftest import skip_without_gltf_validator
 from PIL import Image
 
 from assetfactory.algorithms.gltf import pow2_at_most
@@ -22,6 +21,7 @@ from assetfactory.core.paths import asset_dir
 from assetfactory.core.types import AssetState, SkuSpec, StageResult
 from assetfactory.tasks.export import ExportOptions, export, gltf_name
 from assetfactory.tasks.uv import UVOptions
+from tests.tools import skip_without_gltf_validator
 
 NAME_RE = re.compile(r"[a-z][a-z0-9_-]*")
 SKU = "Mug 42/Blue"

@@ -8,10 +8,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from conftest import skip_without_gltf_validator
 from golden_stages import check_stage, golden_recipe, load_golden
 
 from assetfactory.flows.recipe import STAGE_ORDER, build_recipe
+from tests.tools import skip_without_gltf_validator
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -26,7 +26,6 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import skip_without_gltf_validator
 
 from assetfactory.catalog.input import read_catalog
 from assetfactory.catalog.renders import catalog_from_renders
@@ -35,6 +34,7 @@ from assetfactory.core.types import AssetState
 from assetfactory.core.validate import validate_gltf
 from assetfactory.flows.recipe import build_recipe
 from assetfactory.flows.runner import run_asset
+from tests.tools import skip_without_gltf_validator
 
 MODELS = {  # model folder under renders/ -> mesh file under models/
     "basemesh_coffee_cup": "basemesh_coffee_cup.glb",
