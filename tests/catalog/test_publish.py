@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 
 import pytest
 from catalog_rows import write
@@ -102,7 +103,8 @@ def test_publish_refuses_files_that_no_longer_match_the_approval(tmp_path):
     write(root, "lamp")
     record_decision(root, "mug", "approve", reviewer="ann")
     record_decision(root, "lamp", "approve", reviewer="ann")
-    open_storage(root).put(row["glb_uri"], b"bytes of some later attempt")
+    key = os.path.relpath(row["glb_uri"], root)  # storage keys are relative to the root
+    open_storage(root).put(key, b"bytes of some later attempt")
     res = publish(root, dest)
     assert res.published == ["lamp"]
     assert [r["sku"] for r in res.refused] == ["mug"]
