@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .views import Catalog, open_catalog, quote_ident, with_retry
+from .views import DIFF_COLUMNS, Catalog, open_catalog, quote_ident, with_retry
 
 CHANGES = ("new", "fixed", "regressed", "same", "missing")
 
@@ -102,14 +102,7 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
                        CASE WHEN p.status = 'failed' THEN 2 ELSE coalesce(v.severity, 0) END
                            AS sev
                 FROM pick p LEFT JOIN v ON v.attempt_id = p.attempt_id)
-            SELECT coalesce(a.sku, b.sku) AS sku,
-                   CASE WHEN a.sku IS NULL THEN 'new' WHEN b.sku IS NULL THEN 'missing'
-                        WHEN b.sev < a.sev THEN 'fixed' WHEN b.sev > a.sev THEN 'regressed'
-                        ELSE 'same' END AS change,
-                   a.attempt_id AS attempt_a, b.attempt_id AS attempt_b,
-                   a.status AS status_a, b.status AS status_b,
-                   a.failed_stage AS failed_stage_a, b.failed_stage AS failed_stage_b,
-                   a.verdict AS verdict_a, b.verdict AS verdict_b
+            SELECT {DIFF_COLUMNS}
             FROM (SELECT * FROM rated WHERE run_id = ?) a
             FULL OUTER JOIN (SELECT * FROM rated WHERE run_id = ?) b ON a.sku = b.sku""",
             [run_a, run_b, run_a, run_b, run_a, run_b]))

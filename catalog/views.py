@@ -451,6 +451,18 @@ def with_retry(cat: Catalog, fn: Callable[[], T], attempts: int = _RETRIES) -> T
     raise AssertionError("unreachable")
 
 
+#: The columns of a run diff, from the latest attempts ``a`` and ``b`` of a SKU in two runs
+#: (each with ``sev``: 2 failed, else its verdict's severity): the kind of change and both sides.
+DIFF_COLUMNS = """coalesce(a.sku, b.sku) AS sku,
+    CASE WHEN a.sku IS NULL THEN 'new' WHEN b.sku IS NULL THEN 'missing'
+         WHEN b.sev < a.sev THEN 'fixed' WHEN b.sev > a.sev THEN 'regressed'
+         ELSE 'same' END AS change,
+    a.attempt_id AS attempt_a, b.attempt_id AS attempt_b,
+    a.status AS status_a, b.status AS status_b,
+    a.failed_stage AS failed_stage_a, b.failed_stage AS failed_stage_b,
+    a.verdict AS verdict_a, b.verdict AS verdict_b"""
+
+
 def run_diff_sql(run_a: str = "run_a", run_b: str = "run_b") -> str:
     """Per SKU: its latest attempt in each run, their verdicts and the kind of change."""
     return f"""
@@ -464,14 +476,7 @@ def run_diff_sql(run_a: str = "run_a", run_b: str = "run_b") -> str:
             LEFT JOIN current_verdicts v ON v.attempt_id = p.attempt_id),
         a AS (SELECT * FROM rated WHERE run_id = {run_a}),
         b AS (SELECT * FROM rated WHERE run_id = {run_b})
-        SELECT coalesce(a.sku, b.sku) AS sku,
-               CASE WHEN a.sku IS NULL THEN 'new' WHEN b.sku IS NULL THEN 'missing'
-                    WHEN b.sev < a.sev THEN 'fixed' WHEN b.sev > a.sev THEN 'regressed'
-                    ELSE 'same' END AS change,
-               a.attempt_id AS attempt_a, b.attempt_id AS attempt_b,
-               a.status AS status_a, b.status AS status_b,
-               a.failed_stage AS failed_stage_a, b.failed_stage AS failed_stage_b,
-               a.verdict AS verdict_a, b.verdict AS verdict_b
+        SELECT {DIFF_COLUMNS}
         FROM a FULL OUTER JOIN b ON a.sku = b.sku"""
 
 
