@@ -472,6 +472,7 @@ def main() -> None:
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="catalog-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_CONFIG_HOME", str(work / "config"))   # default rules only
     load = os.getloadavg()
     results: dict = {"load_before": load, "cpus": os.cpu_count(), "duckdb": duckdb.__version__,
