@@ -36,10 +36,18 @@ def sku_history(root: str | Catalog, sku: str) -> SkuHistory:
                    a.finished_at, a.supersedes, a.trigger, a.profile, a.recipe_hash,
                    a.glb_sha256, v.verdict, v.reasons, d.decision, d.reviewer, d.note
             FROM (SELECT * FROM attempts WHERE sku = ?) a
-            LEFT JOIN (SELECT * FROM current_verdicts WHERE sku = ?) v
+            LEFT JOIN (SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
+                              max_by(reasons, (computed_at, verdict_id)) AS reasons
+                       FROM verdicts WHERE sku = ? GROUP BY attempt_id) v
                    ON v.attempt_id = a.attempt_id
-            LEFT JOIN (SELECT * FROM decisions WHERE sku = ?) d ON d.attempt_id = a.attempt_id
+            LEFT JOIN (SELECT attempt_id, max_by(decision, (decided_at, review_id)) AS decision,
+                              max_by(reviewer, (decided_at, review_id)) AS reviewer,
+                              max_by(note, (decided_at, review_id)) AS note
+                       FROM reviews WHERE sku = ? GROUP BY attempt_id) d
+                   ON d.attempt_id = a.attempt_id
             ORDER BY a.finished_at, a.attempt_id""", [sku, sku, sku])
+        # (the latest verdict and decision of this SKU's attempts only: the ``current_verdicts``
+        # view picks the latest of every attempt in the catalog before a SKU filter applies)
         current = attempts[-1]["attempt_id"] if attempts else None
         return SkuHistory(sku, events, attempts, current)
     finally:
