@@ -725,6 +725,7 @@ def main() -> None:
                     help="labels,exact (own shoots: labels); mesh: the original model textured "
                     "from the photos (the texture's bound)")
     ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
+    ap.add_argument("--rig-names", default="", help="with --rigs: only these rigs (comma-separated)")
     ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
     ap.add_argument("--texture", default="{}", help="texture options as JSON, e.g. "
                     "'{\"delight\": false}'")
@@ -769,7 +770,9 @@ def main() -> None:
             for model in models:
                 if not (renders / model).is_dir():
                     continue
-                for rig in (RIGS if args.rigs else (None,)):
+                rigs = [r for r in RIGS if not args.rig_names
+                        or r.name in args.rig_names.split(",")]
+                for rig in (rigs if args.rigs else (None,)):
                     rig_name = rig.name if rig else "shared"
                     todo = tuple(m for m in modes if (model, rig_name, nv, m) not in done)
                     if not todo:
