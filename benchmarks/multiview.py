@@ -732,8 +732,8 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
     modes = {t: sorted({_mode(r) for r in rows}, key=lambda m: (not m.startswith("labels"), m))
              for t, rows in tagged.items()}
     head = ["model", "views"] + [f"{t} {m}" for t in tagged for m in modes[t]]
-    print("vol IoU / held-out silhouette IoU / held-out PSNR (at the better registration, "
-          "`best_registered`)\n")
+    print("vol IoU / held-out silhouette IoU (bounding box) / held-out PSNR (at the better "
+          "registration, `best_registered`)\n")
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     models = sorted({r["model"] for rows in tagged.values() for r in rows if r["rig"] == "shared"})
