@@ -65,8 +65,8 @@ def fit_light(normals_a: np.ndarray, normals_b: np.ndarray, log_ratio: np.ndarra
     Why two rounds: the fit starts from 18 guesses (the cost has several basins), and each
     start costs a few dozen evaluations over every pair. The starts only need to find the
     right basin, so they run on a seeded sample of ``start_pairs`` pairs; the best of them is
-    then refined on all pairs (on the demo mug: 42k pairs, 4.8 -> about 1 CPU s, same light
-    to the fit's tolerance).
+    then refined on all pairs (on the demo mug: 42k pairs, 1.0 -> 0.2 CPU s; the refined
+    light fits better than 60 evaluations per start on all pairs reached).
     """
     from scipy.optimize import least_squares
 
