@@ -565,8 +565,9 @@ def main() -> None:
             print(f"   content equal: {entry['content_equal']}, no duplicates: "
                   f"{entry['no_duplicates']}", flush=True)
             entry["after"], entry["checks_after"] = time_queries(str(root), info, args.repeat)
-            entry["answers_equal"] = _same_answers(entry.get("checks_before"),
-                                                   entry["checks_after"])
+            entry["answers_equal"] = (None if args.skip_before else
+                                      _same_answers(entry["checks_before"],
+                                                    entry["checks_after"]))
             print("   after: ", _fmt(entry["after"]), f"(same answers: {entry['answers_equal']})",
                   flush=True)
             if s3_root:
