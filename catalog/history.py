@@ -90,30 +90,20 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
         raise ValueError(f"unknown change kind(s) {sorted(bad)}; use {CHANGES}")
     cat, mine = open_catalog(root)
     try:
-        runs = [run_a, run_b]
-        assets = cat.relation("assets", runs)
-        verdicts = cat.relation("verdicts", runs)
-        order = "(finished_at, attempt_id)"
+        # each run's side from its own files: the latest attempt of each SKU (the largest
+        # (finished_at, attempt_id), by a ``max`` over a two-field struct, then a semi-join
+        # on the attempt), and that attempt's latest verdict. Grouping each run's rows by SKU
+        # alone, with no strings carried in the aggregate states, is what keeps this at
+        # ~0.3 s for two runs of 250,000 SKUs: the first version (``max_by`` of three
+        # columns per (SKU, run) over both runs at once) took ~1 s there.
+        sides, params = [], []
+        for run in (run_a, run_b):
+            sides.append(_latest_sql(cat, run))
+            params += [run, run]
         with_retry(cat, lambda: cat.con.execute(f"""
             CREATE OR REPLACE TEMP TABLE _run_diff AS
-            WITH pick AS (
-                SELECT sku, run_id, max_by(attempt_id, {order}) AS attempt_id,
-                       max_by(status, {order}) AS status,
-                       max_by(failed_stage, {order}) AS failed_stage
-                FROM {assets} WHERE run_id IN (?, ?) GROUP BY sku, run_id),
-            v AS (
-                SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
-                       max_by(severity, (computed_at, verdict_id)) AS severity
-                FROM {verdicts} WHERE run_id IN (?, ?) GROUP BY attempt_id),
-            rated AS (
-                SELECT p.*, v.verdict,
-                       CASE WHEN p.status = 'failed' THEN 2 ELSE coalesce(v.severity, 0) END
-                           AS sev
-                FROM pick p LEFT JOIN v ON v.attempt_id = p.attempt_id)
             SELECT {DIFF_COLUMNS}
-            FROM (SELECT * FROM rated WHERE run_id = ?) a
-            FULL OUTER JOIN (SELECT * FROM rated WHERE run_id = ?) b ON a.sku = b.sku""",
-            [run_a, run_b, run_a, run_b, run_a, run_b]))
+            FROM ({sides[0]}) a FULL OUTER JOIN ({sides[1]}) b ON a.sku = b.sku""", params))
         counts = {c: 0 for c in CHANGES}
         for r in cat.rows("SELECT change, count(*) AS n FROM _run_diff GROUP BY change"):
             counts[r["change"]] = int(r["n"])
@@ -130,6 +120,25 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
     finally:
         if mine:
             cat.close()
+
+
+def _latest_sql(cat: Catalog, run: str) -> str:
+    """One run's side of a diff (two ``?`` parameters, both the run): per SKU its latest
+    attempt in the run, with ``status``, ``failed_stage``, its latest ``verdict`` and ``sev``
+    (2 failed, else the verdict's severity, 0 untriaged)."""
+    assets, verdicts = cat.relation("assets", [run]), cat.relation("verdicts", [run])
+    return f"""
+        WITH s AS (SELECT sku, attempt_id, finished_at, status, failed_stage
+                   FROM {assets} WHERE run_id = ?),
+        latest AS (SELECT max({{'t': finished_at, 'a': attempt_id}}).a AS attempt_id
+                   FROM s GROUP BY sku),
+        v AS (SELECT attempt_id, max({{'t': computed_at, 'i': verdict_id, 'v': verdict,
+                                       's': severity}}) AS m
+              FROM {verdicts} WHERE run_id = ? GROUP BY attempt_id)
+        SELECT s.sku, s.attempt_id, s.status, s.failed_stage, v.m.v AS verdict,
+               CASE WHEN s.status = 'failed' THEN 2 ELSE coalesce(v.m.s, 0) END AS sev
+        FROM s SEMI JOIN latest ON s.attempt_id = latest.attempt_id
+        LEFT JOIN v ON v.attempt_id = s.attempt_id"""
 
 
 def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
