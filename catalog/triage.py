@@ -241,9 +241,16 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
         # queue sorts and filters on), one over the verdicts of those attempts, one over the
         # decisions; the page's other columns are looked up for its rows only (``_fill``)
         key = "(finished_at, attempt_id)"
-        vkey, dkey = "(computed_at, verdict_id)", "(decided_at, review_id)"
-        rules_col = (f", max_by(rules_hit, {vkey}) AS rules_hit" if rule or wide
-                     else ", NULL::VARCHAR[] AS rules_hit")
+        dkey = "(decided_at, review_id)"
+        # the latest verdict of each attempt as the largest struct that starts with its key
+        # (computed_at, verdict_id): one aggregate state per attempt instead of one per column
+        vfields = {"t": "computed_at", "i": "verdict_id", "v": "verdict", "s": "severity"}
+        if rule or wide:
+            vfields["r"] = "rules_hit"
+        if wide:
+            vfields.update(reasons="reasons", rules_version="rules_version")
+        vstruct = ", ".join(f"'{k}': {c}" for k, c in vfields.items())
+        rules_col = ", m.r AS rules_hit" if rule or wide else ", NULL::VARCHAR[] AS rules_hit"
         extra = v_wide = d_wide = ""
         if wide:
             # a --where may name any column of the ``queue`` view
@@ -251,8 +258,7 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
             extra = (", a.* EXCLUDE (attempt_id, sku, run_id, status, failed_stage, "
                      f"finished_at, wall_s) {aliases}, cv.reasons, cv.rules_version, "
                      "cd.reviewer, cd.review_note, cd.review_overrides")
-            v_wide = (f", max_by(reasons, {vkey}) AS reasons, "
-                      f"max_by(rules_version, {vkey}) AS rules_version")
+            v_wide = ", m.reasons AS reasons, m.rules_version AS rules_version"
             d_wide = (f", max_by(reviewer, {dkey}) AS reviewer, "
                       f"max_by(note, {dkey}) AS review_note, "
                       f"max_by(overrides, {dkey}) AS review_overrides")
@@ -265,12 +271,11 @@ def triage_queue(root: str | Catalog, *, run: str | None = None,
                        max(finished_at) AS finished_at, max_by(wall_s, {key}) AS wall_s
                 FROM attempts GROUP BY sku),
             cv AS (
-                SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
-                       max_by(severity, (computed_at, verdict_id)) AS severity,
-                       max_by(verdict_id, (computed_at, verdict_id)) AS verdict_id,
-                       max(computed_at) AS triaged_at {rules_col} {v_wide}
-                FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
-                GROUP BY attempt_id),
+                SELECT attempt_id, m.v AS verdict, m.s AS severity, m.i AS verdict_id,
+                       m.t AS triaged_at {rules_col} {v_wide}
+                FROM (SELECT attempt_id, max({{{vstruct}}}) AS m
+                      FROM verdicts WHERE attempt_id IN (SELECT attempt_id FROM cur)
+                      GROUP BY attempt_id)),
             cd AS (
                 SELECT attempt_id, max_by(decision, (decided_at, review_id)) AS decision,
                        max_by(review_id, (decided_at, review_id)) AS review_id,
