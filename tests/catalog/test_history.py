@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 from catalog_rows import write
@@ -56,6 +57,10 @@ def test_run_diff_new_fixed_regressed_missing_and_moved_metrics(tmp_path):
     write(root, "worse", "r1", metrics=OK, files=False)
     write(root, "gone", "r1", metrics=OK, files=False)
     write(root, "same", "r2", metrics={**OK, "metrics_tris": 1005}, files=False)
+    # a SKU converted twice in one run: its latest attempt there is the one compared
+    write(root, "fixme", "r2", failed="bake", metrics={}, files=False)
+    write(root, "breaks", "r2", metrics=OK, files=False)
+    time.sleep(0.01)                  # finished_at is kept in milliseconds
     write(root, "fixme", "r2", metrics=OK, files=False)
     write(root, "breaks", "r2", failed="export", metrics={}, files=False)
     write(root, "worse", "r2", metrics={**OK, "metrics_iou_min": 0.5}, files=False)
