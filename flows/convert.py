@@ -36,6 +36,7 @@ from ..core.storage import open_storage
 from ..core.types import AssetState, SkuSpec
 from .executor import (
     ExecutorOptions,
+    concurrent_runs,
     convert,
     done_identities,
     new_run_id,
@@ -196,10 +197,14 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
 
 def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
                options: ExecutorOptions, out: str, run_id: str, force: bool,
-               catalog_source: str, shard_size: int, parallel: int = 2,
+               catalog_source: str, shard_size: int, parallel: int | None = None,
                extra: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
-    SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
+    SKUs fill the CPUs that the previous shard's last SKUs leave idle). None: two where the
+    cluster can hold two executions at once, else one (``executor.concurrent_runs``: on one
+    CPU, or one GPU for a GPU backend, two shards at once would starve each other)."""
+    if parallel is None:
+        parallel = concurrent_runs(recipe, options) if len(specs) > shard_size else 1
     results, running = [], []
     for i, part in enumerate(shards(specs, shard_size)):
         mine = {s.sku: done[s.sku] for s in part if s.sku in done}
