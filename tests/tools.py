@@ -18,3 +18,50 @@ def skip_without_gltf_validator() -> None:
         find_node_modules()
     except RuntimeError as exc:
         pytest.skip(str(exc))
+
+
+def session_processes(sid: int) -> list:
+    """The live processes (zombies left out) of session ``sid``: a process started with
+    ``start_new_session=True`` and everything it started, Ray's workers included (they take
+    process groups of their own but stay in the session)."""
+    import os
+
+    import psutil
+
+    out = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except (OSError, psutil.Error):  # ended meanwhile, or not ours to read
+            continue
+    return out
+
+
+def end_session(sid: int, timeout: float = 60.0) -> list[str]:
+    """SIGKILL every process of session ``sid`` until none is left (a killed raylet can still
+    be starting a worker); returns those alive after ``timeout`` ("pid name"). Never kill by
+    name: other Ray clusters and servers on the machine are not ours."""
+    import time
+
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while True:
+        left = session_processes(sid)
+        if not left:
+            return []
+        if time.monotonic() > deadline:
+            out = []
+            for p in left:
+                try:
+                    out.append(f"{p.pid} {p.name()}")
+                except psutil.Error:
+                    continue
+            return out
+        for p in left:
+            try:
+                p.kill()
+            except psutil.Error:
+                continue
+        time.sleep(0.2)

@@ -30,6 +30,7 @@ from assetfactory.core.storage import open_storage, read_ref
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.executor import ExecutorOptions, Job, convert, run_catalog
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
+from tests.tools import end_session
 
 pytestmark = pytest.mark.slow
 
@@ -305,22 +306,33 @@ def _cli(args: list[str], env: dict, log: Path) -> subprocess.Popen:
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_run(marker: str) -> None:
+def _kill_run(proc: subprocess.Popen, marker: str) -> list[str]:
     """SIGKILL every process of a CLI run: the driver, the local Ray it started (head and
-    workers, whatever their process group) and Prefect's server. They all carry ``marker`` in
-    their environment, inherited from the driver."""
+    workers, whatever their process group) and Prefect's server, until none is left; returns
+    any still alive after a minute. They share the driver's session (started with
+    ``start_new_session``) and carry ``marker`` in their environment, inherited from it: a
+    process that left the session is found by the marker."""
     import psutil
 
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    left = end_session(proc.pid)
     needle = f"FAULT_TEST_RUN={marker}".encode()
-    for _ in range(3):
+    deadline = time.monotonic() + 60
+    while True:
+        found = []
         for p in psutil.process_iter():
             try:
                 with open(f"/proc/{p.pid}/environ", "rb") as fh:
-                    if needle in fh.read():
+                    if needle in fh.read() and p.status() != psutil.STATUS_ZOMBIE:
+                        found.append(p)
                         p.kill()
             except (OSError, psutil.Error):
                 continue
-        time.sleep(0.5)
+        if not found or time.monotonic() > deadline:
+            return left + [f"{p.pid} (marker)" for p in found]
+        time.sleep(0.2)
 
 
 def test_the_driver_killed_and_run_again(tmp_path):
@@ -346,7 +358,9 @@ def test_the_driver_killed_and_run_again(tmp_path):
         first.kill()  # SIGKILL: no cleanup, no final record
         first.wait()
     finally:
-        _kill_run(marker)  # and the local Ray it started: no orphan task finishes later
+        # and the local Ray it started: no orphan task finishes later or eats the CPU
+        survivors = _kill_run(first, marker)
+    assert not survivors, f"processes of the killed run outlived it: {survivors}"
     before = {r["sku"] for r in rows(out, "SELECT sku FROM attempts WHERE status = 'ok'")}
     assert 0 < len(before) < len(skus), before
     # no partial file under a final name: every fragment reads, every GLB loads
@@ -359,7 +373,8 @@ def test_the_driver_killed_and_run_again(tmp_path):
     try:
         second.wait(timeout=900)
     finally:
-        _kill_run(marker)
+        survivors = _kill_run(second, marker)
+    assert not survivors, f"processes of the second run outlived it: {survivors}"
     text = (tmp_path / "second.log").read_text(errors="replace")
     assert second.returncode == 0, text[-3000:]
     after = rows(out, "SELECT sku, run_id, count(*) AS n FROM attempts GROUP BY sku, run_id")
