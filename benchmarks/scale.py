@@ -36,6 +36,7 @@ import csv
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -325,7 +326,7 @@ def end_session(proc: subprocess.Popen, timeout: float = 60.0) -> None:
     sid = proc.pid
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(sid, 15)
+            os.killpg(sid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=20)
     deadline = time.time() + timeout
@@ -470,4 +471,6 @@ if __name__ == "__main__":
         fn = run_flow if kind == "flow" else run_dispatch
         Path(result).write_text(json.dumps(fn(int(n), int(cpus), Path(workdir)), default=str))
     else:
+        # a stopped benchmark (SIGTERM) still ends its running configuration's whole session
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         main()
