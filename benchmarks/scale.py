@@ -229,6 +229,9 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
         stage_runs[0] += s.get("stages", 0)
         done[0] += 1
         marks["last"] = time.perf_counter()
+        # the driver's peak through the conversion (the run's triage and compaction after it
+        # read the catalog through DuckDB, within its memory limit)
+        marks["rss_convert"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     conv.PLAN_HOOK, conv.PROGRESS_HOOK = on_plan, on_done
     load_before = load()
@@ -268,6 +271,7 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
             "overhead": 1 - stage_s[0] / (wall * cpus),
             "overhead_convert": 1 - stage_s[0] / (conv_wall * cpus),
             "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "driver_peak_convert_mb": marks.get("rss_convert"),
             "object_store_peak_mb": sampler.peak_shm, "series": sampler.series,
             "load_before": load_before, "load_after": load()}
 
