@@ -435,12 +435,14 @@ def main() -> None:
         print("\n(b) the real flow, cheap recipe (boxes, mesh backend, maps at 128 px)")
         print(f"{'SKUs':>6s} {'CPUs':>4s} {'start s':>7s} {'wall s':>8s} {'SKU/s':>6s} "
               f"{'overhead':>8s} {'conv.ovh':>8s} {'stage s':>8s} {'driver MB':>9s} "
+              f"{'(convert)':>9s} "
               f"{'store MB':>8s} {'CPU out':>7s}  load")
         for r in results:
             print(f"{r['n']:6d} {r['cpus']:4d} {r['prefect_start_s'] + r['ray_start_s']:7.1f} "
                   f"{r['wall_s']:8.1f} {r['skus_per_s']:6.2f} "
                   f"{100 * r['overhead']:7.1f}% {100 * r['overhead_convert']:7.1f}% "
                   f"{r['stage_s']:8.1f} {r['driver_peak_mb']:9.0f} "
+                  f"{r.get('driver_peak_convert_mb') or 0:9.0f} "
                   f"{r['object_store_peak_mb']:8.0f} {100 * (r['cpu_outside_stages'] or 0):6.1f}%"
                   f"  {r['load_before']} -> {r['load_after']}")
         one = next((r for r in results if r["n"] == small and r["cpus"] == 1), None)
