@@ -17,7 +17,6 @@ architecture inline (an encoder named by hub id would be fetched).
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,6 @@ from typing import Any, ClassVar
 
 from ..core.errors import MissingWeightsError, ProcessingError
 from ..core.stage import check
-from ..core.types import Resources
 from . import learned
 from .base import DenseMesh, GenerateRequest
 from .learned import WrongWeightsError
@@ -38,7 +36,7 @@ _CHECKPOINT_PARTS = ("model", "vae", "conditioner")
 
 
 @dataclass(frozen=True)
-class Hunyuan3DConfig:
+class Hunyuan3DConfig(learned.LearnedConfig):
     """Options of the Hunyuan3D-2 backend.
 
     weights: a local folder holding ``subfolder``, or a repo id looked up in the local Hugging
@@ -62,51 +60,30 @@ class Hunyuan3DConfig:
     num_gpus, num_cpus, memory_mb: what one model actor needs (scheduler resources).
     """
 
+    LIBRARIES: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers", "hy3dgen",
+                                            "einops", "yaml")
     name: ClassVar[str] = "hunyuan3d"
     weights: str = "tencent/Hunyuan3D-2mini"
-    subfolder: str = "hunyuan3d-dit-v2-mini"
     variant: str | None = "fp16"
+    max_batch: int = 2
+    subfolder: str = "hunyuan3d-dit-v2-mini"
     use_safetensors: bool = True
-    revision: str | None = None
-    expected_sha256: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    allow_cpu_fallback: bool = True
-    steps: int = 50
-    guidance_scale: float = 5.0
     octree_resolution: int = 256
     num_chunks: int = 8000
     mc_level: float = 0.0
     box_v: float = 1.01
-    max_batch: int = 2
-    up_axis: str = "+y"
-    front_axis: str = "+z"
-    num_gpus: float = 1.0
-    num_cpus: float = 1.0
-    memory_mb: int = 0
 
-    def __post_init__(self) -> None:
-        learned.check_device(self.device, self.name)
-        check(self.dtype in learned.DTYPES, f"hunyuan3d: dtype must be one of {learned.DTYPES}")
-        check(1 <= self.steps <= 1000, f"hunyuan3d: steps {self.steps} not in 1..1000")
-        check(0.0 <= self.guidance_scale <= 100.0, "hunyuan3d: guidance_scale not in 0..100")
+    def _check(self) -> None:
         check(16 <= self.octree_resolution <= 1024, "hunyuan3d: octree_resolution not in 16..1024")
         check(self.num_chunks >= 64, "hunyuan3d: num_chunks must be >= 64")
         check(0.1 <= self.box_v <= 10.0, "hunyuan3d: box_v not in 0.1..10")
-        check(1 <= self.max_batch <= 64, "hunyuan3d: max_batch not in 1..64")
         check(bool(self.subfolder) and ".." not in Path(self.subfolder).parts,
               "hunyuan3d: subfolder must be a folder name inside the weights")
-        check(0 <= self.num_gpus <= 8 and self.num_cpus > 0 and self.memory_mb >= 0,
-              "hunyuan3d: num_gpus in 0..8, num_cpus > 0, memory_mb >= 0")
-        learned.check_axes(self.up_axis, self.front_axis, self.name)
 
     @property
     def checkpoint_name(self) -> str:
         ext = "safetensors" if self.use_safetensors else "ckpt"
         return f"model{'.' + self.variant if self.variant else ''}.{ext}"
-
-    def resources(self) -> Resources:
-        return learned.resources(self.num_cpus, self.num_gpus, self.memory_mb, self.device)
 
     def _files(self, root: Path) -> list[str]:
         folder = root / self.subfolder
@@ -124,15 +101,6 @@ class Hunyuan3DConfig:
                                        self.expected_sha256, self.name)
         check_config(weights.path(f"{self.subfolder}/config.yaml"))
         return weights
-
-    def weights_sha256(self) -> str | None:
-        return self.load_weights().digest
-
-    def preflight(self) -> str:
-        for module in ("torch", "diffusers", "transformers", "hy3dgen", "einops", "yaml"):
-            if importlib.util.find_spec(module) is None:
-                learned.require(module, self.name)
-        return self.load_weights().digest
 
     def build(self) -> Hunyuan3DGenerator:
         return Hunyuan3DGenerator(self)
@@ -210,7 +178,7 @@ def _checkpoint_parts(path: Path, use_safetensors: bool) -> set[str]:
         return {k.split(".", 1)[0] for k in fh.keys()}  # noqa: SIM118 - safe_open is not a dict
 
 
-class Hunyuan3DGenerator:
+class Hunyuan3DGenerator(learned.BatchedGenerator):
     """Holds the loaded pipeline; ``generate``/``generate_batch`` serve any number of SKUs."""
 
     def __init__(self, config: Hunyuan3DConfig) -> None:
@@ -246,17 +214,6 @@ class Hunyuan3DGenerator:
                                          ("torch", "hy3dgen", "diffusers", "transformers"))
         log.info("hunyuan3d: loaded %s on %s (%s), weights sha256 %s", ckpt,
                  self.choice.device, self.info["dtype"], self.weights.digest[:12])
-
-    def generate(self, request: GenerateRequest) -> DenseMesh:
-        return self.generate_batch([request])[0]
-
-    def generate_batch(self, requests: list[GenerateRequest]) -> list[DenseMesh]:
-        """Sample up to ``max_batch`` SKUs per pipeline call; each SKU keeps its own seed."""
-        out: list[DenseMesh] = []
-        step = self.config.max_batch
-        for i in range(0, len(requests), step):
-            out += self._batch(requests[i:i + step])
-        return out
 
     def _batch(self, requests: list[GenerateRequest]) -> list[DenseMesh]:
         cfg = self.config

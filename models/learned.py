@@ -9,6 +9,7 @@ flag, the same provenance fields — and none of them may import torch before ``
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import logging
 import math
@@ -16,12 +17,13 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ..core.errors import MissingWeightsError, OptionsError
 from ..core.mesh import MeshData
+from ..core.stage import check
 from ..core.types import Resources
 from .weights import manifest_digest, resolve_weights, weights_manifest
 
@@ -195,6 +197,84 @@ def missing_file(root: Path, backend: str, what: str, candidates: list[str]) -> 
         f"{backend}: the weights folder {root} has no {what}: expected one of {candidates}"
         f"{'; found ' + str(present) if present else ''}. Copy the complete model there (weights "
         "are never downloaded at run time).")
+
+
+# --- the options every learned generator shares ---------------------------------------------
+
+@dataclass(frozen=True)
+class LearnedConfig:
+    """Options every learned generator has, checked once; a backend adds its own fields, the
+    libraries it needs (``LIBRARIES``), ``_check()`` for its own options and
+    ``load_weights()``. Field meanings are in each backend's docstring."""
+
+    LIBRARIES: ClassVar[tuple[str, ...]] = ("torch", "diffusers", "transformers")
+    name: ClassVar[str] = "learned"
+    weights: str = ""
+    revision: str | None = None
+    variant: str | None = None
+    expected_sha256: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    allow_cpu_fallback: bool = True
+    steps: int = 50
+    guidance_scale: float = 5.0
+    max_batch: int = 1
+    up_axis: str = "+y"
+    front_axis: str = "+z"
+    num_gpus: float = 1.0
+    num_cpus: float = 1.0
+    memory_mb: int = 0
+
+    def __post_init__(self) -> None:
+        n = self.name
+        check_device(self.device, n)
+        check(self.dtype in DTYPES, f"{n}: dtype must be one of {DTYPES}")
+        check(1 <= self.steps <= 1000, f"{n}: steps {self.steps} not in 1..1000")
+        check(0.0 <= self.guidance_scale <= 100.0, f"{n}: guidance_scale not in 0..100")
+        check(1 <= self.max_batch <= 64, f"{n}: max_batch not in 1..64")
+        check(0 <= self.num_gpus <= 8 and self.num_cpus > 0 and self.memory_mb >= 0,
+                 f"{n}: num_gpus in 0..8, num_cpus > 0, memory_mb >= 0")
+        check_axes(self.up_axis, self.front_axis, n)
+        self._check()
+
+    def _check(self) -> None:
+        """The backend's own options."""
+
+    def load_weights(self) -> Weights:
+        raise NotImplementedError
+
+    def resources(self) -> Resources:
+        return resources(self.num_cpus, self.num_gpus, self.memory_mb, self.device)
+
+    def weights_sha256(self) -> str | None:
+        return self.load_weights().digest
+
+    def preflight(self) -> str:
+        """Everything checkable without loading: libraries present, weights complete, pin."""
+        for module in self.LIBRARIES:
+            if importlib.util.find_spec(module) is None:
+                require(module, self.name)
+        return self.load_weights().digest
+
+
+class BatchedGenerator:
+    """``generate`` and ``generate_batch`` for a built model whose ``_batch`` samples up to
+    ``config.max_batch`` SKUs per call (each SKU keeps its own seed)."""
+
+    config: LearnedConfig
+
+    def generate(self, request: Any) -> Any:
+        return self.generate_batch([request])[0]
+
+    def generate_batch(self, requests: list) -> list:
+        out: list = []
+        step = self.config.max_batch
+        for i in range(0, len(requests), step):
+            out += self._batch(requests[i:i + step])
+        return out
+
+    def _batch(self, requests: list) -> list:
+        raise NotImplementedError
 
 
 # --- the mesh a model returns, in the project's frame ---------------------------------------

@@ -17,7 +17,6 @@ turned to face the camera of the photo it was made from.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import warnings
@@ -27,7 +26,6 @@ from typing import Any, ClassVar
 
 from ..core.errors import MissingWeightsError, ProcessingError
 from ..core.stage import check
-from ..core.types import Resources
 from . import learned
 from .base import DenseMesh, GenerateRequest
 from .learned import WrongWeightsError
@@ -40,7 +38,7 @@ _WEIGHT_STEMS = ("diffusion_pytorch_model", "model")
 
 
 @dataclass(frozen=True)
-class ShapEConfig:
+class ShapEConfig(learned.LearnedConfig):
     """Options of the Shap-E backend.
 
     weights: a local folder in diffusers' layout, or a Hugging Face repo id looked up in the
@@ -63,37 +61,17 @@ class ShapEConfig:
 
     name: ClassVar[str] = "shap-e"
     weights: str = "openai/shap-e-img2img"
-    revision: str | None = None
-    variant: str | None = None
-    expected_sha256: str | None = None
-    device: str = "auto"
-    dtype: str = "auto"
-    allow_cpu_fallback: bool = True
     steps: int = 64
     guidance_scale: float = 3.0
-    mesh_grid_size: int = 128
-    query_batch_size: int = 4096
     max_batch: int = 4
     up_axis: str = "+z"
     front_axis: str = "-y"
-    num_gpus: float = 1.0
-    num_cpus: float = 1.0
-    memory_mb: int = 0
+    mesh_grid_size: int = 128
+    query_batch_size: int = 4096
 
-    def __post_init__(self) -> None:
-        learned.check_device(self.device, self.name)
-        check(self.dtype in learned.DTYPES, f"shap-e: dtype must be one of {learned.DTYPES}")
-        check(1 <= self.steps <= 1000, f"shap-e: steps {self.steps} not in 1..1000")
-        check(0.0 <= self.guidance_scale <= 100.0, "shap-e: guidance_scale not in 0..100")
+    def _check(self) -> None:
         check(8 <= self.mesh_grid_size <= 512, "shap-e: mesh_grid_size not in 8..512")
         check(self.query_batch_size >= 64, "shap-e: query_batch_size must be >= 64")
-        check(1 <= self.max_batch <= 64, "shap-e: max_batch not in 1..64")
-        check(0 <= self.num_gpus <= 8 and self.num_cpus > 0 and self.memory_mb >= 0,
-              "shap-e: num_gpus in 0..8, num_cpus > 0, memory_mb >= 0")
-        learned.check_axes(self.up_axis, self.front_axis, self.name)
-
-    def resources(self) -> Resources:
-        return learned.resources(self.num_cpus, self.num_gpus, self.memory_mb, self.device)
 
     def load_weights(self) -> learned.Weights:
         """The weights folder, checked and hashed (cached per process)."""
@@ -101,16 +79,6 @@ class ShapEConfig:
                                     lambda root: diffusers_files(root, self.variant, self.name),
                                     self.expected_sha256, self.name,
                                     root_files=("model_index.json",))
-
-    def weights_sha256(self) -> str | None:
-        return self.load_weights().digest
-
-    def preflight(self) -> str:
-        """Everything checkable without loading: libraries present, weights complete, pin."""
-        for module in ("torch", "diffusers", "transformers"):
-            if importlib.util.find_spec(module) is None:
-                learned.require(module, self.name)
-        return self.load_weights().digest
 
     def build(self) -> ShapEGenerator:
         return ShapEGenerator(self)
@@ -170,7 +138,7 @@ def _weight_files(root: Path, component: str, variant: str | None, backend: str)
     raise MissingWeightsError(str(err) + hint)
 
 
-class ShapEGenerator:
+class ShapEGenerator(learned.BatchedGenerator):
     """Holds the loaded pipeline; ``generate``/``generate_batch`` serve any number of SKUs."""
 
     def __init__(self, config: ShapEConfig) -> None:
@@ -208,17 +176,6 @@ class ShapEGenerator:
                                          ("torch", "diffusers", "transformers"))
         log.info("shap-e: loaded %s on %s (%s), weights sha256 %s", self.weights.root,
                  self.choice.device, self.info["dtype"], self.weights.digest[:12])
-
-    def generate(self, request: GenerateRequest) -> DenseMesh:
-        return self.generate_batch([request])[0]
-
-    def generate_batch(self, requests: list[GenerateRequest]) -> list[DenseMesh]:
-        """Sample up to ``max_batch`` SKUs per prior call; each SKU keeps its own seed."""
-        out: list[DenseMesh] = []
-        step = self.config.max_batch
-        for i in range(0, len(requests), step):
-            out += self._batch(requests[i:i + step])
-        return out
 
     def _batch(self, requests: list[GenerateRequest]) -> list[DenseMesh]:
         cfg = self.config
