@@ -253,7 +253,8 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     progress = workdir / f"progress-{n}-{cpus}.json"
     threading.Thread(target=snapshots, daemon=True).start()
     summary = conv.convert_catalog(catalog=str(catalog), out=out, profile="web", backend="mesh",
-                                   overrides=OVERRIDES, shard_size=1000)
+                                   overrides=OVERRIDES, shard_size=1000,
+                                   execution=json.loads(os.environ.get("SCALE_EXECUTION", "{}")))
     wall = time.perf_counter() - t0
     stop.set()
     own1 = os.times()
@@ -397,6 +398,8 @@ def main() -> None:
     ap.add_argument("--dispatch-skus", type=int, default=0, help="SKUs for (c)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     ap.add_argument("--workdir", default="", help="keep catalogs and outputs here")
+    ap.add_argument("--execution", default="", help="(b) executor options as JSON, e.g. "
+                    "'{\"fuse_cpu_stages\": true}'")
     ap.add_argument("--name", default="scale", help="output file names under benchmarks/out")
     ap.add_argument("--configs", default="", help="(b) only these SKUSxCPUS runs, e.g. "
                     "1000x2,1000x1 (default: SMALLx1,SMALLx2,LARGEx2)")
@@ -406,6 +409,8 @@ def main() -> None:
     if args.sizes:
         small, large = (int(x) for x in args.sizes.split(","))
     skip = set(filter(None, args.skip.split(",")))
+    if args.execution:
+        os.environ["SCALE_EXECUTION"] = args.execution  # read by each (b) child
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {"load_start": load(), "cpu_count": os.cpu_count()}
