@@ -93,6 +93,10 @@ class FitOptions:
         overrules a catalog value or a rim that is wrong).
     outlier_gain: how much leaving one view out must raise the others' agreement (the mean
         covered fraction of their silhouettes) for that view to be called inconsistent.
+    stated_gain: a fully stated shoot (every view's elevation and the lens from the catalog)
+        keeps its cameras unless the fitted ones raise the consistency by this much: the
+        silhouettes must clearly disagree with the catalog, not merely prefer another camera
+        by the small grid's noise.
     """
 
     elevation_range_deg: tuple[float, float] = (-10.0, 60.0)
@@ -114,6 +118,7 @@ class FitOptions:
     coarse_grid: int = 32
     fine_grid: int = 44
     outlier_gain: float = 0.04
+    stated_gain: float = 0.02
     per_view: bool = True       # search a per-view elevation too (a hand-held shoot)
 
 
@@ -126,7 +131,7 @@ class FitResult:
     fov_deg: float
     distance: float                    # camera distance / the hull's largest extent
     view_iou: dict[str, float]         # each silhouette against the hull of all views
-    start_iou: float                   # mean view IoU with the cameras as given
+    start_iou: float                   # mean view IoU with the cameras as given (fine level)
     azimuth_shift_deg: dict[str, float] = field(default_factory=dict)
     elevation_shift_deg: dict[str, float] = field(default_factory=dict)
     centre_shift_px: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -363,13 +368,20 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
         sub = _Shoot([cameras[i] for i in keep], [masks[i] for i in keep], sub_hints, options)
         p_sub, info = _fit(sub, options, rim)
         p = _expand(p_sub, keep, n, shoot)
-        carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
+        box = _object_box(shoot, p)
+        carver = _Carver(shoot, box, options.coarse_px, options.coarse_grid)
         # at the others' cameras, does leaving the suspect out still make them agree?
         again = _culprit(carver, p, options)
         verdict = None
         if again is not None and suspect in again:
             other = again[1] if again[0] == suspect else again[0]
-            verdict = _judge(carver, p, suspect, options, other)
+            # the suspect is judged with the per-view corrections any photo may have (a
+            # hand-held shot's azimuth, elevation and framing): uncorrected, an off-centre
+            # photo of the same product looks like another product
+            judged = p.copy()
+            _per_view(_Carver(shoot, box, options.fine_px, options.fine_grid), judged,
+                      options, shoot.known_el, views=[suspect])
+            verdict = _judge(carver, judged, suspect, options, other)
         if verdict is not None and not _confirmed(shoot, p, suspect, options):
             verdict = None
         if verdict is not None:
@@ -382,11 +394,13 @@ def fit_cameras(cameras: list[Camera], masks: list[np.ndarray], hints: ShootHint
     p, info = _fit(shoot, options, rim)
     result = _result(shoot, p, info, rim)
     if n >= 3:
-        carver = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
-        found = _culprit(carver, p, options)
+        # judged with every correction the fit may make, even where the catalog's cameras stay
+        q = info["fitted"]
+        carver = _Carver(shoot, _object_box(shoot, q), options.coarse_px, options.coarse_grid)
+        found = _culprit(carver, q, options)
         if found is not None:
-            verdict = _judge(carver, p, found[0], options, found[1])
-            if verdict is not None and not _confirmed(shoot, p, found[0], options):
+            verdict = _judge(carver, q, found[0], options, found[1])
+            if verdict is not None and not _confirmed(shoot, q, found[0], options):
                 verdict = None
             result.outliers = [verdict] if verdict is not None else []
     result.seconds = time.perf_counter() - t0
@@ -482,7 +496,6 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
     p = _start(shoot)
     start_el = p.elevation
     coarse = _Carver(shoot, _object_box(shoot, p), options.coarse_px, options.coarse_grid)
-    start_iou = float(coarse.view_ious(p).mean())
     cap = options.prior_cap
 
     def prior(q: _Params) -> float:
@@ -531,10 +544,23 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
         _per_view(fine, p, options, known_el)
         _recentre(shoot, p)
     ious = fine.view_ious(p)
+    stated = _start(shoot)
+    start_ious = fine.view_ious(stated)
+    start_iou = float(start_ious.mean())
+    fitted = p
+    if _fully_stated(shoot) and ious.mean() < start_iou + options.stated_gain:
+        p, ious = stated, start_ious    # the catalog's cameras stand
     mesh = fine.hull(fine.fields(p))
     extent = float(np.ptp(mesh.vertices, axis=0).max()) if mesh is not None else 1.0
     return p, {"start_iou": start_iou, "ious": dict(zip(shoot.labels, ious.tolist())),
-               "extent": extent, "trials": coarse.trials + fine.trials}
+               "extent": extent, "trials": coarse.trials + fine.trials, "fitted": fitted}
+
+
+def _fully_stated(shoot: _Shoot) -> bool:
+    """The catalog gave the lens and every (non-polar) view's elevation: nothing is unknown,
+    only the per-view corrections a fit could add."""
+    free = ~shoot.polar
+    return bool(shoot.hints.fov_known and shoot.known_el[free].all())
 
 
 def _result(shoot: _Shoot, p: _Params, info: dict, rim: _Rims,
@@ -543,7 +569,7 @@ def _result(shoot: _Shoot, p: _Params, info: dict, rim: _Rims,
     labels = shoot.labels
     return FitResult(
         cameras=[shoot.camera(i, p) for i in range(n)], elevation_deg=float(p.elevation),
-        fov_deg=float(p.fov), distance=shoot.distance(p) / max(info["extent"], 1e-9),
+        fov_deg=float(p.fov), distance=_distance(shoot, p, info["extent"]),
         view_iou={k: float(v) for k, v in info["ious"].items()}, start_iou=info["start_iou"],
         azimuth_shift_deg={labels[i]: float(p.d_az[i]) for i in range(n) if i != exclude},
         elevation_shift_deg={labels[i]: float(p.d_el[i]) for i in range(n) if i != exclude},
@@ -552,9 +578,19 @@ def _result(shoot: _Shoot, p: _Params, info: dict, rim: _Rims,
         rim_elevation_deg=rim.elevation(p.fov) if rim else None)
 
 
-def _per_view(carver: _Carver, p: _Params, options: FitOptions, known_el: np.ndarray) -> None:
+def _distance(shoot: _Shoot, p: _Params, extent: float) -> float:
+    """The camera distance in units of the product's largest extent: with the catalog's
+    ``camera_distance`` the world is in those units already (the hull's extent on the small
+    grid, thin parts lost, would misreport it); otherwise the fitted hull's extent is the unit."""
+    if shoot.hints.distance_known:
+        return shoot.distance(p)
+    return shoot.distance(p) / max(extent, 1e-9)
+
+
+def _per_view(carver: _Carver, p: _Params, options: FitOptions, known_el: np.ndarray,
+              views: list[int] | None = None) -> None:
     """Each view's azimuth, then elevation, with its centre, against the hull of the others
-    (in place; coordinate search: five trials per parameter)."""
+    (in place; coordinate search: five trials per parameter); ``views``: only these."""
     shoot = carver.shoot
     fields = carver.fields(p)
     px = carver.px
@@ -573,7 +609,7 @@ def _per_view(carver: _Carver, p: _Params, options: FitOptions, known_el: np.nda
             + float((full ** 2).sum()) / (options.sigma_shift * width) ** 2)
         return c, full
 
-    for i in range(shoot.n):
+    for i in range(shoot.n) if views is None else views:
         if shoot.polar[i]:
             continue
         mesh = carver.hull(fields, skip=i)

@@ -54,12 +54,19 @@ def _direction(theta: float, phi: float) -> np.ndarray:
 
 
 def fit_light(normals_a: np.ndarray, normals_b: np.ndarray, log_ratio: np.ndarray,
-              min_explained: float = 0.3) -> Light | None:
+              min_explained: float = 0.3, start_pairs: int = 5000,
+              seed: int = 0) -> Light | None:
     """The light that explains ``log_ratio`` = log(brightness in view a / in view b) of points
     whose camera-frame normals in the two views are ``normals_a`` and ``normals_b``.
 
     None when there are too few pairs or the light explains less than ``min_explained`` of
     the variance (flat lighting, or geometry too rough to tell).
+
+    Why two rounds: the fit starts from 18 guesses (the cost has several basins), and each
+    start costs a few dozen evaluations over every pair. The starts only need to find the
+    right basin, so they run on a seeded sample of ``start_pairs`` pairs; the best of them is
+    then refined on all pairs (on the demo mug: 42k pairs, 1.0 -> 0.2 CPU s; the refined
+    light fits better than 60 evaluations per start on all pairs reached).
     """
     from scipy.optimize import least_squares
 
@@ -69,25 +76,32 @@ def fit_light(normals_a: np.ndarray, normals_b: np.ndarray, log_ratio: np.ndarra
     if len(y) < 200 or float(np.var(y)) < 1e-6:
         return None
 
-    def predict(x: np.ndarray) -> np.ndarray:
-        amb = 1.0 / (1.0 + math.exp(-x[0]))
-        light = Light(_direction(x[1], x[2]), amb)
-        return np.log(light.shade(na)) - np.log(light.shade(nb))
+    def resid_of(a: np.ndarray, b: np.ndarray, obs: np.ndarray):
+        def resid(x: np.ndarray) -> np.ndarray:
+            light = Light(_direction(x[1], x[2]), 1.0 / (1.0 + math.exp(-x[0])))
+            return np.log(light.shade(a)) - np.log(light.shade(b)) - obs
+        return resid
 
-    def resid(x: np.ndarray) -> np.ndarray:
-        return predict(x) - y
+    def solve(resid, x0: np.ndarray):
+        return least_squares(resid, x0, loss="soft_l1", f_scale=0.1, max_nfev=60,
+                             bounds=([-6.0, 0.0, -10.0], [6.0, 1.45, 10.0]))
 
+    resid = resid_of(na, nb, y)
+    if len(y) > start_pairs:
+        pick = np.sort(np.random.default_rng(seed).choice(len(y), start_pairs, replace=False))
+        start_resid = resid_of(na[pick], nb[pick], y[pick])
+    else:
+        start_resid = resid
     best = None
     for amb in (0.2, 0.5):
         for theta in (0.0, 0.5, 1.0):
             for phi in (0.0, 1.6, 3.1, 4.7) if theta else (0.0,):
                 x0 = np.array([math.log(amb / (1 - amb)), theta, phi])
-                r = least_squares(resid, x0, loss="soft_l1", f_scale=0.1, max_nfev=60,
-                                  bounds=([-6.0, 0.0, -10.0], [6.0, 1.45, 10.0]))
+                r = solve(start_resid, x0)
                 if best is None or r.cost < best.cost:
                     best = r
     assert best is not None
-    x = best.x
+    x = solve(resid, best.x).x if start_resid is not resid else best.x
     res = resid(x)
     robust = np.abs(res) < 3 * max(np.median(np.abs(res)) * 1.4826, 1e-3)
     var = float(np.var(y[robust])) if robust.sum() > 10 else float(np.var(y))

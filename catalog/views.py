@@ -110,12 +110,24 @@ def _lit(s: str) -> str:
     return "'" + s.replace("'", "''") + "'"
 
 
+#: Fragments of one kind are held in memory (read once per snapshot) up to these bounds;
+#: beyond them they are read in place by every query. Holding a million uncompacted attempts
+#: (gigabytes of rows) would make opening the catalog take minutes and spill to disk, while a
+#: query over them in place costs a scan; a few hundred small files (what the runner leaves
+#: between compactions) are cheaper to read once than to open on every query.
+HOLD_MAX_BYTES = 32 * 1024 * 1024
+HOLD_MAX_FILES = 4000
+
+
 def _many_small(files: Sequence[Any]) -> bool:
-    """Fragments as the runner writes them (one small file per attempt), as opposed to a few
-    large batches: the first are worth holding in memory once per snapshot."""
+    """Fragments as the runner writes them (one small file per attempt), few enough in all to
+    be worth holding in memory once per snapshot (as opposed to a few large batches, or a
+    catalog that has not been compacted for a long time)."""
     if len(files) <= 32:
         return True
-    return sum(f.size for f in files) / len(files) < 4 * 1024 * 1024
+    total = sum(f.size for f in files)
+    return total / len(files) < 4 * 1024 * 1024 and total <= HOLD_MAX_BYTES and \
+        len(files) <= HOLD_MAX_FILES
 
 
 def _with_file(paths: Sequence[str]) -> str:
@@ -153,6 +165,7 @@ class Catalog:
         self.columns: dict[str, dict[str, str]] = {}
         self._loaded: dict[str, set[str]] = {}     # fragment files held in _frag_<kind>
         self._direct: dict[str, list[str]] = {}    # large fragment files read in place
+        self._real: dict[str, str] = {}            # each source's SQL, bound last
         self.refresh()
 
     # ------------------------------------------------------------------ sources
@@ -165,6 +178,7 @@ class Catalog:
                 for kind in KINDS:
                     self._define_source(kind)
                 self._define_views()
+                self._bind_sources(KINDS)
                 break
             except duckdb.IOException as exc:
                 if i == _RETRIES - 1 or not _vanished(exc):
@@ -191,6 +205,7 @@ class Catalog:
                 for kind in kinds:
                     self._define_source(kind)
                 self._define_views()     # a view's columns are fixed when it is defined
+                self._bind_sources(kinds)
                 break
             except duckdb.IOException as exc:
                 if i == _RETRIES - 1 or not _vanished(exc):
@@ -202,6 +217,7 @@ class Catalog:
         """(Re)define ``_src_<kind>``, the view every named view reads ``kind``'s rows from,
         over the files of the current snapshot (``self.snap``)."""
         self._define_source(kind)
+        self._bind_sources([kind])
 
     def _load_fragments(self, kind: str) -> bool:
         """Hold the snapshot's fragment rows of ``kind`` in a temporary table, adding the new
@@ -317,8 +333,20 @@ class Catalog:
             wanted.update(KNOWN_METRICS)
         extra = [f"NULL::{t} AS {quote_ident(n)}" for n, t in wanted.items() if n not in have]
         cols = "*" + "".join(", " + e for e in extra)
-        self.con.execute(f"CREATE OR REPLACE VIEW _src_{kind} AS SELECT {cols} FROM {src}")
         self.columns[kind] = {**have, **{n: t for n, t in wanted.items() if n not in have}}
+        # The views over this source are defined against a stand-in with the same columns and
+        # types, and the real source replaces it afterwards (``_bind_sources``): DuckDB binds
+        # a view when it is defined, and binding Parquet files read by name (files of
+        # different schemas) opens every one of them; over thousands of uncompacted
+        # fragments that was seconds per view, for twenty views.
+        self._real[kind] = f"SELECT {cols} FROM {src}"
+        stand_in = ", ".join(f"NULL::{t} AS {quote_ident(n)}" for n, t in
+                             self.columns[kind].items())
+        self.con.execute(f"CREATE OR REPLACE VIEW _src_{kind} AS SELECT {stand_in} WHERE false")
+
+    def _bind_sources(self, kinds: Iterable[str]) -> None:
+        for kind in kinds:
+            self.con.execute(f"CREATE OR REPLACE VIEW _src_{kind} AS {self._real.pop(kind)}")
 
     def _define_views(self) -> None:
         c = self.con

@@ -295,11 +295,12 @@ class Renderer:
             fbo.clear(0.0, 0.0, 0.0, 0.0)
             self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
             vao.render(self.ctx.TRIANGLES)
-            position = self._read(fbo, 0, 4, "f4", size, size)[..., :3]
-            normal = self._read(fbo, 1, 4, "f4", size, size)[..., :3]
-            face = self._read(fbo, 2, 1, "i4", size, size)[..., 0] - 1
+            # flipped and cut to xyz in one copy (a 2048 px float map is 64 MB)
+            position = self._read(fbo, 0, 4, "f4", size, size, copy=False)[..., :3]
+            normal = self._read(fbo, 1, 4, "f4", size, size, copy=False)[..., :3]
+            face = self._read(fbo, 2, 1, "i4", size, size, copy=False)[..., 0] - 1
         return (np.ascontiguousarray(position), np.ascontiguousarray(normal),
-                face.astype(np.int32))
+                face.astype(np.int32, copy=False))
 
     # ------------------------------------------------------------------ internals
 
@@ -399,10 +400,14 @@ class Renderer:
         stack.callback(tex.release)
         return tex
 
-    def _read(self, fbo, attachment: int, comps: int, dtype: str, w: int, h: int) -> np.ndarray:
+    def _read(self, fbo, attachment: int, comps: int, dtype: str, w: int, h: int,
+              copy: bool = True) -> np.ndarray:
+        """One attachment, row 0 at the top; ``copy=False`` returns a read-only flipped view
+        (for a caller that copies a part of it anyway)."""
         data = fbo.read(components=comps, attachment=attachment, dtype=dtype)
         np_dtype = {"f4": np.float32, "i4": np.int32}[dtype]
-        return _flip(np.frombuffer(data, np_dtype).reshape(h, w, comps))
+        img = np.frombuffer(data, np_dtype).reshape(h, w, comps)
+        return _flip(img) if copy else img[::-1]
 
     def _check_size(self, w: int, h: int) -> None:
         if w < 1 or h < 1 or max(w, h) > self.max_size:

@@ -297,7 +297,7 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
     if options.write_poster:
         poster = render_poster(mesh, enc.base, options.poster_size)
         artifacts["poster"] = store.put(asset_key(state.sku, "poster.png"),
-                                        encode_png(poster, level=6),
+                                        encode_png(poster),
                                         "image/png")
     log.info("%s export: %s.glb %.2f MB, maps %s at %s px (%s), %d materials, %d LODs, "
              "%d hulls, validator errors %s warnings %s%s", state.sku, name, len(glb) / 1e6,

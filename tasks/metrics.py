@@ -128,8 +128,18 @@ def masked_ssim(render: np.ndarray, photo: np.ndarray, mask: np.ndarray) -> floa
     m = np.asarray(mask, bool)
     if not m.any() or min(m.shape) < 7:
         return None
-    a = np.array(render[..., :3], copy=True)
-    b = np.asarray(photo[..., :3])
+    # Only the mask's bounding box, grown by the 7 px window's reach, can differ: SSIM at a
+    # pixel reads its 7x7 window alone, so cropping leaves every in-mask value as it was
+    # (to rounding) and skips the background (most of a product photo).
+    rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+    pad = 4
+    y0, y1 = max(rows[0] - pad, 0), min(rows[-1] + 1 + pad, m.shape[0])
+    x0, x1 = max(cols[0] - pad, 0), min(cols[-1] + 1 + pad, m.shape[1])
+    if min(y1 - y0, x1 - x0) < 7:
+        y0, y1, x0, x1 = 0, m.shape[0], 0, m.shape[1]
+    m = m[y0:y1, x0:x1]
+    a = np.array(render[y0:y1, x0:x1, :3], copy=True)
+    b = np.asarray(photo[y0:y1, x0:x1, :3])
     a[~m] = b[~m]
     _, full = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
     return float(full.mean(axis=2)[m].mean())

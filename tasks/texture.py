@@ -209,7 +209,7 @@ RESOURCES = Resources(cpus=1, memory_mb=2048)
 THREADS = max(1, int(RESOURCES.cpus))
 
 
-@stage(NAME, "5", TextureOptions, RESOURCES, reads=("material",))
+@stage(NAME, "6", TextureOptions, RESOURCES, reads=("material",))
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""

@@ -105,9 +105,10 @@ def s3_endpoint(tmp_path_factory):
     yield endpoint
     proc.terminate()
     try:
-        proc.wait(timeout=10)
+        proc.wait(timeout=2)     # its data is a temporary folder: no clean shutdown needed
     except subprocess.TimeoutExpired:
         proc.kill()
+        proc.wait(timeout=10)
     for k, v in old.items():
         if v is None:
             os.environ.pop(k, None)

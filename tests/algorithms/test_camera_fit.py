@@ -29,8 +29,9 @@ def test_an_unknown_elevation_is_recovered_within_a_few_degrees(elevation, fov, 
     hints = ShootHints(fov_deg=assumed.fov_deg, fov_known=fov_known, default_elevation_deg=0.0)
     fit = _fit(views, hints)
     assert fit.elevation_deg == pytest.approx(elevation, abs=3.0)
-    # the photos agree far better than with the labels' level cameras
-    assert fit.consistency > fit.start_iou + 0.02
+    # the photos agree better than with the labels' level cameras (both at the fine level;
+    # 8 degrees off costs little consistency, 22 a lot)
+    assert fit.consistency > fit.start_iou + (0.02 if elevation > 15 else 0.005)
     assert fit.consistency > 0.95
     assert fit.outliers == []
     assert len(fit.cameras) == 4 and all(c.width == 256 for c in fit.cameras)
@@ -117,3 +118,41 @@ def test_one_photo_takes_the_rim_elevation_or_keeps_its_camera():
     assert none is None and same is box[0].camera
     known = ShootHints(elevation_known=(True,))
     assert single_view(views[0].camera, views[0].mask, known) == (views[0].camera, None)
+
+
+def test_a_hand_held_shoot_is_not_called_inconsistent():
+    # per-view azimuth (+-6), elevation (+-4) and framing (+-25 px) jitter: every photo shows
+    # the same product, so none may be named once its own corrections are fitted (this seed's
+    # "right" photo looked like another product when judged uncorrected)
+    views, _ = shoot(product("asym"), LABELS4, elevation=20.0, fov=35.0, jitter_el=4.0,
+                     jitter_az=6.0, shift_px=25.0, seed=0)
+    fit = _fit(views)
+    assert fit.outliers == []
+    assert fit.consistency > 0.93
+
+
+def test_a_fully_stated_shoot_keeps_its_cameras_unless_the_photos_clearly_disagree():
+    # a thin product (a neck the small grids lose, like a chair's legs): its silhouettes agree
+    # poorly at any camera, and a free fit wanders (21 degrees, a photo named) from the truth
+    exact = IngestOptions(fov_deg=30.0, default_elevation_deg=15.0, distance=2.5)
+    stated = ShootHints(fov_deg=30.0, fov_known=True, distance=2.5, distance_known=True,
+                        elevation_known=(True,) * 4)
+    views, _ = shoot(product("thin"), LABELS4, elevation=15.0, fov=30.0, distance=2.5,
+                     assumed=exact)
+    fit = _fit(views, stated)
+    for given, used in zip(views, fit.cameras):
+        np.testing.assert_allclose(used.world_to_camera, given.camera.world_to_camera, atol=1e-9)
+        np.testing.assert_allclose(used.K, given.camera.K, atol=1e-9)
+    assert fit.distance == pytest.approx(2.5)
+    assert fit.elevation_deg == pytest.approx(15.0)
+    assert fit.consistency == pytest.approx(fit.start_iou)
+    assert fit.outliers == []
+    # photos framed off-centre (+-25 px): the stated cameras clearly disagree with them, and
+    # the fit corrects the centres
+    views, _ = shoot(product("asym"), LABELS4, elevation=15.0, fov=30.0, distance=2.5,
+                     assumed=exact, shift_px=25.0, seed=1)
+    fit = _fit(views, stated)
+    assert fit.consistency > fit.start_iou + 0.05
+    assert max(np.hypot(*s) for s in fit.centre_shift_px.values()) > 5.0
+    assert fit.distance == pytest.approx(2.5)
+    assert fit.outliers == []

@@ -91,3 +91,13 @@ def compact_worker(root: str, ready=None, pause_s: float = 0.0) -> None:
     if ready is not None:
         ready.set()
     compact(root, on_written=lambda key: time.sleep(pause_s))
+
+
+def with_env(env: dict[str, str], fn, *args) -> None:
+    """Run ``fn(*args)`` with ``env`` (a child forked from a server started earlier has that
+    server's environment, not the test's: the S3 endpoint and keys come through here)."""
+    import os
+
+    os.environ.clear()
+    os.environ.update(env)
+    fn(*args)

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import multiprocessing as mp
+import os
 import time
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from catalog_rows import append_worker, compact_worker, write
+from catalog_rows import append_worker, compact_worker, with_env, write
 
 from assetfactory.catalog.compact import compact
 from assetfactory.catalog.files import snapshot
@@ -30,6 +31,15 @@ CHECK = {
 }
 
 
+def _processes():
+    """Real separate processes, forked from a server that has imported the writers' code once
+    (a fresh interpreter per writer spent seconds importing numpy and pyarrow before its
+    first row; the server itself is single-threaded, so forking it is safe)."""
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload(["catalog_rows", "assetfactory.catalog.compact"])
+    return ctx
+
+
 def _root(where: str, tmp_path, request) -> str:
     return str(tmp_path / "factory") if where == "local" else request.getfixturevalue("s3_root")
 
@@ -42,18 +52,20 @@ def _observe(root: str) -> dict[str, tuple]:
 @pytest.mark.parametrize("where", ["local", "s3"])
 def test_several_processes_appending_at_once_lose_no_row(where, tmp_path, request):
     root = _root(where, tmp_path, request)
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=append_worker, args=(root, w, 8)) for w in range(4)]
+    ctx = _processes()
+    procs = [ctx.Process(target=with_env, args=(dict(os.environ), append_worker, root, w, 8))
+             for w in range(4)]
     for p in procs:
         p.start()
     for p in procs:
         p.join(timeout=300)
         assert p.exitcode == 0
-    seen = _observe(root)
+    with Catalog(root) as cat:
+        seen = {k: tuple(cat.execute(sql).fetchone()) for k, sql in CHECK.items()}
+        skus = cat.execute("SELECT DISTINCT sku FROM attempts").fetchall()
     assert seen["attempts"][:2] == (32, 32)
     assert seen["stages"][:2] == (96, 96)
     assert seen["reviews"][:2] == (8, 8)
-    _, skus = query(root, "SELECT DISTINCT sku FROM attempts")
     assert {s for (s,) in skus} == {f"w{w}-{i:03d}" for w in range(4) for i in range(8)}
 
 
@@ -64,9 +76,10 @@ def test_a_reader_during_compaction_sees_every_row_exactly_once(where, tmp_path,
     append_worker(root, 1, 9)
     expected = _observe(root)
     assert expected["attempts"][:2] == (18, 18)
-    ctx = mp.get_context("spawn")
+    ctx = _processes()
     ready = ctx.Event()
-    proc = ctx.Process(target=compact_worker, args=(root, ready, 0.5))
+    proc = ctx.Process(target=with_env, args=(dict(os.environ), compact_worker, root, ready,
+                                              0.5))
     proc.start()
     assert ready.wait(timeout=120)
     reads, mixed = [], 0

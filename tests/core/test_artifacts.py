@@ -1,4 +1,4 @@
-"""PNG artifacts between stages: lossless at any zlib level; the fast level is the default."""
+"""PNG encoding: lossless with the run-length strategy (the default) and at any zlib level."""
 
 from __future__ import annotations
 
@@ -13,14 +13,25 @@ def _image() -> np.ndarray:
     return np.clip(smooth + rng.normal(0, 8, smooth.shape), 0, 255).astype(np.uint8)
 
 
-def test_encode_png_round_trips_at_the_artifact_level_and_at_level_6():
+def test_encode_png_round_trips_with_run_length_deflate_and_at_zlib_levels():
     img = _image()
-    fast, small = encode_png(img), encode_png(img, level=6)
-    assert np.array_equal(decode_png(fast), img)
-    assert np.array_equal(decode_png(small), img)
-    assert ARTIFACT_PNG_LEVEL < 6
-    assert fast != small            # the level reaches the encoder
-    assert len(small) <= len(fast)
+    rle, plain6, plain1 = encode_png(img), encode_png(img, level=6), encode_png(img, level=1)
+    assert ARTIFACT_PNG_LEVEL is None          # the default is the run-length strategy
+    for data in (rle, plain6, plain1):
+        assert np.array_equal(decode_png(data), img)
+    assert rle != plain6 and plain6 != plain1   # the strategy and the level reach the encoder
+    assert len(plain6) <= len(plain1)
+
+
+def test_encode_png_run_length_is_compact_on_flat_texture_regions():
+    """A texture atlas is mostly flat charts and flat background: run-length deflate must
+    compress those like full deflate does (within 10 %), not store them raw."""
+    img = np.zeros((256, 256, 3), np.uint8)
+    img[32:200, 40:220] = (200, 120, 40)
+    img[100:140, 60:90] = _image()[:40, :30]
+    rle, plain6 = encode_png(img), encode_png(img, level=6)
+    assert len(rle) <= 1.1 * len(plain6)
+    assert len(rle) < img.nbytes / 10
 
 
 def test_encode_png_float_images_are_quantised_to_uint8():

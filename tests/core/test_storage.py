@@ -7,13 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 from assetfactory.core.storage import BadKey, LocalStorage, check_key, put_object
+from tests.tools import assert_readers_see_whole_files
 
 
 @pytest.mark.parametrize("key", ["", "/abs/x", "../x", "a/../../x", "a//b", "./a", "a/./b",
@@ -46,29 +46,9 @@ def test_written_files_are_readable_by_others_like_a_plain_open(tmp_path):
 
 
 def test_readers_only_ever_see_whole_files(tmp_path):
-    store = LocalStorage(tmp_path)
-    payloads = [bytes([i]) * (1_500_000 + 500_000 * i) for i in range(3)]
-    store.put("assets/x/x.glb", payloads[0])
-    stop = threading.Event()
-
-    def writer():
-        i = 0
-        while not stop.is_set():
-            store.put("assets/x/x.glb", payloads[i % 3])
-            i += 1
-
-    seen: set[int] = set()
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        for _ in range(300):
-            data = (tmp_path / "assets/x/x.glb").read_bytes()
-            assert data in payloads, f"a reader saw {len(data)} bytes, not a whole file"
-            seen.add(data[0])
-    finally:
-        stop.set()
-        t.join()
-    assert len(seen) >= 2  # the reads really overlapped several writes
+    assert_readers_see_whole_files(
+        LocalStorage(tmp_path), lambda: (tmp_path / "assets/x/x.glb").read_bytes(),
+        [1_500_000 + 500_000 * i for i in range(3)], reads=300)
     assert [p.name for p in (tmp_path / "assets/x").iterdir()] == ["x.glb"]
 
 

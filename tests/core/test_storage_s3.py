@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from assetfactory.core.storage import LocalStorage, S3Storage, open_storage, put_object, read_ref
+from tests.tools import assert_readers_see_whole_files
 
 
 def test_s3_put_get_list_and_content_addressing(s3_endpoint):
@@ -45,32 +46,10 @@ def test_catalog_fragments_and_views_on_s3(s3_endpoint, tmp_path):
 
 
 def test_s3_readers_only_ever_see_whole_objects(s3_endpoint):
-    import threading
-
-    store = open_storage("s3://factory/atomic")
-    payloads = [bytes([i]) * (1_000_000 + 400_000 * i) for i in range(3)]
-    store.put("assets/x/x.glb", payloads[0])
-    stop = threading.Event()
-
-    def writer():
-        i = 0
-        while not stop.is_set():
-            store.put("assets/x/x.glb", payloads[i % 3])
-            i += 1
-
     reader = S3Storage("s3://factory/atomic")  # its own client, as another process would have
-    seen = set()
-    t = threading.Thread(target=writer)
-    t.start()
-    try:
-        for _ in range(60):
-            data = reader.get("assets/x/x.glb")
-            assert data in payloads, f"a reader saw {len(data)} bytes, not a whole object"
-            seen.add(data[0])
-    finally:
-        stop.set()
-        t.join()
-    assert len(seen) >= 2
+    assert_readers_see_whole_files(
+        open_storage("s3://factory/atomic"), lambda: reader.get("assets/x/x.glb"),
+        [1_000_000 + 400_000 * i for i in range(3)], reads=60)
 
 
 def test_s3_keys_that_leave_the_prefix_are_refused(s3_endpoint):

@@ -248,7 +248,7 @@ def server(real_run, services, tmp_path_factory):
     srv.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def syn_server(synthetic, tmp_path_factory):
     """``assetfactory serve`` on the synthetic catalog."""
     srv = start_server(synthetic["out"], tmp_path_factory.mktemp("serve-syn"))
@@ -261,7 +261,7 @@ def token() -> str:
     return TOKEN
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
     """Debian's Chromium under Playwright (no browser download)."""
     if not Path(CHROMIUM).is_file():

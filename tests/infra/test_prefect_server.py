@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -103,24 +104,31 @@ def _client_call(env: dict, coro_fn):
         async with get_client() as client:
             return await coro_fn(client)
 
-    with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
-        return asyncio.run(main())
+    def run():
+        with temporary_settings(updates={PREFECT_API_URL: env["PREFECT_API_URL"]}):
+            return asyncio.run(main())
+
+    # On a thread of its own: another library's event loop (Playwright's sync API, say) may be
+    # running on the main thread, where asyncio.run() refuses to start a second one.
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(run).result()
 
 
 def _wait_for(env, what, fn, timeout=180, proc=None, log=None):
     deadline = time.time() + timeout
+    last_error = ""
     while True:
         try:
             value = _client_call(env, fn)
-        except Exception:  # noqa: BLE001 - not there yet (e.g. no such deployment)
-            value = None
+        except Exception as exc:  # noqa: BLE001 - not there yet (e.g. no such deployment)
+            value, last_error = None, f"{type(exc).__name__}: {exc}"
         if value:
             return value
         if proc is not None and proc.poll() is not None:
             pytest.fail(f"the serving process exited while waiting for {what}:\n"
                         + (log.read_text(errors="replace")[-3000:] if log else ""))
         if time.time() > deadline:
-            pytest.fail(f"timed out waiting for {what}"
+            pytest.fail(f"timed out waiting for {what} (last client error: {last_error or 'none'})"
                         + (":\n" + log.read_text(errors="replace")[-3000:] if log else ""))
         time.sleep(1)
 

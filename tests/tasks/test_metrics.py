@@ -188,3 +188,25 @@ def test_real_non_manifold_file_from_shared_data():
     g = mt.geometry_metrics(MeshData(np.asarray(scene.vertices), np.asarray(scene.faces)))
     assert g["metrics_nonmanifold_edges"] > 0
     assert not g["metrics_manifold"] and not g["metrics_watertight"]
+
+
+def test_masked_ssim_on_the_mask_box_equals_the_whole_image_formula():
+    """The crop to the mask's bounding box changes no in-mask SSIM value (masks at a border,
+    in the middle, and a few pixels in a corner)."""
+    from skimage.metrics import structural_similarity
+
+    rng = np.random.default_rng(1)
+    photo = rng.integers(0, 255, (90, 120, 3)).astype(np.uint8)
+    render = np.clip(photo.astype(int) + rng.integers(-40, 40, photo.shape), 0, 255)
+    render = render.astype(np.uint8)
+    masks = [np.zeros((90, 120), bool) for _ in range(3)]
+    masks[0][20:60, 30:100] = True
+    masks[0][25:30, 10:31] = True
+    masks[1][0:90, 100:120] = True
+    masks[2][0:3, 0:2] = True
+    for m in masks:
+        a = render.copy()
+        a[~m] = photo[~m]
+        _, full = structural_similarity(a, photo, channel_axis=2, data_range=255, full=True)
+        assert mt.masked_ssim(render, photo, m) == pytest.approx(
+            float(full.mean(axis=2)[m].mean()), abs=1e-9)
