@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import os
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -145,6 +148,23 @@ def unwrap_chunk(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | 
 _POOL: ProcessPoolExecutor | None = None
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: end this child when the process that made the pool is gone.
+
+    A pool's children wait on its queue forever once their parent is killed (a Ray worker
+    SIGKILLed, out of memory, or ended with its driver): watched here, they leave with it.
+    A watching thread, not ``PR_SET_PDEATHSIG``, which fires when the parent's *thread* that
+    forked ends, and stages may run in threads that end.
+    """
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+
 _POOL_WORKERS = 0
 
 
@@ -161,7 +181,8 @@ def _pool(workers: int) -> ProcessPoolExecutor:
         if _POOL is not None:
             _POOL.shutdown(wait=False, cancel_futures=True)
         method = "fork" if sys.platform.startswith("linux") else "spawn"
-        _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+        _POOL = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                    initializer=_exit_with_parent, initargs=(os.getpid(),))
         _POOL_WORKERS = workers
     return _POOL
 

@@ -36,6 +36,7 @@ import csv
 import json
 import os
 import resource
+import signal
 import statistics
 import subprocess
 import sys
@@ -228,14 +229,34 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
         stage_runs[0] += s.get("stages", 0)
         done[0] += 1
         marks["last"] = time.perf_counter()
+        # the driver's peak through the conversion (the run's triage and compaction after it
+        # read the catalog through DuckDB, within its memory limit)
+        marks["rss_convert"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     conv.PLAN_HOOK, conv.PROGRESS_HOOK = on_plan, on_done
     load_before = load()
     own0 = os.times()
     t0 = time.perf_counter()
+    stop = threading.Event()
+
+    def snapshots() -> None:
+        """What the run has done so far, every 15 s (a run stopped before the end still says
+        how far it got, how fast, and the driver's and the store's peaks until then)."""
+        while not stop.wait(15):
+            progress.write_text(json.dumps({
+                "n": n, "cpus": cpus, "done": done[0], "elapsed_s": time.perf_counter() - t0,
+                "stage_s": stage_s[0], "stage_runs": stage_runs[0],
+                "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "object_store_peak_mb": sampler.peak_shm, "load": load(),
+                "load_before": load_before}))
+
+    progress = workdir / f"progress-{n}-{cpus}.json"
+    threading.Thread(target=snapshots, daemon=True).start()
     summary = conv.convert_catalog(catalog=str(catalog), out=out, profile="web", backend="mesh",
-                                   overrides=OVERRIDES, shard_size=1000)
+                                   overrides=OVERRIDES, shard_size=1000,
+                                   execution=json.loads(os.environ.get("SCALE_EXECUTION", "{}")))
     wall = time.perf_counter() - t0
+    stop.set()
     own1 = os.times()
     sampler.stop()
     ray.shutdown()
@@ -251,6 +272,7 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
             "overhead": 1 - stage_s[0] / (wall * cpus),
             "overhead_convert": 1 - stage_s[0] / (conv_wall * cpus),
             "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "driver_peak_convert_mb": marks.get("rss_convert"),
             "object_store_peak_mb": sampler.peak_shm, "series": sampler.series,
             "load_before": load_before, "load_after": load()}
 
@@ -289,9 +311,48 @@ def child(kind: str, n: int, cpus: int, workdir: Path) -> dict:
            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
            "PYTHONPATH": os.pathsep.join([str(HERE), os.environ.get("PYTHONPATH", "")])}
     env.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
-    subprocess.run([sys.executable, __file__, "_child", kind, str(n), str(cpus), str(workdir),
-                    str(result)], check=True, env=env)
+    proc = subprocess.Popen([sys.executable, __file__, "_child", kind, str(n), str(cpus),
+                             str(workdir), str(result)], env=env, start_new_session=True)
+    try:
+        rc = proc.wait()
+    finally:  # however it ended (or this script was interrupted): nothing of it runs on
+        end_session(proc)
+    if rc:
+        raise subprocess.CalledProcessError(rc, proc.args)
     return json.loads(result.read_text())
+
+
+def end_session(proc: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Stop every process of ``proc``'s session: the driver, the Ray it started (whose workers
+    take process groups of their own but stay in the session) and Prefect's server. Never by
+    name: other Ray clusters on the machine are not ours."""
+    import psutil
+
+    sid = proc.pid
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(sid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=20)
+    deadline = time.time() + timeout
+    while True:
+        left = []
+        for p in psutil.process_iter():
+            with contextlib.suppress(OSError, psutil.Error):
+                if os.getsid(p.pid) == sid and p.status() != psutil.STATUS_ZOMBIE:
+                    left.append(p)
+        if not left or time.time() > deadline:
+            break
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        time.sleep(0.2)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+    if left:
+        print(f"warning: {len(left)} processes of the run outlived it: "
+              f"{[p.pid for p in left]}", file=sys.stderr)
 
 
 # ---------------------------------------------------------------------------- report
@@ -337,12 +398,19 @@ def main() -> None:
     ap.add_argument("--dispatch-skus", type=int, default=0, help="SKUs for (c)")
     ap.add_argument("--skip", default="", help="comma list of parts to skip: a,b,c")
     ap.add_argument("--workdir", default="", help="keep catalogs and outputs here")
+    ap.add_argument("--execution", default="", help="(b) executor options as JSON, e.g. "
+                    "'{\"fuse_cpu_stages\": true}'")
+    ap.add_argument("--name", default="scale", help="output file names under benchmarks/out")
+    ap.add_argument("--configs", default="", help="(b) only these SKUSxCPUS runs, e.g. "
+                    "1000x2,1000x1 (default: SMALLx1,SMALLx2,LARGEx2)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     small, large = (200, 1000) if args.quick else (1000, 10_000)
     if args.sizes:
         small, large = (int(x) for x in args.sizes.split(","))
     skip = set(filter(None, args.skip.split(",")))
+    if args.execution:
+        os.environ["SCALE_EXECUTION"] = args.execution  # read by each (b) child
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {"load_start": load(), "cpu_count": os.cpu_count()}
@@ -363,6 +431,8 @@ def main() -> None:
     results = []
     if "b" not in skip:
         configs = [(small, 1), (small, 2), (large, 2)]
+        if args.configs:
+            configs = [tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")]
         for n, cpus in configs:
             print(f"\n(b) running {n} SKUs on {cpus} CPU ({load()}) ...", flush=True)
             results.append(child("flow", n, cpus, workdir))
@@ -370,22 +440,26 @@ def main() -> None:
         print("\n(b) the real flow, cheap recipe (boxes, mesh backend, maps at 128 px)")
         print(f"{'SKUs':>6s} {'CPUs':>4s} {'start s':>7s} {'wall s':>8s} {'SKU/s':>6s} "
               f"{'overhead':>8s} {'conv.ovh':>8s} {'stage s':>8s} {'driver MB':>9s} "
+              f"{'(convert)':>9s} "
               f"{'store MB':>8s} {'CPU out':>7s}  load")
         for r in results:
             print(f"{r['n']:6d} {r['cpus']:4d} {r['prefect_start_s'] + r['ray_start_s']:7.1f} "
                   f"{r['wall_s']:8.1f} {r['skus_per_s']:6.2f} "
                   f"{100 * r['overhead']:7.1f}% {100 * r['overhead_convert']:7.1f}% "
                   f"{r['stage_s']:8.1f} {r['driver_peak_mb']:9.0f} "
+                  f"{r.get('driver_peak_convert_mb') or 0:9.0f} "
                   f"{r['object_store_peak_mb']:8.0f} {100 * (r['cpu_outside_stages'] or 0):6.1f}%"
                   f"  {r['load_before']} -> {r['load_after']}")
-        one = next(r for r in results if r["n"] == small and r["cpus"] == 1)
-        two = next(r for r in results if r["n"] == small and r["cpus"] == 2)
-        big = next(r for r in results if r["n"] == large)
-        report["speedup_2_vs_1"] = one["wall_s"] / two["wall_s"]
-        report["driver_mem_ratio"] = big["driver_peak_mb"] / two["driver_peak_mb"]
-        print(f"2 CPUs vs 1: {report['speedup_2_vs_1']:.2f}x faster (target >= 1.8); driver "
-              f"peak at {large} vs {small} SKUs: {report['driver_mem_ratio']:.2f}x (target "
-              "<= 1.5)")
+        one = next((r for r in results if r["n"] == small and r["cpus"] == 1), None)
+        two = next((r for r in results if r["n"] == small and r["cpus"] == 2), None)
+        big = next((r for r in results if r["n"] == large), None)
+        if one and two:
+            report["speedup_2_vs_1"] = one["wall_s"] / two["wall_s"]
+            print(f"2 CPUs vs 1: {report['speedup_2_vs_1']:.2f}x faster (target >= 1.8)")
+        if big and two:
+            report["driver_mem_ratio"] = big["driver_peak_mb"] / two["driver_peak_mb"]
+            print(f"driver peak at {large} vs {small} SKUs: {report['driver_mem_ratio']:.2f}x "
+                  "(target <= 1.5)")
 
     dispatch = None
     if "c" not in skip:
@@ -396,10 +470,10 @@ def main() -> None:
               f"{dispatch['wall_s']:.1f} s, {dispatch['stage_runs_per_s']:.0f} stage runs/s "
               f"(target >= 200); {dispatch['load_before']} -> {dispatch['load_after']}")
 
-    (OUT / "scale.json").write_text(json.dumps(report, indent=1, default=str))
+    (OUT / f"{args.name}.json").write_text(json.dumps(report, indent=1, default=str))
     if results:
-        chart(results, dispatch, OUT / "scale.png")
-        print(f"\nwrote {OUT / 'scale.png'} and {OUT / 'scale.json'}")
+        chart(results, dispatch, OUT / f"{args.name}.png")
+        print(f"\nwrote {OUT / (args.name + '.png')} and {OUT / (args.name + '.json')}")
 
 
 if __name__ == "__main__":
@@ -408,4 +482,6 @@ if __name__ == "__main__":
         fn = run_flow if kind == "flow" else run_dispatch
         Path(result).write_text(json.dumps(fn(int(n), int(cpus), Path(workdir)), default=str))
     else:
+        # a stopped benchmark (SIGTERM) still ends its running configuration's whole session
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
         main()

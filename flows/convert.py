@@ -36,6 +36,7 @@ from ..core.storage import open_storage
 from ..core.types import AssetState, SkuSpec
 from .executor import (
     ExecutorOptions,
+    concurrent_runs,
     convert,
     done_identities,
     new_run_id,
@@ -196,10 +197,14 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
 
 def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
                options: ExecutorOptions, out: str, run_id: str, force: bool,
-               catalog_source: str, shard_size: int, parallel: int = 2,
+               catalog_source: str, shard_size: int, parallel: int | None = None,
                extra: Mapping[str, Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
-    SKUs fill the CPUs that the previous shard's last SKUs leave idle)."""
+    SKUs fill the CPUs that the previous shard's last SKUs leave idle). None: two where the
+    cluster can hold two executions at once, else one (``executor.concurrent_runs``: on one
+    CPU, or one GPU for a GPU backend, two shards at once would starve each other)."""
+    if parallel is None:
+        parallel = concurrent_runs(recipe, options) if len(specs) > shard_size else 1
     results, running = [], []
     for i, part in enumerate(shards(specs, shard_size)):
         mine = {s.sku: done[s.sku] for s in part if s.sku in done}
@@ -268,8 +273,11 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                     skipped)
     if converted or n_bad:
+        # merged first: triage then reads a handful of files, not one per attempt (the
+        # driver's memory stays flat in the catalog's size), and its verdicts after it
+        _compact_run(out, run_id, ("assets", "stages"))
         _record_run_verdicts(out, run_id, triage_rules)
-        _compact_run(out, run_id)
+        _compact_run(out, run_id, ("verdicts",))
     summary = run_summary(out, run_id) if (converted or n_bad) else {
         "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = skipped
@@ -313,10 +321,10 @@ def _record_run_verdicts(out: str, run_id: str, rules) -> None:
 
 
 @task(name="compact-run")
-def _compact_run(out: str, run_id: str) -> None:
+def _compact_run(out: str, run_id: str, kinds: tuple[str, ...]) -> None:
     """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
     handful of files instead of thousands (see catalog.compact; safe beside readers)."""
     from ..catalog.compact import compact
 
-    report = compact(out, ("assets", "stages", "verdicts"), runs=[run_id])
+    report = compact(out, kinds, runs=[run_id])
     get_run_logger().info("compacted run %s: %s", run_id, report.rows)

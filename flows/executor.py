@@ -242,6 +242,10 @@ def done_identities(out: str, skus: Collection[str] | None = None) -> dict[str, 
     return done
 
 
+#: CPUs a planning task declares (``plan``)
+PLAN_CPUS = 0.5
+
+
 def _identify_batch(batch: dict[str, Any], recipe: Recipe, recipe_id: str) -> dict[str, Any]:
     aids, hashes = [], []
     for blob in batch["spec"]:
@@ -283,7 +287,7 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
         blocks = max(1, min(len(rows), int(4 * max(1.0, _cluster("CPU")))))
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _identify_batch, fn_kwargs={"recipe": recipe, "recipe_id": recipe_id},
-            batch_size=None, num_cpus=0.5, batch_format="numpy")
+            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy")
         for r in ds.iter_rows():
             ids[int(r["i"])] = (str(r["aid"]), json.loads(r["hashes"]))
         missing = [specs[i].sku for i, v in enumerate(ids) if v is None]
@@ -485,6 +489,37 @@ def _remote_args(res: Resources) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the driver
+
+
+def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions(),
+                    cluster: Mapping[str, float] | None = None, most: int = 2) -> int:
+    """How many conversions (Ray Data executions: a shard's planning or its conversion) may run
+    at once on ``cluster`` (resource totals; None: ask Ray), at most ``most``.
+
+    Ray Data splits the cluster between executions that run at once in whole units per
+    resource (``amount // executions``: 1 CPU between two is 0 each, and so is 1 GPU), and an
+    execution whose share cannot hold one task of its largest operator never starts one: with
+    one CPU, or one GPU for a GPU backend's pool, two shards at once wait on each other forever.
+    So a second execution runs beside the first only where each one's share holds every
+    operator and no unit is left over (3 CPUs between two would leave one idle).
+    """
+    if cluster is None:
+        import ray
+
+        cluster = ray.cluster_resources()
+    gpus = float(cluster.get("GPU", 0.0))
+    segs = segments(recipe, options, cluster_gpus=gpus)
+    need = {"CPU": max([s.resources.cpus for s in segs] + [PLAN_CPUS]),
+            "GPU": max([s.resources.gpus for s in segs] + [0.0]),
+            "memory": max([s.resources.memory_mb for s in segs] + [0.0]) * 2**20}
+    for k in range(max(1, most), 1, -1):
+        if float(cluster.get("CPU", 0.0)) % k:
+            continue
+        if all(not want or float(cluster.get(name, 0.0)) // k >= want
+               for name, want in need.items()):
+            return k
+    return 1
+
 
 
 def skus_per_task(n: int, options: ExecutorOptions) -> int:

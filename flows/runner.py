@@ -21,7 +21,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import heapq
 import logging
+import os
 import random
 import signal
 import threading
@@ -167,6 +169,51 @@ def _raise_timeout(signum: int, frame: Any) -> None:
     raise StageTimeout()
 
 
+class _Watchdog:
+    """One thread per process that calls a stage's ``on_hang`` when the stage is still running
+    past its deadline and grace; starting a thread per stage cost more than a trivial stage.
+
+    Created lazily, so a process forked from this one starts its own."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._heap: list[tuple[float, int, threading.Event, Callable[[], None]]] = []
+        self._seq = 0
+        self._pid = 0
+
+    def watch(self, when: float, finished: threading.Event,
+              on_hang: Callable[[], None]) -> None:
+        with self._cond:
+            if self._pid != os.getpid():  # first use in this process (or a forked child)
+                self._pid = os.getpid()
+                self._heap = []
+                threading.Thread(target=self._run, name="stage-watchdog", daemon=True).start()
+            self._seq += 1
+            heapq.heappush(self._heap, (when, self._seq, finished, on_hang))
+            if self._heap[0][1] == self._seq:  # the earliest now: the thread waits less
+                self._cond.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while self._heap and self._heap[0][2].is_set():
+                    heapq.heappop(self._heap)  # finished in time: forget it
+                if not self._heap:
+                    self._cond.wait()
+                    continue
+                when, _, finished, on_hang = self._heap[0]
+                left = when - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                heapq.heappop(self._heap)
+            if not finished.is_set():
+                on_hang()
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextlib.contextmanager
 def deadline(seconds: float | None, on_hang: Callable[[], None] | None = None,
              grace_s: float = 10.0) -> Iterator[None]:
@@ -200,11 +247,7 @@ def deadline(seconds: float | None, on_hang: Callable[[], None] | None = None,
         timer.daemon = True
         timer.start()
     if on_hang is not None:
-        def watch() -> None:
-            if not finished.wait(seconds + grace_s):
-                on_hang()
-
-        threading.Thread(target=watch, name="stage-watchdog", daemon=True).start()
+        _WATCHDOG.watch(time.monotonic() + seconds + grace_s, finished, on_hang)
     try:
         yield
     finally:

@@ -15,7 +15,15 @@ import toy_stages
 
 from assetfactory.catalog.views import query
 from assetfactory.core.types import AssetState, Resources, SkuSpec
-from assetfactory.flows.executor import ExecutorOptions, Job, convert, plan, segments, skus_per_task
+from assetfactory.flows.executor import (
+    ExecutorOptions,
+    Job,
+    concurrent_runs,
+    convert,
+    plan,
+    segments,
+    skus_per_task,
+)
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
 from assetfactory.tasks.generate import GenerateOptions
 
@@ -129,3 +137,21 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
         ExecutorOptions.from_dict({"timeout": 3})
     with pytest.raises(ValueError, match="must be > 0"):
         ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
+
+
+def test_two_shards_run_at_once_only_where_each_gets_a_whole_operator():
+    """No Ray needed. Ray Data splits the cluster between executions at once in whole units:
+    one CPU (or one GPU) between two shards is none each, and each waits on the other."""
+    gb = 2**30
+    assert concurrent_runs(RECIPE, cluster={"CPU": 1.0, "memory": 8 * gb}) == 1
+    assert concurrent_runs(RECIPE, cluster={"CPU": 2.0, "memory": 8 * gb}) == 2
+    assert concurrent_runs(RECIPE, cluster={"CPU": 3.0, "memory": 8 * gb}) == 1  # 1 CPU idle
+    assert concurrent_runs(RECIPE, cluster={"CPU": 4.0, "memory": 8 * gb}) == 2
+    real = build_recipe("web", "mesh")  # bake declares 4 GiB: two shards need 8
+    assert concurrent_runs(real, cluster={"CPU": 2.0, "memory": 6 * gb}) == 1
+    assert concurrent_runs(real, cluster={"CPU": 2.0, "memory": 9 * gb}) == 2
+    gpu = Recipe("test", "toygpu", (
+        StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu")),))
+    # half a GPU per actor: one GPU split in two is 0 each; two GPUs are one each
+    assert concurrent_runs(gpu, cluster={"CPU": 4.0, "GPU": 1.0, "memory": 8 * gb}) == 1
+    assert concurrent_runs(gpu, cluster={"CPU": 4.0, "GPU": 2.0, "memory": 8 * gb}) == 2

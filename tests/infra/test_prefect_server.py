@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "flows"))
 from catalog_helpers import FAST, PROFILE, box_obj, write_catalog
 
 from assetfactory.catalog.views import query
+from tests.tools import end_session
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +56,9 @@ def _stop(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # a flow run's local Ray: its workers take process groups of their own but stay in the
+    # session
+    end_session(proc.pid)
 
 
 @pytest.fixture(scope="module")
