@@ -24,6 +24,7 @@ never enters the config, the provenance or the logs.
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import http.client
 import io
@@ -40,6 +41,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
+from ..core.appearance import SourceAppearance
 from ..core.errors import InputError, OptionsError, ProcessingError
 from ..core.mesh import MeshData
 from ..core.stage import check
@@ -279,17 +281,22 @@ class HttpGenerator:
                 log.warning("%s generate/http: attempt %d failed (%s); retrying in %.1f s",
                             request.sku, attempt + 1, exc, wait)
                 time.sleep(wait)
-        mesh, info = self._validate(data, kind)
+        mesh, info, appearance = self._validate(data, kind)
         info.update(method="http", service_id=cfg.service_id, attempts=len(errors) + 1,
                     response_bytes=len(data), service_s=round(time.monotonic() - started, 3),
                     views_sent=len(views), view=views[0].label, seed=request.seed,
                     response_sha256=hashlib.sha256(data).hexdigest())
         log.info("%s generate/http: %s -> %s %d faces in %d attempt(s)", request.sku, cfg.url,
                  kind, mesh.n_faces, len(errors) + 1)
-        mesh = _turn(mesh, learned.yaw(views[0].camera.azimuth_deg) @ self.rotation)
-        return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info)
+        mesh, T = _turn(mesh, learned.yaw(views[0].camera.azimuth_deg) @ self.rotation)
+        if appearance is not None:  # the answer's materials, in the turned mesh's frame
+            appearance = dataclasses.replace(appearance,
+                                             surface=appearance.surface.transformed(T))
+        return DenseMesh(mesh=mesh, cameras=[v.camera for v in request.views], info=info,
+                         appearance=appearance)
 
-    def _validate(self, data: bytes, kind: str | None) -> tuple[MeshData, dict]:
+    def _validate(self, data: bytes, kind: str | None
+                  ) -> tuple[MeshData, dict, SourceAppearance | None]:
         cfg = self.config
         name = f"service-answer.{kind}" if kind else "service-answer"
         if data.lstrip()[:1] in (b"{", b"["):
@@ -301,7 +308,7 @@ class HttpGenerator:
                 f"the generator service answered JSON, not a mesh: {_text(data)}",
                 "point url at the endpoint that returns the model file", code="service_json")
         try:
-            mesh, info = import_mesh_bytes(data, name, MeshImportConfig(
+            mesh, info, appearance = import_mesh_bytes(data, name, MeshImportConfig(
                 max_faces=cfg.max_faces, max_bytes=cfg.max_bytes))
         except InputError as exc:
             raise ProcessingError(f"the generator service returned an unusable mesh: "
@@ -311,8 +318,10 @@ class HttpGenerator:
         if info.get("source_format") not in FORMATS:
             raise ProcessingError(f"the generator service returned {info.get('source_format')}",
                                   "ask it for GLB, OBJ, PLY or STL", code="service_format")
-        keep = {k: info[k] for k in ("parts", "source_format", "source_faces") if k in info}
-        return mesh, keep
+        keep = {k: info[k] for k in ("parts", "source_format", "source_faces",
+                                     "source_materials", "source_textures", "source_appearance")
+                if k in info}
+        return mesh, keep, appearance
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -398,9 +407,13 @@ def _text(data: bytes) -> str:
     return text + ("..." if len(data) > 300 else "") if text else "(empty body)"
 
 
-def _turn(mesh: MeshData, rotation: np.ndarray) -> MeshData:
-    """Rotate (a proper rotation keeps the winding) and re-centre the normalised mesh."""
+def _turn(mesh: MeshData, rotation: np.ndarray) -> tuple[MeshData, np.ndarray]:
+    """Rotate (a proper rotation keeps the winding) and re-centre the normalised mesh; also
+    the 4x4 transform that did it (for the answer's materials' surface)."""
     v = mesh.vertices @ rotation.T
     lo, hi = v.min(axis=0), v.max(axis=0)
-    return mesh.replace(vertices=(v - (lo + hi) / 2.0) / float((hi - lo).max()))
+    centre, scale = (lo + hi) / 2.0, float((hi - lo).max())
+    T = np.eye(4)
+    T[:3, :3], T[:3, 3] = rotation / scale, -centre / scale
+    return mesh.replace(vertices=(v - centre) / scale), T
 

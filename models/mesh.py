@@ -120,14 +120,13 @@ def import_with_appearance(uri: str, config: MeshImportConfig = MeshImportConfig
     return _import(_read(uri, config.max_bytes), uri, config, normalise, local=True)
 
 
-def import_mesh_bytes(data: bytes, uri: str,
-                      config: MeshImportConfig = MeshImportConfig()) -> tuple[MeshData, dict]:
-    """Validate and normalise mesh bytes; ``uri`` names them (its extension gives the format,
-    else the bytes do). A generator service's answer goes through the same checks as a file.
-    The bytes stand alone: a file they reference (external buffer, image, MTL library) is never
-    looked for on this machine."""
-    mesh, info, _ = _import(data, uri, config, True, local=False)
-    return mesh, info
+def import_mesh_bytes(data: bytes, uri: str, config: MeshImportConfig = MeshImportConfig()
+                      ) -> tuple[MeshData, dict, SourceAppearance | None]:
+    """Validate and normalise mesh bytes, with their look as ``import_with_appearance`` gives
+    it; ``uri`` names them (its extension gives the format, else the bytes do). A generator
+    service's answer goes through the same checks as a file. The bytes stand alone: a file they
+    reference (external buffer, image, MTL library) is never looked for on this machine."""
+    return _import(data, uri, config, True, local=False)
 
 
 def _import(data: bytes, uri: str, config: MeshImportConfig, normalise: bool, local: bool

@@ -31,7 +31,23 @@ from assetfactory.models.http import HttpConfig
 
 BOX = trimesh.creation.box((0.2, 0.4, 0.1))
 BALL = trimesh.creation.icosphere(subdivisions=1)
+
+
+def _textured_box() -> bytes:
+    """A box with a base-colour texture, as a service that returns textured models sends it."""
+    from PIL import Image
+
+    box = trimesh.creation.box((0.3, 0.1, 0.2))
+    box.unmerge_vertices()
+    rng = np.random.default_rng(1)
+    image = Image.fromarray((rng.random((16, 16, 3)) * 255).astype(np.uint8))
+    box.visual = trimesh.visual.TextureVisuals(uv=rng.random((len(box.vertices), 2)),
+                                               image=image)
+    return box.export(file_type="glb")
+
+
 FILES = {
+    "textured": _textured_box(),
     "glb": BOX.export(file_type="glb"),
     "obj": BALL.export(file_type="obj").encode(),
     "ply": BALL.export(file_type="ply"),
@@ -59,8 +75,8 @@ class Handler(BaseHTTPRequestHandler):
         path = self.path.strip("/")
         srv.seen.append((path, dict(self.headers), body))
         srv.count[path] = srv.count.get(path, 0) + 1
-        if path == "glb":
-            self._send(200, FILES["glb"], "model/gltf-binary")
+        if path in ("glb", "textured"):
+            self._send(200, FILES[path], "model/gltf-binary")
         elif path == "obj":
             self._send(200, FILES["obj"], "text/plain")
         elif path == "ply":
@@ -147,6 +163,18 @@ def test_real_mesh_answers_are_imported(server, fmt, faces):
     assert len(dense.cameras) == 2
     if fmt == "glb":  # the box keeps its proportions: 0.2 x 0.4 x 0.1
         assert np.allclose(hi - lo, [0.5, 1.0, 0.25], atol=1e-9)
+
+
+def test_a_textured_answer_keeps_its_materials_in_the_mesh_frame(server):
+    dense = _generate(server, "textured")
+    look = dense.appearance
+    assert look is not None and look.textured
+    assert dense.info["source_textures"] == 1 and dense.info["source_appearance"] is True
+    # the materials' surface went through the same turn and scaling as the mesh
+    v, sv = dense.mesh.vertices, look.surface.vertices
+    assert np.allclose(sv.min(axis=0), v.min(axis=0), atol=1e-6)
+    assert np.allclose(sv.max(axis=0), v.max(axis=0), atol=1e-6)
+    assert _generate(server, "glb").appearance is None   # an untextured answer has no look
 
 
 def test_the_request_carries_the_photos_and_metadata(server):
@@ -249,12 +277,14 @@ def test_options_are_validated():
 
 
 def test_runs_through_cleanup_and_export(tmp_path, server):
+    """A textured answer: its look is transferred onto the asset's atlas by bake."""
     state = product_state(tmp_path, backend="http")
     recipe = preflight(build_recipe("web", "http", fast_overrides(
-        {"url": _url(server, "glb"), "service_id": "test-box@1"})))
+        {"url": _url(server, "textured"), "service_id": "test-box@1"})))
     out = run_asset(state, recipe)
     assert out.ok, out.failure
     m = out.metrics
+    assert m["bake_source_look"] is True and m["bake_source_trusted_share"] > 0.9, m
     assert m["generate_backend"] == "http" and m["generate_service_id"] == "test-box@1"
     assert {"dense_mesh", "mesh", "glb"} <= set(out.artifacts) and m["export_glb_bytes"] > 0
     # the catalog's 200 x 300 x 200 mm sets the size whatever the service's units
