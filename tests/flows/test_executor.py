@@ -92,9 +92,11 @@ def test_gpu_backend_runs_in_an_actor_pool_built_once_per_actor(tmp_path, ray_gp
     rows = _rows(tmp_path, "SELECT sku, generate_pid, cuda_visible, count FROM assets")
     pids = {r["generate_pid"] for r in rows}
     builds = set(os.listdir(ray_gpu)) - before
-    # one GPU, half a GPU per actor: two actors, each built its backend exactly once
-    assert len(pids) <= 2 and len(builds) == len(pids)
-    assert {int(b.split("-")[0]) for b in builds} == pids
+    # one GPU, half a GPU per actor: at most two actors, each built its backend exactly once,
+    # and every SKU served by one of them (the pool may start an actor that then serves none)
+    built_by = [int(b.split("-")[0]) for b in builds]
+    assert len(built_by) == len(set(built_by)) <= 2, builds
+    assert pids <= set(built_by), (pids, builds)
     assert all(r["cuda_visible"] == "0" for r in rows)  # Ray gave each actor the GPU
     assert all(r["count"] == 2 for r in rows)
 
