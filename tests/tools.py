@@ -1,5 +1,6 @@
-"""Checks shared by test modules (imported as ``tests.tools``; a name in a ``conftest.py``
-is ambiguous once a test folder has a conftest of its own)."""
+"""Checks and helpers shared by test modules: the validator skip, whole-file reads, the
+process reaper, and SeaweedFS (imported as ``tests.tools``; a name in a ``conftest.py`` is
+ambiguous once a test folder has a conftest of its own)."""
 
 from __future__ import annotations
 

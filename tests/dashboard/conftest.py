@@ -263,7 +263,9 @@ def token() -> str:
 
 @pytest.fixture(scope="module")
 def chromium():
-    """Debian's Chromium under Playwright (no browser download)."""
+    """Debian's Chromium under Playwright (no browser download). For one module only:
+    Playwright's sync API keeps an event loop on the main thread while the browser lives, which
+    would break every later ``asyncio.run()`` in the session."""
     if not Path(CHROMIUM).is_file():
         pytest.skip(f"Chromium not found at {CHROMIUM}: make setup-test installs Debian's "
                     "chromium (or set ASSETFACTORY_CHROMIUM)")
