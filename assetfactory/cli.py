@@ -321,6 +321,9 @@ def compact(out: str = typer.Option(DEFAULT_OUT, help="output folder")):
         t.add_row(p.kind, str(p.partition), str(p.files_in), str(p.rows), f"{p.seconds:.2f}",
                   "busy: another compaction holds it" if p.busy else "")
     console.print(t if report.partitions else "nothing to compact")
+    if report.latest:
+        console.print(f"latest-attempt tables (for run diffs) written for "
+                      f"{len(report.latest)} run(s)")
 
 
 @app.command()

@@ -14,6 +14,9 @@ reviews, publications and rulesets), a compaction:
 4. writes ``c-<id>.sources.json`` (the files it merged), then the data file ``c-<id>.parquet``;
 5. deletes the merged files.
 
+Then, for each run whose attempts and verdicts are now all compacted, it writes the run's
+latest attempt per SKU as a small sorted table (derived data for run diffs; see ``latest``).
+
 A crash after any step leaves the catalog readable with every row exactly once: readers ignore
 a sidecar without its data file, drop compacted files that a newer one names as sources, and
 prefer a fragment's row over a compacted copy of it (see ``files``). The next compaction removes
@@ -39,6 +42,7 @@ from ..core.storage import LocalStorage, open_storage
 from .files import (
     ALL,
     KINDS,
+    LATEST_KINDS,
     CatalogFile,
     _list,
     compacted_prefix,
@@ -85,6 +89,7 @@ class CompactReport:
     """What a compaction did, per kind and partition."""
 
     partitions: list[PartitionResult] = field(default_factory=list)
+    latest: list[str] = field(default_factory=list)   # latest-attempt tables written
 
     @property
     def rows(self) -> dict[str, int]:
@@ -127,6 +132,11 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
                 res = PartitionResult(kind, part, 0, 0, None, 0.0, busy=True)
             if res is not None:
                 report.partitions.append(res)
+    if set(kinds) & set(LATEST_KINDS):
+        # each compacted run's latest attempt per SKU, for run diffs (derived: see latest)
+        from .latest import build_latest
+
+        report.latest = build_latest(root, runs, memory_limit=memory_limit)
     return report
 
 

@@ -8,7 +8,11 @@ The catalog is a set of immutable files per kind of row (``assets``, ``stages``,
 * compacted files, written by ``compact``: ``catalog/compacted/<kind>/<partition>/c-<id>.parquet``,
   each with a sidecar ``c-<id>.sources.json`` (written *before* the data file) that names the
   files it merged;
-* the compacted files of the first layout, ``catalog/compacted/<kind>-<id>.parquet`` (no sidecar).
+* the compacted files of the first layout, ``catalog/compacted/<kind>-<id>.parquet`` (no sidecar);
+* derived tables, rebuildable from the rows above and never a source of rows: each run's latest
+  attempt per SKU (``catalog/derived/latest/run=<run_id>/<digest>.parquet``, see ``latest``),
+  named by a digest of the files it was computed from, so a reader uses it only while the run's
+  files are exactly those.
 
 A reader takes a snapshot: it lists the fragments first and the compacted files second, so a
 fragment deleted by a compaction between the two listings is always inside a compacted file the
@@ -34,7 +38,7 @@ import tempfile
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.storage import LocalStorage, S3Storage, open_storage
@@ -70,13 +74,29 @@ class CatalogFile:
     etag: str = ""
 
 
+#: Where the derived per-run tables live (not a kind: no view reads rows from them directly).
+DERIVED_PREFIX = "catalog/derived/"
+LATEST_PREFIX = DERIVED_PREFIX + "latest/"
+#: The kinds a run's latest-attempt table is computed from (a new file of either makes it stale).
+LATEST_KINDS = ("assets", "verdicts")
+
+
+def latest_key(run: str, sources: Iterable[str]) -> str:
+    """The key of run ``run``'s latest-attempt table computed from the files ``sources``: a
+    digest of their keys (catalog files are immutable and never reuse a key), so the name says
+    exactly which files it covers."""
+    digest = hashlib.sha256("\n".join(sorted(sources)).encode()).hexdigest()[:24]
+    return f"{LATEST_PREFIX}run={run}/{digest}.parquet"
+
+
 @dataclass
 class Snapshot:
-    """The live files of each kind at one moment."""
+    """The live files of each kind at one moment, and the derived tables listed with them."""
 
     root: str
     files: dict[str, list[CatalogFile]]
     taken_at: float
+    derived: dict[str, CatalogFile] = field(default_factory=dict)
 
     def of(self, kind: str, runs: Iterable[str] | None = None) -> list[CatalogFile]:
         """The live files of ``kind``; with ``runs``, only those that can hold those runs."""
@@ -86,6 +106,23 @@ class Snapshot:
         wanted = set(runs)
         return [f for f in out if f.partition is None or f.partition == ALL
                 or f.partition in wanted]
+
+    def latest_sources(self, run: str) -> list[CatalogFile] | None:
+        """The files run ``run``'s latest-attempt table is computed from (its attempts and
+        verdicts), or None while any of them is a fragment (the run is still being written, or
+        not compacted since): a table is only made, and only used, for compacted files."""
+        files = [f for kind in LATEST_KINDS for f in self.of(kind, [run])]
+        if not any(f.kind == "assets" for f in files) or not all(f.compacted for f in files):
+            return None
+        return files
+
+    def fresh_latest(self, run: str) -> CatalogFile | None:
+        """Run ``run``'s latest-attempt table if one was computed from exactly the run's files
+        in this snapshot; None if the run has any newer file (or none was made yet)."""
+        files = self.latest_sources(run)
+        if files is None:
+            return None
+        return self.derived.get(latest_key(run, [f.key for f in files]))
 
 
 def partition_of(key: str, kind: str) -> str | None:
@@ -179,7 +216,14 @@ def snapshot(root: str, kinds: Iterable[str] = tuple(KINDS)) -> Snapshot:
                             else None, True, s, e)
                 for k, s, e in compacted[kind] if k in live]
         files[kind] = out
-    return Snapshot(str(root), files, time.time())
+    derived: dict[str, CatalogFile] = {}
+    if any(k in LATEST_KINDS for k in kinds):
+        # listed last: a table is only used if its digest matches the files listed above
+        for key, size, etag in _list(store, LATEST_PREFIX):
+            if key.endswith(".parquet"):
+                derived[key] = CatalogFile(key, "latest", partition_of(key, "assets"), True,
+                                           size, etag)
+    return Snapshot(str(root), files, time.time(), derived)
 
 
 def live_compacted(sources: dict[str, set[str]]) -> set[str]:
@@ -245,6 +289,7 @@ def prune_cache(root: str, snap: Snapshot) -> int:
     if not croot.exists():
         return 0
     keep = {_cached_name(f) for files in snap.files.values() for f in files}
+    keep |= {_cached_name(f) for f in snap.derived.values()}
     n = 0
     for p in croot.iterdir():
         if p.suffix == ".parquet" and p.name not in keep and \

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .views import DIFF_COLUMNS, Catalog, open_catalog, quote_ident, with_retry
+from .views import Catalog, open_catalog, quote_ident, run_diff_sql, with_retry
 
 CHANGES = ("new", "fixed", "regressed", "same", "missing")
 
@@ -90,65 +90,62 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
         raise ValueError(f"unknown change kind(s) {sorted(bad)}; use {CHANGES}")
     cat, mine = open_catalog(root)
     try:
-        # each run's side from its own files: the latest attempt of each SKU (the largest
-        # (finished_at, attempt_id), by a ``max`` over a two-field struct, then a semi-join
-        # on the attempt), and that attempt's latest verdict. Grouping each run's rows by SKU
-        # alone, with no strings carried in the aggregate states, is what keeps this at
-        # ~0.3 s for two runs of 250,000 SKUs: the first version (``max_by`` of three
-        # columns per (SKU, run) over both runs at once) took ~1 s there.
-        sides, params = [], []
-        for run in (run_a, run_b):
-            sides.append(_latest_sql(cat, run))
-            params += [run, run]
-        with_retry(cat, lambda: cat.con.execute(f"""
-            CREATE OR REPLACE TEMP TABLE _run_diff AS
-            SELECT {DIFF_COLUMNS}
-            FROM ({sides[0]}) a FULL OUTER JOIN ({sides[1]}) b ON a.sku = b.sku""", params))
-        counts = {c: 0 for c in CHANGES}
-        for r in cat.rows("SELECT change, count(*) AS n FROM _run_diff GROUP BY change"):
-            counts[r["change"]] = int(r["n"])
-        rows = []
-        if changes:
-            rows = cat.rows(
-                f"SELECT * FROM _run_diff WHERE change IN ({', '.join('?' for _ in changes)}) "
-                "ORDER BY change, sku LIMIT ? OFFSET ?", list(changes) + [limit, offset])
         ms = list(metrics) if metrics is not None else cat.metric_columns()
         known = cat.columns["assets"]
         ms = [m for m in ms if m in known]
-        moved = _moved(cat, run_a, run_b, ms, tolerance) if ms else []
+
+        def diff() -> tuple[dict[str, int], list[dict[str, Any]], list[dict[str, Any]]]:
+            sides = _diff_table(cat, run_a, run_b, ms)
+            counts = {c: 0 for c in CHANGES}
+            for change, n in cat.con.execute(
+                    "SELECT change, count(*) FROM _run_diff GROUP BY change").fetchall():
+                counts[change] = int(n)
+            rows = []
+            if changes:
+                cur = cat.con.execute(
+                    f"SELECT * FROM _run_diff WHERE change IN "
+                    f"({', '.join('?' for _ in changes)}) ORDER BY change, sku LIMIT ? OFFSET ?",
+                    list(changes) + [limit, offset])
+                names = [d[0] for d in cur.description]
+                rows = [dict(zip(names, r)) for r in cur.fetchall()]
+            moved = _moved(cat, *sides, ms, tolerance) if ms else []
+            return counts, rows, moved
+
+        # (a compaction that deletes a file under the snapshot: a new snapshot, all again)
+        counts, rows, moved = with_retry(cat, diff)
         return RunDiff(run_a, run_b, counts, rows, moved)
     finally:
         if mine:
             cat.close()
 
 
-def _latest_sql(cat: Catalog, run: str) -> str:
-    """One run's side of a diff (two ``?`` parameters, both the run): per SKU its latest
-    attempt in the run, with ``status``, ``failed_stage``, its latest ``verdict`` and ``sev``
-    (2 failed, else the verdict's severity, 0 untriaged)."""
-    assets, verdicts = cat.relation("assets", [run]), cat.relation("verdicts", [run])
-    return f"""
-        WITH s AS (SELECT sku, attempt_id, finished_at, status, failed_stage
-                   FROM {assets} WHERE run_id = ?),
-        latest AS (SELECT max({{'t': finished_at, 'a': attempt_id}}).a AS attempt_id
-                   FROM s GROUP BY sku),
-        v AS (SELECT attempt_id, max({{'t': computed_at, 'i': verdict_id, 'v': verdict,
-                                       's': severity}}) AS m
-              FROM {verdicts} WHERE run_id = ? GROUP BY attempt_id)
-        SELECT s.sku, s.attempt_id, s.status, s.failed_stage, v.m.v AS verdict,
-               CASE WHEN s.status = 'failed' THEN 2 ELSE coalesce(v.m.s, 0) END AS sev
-        FROM s SEMI JOIN latest ON s.attempt_id = latest.attempt_id
-        LEFT JOIN v ON v.attempt_id = s.attempt_id"""
+def _diff_table(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str]) -> list[str]:
+    """Write ``_run_diff`` (one row per SKU in either run); returns each run's side for the
+    metric comparison.
+
+    Each side is one row per SKU: the run's latest attempt with its verdict and ``metrics``,
+    read from the run's latest-attempt table when one is fresh (written by the compaction,
+    sorted by SKU, ~50 narrow columns: a scan of what the diff needs and nothing else), else
+    computed from the run's own files (``views.latest_sql``) into a temporary table once."""
+    sides = []
+    for i, run in enumerate((run_a, run_b)):
+        sql, from_table = cat.latest(run, metrics)
+        if not from_table:
+            cat.con.execute(f"CREATE OR REPLACE TEMP TABLE _run_side_{i} AS SELECT * FROM {sql}")
+            sql = f"_run_side_{i}"
+        sides.append(sql)
+    cat.con.execute(f"CREATE OR REPLACE TEMP TABLE _run_diff AS {run_diff_sql(*sides)}")
+    return sides
 
 
-def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
+def _moved(cat: Catalog, side_a: str, side_b: str, metrics: Sequence[str],
            tolerance: float) -> list[dict[str, Any]]:
     """One pass over the SKUs in both runs: per metric, how many moved and the mean change.
 
-    Each run's attempts are read from its own files only, joined to the diff's pairs by
-    attempt; a numeric metric is compared as a DOUBLE directly (``TRY_CAST`` only for a column
-    of another type), and "moved" is one ``count_if`` per metric: at a million attempts the
-    ``FILTER`` clauses of the first version cost several times the scan itself."""
+    The two sides (one row per SKU each) meet by SKU with the metric columns only; a numeric
+    metric is compared as a DOUBLE directly (``TRY_CAST`` only for a column of another type),
+    and "moved" is one ``count_if`` per metric: at a million attempts the ``FILTER`` clauses
+    of the first version cost several times the scan itself."""
     numeric = {"BIGINT", "DOUBLE", "INTEGER", "BOOLEAN", "FLOAT", "HUGEINT", "SMALLINT"}
     types = cat.columns["assets"]
     aggs = []
@@ -160,17 +157,12 @@ def _moved(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str],
                  f"$tol * greatest(abs({a}), 1e-12)")
         aggs.append(f"count_if({moved}) AS n{i}, avg({b} - {a}) AS d{i}, "
                     f"avg({a}) AS a{i}, avg({b}) AS b{i}")
-    cols = ", ".join(["attempt_id"] + [quote_ident(m) for m in metrics])
+    cols = ", ".join(["sku"] + [quote_ident(m) for m in metrics])
     sql = f"""
         SELECT count(*) AS pairs, {', '.join(aggs)}
-        FROM (SELECT attempt_a, attempt_b FROM _run_diff
-              WHERE attempt_a IS NOT NULL AND attempt_b IS NOT NULL) d
-        JOIN (SELECT {cols} FROM {cat.relation("assets", [run_a])} WHERE run_id = $a) a
-          ON a.attempt_id = d.attempt_a
-        JOIN (SELECT {cols} FROM {cat.relation("assets", [run_b])} WHERE run_id = $b) b
-          ON b.attempt_id = d.attempt_b"""
-    row = with_retry(cat, lambda: cat.con.execute(
-        sql, {"tol": tolerance, "a": run_a, "b": run_b}).fetchone())
+        FROM (SELECT {cols} FROM {side_a}) a JOIN (SELECT {cols} FROM {side_b}) b
+          ON a.sku = b.sku"""
+    row = cat.con.execute(sql, {"tol": tolerance}).fetchone()
     names = ["pairs"] + [f"{k}{i}" for i in range(len(metrics)) for k in "ndab"]
     row = dict(zip(names, row))
     out = []
