@@ -270,13 +270,15 @@ def register(app: typer.Typer, console: Console, default_out: str,
              as_json: bool = typer.Option(False, "--json", help="print the diff as JSON")):
         """What changed between two runs: new, fixed, regressed SKUs and metrics that moved."""
         from assetfactory.catalog.history import latest_runs, run_diff
+        from assetfactory.catalog.views import Catalog
 
-        if run_a is None or run_b is None:
-            runs = latest_runs(out, 2)
-            if len(runs) < 2:
-                fail(f"need two runs to compare; {out} has {len(runs)}", 1)
-            run_a, run_b = run_a or runs[0], run_b or runs[1]
-        d = run_diff(out, run_a, run_b, tolerance=tolerance, limit=limit)
+        with Catalog(out) as cat:      # one snapshot for both questions
+            if run_a is None or run_b is None:
+                runs = latest_runs(cat, 2)
+                if len(runs) < 2:
+                    fail(f"need two runs to compare; {out} has {len(runs)}", 1)
+                run_a, run_b = run_a or runs[0], run_b or runs[1]
+            d = run_diff(cat, run_a, run_b, tolerance=tolerance, limit=limit)
         if as_json:
             typer.echo(json.dumps({"run_a": d.run_a, "run_b": d.run_b, "counts": d.counts,
                                    "rows": d.rows, "moved": d.moved}, default=str))

