@@ -17,6 +17,7 @@ from catalog_rows import append_worker, compact_worker, with_env, write
 from assetfactory.catalog.compact import compact
 from assetfactory.catalog.files import snapshot
 from assetfactory.catalog.fragments import ASSET_FIELDS
+from assetfactory.catalog.history import run_diff
 from assetfactory.catalog.triage import record_verdicts, triage_queue
 from assetfactory.catalog.views import Catalog, query
 from assetfactory.core.storage import open_storage
@@ -127,6 +128,11 @@ def test_a_crash_between_writing_and_deleting_loses_and_duplicates_nothing(where
     after = snapshot(root).of("assets")
     assert all(f.compacted for f in after)
     assert sorted(f.partition for f in after) == ["run-0", "run-1", "run-2"]
+    # and writes each run's latest-attempt table, which a run diff then reads
+    with Catalog(root) as cat:
+        assert all(cat.latest(r)[1] for r in ("run-0", "run-1", "run-2"))
+        d = run_diff(cat, "run-0", "run-1")
+    assert (d.counts["new"], d.counts["missing"], d.counts["same"]) == (4, 4, 0)
 
 
 def test_a_fragment_with_an_older_schema_still_reads(tmp_path, monkeypatch):
