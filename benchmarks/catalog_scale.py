@@ -26,6 +26,7 @@ content hash of every kind, before and after.
     .venv/bin/python benchmarks/catalog_scale.py --synth-only --sizes 1000000 --work /tmp/c
     .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c
     .venv/bin/python benchmarks/catalog_scale.py --sizes 1000000 --catalogs /tmp/c --threads 1
+    .venv/bin/python benchmarks/catalog_scale.py --time-only /tmp/c/n1000000 --threads 1
 
 ``--threads 1`` times the queries with DuckDB on one thread (what a query costs when only one
 core is free); every query's process CPU seconds are recorded beside its wall seconds. The
@@ -500,10 +501,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None,
                     help="DuckDB threads of the timed catalog connection (default: DuckDB's, "
                          "one per core); 1 is what a query costs with one free core")
+    ap.add_argument("--time-only", default=None, metavar="DIR",
+                    help="only time the queries on the catalog under DIR as it is (e.g. one "
+                         "compacted earlier; its synth.json names the runs and the sample SKU)")
     ap.add_argument("--name", default="catalog_scale",
                     help="file name (no suffix) of the JSON and chart in benchmarks/out/")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    if args.time_only:
+        info = json.loads((Path(args.time_only) / "synth.json").read_text())
+        load = os.getloadavg()
+        res, checks = time_queries(args.time_only, info, args.repeat, args.threads)
+        print(f"load {load} -> {os.getloadavg()}, threads {args.threads or 'default'}")
+        print(_fmt(res))
+        print(json.dumps(checks, default=str))
+        return
     work = Path(args.work or tempfile.mkdtemp(prefix="catalog-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("XDG_CONFIG_HOME", str(work / "config"))   # default rules only
