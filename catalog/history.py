@@ -96,7 +96,7 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
         ms = [m for m in ms if m in known]
 
         def diff() -> tuple[dict[str, int], list[dict[str, Any]], list[dict[str, Any]]]:
-            sides = _diff_table(cat, run_a, run_b, ms)
+            sides, aligned = _diff_table(cat, run_a, run_b, ms)
             counts = {c: 0 for c in CHANGES}
             for change, n in cat.con.execute(
                     "SELECT change, count(*) FROM _run_diff GROUP BY change").fetchall():
@@ -109,10 +109,6 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
                     list(changes) + [limit, offset])
                 names = [d[0] for d in cur.description]
                 rows = [dict(zip(names, r)) for r in cur.fetchall()]
-            # both sides from latest-attempt tables (sorted by SKU) with no SKU new or
-            # missing: the same SKUs in the same order
-            aligned = all(cat.latest(r)[1] for r in (run_a, run_b)) and \
-                counts["new"] == counts["missing"] == 0
             moved = _moved(cat, *sides, ms, tolerance, aligned) if ms else []
             return counts, rows, moved
 
@@ -124,23 +120,34 @@ def run_diff(root: str | Catalog, run_a: str, run_b: str, *, tolerance: float = 
             cat.close()
 
 
-def _diff_table(cat: Catalog, run_a: str, run_b: str, metrics: Sequence[str]) -> list[str]:
+def _diff_table(cat: Catalog, run_a: str, run_b: str,
+                metrics: Sequence[str]) -> tuple[list[str], bool]:
     """Write ``_run_diff`` (one row per SKU in either run); returns each run's side for the
-    metric comparison.
+    metric comparison, and whether the two sides hold the same SKUs in the same order.
 
     Each side is one row per SKU: the run's latest attempt with its verdict and ``metrics``,
     read from the run's latest-attempt table when one is fresh (written by the compaction,
-    sorted by SKU, ~50 narrow columns: a scan of what the diff needs and nothing else), else
-    computed from the run's own files (``views.latest_sql``) into a temporary table once."""
-    sides = []
+    sorted by SKU: a scan of what the diff needs and nothing else), else computed from the
+    run's own files (``views.latest_sql``) into a temporary table once. Two tables of the same
+    SKUs (a catalog converted again: the common case) are paired row by row, a positional
+    join, instead of a hash join on SKU."""
+    sides, tables = [], []
     for i, run in enumerate((run_a, run_b)):
         sql, from_table = cat.latest(run, metrics)
         if not from_table:
             cat.con.execute(f"CREATE OR REPLACE TEMP TABLE _run_side_{i} AS SELECT * FROM {sql}")
             sql = f"_run_side_{i}"
         sides.append(sql)
-    cat.con.execute(f"CREATE OR REPLACE TEMP TABLE _run_diff AS {run_diff_sql(*sides)}")
-    return sides
+        tables.append(from_table)
+    aligned = False
+    if all(tables):
+        n_a, n_b = (cat.con.execute(f"SELECT count(*) FROM {x}").fetchone()[0] for x in sides)
+        aligned = n_a == n_b and bool(cat.con.execute(
+            f"SELECT coalesce(bool_and(a.sku = b.sku), true) FROM (SELECT sku FROM {sides[0]}) a "
+            f"POSITIONAL JOIN (SELECT sku FROM {sides[1]}) b").fetchone()[0])
+    cat.con.execute(f"CREATE OR REPLACE TEMP TABLE _run_diff AS "
+                    f"{run_diff_sql(*sides, positional=aligned)}")
+    return sides, aligned
 
 
 def _moved(cat: Catalog, side_a: str, side_b: str, metrics: Sequence[str],

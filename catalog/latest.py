@@ -122,8 +122,10 @@ def _build_run(root: str, store, run: str, memory_limit: str) -> str | None:
             tmp_out = Path(tmpdir) / name
         meta = json.dumps({"sources": sorted(f.key for f in files), "written_at": time.time(),
                            "host": socket.gethostname()})
+        # snappy, not zstd: a diff reads ~100 of these columns whole, and decoding them was
+        # half its read cost (0.45 -> 0.25 CPU s for two 250,000-row tables; 40 -> 50 MB)
         con.execute(f"COPY (SELECT * FROM {body} ORDER BY sku, attempt_id) "
-                    f"TO '{_esc(str(tmp_out))}' (FORMAT parquet, COMPRESSION zstd, "
+                    f"TO '{_esc(str(tmp_out))}' (FORMAT parquet, COMPRESSION snappy, "
                     f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {{sources: {_lit(meta)}}})")
         if local:
             os.replace(tmp_out, target)

@@ -610,14 +610,17 @@ def latest_sql(assets: str, verdicts: str, where: str, metrics: Sequence[str] = 
         LEFT JOIN v ON v.attempt_id = s.attempt_id)"""
 
 
-def run_diff_sql(side_a: str, side_b: str) -> str:
+def run_diff_sql(side_a: str, side_b: str, positional: bool = False) -> str:
     """Per SKU in either run: the kind of change and both sides (``DIFF_COLUMNS``), from each
-    run's latest attempts (``side_a``, ``side_b``: relations with ``LATEST_COLUMNS``)."""
+    run's latest attempts (``side_a``, ``side_b``: relations with ``LATEST_COLUMNS``).
+    ``positional``: the two sides hold the same SKUs in the same order (paired row by row)."""
     cols = f"sku, attempt_id, status, failed_stage, verdict, {SEV} AS sev"
+    join = "POSITIONAL JOIN" if positional else "FULL OUTER JOIN"
+    on = "" if positional else "ON a.sku = b.sku"
     return f"""
         SELECT {DIFF_COLUMNS}
         FROM (SELECT {cols} FROM {side_a}) a
-        FULL OUTER JOIN (SELECT {cols} FROM {side_b}) b ON a.sku = b.sku"""
+        {join} (SELECT {cols} FROM {side_b}) b {on}"""
 
 
 def metric_changes_sql(metrics: Sequence[str], side_a: str, side_b: str,
