@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from assetfactory.catalog.compact import compact
 import pytest
 
+from assetfactory.catalog.compact import compact
 from assetfactory.catalog.fragments import (
     asset_row,
     committed_attempts,
