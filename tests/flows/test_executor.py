@@ -23,6 +23,8 @@ from assetfactory.flows.executor import (
     plan,
     segments,
     skus_per_task,
+    task_blocks,
+    unrecorded,
 )
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
 from assetfactory.tasks.generate import GenerateOptions
@@ -159,6 +161,25 @@ def test_cpu_stages_fuse_by_default_only_where_declared_memory_does_not_bind():
     assert [s.name for s in segments(real, ExecutorOptions(fuse_cpu_stages=False),
                                      cluster_gpus=0, cluster={"CPU": 2.0, "memory": 9 * gb})] \
         == names
+
+
+def test_a_retried_shard_runs_only_unrecorded_blocks_with_the_same_members(tmp_path):
+    """No Ray needed. Blocks are fixed by the planned jobs; a block is recorded whole (one
+    file), so what a retry runs is the blocks with no record, each with its first members."""
+    from assetfactory.flows.runner import AttemptMeta, record_attempt, record_attempts
+
+    jobs = _jobs(tmp_path, [f"s{i}" for i in range(7)])
+    options = ExecutorOptions(skus_per_task=3, fuse_cpu_stages=False)
+    blocks = task_blocks(jobs, RECIPE, options)
+    assert [[j.state.sku for j in b] for b in blocks] == [["s0", "s1", "s2"],
+                                                          ["s3", "s4", "s5"], ["s6"]]
+    assert task_blocks(jobs, RECIPE, options) == blocks
+    meta = AttemptMeta(0.0, {}, "rh", {}, "")
+    record_attempts([(j.state, meta) for j in blocks[0]])
+    record_attempt(blocks[1][1].state, meta)  # recorded alone (a hung stage's watchdog)
+    left = unrecorded(blocks)
+    assert [[j.state.sku for j in b] for b in left] == [["s3", "s5"], ["s6"]]
+    assert _rows(tmp_path, "SELECT count(*) AS n FROM attempts")[0]["n"] == 4
 
 
 def test_two_shards_run_at_once_only_where_each_gets_a_whole_operator():
