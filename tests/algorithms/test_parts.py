@@ -185,3 +185,24 @@ def test_shape_diameter_through_a_kept_scene_equals_a_fresh_one():
     t, through, _ = shell_gone.cached("ray_scene").first_hits(rays)
     assert (through >= 0).all() and (through < outer.n_faces).all()
     np.testing.assert_allclose(t, 1.998, atol=0.02)  # the far side of the unit sphere
+
+
+def test_split_bow_tie_hands_on_fans_that_match_a_fresh_count():
+    """``split_nonmanifold_vertices`` caches the output's fans (the metrics ask again): the
+    same grouping of corners and one fan per vertex, as computing them anew gives."""
+    from assetfactory.algorithms.repair import split_nonmanifold_vertices
+    from assetfactory.geometry import derived
+
+    t = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                        [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    v = np.vstack([t.vertices, -t.vertices[1:]])
+    f = np.vstack([t.faces, np.where(t.faces == 0, 0, t.faces + 3)[:, ::-1]])
+    out, bad = split_nonmanifold_vertices(MeshData(v, f))
+    assert bad == 1
+    fan, fan_vertex = derived.vertex_fans(out)  # the cached answer
+    fresh, fresh_vertex = vertex_fans(out.faces, out.n_vertices)
+    assert (np.bincount(fan_vertex, minlength=out.n_vertices) == 1).all()
+    assert (fan_vertex[fan] == out.faces).all() and (fresh_vertex[fresh] == out.faces).all()
+    # the same partition of corners into fans, whatever the numbering
+    pairs = {(a, b) for a, b in zip(fan.ravel(), fresh.ravel())}
+    assert len(pairs) == len(set(fan.ravel())) == len(set(fresh.ravel()))
