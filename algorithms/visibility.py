@@ -145,8 +145,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
         step = max(1, RAY_BATCH // per_view)
         for i in range(0, len(cams), step):
             rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            _, ids, _ = scene.first_hits(rays)
-            seen[ids[ids >= 0]] = True
+            seen[scene.seen_faces(rays)] = True
         return seen
     if renderer is None:
         from ..geometry.render import get_renderer

@@ -106,6 +106,19 @@ class RayScene:
                else np.where(self.face_of_prim < 0, n_before, self.face_of_prim))
         return RayScene(self.scene, new_of_old[old], self.extent)
 
+    def seen_faces(self, rays: np.ndarray, threads: int = 0) -> np.ndarray:
+        """Faces (int64, unordered, with repeats) first hit by some of the (R, 6) rays: the
+        hidden-face test's millions of pixel rays need no distances."""
+        import open3d as o3d
+
+        if self.face_of_prim is not None:
+            face = self.first_hits(rays, threads=threads)[1]
+            return face[face >= 0]
+        ids = self.scene.cast_rays(o3d.core.Tensor(np.ascontiguousarray(rays, np.float32)),
+                                   nthreads=int(threads) or stage_cpus())["primitive_ids"]
+        ids = ids.numpy()
+        return ids[ids != o3d.t.geometry.RaycastingScene.INVALID_ID].astype(np.int64)
+
     def first_hits(self, rays: np.ndarray, normals: bool = False, threads: int = 0
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(distance (R,) float64, inf on a miss; face (R,) int64, -1 on a miss; with
@@ -118,11 +131,13 @@ class RayScene:
         invalid = o3d.t.geometry.RaycastingScene.INVALID_ID
         hit = self.scene.cast_rays(o3d.core.Tensor(rays), nthreads=nthreads)
         prim = hit["primitive_ids"].numpy()
-        t = hit["t_hit"].numpy().astype(np.float64)
-        miss = (prim == invalid) | ~np.isfinite(t)
-        prim = np.where(miss, 0, prim).astype(np.int64)
-        face = prim if self.face_of_prim is None else self.face_of_prim[prim]
+        miss = prim == invalid
+        face = prim.astype(np.int64)
+        if self.face_of_prim is not None:
+            face[miss] = 0
+            face = self.face_of_prim[face]
         face[miss] = -1
+        t = hit["t_hit"].numpy().astype(np.float64)
         t[miss] = np.inf
         n = hit["primitive_normals"].numpy().astype(np.float64) if normals else None
         if self.face_of_prim is None:
