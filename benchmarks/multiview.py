@@ -758,6 +758,39 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
                                      f"{_fmt(psnr, 1)}")
             if any_row:
                 print("| " + " | ".join(cells) + " |")
+    print_long(tagged)
+
+
+LONG = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2),
+        ("in_best_sil_iou", "sil in", 3), ("held_best_sil_iou", "sil held", 3),
+        ("held_sil_iou", "sil held (box)", 3), ("in_best_psnr", "PSNR in", 1),
+        ("held_best_psnr", "PSNR held", 1), ("held_best_psnr_lit", "PSNR held lit", 1),
+        ("in_best_ssim", "SSIM in", 3), ("held_best_ssim", "SSIM held", 3),
+        ("cam_elevation_deg", "el est", 1), ("cam_fov_deg", "fov est", 1),
+        ("cam_distance", "dist est", 2))
+
+
+def print_long(tagged: dict[str, list[dict]]) -> None:
+    """Every score per asset (shared renders and own shoots): one row per model, views and
+    catalog; image scores at the better registration (``best_registered``)."""
+    print("\n### Per model, every score\n")
+    head = ["version", "shoot", "model", "views", "catalog"] + [c[1] for c in LONG] + \
+        ["el / fov / dist true"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for tag, rows in tagged.items():
+        for r in sorted(rows, key=lambda r: (r["rig"] != "shared", r["rig"], r["views"],
+                                             r["model"], not _mode(r).startswith("labels"),
+                                             _mode(r))):
+            cells = [tag, r["rig"], r["model"], str(r["views"]), _mode(r)]
+            if r.get("status") != "ok":
+                cells += [f"failed ({r.get('stage')})"] + [""] * len(LONG)
+            else:
+                cells += [_fmt(r.get(k), nd) for k, _, nd in LONG]
+                cells.append(f"{_fmt(r.get('true_elevation_deg'), 1)} / "
+                             f"{_fmt(r.get('true_fov_deg'), 1)} / "
+                             f"{_fmt(r.get('true_distance'), 2)}")
+            print("| " + " | ".join(cells) + " |")
 
 
 def rescore(tag: str, args_images_only: bool = False) -> None:

@@ -43,6 +43,7 @@ from ..algorithms.projection import (
     compose_texture,
     compose_values,
     edge_band,
+    edge_feather,
     erode_mask,
     face_footprints,
     margin_texels,
@@ -65,6 +66,7 @@ log = logging.getLogger(__name__)
 
 NAME = "texture"
 FILLS = ("nearest3d", "mean")
+BLENDS = ("mean", "consistent")
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,15 @@ class TextureOptions:
         texture is albedo (what a viewer should light); skipped when no such light explains
         the photos.
     pbr: write ``texture/orm`` and the ``materials`` artifact (material per part).
+    edge_feather_px: past the edge band, a photo's weight rises from ``edge_weight`` to full
+        over this many pixels (``projection.edge_feather``); 0 keeps the plain band.
+    blend: "mean" (weighted mean of every photo that sees a texel) or "consistent" (only the
+        photos whose colour agrees with the best-weighted one's, ``projection.consistent_blend``:
+        no ghosts where the shape is off between the photos).
+    consistency_sigma: with "consistent", the colour distance (square root of linear light,
+        0-1) at which a photo's weight falls to 1/e of its own.
+    harmonise: even out the photos' exposure and white balance (one RGB gain per photo from
+        the texels several photos see) before blending (``projection.harmonise_gains``).
     """
 
     size: int = 1024
@@ -118,6 +129,10 @@ class TextureOptions:
     flatten_cells: int = 12
     delight: bool = True
     pbr: bool = True
+    edge_feather_px: float = 0.0
+    blend: str = "mean"
+    consistency_sigma: float = 0.08
+    harmonise: bool = False
 
     def __post_init__(self) -> None:
         s = self.size
@@ -133,6 +148,9 @@ class TextureOptions:
         check(0 <= self.edge_weight <= 1, "edge_weight must be in [0, 1]")
         check(2 <= self.flatten_cells <= 256, "flatten_cells must be in 2..256")
         check(-4 <= self.mip_bias <= 4, "mip_bias must be in -4..4")
+        check(0 <= self.edge_feather_px <= 256, "edge_feather_px must be in 0..256")
+        check(self.blend in BLENDS, f"blend must be one of {BLENDS}, got {self.blend!r}")
+        check(0 <= self.consistency_sigma <= 2, "consistency_sigma must be in 0..2")
 
 
 # ---------------------------------------------------------------- shading and materials
@@ -195,6 +213,8 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
         inputs.append(ViewInput(
             cam.label, cam, lin, m, depth,
             edge=edge_band(depth, m, options.edge_px, options.depth_edge),
+            feather=edge_feather(depth, m, options.edge_px, options.depth_edge,
+                                 options.edge_feather_px, options.edge_weight),
             face_footprint=face_footprints(mesh, cam, options.size) if options.mip_filter
             else None,
             pyramid=build_pyramid(lin, m) if options.mip_filter else None))
