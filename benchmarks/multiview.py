@@ -24,7 +24,8 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
 
 Own shoots (``--rigs``): the same models re-rendered with the project's renderer on other rigs
 (elevation 0-35 degrees, fov 20-50, framings, a hand-held shoot with per-view jitter and
-off-centre photos), through the same scoring.
+off-centre photos, a shoot whose photos differ in exposure and white balance), through the same
+scoring.
 
     .venv/bin/python benchmarks/multiview.py --tag new                 # all models, 1/4/8
     .venv/bin/python benchmarks/multiview.py --tag new --rigs          # own shoots
@@ -77,6 +78,8 @@ class Rig:
     jitter_el: float = 0.0         # per-view elevation jitter (uniform +-, degrees)
     jitter_az: float = 0.0         # per-view azimuth jitter
     shift_px: float = 0.0          # per-view off-centre framing (principal point shift, px)
+    exposure: float = 0.0          # per-view exposure (+-, stops) and white balance (+-/2 per
+    #                                channel): automatic camera settings, a light that moved
 
 
 RIGS = (
@@ -84,6 +87,7 @@ RIGS = (
     Rig("el30-fov20", 30.0, 20.0),
     Rig("el35-fov40-tight", 35.0, 40.0, framing=1.0),
     Rig("handheld-el20-fov35", 20.0, 35.0, jitter_el=4.0, jitter_az=6.0, shift_px=25.0),
+    Rig("exposure-el20-fov35", 20.0, 35.0, exposure=0.5),
 )
 VIEW_SETS = {1: ("front",), 4: ("front", "right", "back", "left"),
              8: ("front", "front_right", "right", "back_right", "back", "back_left", "left",
@@ -369,6 +373,11 @@ def shoot_rig(prims: list[Prim], rig: Rig, n_views: int, folder: Path, norm: dic
             K[:2, 2] += rng.uniform(-rig.shift_px, rig.shift_px, 2)
             cam = dataclasses.replace(cam, K=K)
         rgb, mask = render_truth(prims, cam)
+        if rig.exposure:
+            gain = 2.0 ** (rng.uniform(-rig.exposure, rig.exposure)
+                           + rng.uniform(-rig.exposure / 2, rig.exposure / 2, 3))
+            lit = _srgb(_lin(rgb / 255.0) * gain) * 255.0
+            rgb = np.where(mask[..., None], np.clip(lit + 0.5, 0, 255), rgb).astype(np.uint8)
         Image.fromarray(rgb).save(folder / f"view_{label}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"mask_{label}.png")
         views.append({"label": label, "azimuth_deg": float(az), "elevation_deg": float(el),
