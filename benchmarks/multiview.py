@@ -768,6 +768,38 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
             if any_row:
                 print("| " + " | ".join(cells) + " |")
     print_long(tagged)
+    print_views(tagged)
+
+
+def print_views(tagged: dict[str, list[dict]]) -> None:
+    """Shared renders, per model and catalog: vol IoU, registered held-out silhouette IoU and
+    held-out PSNR at 1, 4 and 8 views side by side (rows of every tag pooled; the first tag
+    that has a case wins), and the mean over the models that have all three."""
+    rows = [r for t in tagged.values() for r in t if r["rig"] == "shared"]
+    cats = sorted({_mode(r) for r in rows}, key=lambda m: (not m.startswith("labels"), m))
+    print("\n### Per model at 1 / 4 / 8 views (shared renders)\n")
+    print("vol IoU | held-out silhouette IoU (registered) | held-out PSNR (registered), "
+          "'-' = not run\n")
+    head = ["model", "catalog"] + [f"{nv} views" for nv in (1, 4, 8)]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for cat in cats:
+        for model in sorted({r["model"] for r in rows}):
+            cells = [model, cat]
+            for nv in (1, 4, 8):
+                sel = [r for r in rows if r["model"] == model and r["views"] == nv
+                       and _mode(r) == cat]
+                if not sel:
+                    cells.append("-")
+                elif sel[0].get("status") != "ok":
+                    cells.append(f"failed ({sel[0].get('stage')})")
+                else:
+                    r = sel[0]
+                    cells.append(f"{_fmt(r.get('vol_iou'), 2)} / "
+                                 f"{_fmt(r.get('held_best_sil_iou'), 3)} / "
+                                 f"{_fmt(r.get('held_best_psnr'), 1)}")
+            if any(c != "-" for c in cells[2:]):
+                print("| " + " | ".join(cells) + " |")
 
 
 LONG = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2),
