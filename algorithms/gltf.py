@@ -160,19 +160,24 @@ class Encoded:
 
 def encode_textures(textures: dict[str, np.ndarray], cap: int, jpeg: bool,
                     quality: int, data_cap: int | None = None,
-                    cache: dict | None = None) -> Encoded:
+                    cache: dict | None = None,
+                    stored: dict[str, bytes] | None = None) -> Encoded:
     """Resize every texture to power-of-two sides <= ``cap`` (the maps other than the base
     colour to <= ``data_cap``, default ``cap``); base colour and emissive as JPEG if asked.
-    ``cache`` keeps encodings between the budget's tries."""
+    ``cache`` keeps encodings between the budget's tries. ``stored``: PNG bytes that decode to
+    exactly a role's array; a map that goes in as PNG at its own size uses them as they are."""
     out = Encoded()
     cache = {} if cache is None else cache
+    stored = stored or {}
     for role, img in textures.items():
         limit = cap if role == "base_color" or data_cap is None else data_cap
         fmt = "jpeg" if (jpeg and role in ("base_color", "emissive")) else "png"
         key = (role, limit, fmt)
         if key not in cache:
             small = resize_texture(img, limit)
-            cache[key] = (small, encode_image(small, fmt, quality))
+            same = fmt == "png" and role in stored and small.shape == img.shape
+            cache[key] = (small, (stored[role], "image/png") if same
+                          else encode_image(small, fmt, quality))
         small, out.images[role] = cache[key]
         side = int(max(small.shape[:2]))
         out.px = max(out.px, side)
@@ -469,8 +474,8 @@ def _add_shared_lods(w: GltfWriter, main: int, name: str, mesh: MeshData,
 
 
 def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_bytes: float,
-               options: GlbSettings, groups: list[MaterialGroup], extras: Extras = Extras()
-               ) -> tuple[bytes, Encoded]:
+               options: GlbSettings, groups: list[MaterialGroup], extras: Extras = Extras(),
+               stored: dict[str, bytes] | None = None) -> tuple[bytes, Encoded]:
     """Build the GLB at the largest texture size that fits the budget: at each size PNG first,
     then (if allowed) a JPEG base colour, then the other maps (normal, ORM, emissive) at half
     that size (the base colour carries most of what a viewer sees), then everything at half
@@ -485,7 +490,7 @@ def fit_budget(mesh: MeshData, name: str, textures: dict[str, np.ndarray], max_b
         for data_cap in data_caps:
             for fmt in tries:
                 enc = encode_textures(textures, cap, fmt == "jpeg", options.jpeg_quality,
-                                      data_cap, cache)
+                                      data_cap, cache, stored)
                 glb = build_glb(mesh, name, None, groups, enc, extras, options.meshopt)
                 if len(glb) <= max_bytes or not textures:
                     return glb, enc

@@ -479,7 +479,7 @@ def serve_flows(prefect_file: Path | None = typer.Option(
 
 from assetfactory.cli_review import register as _register_review
 
-_register_review(app, console, DEFAULT_OUT, _quiet_prefect)
+_register_review(app, console, DEFAULT_OUT, _quiet_prefect, _input_roots)
 
 if __name__ == "__main__":
     app()

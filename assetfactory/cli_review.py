@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -32,8 +33,12 @@ def _split(values: list[str] | None) -> list[str] | None:
 
 
 def register(app: typer.Typer, console: Console, default_out: str,
-             quiet_prefect: Callable[[], None]) -> None:
-    """Add the triage/review/reprocess/history/diff/publish commands to ``app``."""
+             quiet_prefect: Callable[[], None],
+             resolve_roots: Callable[[list[str], Path | None], list[str]]) -> None:
+    """Add the triage/review/reprocess/history/diff/publish commands to ``app``.
+
+    ``resolve_roots`` turns ``--input-root`` values and ``--config`` into the run's input
+    roots, the same way ``run``, ``sync`` and ``ingest`` do."""
 
     def fail(msg: str, code: int = 2) -> None:
         console.print(f"[red]{msg}[/]")
@@ -188,7 +193,10 @@ def register(app: typer.Typer, console: Console, default_out: str,
         out: str = typer.Option(default_out, help="output folder (or s3://bucket/prefix)"),
         input_root: list[str] = typer.Option([], "--input-root", help="a folder or S3 prefix "
                                              "besides the catalog's folder that its rows may "
-                                             "reference files in (repeatable)"),
+                                             "reference files in (repeatable; also "
+                                             "input_roots in assetfactory.toml)"),
+        config: Path | None = typer.Option(None, help="settings file (default: "
+                                           "./assetfactory.toml when it exists)"),
     ):
         """Convert selected SKUs again (a Prefect flow); new attempts supersede the old."""
         from assetfactory.catalog.reviews import ReviewError, check_overrides, parse_overrides
@@ -201,6 +209,7 @@ def register(app: typer.Typer, console: Console, default_out: str,
             fail(str(exc))
         if not (failures or where or reworks):
             fail("say what to reprocess: --failures RUN, --where SQL or --reworks")
+        roots = resolve_roots(input_root, config)
         quiet_prefect()
         from assetfactory.flows.reprocess import plan_reprocess
         from assetfactory.flows.reprocess import reprocess as flow
@@ -208,7 +217,7 @@ def register(app: typer.Typer, console: Console, default_out: str,
         try:
             plan = plan_reprocess(out, failures_of=failures, where=where, reworks=reworks,
                                   overrides=overrides, catalog=catalog,
-                                  input_roots=input_root or None)
+                                  input_roots=roots or None)
         except ValueError as exc:
             fail(str(exc))
         t = Table(title=f"reprocess: {len(plan['items'])} SKU(s) selected")
@@ -227,7 +236,7 @@ def register(app: typer.Typer, console: Console, default_out: str,
         try:
             summary = flow(out=out, failures_of=failures, where=where, reworks=reworks,
                            overrides=overrides or None, catalog=catalog, rules=rules,
-                           input_roots=input_root or None)
+                           input_roots=roots or None)
         except FailedRun as exc:  # a group's run refused its inputs (convert.RunInputError)
             fail(f"cannot start the run: {exc}")
         r = Table(title=f"reprocess run {summary['run_id']}: {summary.get('counts', {})}")

@@ -45,6 +45,9 @@ def save_mesh(state: AssetState, mesh: MeshData) -> ArtifactRef:
 ARTIFACT_PNG_LEVEL: int | None = None
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def encode_png(image: np.ndarray, level: int | None = ARTIFACT_PNG_LEVEL) -> bytes:
     """PNG bytes of an image (float in 0-1 or integer): run-length deflate (``level`` None),
     or plain deflate at zlib ``level`` 0-9."""

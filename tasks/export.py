@@ -61,7 +61,15 @@ from ..algorithms.gltf import (
 )
 from ..algorithms.lods import textured_lods
 from ..algorithms.poster import render_poster
-from ..core.artifacts import encode_png, load_image, load_json, load_mesh, read_bytes, store_of
+from ..core.artifacts import (
+    PNG_SIGNATURE,
+    decode_png,
+    encode_png,
+    load_json,
+    load_mesh,
+    read_bytes,
+    store_of,
+)
 from ..core.errors import ProcessingError, ValidationFailed
 from ..core.mesh import MeshData
 from ..core.paths import AssetDirTaken, asset_file_stem, asset_key, claim_asset_dir
@@ -149,24 +157,32 @@ TEXTURE_KEYS = {"base_color": "texture/base_color", "normal": "texture/normal",
 
 
 def load_textures(state: AssetState, mesh: MeshData, options: ExportOptions,
-                  alpha: bool = False) -> dict[str, np.ndarray]:
+                  alpha: bool = False) -> tuple[dict[str, np.ndarray], dict[str, bytes]]:
     """The texture maps to embed, by role (RGB uint8, full size; resizing is fit_budget's);
-    with ``alpha`` the base colour keeps its alpha channel (cut-outs, blending)."""
+    with ``alpha`` the base colour keeps its alpha channel (cut-outs, blending). Also the
+    stored PNG bytes of each map whose pixels are exactly the embedded array, so that a map
+    that goes into the file unchanged is not encoded a second time."""
     wanted = {"base_color": True, "normal": options.normal_map, "orm": options.orm_map,
               "emissive": True}
     present = [r for r, key in TEXTURE_KEYS.items() if wanted[r] and key in state.artifacts]
     if present and mesh.uv is None:
         log.warning("%s export: %s present but the mesh has no UVs; exporting without them",
                     state.sku, ", ".join(TEXTURE_KEYS[r] for r in present))
-        return {}
-    out = {}
+        return {}, {}
+    out: dict[str, np.ndarray] = {}
+    stored: dict[str, bytes] = {}
     for role in present:
-        img = load_image(state, TEXTURE_KEYS[role])
+        data = read_bytes(state, TEXTURE_KEYS[role])
+        img = decode_png(data)
+        as_stored = img.dtype == np.uint8 and img.ndim == 3
         if img.ndim == 2:
             img = np.repeat(img[..., None], 3, axis=2)
         keep = 4 if (alpha and role == "base_color" and img.shape[2] == 4) else 3
+        as_stored = as_stored and img.shape[2] == keep and data[:8] == PNG_SIGNATURE
         out[role] = np.ascontiguousarray(img[..., :keep]).astype(np.uint8)
-    return out
+        if as_stored:
+            stored[role] = data
+    return out, stored
 
 
 def _with_normals(mesh: MeshData) -> MeshData:
@@ -250,12 +266,13 @@ def export(state: AssetState, options: ExportOptions) -> StageResult:
              if "material_faces" in state.artifacts else None)
     groups = material_groups(mesh, table, name, faces)
     alpha = any(g.alpha_mode != "OPAQUE" for g in groups)
-    textures = load_textures(state, mesh, options, alpha)
+    textures, stored = load_textures(state, mesh, options, alpha)
     extras = load_extras(state, options)
     if options.lods:
         extras = Extras(extras.hulls, textured_lods(mesh, list(options.lods)))
     max_bytes = options.max_glb_mb * 1e6
-    glb, enc = fit_budget(mesh, name, textures, max_bytes, options, groups, extras)
+    glb, enc = fit_budget(mesh, name, textures, max_bytes, options, groups, extras,
+                          stored)
     if len(glb) > max_bytes:
         raise ValidationFailed(
             f"the GLB is {len(glb) / 1e6:.3g} MB with {enc.px} px textures, over the "

@@ -151,7 +151,8 @@ class Weed:
              "-s3.port.iceberg=0", "-s3.port.lance=0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
-    def wait_ready(self, bucket: str = "factory", timeout: float = 90) -> None:
+    def wait_ready(self, bucket: str = "factory", timeout: float = 240) -> None:
+        """Until the bucket answers; a loaded machine has been seen to take over 90 s."""
         import boto3
 
         client = boto3.client("s3", endpoint_url=self.endpoint)

@@ -41,14 +41,18 @@ def test_an_explicit_missing_file_is_an_error(tmp_path):
         load_settings(tmp_path / "nope.toml")
 
 
-def test_the_cli_stops_on_a_missing_root_before_any_work(tmp_path):
+@pytest.mark.parametrize("command", [["run", "{catalog}"], ["sync", "{catalog}"],
+                                     ["reprocess", "--failures", "some-run"]])
+def test_the_cli_stops_on_a_missing_root_before_any_work(tmp_path, command):
+    """Every command that reads catalog files takes the config file's roots and checks them."""
     from assetfactory.cli import app
 
     catalog = tmp_path / "cat.csv"
     catalog.write_text("sku,images\nX,a.png\n")
     cfg = tmp_path / "site.toml"
     cfg.write_text(f'input_roots = ["{tmp_path / "not-mounted"}"]\n')
-    result = CliRunner().invoke(app, ["run", str(catalog), "--config", str(cfg),
+    args = [a.format(catalog=catalog) for a in command]
+    result = CliRunner().invoke(app, [*args, "--config", str(cfg),
                                       "--out", str(tmp_path / "out")])
     assert result.exit_code == 2, result.output
     assert "not-mounted" in result.output and "fix:" in result.output

@@ -518,3 +518,42 @@ def test_budget_shrinks_the_data_maps_before_the_base_colour(tmp_path, uv_mesh):
 def test_bad_lods_are_rejected_naming_export(bad):
     with pytest.raises(OptionsError, match="export options: lods"):
         ExportOptions(lods=bad)
+
+
+def embedded_images(glb: bytes) -> list[bytes]:
+    doc, blob = glb_parts(glb)
+    out = []
+    for image in doc["images"]:
+        view = doc["bufferViews"][image["bufferView"]]
+        start = view.get("byteOffset", 0)
+        out.append(blob[start:start + view["byteLength"]])
+    return out
+
+
+def test_a_map_that_fits_goes_in_as_stored_and_a_resized_one_is_encoded(tmp_path, uv_mesh):
+    """The texture stage's PNG is embedded byte for byte when its pixels go in unchanged (no
+    second encode); a map the budget resizes, or one whose channels change, is encoded anew."""
+    from assetfactory.core.artifacts import encode_png, save_bytes
+
+    img = checker(256, 256)
+    state = make_state(tmp_path, uv_mesh)
+    stored = encode_png(img, level=9)   # not what export would write: the bytes tell
+    assert stored != encode_png(img)
+    state = state.apply(StageResult(artifacts={
+        "texture/base_color": save_bytes(state, stored, ".png")}))
+    opts = {"poster_size": 64, "write_usdz": False}
+    same = export(state, ExportOptions(texture_size=512, **opts))
+    [png] = embedded_images(read_bytes(state.apply(same), "glb"))
+    assert png == stored
+    smaller = export(state, ExportOptions(texture_size=128, **opts))
+    [png] = embedded_images(read_bytes(state.apply(smaller), "glb"))
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.size == (128, 128)
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    state = state.apply(StageResult(artifacts={
+        "texture/base_color": save_bytes(state, encode_png(rgba), ".png")}))
+    dropped = export(state, ExportOptions(texture_size=512, **opts))
+    [png] = embedded_images(read_bytes(state.apply(dropped), "glb"))
+    with Image.open(io.BytesIO(png)) as im:
+        assert im.mode == "RGB"
+        np.testing.assert_array_equal(np.asarray(im), img)
