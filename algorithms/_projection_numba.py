@@ -42,7 +42,7 @@ def _bilinear(img, off, h, w, x, y, out):
 @jit
 def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, mask, edge,
                     tolerance, power, prior, edge_weight, footprint, mip_bias, pyr, pyr_off,
-                    pyr_h, pyr_w, acc, wsum, clean, light_dir, ambient):
+                    pyr_h, pyr_w, acc, wsum, clean, light_dir, ambient, feather):
     """Add one view's weighted colour to ``acc`` / ``wsum`` of every texel it sees and mark
     ``clean`` the texels it sees outside its edge band.
 
@@ -53,12 +53,15 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
     ``light_dir``: the studio light's direction in the camera frame ((3,)), or (0,) for none;
     with a light, each colour read is divided by its shading there (``delight.Light.shade``:
     ``ambient + (1 - ambient) * max(0, n_cam . light_dir)``).
+    ``feather``: (H, W) float32 weight factor per pixel (the ramp away from the mask border
+    and the depth steps, ``projection.edge_feather``), or (0, 0) for none.
     Returns (texels kept, sum of level * weight, sum of weight).
     """
     h, w = depth.shape
     has_edge = edge.shape[0] > 0
     use_mip = footprint.shape[0] > 0
     has_light = light_dir.shape[0] == 3
+    has_feather = feather.shape[0] > 0
     top = len(pyr_off) - 1
     sample = np.empty(4, np.float32)
     kept = 0
@@ -91,6 +94,8 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
         on_edge = has_edge and edge[yi, xi]
         if on_edge:
             wt *= edge_weight
+        if has_feather:
+            wt *= feather[yi, xi]
         if not wt > 1e-8:
             continue
         kept += 1

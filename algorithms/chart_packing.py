@@ -27,6 +27,7 @@ class Unwrap:
     uv: np.ndarray         # (N', 2) float32 in [0, 1]
     charts: int
     utilization: float
+    packed: bool = False   # laid out by pack_charts (each chart turned to its rectangle)
 
 
 class PackSettings(Protocol):
@@ -43,26 +44,27 @@ def chart_ids(faces: np.ndarray, n_vertices: int) -> np.ndarray:
 
 def _min_area_rotation(points: np.ndarray) -> np.ndarray:
     """2x2 rotation that puts the points' minimum-area bounding rectangle on the axes, wider
-    than tall (rotating calipers over the convex hull's edges)."""
+    than tall (rotating calipers over the convex hull's edges, all edge angles at once)."""
     from scipy.spatial import ConvexHull, QhullError
 
-    try:
-        hull = points[ConvexHull(points).vertices]
-    except (QhullError, ValueError):  # collinear or too few points: any rotation will do
-        hull = points
+    hull = points
+    if len(points) > 3:  # three points are their own hull (any order gives the same edges)
+        try:
+            hull = points[ConvexHull(points).vertices]
+        except (QhullError, ValueError):  # collinear or too few points: any rotation will do
+            pass
     edges = np.roll(hull, -1, axis=0) - hull
-    angles = np.arctan2(edges[:, 1], edges[:, 0])
-    best, best_area, best_rot = None, np.inf, np.eye(2)
-    for a in np.unique(np.round(angles % (np.pi / 2), 9)):
-        c, s_ = np.cos(a), np.sin(a)
-        rot = np.array([[c, s_], [-s_, c]])
-        q = hull @ rot.T
-        ext = np.ptp(q, axis=0)
-        if ext[0] * ext[1] < best_area:
-            best_area, best, best_rot = ext[0] * ext[1], ext, rot
-    if best is not None and best[1] > best[0]:
-        best_rot = np.array([[0.0, 1.0], [-1.0, 0.0]]) @ best_rot
-    return best_rot
+    angles = np.unique(np.round(np.arctan2(edges[:, 1], edges[:, 0]) % (np.pi / 2), 9))
+    if len(angles) == 0:
+        return np.eye(2)
+    c, s_ = np.cos(angles)[:, None], np.sin(angles)[:, None]
+    x, y = hull[:, 0][None, :], hull[:, 1][None, :]
+    ext = np.stack([np.ptp(x * c + y * s_, axis=1), np.ptp(y * c - x * s_, axis=1)], axis=1)
+    k = int(np.argmin(ext[:, 0] * ext[:, 1]))  # the first of equal areas, as a scan keeps
+    rot = np.array([[c[k, 0], s_[k, 0]], [-s_[k, 0], c[k, 0]]])
+    if ext[k, 1] > ext[k, 0]:
+        rot = np.array([[0.0, 1.0], [-1.0, 0.0]]) @ rot
+    return rot
 
 
 _PACK_GRID = 512  # most cells along a side of the packing raster
@@ -78,7 +80,8 @@ def _pack_grid(options: PackSettings) -> tuple[int, int, int]:
     return grid, texels, math.ceil(options.padding / texels)
 
 
-def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unwrap:
+def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
+                as_turned: np.ndarray | None = None) -> Unwrap:
     """Pack ready-made charts (UV-connected components, any common scale) into the unit square.
 
     Each chart is turned to its minimum-area bounding rectangle (tall side up), rasterised
@@ -89,6 +92,10 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unw
     bisection) for the tightest fit. Disjoint cells cannot overlap, so the packing is
     overlap-free by construction, whatever the charts' shapes. (xatlas's own packer, fed the
     charts back as a UV mesh, merged touching charts and placed some over others here.)
+
+    ``as_turned``: per vertex, True where the vertex's chart comes from an earlier packing
+    unchanged (already on its minimum-area rectangle, taller than wide): such a chart keeps
+    its orientation instead of being measured again (a re-pack's charts are mostly these).
     """
     uv = np.asarray(uv, np.float64)
     faces = np.asarray(faces, np.int64)
@@ -103,8 +110,11 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unw
     sizes = np.zeros((len(charts), 2))
     for c in range(len(charts)):
         vids = order_v[vb[c]:vb[c + 1]]
-        q = uv[vids] @ _min_area_rotation(uv[vids]).T
-        q = np.stack([-q[:, 1], q[:, 0]], axis=1)  # turned 90 deg, taller than wide (no mirror)
+        if as_turned is not None and as_turned[vids].all():
+            q = uv[vids].copy()
+        else:
+            q = uv[vids] @ _min_area_rotation(uv[vids]).T
+            q = np.stack([-q[:, 1], q[:, 0]], axis=1)  # turned 90 deg, taller than wide
         q -= q.min(axis=0)
         placed[vids] = q
         sizes[c] = q.max(axis=0)
@@ -151,7 +161,7 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings) -> Unw
     out[chart_of_v < 0] = 0.0  # vertices no face uses
     area = float(np.abs(_uv_areas(out, faces)).sum())
     return Unwrap(np.arange(len(uv)), faces, np.clip(out, 0.0, 1.0).astype(np.float32),
-                  len(charts), area)
+                  len(charts), area, packed=True)
 
 
 def folded_faces(uv: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -200,7 +210,14 @@ def without_overlaps(unwrap: Unwrap, options: PackSettings, rounds: int = 4) -> 
         if not mask.any():
             return unwrap
         cut = detach_faces(unwrap, mask)
-        packed = pack_charts(cut.uv, cut.faces, options)
+        as_turned = None
+        if unwrap.packed:  # the charts that lost no face keep their turn
+            comp = chart_ids(unwrap.faces, len(unwrap.uv))
+            touched = np.zeros(comp.max() + 1, bool)
+            touched[comp[unwrap.faces[mask].ravel()]] = True
+            as_turned = np.zeros(len(cut.uv), bool)
+            as_turned[:len(comp)] = ~touched[comp]
+        packed = pack_charts(cut.uv, cut.faces, options, as_turned)
         unwrap = Unwrap(cut.vmapping[packed.vmapping], packed.faces, packed.uv, packed.charts,
-                        packed.utilization)
+                        packed.utilization, packed=True)
     return unwrap

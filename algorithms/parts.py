@@ -35,11 +35,15 @@ import warnings
 import numpy as np
 
 from ..core.mesh import MeshData
-from ..core.stage import stage_cpus
 from ..geometry import topology as kernels
-from ..geometry.closest import raycasting_scene
 from ..geometry.components import face_components, face_graph_labels
-from ..geometry.derived import edge_table, face_areas, face_normals, manifold_pairs
+from ..geometry.derived import (
+    edge_table,
+    face_areas,
+    face_normals,
+    manifold_pairs,
+    ray_scene,
+)
 
 log = logging.getLogger(__name__)
 
@@ -104,9 +108,7 @@ def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarr
     """Shape diameter per given face (Shapira, Shamir and Cohen-Or 2008): the median length of
     rays cast into the volume from the face centre, in a cone around the inward normal, that
     hit the inside of the opposite wall. NaN where no ray did (an open or inverted part).
-    Embree ray casting through open3d."""
-    import open3d as o3d
-
+    Embree ray casting through open3d (``geometry.derived.ray_scene``)."""
     v = np.asarray(mesh.vertices, np.float64)
     n = face_normals(mesh)[faces]
     centre = v[mesh.faces[faces]].mean(axis=1)
@@ -125,10 +127,8 @@ def shape_diameter(mesh: MeshData, faces: np.ndarray, seed: int = 0) -> np.ndarr
     extent = float(np.linalg.norm(np.ptp(v, axis=0))) or 1.0
     origin = np.repeat(centre - n * 1e-6 * extent, SDF_RAYS + 1, axis=0)
     rays = np.concatenate([origin, dirs.reshape(-1, 3)], axis=1).astype(np.float32)
-    scene = raycasting_scene(v, mesh.faces)
-    hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=stage_cpus())
-    dist = hit["t_hit"].numpy().astype(np.float64)
-    normal = hit["primitive_normals"].numpy().astype(np.float64)
+    # the mesh's cached scene: in cleanup, the hidden-face test's (built once per mesh)
+    dist, _, normal = ray_scene(mesh).first_hits(rays, normals=True)
     # the inside of the opposite wall faces along the ray
     inside = np.isfinite(dist) & (np.einsum("ij,ij->i", normal, rays[:, 3:]) > 0)
     dist = np.where(inside, dist, np.nan).reshape(len(faces), SDF_RAYS + 1)

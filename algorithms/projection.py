@@ -37,7 +37,19 @@ class ProjectionSettings(Protocol):
     edge_weight: float
     mip_filter: bool
     mip_bias: float
+    # read with getattr (defaults in ``BLEND_DEFAULTS``): settings objects that predate them
+    # blend: str            "mean" | "consistent"
+    # consistency_sigma: float
+    # harmonise: bool
 
+
+#: What the blend reads with ``getattr`` when a settings object lacks it (see
+#: ``tasks.texture.TextureOptions``): plain weighted mean, no exposure harmonisation.
+BLEND_DEFAULTS = {"blend": "mean", "consistency_sigma": 0.08, "harmonise": False}
+#: Harmonisation: gains are fitted on texels both photos see with at least this linear
+#: luminance (darker texels carry noise, not exposure), and clamped to this range.
+HARMONISE_MIN_LUMA = 0.02
+HARMONISE_RANGE = (0.5, 2.0)
 
 #: Neutral light grey (sRGB) for products with no photo and no vertex colours.
 NEUTRAL_GREY = (0.8, 0.8, 0.8)
@@ -75,6 +87,7 @@ class ViewInput:
     edge: np.ndarray | None = None            # (H, W) bool: distrusted band (discontinuities)
     face_footprint: np.ndarray | None = None  # (M,) px one texel spans in this view, per face
     pyramid: tuple | None = None              # ((premultiplied rgb, mask) per level), level 0 first
+    feather: np.ndarray | None = None         # (H, W) float32 weight ramp (``edge_feather``)
 
 
 def incidence_weights(positions: np.ndarray, normals: np.ndarray, camera_position: np.ndarray,
@@ -132,17 +145,10 @@ def erode_mask(mask: np.ndarray, px: int) -> np.ndarray:
     return cv2.erode(m.astype(np.uint8), k, borderValue=0).astype(bool)
 
 
-def edge_band(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float) -> np.ndarray:
-    """(H, W) bool: pixels within ``px`` of a depth discontinuity or of the mask border.
-
-    A discontinuity is a pixel whose 3x3 neighbourhood spans more than ``rel_jump`` of its own
-    depth, or touches empty background (the mesh's silhouette). There the photo and the mesh
-    disagree by a pixel or so and the colour may belong to the other surface.
-    """
+def _edge_sources(depth: np.ndarray, mask: np.ndarray, rel_jump: float) -> np.ndarray:
+    """(H, W) bool: the depth discontinuities of the mesh and the photo's mask border."""
     import cv2
 
-    if px <= 0:
-        return np.zeros(depth.shape, bool)
     finite = np.isfinite(depth)
     big = np.float32(3.0e38)
     d = np.where(finite, depth, 0).astype(np.float32)
@@ -156,8 +162,46 @@ def edge_band(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float) -> 
     disc = finite & (jump | ~inner)
     m = np.asarray(mask, bool)
     border = m & ~cv2.erode(m.astype(np.uint8), k3, borderValue=0).astype(bool)
+    return disc | border
+
+
+def edge_band(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float) -> np.ndarray:
+    """(H, W) bool: pixels within ``px`` of a depth discontinuity or of the mask border.
+
+    A discontinuity is a pixel whose 3x3 neighbourhood spans more than ``rel_jump`` of its own
+    depth, or touches empty background (the mesh's silhouette). There the photo and the mesh
+    disagree by a pixel or so and the colour may belong to the other surface.
+    """
+    import cv2
+
+    if px <= 0:
+        return np.zeros(depth.shape, bool)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * px + 1, 2 * px + 1))
-    return cv2.dilate((disc | border).astype(np.uint8), k).astype(bool)
+    return cv2.dilate(_edge_sources(depth, mask, rel_jump).astype(np.uint8), k).astype(bool)
+
+
+def edge_feather(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float,
+                 feather_px: float, edge_weight: float) -> np.ndarray | None:
+    """(H, W) float32 weight factor rising from ``edge_weight`` just outside the edge band
+    (``px`` from a depth step or the mask border) to 1 at ``px + feather_px``; 1 inside the
+    band (the band's own ``edge_weight`` applies there). None when ``feather_px`` is 0.
+
+    Why: a binary band leaves a step in each photo's weight a few pixels from its silhouette,
+    and the pixels just past it are still the least certain (the hull is widest, and a pixel
+    of misregistration still mixes in the other surface there). A ramp lets the photo that
+    sees a point well inside its silhouette win smoothly over one that sees it near the edge.
+    """
+    import cv2
+
+    if feather_px <= 0:
+        return None
+    src = _edge_sources(depth, mask, rel_jump)
+    dist = cv2.distanceTransform((~src).astype(np.uint8), cv2.DIST_L2, 5)
+    ramp = np.clip((dist - max(px, 0)) / float(feather_px), 0.0, 1.0)
+    out = edge_weight + (1.0 - edge_weight) * ramp
+    if px > 0:
+        out[edge_band(depth, mask, px, rel_jump)] = 1.0
+    return out.astype(np.float32)
 
 
 def face_footprints(mesh: MeshData, camera: Camera, size: int) -> np.ndarray:
@@ -225,21 +269,30 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
 
     Per view, one numba pass over the texels (``_projection_numba.accumulate_view``) does
     what ``visible_texels``, ``incidence_weights`` and ``sample_pyramid`` describe: project,
-    test depth and mask at the nearest pixel, weight by incidence, view prior and edge band,
-    read the photo (at the texel's pyramid level with ``mip_filter``) and accumulate.
+    test depth and mask at the nearest pixel, weight by incidence, view prior, edge band and
+    feather, read the photo (at the texel's pyramid level with ``mip_filter``) and accumulate.
+
+    With ``harmonise`` or ``blend == "consistent"`` each view's colour per texel is kept apart
+    first: ``harmonise_gains`` then evens out the photos' exposure and white balance, and
+    ``consistent_blend`` lets the views that agree with the best one decide.
     """
     from ._projection_numba import accumulate_view
 
+    blend = getattr(options, "blend", BLEND_DEFAULTS["blend"])
+    harmonise = bool(getattr(options, "harmonise", BLEND_DEFAULTS["harmonise"]))
+    per_view = blend != "mean" or harmonise
     t = len(grid.index)
     acc = np.zeros((t, 3), np.float64)
     wsum = np.zeros(t, np.float64)
     clean = np.zeros(t, bool)
     used: list[str] = []
+    seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []   # per view: texels, rgb, w
     lv_acc = lv_w = 0.0
     positions = np.ascontiguousarray(grid.positions, np.float64)
     normals = np.ascontiguousarray(grid.normals, np.float64)
     faces = np.ascontiguousarray(grid.faces, np.int64)
     no_edge = np.zeros((0, 0), bool)
+    no_feather = np.zeros((0, 0), np.float32)
     light_dir = (np.zeros(0, np.float64) if light is None
                  else np.ascontiguousarray(light.direction, np.float64))
     ambient = 0.0 if light is None else float(light.ambient)
@@ -253,6 +306,9 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
             pyr = pack_levels([(rgb, np.ones(rgb.shape[:2], np.float32))])
             footprint = np.zeros(0, np.float64)
         cam = v.camera
+        if per_view:
+            acc[:] = 0.0
+            wsum[:] = 0.0
         kept, la, lw = accumulate_view(
             positions, normals, faces, np.ascontiguousarray(cam.world_to_camera[:3, :3]),
             np.ascontiguousarray(cam.world_to_camera[:3, 3]), np.asarray(cam.K, np.float64),
@@ -261,15 +317,133 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
             no_edge if v.edge is None else np.ascontiguousarray(v.edge, bool),
             float(options.depth_tolerance), float(options.incidence_power),
             float(view_prior(cam, options.front_back_prior)), float(options.edge_weight),
-            footprint, float(options.mip_bias), *pyr, acc, wsum, clean, light_dir, ambient)
+            footprint, float(options.mip_bias), *pyr, acc, wsum, clean, light_dir, ambient,
+            no_feather if v.feather is None else np.ascontiguousarray(v.feather, np.float32))
         if kept:
             used.append(v.label)
             lv_acc += la
             lv_w += lw
-    colour = acc / np.maximum(wsum, 1e-12)[:, None]
+        if per_view:
+            idx = np.flatnonzero(wsum > 0)
+            seen.append((idx, (acc[idx] / wsum[idx, None]).astype(np.float32),
+                         wsum[idx].astype(np.float32)))
+    if per_view:
+        if harmonise:
+            gains = harmonise_gains(seen, t)
+            seen = [(i, c * g, w) for (i, c, w), g in zip(seen, gains, strict=True)]
+        if blend == "consistent":
+            sigma = float(getattr(options, "consistency_sigma",
+                                  BLEND_DEFAULTS["consistency_sigma"]))
+            colour, wsum = consistent_blend(seen, t, sigma)
+        else:
+            colour, wsum = mean_blend(seen, t)
+    else:
+        colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
     stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
                        lv_acc / lv_w if lv_w > 0 else 0.0)
     return colour.astype(np.float32), wsum, stats
+
+
+def mean_blend(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted mean of per-view texel colours ``seen`` = [(texels, (n, 3) rgb, (n,) w)]."""
+    acc = np.zeros((t, 3), np.float64)
+    wsum = np.zeros(t, np.float64)
+    for idx, c, w in seen:
+        acc[idx] += w[:, None].astype(np.float64) * c
+        wsum[idx] += w
+    return (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32), wsum
+
+
+def consistent_blend(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int,
+                     sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per texel, the weighted mean of the views that agree with the best-weighted one.
+
+    Why: where the shape is right every photo shows the same colour at a texel and averaging
+    only removes noise; where it is wrong (a visual hull's bulge between the photos, a
+    misregistered edge) each photo shows a different point of the product there, and their
+    mean is a colour no view shows (ghosts, doubled edges, washed-out seams). Each view's
+    weight is multiplied by ``exp(-(d / sigma)^2)``, ``d`` the distance of its colour to the
+    best view's in a perceptual-ish space (square root of linear light, ~ sRGB): agreeing
+    views still average, disagreeing ones drop out. ``sigma`` <= 0 keeps the best view only.
+    """
+    best_w = np.zeros(t, np.float32)
+    best_c = np.zeros((t, 3), np.float32)
+    for idx, c, w in seen:
+        better = w > best_w[idx]
+        best_w[idx[better]] = w[better]
+        best_c[idx[better]] = c[better]
+    ref = np.sqrt(np.maximum(best_c, 0.0))
+    acc = np.zeros((t, 3), np.float64)
+    wsum = np.zeros(t, np.float64)
+    for idx, c, w in seen:
+        d2 = ((np.sqrt(np.maximum(c, 0.0)) - ref[idx]) ** 2).sum(1)
+        if sigma > 0:
+            k = np.exp(-d2 / (sigma * sigma))
+        else:
+            k = (w >= best_w[idx]).astype(np.float32)
+        wk = w.astype(np.float64) * k
+        acc[idx] += wk[:, None] * c
+        wsum[idx] += wk
+    # a texel whose every view dropped out keeps its best view (cannot happen with sigma > 0:
+    # the best view agrees with itself)
+    lost = (wsum <= 0) & (best_w > 0)
+    acc[lost] = best_c[lost]
+    wsum[lost] = best_w[lost]
+    return (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32), wsum
+
+
+def harmonise_gains(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int
+                    ) -> list[np.ndarray]:
+    """(3,) RGB gain per view that evens out the photos' exposure and white balance.
+
+    Why: photos of one product are often shot with different exposure or white balance
+    (automatic camera settings, a light that moved); blended as they are, each texel takes the
+    brightness of whichever photo weighs most there, and the texture shows seams where that
+    changes. For every pair of views, the median of log(colour_a / colour_b) over the texels
+    both see (bright enough to carry a ratio) is their relative gain per channel; the gains
+    are the least-squares solution of all pairs with the geometric mean fixed at 1 (the
+    photos' average exposure is kept), clamped to ``HARMONISE_RANGE``. Views that share no
+    texel with another keep gain 1. With the studio light divided out (``delight``) first, the
+    ratios hold exposure alone.
+    """
+    n = len(seen)
+    gains = [np.ones(3, np.float32) for _ in range(n)]
+    if n < 2:
+        return gains
+    rows, rhs, weights = [], [], []
+    for a in range(n):
+        ia, ca, _ = seen[a]
+        for b in range(a + 1, n):
+            ib, cb, _ = seen[b]
+            both, pa, pb = np.intersect1d(ia, ib, assume_unique=True, return_indices=True)
+            if len(both) < 50:
+                continue
+            x, y = ca[pa].astype(np.float64), cb[pb].astype(np.float64)
+            ok = (x.mean(1) > HARMONISE_MIN_LUMA) & (y.mean(1) > HARMONISE_MIN_LUMA) & \
+                (x.min(1) > 0) & (y.min(1) > 0)
+            if ok.sum() < 50:
+                continue
+            r = np.zeros(n)
+            r[a], r[b] = 1.0, -1.0
+            rows.append(r)
+            # gain_a * x = gain_b * y  =>  log g_a - log g_b = median log(y / x)
+            rhs.append(np.median(np.log(y[ok] / x[ok]), axis=0))
+            weights.append(np.sqrt(ok.sum()))
+    if not rows:
+        return gains
+    linked = np.abs(np.array(rows)).sum(0) > 0
+    A = np.array(rows) * np.array(weights)[:, None]
+    B = np.array(rhs) * np.array(weights)[:, None]
+    # the mean log gain of the linked views is 0
+    A = np.vstack([A, linked.astype(float) * max(weights)])
+    B = np.vstack([B, np.zeros((1, 3))])
+    logg, *_ = np.linalg.lstsq(A, B, rcond=None)
+    lo, hi = HARMONISE_RANGE
+    for i in range(n):
+        if linked[i]:
+            gains[i] = np.clip(np.exp(logg[i]), lo, hi).astype(np.float32)
+    return gains
 
 
 def vertex_colour_texels(mesh: MeshData, grid: TexelGrid) -> np.ndarray:

@@ -191,4 +191,7 @@ def split_nonmanifold_vertices(mesh: MeshData) -> tuple[MeshData, int]:
     grow = lambda a: None if a is None else np.concatenate([a, np.asarray(a)[src]])
     out = MeshData(grow(mesh.vertices), new_id[fan], mesh.face_labels, grow(mesh.uv),
                    grow(mesh.vertex_colors), grow(mesh.vertex_normals))
+    # the fans are unchanged, each now on a vertex of its own: the metrics' part report asks
+    # for them again (a second pass over a dense mesh otherwise)
+    out.derived("vertex_fans", lambda: (fan, new_id), ("faces",))
     return out, n_bad

@@ -274,7 +274,7 @@ def unwrap_parallel(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
     vmapping = np.concatenate(vmapping)
     packed = pack_charts(np.concatenate(uvs), faces, options)
     return Unwrap(vmapping[packed.vmapping], packed.faces, packed.uv, packed.charts,
-                  packed.utilization)
+                  packed.utilization, packed=True)
 
 
 def unwrap_guarded(mesh: MeshData, options: UnwrapSettings) -> tuple[Unwrap, str]:

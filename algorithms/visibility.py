@@ -25,10 +25,15 @@ import numpy as np
 
 from ..core.camera import Camera, orbit_camera
 from ..core.mesh import MeshData
-from ..core.stage import stage_cpus
-from ..geometry.closest import raycasting_scene
+from ..geometry.closest import RayScene
 from ..geometry.components import flood_from_seeds
-from ..geometry.derived import edge_face_pairs, face_normals
+from ..geometry.derived import (
+    edge_face_pairs,
+    edge_table,
+    face_normals,
+    manifold_pairs,
+    ray_scene,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +92,7 @@ _POINT_WEIGHTS = np.array([[1 / 3, 1 / 3, 1 / 3], [0.6, 0.2, 0.2], [0.2, 0.6, 0.
                            [0.2, 0.2, 0.6]])
 
 
-def every_face_seen_at_points(scene, mesh: MeshData, cams: list[Camera]) -> bool:
+def every_face_seen_at_points(scene: RayScene, mesh: MeshData, cams: list[Camera]) -> bool:
     """True when every face is the first hit of a ray from some camera towards one of its
     sample points, i.e. every face provably shows from outside.
 
@@ -97,8 +102,6 @@ def every_face_seen_at_points(scene, mesh: MeshData, cams: list[Camera]) -> bool
     visible the pixel test could only agree (it finds visible faces; none is left to find);
     otherwise the caller runs the pixel test as before.
     """
-    import open3d as o3d
-
     points = np.einsum("sk,fkd->fsd", _POINT_WEIGHTS,
                        np.asarray(mesh.vertices, np.float64)[mesh.faces])  # (F, S, 3)
     owner = np.repeat(np.arange(mesh.n_faces), len(_POINT_WEIGHTS))
@@ -111,8 +114,7 @@ def every_face_seen_at_points(scene, mesh: MeshData, cams: list[Camera]) -> bool
         p, who = points[todo], owner[todo]
         origin = np.broadcast_to(np.asarray(cam.position, np.float64), p.shape)
         rays = np.concatenate([origin, p - origin], axis=1).astype(np.float32)
-        hit = scene.cast_rays(o3d.core.Tensor(rays), nthreads=stage_cpus())["primitive_ids"]
-        hit = hit.numpy().astype(np.int64)
+        _, hit, _ = scene.first_hits(rays)
         unseen[who[hit == who]] = False
     return not unseen.any()
 
@@ -134,9 +136,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
         return seen
     cams = sphere_cameras(mesh, n_views, resolution)
     if method == "raycast":
-        import open3d as o3d
-
-        scene = raycasting_scene(mesh.vertices, mesh.faces)
+        scene = ray_scene(mesh)  # cached on the mesh: the parts' shape diameter reuses it
         if (mesh.n_faces * len(_POINT_WEIGHTS) * 8 <= resolution * resolution
                 and every_face_seen_at_points(scene, mesh, cams)):
             seen[:] = True
@@ -145,9 +145,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
         step = max(1, RAY_BATCH // per_view)
         for i in range(0, len(cams), step):
             rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            ids = scene.cast_rays(o3d.core.Tensor(rays),
-                                  nthreads=stage_cpus())["primitive_ids"].numpy()
-            seen[ids[ids != o3d.t.geometry.RaycastingScene.INVALID_ID].astype(np.int64)] = True
+            seen[scene.seen_faces(rays)] = True
         return seen
     if renderer is None:
         from ..geometry.render import get_renderer
@@ -170,10 +168,20 @@ def hidden_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
     if mesh.n_faces == 0:
         return np.zeros(0, bool)
     seen = visible_faces(mesh, n_views, resolution, renderer, method)
-    pairs, _ = edge_face_pairs(mesh)  # cached: cleanup's other steps share the edge table
+    pairs = _face_pairs(mesh)
     n = face_normals(mesh)
     agree = np.einsum("ij,ij->i", n[pairs[:, 0]], n[pairs[:, 1]]) > normal_dot
     kept = flood_from_seeds(mesh.n_faces, pairs[agree], np.flatnonzero(seen))
     log.debug("visibility: %d faces, %d seen in %d views, %d reached, %d hidden",
               mesh.n_faces, int(seen.sum()), n_views, int(kept.sum()), int((~kept).sum()))
     return ~kept
+
+
+def _face_pairs(mesh: MeshData) -> np.ndarray:
+    """Faces sharing an edge, for the fill: on an edge-manifold mesh (cleanup repairs that
+    first) the manifold pairs, the same connections for less work than the chained pairs of
+    every edge, which the fill needs only where an edge has more than two faces."""
+    _, _, counts = edge_table(mesh)  # cached: cleanup's other steps share the edge table
+    if len(counts) and int(counts.max()) <= 2:
+        return manifold_pairs(mesh)[0]
+    return edge_face_pairs(mesh)[0]

@@ -24,7 +24,8 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
 
 Own shoots (``--rigs``): the same models re-rendered with the project's renderer on other rigs
 (elevation 0-35 degrees, fov 20-50, framings, a hand-held shoot with per-view jitter and
-off-centre photos), through the same scoring.
+off-centre photos, a shoot whose photos differ in exposure and white balance), through the same
+scoring.
 
     .venv/bin/python benchmarks/multiview.py --tag new                 # all models, 1/4/8
     .venv/bin/python benchmarks/multiview.py --tag new --rigs          # own shoots
@@ -77,6 +78,8 @@ class Rig:
     jitter_el: float = 0.0         # per-view elevation jitter (uniform +-, degrees)
     jitter_az: float = 0.0         # per-view azimuth jitter
     shift_px: float = 0.0          # per-view off-centre framing (principal point shift, px)
+    exposure: float = 0.0          # per-view exposure (+-, stops) and white balance (+-/2 per
+    #                                channel): automatic camera settings, a light that moved
 
 
 RIGS = (
@@ -84,6 +87,7 @@ RIGS = (
     Rig("el30-fov20", 30.0, 20.0),
     Rig("el35-fov40-tight", 35.0, 40.0, framing=1.0),
     Rig("handheld-el20-fov35", 20.0, 35.0, jitter_el=4.0, jitter_az=6.0, shift_px=25.0),
+    Rig("exposure-el20-fov35", 20.0, 35.0, exposure=0.5),
 )
 VIEW_SETS = {1: ("front",), 4: ("front", "right", "back", "left"),
              8: ("front", "front_right", "right", "back_right", "back", "back_left", "left",
@@ -369,6 +373,11 @@ def shoot_rig(prims: list[Prim], rig: Rig, n_views: int, folder: Path, norm: dic
             K[:2, 2] += rng.uniform(-rig.shift_px, rig.shift_px, 2)
             cam = dataclasses.replace(cam, K=K)
         rgb, mask = render_truth(prims, cam)
+        if rig.exposure:
+            gain = 2.0 ** (rng.uniform(-rig.exposure, rig.exposure)
+                           + rng.uniform(-rig.exposure / 2, rig.exposure / 2, 3))
+            lit = _srgb(_lin(rgb / 255.0) * gain) * 255.0
+            rgb = np.where(mask[..., None], np.clip(lit + 0.5, 0, 255), rgb).astype(np.uint8)
         Image.fromarray(rgb).save(folder / f"view_{label}.png")
         Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"mask_{label}.png")
         views.append({"label": label, "azimuth_deg": float(az), "elevation_deg": float(el),
@@ -758,6 +767,71 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
                                      f"{_fmt(psnr, 1)}")
             if any_row:
                 print("| " + " | ".join(cells) + " |")
+    print_long(tagged)
+    print_views(tagged)
+
+
+def print_views(tagged: dict[str, list[dict]]) -> None:
+    """Shared renders, per model and catalog: vol IoU, registered held-out silhouette IoU and
+    held-out PSNR at 1, 4 and 8 views side by side (rows of every tag pooled; the first tag
+    that has a case wins), and the mean over the models that have all three."""
+    rows = [r for t in tagged.values() for r in t if r["rig"] == "shared"]
+    cats = sorted({_mode(r) for r in rows}, key=lambda m: (not m.startswith("labels"), m))
+    print("\n### Per model at 1 / 4 / 8 views (shared renders)\n")
+    print("vol IoU | held-out silhouette IoU (registered) | held-out PSNR (registered), "
+          "'-' = not run\n")
+    head = ["model", "catalog"] + [f"{nv} views" for nv in (1, 4, 8)]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for cat in cats:
+        for model in sorted({r["model"] for r in rows}):
+            cells = [model, cat]
+            for nv in (1, 4, 8):
+                sel = [r for r in rows if r["model"] == model and r["views"] == nv
+                       and _mode(r) == cat]
+                if not sel:
+                    cells.append("-")
+                elif sel[0].get("status") != "ok":
+                    cells.append(f"failed ({sel[0].get('stage')})")
+                else:
+                    r = sel[0]
+                    cells.append(f"{_fmt(r.get('vol_iou'), 2)} / "
+                                 f"{_fmt(r.get('held_best_sil_iou'), 3)} / "
+                                 f"{_fmt(r.get('held_best_psnr'), 1)}")
+            if any(c != "-" for c in cells[2:]):
+                print("| " + " | ".join(cells) + " |")
+
+
+LONG = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2),
+        ("in_best_sil_iou", "sil in", 3), ("held_best_sil_iou", "sil held", 3),
+        ("held_sil_iou", "sil held (box)", 3), ("in_best_psnr", "PSNR in", 1),
+        ("held_best_psnr", "PSNR held", 1), ("held_best_psnr_lit", "PSNR held lit", 1),
+        ("in_best_ssim", "SSIM in", 3), ("held_best_ssim", "SSIM held", 3),
+        ("cam_elevation_deg", "el est", 1), ("cam_fov_deg", "fov est", 1),
+        ("cam_distance", "dist est", 2))
+
+
+def print_long(tagged: dict[str, list[dict]]) -> None:
+    """Every score per asset (shared renders and own shoots): one row per model, views and
+    catalog; image scores at the better registration (``best_registered``)."""
+    print("\n### Per model, every score\n")
+    head = ["version", "shoot", "model", "views", "catalog"] + [c[1] for c in LONG] + \
+        ["el / fov / dist true"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for tag, rows in tagged.items():
+        for r in sorted(rows, key=lambda r: (r["rig"] != "shared", r["rig"], r["views"],
+                                             r["model"], not _mode(r).startswith("labels"),
+                                             _mode(r))):
+            cells = [tag, r["rig"], r["model"], str(r["views"]), _mode(r)]
+            if r.get("status") != "ok":
+                cells += [f"failed ({r.get('stage')})"] + [""] * len(LONG)
+            else:
+                cells += [_fmt(r.get(k), nd) for k, _, nd in LONG]
+                cells.append(f"{_fmt(r.get('true_elevation_deg'), 1)} / "
+                             f"{_fmt(r.get('true_fov_deg'), 1)} / "
+                             f"{_fmt(r.get('true_distance'), 2)}")
+            print("| " + " | ".join(cells) + " |")
 
 
 def rescore(tag: str, args_images_only: bool = False) -> None:

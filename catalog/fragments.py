@@ -4,6 +4,8 @@ Layout under the output root (local or S3)::
 
     catalog/stages/run=<run_id>/<attempt_id>.parquet   one row per stage run
     catalog/assets/run=<run_id>/<attempt_id>.parquet   one row: the attempt's outcome
+    catalog/stages/run=<run_id>/b-<block>.parquet      the same for a block of attempts
+    catalog/assets/run=<run_id>/b-<block>.parquet      (one file each per Ray task, see below)
     catalog/verdicts/run=<run_id>/<batch_id>.parquet   triage verdicts (one row per attempt judged)
     catalog/reviews/<review_id>.parquet                 review decisions
     catalog/published/<publish_id>.parquet              what a publish delivered
@@ -13,18 +15,24 @@ Layout under the output root (local or S3)::
 The asset fragment is written last and acts as the commit marker: stage rows whose attempt has
 no asset row are ignored by the views. Many workers write side by side without contention, and
 no row is ever rewritten: a new verdict, decision or publication is a new row.
+
+The executor records the SKUs of one task together (``write_attempts``): two files per block
+of SKUs instead of two per SKU (each file is fsynced before its rename, which cost more than a
+trivial SKU's stages). A block's name is a hash of its attempt ids, so a retried task rewrites
+the same two files instead of adding rows; an attempt is in at most one committed file.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import json
 import platform
 import socket
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from importlib import metadata
 from typing import Any
 
@@ -305,6 +313,61 @@ def write_attempt(store: Storage, asset: dict[str, Any], stages: list[dict[str, 
     key = f"catalog/assets/run={run}/{attempt}.parquet"
     store.put(key, _parquet_bytes(_to_table([asset], ASSET_SCHEMA)))
     return key
+
+
+def block_name(attempt_ids: Iterable[str]) -> str:
+    """The file name (without suffix) of a block of attempts: the same attempts, the same
+    name, whatever their order."""
+    ids = sorted(attempt_ids)
+    digest = hashlib.sha256("\0".join(ids).encode()).hexdigest()[:24]
+    return f"b-{digest}"
+
+
+def write_attempts(store: Storage, assets: list[dict[str, Any]],
+                   stages: list[dict[str, Any]]) -> str:
+    """Write a block of attempts of one run: every stage row in one file, then every asset row
+    in one file (the block's commit marker); returns the asset file's key.
+
+    Call it once the block's outputs are all written: a crash before the asset file's rename
+    leaves none of the block committed (its SKUs are converted again by a re-run), and a
+    crash after it leaves all of them.
+    """
+    if not assets:
+        raise ValueError("write_attempts needs at least one asset row")
+    runs = {a["run_id"] for a in assets}
+    if len(runs) != 1:
+        raise ValueError(f"a block's attempts must share one run, got {sorted(runs)}")
+    run = runs.pop()
+    name = block_name(a["attempt_id"] for a in assets)
+    if stages:
+        store.put(f"catalog/stages/run={run}/{name}.parquet",
+                  _parquet_bytes(_to_table(stages, STAGE_SCHEMA)))
+    key = f"catalog/assets/run={run}/{name}.parquet"
+    store.put(key, _parquet_bytes(_to_table(assets, ASSET_SCHEMA)))
+    return key
+
+
+def committed_attempts(store: Storage, run_id: str,
+                       attempt_ids: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The committed asset rows of run ``run_id`` (only ``attempt_ids`` when given), by attempt
+    id, read from the run's fragments whether written one per attempt or one per block.
+
+    For recovery (a retried shard, a task Ray gave up on): it reads every asset fragment of
+    the run, which is cheap next to the work it saves, not something to call per SKU.
+    """
+    wanted = None if attempt_ids is None else set(attempt_ids)
+    out: dict[str, dict[str, Any]] = {}
+    prefix = f"catalog/assets/run={run_id}/"
+    for key in store.list(prefix):
+        if not key.endswith(".parquet") or "/.tmp-" in key:
+            continue
+        name = key.rsplit("/", 1)[-1][:-len(".parquet")]
+        if wanted is not None and not name.startswith("b-") and name not in wanted:
+            continue  # one attempt's fragment, named by its attempt id: not one asked for
+        for row in pq.read_table(pa.BufferReader(store.get(key))).to_pylist():
+            if wanted is None or row["attempt_id"] in wanted:
+                out.setdefault(row["attempt_id"], row)
+    return out
 
 
 def write_table_fragment(store: Storage, key: str, rows: Iterable[dict[str, Any]],

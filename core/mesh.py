@@ -90,6 +90,14 @@ class MeshData:
         cache[name] = (key, value)
         return value
 
+    def cached(self, name: str, fields: tuple[str, ...] = GEOMETRY) -> Any:
+        """The derived value ``name`` if it is cached and still matches the content of
+        ``fields``, else None (nothing is computed)."""
+        hit = self.__dict__.get("_derived", {}).get(name)
+        if hit is None or hit[0] != self.content_key(fields):
+            return None
+        return hit[1]
+
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_derived"}
 

@@ -43,6 +43,8 @@ from .executor import (
     plan,
     ray_session,
     shards,
+    task_blocks,
+    unrecorded,
 )
 from .preflight import preflight
 from .recipe import PROFILES, Recipe, build_recipe
@@ -173,26 +175,26 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
     """Plan and convert one shard: each SKU's identity (its inputs read and hashed on the
     workers), the SKUs already converted with that identity skipped, the others converted.
 
-    Attempt ids are fixed per run and SKU, so a retry converts only the SKUs that the failed
-    try did not record.
+    Attempt ids are fixed per run and SKU, and the tasks' blocks by the planned SKUs, so a
+    retry converts only the blocks that the failed try did not record, with the same members
+    (a late task of the failed try writes the same record files, not a second row).
     """
     from prefect.context import get_run_context
 
     p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done,
              extra=shard.extra)
-    jobs = p.jobs
+    blocks = task_blocks(p.jobs, recipe, options)
     run_ctx = get_run_context()
-    if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and jobs:
-        store = open_storage(out)
-        jobs = [j for j in jobs if not store.exists(
-            f"catalog/assets/run={run_id}/{j.state.attempt_id}.parquet")]
+    if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and blocks:
+        blocks = unrecorded(blocks)
     if PROGRESS_HOOK:
         for sku in p.skipped:
             PROGRESS_HOOK({"sku": sku, "status": "skipped", "failed_stage": None, "error": None})
-    outcome = convert(jobs, recipe, catalog_source=catalog_source, options=options,
-                      on_done=PROGRESS_HOOK)
+    outcome = convert([], recipe, catalog_source=catalog_source, options=options,
+                      on_done=PROGRESS_HOOK, blocks=blocks)
     return {"shard": shard.index, "skus": len(shard.specs), "skipped": len(p.skipped),
-            "converted": len(jobs), "counts": outcome.counts, "lost": outcome.lost}
+            "converted": sum(len(b) for b in blocks), "counts": outcome.counts,
+            "lost": outcome.lost}
 
 
 def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,

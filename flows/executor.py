@@ -11,14 +11,24 @@ and serves SKUs until the run ends.
 
 What travels through Ray is an ``AssetState`` (artifact references, metrics, provenance: a few
 kilobytes), pickled in a one-column row. Stages run through ``runner.run_stage`` (timeouts,
-transient retries, CPU budget); the last operator writes the attempt's catalog fragments in the
-worker and hands the driver a small summary, so the driver's bookkeeping is one dict lookup per
-finished SKU.
+transient retries, CPU budget); the last operator writes the catalog records of its task's
+whole block of SKUs in the worker, once every stage of the block is done and its outputs
+written (two fragments per block: ``catalog.fragments.write_attempts``), and hands the driver
+one small summary per SKU, so the driver's bookkeeping is one dict lookup per finished SKU.
+The blocks are fixed by ``task_blocks`` before the run, so every try of a block (a task Ray runs
+again, a shard Prefect runs again) writes the same two files, never a second row for a SKU.
+
+For small assets (every CPU stage's declared memory fits the cluster's memory as often as its
+CPUs allow: ``fuse_cpu_stages`` left to None), consecutive CPU stages run in one task and a
+task takes up to 16 SKUs: per-stage tasks of ~0.1 s left the CPUs idle between Ray Data's
+hand-overs. Where declared memory would bind, each stage keeps a task of its own.
 
 Faults:
 * a worker that dies (killed, out of memory, a segfault in a native library) fails its task;
   Ray Data runs the task again (``worker_retries``), which is safe because stages are pure and
-  their outputs content-addressed, and a catalog record is keyed by its attempt id;
+  their outputs content-addressed, and a block's catalog record is named by its attempt ids
+  (a block is recorded whole or not at all: a SKU whose outputs exist but whose block was not
+  recorded is converted again by a re-run);
 * a stage past its timeout is interrupted in the worker; one stuck in native code is ended by
   its watchdog, which first records the SKU's failure ("timed out after N s; its worker was
   stopped") and leaves a marker on the node so the retried task does not run it again;
@@ -48,12 +58,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..catalog.fragments import committed_attempts
 from ..core.hashing import sha256_obj
 from ..core.storage import open_storage
 from ..core.types import AssetState, Resources, SkuSpec, StageFailure
 from .identity import asset_identity, recipe_identity
 from .recipe import Recipe, StageCall
-from .runner import AttemptMeta, StagePolicy, policy_for, record_attempt, run_stage, summary_of
+from .runner import (
+    AttemptMeta,
+    StagePolicy,
+    policy_for,
+    record_attempt,
+    record_attempts,
+    run_stage,
+    summary_of,
+)
 
 log = logging.getLogger("assetfactory.executor")
 
@@ -72,12 +91,16 @@ class ExecutorOptions:
         (``runner.StagePolicy``).
     hang_grace_s: how long a timed-out stage may take to unwind before its worker is ended.
     worker_retries: how often a task whose worker died is run again.
-    skus_per_task: SKUs per Ray task (a block); 0 picks 1-8 so that each CPU gets at least
-        four tasks of a shard (more per task amortises dispatch for tiny assets).
+    skus_per_task: SKUs per Ray task (a block, recorded in the catalog together); 0 picks
+        1-8 (1-16 where all CPU stages run fused) so that each CPU gets at least four tasks
+        of a shard (more per task amortises dispatch and records for tiny assets; fewer
+        loses less work to a killed run).
     gpu_actors: actors in a GPU backend's pool; 0 = as many as the cluster's GPUs hold.
     fuse_cpu_stages: run consecutive CPU stages of a SKU in one task (declaring the largest
         of their resources) instead of one task per stage: less dispatch for tiny assets,
-        less precise packing for large ones.
+        less precise packing for large ones. None (the default): fuse where the fused
+        resources let as many tasks run at once as the cluster's CPUs do (the declared
+        memory does not bind; ``fuse_pays``).
     resources: per-stage replacements of the declared resources (e.g. ``{"uv": Resources(
         cpus=4)}`` to give the unwrapper four processes).
     """
@@ -90,7 +113,7 @@ class ExecutorOptions:
     worker_retries: int = 2
     skus_per_task: int = 0
     gpu_actors: int = 0
-    fuse_cpu_stages: bool = False
+    fuse_cpu_stages: bool | None = None
     resources: Mapping[str, Resources] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -346,13 +369,21 @@ def gpu_or_cpu(resources: Resources, name: str, cluster_gpus: float) -> Resource
 
 
 def segments(recipe: Recipe, options: ExecutorOptions,
-             cluster_gpus: float | None = None) -> list[Segment]:
+             cluster_gpus: float | None = None,
+             cluster: Mapping[str, float] | None = None) -> list[Segment]:
     """The recipe as operators: one per stage (or fused CPU runs), the backend's pool apart.
 
     A backend that declares a GPU gets an actor pool (weights loaded once per actor); on a
     cluster without GPUs (``cluster_gpus`` 0; None: ask Ray) the pool's actors ask for CPUs
-    only, and still load the weights once each.
+    only, and still load the weights once each. ``fuse_cpu_stages`` None is decided by
+    ``fuse_pays`` on ``cluster`` (resource totals; None: ask Ray).
     """
+    if options.fuse_cpu_stages is None:
+        apart = segments(recipe, dataclasses.replace(options, fuse_cpu_stages=False),
+                         cluster_gpus, cluster)
+        fused = segments(recipe, dataclasses.replace(options, fuse_cpu_stages=True),
+                         cluster_gpus, cluster)
+        return fused if fuse_pays(fused, cluster) else apart
     out: list[Segment] = []
     for call in recipe.calls:
         res = options.resources.get(call.name, call.stage().resources)
@@ -431,14 +462,56 @@ def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
                                cpu_s=job.cpu_s + time.process_time() - cpu)
 
 
-def _row_fn(seg: Segment, ctx: RunContext, last: bool) -> Callable[[dict], dict]:
+def _row_fn(seg: Segment, ctx: RunContext) -> Callable[[dict], dict]:
     def fn(row: dict[str, Any]) -> dict[str, Any]:
         job = _run_segment(pickle.loads(row["job"]), seg, ctx)
-        if last:
-            summary = record_attempt(job.state, _meta(job, ctx), ctx.options.policy("record"))
-            summary["stage_cpu_s"] = job.cpu_s
-            return {"sku": row["sku"], "summary": json.dumps(summary, default=str)}
         return {"sku": row["sku"], "job": pickle.dumps(job)}
+
+    return fn
+
+
+def _single_key(state: AssetState) -> str:
+    """Where an attempt recorded on its own is (the watchdog's record of a hung stage, the
+    driver's record of a SKU whose task Ray gave up on)."""
+    return f"catalog/assets/run={state.run_id}/{state.attempt_id}.parquet"
+
+
+def record_block(jobs: Sequence[Job], ctx: RunContext) -> list[dict[str, Any]]:
+    """Record a finished block's SKUs together (one stage file, one asset file); a summary per
+    SKU. A SKU that was already recorded on its own (its stage hung in an earlier try of the
+    task, on this node or another, and the watchdog wrote its failure) keeps that record and
+    is left out of the block (one existence check per SKU: a stat, or a HEAD on S3)."""
+    todo, alone = [], {}
+    for job in jobs:
+        s = job.state
+        store = open_storage(s.store_uri)
+        if store.exists(_single_key(s)):
+            alone[s.attempt_id] = summary_of(_read_single(store, s), s)
+        else:
+            todo.append(job)
+    written = iter(record_attempts([(j.state, _meta(j, ctx)) for j in todo],
+                                   ctx.options.policy("record")) if todo else ())
+    out = []
+    for job in jobs:
+        summary = alone.get(job.state.attempt_id) or next(written)
+        summary["stage_cpu_s"] = job.cpu_s
+        out.append(summary)
+    return out
+
+
+def _read_single(store: Any, state: AssetState) -> dict[str, Any]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    return pq.read_table(pa.BufferReader(store.get(_single_key(state)))).to_pylist()[0]
+
+
+def _record_fn(ctx: RunContext) -> Callable[[dict], dict]:
+    def fn(batch: dict[str, Any]) -> dict[str, Any]:
+        jobs = [pickle.loads(b) for b in batch["job"]]
+        summaries = record_block(jobs, ctx)
+        return {"sku": [j.state.sku for j in jobs],
+                "summary": [json.dumps(s, default=str) for s in summaries]}
 
     return fn
 
@@ -450,7 +523,7 @@ class BackendActor:
     given with the reason, as any stage error would, instead of failing the run.
     """
 
-    def __init__(self, seg: Segment, ctx: RunContext, last: bool) -> None:
+    def __init__(self, seg: Segment, ctx: RunContext) -> None:
         from ..tasks.generate import backend_config, build_generator
 
         self._broken: StageFailure | None = None
@@ -466,8 +539,7 @@ class BackendActor:
                         f"{type(exc).__name__}: {exc}", "install what the message names (weights "
                         "go in the local path or cache it gives), then re-run", "backend",
                         type(exc).__name__)
-        self._fn = _row_fn(seg, ctx, last)
-        self._seg, self._ctx, self._last = seg, ctx, last
+        self._fn = _row_fn(seg, ctx)
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         if self._broken is None:
@@ -475,8 +547,7 @@ class BackendActor:
         job: Job = pickle.loads(row["job"])
         if job.state.ok:
             job = dataclasses.replace(job, state=job.state.failed(self._broken))
-        return _row_fn(Segment((), self._seg.resources), self._ctx, self._last)(
-            {"sku": row["sku"], "job": pickle.dumps(job)})
+        return {"sku": row["sku"], "job": pickle.dumps(job)}
 
 
 def _remote_args(res: Resources) -> dict[str, Any]:
@@ -489,6 +560,29 @@ def _remote_args(res: Resources) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------- the driver
+
+
+def fuse_pays(fused: Sequence[Segment], cluster: Mapping[str, float] | None = None) -> bool:
+    """Whether fused CPU stages lose nothing in packing on ``cluster`` (resource totals; None:
+    ask Ray): every fused segment's declared memory fits as many times as its CPUs do, so the
+    cluster runs as many tasks at once as with one task per stage. Then fusing only saves
+    dispatch (one task per block instead of one per stage); where memory binds (large
+    declared memory, small nodes), stages keep their own tasks and exact resources."""
+    if cluster is None:
+        import ray
+
+        if not ray.is_initialized():
+            return False  # nothing to judge by: keep each stage's own resources
+        cluster = ray.cluster_resources()
+    cpus = float(cluster.get("CPU", 0.0))
+    memory = float(cluster.get("memory", 0.0))
+    for seg in fused:
+        if seg.actor or len(seg.calls) < 2 or not seg.resources.memory_mb:
+            continue
+        by_cpu = cpus // seg.resources.cpus if seg.resources.cpus else math.inf
+        if memory // (seg.resources.memory_mb * 2**20) < by_cpu:
+            return False
+    return True
 
 
 def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions(),
@@ -508,7 +602,7 @@ def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions()
 
         cluster = ray.cluster_resources()
     gpus = float(cluster.get("GPU", 0.0))
-    segs = segments(recipe, options, cluster_gpus=gpus)
+    segs = segments(recipe, options, cluster_gpus=gpus, cluster=cluster)
     need = {"CPU": max([s.resources.cpus for s in segs] + [PLAN_CPUS]),
             "GPU": max([s.resources.gpus for s in segs] + [0.0]),
             "memory": max([s.resources.memory_mb for s in segs] + [0.0]) * 2**20}
@@ -522,99 +616,132 @@ def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions()
 
 
 
-def skus_per_task(n: int, options: ExecutorOptions) -> int:
+def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
+    """SKUs per task: the option, else as many as leave each CPU four tasks of the ``n``, at
+    most 8 (16 where every CPU stage runs in one task: each task then carries a whole SKU)."""
     if options.skus_per_task:
         return options.skus_per_task
     cpus = max(1.0, _cluster("CPU"))
-    return int(max(1, min(8, n // int(4 * cpus))))
+    return int(max(1, min(16 if fused else 8, n // int(4 * cpus))))
+
+
+def task_blocks(jobs: Sequence[Job], recipe: Recipe,
+                options: ExecutorOptions = ExecutorOptions()) -> list[list[Job]]:
+    """``jobs`` in the blocks their tasks will run and record together: consecutive runs of
+    ``skus_per_task``. The same jobs give the same blocks, so a shard that is run again can
+    leave out the blocks already recorded and run the others with the same members (whose
+    records then have the same names as any an earlier try wrote)."""
+    segs = segments(recipe, options)
+    fused = sum(1 for s in segs if not s.actor) <= 1
+    per_task = skus_per_task(len(jobs), options, fused)
+    return [list(jobs[i:i + per_task]) for i in range(0, len(jobs), per_task)]
+
+
+def unrecorded(blocks: Sequence[Sequence[Job]]) -> list[list[Job]]:
+    """``blocks`` less the SKUs whose attempt already has a committed record (read from the
+    catalog's fragments of each run: for recovery, not per SKU); blocks left empty dropped."""
+    done = _recorded(j for b in blocks for j in b)
+    left = [[j for j in b if j.state.attempt_id not in done] for b in blocks]
+    return [b for b in left if b]
 
 
 def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
             options: ExecutorOptions = ExecutorOptions(),
-            on_done: Callable[[dict[str, Any]], None] | None = None) -> Outcome:
+            on_done: Callable[[dict[str, Any]], None] | None = None,
+            blocks: Sequence[Sequence[Job]] | None = None) -> Outcome:
     """Run ``jobs`` through ``recipe`` on the connected Ray cluster; one summary per job.
 
+    ``blocks``: the jobs already grouped into tasks (``task_blocks``; ``jobs`` is then
+    ignored); None: ``task_blocks(jobs)``. Each block is recorded in the catalog together.
     Every job ends with exactly one committed catalog record: written by its worker, or, for
     a task Ray gave up on, by this function ("the worker ... died").
     """
+    import pyarrow as pa
     import ray.data
 
     outcome = Outcome()
-    if not jobs:
+    blocks = [list(b) for b in (task_blocks(jobs, recipe, options) if blocks is None
+                                else blocks) if b]
+    if not blocks:
         return outcome
     _data_context()
     ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options)
     segs = segments(recipe, options)
-    per_task = skus_per_task(len(jobs), options)
-    rows = [{"sku": j.state.sku, "job": pickle.dumps(j)} for j in jobs]
-    pending = {j.state.attempt_id: j for j in jobs}
-    ds = ray.data.from_items(rows, override_num_blocks=math.ceil(len(rows) / per_task))
-    del rows
+    pending = {j.state.attempt_id: j for b in blocks for j in b}
+    # one Arrow table per block: Ray Data keeps them as the tasks' blocks through every map
+    ds = ray.data.from_arrow([pa.table({
+        "sku": pa.array([j.state.sku for j in b], pa.string()),
+        "job": pa.array([pickle.dumps(j) for j in b], pa.binary())}) for b in blocks])
     with warnings.catch_warnings():
         # Ray Data 2.60 deprecates the remote args that bound retries (max_retries,
         # max_task_retries) without a replacement; its default retries a crashing task forever
         warnings.filterwarnings("ignore", message=".*ray_remote_args.* is deprecated")
-        for k, seg in enumerate(segs):
-            last = k == len(segs) - 1
+        for seg in segs:
             if seg.actor:
                 pool = options.gpu_actors or (max(1, int(_cluster("GPU") // seg.resources.gpus))
                                               if seg.resources.gpus else 1)
-                ds = ds.map(BackendActor, fn_constructor_args=(seg, ctx, last),
+                ds = ds.map(BackendActor, fn_constructor_args=(seg, ctx),
                             concurrency=pool, max_restarts=-1,
                             max_task_retries=options.worker_retries,
                             **_remote_args(seg.resources))
             else:
-                ds = ds.map(_row_fn(seg, ctx, last), max_retries=options.worker_retries,
+                ds = ds.map(_row_fn(seg, ctx), max_retries=options.worker_retries,
                             **_remote_args(seg.resources))
+        # the block's records, in the last stage's task where Ray Data fuses them (same
+        # resources), after a GPU backend's pool in a CPU task of its own
+        last = segs[-1] if segs else None
+        record_res = (last.resources if last is not None and not last.actor
+                      else Resources(cpus=min(1.0, PLAN_CPUS)))
+        ds = ds.map_batches(_record_fn(ctx), batch_size=None, batch_format="numpy",
+                            zero_copy_batch=True, max_retries=options.worker_retries,
+                            **_remote_args(record_res))
     for row in ds.iter_rows():
         summary = json.loads(row["summary"])
         pending.pop(summary["attempt_id"], None)
         outcome.summaries.append(summary)
         if on_done:
             on_done(summary)
-    if pending and per_task > 1:
+    if pending and any(len(b) > 1 for b in blocks):
         # Ray gave up on some tasks of several SKUs: one SKU (a crash in native code) can take
         # its task-mates down with it, so run the unrecorded ones again, one per task
         recorded = _recorded(pending.values())
-        again = [j for j in pending.values() if j.state.attempt_id not in recorded]
+        again = [[j] for j in pending.values() if j.state.attempt_id not in recorded]
         log.warning("%d SKUs lost with their tasks; running %d again one per task",
                     len(pending), len(again))
-        retry = convert(again, recipe, catalog_source=catalog_source,
-                        options=dataclasses.replace(options, skus_per_task=1), on_done=on_done)
+        retry = convert([], recipe, catalog_source=catalog_source, options=options,
+                        on_done=on_done, blocks=again)
         outcome.summaries += retry.summaries
         outcome.lost += retry.lost
         for s in retry.summaries:
             pending.pop(s["attempt_id"], None)
-    for job in pending.values():  # Ray gave up on these SKUs' task
-        summary = _lost(job, ctx)
-        outcome.lost += 1
-        outcome.summaries.append(summary)
-        if on_done:
-            on_done(summary)
+    if pending:
+        recorded = _recorded(pending.values())
+        for job in pending.values():  # Ray gave up on these SKUs' task
+            summary = _lost(job, ctx, recorded.get(job.state.attempt_id))
+            outcome.lost += 1
+            outcome.summaries.append(summary)
+            if on_done:
+                on_done(summary)
     return outcome
 
 
-def _recorded(jobs: Iterable[Job]) -> set[str]:
-    """Attempt ids among ``jobs`` whose catalog record is committed."""
-    out = set()
-    for job in jobs:
-        s = job.state
-        key = f"catalog/assets/run={s.run_id}/{s.attempt_id}.parquet"
-        if open_storage(s.store_uri).exists(key):
-            out.add(s.attempt_id)
+def _recorded(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
+    """The committed asset rows among ``jobs``' attempts (by attempt id), whether recorded
+    alone or in a block (a task can die after writing its block's record)."""
+    by_run: dict[tuple[str, str], list[str]] = {}
+    for j in jobs:
+        by_run.setdefault((j.state.store_uri, j.state.run_id), []).append(j.state.attempt_id)
+    out: dict[str, dict[str, Any]] = {}
+    for (uri, run), ids in by_run.items():
+        out.update(committed_attempts(open_storage(uri), run, ids))
     return out
 
 
-def _lost(job: Job, ctx: RunContext) -> dict[str, Any]:
-    """The record of a SKU whose task Ray gave up on (unless its worker wrote one first)."""
+def _lost(job: Job, ctx: RunContext, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The record of a SKU whose task Ray gave up on, unless it has one (``row``: its worker
+    wrote it first, e.g. the watchdog of a hung stage before ending the worker)."""
     state = job.state
-    store = open_storage(state.store_uri)
-    key = f"catalog/assets/run={state.run_id}/{state.attempt_id}.parquet"
-    if store.exists(key):  # the watchdog recorded a hung stage before ending the worker
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-
-        row = pq.read_table(pa.BufferReader(store.get(key))).to_pylist()[0]
+    if row is not None:
         return summary_of(row, state)
     log.error("sku=%s: its task failed %d times; recorded as lost", state.sku,
               ctx.options.worker_retries + 1)

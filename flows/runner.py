@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import dataclasses
+import functools
 import heapq
 import logging
 import os
@@ -33,7 +34,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..catalog.fragments import asset_row, stage_rows, write_attempt
+from ..catalog.fragments import asset_row, stage_rows, write_attempt, write_attempts
 from ..core.errors import AssetError
 from ..core.stage import cpu_budget, failure_record
 from ..core.storage import open_storage
@@ -366,13 +367,7 @@ class AttemptMeta:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
 
-def record_attempt(state: AssetState, meta: AttemptMeta,
-                   policy: StagePolicy = StagePolicy()) -> dict[str, Any]:
-    """Write the attempt's catalog fragments; return a small summary for the driver.
-
-    Fragments are keyed by the attempt id, so writing the same attempt twice (a retried task)
-    replaces the file with an equal one instead of adding a row.
-    """
+def _attempt_row(state: AssetState, meta: AttemptMeta) -> dict[str, Any]:
     # the asset's own time: from its first stage's start to its last stage's end, not the time
     # a failed asset's pass-through tasks spent queued behind other SKUs' work
     started = min((r.started_at for r in state.records), default=meta.started_at)
@@ -381,11 +376,45 @@ def record_attempt(state: AssetState, meta: AttemptMeta,
                     recipe_hash=meta.recipe_hash, input_hashes=meta.input_hashes,
                     catalog_source=meta.catalog_source)
     row.update(meta.extra)
+    return row
+
+
+def record_attempt(state: AssetState, meta: AttemptMeta,
+                   policy: StagePolicy = StagePolicy()) -> dict[str, Any]:
+    """Write the attempt's catalog fragments; return a small summary for the driver.
+
+    Fragments are keyed by the attempt id, so writing the same attempt twice (a retried task)
+    replaces the file with an equal one instead of adding a row.
+    """
+    row = _attempt_row(state, meta)
     store = open_storage(state.store_uri)
     stages = stage_rows(state)
     with_retries(lambda: write_attempt(store, row, stages), policy,
                  f"sku={state.sku} catalog record")
     return summary_of(row, state)
+
+
+def record_attempts(items: list[tuple[AssetState, AttemptMeta]],
+                    policy: StagePolicy = StagePolicy()) -> list[dict[str, Any]]:
+    """Write the catalog records of several attempts (one task's block) together: one stage
+    file and one asset file per run and store, not two files per attempt
+    (``catalog.fragments.write_attempts``); one summary per attempt, in order.
+
+    The block's file names come from its attempt ids, so a retried task rewrites the same
+    files instead of adding rows.
+    """
+    groups: dict[tuple[str, str], list[int]] = {}
+    for i, (state, _) in enumerate(items):
+        groups.setdefault((state.store_uri, state.run_id), []).append(i)
+    rows = [_attempt_row(state, meta) for state, meta in items]
+    for (uri, _run), idx in groups.items():
+        store = open_storage(uri)
+        assets = [rows[i] for i in idx]
+        stages = [r for i in idx for r in stage_rows(items[i][0])]
+        first = items[idx[0]][0].sku
+        with_retries(functools.partial(write_attempts, store, assets, stages), policy,
+                     f"catalog record of {len(idx)} SKUs (sku={first}, ...)")
+    return [summary_of(row, state) for row, (state, _) in zip(rows, items)]
 
 
 def summary_of(row: Mapping[str, Any], state: AssetState) -> dict[str, Any]:

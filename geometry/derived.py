@@ -15,6 +15,7 @@ from ..core.mesh import MeshData
 from . import components as _components
 from . import normals as _normals
 from . import topology as _topology
+from .closest import RayScene
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -64,3 +65,22 @@ def vertex_components(mesh: MeshData) -> tuple[int, np.ndarray]:
     """(count over all vertices, component per face) through shared vertices (cached)."""
     return mesh.derived("vertex_components", lambda: _components.vertex_components(mesh),
                         ("vertices", "faces"))
+
+
+def ray_scene(mesh: MeshData) -> RayScene:
+    """An Embree scene of the mesh for first-hit ray queries (cached: the BVH of a dense mesh
+    costs far more than the rays cleanup casts at it)."""
+    return mesh.derived("ray_scene", lambda: RayScene.of(mesh))
+
+
+def keep_ray_scene(before: MeshData, after: MeshData, kept: np.ndarray) -> None:
+    """Let ``after``, which keeps faces ``kept`` (indices, increasing) of ``before`` in order
+    with the same corner positions (a face subset, bow-ties split), use ``before``'s cached
+    scene instead of building its own. Does nothing when ``before`` has none."""
+    scene = before.cached("ray_scene")
+    if scene is None:
+        return
+    kept = np.asarray(kept, np.int64)
+    if len(kept) != after.n_faces:
+        raise ValueError(f"{len(kept)} kept faces for a mesh of {after.n_faces}")
+    after.derived("ray_scene", lambda: scene.subset(kept, before.n_faces))

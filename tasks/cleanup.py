@@ -283,12 +283,17 @@ def interior_step(mesh: MeshData, run: Run) -> MeshData:
             "no face of the mesh is visible from outside (every face was hidden)",
             "check the generator output for this SKU; or re-run with cleanup "
             "remove_interior=False")
-    mesh = mesh.subset_faces(~hidden)
-    mesh, again = split_nonmanifold_vertices(mesh)  # removal can leave new bow-ties
+    kept = np.flatnonzero(~hidden)
+    out = mesh.subset_faces(~hidden)
+    out, again = split_nonmanifold_vertices(out)  # removal can leave new bow-ties
     run.counts["non_manifold_vertices"] += again
-    mesh = hole_step(mesh, run)  # and new holes where a wall met the surface
-    run.counts["components"] = vertex_components(mesh)[0]
-    return mesh
+    out = hole_step(out, run)  # and new holes where a wall met the surface
+    run.counts["components"] = vertex_components(out)[0]
+    if out is not mesh and out.n_faces == len(kept):
+        # the same faces less the hidden ones: the parts' shape diameter casts its rays at
+        # the hidden-face test's scene (a dense mesh's BVH is the cost of a ray query)
+        derived.keep_ray_scene(mesh, out, kept)
+    return out
 
 
 def parts_step(mesh: MeshData, run: Run) -> MeshData:

@@ -75,3 +75,24 @@ def test_detach_gives_each_face_fresh_vertices():
     assert np.array_equal(cut.vmapping[cut.faces], faces)
     assert np.array_equal(cut.uv[cut.faces], u.uv[faces])
     assert set(cut.faces[[0, 7]].ravel()) == set(range(len(uv), len(uv) + 6))
+
+
+def test_a_chart_from_an_earlier_packing_keeps_its_turn():
+    """A re-pack (``without_overlaps``) marks the charts an earlier packing turned and that
+    lost no face: they are placed as they are, with the layout measuring them again gives."""
+    rng = np.random.default_rng(3)
+    uvs, faces = [], []
+    for k in range(12):  # slanted parallelograms of two triangles, several sizes
+        a, s = rng.uniform(0, np.pi), rng.uniform(0.2, 1.0)
+        r = np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+        quad = (np.array([[0, 0], [2.0, 0], [2.5, 1], [0.5, 1]]) * s) @ r.T + [3.0 * k, 0]
+        faces.append(np.array([[0, 1, 2], [0, 2, 3]]) + 4 * k)
+        uvs.append(quad)
+    uv, faces = np.concatenate(uvs), np.concatenate(faces)
+    options = UVOptions(resolution=256, padding=2)
+    first = pack_charts(uv, faces, options)
+    assert first.packed
+    again = pack_charts(first.uv, first.faces, options)
+    kept = pack_charts(first.uv, first.faces, options, np.ones(len(first.uv), bool))
+    np.testing.assert_allclose(kept.uv, again.uv, atol=1e-5)
+    assert coverage_counts(kept.uv, kept.faces, 256).max() == 1

@@ -154,3 +154,55 @@ def test_part_report_counts_closed_and_manifold_parts():
     tower = _tower()
     tower = tower.replace(face_labels=segment_parts(tower))
     assert part_report(tower) == {"parts": 2, "parts_watertight": 2, "parts_manifold": 2}
+
+
+def test_shape_diameter_through_a_kept_scene_equals_a_fresh_one():
+    """cleanup hands the hidden-face test's scene on to the parts (less the hidden faces):
+    rays that hit a removed face go on through it, so the diameters are those of a scene
+    built for the smaller mesh (here an inner shell the outer sphere's rays would hit)."""
+    from assetfactory.algorithms.parts import shape_diameter
+    from assetfactory.geometry import derived
+    from tests.builders import sphere
+
+    outer, inner = sphere(3, 1.0), sphere(2, 0.5)
+    both = _concat(outer, inner)
+    derived.ray_scene(both)  # built for the mesh with the shell, as the hidden-face test does
+    kept = np.arange(outer.n_faces)
+    shell_gone = both.subset_faces(np.isin(np.arange(both.n_faces), kept))
+    derived.keep_ray_scene(both, shell_gone, kept)
+    assert shell_gone.cached("ray_scene").face_of_prim is not None
+    faces = np.arange(0, outer.n_faces, 7)
+    got = shape_diameter(shell_gone, faces)
+    want = shape_diameter(MeshData(outer.vertices, outer.faces), faces)
+    assert np.isfinite(want).all() and 1.5 < np.median(want) < 2.0  # chords of the sphere
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    # the shell is in the kept scene: a ray inward from the outer sphere hits it first there,
+    # and goes on through it for the mesh that no longer has it
+    centre = outer.vertices[outer.faces[faces]].mean(axis=1)
+    rays = np.concatenate([centre * 0.999, -centre], axis=1).astype(np.float32)
+    _, first, _ = derived.ray_scene(both).first_hits(rays)
+    assert (first >= outer.n_faces).all()
+    t, through, _ = shell_gone.cached("ray_scene").first_hits(rays)
+    assert (through >= 0).all() and (through < outer.n_faces).all()
+    np.testing.assert_allclose(t, 1.998, atol=0.02)  # the far side of the unit sphere
+
+
+def test_split_bow_tie_hands_on_fans_that_match_a_fresh_count():
+    """``split_nonmanifold_vertices`` caches the output's fans (the metrics ask again): the
+    same grouping of corners and one fan per vertex, as computing them anew gives."""
+    from assetfactory.algorithms.repair import split_nonmanifold_vertices
+    from assetfactory.geometry import derived
+
+    t = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1]],
+                        [[0, 2, 1], [0, 1, 3], [0, 3, 2], [1, 2, 3]])
+    v = np.vstack([t.vertices, -t.vertices[1:]])
+    f = np.vstack([t.faces, np.where(t.faces == 0, 0, t.faces + 3)[:, ::-1]])
+    out, bad = split_nonmanifold_vertices(MeshData(v, f))
+    assert bad == 1
+    fan, fan_vertex = derived.vertex_fans(out)  # the cached answer
+    fresh, fresh_vertex = vertex_fans(out.faces, out.n_vertices)
+    assert (np.bincount(fan_vertex, minlength=out.n_vertices) == 1).all()
+    assert (fan_vertex[fan] == out.faces).all() and (fresh_vertex[fresh] == out.faces).all()
+    # the same partition of corners into fans, whatever the numbering
+    pairs = {(a, b) for a, b in zip(fan.ravel(), fresh.ravel())}
+    assert len(pairs) == len(set(fan.ravel())) == len(set(fresh.ravel()))

@@ -12,7 +12,12 @@ from assetfactory.algorithms.projection import (
     TexelGrid,
     ViewInput,
     blend_views_stats,
+    consistent_blend,
+    edge_band,
+    edge_feather,
+    harmonise_gains,
     incidence_weights,
+    mean_blend,
     view_prior,
     visible_texels,
 )
@@ -47,6 +52,8 @@ def reference(grid: TexelGrid, views: list[ViewInput], o) -> tuple[np.ndarray, n
         if v.edge is not None:
             on_edge = sample_nearest(v.edge, pix[idx]).astype(bool)
             w = np.where(on_edge, w * o.edge_weight, w)
+        if v.feather is not None:
+            w = w * sample_nearest(v.feather, pix[idx])
         keep = w > 1e-8
         idx, w = idx[keep], w[keep]
         if o.mip_filter and v.pyramid is not None:
@@ -61,7 +68,7 @@ def reference(grid: TexelGrid, views: list[ViewInput], o) -> tuple[np.ndarray, n
     return acc / np.maximum(wsum, 1e-12)[:, None], wsum
 
 
-def scene(mip: bool, edge: bool) -> tuple[TexelGrid, list[ViewInput]]:
+def scene(mip: bool, edge: bool, feather: bool = False) -> tuple[TexelGrid, list[ViewInput]]:
     rng = np.random.default_rng(3)
     n = 4000
     normals = rng.normal(size=(n, 3))
@@ -85,13 +92,15 @@ def scene(mip: bool, edge: bool) -> tuple[TexelGrid, list[ViewInput]]:
             cam.label, cam, rgb, mask, depth,
             edge=(rng.random((96, 96)) > 0.8) if edge else None,
             face_footprint=rng.uniform(0.3, 9.0, 50) if mip else None,
-            pyramid=build_pyramid(rgb, mask, 4) if mip else None))
+            pyramid=build_pyramid(rgb, mask, 4) if mip else None,
+            feather=rng.uniform(0.05, 1.0, (96, 96)).astype(np.float32) if feather else None))
     return grid, views
 
 
-@pytest.mark.parametrize("mip,edge", [(True, True), (False, False), (False, True)])
-def test_kernel_matches_the_numpy_definition(mip, edge):
-    grid, views = scene(mip, edge)
+@pytest.mark.parametrize("mip,edge,feather", [(True, True, False), (False, False, False),
+                                              (False, True, False), (True, True, True)])
+def test_kernel_matches_the_numpy_definition(mip, edge, feather):
+    grid, views = scene(mip, edge, feather)
     colour, wsum, stats = blend_views_stats(grid, views, Settings())
     ref_colour, ref_wsum = reference(grid, views, Settings())
     seen = ref_wsum > 0
@@ -101,3 +110,87 @@ def test_kernel_matches_the_numpy_definition(mip, edge):
     assert np.allclose(colour[seen], ref_colour[seen], atol=1e-4)
     assert stats.used == ["v0", "v1", "v2"]
     assert (stats.edge_only > 0) == edge
+
+
+class Consistent(Settings):
+    blend = "consistent"
+    consistency_sigma = 0.08
+    harmonise = False
+
+
+def test_per_view_mean_blend_is_the_one_pass_blend():
+    grid, views = scene(True, True)
+    colour, wsum, _ = blend_views_stats(grid, views, Settings())
+    per_view = type("PerView", (Settings,), {"harmonise": True})()
+    # the per-view path's mean (unit gains) is the one-pass blend; with harmonisation the
+    # same texels stay seen
+    seen = [(np.flatnonzero(wsum > 0), colour[wsum > 0], wsum[wsum > 0])]
+    again, w2 = mean_blend(seen, len(wsum))
+    assert np.allclose(again, colour, atol=1e-6) and np.allclose(w2, wsum)
+    _, w3, _ = blend_views_stats(grid, views, per_view)
+    assert np.array_equal(w3 > 0, wsum > 0)
+
+
+def test_consistent_blend_drops_the_view_that_disagrees():
+    t = 3
+    idx = np.arange(t)
+    grey = np.full((t, 3), 0.2, np.float32)
+    # two photos agree on grey; a third, weaker one sees another surface (red) there
+    red = np.tile(np.float32([0.8, 0.05, 0.05]), (t, 1))
+    seen = [(idx, grey, np.full(t, 1.0, np.float32)), (idx, grey * 1.02, np.full(t, 0.9,
+                                                                                  np.float32)),
+            (idx, red, np.full(t, 0.7, np.float32))]
+    mean, _ = mean_blend(seen, t)
+    cons, wsum = consistent_blend(seen, t, 0.08)
+    assert mean[0, 0] > 0.35                    # the plain mean is pulled towards red
+    assert np.allclose(cons, 0.2 * (1.0 + 0.9 * 1.02) / 1.9, atol=2e-3)
+    assert (wsum > 0).all()
+    best_only, _ = consistent_blend(seen, t, 0.0)
+    assert np.allclose(best_only, grey)
+
+
+def test_consistent_blend_through_the_kernel_keeps_what_every_view_agrees_on():
+    grid, views = scene(False, False)
+    same = np.full((96, 96, 3), 0.3, np.float32)
+    views = [ViewInput(v.label, v.camera, same, v.mask, v.depth) for v in views]
+    colour, wsum, _ = blend_views_stats(grid, views, Consistent())
+    assert np.allclose(colour[wsum > 0], 0.3, atol=1e-5)
+
+
+def test_harmonise_recovers_a_photo_shot_with_another_exposure():
+    rng = np.random.default_rng(0)
+    t = 500
+    albedo = rng.uniform(0.05, 0.9, (t, 3)).astype(np.float32)
+    true_gain = [np.float32([1.0, 1.0, 1.0]), np.float32([1.0, 1.0, 1.0]),
+                 np.float32([1.5, 1.2, 0.8])]      # the third photo: brighter and warmer
+    idx = [np.arange(0, 400), np.arange(100, 500), np.arange(0, 500, 2)]
+    seen = [(i, albedo[i] * g, np.ones(len(i), np.float32)) for i, g in
+            zip(idx, true_gain, strict=True)]
+    gains = harmonise_gains(seen, t)
+    corrected = [c * g for (_, c, _), g in zip(seen, gains, strict=True)]
+    # all three photos agree after the gains (up to the common factor the mean fixes)
+    assert np.allclose(corrected[2][idx[2] < 400] / corrected[0][idx[2][idx[2] < 400]],
+                       1.0, atol=1e-3)
+    assert np.allclose(corrected[1][:300] / corrected[0][100:], 1.0, atol=1e-3)
+    assert np.allclose(np.prod(np.stack(gains), axis=0), 1.0, atol=1e-3)   # mean kept
+    # one photo alone, or photos that share nothing, keep gain 1
+    assert np.allclose(harmonise_gains(seen[:1], t)[0], 1.0)
+    apart = [(np.arange(0, 100), albedo[:100], np.ones(100, np.float32)),
+             (np.arange(200, 300), albedo[200:300] * 2, np.ones(100, np.float32))]
+    assert all(np.allclose(g, 1.0) for g in harmonise_gains(apart, t))
+
+
+def test_edge_feather_ramps_from_the_band_to_full_weight():
+    depth = np.full((40, 40), np.inf, np.float32)
+    depth[:, :20] = 2.0
+    mask = np.isfinite(depth)
+    ramp = edge_feather(depth, mask, 2, 0.05, 6.0, 0.1)
+    band = edge_band(depth, mask, 2, 0.05)
+    assert edge_feather(depth, mask, 2, 0.05, 0.0, 0.1) is None
+    assert np.all(ramp[band] == 1.0)               # the band's own weight applies there
+    row = ramp[20, :20]
+    # the silhouette border is column 19: 2 px band, then up to 1 over 6 px
+    assert row[0] == pytest.approx(1.0) and row[10] == pytest.approx(1.0)
+    inside = row[11:17]
+    assert np.all(np.diff(inside[::-1]) >= 0)      # rises away from the border
+    assert 0.1 <= inside.min() < 0.5

@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from assetfactory.catalog.compact import compact
-from assetfactory.catalog.fragments import asset_row, new_attempt_id, stage_rows, write_attempt
+from assetfactory.catalog.fragments import (
+    asset_row,
+    committed_attempts,
+    new_attempt_id,
+    stage_rows,
+    write_attempt,
+    write_attempts,
+)
 from assetfactory.catalog.summary import run_summary
 from assetfactory.catalog.views import connect, query
 from assetfactory.core.storage import LocalStorage
@@ -44,6 +53,37 @@ def test_fragments_and_views(tmp_path):
     assert s["failures"][0]["sku"] == "b" and s["failures"][0]["fix"] == "do x"
     assert {r["stage"] for r in s["stages"]} == {"ingest", "generate"}
     assert abs(sum(r["share"] for r in s["stages"]) - 1) < 1e-9
+
+
+def test_a_block_of_attempts_is_two_files_and_rewriting_it_adds_no_row(tmp_path):
+    store = LocalStorage(tmp_path)
+    states = [_state(tmp_path, sku, failed=sku == "b") for sku in ("a", "b", "c")]
+    now = time.time()
+
+    def rows(sts):
+        return [asset_row(st, started_at=now - 2, finished_at=now, recipe={}, recipe_hash="rh",
+                          input_hashes={}) for st in sts]
+
+    key = write_attempts(store, rows(states), [r for st in states for r in stage_rows(st)])
+    # a retried task: the same attempts in another order, the same file
+    again = write_attempts(store, rows(states[::-1]),
+                           [r for st in states[::-1] for r in stage_rows(st)])
+    assert again == key and key.rsplit("/", 1)[-1].startswith("b-")
+    assert len(list(store.list("catalog/assets/"))) == 1
+    assert len(list(store.list("catalog/stages/"))) == 1
+    _write(tmp_path, _state(tmp_path, "d"))  # one recorded on its own beside the block
+    con = connect(str(tmp_path))
+    assert con.execute("SELECT count(*), count(DISTINCT attempt_id) FROM attempts").fetchone() \
+        == (4, 4)
+    assert con.execute("SELECT count(*) FROM stages").fetchone()[0] == 8
+    con.close()
+    found = committed_attempts(store, "r1")
+    assert {r["sku"] for r in found.values()} == {"a", "b", "c", "d"}
+    one = committed_attempts(store, "r1", [states[1].attempt_id, "never-written"])
+    assert list(one) == [states[1].attempt_id] and one[states[1].attempt_id]["status"] == "failed"
+    assert committed_attempts(store, "other-run") == {}
+    with pytest.raises(ValueError, match="one run"):
+        write_attempts(store, rows([states[0], _state(tmp_path, "e", run="r2")]), [])
 
 
 def test_latest_attempt_wins_and_metrics_can_differ(tmp_path):

@@ -23,6 +23,8 @@ from assetfactory.flows.executor import (
     plan,
     segments,
     skus_per_task,
+    task_blocks,
+    unrecorded,
 )
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
 from assetfactory.tasks.generate import GenerateOptions
@@ -125,10 +127,11 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
         StageCall("count", "toy_stages:count", toy_stages.CountOptions(1)), call,
         StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
         StageCall("count", "toy_stages:count", toy_stages.CountOptions(1))))
-    with_gpu = segments(recipe, ExecutorOptions(), cluster_gpus=1)
+    apart = ExecutorOptions(fuse_cpu_stages=False)
+    with_gpu = segments(recipe, apart, cluster_gpus=1)
     assert [s.actor for s in with_gpu] == [False, True, False, False]
     assert with_gpu[1].resources == Resources(cpus=0.5, gpus=0.5)
-    without = segments(recipe, ExecutorOptions(), cluster_gpus=0)
+    without = segments(recipe, apart, cluster_gpus=0)
     assert without[1].actor and without[1].resources == Resources(cpus=0.5, gpus=0.0)
     fused = segments(recipe, ExecutorOptions(fuse_cpu_stages=True,
                                              resources={"picky": Resources(cpus=2)}),
@@ -139,6 +142,44 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
         ExecutorOptions.from_dict({"timeout": 3})
     with pytest.raises(ValueError, match="must be > 0"):
         ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
+
+
+def test_cpu_stages_fuse_by_default_only_where_declared_memory_does_not_bind():
+    """No Ray needed. Fused stages declare the largest memory of their stages (bake: 4 GiB):
+    fused where the cluster still runs as many tasks at once as it has CPUs, apart where that
+    memory would leave CPUs idle."""
+    gb = 2**30
+    real = build_recipe("web", "mesh")
+    names = [c.name for c in real.calls]
+    roomy = segments(real, ExecutorOptions(), cluster_gpus=0,
+                     cluster={"CPU": 2.0, "memory": 9 * gb})
+    assert [s.name for s in roomy] == ["+".join(names)]
+    assert roomy[0].resources.memory_mb == 4096 and roomy[0].resources.cpus == 1
+    tight = segments(real, ExecutorOptions(), cluster_gpus=0,
+                     cluster={"CPU": 2.0, "memory": 6 * gb})
+    assert [s.name for s in tight] == names
+    assert [s.name for s in segments(real, ExecutorOptions(fuse_cpu_stages=False),
+                                     cluster_gpus=0, cluster={"CPU": 2.0, "memory": 9 * gb})] \
+        == names
+
+
+def test_a_retried_shard_runs_only_unrecorded_blocks_with_the_same_members(tmp_path):
+    """No Ray needed. Blocks are fixed by the planned jobs; a block is recorded whole (one
+    file), so what a retry runs is the blocks with no record, each with its first members."""
+    from assetfactory.flows.runner import AttemptMeta, record_attempt, record_attempts
+
+    jobs = _jobs(tmp_path, [f"s{i}" for i in range(7)])
+    options = ExecutorOptions(skus_per_task=3, fuse_cpu_stages=False)
+    blocks = task_blocks(jobs, RECIPE, options)
+    assert [[j.state.sku for j in b] for b in blocks] == [["s0", "s1", "s2"],
+                                                          ["s3", "s4", "s5"], ["s6"]]
+    assert task_blocks(jobs, RECIPE, options) == blocks
+    meta = AttemptMeta(0.0, {}, "rh", {}, "")
+    record_attempts([(j.state, meta) for j in blocks[0]])
+    record_attempt(blocks[1][1].state, meta)  # recorded alone (a hung stage's watchdog)
+    left = unrecorded(blocks)
+    assert [[j.state.sku for j in b] for b in left] == [["s3", "s5"], ["s6"]]
+    assert _rows(tmp_path, "SELECT count(*) AS n FROM attempts")[0]["n"] == 4
 
 
 def test_two_shards_run_at_once_only_where_each_gets_a_whole_operator():

@@ -163,14 +163,17 @@ def test_a_worker_killed_mid_stage(tmp_path, cluster):
     watcher = _when_pid_file(pid_dir, lambda pid: (killed.append(pid),
                                                    os.kill(pid, signal.SIGKILL)))
     out = str(tmp_path / "out")
-    outcome = run_catalog(specs, recipe, out=out, options=ExecutorOptions(skus_per_task=1))
+    # the three SKUs in one task, recorded together once the task's work is done
+    outcome = run_catalog(specs, recipe, out=out, options=ExecutorOptions(skus_per_task=3))
     watcher.stop(timeout=5)
     assert killed, "the nap stage never started"
     assert outcome.counts == {"ok": 3}, outcome.summaries
-    # the killed task ran again (a second PID file) and the SKU was recorded once
+    # the killed task ran again (a second PID file) and each SKU was recorded once, in one
+    # block record: the killed try had written none
     assert len(list(pid_dir.glob("slow-a.*.pid"))) == 2
     check_outcome(out, specs, {"slow-a", "fine-b", "fine-c"})
     assert rows(out, "SELECT count(*) AS n FROM stages WHERE stage = 'nap'")[0]["n"] == 3
+    assert len(list(Path(out).glob("catalog/assets/**/*.parquet"))) == 1
 
 
 def test_s3_stopped_mid_run_and_restarted(tmp_path, cluster):
@@ -212,8 +215,10 @@ def test_hung_stages_time_out_and_free_their_worker(tmp_path, cluster):
     skus = ["hang1", "stuck1", "fine1", "fine2"]
     jobs = [Job(AssetState(sku=s, spec=SkuSpec(sku=s), store_uri=str(tmp_path), run_id="r1",
                            attempt_id=f"att-{s}", asset_id=f"id-{s}"), {}) for s in skus]
+    # two per task: the stuck SKU's watchdog records it alone and ends the worker; the task's
+    # next try leaves it out of the block's record (one row per attempt, none twice)
     out = convert(jobs, recipe, options=ExecutorOptions(
-        timeouts={"nap": 2}, hang_grace_s=1, worker_retries=1, skus_per_task=1))
+        timeouts={"nap": 2}, hang_grace_s=1, worker_retries=1, skus_per_task=2))
     got = {r["sku"]: r for r in rows(tmp_path, "SELECT * FROM assets")}
     assert set(got) == set(skus)
     # interrupted in Python; and stuck in "native" code (the signal blocked): worker stopped

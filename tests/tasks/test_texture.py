@@ -440,3 +440,9 @@ def test_delight_recovers_the_albedo_under_a_light_fixed_to_the_camera(renderer,
     # unlit, the delit texture is the albedo; lit by the same light, it is the photos
     assert psnr(t_delit, albedo, shading="unlit") > psnr(t_baked, albedo, shading="unlit") + 3
     assert psnr(t_delit, [v[1] for v in views], shading="lambert", light=light) > 27
+    # a visual hull carved from the same photos: its shared points lie between the photos,
+    # so the light is not fitted there unless asked for
+    hull = dataclasses.replace(state, metrics={"generate_method": "visual_hull"})
+    skipped = texture(hull, TextureOptions(size=256, delight=True)).metrics
+    assert skipped["texture_delit"] is False and skipped["texture_delight_skipped_hull"]
+    assert not m["texture_delight_skipped_hull"]
