@@ -18,8 +18,13 @@ def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
     mesh stays manifold and closed) and where both new faces keep the neighbour's
     orientation. Vertex positions and the face count do not change. Returns (faces, flips).
     """
-    faces = faces.copy()
+    from ._edge_ops_numba import flip_round
+
+    faces = np.array(faces, np.int64)  # a copy, changed in place by the rounds
+    vertices = np.ascontiguousarray(vertices, np.float64)
+    labels = np.ascontiguousarray(labels)
     total = 0
+    n = len(vertices)
     for _ in range(rounds):
         p = vertices[faces]
         edges = np.roll(p, -1, axis=1) - p                    # edge k: corner k -> k+1
@@ -30,29 +35,10 @@ def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
         cand = np.flatnonzero((longest > 0) & (twice_area < ratio * longest ** 2))
         if not len(cand):
             break
-        n = len(vertices)
         directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)
-        owner = dict(zip((directed[:, 0] * n + directed[:, 1]).tolist(),
-                         np.repeat(np.arange(len(faces)), 3).tolist()))
-        used = np.zeros(len(faces), bool)
-        flips = 0
-        for i in cand.tolist():
-            a, b, c = (int(faces[i, (k[i] + j) % 3]) for j in range(3))
-            g = owner.get(b * n + a)
-            if g is None or used[i] or used[g] or labels[g] != labels[i]:
-                continue
-            d = int(next(x for x in faces[g] if x != a and x != b))
-            if d == c or c * n + d in owner or d * n + c in owner:
-                continue
-            ng = np.cross(vertices[a] - vertices[b], vertices[d] - vertices[b])
-            n1 = np.cross(vertices[a] - vertices[c], vertices[d] - vertices[c])
-            n2 = np.cross(vertices[b] - vertices[d], vertices[c] - vertices[d])
-            if n1 @ ng <= 0 or n2 @ ng <= 0:
-                continue
-            faces[i], faces[g] = (c, a, d), (d, b, c)
-            owner[c * n + d] = owner[d * n + c] = -1  # taken: no second flip onto cd
-            used[i] = used[g] = True
-            flips += 1
+        keys = directed[:, 0] * n + directed[:, 1]
+        order = np.argsort(keys, kind="stable")
+        flips = flip_round(vertices, faces, labels, cand, k, keys[order], order // 3, n)
         total += flips
         if not flips:
             break

@@ -19,6 +19,7 @@ KERNEL_MODULES = (
     "assetfactory.geometry._topology_numba",
     "assetfactory.geometry._raster_numba",
     "assetfactory.algorithms._qem_numba",
+    "assetfactory.algorithms._edge_ops_numba",
     "assetfactory.algorithms._packing_numba",
     "assetfactory.geometry._texel_numba",
     "assetfactory.algorithms._ao_numba",
@@ -60,6 +61,7 @@ def warm_up() -> float:
 
     from .algorithms.chart_packing import pack_charts
     from .algorithms.decimate import decimate
+    from .algorithms.edge_ops import flip_slivers
     from .algorithms.unwrap import unwrap_chunk
     from .algorithms.uv_quality import uv_metrics
     from .core.mesh import MeshData
@@ -77,6 +79,8 @@ def warm_up() -> float:
     decimate(clean, 200)
     y = clean.vertices[clean.faces].mean(axis=1)[:, 1]  # two parts: the per-part kernels
     decimate(clean.replace(face_labels=(y > 0).astype(np.int32)), 200)
+    sliver = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1e-5, 0], [0.5, -1, 0]], np.float64)
+    flip_slivers(sliver, np.array([[0, 1, 2], [1, 0, 3]], np.int64), np.zeros(2, np.int32))
     # uv: packing and the coverage raster (uv_metrics)
     vmap, faces, uv = unwrap_chunk(clean.vertices, clean.faces, None, 0.0)
     packed = pack_charts(uv, faces, UVOptions(resolution=256, padding=2))
