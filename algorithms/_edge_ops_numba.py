@@ -7,6 +7,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..geometry._topology_numba import corner_cross
+
 
 @numba.njit(cache=True, nogil=True, inline="always")
 def _owner(keys, owners, key):
@@ -26,12 +28,6 @@ def _slot(table, key):
     while table[h] != -1 and table[h] != key:
         h = (h + 1) & mask
     return h
-
-
-@numba.njit(cache=True, nogil=True, inline="always")
-def _cross_dot(ax, ay, az, bx, by, bz, gx, gy, gz):
-    # (a x b) . g
-    return (ay * bz - az * by) * gx + (az * bx - ax * bz) * gy + (ax * by - ay * bx) * gz
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
@@ -67,22 +63,12 @@ def flip_round(v, faces, labels, cand, longest, keys, owners, n):
         if new[_slot(new, cd)] == cd:
             continue
         # the new faces (c, a, d) and (d, b, c) must keep the neighbour's orientation
-        gx = v[a, 0] - v[b, 0]
-        gy = v[a, 1] - v[b, 1]
-        gz = v[a, 2] - v[b, 2]
-        hx = v[d, 0] - v[b, 0]
-        hy = v[d, 1] - v[b, 1]
-        hz = v[d, 2] - v[b, 2]
-        nx = gy * hz - gz * hy
-        ny = gz * hx - gx * hz
-        nz = gx * hy - gy * hx
-        if _cross_dot(v[a, 0] - v[c, 0], v[a, 1] - v[c, 1], v[a, 2] - v[c, 2],
-                      v[d, 0] - v[c, 0], v[d, 1] - v[c, 1], v[d, 2] - v[c, 2],
-                      nx, ny, nz) <= 0:
+        nx, ny, nz = corner_cross(v, b, a, d)
+        px, py, pz = corner_cross(v, c, a, d)
+        if px * nx + py * ny + pz * nz <= 0:
             continue
-        if _cross_dot(v[b, 0] - v[d, 0], v[b, 1] - v[d, 1], v[b, 2] - v[d, 2],
-                      v[c, 0] - v[d, 0], v[c, 1] - v[d, 1], v[c, 2] - v[d, 2],
-                      nx, ny, nz) <= 0:
+        px, py, pz = corner_cross(v, d, b, c)
+        if px * nx + py * ny + pz * nz <= 0:
             continue
         faces[i, 0], faces[i, 1], faces[i, 2] = c, a, d
         faces[g, 0], faces[g, 1], faces[g, 2] = d, b, c

@@ -6,6 +6,19 @@ from __future__ import annotations
 import numpy as np
 
 
+def sliver_candidates(vertices: np.ndarray, faces: np.ndarray,
+                      ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """(slivers, longest): the faces whose twice-area is under ``ratio`` x their longest edge
+    squared, in face order, and each face's longest edge k (corner k -> k+1)."""
+    p = vertices[faces]
+    edges = np.roll(p, -1, axis=1) - p
+    length2 = np.einsum("fkd,fkd->fk", edges, edges)
+    k = np.argmax(length2, axis=1)
+    longest = np.sqrt(length2[np.arange(len(faces)), k])
+    twice_area = np.linalg.norm(np.cross(edges[:, 0], -edges[:, 2]), axis=1)
+    return np.flatnonzero((longest > 0) & (twice_area < ratio * longest ** 2)), k
+
+
 def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
                  ratio: float = 1e-3, rounds: int = 4) -> tuple[np.ndarray, int]:
     """Flip away slivers: faces whose third vertex lies (almost) on their longest edge.
@@ -26,13 +39,7 @@ def flip_slivers(vertices: np.ndarray, faces: np.ndarray, labels: np.ndarray,
     total = 0
     n = len(vertices)
     for _ in range(rounds):
-        p = vertices[faces]
-        edges = np.roll(p, -1, axis=1) - p                    # edge k: corner k -> k+1
-        length2 = np.einsum("fkd,fkd->fk", edges, edges)
-        k = np.argmax(length2, axis=1)
-        longest = np.sqrt(length2[np.arange(len(faces)), k])
-        twice_area = np.linalg.norm(np.cross(edges[:, 0], -edges[:, 2]), axis=1)
-        cand = np.flatnonzero((longest > 0) & (twice_area < ratio * longest ** 2))
+        cand, k = sliver_candidates(vertices, faces, ratio)
         if not len(cand):
             break
         directed = faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2)

@@ -261,22 +261,26 @@ def vertex_fans(faces, pairs, edges, edge):
     return fan.reshape(m, 3), fan_vertex
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def corner_cross(vertices, a, b, c):
+    """(b - a) x (c - a) for vertex indices a, b, c, as three scalars (no array made)."""
+    ux = vertices[b, 0] - vertices[a, 0]
+    uy = vertices[b, 1] - vertices[a, 1]
+    uz = vertices[b, 2] - vertices[a, 2]
+    wx = vertices[c, 0] - vertices[a, 0]
+    wy = vertices[c, 1] - vertices[a, 1]
+    wz = vertices[c, 2] - vertices[a, 2]
+    return uy * wz - uz * wy, uz * wx - ux * wz, ux * wy - uy * wx
+
+
 @jit
 def face_cross(vertices, faces):
     """Per face: the cross product (b - a) x (c - a) (twice the area, along the normal)."""
     m = faces.shape[0]
     out = np.empty((m, 3), np.float64)
     for f in range(m):
-        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        ux = vertices[b, 0] - vertices[a, 0]
-        uy = vertices[b, 1] - vertices[a, 1]
-        uz = vertices[b, 2] - vertices[a, 2]
-        wx = vertices[c, 0] - vertices[a, 0]
-        wy = vertices[c, 1] - vertices[a, 1]
-        wz = vertices[c, 2] - vertices[a, 2]
-        out[f, 0] = uy * wz - uz * wy
-        out[f, 1] = uz * wx - ux * wz
-        out[f, 2] = ux * wy - uy * wx
+        out[f, 0], out[f, 1], out[f, 2] = corner_cross(vertices, faces[f, 0], faces[f, 1],
+                                                       faces[f, 2])
     return out
 
 

@@ -6,22 +6,18 @@ import numpy as np
 import trimesh
 
 from assetfactory.algorithms import decimate as Q
-from assetfactory.algorithms.edge_ops import flip_slivers
+from assetfactory.algorithms.edge_ops import flip_slivers, sliver_candidates
 from assetfactory.core.mesh import MeshData
 
 
 def _flip_slivers_python(vertices, faces, labels, ratio=1e-3, rounds=4):
-    """The flip as it was first written (a dict of directed edges, a Python loop)."""
+    """The flip as it was first written (a dict of directed edges, a Python loop), on the
+    same candidates."""
     faces = faces.copy()
     total = 0
     for _ in range(rounds):
-        p = vertices[faces]
-        edges = np.roll(p, -1, axis=1) - p
-        length2 = np.einsum("fkd,fkd->fk", edges, edges)
-        k = np.argmax(length2, axis=1)
-        longest = np.sqrt(length2[np.arange(len(faces)), k])
-        twice_area = np.linalg.norm(np.cross(edges[:, 0], -edges[:, 2]), axis=1)
-        cand = np.flatnonzero((longest > 0) & (twice_area < ratio * longest ** 2))
+        # which faces are slivers is shared; the flips are what is compared
+        cand, k = sliver_candidates(vertices, faces, ratio)
         if not len(cand):
             break
         n = len(vertices)

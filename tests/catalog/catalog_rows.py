@@ -101,3 +101,30 @@ def with_env(env: dict[str, str], fn, *args) -> None:
     os.environ.clear()
     os.environ.update(env)
     fn(*args)
+
+
+#: metrics of a good attempt in the constructed catalogs
+OK = {"metrics_tris": 1000, "metrics_iou_min": 0.95, "export_glb_bytes": 100_000}
+
+
+def write_two_runs(root: str) -> None:
+    """Runs r1 and r2 of one catalog, triaged: ``same`` (its triangles 0.5 % up), ``fixme``
+    (failed, then converted twice in r2: the later, good one counts), ``breaks`` (good, then
+    converted twice in r2: the later one fails), ``worse`` (its silhouette IoU down to 0.5),
+    ``gone`` (r1 only) and ``fresh`` (r2 only)."""
+    from assetfactory.catalog.triage import record_verdicts
+
+    write(root, "same", "r1", metrics=OK, files=False)
+    write(root, "fixme", "r1", failed="uv", metrics={}, files=False)
+    write(root, "breaks", "r1", metrics=OK, files=False)
+    write(root, "worse", "r1", metrics=OK, files=False)
+    write(root, "gone", "r1", metrics=OK, files=False)
+    write(root, "same", "r2", metrics={**OK, "metrics_tris": 1005}, files=False)
+    write(root, "fixme", "r2", failed="bake", metrics={}, files=False)
+    write(root, "breaks", "r2", metrics=OK, files=False)
+    time.sleep(0.01)                  # finished_at is kept in milliseconds
+    write(root, "fixme", "r2", metrics=OK, files=False)
+    write(root, "breaks", "r2", failed="export", metrics={}, files=False)
+    write(root, "worse", "r2", metrics={**OK, "metrics_iou_min": 0.5}, files=False)
+    write(root, "fresh", "r2", metrics=OK, files=False)
+    record_verdicts(root)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from catalog_rows import write
+from catalog_rows import OK, write, write_two_runs
 from typer.testing import CliRunner
 
 from assetfactory.catalog.history import latest_runs, run_diff, sku_history
@@ -14,8 +13,6 @@ from assetfactory.catalog.reviews import record_decision
 from assetfactory.catalog.triage import record_verdicts
 from assetfactory.catalog.views import query
 from assetfactory.cli import app
-
-OK = {"metrics_tris": 1000, "metrics_iou_min": 0.95, "export_glb_bytes": 100_000}
 
 
 @pytest.fixture(autouse=True)
@@ -51,21 +48,8 @@ def test_sku_history_lists_attempts_verdicts_and_decisions_in_order(tmp_path):
 
 def test_run_diff_new_fixed_regressed_missing_and_moved_metrics(tmp_path):
     root = str(tmp_path)
-    write(root, "same", "r1", metrics=OK, files=False)
-    write(root, "fixme", "r1", failed="uv", metrics={}, files=False)
-    write(root, "breaks", "r1", metrics=OK, files=False)
-    write(root, "worse", "r1", metrics=OK, files=False)
-    write(root, "gone", "r1", metrics=OK, files=False)
-    write(root, "same", "r2", metrics={**OK, "metrics_tris": 1005}, files=False)
-    # a SKU converted twice in one run: its latest attempt there is the one compared
-    write(root, "fixme", "r2", failed="bake", metrics={}, files=False)
-    write(root, "breaks", "r2", metrics=OK, files=False)
-    time.sleep(0.01)                  # finished_at is kept in milliseconds
-    write(root, "fixme", "r2", metrics=OK, files=False)
-    write(root, "breaks", "r2", failed="export", metrics={}, files=False)
-    write(root, "worse", "r2", metrics={**OK, "metrics_iou_min": 0.5}, files=False)
-    write(root, "fresh", "r2", metrics=OK, files=False)
-    record_verdicts(root)
+    # fixme and breaks are converted twice in r2: their latest attempt there is the one compared
+    write_two_runs(root)
     assert latest_runs(root) == ["r1", "r2"]
     d = run_diff(root, "r1", "r2", tolerance=0.01)
     assert d.counts == {"new": 1, "fixed": 1, "regressed": 2, "same": 1, "missing": 1}

@@ -5,7 +5,7 @@ the ``run_diff`` / ``run_metric_changes`` macros equal to the Python path either
 from __future__ import annotations
 
 import pytest
-from catalog_rows import write
+from catalog_rows import OK, write, write_two_runs
 
 from assetfactory.catalog.compact import compact
 from assetfactory.catalog.files import LATEST_PREFIX, snapshot
@@ -14,7 +14,6 @@ from assetfactory.catalog.latest import build_latest, latest_tables
 from assetfactory.catalog.triage import record_verdicts
 from assetfactory.catalog.views import Catalog
 
-OK = {"metrics_tris": 1000, "metrics_iou_min": 0.95, "export_glb_bytes": 100_000}
 KINDS = ("assets", "verdicts")      # what the tables are made from (stage rows: not needed)
 
 
@@ -22,21 +21,6 @@ KINDS = ("assets", "verdicts")      # what the tables are made from (stage rows:
 def _no_user_rules(monkeypatch, tmp_path_factory):
     monkeypatch.delenv("ASSETFACTORY_RULES", raising=False)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("config")))
-
-
-def _two_runs(root: str) -> None:
-    write(root, "same", "r1", metrics=OK, files=False)
-    write(root, "fixme", "r1", failed="uv", metrics={}, files=False)
-    write(root, "breaks", "r1", metrics=OK, files=False)
-    write(root, "worse", "r1", metrics=OK, files=False)
-    write(root, "gone", "r1", metrics=OK, files=False)
-    write(root, "same", "r2", metrics={**OK, "metrics_tris": 1005}, files=False)
-    write(root, "fixme", "r2", failed="bake", metrics={}, files=False)
-    write(root, "fixme", "r2", metrics=OK, files=False)          # the later one counts
-    write(root, "breaks", "r2", failed="export", metrics={}, files=False)
-    write(root, "worse", "r2", metrics={**OK, "metrics_iou_min": 0.5}, files=False)
-    write(root, "fresh", "r2", metrics=OK, files=False)
-    record_verdicts(root)
 
 
 def _answers(cat: Catalog) -> dict:
@@ -59,7 +43,7 @@ def _answers(cat: Catalog) -> dict:
 def test_compaction_writes_tables_diffs_use_them_while_fresh_and_ignore_them_when_stale(
         tmp_path):
     root = str(tmp_path)
-    _two_runs(root)
+    write_two_runs(root)
     with Catalog(root) as cat:                  # nothing compacted: computed from the rows
         assert not cat.latest("r1")[1] and not cat.latest("r2")[1]
         rows_answer = _answers(cat)
