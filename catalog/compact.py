@@ -25,13 +25,14 @@ what a crash left behind.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Self
@@ -163,22 +164,10 @@ def _compact_partition(root: str, store, kind: str, part: str | None,
     name = f"c-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:10]}"
     data_key, side_key = out_dir + name + ".parquet", out_dir + name + ".sources.json"
 
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("SET preserve_insertion_order = false")
-    con.execute("SET enable_progress_bar = false")
-    tmpdir = tempfile.mkdtemp(prefix="assetfactory-compact-")
-    con.execute(f"SET temp_directory = '{tmpdir}'")
-    try:
+    with duckdb_job(memory_limit, "assetfactory-compact-", keep_order=False) as (con, tmpdir):
         src = _source_sql(root, frags, small, key)
         order = ", ".join(f'"{c}"' for c in SORT_KEYS[kind] if c)
-        local = isinstance(store, LocalStorage)
-        if local:
-            target_dir = store.root / out_dir
-            target_dir.mkdir(parents=True, exist_ok=True)
-            tmp_out = target_dir / f".tmp-{name}.parquet"
-        else:
-            tmp_out = Path(tmpdir) / f"{name}.parquet"
+        tmp_out = staging_file(store, data_key, tmpdir)
         con.execute(f"COPY (SELECT * FROM {src} ORDER BY {order}) TO '{_esc(str(tmp_out))}' "
                     f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
         want = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {src} t").fetchone()
@@ -193,14 +182,7 @@ def _compact_partition(root: str, store, kind: str, part: str | None,
         store.put(side_key, json.dumps({"sources": sources, "rows": int(want[0]),
                                         "written_at": time.time(),
                                         "host": socket.gethostname()}).encode())
-        if local:
-            os.replace(tmp_out, store.root / data_key)
-        else:
-            store.put(data_key, tmp_out.read_bytes())
-            tmp_out.unlink(missing_ok=True)
-    finally:
-        con.close()
-        _rmtree(tmpdir)
+        publish(store, tmp_out, data_key)
     if on_written:
         on_written(data_key)
     _delete_many(store, [f.key for f in frags])
@@ -338,6 +320,46 @@ class _lock:
 
 def _esc(s: str) -> str:
     return s.replace("'", "''")
+
+
+@contextlib.contextmanager
+def duckdb_job(memory_limit: str, prefix: str,
+               keep_order: bool = True) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    """A DuckDB connection for one job that writes a catalog file, and a temporary folder it
+    spills to (and a file bound for S3 is staged in); both gone afterwards."""
+    con = duckdb.connect()
+    con.execute(f"SET memory_limit = '{memory_limit}'")
+    if not keep_order:
+        con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
+    tmpdir = tempfile.mkdtemp(prefix=prefix)
+    con.execute(f"SET temp_directory = '{tmpdir}'")
+    try:
+        yield con, tmpdir
+    finally:
+        con.close()
+        _rmtree(tmpdir)
+
+
+def staging_file(store, key: str, tmpdir: str) -> Path:
+    """Where the file for ``key`` is written before ``publish``: beside its place locally
+    (``.tmp-<name>``, on the same file system, so the rename is atomic), in ``tmpdir`` for
+    S3."""
+    name = key.rsplit("/", 1)[1]
+    if isinstance(store, LocalStorage):
+        target = store.root / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target.parent / f".tmp-{name}"
+    return Path(tmpdir) / name
+
+
+def publish(store, tmp_out: Path, key: str) -> None:
+    """Make a staged file visible under ``key`` whole: a rename locally, one PUT on S3."""
+    if isinstance(store, LocalStorage):
+        os.replace(tmp_out, store.root / key)
+    else:
+        store.put(key, tmp_out.read_bytes())
+        tmp_out.unlink(missing_ok=True)
 
 
 def _rmtree(path: str) -> None:

@@ -27,15 +27,22 @@ from __future__ import annotations
 import json
 import os
 import socket
-import tempfile
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import duckdb
 
-from ..core.storage import LocalStorage, open_storage
-from .compact import ROW_GROUP_ROWS, CompactionBusy, _delete_many, _esc, _lock, _rmtree
+from ..core.storage import open_storage
+from .compact import (
+    ROW_GROUP_ROWS,
+    CompactionBusy,
+    _delete_many,
+    _esc,
+    _lock,
+    duckdb_job,
+    publish,
+    staging_file,
+)
 from .files import LATEST_KINDS, LATEST_PREFIX, Snapshot, _list, latest_key, local_paths, snapshot
 from .fragments import VERDICT_SCHEMA
 from .views import _DUCK_TYPES, _lit, is_metric, latest_sql, quote_ident, read_sql
@@ -96,12 +103,7 @@ def _build_run(root: str, store, run: str, memory_limit: str) -> str | None:
         return None
     assets = [f for f in files if f.kind == "assets"]
     verdicts = [f for f in files if f.kind == "verdicts"]
-    con = duckdb.connect()
-    con.execute(f"SET memory_limit = '{memory_limit}'")
-    con.execute("SET enable_progress_bar = false")
-    tmpdir = tempfile.mkdtemp(prefix="assetfactory-latest-")
-    con.execute(f"SET temp_directory = '{tmpdir}'")
-    try:
+    with duckdb_job(memory_limit, "assetfactory-latest-") as (con, tmpdir):
         a_sql = read_sql(local_paths(root, assets))
         if verdicts:
             v_sql = read_sql(local_paths(root, verdicts))
@@ -112,14 +114,7 @@ def _build_run(root: str, store, run: str, memory_limit: str) -> str | None:
         types = con.execute(f"DESCRIBE SELECT * FROM {a_sql}").fetchall()
         metrics = sorted(n for n, t, *_ in types if is_metric(n, t))
         body = latest_sql(a_sql, v_sql, f"run_id = {_lit(run)}", metrics)
-        local = isinstance(store, LocalStorage)
-        name = key.rsplit("/", 1)[1]
-        if local:
-            target = store.root / key
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp_out = target.parent / f".tmp-{name}"
-        else:
-            tmp_out = Path(tmpdir) / name
+        tmp_out = staging_file(store, key, tmpdir)
         meta = json.dumps({"sources": sorted(f.key for f in files), "written_at": time.time(),
                            "host": socket.gethostname()})
         # snappy, not zstd: a diff reads ~100 of these columns whole, and decoding them was
@@ -127,13 +122,7 @@ def _build_run(root: str, store, run: str, memory_limit: str) -> str | None:
         con.execute(f"COPY (SELECT * FROM {body} ORDER BY sku, attempt_id) "
                     f"TO '{_esc(str(tmp_out))}' (FORMAT parquet, COMPRESSION snappy, "
                     f"ROW_GROUP_SIZE {ROW_GROUP_ROWS}, KV_METADATA {{sources: {_lit(meta)}}})")
-        if local:
-            os.replace(tmp_out, target)
-        else:
-            store.put(key, tmp_out.read_bytes())
-    finally:
-        con.close()
-        _rmtree(tmpdir)
+        publish(store, tmp_out, key)
     return key
 
 
