@@ -304,15 +304,21 @@ def _stage_row(state: AssetState, seq: int, r: StageRecord) -> dict[str, Any]:
     }
 
 
+def _write_committed(store: Storage, run: str, name: str, assets: list[dict[str, Any]],
+                     stages: list[dict[str, Any]]) -> str:
+    """The stage rows' file, then the asset rows' file (the commit marker), both ``name`` in
+    run ``run``'s partitions; returns the asset file's key."""
+    if stages:
+        store.put(f"catalog/stages/run={run}/{name}.parquet",
+                  _parquet_bytes(_to_table(stages, STAGE_SCHEMA)))
+    key = f"catalog/assets/run={run}/{name}.parquet"
+    store.put(key, _parquet_bytes(_to_table(assets, ASSET_SCHEMA)))
+    return key
+
+
 def write_attempt(store: Storage, asset: dict[str, Any], stages: list[dict[str, Any]]) -> str:
     """Write one attempt's fragments: stages first, then the asset row (the commit marker)."""
-    run, attempt = asset["run_id"], asset["attempt_id"]
-    if stages:
-        store.put(f"catalog/stages/run={run}/{attempt}.parquet",
-                  _parquet_bytes(_to_table(stages, STAGE_SCHEMA)))
-    key = f"catalog/assets/run={run}/{attempt}.parquet"
-    store.put(key, _parquet_bytes(_to_table([asset], ASSET_SCHEMA)))
-    return key
+    return _write_committed(store, asset["run_id"], asset["attempt_id"], [asset], stages)
 
 
 def block_name(attempt_ids: Iterable[str]) -> str:
@@ -337,14 +343,8 @@ def write_attempts(store: Storage, assets: list[dict[str, Any]],
     runs = {a["run_id"] for a in assets}
     if len(runs) != 1:
         raise ValueError(f"a block's attempts must share one run, got {sorted(runs)}")
-    run = runs.pop()
-    name = block_name(a["attempt_id"] for a in assets)
-    if stages:
-        store.put(f"catalog/stages/run={run}/{name}.parquet",
-                  _parquet_bytes(_to_table(stages, STAGE_SCHEMA)))
-    key = f"catalog/assets/run={run}/{name}.parquet"
-    store.put(key, _parquet_bytes(_to_table(assets, ASSET_SCHEMA)))
-    return key
+    return _write_committed(store, runs.pop(), block_name(a["attempt_id"] for a in assets),
+                            assets, stages)
 
 
 def committed_attempts(store: Storage, run_id: str,
