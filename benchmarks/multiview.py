@@ -65,6 +65,10 @@ TEXTURE_PX = 512
 TEXTURE_OPTIONS: dict = {}
 #: Named texture variants made on one shape (``--texture-variants``): {name: options}.
 TEXTURE_VARIANTS: dict = {}
+#: Stop after generate (``--shape-only``): shape and silhouette scores, no texture.
+SHAPE_ONLY: list = []
+#: Silhouette backend options on top of the profile's (``--generate '{"photo_carve": true}'``).
+GENERATE_OPTIONS: dict = {}
 
 
 @dataclass(frozen=True)
@@ -428,8 +432,14 @@ def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
     for name, extra in variants.items():
         recipe = build_recipe("ar", backend, {"texture": {"size": TEXTURE_PX, **TEXTURE_OPTIONS,
                                                           **extra},
-                                              "uv": {"resolution": TEXTURE_PX}})
+                                              "uv": {"resolution": TEXTURE_PX},
+                                              **({"generate": {"backend_options": dict(GENERATE_OPTIONS)}}
+                                                 if GENERATE_OPTIONS else {})})
         calls = [c for c in recipe.calls if c.name not in ("bake", "export")]
+        if SHAPE_ONLY:
+            calls = calls[:[c.name for c in calls].index("generate") + 1]
+            state = run_asset(state, dataclasses.replace(recipe, calls=tuple(calls)))
+            return [(name, state, time.perf_counter() - t0)]
         first = next(i for i, c in enumerate(calls) if c.name == "texture")
         if shape is None:
             shape = run_asset(state, dataclasses.replace(recipe, calls=tuple(calls[:first])))
@@ -609,7 +619,7 @@ def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> d
     if not state.ok:
         f = state.failure
         return {"status": "failed", "stage": f.stage, "error": f.message[:300]}
-    raw = load_mesh(state, "mesh")
+    raw = load_mesh(state, "mesh" if "mesh" in state.artifacts else "dense_mesh")
     mesh = normalised(raw)
     reg = (registered(raw, load_cameras(state), [c for c, _, _ in inputs])
            if "cameras" in state.artifacts else None)
@@ -627,8 +637,31 @@ def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> d
     row["stage_s"] = {r.stage: round(r.duration_s, 2) for r in state.records}
     row.update({k: v for k, v in state.metrics.items()
                 if k.startswith(("texture_light", "texture_delit", "generate_camera_",
-                                 "generate_ground"))})
+                                 "generate_ground", "generate_carve", "generate_vote",
+                                 "generate_components"))})
+    row["cam_views"] = view_cameras(state, [c for c, _, _ in inputs])
     return row
+
+
+def view_cameras(state, true_cameras) -> dict:
+    """Per view: the camera the factory used (azimuth, elevation, in the truth's frame up to the
+    turn the fit leaves free) against the true one, and the fit's silhouette agreement."""
+    from assetfactory.core.artifacts import load_cameras, load_json
+
+    if "cameras" not in state.artifacts:
+        return {}
+    report = (load_json(state, "generate_report") or {}).get("camera_fit", {}) \
+        if "generate_report" in state.artifacts else {}
+    ious = report.get("view_iou") or {}
+    true = {c.label: c for c in true_cameras}
+    out = {}
+    for c in load_cameras(state):
+        t = true.get(c.label)
+        out[c.label] = {"az": round(c.azimuth_deg, 2), "el": round(c.elevation_deg, 2),
+                        "true_az": None if t is None else round(t.azimuth_deg, 2),
+                        "true_el": None if t is None else round(t.elevation_deg, 2),
+                        "fit_iou": None if c.label not in ious else round(ious[c.label], 3)}
+    return out
 
 
 def truth_of(model: str, cams: dict) -> tuple[list[Prim], dict]:
@@ -883,6 +916,11 @@ def main() -> None:
     ap.add_argument("--texture-variants", default="",
                     help="texture option sets as JSON {name: options}, each made on the same "
                     "shape: a before/after of the texture stage")
+    ap.add_argument("--shape-only", action="store_true",
+                    help="stop after generate: shape, silhouette and camera scores, no texture "
+                    "(quick loops on the shape)")
+    ap.add_argument("--generate", default="{}", help="silhouette backend options as JSON, e.g. "
+                    "'{\"photo_carve\": true}'")
     ap.add_argument("--registration-only", action="store_true",
                     help="with --rescore: only the registered image scores (reg: columns)")
     ap.add_argument("--rescore", action="store_true",
@@ -890,6 +928,9 @@ def main() -> None:
     args = ap.parse_args()
     TEXTURE_OPTIONS.update(json.loads(args.texture))
     TEXTURE_VARIANTS.update(json.loads(args.texture_variants or "{}"))
+    GENERATE_OPTIONS.update(json.loads(args.generate))
+    if args.shape_only:
+        SHAPE_ONLY.append(True)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         rescore(args.tag, args.registration_only)

@@ -71,6 +71,26 @@ def flood_from_seeds(n_faces: int, pairs: np.ndarray, seeds: np.ndarray) -> np.n
     return reached[comp]
 
 
+def pieces_by_volume(mesh: MeshData, min_fraction: float) -> tuple[MeshData, int, int]:
+    """The closed pieces that enclose at least ``min_fraction`` of the largest piece's volume
+    (a visual hull's floaters from noisy masks enclose next to nothing; a product's separate
+    parts, a cake's candles or a lid that more views cut free, enclose their own volume), and
+    (pieces there were, pieces kept)."""
+    n, labels = vertex_labels(mesh.faces, mesh.n_vertices)
+    face_comp = labels[mesh.faces[:, 0]]
+    present = np.bincount(face_comp, minlength=n) > 0
+    pieces = int(present.sum())
+    if pieces <= 1:
+        return mesh, pieces, pieces
+    t = mesh.vertices[mesh.faces]
+    six_vol = np.einsum("ij,ij->i", t[:, 0], np.cross(t[:, 1], t[:, 2]))
+    vol = np.abs(np.bincount(face_comp, weights=six_vol, minlength=n))
+    keep = present & (vol >= min_fraction * vol.max())
+    if not keep.any():
+        keep = present
+    return mesh.subset_faces(keep[face_comp]), pieces, int(keep.sum())
+
+
 def largest_component(mesh: MeshData) -> tuple[MeshData, int]:
     """The connected piece with the most faces, and how many pieces there were."""
     n, labels = vertex_labels(mesh.faces, mesh.n_vertices)

@@ -29,7 +29,7 @@ from ..core.stage import check
 from ..core.types import Resources
 from ..geometry import closed
 from ..geometry.closed import is_closed
-from ..geometry.components import largest_component
+from ..geometry.components import largest_component, pieces_by_volume
 from .base import DenseMesh, GenerateRequest
 
 __all__ = ["SilhouetteConfig", "SilhouetteGenerator", "inflate", "is_closed",
@@ -48,7 +48,14 @@ class SilhouetteConfig:
     inflation: one view only: depth of the inflated shape relative to its width (a round
         silhouette with 1.0 gives a sphere; 0.35 suits boxes and bottles seen from the front).
     coarse_resolution: voxels per side of the first pass that finds the object's box.
-    keep_largest: keep only the largest connected piece (floaters come from noisy masks).
+    keep_largest: drop the pieces that enclose less than ``min_piece`` of the largest one's
+        volume (floaters come from noisy masks); every piece that holds volume stays: more
+        views cut a product's separate parts (a cake's candles, a lid, a frame's bars) free of
+        each other, and keeping only the largest then threw most of the product away.
+    min_piece: see ``keep_largest``.
+    fit_thin_voxels: the camera fit's small grids widen every silhouette cone by this many grid
+        steps, so that parts thinner than a step (a frame, a racquet's head) still carve a
+        hull there to be compared with the photos.
     estimate_cameras: fit what the catalog did not say about the shoot (elevation, lens,
         per-view azimuth, elevation and centre) to the silhouettes (``algorithms/camera_fit.py``);
         one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
@@ -67,6 +74,8 @@ class SilhouetteConfig:
     inflation: float = 0.35
     coarse_resolution: int = 48
     keep_largest: bool = True
+    min_piece: float = 0.005
+    fit_thin_voxels: float = 0.0
     estimate_cameras: bool = True
     on_inconsistent: str = "fail"
     ground_cut: bool = True
@@ -78,6 +87,8 @@ class SilhouetteConfig:
         check(8 <= self.coarse_resolution <= 256, "silhouette: coarse_resolution not in 8..256")
         check(self.device == "cpu", f"silhouette: runs on numpy; device {self.device!r} must be "
               "'cpu'")
+        check(0.0 <= self.min_piece <= 1.0, f"silhouette: min_piece {self.min_piece} not in "
+              "[0, 1]")
         check(0.0 < self.inflation <= 4.0, f"silhouette: inflation {self.inflation} not in (0, 4]")
         check(self.on_inconsistent in INCONSISTENT, f"silhouette: on_inconsistent must be one of "
               f"{INCONSISTENT}, got {self.on_inconsistent!r}")
@@ -137,7 +148,7 @@ class SilhouetteGenerator:
                  masks: list[np.ndarray], cams: list[Camera]):
         """Estimated cameras for the posed views (see ``algorithms/camera_fit.py``); a photo that
         disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
-        from ..algorithms.camera_fit import ShootHints, fit_cameras, single_view
+        from ..algorithms.camera_fit import FitOptions, ShootHints, fit_cameras, single_view
 
         raw = dict(request.camera_hints or {})
         known = list(raw.get("elevation_known") or [])
@@ -150,7 +161,8 @@ class SilhouetteGenerator:
                     "camera_elevation_source": "rim" if found is not None else
                     ("catalog" if hints.elevation_known[0] else "default")}
             return [cam], posed, masks, info, {"camera_fit": info}
-        fit = fit_cameras(cams, masks, hints)
+        options = FitOptions(thin_voxels=self.config.fit_thin_voxels)
+        fit = fit_cameras(cams, masks, hints, options)
         dropped = []
         if fit.outliers:
             bad = fit.outliers[0]
@@ -165,7 +177,7 @@ class SilhouetteGenerator:
             posed, masks, cams = ([seq[k] for k in keep] for seq in (posed, masks, fit.cameras))
             raw["elevation_known"] = [raw["elevation_known"][k] for k in keep]
             if len(posed) >= 2:
-                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw))
+                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw), options)
                 cams = fit.cameras
         else:
             cams = fit.cameras
@@ -228,9 +240,9 @@ def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[Mesh
     if mesh.n_faces == 0:
         raise ProcessingError(f"{method} produced no surface",
                               "check the masks and the view labels")
-    pieces = 1
+    pieces = kept = 1
     if config.keep_largest:
-        mesh, pieces = largest_component(mesh)
+        mesh, pieces, kept = pieces_by_volume(mesh, config.min_piece)
     vol = signed_volume(mesh)
     if vol < 0:
         mesh = mesh.replace(faces=mesh.faces[:, ::-1].copy())
@@ -238,7 +250,8 @@ def _finish(mesh: MeshData, config: SilhouetteConfig, method: str) -> tuple[Mesh
     if not np.isfinite(mesh.vertices).all():
         raise ProcessingError(f"{method} produced non-finite vertices",
                               "report this SKU; the cameras may be degenerate")
-    return mesh, {"method": method, "components": pieces, "volume": vol,
+    return mesh, {"method": method, "components": pieces, "components_kept": kept,
+                  "volume": vol,
                   "watertight": is_closed(mesh.faces)}
 
 

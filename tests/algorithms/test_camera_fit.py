@@ -40,6 +40,24 @@ def test_an_unknown_elevation_is_recovered_within_a_few_degrees(elevation, fov, 
     assert 0 < m["camera_seconds"] < 60
 
 
+def test_the_scan_hands_the_finer_grid_its_best_basins():
+    from assetfactory.algorithms.camera_fit import _candidates
+
+    f = {0.0: 0.5, 1.0: 0.2, 2.0: 0.4, 3.0: 0.1, 4.0: 0.3, 5.0: 0.25}
+    assert _candidates(lambda x: f[round(x)], 0.0, 5.0, 1.0, 3) == [3.0, 1.0, 5.0]
+    assert _candidates(lambda x: f[round(x)], 0.0, 5.0, 1.0, 1) == [3.0]
+
+
+def test_eight_views_end_no_worse_than_the_labels_cameras():
+    # eight views: the small grid's score is flatter, the per-view corrections more; what the
+    # fit returns must agree with the photos at least as well as the labels' cameras do
+    views, _ = shoot(product("asym"), LABELS8, elevation=15.0, fov=30.0)
+    fit = _fit(views, ShootHints(default_elevation_deg=15.0))
+    assert fit.elevation_deg == pytest.approx(15.0, abs=3.0)
+    assert fit.consistency >= fit.start_iou - 1e-6
+    assert fit.outliers == []
+
+
 def test_catalog_values_that_are_right_stay():
     known = IngestOptions(fov_deg=35.0, default_elevation_deg=18.0)
     views, _ = shoot(product("asym"), LABELS4, elevation=18.0, fov=35.0, assumed=known)

@@ -296,6 +296,36 @@ def test_largest_component_drops_floaters():
     assert pieces == 2 and kept.n_faces == 2 and kept.n_vertices == 4
 
 
+def test_pieces_that_hold_volume_stay_and_floaters_go():
+    # a base and a lid with a gap between them: eight views cut the lid free of the base (four
+    # leave a phantom bridge), and keeping only the largest piece threw the lid away
+    import trimesh
+
+    from assetfactory.core.mesh import MeshData
+    from assetfactory.geometry.components import pieces_by_volume
+    from assetfactory.geometry.render import get_renderer
+
+    base = trimesh.creation.box([0.6, 0.35, 0.6])
+    base.apply_translation([0, -0.2, 0])
+    lid = trimesh.creation.box([0.5, 0.15, 0.5])
+    lid.apply_translation([0, 0.2, 0])
+    product = MeshData.concatenate([MeshData(np.asarray(m.vertices), np.asarray(m.faces))
+                                    for m in (base, lid)])
+    r = get_renderer()
+    views = []
+    for az in np.arange(8) * 45.0:
+        cam = orbit_camera(f"az{az:03.0f}", az, 10.0, 2.5, 30.0, 128)
+        views.append(SimpleNamespace(label=cam.label, camera=cam, mask=r.mask(product, cam)))
+    out = _generate(views, resolution=64, ground_cut=False)
+    assert out.info["components"] == 2 and out.info["components_kept"] == 2
+    assert out.mesh.vertices[:, 1].max() > 0.25        # the lid's top is there
+    assert out.mesh.vertices[:, 1].min() < -0.3        # and the base's bottom
+    # a sliver floater (no volume) still goes
+    sliver = MeshData(np.array([[2.0, 0, 0], [2.1, 0, 0], [2.0, 0.1, 0]]), np.array([[0, 1, 2]]))
+    kept, pieces, n_kept = pieces_by_volume(MeshData.concatenate([out.mesh, sliver]), 0.005)
+    assert (pieces, n_kept) == (3, 2) and kept.n_faces == out.mesh.n_faces
+
+
 # ---------------------------------------------------------------- real renders
 
 def test_hull_from_real_renders_reprojects_onto_their_masks():
