@@ -538,7 +538,7 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
                             options.candidates)
         best = min(cands, key=lambda e: objective(fine, replace(p, elevation=e)))
         p.elevation = _golden(lambda e: objective(fine, replace(p, elevation=e)),
-                              best - step / 2, best + step / 2, 5)
+                              best - step / 2, best + step / 2, 4)
 
     # 2. the lens
     if not hints.fov_known:
@@ -550,10 +550,10 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
                                                    replace(p, fov=math.exp(lf))))
         fine = fine_at(replace(p, fov=math.exp(best)))
         p.fov = math.exp(_golden(lambda lf: objective(fine, replace(p, fov=math.exp(lf))),
-                                 best - step / 2, best + step / 2, 4))
+                                 best - step / 2, best + step / 2, 3))
         if free.any():
             p.elevation = _golden(lambda e: objective(fine, replace(p, elevation=e)),
-                                  p.elevation - 3.0, p.elevation + 3.0, 4)
+                                  p.elevation - 3.0, p.elevation + 3.0, 3)
 
     # 3. per view, against the others' hull, at the finer level; kept only where they make
     # the photos agree better as a whole (each view's correction is found against the others'
