@@ -120,7 +120,6 @@ class FitOptions:
     outlier_gain: float = 0.04
     stated_gain: float = 0.02
     candidates: int = 3         # the small grid's best basins that the finer grid re-ranks
-    thin_voxels: float = 0.0    # every silhouette cone widened by this many grid steps
     per_view: bool = True       # search a per-view elevation too (a hand-held shoot)
 
 
@@ -278,10 +277,9 @@ class _Carver:
     def fields(self, p: _Params, views: list[int] | None = None) -> dict[int, np.ndarray]:
         views = range(self.shoot.n) if views is None else views
         out = {}
-        pad = self.shoot.options.thin_voxels * float(self.grid.spacing.max())
         for i in views:
             cam = self.shoot.camera(i, p, self.px)
-            out[i] = (view_field(cam, self.sdfs[i], self.points)[0] + pad).astype(np.float32)
+            out[i] = view_field(cam, self.sdfs[i], self.points)[0].astype(np.float32)
         return out
 
     def hull(self, fields: dict[int, np.ndarray], skip: int | None = None):

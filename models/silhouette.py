@@ -53,9 +53,6 @@ class SilhouetteConfig:
         views cut a product's separate parts (a cake's candles, a lid, a frame's bars) free of
         each other, and keeping only the largest then threw most of the product away.
     min_piece: see ``keep_largest``.
-    fit_thin_voxels: the camera fit's small grids widen every silhouette cone by this many grid
-        steps, so that parts thinner than a step (a frame, a racquet's head) still carve a
-        hull there to be compared with the photos.
     estimate_cameras: fit what the catalog did not say about the shoot (elevation, lens,
         per-view azimuth, elevation and centre) to the silhouettes (``algorithms/camera_fit.py``);
         one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
@@ -75,7 +72,6 @@ class SilhouetteConfig:
     coarse_resolution: int = 48
     keep_largest: bool = True
     min_piece: float = 0.005
-    fit_thin_voxels: float = 0.0
     estimate_cameras: bool = True
     on_inconsistent: str = "fail"
     ground_cut: bool = True
@@ -148,7 +144,7 @@ class SilhouetteGenerator:
                  masks: list[np.ndarray], cams: list[Camera]):
         """Estimated cameras for the posed views (see ``algorithms/camera_fit.py``); a photo that
         disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
-        from ..algorithms.camera_fit import FitOptions, ShootHints, fit_cameras, single_view
+        from ..algorithms.camera_fit import ShootHints, fit_cameras, single_view
 
         raw = dict(request.camera_hints or {})
         known = list(raw.get("elevation_known") or [])
@@ -161,8 +157,7 @@ class SilhouetteGenerator:
                     "camera_elevation_source": "rim" if found is not None else
                     ("catalog" if hints.elevation_known[0] else "default")}
             return [cam], posed, masks, info, {"camera_fit": info}
-        options = FitOptions(thin_voxels=self.config.fit_thin_voxels)
-        fit = fit_cameras(cams, masks, hints, options)
+        fit = fit_cameras(cams, masks, hints)
         dropped = []
         if fit.outliers:
             bad = fit.outliers[0]
@@ -177,7 +172,7 @@ class SilhouetteGenerator:
             posed, masks, cams = ([seq[k] for k in keep] for seq in (posed, masks, fit.cameras))
             raw["elevation_known"] = [raw["elevation_known"][k] for k in keep]
             if len(posed) >= 2:
-                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw), options)
+                fit = fit_cameras(cams, masks, ShootHints.from_dict(raw))
                 cams = fit.cameras
         else:
             cams = fit.cameras
