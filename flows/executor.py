@@ -196,6 +196,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "ignore_reinit_error": True,
                               "logging_level": logging.WARNING}
+    # every worker imports the stages as it starts, while the driver reads and plans
+    kwargs["runtime_env"] = {"worker_process_setup_hook":
+                             "assetfactory.flows.executor.warm_worker"}
     if address:
         kwargs["address"] = address
     else:
@@ -208,6 +211,21 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         yield
     finally:
         ray.shutdown()
+
+
+def warm_worker() -> None:
+    """Ray's start hook for each worker of a session that ``ray_session`` starts: import every
+    stage's module (and so the geometry, numba and rendering libraries beneath them) as the
+    worker starts, while the driver is still reading the catalog and planning, instead of in
+    the first task each worker runs, where seconds of imports left its CPU idle. A module that
+    cannot be imported is left for its stage to report."""
+    import importlib
+
+    from .recipe import STAGE_ORDER
+
+    for name in STAGE_ORDER:
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"assetfactory.tasks.{name}")
 
 
 def _data_context():
@@ -615,7 +633,6 @@ def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions()
     return 1
 
 
-
 def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
     """SKUs per task: the option, else as many as leave each CPU four tasks of the ``n``, at
     most 8 (16 where every CPU stage runs in one task: each task then carries a whole SKU)."""
@@ -628,13 +645,22 @@ def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
 def task_blocks(jobs: Sequence[Job], recipe: Recipe,
                 options: ExecutorOptions = ExecutorOptions()) -> list[list[Job]]:
     """``jobs`` in the blocks their tasks will run and record together: consecutive runs of
-    ``skus_per_task``. The same jobs give the same blocks, so a shard that is run again can
-    leave out the blocks already recorded and run the others with the same members (whose
-    records then have the same names as any an earlier try wrote)."""
+    ``skus_per_task``; where that size is chosen here, the last CPUs x size SKUs in blocks of
+    a quarter of it (the shard's last tasks then keep every CPU busy nearly to its end). The
+    same jobs give the same blocks, so a shard that is run again can leave out the blocks
+    already recorded and run the others with the same members (whose records then have the
+    same names as any an earlier try wrote)."""
     segs = segments(recipe, options)
     fused = sum(1 for s in segs if not s.actor) <= 1
     per_task = skus_per_task(len(jobs), options, fused)
-    return [list(jobs[i:i + per_task]) for i in range(0, len(jobs), per_task)]
+    cut = len(jobs)
+    if not options.skus_per_task and per_task > 2:
+        # the last blocks smaller: while the shard's last tasks run, the other CPUs wait on
+        # them, so its last CPUs x per_task SKUs go in blocks of a quarter of the size
+        cut = max(0, len(jobs) - int(max(1.0, _cluster("CPU"))) * per_task)
+    small = max(1, per_task // 4)
+    return ([list(jobs[i:min(i + per_task, cut)]) for i in range(0, cut, per_task)]
+            + [list(jobs[i:i + small]) for i in range(cut, len(jobs), small)])
 
 
 def unrecorded(blocks: Sequence[Sequence[Job]]) -> list[list[Job]]:

@@ -117,6 +117,13 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     assert skus_per_task(5, ExecutorOptions()) == 1
     assert skus_per_task(1000, ExecutorOptions()) == 8
     assert skus_per_task(1000, ExecutorOptions(skus_per_task=3)) == 3
+    # the shard's last tasks smaller, so that its end leaves no CPU waiting on a long task
+    blocks = task_blocks(first.jobs, recipe)
+    size = len(blocks[0])
+    assert [j for b in blocks for j in b] == first.jobs and task_blocks(first.jobs, recipe) \
+        == blocks
+    assert {len(b) for b in blocks[-4:]} == {max(1, size // 4)} and size > 2
+    assert sum(len(b) for b in blocks if len(b) < size) == 2 * size  # 2 CPUs x the size
 
 
 def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
