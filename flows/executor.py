@@ -20,8 +20,11 @@ again, a shard Prefect runs again) writes the same two files, never a second row
 
 For small assets (every CPU stage's declared memory fits the cluster's memory as often as its
 CPUs allow: ``fuse_cpu_stages`` left to None), consecutive CPU stages run in one task and a
-task takes up to 16 SKUs: per-stage tasks of ~0.1 s left the CPUs idle between Ray Data's
-hand-overs. Where declared memory would bind, each stage keeps a task of its own.
+task takes up to 32 SKUs: per-stage tasks of ~0.1 s left the CPUs idle between Ray Data's
+hand-overs (each hand-over leaves a CPU idle for a few tenths of a second on a busy driver),
+and a shard's last tasks are a quarter of the size, so that its end does not leave CPUs
+waiting on one long task. Where declared memory would bind, each stage keeps a task of its
+own.
 
 Faults:
 * a worker that dies (killed, out of memory, a segfault in a native library) fails its task;
@@ -92,7 +95,7 @@ class ExecutorOptions:
     hang_grace_s: how long a timed-out stage may take to unwind before its worker is ended.
     worker_retries: how often a task whose worker died is run again.
     skus_per_task: SKUs per Ray task (a block, recorded in the catalog together); 0 picks
-        1-8 (1-16 where all CPU stages run fused) so that each CPU gets at least four tasks
+        1-8 (1-32 where all CPU stages run fused) so that each CPU gets at least four tasks
         of a shard (more per task amortises dispatch and records for tiny assets; fewer
         loses less work to a killed run).
     gpu_actors: actors in a GPU backend's pool; 0 = as many as the cluster's GPUs hold.
@@ -325,10 +328,13 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
         _data_context()
         rows = [{"i": i, "spec": pickle.dumps(s)} for i, s in enumerate(specs)]
         ids = [None] * len(specs)  # type: ignore[list-item]
-        blocks = max(1, min(len(rows), int(4 * max(1.0, _cluster("CPU")))))
+        cpus = int(max(1.0, _cluster("CPU")))
+        blocks = max(1, min(len(rows), 4 * cpus))
+        # as many tasks at once as CPUs: the workers already started (and warmed by
+        # ``warm_worker``) plan, instead of more started for planning alone
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _identify_batch, fn_kwargs={"recipe": recipe, "recipe_id": recipe_id},
-            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy")
+            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy", concurrency=cpus)
         for r in ds.iter_rows():
             ids[int(r["i"])] = (str(r["aid"]), json.loads(r["hashes"]))
         missing = [specs[i].sku for i, v in enumerate(ids) if v is None]
@@ -635,11 +641,11 @@ def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions()
 
 def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
     """SKUs per task: the option, else as many as leave each CPU four tasks of the ``n``, at
-    most 8 (16 where every CPU stage runs in one task: each task then carries a whole SKU)."""
+    most 8 (32 where every CPU stage runs in one task: each task then carries a whole SKU)."""
     if options.skus_per_task:
         return options.skus_per_task
     cpus = max(1.0, _cluster("CPU"))
-    return int(max(1, min(16 if fused else 8, n // int(4 * cpus))))
+    return int(max(1, min(32 if fused else 8, n // int(4 * cpus))))
 
 
 def task_blocks(jobs: Sequence[Job], recipe: Recipe,
