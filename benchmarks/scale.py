@@ -188,6 +188,8 @@ class Sampler:
             return name
         if "prefect" in cmd or "uvicorn" in cmd:
             return "prefect server"
+        if name.startswith("ray::_") or "Actor" in name:
+            return "ray data actors (stats, autoscaling)"
         if name.startswith("ray::") or "default_worker.py" in cmd:
             return "ray workers"
         if name == "node" or "node" in cmd.split(" ")[0]:
