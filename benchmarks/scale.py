@@ -210,8 +210,7 @@ class Sampler:
             with contextlib.suppress(Exception):  # a process that just ended
                 t = p.cpu_times()
                 self.cpu[p.pid] = t.user + t.system
-                if p.pid not in self.kind:
-                    self.kind[p.pid] = self._kind(p)
+                self.kind[p.pid] = self._kind(p)  # a worker is "ray::IDLE" until it has a task
 
     def cpu_by_kind(self, before: dict[int, float]) -> dict[str, float]:
         """CPU seconds per kind of process since ``before`` (a copy of ``cpu``)."""
