@@ -1,29 +1,36 @@
-"""Benchmark: catalog scale. What a trivial SKU costs, and what the executor adds on top.
+"""Benchmark: catalog scale. What a cheap SKU costs, and what the executor adds on top.
 
-    .venv/bin/python benchmarks/scale.py --quick   # ~15 min on 2 cores: 200 / 1,000 SKUs
-    .venv/bin/python benchmarks/scale.py           # ~1.5 h on 2 cores: 1,000 / 10,000 SKUs
+    .venv/bin/python benchmarks/scale.py --quick   # 200 / 1,000 SKUs
+    .venv/bin/python benchmarks/scale.py           # 1,000 / 10,000 SKUs (hours on 2 cores)
+    ... --configs 1000x2,1000x1 --skip a,c         # only these SKUsxCPUs runs of (b)
 
-(a) Stage time of a trivial SKU: a 12-triangle box through every stage in this process (the
-    ```mesh`` backend, profile ``web``, the recipe ``assetfactory run --texture-px 256`` builds:
-    every map at 256 px), warm, median of 8 boxes. "CPU s" is this process's CPU time for the
-    SKU (less sensitive to a busy machine than the stages' wall time; the uv pool's and the
-    validator's own processes are not in it).
+The recipe (``--mesh``, ``--px``): synthetic SKUs whose meshes are UV capsules of 512
+triangles (``capsule``, the default; each SKU its own size and oval) or 12-triangle boxes
+(``box``), through the ``mesh`` backend, profile ``web``, with every map at ``--px`` (256 by
+default: ``assetfactory run --texture-px 256``).
+
+(a) Stage time of a cheap SKU through every stage in this process, warm, median of 8. "CPU s"
+    is this process's CPU time for the SKU (the uv pool's and the validator's own processes
+    are not in it).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
-    catalog fragments) over a synthetic catalog of boxes (each its own GLB and size), cheap
-    recipe as in (a), on a fresh local Ray limited to 1 or 2 CPUs,
-    each run in a subprocess of its own. Reported: wall time (the flow call; Ray's start is
-    apart, and so is Prefect's temporary server, started by a warm-up flow), SKUs/s,
-    orchestration overhead = 1 - summed stage time / (wall x CPUs), the same
-    over the conversion window only (first shard start to last SKU done), the driver's peak
-    RSS, the object store's peak (shared-memory pages of the raylet, sampled every 0.5 s),
-    and "CPU out": the share of all CPU time used by the run (driver, Ray's processes and
-    workers, Prefect's server) spent outside stage bodies (an upper bound: the uv process
-    pool and the glTF-Validator run in processes of their own and count as outside). Unlike
-    the wall-time overhead it barely moves with other jobs on the machine.
+    catalog fragments) over a synthetic catalog, on a fresh local Ray limited to 1 or 2 CPUs
+    and started as the flow starts it (``executor.ray_session``), each configuration in a
+    subprocess of its own, in a session that is reaped after it. Reported: wall time of the
+    flow call and the starts apart (Prefect's temporary server, started by a warm-up flow, and
+    Ray), SKUs/s, orchestration overhead = 1 - summed stage time / (wall x CPUs) over the flow
+    call and over the starts and the call together, the idle core-seconds (CPUs x wall - stage
+    time) split into before the first stage, between the first stage and the last stage's end,
+    and after it, from the run's own stage records; the driver's steps (planning, conversion,
+    compaction, triage) with their start and end; the CPU seconds of each kind of process of
+    the run (driver, Prefect's server, raylet, GCS, Ray's agents, Ray Data's actors, the
+    workers, the glTF-Validator); the driver's peak RSS through the conversion and through the
+    whole run; the object store's peak (shared-memory pages of the raylet, sampled every
+    0.5 s). The chart shows memory, throughput, and the cores busy inside stage bodies over
+    each run (0.25 s bins).
 (c) Dispatch: a recipe of nine stages that do nothing (``trivial_stages.noop``) through the
     executor (planning + conversion + catalog records), 2 CPUs: stage executions per second.
 
-Prints the tables and writes benchmarks/out/scale.png and benchmarks/out/scale.json. The
+Prints the tables and writes benchmarks/out/<name>.png and benchmarks/out/<name>.json. The
 machine's load average is printed beside each run: on a shared machine, read the figures
 with it.
 """
