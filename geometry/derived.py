@@ -84,3 +84,63 @@ def keep_ray_scene(before: MeshData, after: MeshData, kept: np.ndarray) -> None:
     if len(kept) != after.n_faces:
         raise ValueError(f"{len(kept)} kept faces for a mesh of {after.n_faces}")
     after.derived("ray_scene", lambda: scene.subset(kept, before.n_faces))
+
+
+def subset_faces(mesh: MeshData, keep: np.ndarray) -> MeshData:
+    """``mesh.subset_faces(keep)`` that hands its cached edge table on.
+
+    The subset keeps faces in order and renumbers the used vertices in order, so its edge
+    table is the kept faces' edges of the old one, in the same (low, high) order: a few
+    gathers instead of a new table (~0.3-0.6 s of CPU at a million faces). The result is
+    exactly ``topology.edge_table`` of the subset's faces (tests/geometry/test_derived.py).
+    """
+    out = mesh.subset_faces(keep)
+    if out is mesh:
+        return out
+    table = mesh.cached("edge_table", ("faces",))
+    if table is None or mesh.n_faces == 0:
+        return out
+    edges, face_edge, _ = table
+    keep = np.asarray(keep)
+    kept_fe = face_edge[keep]
+    if out.n_faces == 0:
+        return out
+    used_edge = np.zeros(len(edges), bool)
+    used_edge[kept_fe.ravel()] = True
+    new_edge = np.cumsum(used_edge) - 1
+    used_vertex = np.zeros(mesh.n_vertices, bool)
+    used_vertex[mesh.faces[keep].ravel()] = True
+    new_vertex = np.cumsum(used_vertex) - 1
+    sub_fe = new_edge[kept_fe]
+    sub_edges = new_vertex[edges[used_edge]]
+    counts = np.bincount(sub_fe.ravel(), minlength=len(sub_edges)).astype(np.int64)
+    out.derived("edge_table", lambda: (sub_edges, sub_fe, counts), ("faces",))
+    return out
+
+
+def split_vertices_table(mesh: MeshData, out: MeshData) -> None:
+    """Hand ``mesh``'s cached edge table on to ``out``, the same faces with some corners moved
+    to new vertices appended after the old ones (bow-tie fans split apart). On an
+    edge-manifold mesh (no edge of more than two faces: cleanup removes those first) the two
+    faces across an edge share their fan at each end, so each old edge is one new edge whose
+    ends are the new ids of its corners; the table is re-sorted by (low, high). Does nothing
+    when ``mesh`` has no cached table or an edge has more than two faces."""
+    table = mesh.cached("edge_table", ("faces",))
+    if table is None or out.n_faces != mesh.n_faces or mesh.n_faces == 0:
+        return
+    edges, face_edge, counts = table
+    if int(counts.max()) > 2:
+        return
+    # the new ends of each edge, from any face that uses it (both give the same ends)
+    slot = np.empty(len(edges), np.int64)
+    slot[face_edge.ravel()] = np.arange(face_edge.size)
+    f, k = slot // 3, slot % 3
+    a, b = out.faces[f, k], out.faces[f, (k + 1) % 3]
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    order = np.lexsort((hi, lo))
+    rank = np.empty(len(order), np.int64)
+    rank[order] = np.arange(len(order))
+    new_edges = np.stack([lo[order], hi[order]], axis=1)
+    new_fe = rank[face_edge]
+    new_counts = counts[order].copy()
+    out.derived("edge_table", lambda: (new_edges, new_fe, new_counts), ("faces",))

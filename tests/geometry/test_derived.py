@@ -56,3 +56,24 @@ def test_entries_of_the_faces_alone_survive_a_move_and_the_others_do_not():
     assert derived.face_areas(mesh) is areas           # the original's entry is untouched
     relabelled = mesh.replace(face_labels=np.ones(mesh.n_faces, np.int32))
     assert derived.edge_table(relabelled) is table
+
+
+def test_a_face_subset_and_a_bow_tie_split_hand_on_the_exact_edge_table():
+    """The edge table handed on by ``subset_faces`` and by the bow-tie split is the table
+    computed afresh, array for array (the cleanup steps that use them pay no new table)."""
+    from assetfactory.algorithms.repair import split_nonmanifold_vertices
+    from assetfactory.geometry import topology
+
+    mesh = sphere(3)
+    derived.edge_table(mesh)
+    keep = np.random.default_rng(0).random(mesh.n_faces) > 0.2  # holes and bow-ties
+    sub = derived.subset_faces(mesh, keep)
+    assert sub.cached("edge_table", ("faces",)) is not None
+    for got, want in zip(derived.edge_table(sub), topology.edge_table(sub.faces)):
+        np.testing.assert_array_equal(got, want)
+    split, bad = split_nonmanifold_vertices(sub)
+    assert bad > 0 and split.n_vertices > sub.n_vertices
+    assert split.cached("edge_table", ("faces",)) is not None
+    for got, want in zip(derived.edge_table(split), topology.edge_table(split.faces)):
+        np.testing.assert_array_equal(got, want)
+    assert derived.subset_faces(mesh, np.ones(mesh.n_faces, bool)) is mesh
