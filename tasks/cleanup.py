@@ -66,7 +66,7 @@ from ..algorithms.visibility import hidden_faces
 from ..core.artifacts import load_cameras, load_mesh, save_cameras, save_json, save_mesh
 from ..core.errors import ProcessingError
 from ..core.mesh import MeshData
-from ..core.stage import check, stage
+from ..core.stage import beside, check, stage
 from ..core.types import AssetState, Resources, StageResult
 from ..geometry import derived
 from ..geometry.closed import edge_stats, part_report, signed_volume
@@ -386,11 +386,13 @@ def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
         _check_closed(mesh, counts)
     place = placement_for(mesh, state, options)
     mesh = mesh.transformed(place.matrix)
-    artifacts = {"clean_mesh": save_mesh(state, mesh), "placement": save_json(state, place.to_json())}
+    saved = beside(lambda: save_mesh(state, mesh))  # with 2 CPUs: while the metrics run
+    artifacts = {"placement": save_json(state, place.to_json())}
     if "cameras" in state.artifacts:
         cams = [c.transformed(place.matrix) for c in load_cameras(state)]
         artifacts["cameras"] = save_cameras(state, cams)
     metrics = _metrics(dense, mesh, counts, place)
+    artifacts = {"clean_mesh": saved.result(), **artifacts}
     log.info("%s cleanup: tris %d -> %d, floaters -%d, degenerate -%d, duplicates -%d, "
              "slivers %d+%d, non-manifold edges %d / vertices %d, interior -%d, holes +%d, "
              "parts %d (%d closed), flipped %d, scale %.4g (%s)", state.sku, dense.n_faces,

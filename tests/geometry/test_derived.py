@@ -65,15 +65,23 @@ def test_a_face_subset_and_a_bow_tie_split_hand_on_the_exact_edge_table():
     from assetfactory.geometry import topology
 
     mesh = sphere(3)
-    derived.edge_table(mesh)
+    derived.manifold_pairs(mesh)  # and the edge table
     keep = np.random.default_rng(0).random(mesh.n_faces) > 0.2  # holes and bow-ties
     sub = derived.subset_faces(mesh, keep)
     assert sub.cached("edge_table", ("faces",)) is not None
     for got, want in zip(derived.edge_table(sub), topology.edge_table(sub.faces)):
         np.testing.assert_array_equal(got, want)
+    assert sub.cached("manifold_pairs", ("faces",)) is not None
+    for got, want in zip(derived.manifold_pairs(sub),
+                         topology.manifold_pairs(*topology.edge_table(sub.faces)[1:])):
+        np.testing.assert_array_equal(got, want)
     split, bad = split_nonmanifold_vertices(sub)
     assert bad > 0 and split.n_vertices > sub.n_vertices
     assert split.cached("edge_table", ("faces",)) is not None
     for got, want in zip(derived.edge_table(split), topology.edge_table(split.faces)):
+        np.testing.assert_array_equal(got, want)
+    assert split.cached("manifold_pairs", ("faces",)) is not None
+    for got, want in zip(derived.manifold_pairs(split),
+                         topology.manifold_pairs(*topology.edge_table(split.faces)[1:])):
         np.testing.assert_array_equal(got, want)
     assert derived.subset_faces(mesh, np.ones(mesh.n_faces, bool)) is mesh
