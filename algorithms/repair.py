@@ -165,7 +165,7 @@ def remove_nonmanifold_edges(mesh: MeshData) -> tuple[MeshData, int, int]:
     rank = np.arange(len(order)) - start
     drop = np.zeros(mesh.n_faces, bool)
     drop[owner[order][rank >= 2]] = True
-    return derived.subset_faces(mesh, ~drop), n_edges, int(drop.sum())
+    return mesh.subset_faces(~drop), n_edges, int(drop.sum())
 
 
 def split_nonmanifold_vertices(mesh: MeshData) -> tuple[MeshData, int]:
@@ -194,5 +194,4 @@ def split_nonmanifold_vertices(mesh: MeshData) -> tuple[MeshData, int]:
     # the fans are unchanged, each now on a vertex of its own: the metrics' part report asks
     # for them again (a second pass over a dense mesh otherwise)
     out.derived("vertex_fans", lambda: (fan, new_id), ("faces",))
-    derived.split_vertices_table(mesh, out)  # and its edge table, re-sorted
     return out, n_bad

@@ -284,7 +284,7 @@ def interior_step(mesh: MeshData, run: Run) -> MeshData:
             "check the generator output for this SKU; or re-run with cleanup "
             "remove_interior=False")
     kept = np.flatnonzero(~hidden)
-    out = derived.subset_faces(mesh, ~hidden)  # hands the edge table on
+    out = mesh.subset_faces(~hidden)
     out, again = split_nonmanifold_vertices(out)  # removal can leave new bow-ties
     run.counts["non_manifold_vertices"] += again
     out = hole_step(out, run)  # and new holes where a wall met the surface

@@ -58,30 +58,21 @@ def test_entries_of_the_faces_alone_survive_a_move_and_the_others_do_not():
     assert derived.edge_table(relabelled) is table
 
 
-def test_a_face_subset_and_a_bow_tie_split_hand_on_the_exact_edge_table():
-    """The edge table handed on by ``subset_faces`` and by the bow-tie split is the table
-    computed afresh, array for array (the cleanup steps that use them pay no new table)."""
-    from assetfactory.algorithms.repair import split_nonmanifold_vertices
+
+def test_vertex_fans_reuse_the_cached_manifold_pairs():
+    """The fans are built from the mesh's cached edge table and manifold pairs (one table
+    and one pair list per mesh content, whichever step asks first), and equal a fresh build."""
     from assetfactory.geometry import topology
 
-    mesh = sphere(3)
-    derived.manifold_pairs(mesh)  # and the edge table
-    keep = np.random.default_rng(0).random(mesh.n_faces) > 0.2  # holes and bow-ties
-    sub = derived.subset_faces(mesh, keep)
-    assert sub.cached("edge_table", ("faces",)) is not None
-    for got, want in zip(derived.edge_table(sub), topology.edge_table(sub.faces)):
+    mesh = sphere(2)
+    pairs = derived.manifold_pairs(mesh)
+    calls = []
+    real = topology.manifold_pairs
+    topology.manifold_pairs = lambda *a: calls.append(1) or real(*a)
+    try:
+        fans = derived.vertex_fans(mesh)
+    finally:
+        topology.manifold_pairs = real
+    assert calls == [] and derived.manifold_pairs(mesh) is pairs
+    for got, want in zip(fans, topology.vertex_fans(mesh.faces)):
         np.testing.assert_array_equal(got, want)
-    assert sub.cached("manifold_pairs", ("faces",)) is not None
-    for got, want in zip(derived.manifold_pairs(sub),
-                         topology.manifold_pairs(*topology.edge_table(sub.faces)[1:])):
-        np.testing.assert_array_equal(got, want)
-    split, bad = split_nonmanifold_vertices(sub)
-    assert bad > 0 and split.n_vertices > sub.n_vertices
-    assert split.cached("edge_table", ("faces",)) is not None
-    for got, want in zip(derived.edge_table(split), topology.edge_table(split.faces)):
-        np.testing.assert_array_equal(got, want)
-    assert split.cached("manifold_pairs", ("faces",)) is not None
-    for got, want in zip(derived.manifold_pairs(split),
-                         topology.manifold_pairs(*topology.edge_table(split.faces)[1:])):
-        np.testing.assert_array_equal(got, want)
-    assert derived.subset_faces(mesh, np.ones(mesh.n_faces, bool)) is mesh
