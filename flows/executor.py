@@ -481,7 +481,8 @@ def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
     for call in seg.calls:
         if not state.ok:
             break
-        state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx))
+        state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx),
+                          cpus=seg.resources.cpus)
     return dataclasses.replace(job, state=state,
                                cpu_s=job.cpu_s + time.process_time() - cpu)
 
