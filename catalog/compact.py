@@ -110,12 +110,14 @@ class CompactReport:
 def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
             runs: Sequence[str] | None = None,
             on_written: Callable[[str], None] | None = None,
-            memory_limit: str = "2GB") -> CompactReport:
+            memory_limit: str = "2GB", latest: bool = True) -> CompactReport:
     """Compact every partition of each kind that has something to merge (with ``runs``, only
     those runs' partitions: what a run does when it finishes).
 
     ``on_written(key)`` is called after the new data file is in place and before its inputs
     are deleted (the moment a crash would be most awkward; tests look at the catalog there).
+    ``latest=False`` leaves the runs' latest-attempt tables for a compaction that follows
+    (a run compacts its attempts, triages them, then compacts the verdicts: one build, not two).
     """
     root = str(root) if str(root).startswith("s3://") else os.path.abspath(str(root))
     store = open_storage(root)
@@ -133,7 +135,7 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
                 res = PartitionResult(kind, part, 0, 0, None, 0.0, busy=True)
             if res is not None:
                 report.partitions.append(res)
-    if set(kinds) & set(LATEST_KINDS):
+    if latest and set(kinds) & set(LATEST_KINDS):
         # each compacted run's latest attempt per SKU, for run diffs (derived: see latest)
         from .latest import build_latest
 
@@ -244,11 +246,25 @@ def _collect_garbage(store, kind: str, part: str | None) -> None:
                 k[:-len(".sources.json")] + ".parquet" not in keys
             if orphan and p.exists() and now - p.stat().st_mtime > 3600:
                 p.unlink(missing_ok=True)
-        base = store.root / prefix
-        if base.exists():
-            for p in base.glob(".tmp-*"):
-                if now - p.stat().st_mtime > 3600:
-                    p.unlink(missing_ok=True)
+        sweep_staging(store, prefix, now)
+
+
+def sweep_staging(store, prefix: str, now: float | None = None) -> None:
+    """Delete staged files (``.tmp-*``) under ``prefix`` that a crashed writer left, once they
+    are an hour old (a live writer publishes its file within seconds). Local storage only: on
+    S3 a staged file lives in the writer's temporary folder, never under the catalog."""
+    if not isinstance(store, LocalStorage):
+        return
+    base = store.root / prefix
+    if not base.exists():
+        return
+    now = time.time() if now is None else now
+    for p in base.glob(".tmp-*"):
+        try:
+            if now - p.stat().st_mtime > 3600:
+                p.unlink(missing_ok=True)
+        except FileNotFoundError:
+            continue
 
 
 def _delete_many(store, keys: list[str]) -> None:

@@ -42,6 +42,7 @@ from .compact import (
     duckdb_job,
     publish,
     staging_file,
+    sweep_staging,
 )
 from .files import LATEST_KINDS, LATEST_PREFIX, Snapshot, _list, latest_key, local_paths, snapshot
 from .fragments import VERDICT_SCHEMA
@@ -95,6 +96,7 @@ def _stale_tables(snap: Snapshot, run: str) -> list[str]:
 def _build_run(root: str, store, run: str, memory_limit: str) -> str | None:
     snap = snapshot(root, LATEST_KINDS)          # fresh, now that we hold the locks
     _delete_many(store, _stale_tables(snap, run))
+    sweep_staging(store, f"{LATEST_PREFIX}run={run}/")   # a crashed build's staged file
     files = snap.latest_sources(run)
     if files is None:
         return None

@@ -277,7 +277,7 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
     if converted or n_bad:
         # merged first: triage then reads a handful of files, not one per attempt (the
         # driver's memory stays flat in the catalog's size), and its verdicts after it
-        _compact_run(out, run_id, ("assets", "stages"))
+        _compact_run(out, run_id, ("assets", "stages"), latest=False)
         _record_run_verdicts(out, run_id, triage_rules)
         _compact_run(out, run_id, ("verdicts",))
     summary = run_summary(out, run_id) if (converted or n_bad) else {
@@ -323,10 +323,10 @@ def _record_run_verdicts(out: str, run_id: str, rules) -> None:
 
 
 @task(name="compact-run")
-def _compact_run(out: str, run_id: str, kinds: tuple[str, ...]) -> None:
+def _compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True) -> None:
     """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
     handful of files instead of thousands (see catalog.compact; safe beside readers)."""
     from ..catalog.compact import compact
 
-    report = compact(out, kinds, runs=[run_id])
+    report = compact(out, kinds, runs=[run_id], latest=latest)
     get_run_logger().info("compacted run %s: %s", run_id, report.rows)

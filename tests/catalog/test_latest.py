@@ -110,3 +110,24 @@ def test_build_latest_skips_runs_with_fragments_and_makes_missing_tables(tmp_pat
     snap = snapshot(root)
     assert snap.fresh_latest("r1") is not None and snap.fresh_latest("r2") is None
     assert all(k.startswith(LATEST_PREFIX) for k in snap.derived)
+
+
+def test_a_crashed_builds_staged_file_is_swept_once_old_and_a_live_ones_kept(tmp_path):
+    import os
+    import time
+
+    root = str(tmp_path)
+    write(root, "a", "r1", metrics=OK, files=False)
+    compact(root, kinds=("assets",), runs=["r1"])
+    (table,) = latest_tables(root)
+    folder = tmp_path / table.rsplit("/", 1)[0]
+    old, live = folder / ".tmp-crashed.parquet", folder / ".tmp-live.parquet"
+    old.write_bytes(b"half a file")
+    live.write_bytes(b"being written")
+    hours_ago = time.time() - 2 * 3600
+    os.utime(old, (hours_ago, hours_ago))
+    write(root, "b", "r1", metrics=OK, files=False)     # a newer attempt: the table is stale
+    compact(root, kinds=("assets",), runs=["r1"])
+    assert not old.exists() and live.exists()
+    (rebuilt,) = latest_tables(root)
+    assert rebuilt != table

@@ -67,6 +67,14 @@ def test_every_demo_sku_has_a_row(demo):
     (bad,) = failed.values()
     assert bad["failed_stage"] == "ingest" and bad["error"] and bad["fix"]
     assert summary["counts"] == {"failed": 1, "ok": len(skus) - 1}
+    # the run leaves its latest-attempt table, fresh and triaged, for diffs against it
+    from assetfactory.catalog.files import snapshot
+    from assetfactory.catalog.latest import latest_tables
+
+    (table,) = latest_tables(str(out))
+    assert snapshot(str(out)).fresh_latest(summary["run_id"]).key == table
+    (verdicts,) = _rows(out, f"SELECT count(verdict) AS n FROM read_parquet('{out}/{table}')")
+    assert verdicts["n"] == len(skus)
 
 
 def test_demo_glbs_load_and_validate(demo):
