@@ -81,7 +81,7 @@ def _pack_grid(options: PackSettings) -> tuple[int, int, int]:
 
 
 def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
-                as_turned: np.ndarray | None = None) -> Unwrap:
+                as_turned: np.ndarray | None = None, start: float | None = None) -> Unwrap:
     """Pack ready-made charts (UV-connected components, any common scale) into the unit square.
 
     Each chart is turned to its minimum-area bounding rectangle (tall side up), rasterised
@@ -96,6 +96,8 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
     ``as_turned``: per vertex, True where the vertex's chart comes from an earlier packing
     unchanged (already on its minimum-area rectangle, taller than wide): such a chart keeps
     its orientation instead of being measured again (a re-pack's charts are mostly these).
+    ``start``: the scale (cells per unit of ``uv``) to try first, e.g. a re-pack's earlier
+    one: the search steps up from there instead of walking from a guess (half the packings).
     """
     uv = np.asarray(uv, np.float64)
     faces = np.asarray(faces, np.int64)
@@ -137,7 +139,9 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
 
     hi = min(grid / math.sqrt(total), (grid - 2 * d - 1) / max(float(sizes.max()), 1e-300))
     lo, best = 0.0, None
-    k = 0.8 * hi  # xatlas-like packings fill 0.4-0.6 of the square: start a little above
+    # xatlas-like packings fill 0.4-0.6 of the square: start a little above, or at the scale
+    # the caller says (a re-pack: the earlier packing's, which nearly always fits again)
+    k = 0.8 * hi if start is None else min(float(start), hi)
     for _ in range(80):  # 4% steps: down until it fits, or up until it does not
         corners, ok = attempt(k)
         if ok:
@@ -217,7 +221,9 @@ def without_overlaps(unwrap: Unwrap, options: PackSettings, rounds: int = 4) -> 
             touched[comp[unwrap.faces[mask].ravel()]] = True
             as_turned = np.zeros(len(cut.uv), bool)
             as_turned[:len(comp)] = ~touched[comp]
-        packed = pack_charts(cut.uv, cut.faces, options, as_turned)
+        # a packed atlas was packed at resolution / texels cells per unit: try that first
+        start = options.resolution / _pack_grid(options)[1] if unwrap.packed else None
+        packed = pack_charts(cut.uv, cut.faces, options, as_turned, start)
         unwrap = Unwrap(cut.vmapping[packed.vmapping], packed.faces, packed.uv, packed.charts,
                         packed.utilization, packed=True)
     return unwrap

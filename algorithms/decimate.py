@@ -258,7 +258,8 @@ _BACKGROUND = ThreadPoolExecutor(max_workers=1, thread_name_prefix="simplify-qua
 
 def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool,
             background: bool = True) -> Prepared:
-    """Weld, split per part, and (``background``: on the worker thread) the dense quadrics."""
+    """Weld, split per part, and the dense quadrics (``background``: on the worker thread,
+    where the running stage was granted a second CPU)."""
     wid = weld_ids(mesh.vertices)
     positions = np.zeros((int(wid.max()) + 1 if len(wid) else 0, 3))
     positions[wid] = mesh.vertices
@@ -267,7 +268,7 @@ def prepare(mesh: MeshData, preserve_parts: bool, with_quadrics: bool,
         split_faces, split_src = _split_by_label(mesh)
     else:
         split_faces, split_src = mesh.faces, np.arange(mesh.n_vertices)
-    if background:
+    if background and stage_cpus() >= 2:  # a second thread only on a second granted CPU
         pending = _BACKGROUND.submit(_closed_and_quadrics, positions, wfaces, with_quadrics)
     else:
         pending = Future()

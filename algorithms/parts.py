@@ -178,18 +178,29 @@ def diameter_classes(mesh: MeshData, comp: np.ndarray, pairs: np.ndarray) -> np.
     n = face_normals(mesh)
     smooth = np.einsum("ij,ij->i", n[pairs[:, 0]], n[pairs[:, 1]]) > math.cos(
         math.radians(SDF_SMOOTH_DEG)) if len(pairs) else np.zeros(0, bool)
-    for c in np.unique(comp):
-        sel = np.flatnonzero(comp == c)
+    # each component's faces, in face order (one sort, not one pass over every face per
+    # component); a face pair never joins two components
+    order = np.argsort(comp, kind="stable")
+    bounds = np.searchsorted(comp[order], np.unique(comp))
+    groups = np.split(order, bounds[1:])
+    cls = np.zeros(m, bool)
+    split = np.zeros(int(comp.max()) + 1, bool)
+    for sel in groups:
         cut = _otsu_split(x[sel], area[sel])
-        if cut is None:
-            continue
-        cls = np.zeros(m, bool)
-        cls[sel] = x[sel] > cut
-        border = (comp[pairs[:, 0]] == c) & (cls[pairs[:, 0]] != cls[pairs[:, 1]])
-        # parts meet where the surface runs on smoothly (a blend); a class border along sharp
-        # edges is a slab's rim against its faces (a phone, a box), not two parts
-        if border.any() and smooth[border].mean() >= 0.5:
-            out[sel] = cls[sel]
+        if cut is not None:
+            cls[sel] = x[sel] > cut
+            split[comp[sel[0]]] = True
+    if not split.any():
+        return out
+    border = cls[pairs[:, 0]] != cls[pairs[:, 1]]
+    pair_comp = comp[pairs[border, 0]]
+    n_border = np.bincount(pair_comp, minlength=len(split))
+    n_smooth = np.bincount(pair_comp, weights=smooth[border], minlength=len(split))
+    # parts meet where the surface runs on smoothly (a blend); a class border along sharp
+    # edges is a slab's rim against its faces (a phone, a box), not two parts
+    keep = split & (n_border > 0) & (n_smooth >= 0.5 * n_border)
+    take = keep[comp]
+    out[take] = cls[take]
     return out
 
 

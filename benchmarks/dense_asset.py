@@ -129,7 +129,9 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
-def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path) -> dict:
+def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path, cpus: float = 0) -> dict:
+    """``cpus``: the CPUs each stage is granted (what the executor reserves for its task with
+    ``ExecutorOptions(resources={stage: Resources(cpus=N)})``); 0: each stage's declared."""
     from assetfactory.catalog.input import read_catalog
     from assetfactory.core.types import AssetState
     from assetfactory.flows.recipe import build_recipe
@@ -145,7 +147,7 @@ def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path) -> dict:
         if call.name not in STAGES:
             continue
         t, c = time.perf_counter(), _cpu()
-        state = run_stage(call, state)
+        state = run_stage(call, state, cpus=cpus or None)
         row["seconds"][call.name] = time.perf_counter() - t
         row.setdefault("cpu_seconds", {})[call.name] = _cpu() - c
         if not state.ok:
@@ -245,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--faces", type=int, default=0, help="faces wanted (default 1M)")
     ap.add_argument("--only", default="", help="comma-separated inputs to run")
     ap.add_argument("--out", default=str(HERE / "out"))
+    ap.add_argument("--cpus", type=float, default=0,
+                    help="CPUs granted to each stage (0: each stage's declared Resources.cpus)")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -263,14 +267,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for name, (v, f) in inputs.items():
-            r = run_input(name, v, f, Path(d))
+            r = run_input(name, v, f, Path(d), args.cpus)
             print(f"  {name}: " + ", ".join(f"{k} {s:.2f}" for k, s in r["seconds"].items())
                   + f"; texels twice {r['uv_overlaps']}" + (f"; {r['error']}" if "error" in r
                                                             else ""), file=sys.stderr)
             rows.append(r)
     load = os.getloadavg()
     (out / f"dense_asset_{args.label}.json").write_text(json.dumps(
-        {"label": args.label, "faces_wanted": wanted, "load": load, "rows": rows}, indent=1))
+        {"label": args.label, "faces_wanted": wanted, "load": load, "cpus": args.cpus,
+         "rows": rows}, indent=1))
     print(f"\nload average at the end of this run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     runs = load_runs(out)
     print_table(runs)

@@ -1,29 +1,36 @@
-"""Benchmark: catalog scale. What a trivial SKU costs, and what the executor adds on top.
+"""Benchmark: catalog scale. What a cheap SKU costs, and what the executor adds on top.
 
-    .venv/bin/python benchmarks/scale.py --quick   # ~15 min on 2 cores: 200 / 1,000 SKUs
-    .venv/bin/python benchmarks/scale.py           # ~1.5 h on 2 cores: 1,000 / 10,000 SKUs
+    .venv/bin/python benchmarks/scale.py --quick   # 200 / 1,000 SKUs
+    .venv/bin/python benchmarks/scale.py           # 1,000 / 10,000 SKUs (hours on 2 cores)
+    ... --configs 1000x2,1000x1 --skip a,c         # only these SKUsxCPUs runs of (b)
 
-(a) Stage time of a trivial SKU: a 12-triangle box through every stage in this process (the
-    ``mesh`` backend, profile ``web``, the recipe ``assetfactory run --texture-px 128`` builds:
-    every map at 128 px), warm, median of 8 boxes. "CPU s" is this process's CPU time for the
-    SKU (less sensitive to a busy machine than the stages' wall time; the uv pool's and the
-    validator's own processes are not in it).
+The recipe (``--mesh``, ``--px``): synthetic SKUs whose meshes are UV capsules of 512
+triangles (``capsule``, the default; each SKU its own size and oval) or 12-triangle boxes
+(``box``), through the ``mesh`` backend, profile ``web``, with every map at ``--px`` (256 by
+default: ``assetfactory run --texture-px 256``).
+
+(a) Stage time of a cheap SKU through every stage in this process, warm, median of 8. "CPU s"
+    is this process's CPU time for the SKU (the uv pool's and the validator's own processes
+    are not in it).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
-    catalog fragments) over a synthetic catalog of boxes (each its own GLB and size), cheap
-    recipe as in (a), on a fresh local Ray limited to 1 or 2 CPUs,
-    each run in a subprocess of its own. Reported: wall time (the flow call; Ray's start is
-    apart, and so is Prefect's temporary server, started by a warm-up flow), SKUs/s,
-    orchestration overhead = 1 - summed stage time / (wall x CPUs), the same
-    over the conversion window only (first shard start to last SKU done), the driver's peak
-    RSS, the object store's peak (shared-memory pages of the raylet, sampled every 0.5 s),
-    and "CPU out": the share of all CPU time used by the run (driver, Ray's processes and
-    workers, Prefect's server) spent outside stage bodies (an upper bound: the uv process
-    pool and the glTF-Validator run in processes of their own and count as outside). Unlike
-    the wall-time overhead it barely moves with other jobs on the machine.
+    catalog fragments) over a synthetic catalog, on a fresh local Ray limited to 1 or 2 CPUs
+    and started as the flow starts it (``executor.ray_session``), each configuration in a
+    subprocess of its own, in a session that is reaped after it. Reported: wall time of the
+    flow call and the starts apart (Prefect's temporary server, started by a warm-up flow, and
+    Ray), SKUs/s, orchestration overhead = 1 - summed stage time / (wall x CPUs) over the flow
+    call and over the starts and the call together, the idle core-seconds (CPUs x wall - stage
+    time) split into before the first stage, between the first stage and the last stage's end,
+    and after it, from the run's own stage records; the driver's steps (planning, conversion,
+    compaction, triage) with their start and end; the CPU seconds of each kind of process of
+    the run (driver, Prefect's server, raylet, GCS, Ray's agents, Ray Data's actors, the
+    workers, the glTF-Validator); the driver's peak RSS through the conversion and through the
+    whole run; the object store's peak (shared-memory pages of the raylet, sampled every
+    0.5 s). The chart shows memory, throughput, and the cores busy inside stage bodies over
+    each run (0.25 s bins).
 (c) Dispatch: a recipe of nine stages that do nothing (``trivial_stages.noop``) through the
     executor (planning + conversion + catalog records), 2 CPUs: stage executions per second.
 
-Prints the tables and writes benchmarks/out/scale.png and benchmarks/out/scale.json. The
+Prints the tables and writes benchmarks/out/<name>.png and benchmarks/out/<name>.json. The
 machine's load average is printed beside each run: on a shared machine, read the figures
 with it.
 """
@@ -47,9 +54,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out"
-PX = 128
-#: what ``assetfactory run --texture-px 128`` asks: the profile's texture size, from which the
-#: recipe derives the uv, bake, texture and export sizes
+#: the texture size of the cheap recipe (``assetfactory run --texture-px PX``: the profile's
+#: texture size, from which the recipe derives the uv, bake, texture and export sizes); set by
+#: ``--px`` (passed to each configuration's process through SCALE_PX)
+PX = int(os.environ.get("SCALE_PX", "256"))
+#: the synthetic SKUs' meshes: ``capsule`` (a small but non-trivial mesh: a UV capsule of
+#: 448 triangles, curved, each SKU its own size) or ``box`` (12 triangles); ``--mesh``
+MESH = os.environ.get("SCALE_MESH", "capsule")
 OVERRIDES = {"profile": {"texture_px": PX}}
 
 
@@ -60,10 +71,23 @@ def load() -> str:
 # ---------------------------------------------------------------------------- catalogs
 
 
-def make_catalog(root: Path, n: int) -> Path:
-    """``n`` boxes, each its own GLB (distinct bytes) and size; cached under ``root``."""
+def make_mesh(i: int, kind: str = MESH):
+    """SKU ``i``'s mesh: its own size (and so its own bytes and identity)."""
     import trimesh
 
+    w, h, d = 0.05 + (i % 97) * 0.003, 0.05 + (i % 89) * 0.004, 0.05 + (i % 83) * 0.002
+    if kind == "box":
+        return trimesh.creation.box(extents=(w, h, d))
+    if kind == "capsule":
+        m = trimesh.creation.capsule(height=h, radius=min(w, d) / 2, count=[16, 16])
+        m.apply_scale([1.0, 1.0 + (i % 7) * 0.05, 1.0])  # a little oval, not a solid of turn
+        return m
+    raise ValueError(f"unknown mesh kind {kind!r}: box or capsule")
+
+
+def make_catalog(root: Path, n: int, kind: str = MESH) -> Path:
+    """``n`` SKUs of ``kind`` meshes, each its own GLB (distinct bytes) and size; cached
+    under ``root``."""
     catalog = root / "catalog.csv"
     if catalog.exists():
         return catalog
@@ -72,7 +96,7 @@ def make_catalog(root: Path, n: int) -> Path:
     for i in range(n):
         w, h, d = 0.05 + (i % 97) * 0.003, 0.05 + (i % 89) * 0.004, 0.05 + (i % 83) * 0.002
         path = root / "meshes" / f"box{i:06d}.glb"
-        trimesh.creation.box(extents=(w, h, d)).export(path)
+        make_mesh(i, kind).export(path)
         rows.append({"sku": f"box-{i:06d}", "title": f"box {i}", "mesh_uri": f"meshes/{path.name}",
                      "width_mm": round(w * 1000, 3), "height_mm": round(h * 1000, 3),
                      "depth_mm": round(d * 1000, 3)})
@@ -97,7 +121,7 @@ def trivial_sku(boxes: int = 8) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         catalog = make_catalog(Path(tmp) / "cat", boxes + 1)
         root = str(catalog.parent)
-        for label, ov in (("run --texture-px 128", OVERRIDES),):
+        for label, ov in ((f"run --texture-px {PX}", OVERRIDES),):
             recipe = build_recipe("web", "mesh", ov)
             per_stage: dict[str, list[float]] = {}
             sums, cpus = [], []
@@ -135,6 +159,7 @@ class Sampler:
         self.me = psutil.Process()
         self.series: list[tuple[float, float, float]] = []
         self.cpu: dict[int, float] = {}
+        self.kind: dict[int, str] = {}
         self.peak_shm = 0.0
         self._stop = threading.Event()
         self._raylet = None
@@ -162,11 +187,45 @@ class Sampler:
             self._raylet = None
         return 0.0
 
+    @staticmethod
+    def _kind(p) -> str:
+        """What a process of the run is, for the CPU-by-process table."""
+        name, cmd = p.name(), " ".join(p.cmdline()[:4])
+        if name in ("raylet", "gcs_server"):
+            return name
+        if "prefect" in cmd or "uvicorn" in cmd:
+            return "prefect server"
+        if name.startswith("ray::_") or "Actor" in name:
+            return "ray data actors (stats, autoscaling)"
+        if name.startswith("ray::") or "default_worker.py" in cmd:
+            return "ray workers"
+        if name == "node" or "node" in cmd.split(" ")[0]:
+            return "node (glTF validator)"
+        if "multiprocessing" in cmd or "forkserver" in cmd:
+            return "worker pools (uv)"
+        for part, what in (("dashboard/agent.py", "ray dashboard agent (metrics)"),
+                           ("runtime_env/agent", "ray runtime-env agent"),
+                           ("log_monitor", "ray log monitor")):
+            if part in cmd:
+                return what
+        if "ray" in cmd:
+            return "ray other"
+        return f"other ({name})"
+
     def _cpu(self) -> None:
         for p in self.me.children(recursive=True):
             with contextlib.suppress(Exception):  # a process that just ended
                 t = p.cpu_times()
                 self.cpu[p.pid] = t.user + t.system
+                self.kind[p.pid] = self._kind(p)  # a worker is "ray::IDLE" until it has a task
+
+    def cpu_by_kind(self, before: dict[int, float]) -> dict[str, float]:
+        """CPU seconds per kind of process since ``before`` (a copy of ``cpu``)."""
+        out: dict[str, float] = {}
+        for pid, t in self.cpu.items():
+            k = self.kind.get(pid, "other")
+            out[k] = out.get(k, 0.0) + t - before.get(pid, 0.0)
+        return out
 
     def descendants_cpu_s(self) -> float:
         """CPU seconds of every process started under this one (Ray's head and workers, their
@@ -175,9 +234,12 @@ class Sampler:
 
     def _run(self) -> None:
         t0 = time.time()
+        tick = 0
         while not self._stop.wait(0.5):
             shm = self._shm_mb()
-            self._cpu()
+            tick += 1
+            if tick % 10 == 0:  # every 5 s: walking /proc for the run's processes costs CPU
+                self._cpu()
             self.peak_shm = max(self.peak_shm, shm)
             self.series.append((time.time() - t0, self.me.memory_info().rss / 2**20, shm))
 
@@ -197,13 +259,67 @@ def _warm_prefect() -> None:
     warm()
 
 
+#: the driver's steps inside the flow whose start and end each run records (``stamp``)
+STEPS = ("prepare_run", "find_converted", "plan", "convert", "_compact_run",
+         "_record_run_verdicts", "run_summary")
+
+
+def stamp(module, names: tuple[str, ...], marks: list) -> None:
+    """Wrap ``module``'s functions ``names`` so that each call appends (name, start, end) in
+    epoch seconds to ``marks``: when the driver planned, converted, compacted, judged."""
+    for name in names:
+        fn = getattr(module, name)
+
+        def timed(*a, _fn=fn, _name=name, **kw):
+            t = time.time()
+            try:
+                return _fn(*a, **kw)
+            finally:
+                marks.append((_name, t, time.time()))
+
+        setattr(module, name, timed)
+
+
+def timeline(out: str, run_id: str, t0: float, t1: float, cpus: int,
+             step: float = 0.25) -> dict:
+    """Busy cores over the run from its own catalog records (every stage execution's start
+    and duration), and where the idle core-seconds of ``cpus x (t1 - t0)`` lie: before the
+    first stage started, between it and the last stage's end, after that."""
+    import numpy as np
+
+    from assetfactory.catalog.views import connect
+
+    con = connect(out)
+    try:
+        rows = con.execute("SELECT epoch_ms(started_at) / 1000.0, duration_s FROM stages "
+                           "WHERE run_id = ?", [run_id]).fetchall()
+    finally:
+        con.close()
+    start = np.array([r[0] for r in rows]) - t0
+    end = start + np.array([r[1] for r in rows])
+    bins = np.arange(0.0, t1 - t0 + step, step)
+    busy = np.zeros(len(bins))
+    for a, b in zip(start, end):  # each execution's overlap with every bin it touches
+        i, j = int(a // step), int(b // step)
+        for k in range(max(i, 0), min(j, len(bins) - 1) + 1):
+            lo, hi = bins[k], bins[k] + step
+            busy[k] += max(0.0, min(b, hi) - max(a, lo)) / step
+    first, last = float(start.min()), float(end.max())
+    total = float((end - start).sum())
+    return {"bins_s": step, "busy": [round(float(v), 3) for v in busy],
+            "first_stage_s": first, "last_stage_end_s": last,
+            "idle_before_core_s": cpus * first,
+            "idle_during_core_s": cpus * (last - first) - total,
+            "idle_after_core_s": cpus * (t1 - t0 - last),
+            "stage_executions": len(rows)}
+
+
 def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     """One configuration of (b), in this (fresh) process."""
-    import ray
-
     from assetfactory.flows import convert as conv
+    from assetfactory.flows.executor import ray_session
 
-    catalog = make_catalog(workdir / f"catalog-{n}", n)
+    catalog = make_catalog(workdir / f"catalog-{MESH}-{n}", n)
     out = tempfile.mkdtemp(prefix=f"scale-{n}-{cpus}-", dir=workdir)
     t_prefect = time.perf_counter()
     _warm_prefect()  # Prefect's temporary server starts once per process: timed apart
@@ -211,8 +327,10 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     sampler = Sampler()
     sampler._cpu()
     before_cpu = sampler.descendants_cpu_s()  # Prefect's server so far
+    before_by_pid = dict(sampler.cpu)
     t_ray = time.perf_counter()
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False)
+    session = ray_session(num_cpus=cpus)  # as the flow starts it (``convert --num-cpus``)
+    session.__enter__()
     t_ray = time.perf_counter() - t_ray
     marks: dict[str, float] = {}
     stage_s = [0.0]
@@ -234,8 +352,11 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
         marks["rss_convert"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     conv.PLAN_HOOK, conv.PROGRESS_HOOK = on_plan, on_done
+    steps: list[tuple[str, float, float]] = []
+    stamp(conv, STEPS, steps)
     load_before = load()
     own0 = os.times()
+    epoch0 = time.time()
     t0 = time.perf_counter()
     stop = threading.Event()
 
@@ -259,22 +380,26 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     stop.set()
     own1 = os.times()
     sampler.stop()
-    ray.shutdown()
+    session.__exit__(None, None, None)
+    tl = timeline(out, summary["run_id"], epoch0, epoch0 + wall, cpus)
+    tl["steps"] = [(name, a - epoch0, b - epoch0) for name, a, b in steps]
     conv_wall = marks["last"] - marks["plan"]
-    total_cpu = (own1.user + own1.system - own0.user - own0.system
-                 + sampler.descendants_cpu_s() - before_cpu)
+    driver_cpu = own1.user + own1.system - own0.user - own0.system
+    total_cpu = driver_cpu + sampler.descendants_cpu_s() - before_cpu
+    by_kind = {"driver": driver_cpu, **sampler.cpu_by_kind(before_by_pid)}
     return {"n": n, "cpus": cpus, "prefect_start_s": t_prefect, "ray_start_s": t_ray,
             "wall_s": wall, "convert_s": conv_wall,
             "plan_s": marks["plan"] - t0, "skus_per_s": n / wall, "stage_s": stage_s[0],
             "stage_runs": stage_runs[0], "done": done[0], "counts": summary.get("counts"),
-            "stage_cpu_s": stage_cpu[0], "total_cpu_s": total_cpu,
+            "stage_cpu_s": stage_cpu[0], "total_cpu_s": total_cpu, "cpu_by_process": by_kind,
             "cpu_outside_stages": 1 - stage_cpu[0] / total_cpu if total_cpu else None,
             "overhead": 1 - stage_s[0] / (wall * cpus),
+            "overhead_with_starts": 1 - stage_s[0] / ((wall + t_prefect + t_ray) * cpus),
             "overhead_convert": 1 - stage_s[0] / (conv_wall * cpus),
             "driver_peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "driver_peak_convert_mb": marks.get("rss_convert"),
             "object_store_peak_mb": sampler.peak_shm, "series": sampler.series,
-            "load_before": load_before, "load_after": load()}
+            "timeline": tl, "load_before": load_before, "load_after": load()}
 
 
 def run_dispatch(n: int, cpus: int, workdir: Path) -> dict:
@@ -364,7 +489,7 @@ def chart(results: list[dict], dispatch: dict | None, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (ax1, ax2, ax3) = plt.subplots(1, 3, figsize=(18, 4.5))
     for r in results:
         t = [s[0] for s in r["series"]]
         ax1.plot(t, [s[1] for s in r["series"]], label=f"driver RSS, {r['n']} SKUs, "
@@ -385,11 +510,25 @@ def chart(results: list[dict], dispatch: dict | None, path: Path) -> None:
     for i, r in enumerate(results):
         ax2.text(i, r["skus_per_s"], f"overhead {100 * r['overhead']:.1f}%", ha="center",
                  va="bottom", fontsize=8)
+    for r in results:
+        tl = r.get("timeline")
+        if not tl:
+            continue
+        t = [k * tl["bins_s"] for k in range(len(tl["busy"]))]
+        line, = ax3.plot(t, tl["busy"], lw=0.8, label=f"{r['n']} SKUs, {r['cpus']} CPU")
+        ax3.axhline(r["cpus"], color=line.get_color(), ls=":", lw=0.8)
+        for x in (tl["first_stage_s"], tl["last_stage_end_s"]):
+            ax3.axvline(x, color=line.get_color(), ls="--", lw=0.6)
+    ax3.set_xlabel("s since the flow call")
+    ax3.set_ylabel("cores inside stage bodies")
+    ax3.set_title("busy cores (from the run's stage records); dashed: first stage, last end")
+    ax3.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
 def main() -> None:
+    global PX, MESH, OVERRIDES
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="200 / 1,000 SKUs instead of 1,000 / "
@@ -400,6 +539,10 @@ def main() -> None:
     ap.add_argument("--workdir", default="", help="keep catalogs and outputs here")
     ap.add_argument("--execution", default="", help="(b) executor options as JSON, e.g. "
                     "'{\"fuse_cpu_stages\": true}'")
+    ap.add_argument("--px", type=int, default=PX, help="texture size of the cheap recipe "
+                    "(default 256)")
+    ap.add_argument("--mesh", default=MESH, choices=("capsule", "box"), help="the synthetic "
+                    "SKUs' meshes (default capsule: 512 triangles; box: 12)")
     ap.add_argument("--name", default="scale", help="output file names under benchmarks/out")
     ap.add_argument("--configs", default="", help="(b) only these SKUSxCPUS runs, e.g. "
                     "1000x2,1000x1 (default: SMALLx1,SMALLx2,LARGEx2)")
@@ -411,15 +554,19 @@ def main() -> None:
     skip = set(filter(None, args.skip.split(",")))
     if args.execution:
         os.environ["SCALE_EXECUTION"] = args.execution  # read by each (b) child
+    PX, MESH = args.px, args.mesh
+    OVERRIDES = {"profile": {"texture_px": PX}}
+    os.environ["SCALE_PX"], os.environ["SCALE_MESH"] = str(PX), MESH  # and these
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    report: dict = {"load_start": load(), "cpu_count": os.cpu_count()}
-    print(f"machine: {os.cpu_count()} cores, {load()}; workdir {workdir}")
+    report: dict = {"load_start": load(), "cpu_count": os.cpu_count(), "px": PX, "mesh": MESH}
+    print(f"machine: {os.cpu_count()} cores, {load()}; workdir {workdir}; recipe: {MESH} "
+          f"meshes, mesh backend, profile web, --texture-px {PX}")
 
     if "a" not in skip:
         triv = trivial_sku()
         report["trivial"] = triv
-        print("\n(a) stage time of a trivial SKU (12-triangle box, mesh backend, web, warm, "
+        print(f"\n(a) stage time of a cheap SKU ({MESH}, mesh backend, web, {PX} px, warm, "
               "median of 8)")
         names = list(next(iter(triv.values()))["stages"])
         print(f"{'recipe':24s} {'sum s':>7s} {'CPU s':>6s} "
@@ -437,19 +584,38 @@ def main() -> None:
             print(f"\n(b) running {n} SKUs on {cpus} CPU ({load()}) ...", flush=True)
             results.append(child("flow", n, cpus, workdir))
         report["flow"] = [{k: v for k, v in r.items() if k != "series"} for r in results]
-        print("\n(b) the real flow, cheap recipe (boxes, mesh backend, maps at 128 px)")
+        for r, rep in zip(results, report["flow"]):
+            rep["timeline"] = {k: v for k, v in r["timeline"].items() if k != "busy"}
+        print(f"\n(b) the real flow, cheap recipe ({MESH} meshes, mesh backend, maps at "
+              f"{PX} px)")
         print(f"{'SKUs':>6s} {'CPUs':>4s} {'start s':>7s} {'wall s':>8s} {'SKU/s':>6s} "
-              f"{'overhead':>8s} {'conv.ovh':>8s} {'stage s':>8s} {'driver MB':>9s} "
+              f"{'overhead':>8s} {'+starts':>8s} {'conv.ovh':>8s} {'stage s':>8s} "
+              f"{'driver MB':>9s} "
               f"{'(convert)':>9s} "
               f"{'store MB':>8s} {'CPU out':>7s}  load")
         for r in results:
             print(f"{r['n']:6d} {r['cpus']:4d} {r['prefect_start_s'] + r['ray_start_s']:7.1f} "
                   f"{r['wall_s']:8.1f} {r['skus_per_s']:6.2f} "
-                  f"{100 * r['overhead']:7.1f}% {100 * r['overhead_convert']:7.1f}% "
+                  f"{100 * r['overhead']:7.1f}% {100 * r['overhead_with_starts']:7.1f}% "
+                  f"{100 * r['overhead_convert']:7.1f}% "
                   f"{r['stage_s']:8.1f} {r['driver_peak_mb']:9.0f} "
                   f"{r.get('driver_peak_convert_mb') or 0:9.0f} "
                   f"{r['object_store_peak_mb']:8.0f} {100 * (r['cpu_outside_stages'] or 0):6.1f}%"
                   f"  {r['load_before']} -> {r['load_after']}")
+        print("\nwhere the idle core-seconds are (cpus x wall - stage s), from the run's stage "
+              "records; the driver's steps (s since the flow call)")
+        for r in results:
+            tl = r["timeline"]
+            idle = r["cpus"] * r["wall_s"] - r["stage_s"]
+            print(f"{r['n']:6d} x {r['cpus']} CPU: idle {idle:7.1f} core-s = before the first "
+                  f"stage {tl['idle_before_core_s']:6.1f} (first at {tl['first_stage_s']:.1f} "
+                  f"s) + during {tl['idle_during_core_s']:6.1f} + after the last "
+                  f"{tl['idle_after_core_s']:6.1f} (last end {tl['last_stage_end_s']:.1f} s "
+                  f"of {r['wall_s']:.1f})")
+            print("    " + "; ".join(f"{name} {a:.1f}-{b:.1f}" for name, a, b in tl["steps"]))
+            print("    CPU s by process: " + ", ".join(
+                f"{k} {v:.1f}" for k, v in sorted(r["cpu_by_process"].items(),
+                                                   key=lambda kv: -kv[1])))
         one = next((r for r in results if r["n"] == small and r["cpus"] == 1), None)
         two = next((r for r in results if r["n"] == small and r["cpus"] == 2), None)
         big = next((r for r in results if r["n"] == large), None)

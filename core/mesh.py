@@ -106,9 +106,9 @@ class MeshData:
 
     def to_bytes(self) -> bytes:
         """An .npz (``np.load`` reads it). Faces go as int32 when they fit (``__post_init__``
-        widens them again) and the zip is deflated at level 1: a 1M-face mesh saves in ~0.6 s
-        of CPU instead of ~1.6 s with ``np.savez_compressed`` (level 6), and comes out a
-        little smaller, since int32 faces compress better than int64 ones at any level."""
+        widens them again); integer arrays are deflated at level 1 and float arrays stored
+        as they are: a 1M-face mesh saves in ~0.25 s of CPU instead of ~1.6 s with
+        ``np.savez_compressed`` (level 6), ~17 % larger than with every array deflated."""
         import zipfile
 
         arrays = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
@@ -118,8 +118,15 @@ class MeshData:
         buf = io.BytesIO()
         with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as z:
             for name, a in arrays.items():
-                with z.open(f"{name}.npy", "w", force_zip64=True) as fh:
-                    np.lib.format.write_array(fh, np.asanyarray(a), allow_pickle=False)
+                a = np.asanyarray(a)
+                info = zipfile.ZipInfo(f"{name}.npy", (1980, 1, 1, 0, 0, 0))
+                # float arrays (positions, normals, uvs) are stored: deflate takes ~0.36 s of
+                # CPU per million vertices to save ~17 %; integer arrays shrink 3-200x
+                info.compress_type = (zipfile.ZIP_STORED if a.dtype.kind == "f"
+                                      else zipfile.ZIP_DEFLATED)
+                info._compresslevel = 1  # (Python 3.13 names it compress_level)
+                with z.open(info, "w", force_zip64=True) as fh:
+                    np.lib.format.write_array(fh, a, allow_pickle=False)
         return buf.getvalue()
 
     @classmethod

@@ -26,6 +26,7 @@ import resource
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -34,6 +35,7 @@ from .hashing import sha256_obj
 from .types import AssetState, Resources, SkuSpec, StageRecord, StageResult
 
 O = TypeVar("O")
+T = TypeVar("T")
 
 
 def peak_rss_mb() -> float:
@@ -251,3 +253,23 @@ def cpu_budget(cpus: float | None) -> Iterator[None]:
         yield
     finally:
         _STAGE_CPUS.reset(token)
+
+
+def beside(fn: Callable[[], T]) -> Future[T]:
+    """``fn()`` on a second thread when the running stage was granted two CPUs or more, else
+    here and now; either way a future of its result. For work that releases the GIL (zlib,
+    numba ``nogil`` kernels, Embree) beside the stage's own, such as saving a dense mesh while
+    its metrics are computed: a stage never runs more threads than it was granted CPUs."""
+    if stage_cpus() >= 2:
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="stage-beside")
+        try:
+            return pool.submit(contextvars.copy_context().run, fn)  # same CPU budget
+        finally:
+            pool.shutdown(wait=False)  # the thread ends with fn
+    done: Future[T] = Future()
+    try:
+        done.set_result(fn())
+    except BaseException as exc:  # noqa: BLE001 - raised again by .result(), like a thread's
+        done.set_exception(exc)
+    return done
+

@@ -20,8 +20,11 @@ again, a shard Prefect runs again) writes the same two files, never a second row
 
 For small assets (every CPU stage's declared memory fits the cluster's memory as often as its
 CPUs allow: ``fuse_cpu_stages`` left to None), consecutive CPU stages run in one task and a
-task takes up to 16 SKUs: per-stage tasks of ~0.1 s left the CPUs idle between Ray Data's
-hand-overs. Where declared memory would bind, each stage keeps a task of its own.
+task takes up to 32 SKUs: per-stage tasks of ~0.1 s left the CPUs idle between Ray Data's
+hand-overs (each hand-over leaves a CPU idle for a few tenths of a second on a busy driver),
+and a shard's last tasks are a quarter of the size, so that its end does not leave CPUs
+waiting on one long task. Where declared memory would bind, each stage keeps a task of its
+own.
 
 Faults:
 * a worker that dies (killed, out of memory, a segfault in a native library) fails its task;
@@ -92,7 +95,7 @@ class ExecutorOptions:
     hang_grace_s: how long a timed-out stage may take to unwind before its worker is ended.
     worker_retries: how often a task whose worker died is run again.
     skus_per_task: SKUs per Ray task (a block, recorded in the catalog together); 0 picks
-        1-8 (1-16 where all CPU stages run fused) so that each CPU gets at least four tasks
+        1-8 (1-32 where all CPU stages run fused) so that each CPU gets at least four tasks
         of a shard (more per task amortises dispatch and records for tiny assets; fewer
         loses less work to a killed run).
     gpu_actors: actors in a GPU backend's pool; 0 = as many as the cluster's GPUs hold.
@@ -196,6 +199,9 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "ignore_reinit_error": True,
                               "logging_level": logging.WARNING}
+    # every worker imports the stages as it starts, while the driver reads and plans
+    kwargs["runtime_env"] = {"worker_process_setup_hook":
+                             "assetfactory.flows.executor.warm_worker"}
     if address:
         kwargs["address"] = address
     else:
@@ -208,6 +214,21 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         yield
     finally:
         ray.shutdown()
+
+
+def warm_worker() -> None:
+    """Ray's start hook for each worker of a session that ``ray_session`` starts: import every
+    stage's module (and so the geometry, numba and rendering libraries beneath them) as the
+    worker starts, while the driver is still reading the catalog and planning, instead of in
+    the first task each worker runs, where seconds of imports left its CPU idle. A module that
+    cannot be imported is left for its stage to report."""
+    import importlib
+
+    from .recipe import STAGE_ORDER
+
+    for name in STAGE_ORDER:
+        with contextlib.suppress(Exception):
+            importlib.import_module(f"assetfactory.tasks.{name}")
 
 
 def _data_context():
@@ -307,10 +328,13 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
         _data_context()
         rows = [{"i": i, "spec": pickle.dumps(s)} for i, s in enumerate(specs)]
         ids = [None] * len(specs)  # type: ignore[list-item]
-        blocks = max(1, min(len(rows), int(4 * max(1.0, _cluster("CPU")))))
+        cpus = int(max(1.0, _cluster("CPU")))
+        blocks = max(1, min(len(rows), 4 * cpus))
+        # as many tasks at once as CPUs: the workers already started (and warmed by
+        # ``warm_worker``) plan, instead of more started for planning alone
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _identify_batch, fn_kwargs={"recipe": recipe, "recipe_id": recipe_id},
-            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy")
+            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy", concurrency=cpus)
         for r in ds.iter_rows():
             ids[int(r["i"])] = (str(r["aid"]), json.loads(r["hashes"]))
         missing = [specs[i].sku for i, v in enumerate(ids) if v is None]
@@ -457,7 +481,8 @@ def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
     for call in seg.calls:
         if not state.ok:
             break
-        state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx))
+        state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx),
+                          cpus=seg.resources.cpus)
     return dataclasses.replace(job, state=state,
                                cpu_s=job.cpu_s + time.process_time() - cpu)
 
@@ -615,26 +640,34 @@ def concurrent_runs(recipe: Recipe, options: ExecutorOptions = ExecutorOptions()
     return 1
 
 
-
 def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
     """SKUs per task: the option, else as many as leave each CPU four tasks of the ``n``, at
-    most 8 (16 where every CPU stage runs in one task: each task then carries a whole SKU)."""
+    most 8 (32 where every CPU stage runs in one task: each task then carries a whole SKU)."""
     if options.skus_per_task:
         return options.skus_per_task
     cpus = max(1.0, _cluster("CPU"))
-    return int(max(1, min(16 if fused else 8, n // int(4 * cpus))))
+    return int(max(1, min(32 if fused else 8, n // int(4 * cpus))))
 
 
 def task_blocks(jobs: Sequence[Job], recipe: Recipe,
                 options: ExecutorOptions = ExecutorOptions()) -> list[list[Job]]:
     """``jobs`` in the blocks their tasks will run and record together: consecutive runs of
-    ``skus_per_task``. The same jobs give the same blocks, so a shard that is run again can
-    leave out the blocks already recorded and run the others with the same members (whose
-    records then have the same names as any an earlier try wrote)."""
+    ``skus_per_task``; where that size is chosen here, the last CPUs x size SKUs in blocks of
+    a quarter of it (the shard's last tasks then keep every CPU busy nearly to its end). The
+    same jobs give the same blocks, so a shard that is run again can leave out the blocks
+    already recorded and run the others with the same members (whose records then have the
+    same names as any an earlier try wrote)."""
     segs = segments(recipe, options)
     fused = sum(1 for s in segs if not s.actor) <= 1
     per_task = skus_per_task(len(jobs), options, fused)
-    return [list(jobs[i:i + per_task]) for i in range(0, len(jobs), per_task)]
+    cut = len(jobs)
+    if not options.skus_per_task and per_task > 2:
+        # the last blocks smaller: while the shard's last tasks run, the other CPUs wait on
+        # them, so its last CPUs x per_task SKUs go in blocks of a quarter of the size
+        cut = max(0, len(jobs) - int(max(1.0, _cluster("CPU"))) * per_task)
+    small = max(1, per_task // 4)
+    return ([list(jobs[i:min(i + per_task, cut)]) for i in range(0, cut, per_task)]
+            + [list(jobs[i:i + small]) for i in range(cut, len(jobs), small)])
 
 
 def unrecorded(blocks: Sequence[Sequence[Job]]) -> list[list[Job]]:

@@ -274,11 +274,16 @@ def timeout_failure(stage: str, seconds: float, stopped_worker: bool = False) ->
 
 
 def run_stage(call: StageCall, state: AssetState, policy: StagePolicy | None = None,
-              on_hang: Callable[[AssetState], None] | None = None) -> AssetState:
+              on_hang: Callable[[AssetState], None] | None = None,
+              cpus: float | None = None) -> AssetState:
     """Run one stage; never raises for a problem with the asset.
 
     ``on_hang(failed_state)`` is called (from a watchdog thread) when the stage neither
     finishes nor unwinds after its timeout; it should end the process (see ``deadline``).
+    ``cpus``: the CPUs the scheduler reserved for the task running the stage (the executor's
+    segment resources, which an ``ExecutorOptions.resources`` override may raise); None: the
+    stage's declared ``Resources.cpus``. ``stage_cpus()`` reports it inside the stage, so the
+    stage's thread pools and ray tracer use what was reserved for it, never more.
     """
     if not state.ok:
         return state
@@ -297,8 +302,8 @@ def run_stage(call: StageCall, state: AssetState, policy: StagePolicy | None = N
 
     for attempt in range(policy.retries + 1):
         try:
-            with cpu_budget(st.resources.cpus), deadline(policy.timeout_s, hang,
-                                                          policy.hang_grace_s):
+            granted = st.resources.cpus if cpus is None else cpus
+            with cpu_budget(granted), deadline(policy.timeout_s, hang, policy.hang_grace_s):
                 result = st(state, call.options)
             if attempt:  # the catalog shows which assets needed their storage retried
                 result = dataclasses.replace(

@@ -52,7 +52,7 @@ def manifold_pairs(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
 def vertex_fans(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
     """``topology.vertex_fans`` of the mesh (cached)."""
     return mesh.derived("vertex_fans", lambda: _topology.vertex_fans(
-        mesh.faces, table=edge_table(mesh)), ("faces",))
+        mesh.faces, table=edge_table(mesh), pairs=manifold_pairs(mesh)), ("faces",))
 
 
 def edge_face_pairs(mesh: MeshData) -> tuple[np.ndarray, np.ndarray]:
@@ -84,3 +84,4 @@ def keep_ray_scene(before: MeshData, after: MeshData, kept: np.ndarray) -> None:
     if len(kept) != after.n_faces:
         raise ValueError(f"{len(kept)} kept faces for a mesh of {after.n_faces}")
     after.derived("ray_scene", lambda: scene.subset(kept, before.n_faces))
+

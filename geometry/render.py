@@ -436,8 +436,19 @@ _RENDERER: Renderer | None = None
 
 
 def get_renderer() -> Renderer:
-    """The process's one renderer (a standalone EGL context), created on first use."""
+    """The process's one renderer (a standalone EGL context), created on first use.
+
+    Mesa's llvmpipe (EGL without a GPU) rasterises on as many threads as the machine has
+    cores; created inside a stage, the renderer gets as many as the stage declared CPUs
+    (``LP_NUM_THREADS``, unless set), so a one-CPU stage keeps to one core beside the others
+    the scheduler packed next to it.
+    """
     global _RENDERER
     if _RENDERER is None:
+        import os
+
+        from ..core.stage import stage_cpus
+
+        os.environ.setdefault("LP_NUM_THREADS", str(stage_cpus()))  # outside a stage: all
         _RENDERER = Renderer()
     return _RENDERER

@@ -73,21 +73,22 @@ def patch_volumes(vertices: np.ndarray, faces: np.ndarray, patch: np.ndarray,
                                       np.ascontiguousarray(patch, np.int64), int(n_patch))
 
 
-def vertex_fans(faces: np.ndarray, n_vertices: int | None = None, table: tuple | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def vertex_fans(faces: np.ndarray, n_vertices: int | None = None, table: tuple | None = None,
+                pairs: tuple | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Group each vertex's face corners into fans (corners joined across manifold edges).
 
     A manifold vertex has one fan; a bow-tie (two cones touching at a point) or a vertex where
     sheets meet has several. Returns ``(fan id per corner (M, 3), vertex of each fan)``.
     ``n_vertices`` is accepted for symmetry with the other helpers; it is not needed.
-    ``table``: ``edge_table(faces)`` when the caller has it already (``geometry.derived``).
+    ``table``: ``edge_table(faces)`` when the caller has it already (``geometry.derived``);
+    ``pairs``: likewise ``manifold_pairs`` of that table.
     """
     faces = _ints(faces)
     if len(faces) == 0:
         return np.zeros((0, 3), np.int64), np.zeros(0, np.int64)
     edges, face_edge, counts = table if table is not None else edge_table(faces)
-    pairs, edge = manifold_pairs(face_edge, counts)
-    return kernels()["vertex_fans"](faces, pairs, edges, edge)
+    pair, edge = pairs if pairs is not None else manifold_pairs(face_edge, counts)
+    return kernels()["vertex_fans"](faces, pair, edges, edge)
 
 
 def sliver_shape(vertices: np.ndarray, faces: np.ndarray):

@@ -38,8 +38,9 @@ of the rays (BENCHMARKS.md). Written alone as
 ``texture/ao`` (grey PNG) and packed as ``texture/orm`` (R = AO, G = roughness, B = metal, the
 glTF layout), so a later PBR stage can rewrite G and B per part.
 
-Threads: the ray tracer (Embree through open3d) runs on as many threads as the stage declares
-CPUs; the numba passes are serial.
+Threads: the ray tracer (Embree through open3d) runs on as many threads as the stage's task was
+granted CPUs (``stage_cpus()``: the declared one, or what the executor reserved); the numba
+passes are serial.
 
 Metrics: ``bake_normal_error_mean_deg`` / ``_median_deg``: angle between the dense normal and
 the normal a viewer would shade with (map decoded from the 8-bit PNG, bilinear) at uniform
@@ -71,7 +72,7 @@ from ..core.appearance import has_appearance, load_appearance
 from ..core.artifacts import load_json, load_mesh, save_bytes, save_image, save_json
 from ..core.errors import MissingArtifact, ProcessingError
 from ..core.mesh import MeshData
-from ..core.stage import check, stage
+from ..core.stage import check, stage, stage_cpus
 from ..core.types import AssetState, Resources, StageResult
 from ..geometry.tangents import vertex_tangents
 
@@ -152,8 +153,6 @@ def _inputs(state: AssetState) -> tuple[MeshData, MeshData]:
 
 
 RESOURCES = Resources(cpus=1, memory_mb=4096)
-#: Ray-tracer threads: the CPUs the stage declares.
-THREADS = max(1, int(RESOURCES.cpus))
 
 
 @stage(NAME, "3", BakeOptions, RESOURCES)
@@ -163,8 +162,9 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
     low, dense_mesh = _inputs(state)
     normals = low_normals(low)
     tangents = vertex_tangents(low, normals)
-    dense = DenseSurface(dense_mesh, THREADS)
-    maps = bake_maps(low, dense, options, normals, tangents, THREADS)
+    threads = stage_cpus()  # the ray tracer's: the CPUs the stage's task was granted
+    dense = DenseSurface(dense_mesh, threads)
+    maps = bake_maps(low, dense, options, normals, tangents, threads)
     err, err_low = (normal_error(low, normals, tangents, maps.normal, dense,
                                  options.error_samples, options.seed)
                     if options.error_samples else (np.zeros(0), np.zeros(0)))

@@ -67,8 +67,14 @@ def test_bytes_are_an_npz_with_compact_faces_and_old_files_still_load():
     import io
 
     mesh = _attributed()
-    with np.load(io.BytesIO(mesh.to_bytes())) as z:
+    import zipfile
+
+    data = mesh.to_bytes()
+    with np.load(io.BytesIO(data)) as z:
         assert z["faces"].dtype == np.int32  # widened again on load (see the round trip)
+    kinds = {i.filename: i.compress_type for i in zipfile.ZipFile(io.BytesIO(data)).infolist()}
+    assert kinds["vertices.npy"] == zipfile.ZIP_STORED  # floats: deflate buys little
+    assert kinds["faces.npy"] == zipfile.ZIP_DEFLATED
     buf = io.BytesIO()  # what earlier versions wrote
     np.savez_compressed(buf, vertices=mesh.vertices, faces=mesh.faces)
     back = MeshData.from_bytes(buf.getvalue())

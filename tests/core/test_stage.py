@@ -134,3 +134,22 @@ def test_undeclared_reads_fail_naming_the_column(tmp_path, what, column):
     loose = stage("loose", "1", NoOptions, reads=("what",))(reads_too_much.fn)
     with pytest.raises(UndeclaredColumn, match=column):
         loose(st)
+
+
+def test_beside_takes_a_second_thread_only_on_a_second_granted_cpu():
+    """``beside`` runs its work here on one granted CPU and on a thread of its own (with the
+    same CPU budget) on two; an error comes back through the future either way."""
+    import threading
+
+    from assetfactory.core.stage import beside, cpu_budget, cpu_count, stage_cpus
+
+    here = threading.get_ident()
+    seen = lambda: (threading.get_ident(), stage_cpus())
+    with cpu_budget(1):
+        assert beside(seen).result() == (here, 1)
+    with cpu_budget(2):
+        thread, cpus = beside(seen).result()
+        assert cpus == min(2, cpu_count())
+        assert (thread != here) == (cpu_count() >= 2)
+        with pytest.raises(ZeroDivisionError):
+            beside(lambda: 1 / 0).result()

@@ -202,7 +202,32 @@ def test_broken_files_give_error_rows_and_the_rest_completes(shared_data, tmp_pa
     assert all(got[g["sku"]]["status"] == "ok" for g in good_rows)
 
 
-def test_shards_are_prefect_tasks_and_a_rerun_skips_every_sku(tmp_path, ray_local):
+def test_shards_are_prefect_tasks_and_a_rerun_skips_every_sku(tmp_path, ray_local,
+                                                             monkeypatch):
+    """Three shards through real Prefect; the second fails once after one of its SKUs was
+    recorded (the driver's hook raises), Prefect runs it again, and the retry converts only
+    the SKUs that the failed try left unrecorded: every SKU ends with one attempt."""
+    from assetfactory.flows import convert as conv
+
+    failed: list[str] = []
+    retries: list[tuple[list[str], list[str]]] = []
+
+    def hook(summary: dict) -> None:
+        if summary["sku"] in ("box-2", "box-3") and not failed:
+            failed.append(summary["sku"])  # its record is written: the retry must leave it
+            raise RuntimeError("the shard's driver side failed once")
+
+    def spy(blocks):
+        left = real_unrecorded(blocks)
+        retries.append(([j.state.sku for b in blocks for j in b],
+                        [j.state.sku for b in left for j in b]))
+        return left
+
+    real_unrecorded = conv.unrecorded
+    monkeypatch.setattr(conv, "PROGRESS_HOOK", hook)
+    monkeypatch.setattr(conv, "unrecorded", spy)
+    monkeypatch.setattr(conv, "convert_shard",
+                        conv.convert_shard.with_options(retry_delay_seconds=0))
     cat = tmp_path / "cat"
     cat.mkdir()
     rows = []
@@ -219,6 +244,12 @@ def test_shards_are_prefect_tasks_and_a_rerun_skips_every_sku(tmp_path, ray_loca
     first = convert_catalog(catalog=str(cat / "catalog.csv"), out=str(out), profile="web",
                             backend="mesh", overrides=small, shard_size=2)
     assert first["shards"] == 3 and first["counts"] == {"ok": 5}
+    # only the failed shard ran again, planned with both its SKUs, and left out the recorded one
+    assert len(retries) == 1 and sorted(retries[0][0]) == ["box-2", "box-3"]
+    assert failed and failed[0] not in retries[0][1]
+    assert _rows(out, "SELECT count(*) AS n, count(DISTINCT sku) AS k FROM attempts")[0] == \
+        {"n": 5, "k": 5}
+    monkeypatch.setattr(conv, "PROGRESS_HOOK", None)
     again = convert_catalog(catalog=str(cat / "catalog.csv"), out=str(out), profile="web",
                             backend="mesh", overrides=small, shard_size=2)
     assert again["skipped"] == 5 and again["shards"] == 3 and not again["counts"]

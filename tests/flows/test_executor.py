@@ -117,9 +117,16 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     assert skus_per_task(5, ExecutorOptions()) == 1
     assert skus_per_task(1000, ExecutorOptions()) == 8
     assert skus_per_task(1000, ExecutorOptions(skus_per_task=3)) == 3
+    # the shard's last tasks smaller, so that its end leaves no CPU waiting on a long task
+    blocks = task_blocks(first.jobs, recipe)
+    size = len(blocks[0])
+    assert [j for b in blocks for j in b] == first.jobs and task_blocks(first.jobs, recipe) \
+        == blocks
+    assert {len(b) for b in blocks[-4:]} == {max(1, size // 4)} and size > 2
+    assert sum(len(b) for b in blocks if len(b) < size) == 2 * size  # 2 CPUs x the size
 
 
-def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
+def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only(tmp_path):
     """No Ray needed: the operators the recipe becomes. A GPU request where the cluster has no
     GPU would wait forever; the pool's actors ask for CPUs and still load weights once each."""
     call = StageCall("generate", "toy_stages:toygen", GenerateOptions(backend="toygpu"))
@@ -138,6 +145,21 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only():
                      cluster_gpus=1)
     assert [s.name for s in fused] == ["count", "generate", "picky+count"]
     assert fused[2].resources == Resources(cpus=2)
+    # a stage in a task runs on the CPUs that task reserved: count (1 CPU) fused with picky
+    # raised to 2 sees 2; the stage declaring 2 CPUs, lowered to 1, sees 1
+    from assetfactory.core.stage import cpu_count
+    from assetfactory.flows.executor import RunContext, _run_segment
+
+    cpus = StageCall("cpus", "toy_stages:cpus", toy_stages.CpuOptions())
+    ctx = RunContext({}, "", "", apart)
+    state = AssetState(sku="c", spec=SkuSpec(sku="c"), store_uri=str(tmp_path), run_id="r",
+                       attempt_id="att-c", asset_id="id-c")
+    for over, want in ((None, 2), (Resources(cpus=1), 1)):
+        opts = ExecutorOptions(fuse_cpu_stages=True, resources={"cpus": over} if over else {})
+        (seg,) = segments(Recipe("test", "mesh", (recipe.calls[0], cpus)), opts,
+                          cluster_gpus=0)
+        job = _run_segment(Job(state, {}), seg, ctx)
+        assert job.state.metrics["stage_cpus"] == min(want, cpu_count())
     with pytest.raises(ValueError, match="unknown execution option"):
         ExecutorOptions.from_dict({"timeout": 3})
     with pytest.raises(ValueError, match="must be > 0"):

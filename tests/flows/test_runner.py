@@ -103,6 +103,10 @@ def test_a_stage_gets_its_declared_cpus(tmp_path):
     got = run_stage(StageCall("cpus", "toy_stages:cpus", toy_stages.CpuOptions()),
                     _state(tmp_path, "c"))
     assert got.metrics["stage_cpus"] == min(2, cpu_count())
+    # the executor hands a stage the CPUs it reserved for its task (a segment's resources,
+    # raised or lowered by ``ExecutorOptions.resources``), not the stage's own declaration
+    call = StageCall("cpus", "toy_stages:cpus", toy_stages.CpuOptions())
+    assert run_stage(call, _state(tmp_path, "d"), cpus=1).metrics["stage_cpus"] == 1
     assert policy_for("uv").timeout_s == 1800 and policy_for("uv", {"*": 5}).timeout_s == 5
     assert policy_for("uv", {"uv": 7, "*": 5}).timeout_s == 7
 

@@ -56,3 +56,23 @@ def test_entries_of_the_faces_alone_survive_a_move_and_the_others_do_not():
     assert derived.face_areas(mesh) is areas           # the original's entry is untouched
     relabelled = mesh.replace(face_labels=np.ones(mesh.n_faces, np.int32))
     assert derived.edge_table(relabelled) is table
+
+
+
+def test_vertex_fans_reuse_the_cached_manifold_pairs():
+    """The fans are built from the mesh's cached edge table and manifold pairs (one table
+    and one pair list per mesh content, whichever step asks first), and equal a fresh build."""
+    from assetfactory.geometry import topology
+
+    mesh = sphere(2)
+    pairs = derived.manifold_pairs(mesh)
+    calls = []
+    real = topology.manifold_pairs
+    topology.manifold_pairs = lambda *a: calls.append(1) or real(*a)
+    try:
+        fans = derived.vertex_fans(mesh)
+    finally:
+        topology.manifold_pairs = real
+    assert calls == [] and derived.manifold_pairs(mesh) is pairs
+    for got, want in zip(fans, topology.vertex_fans(mesh.faces)):
+        np.testing.assert_array_equal(got, want)

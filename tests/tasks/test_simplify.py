@@ -561,3 +561,27 @@ def test_crease_corners_of_a_box_and_none_on_a_smooth_or_finely_faceted_mesh():
     _, plate = drilled_plate(2)
     assert feature_corners(prepare(plate, True, False), 8 * 72) is not None
     assert feature_corners(prepare(plate, True, False), 8 * 72 - 8) is None
+
+
+def test_the_dense_quadrics_take_a_second_thread_only_on_a_second_granted_cpu():
+    """A stage declaring one CPU runs one thread: the quadrics beside the collapse only where
+    the stage was granted two (same result either way)."""
+    import threading
+
+    from assetfactory.algorithms import decimate
+    from assetfactory.core.stage import cpu_budget, cpu_count
+
+    mesh = sphere(3)
+    threads = []
+    real = decimate._closed_and_quadrics
+    decimate._closed_and_quadrics = lambda *a: threads.append(threading.get_ident()) or real(*a)
+    try:
+        with cpu_budget(1):
+            one = decimate.prepare(mesh, True, True)
+        with cpu_budget(2):
+            two = decimate.prepare(mesh, True, True)
+            assert two.watertight == one.watertight
+    finally:
+        decimate._closed_and_quadrics = real
+    assert threads[0] == threading.get_ident()
+    assert (threads[1] != threading.get_ident()) == (cpu_count() >= 2)
