@@ -1,12 +1,13 @@
 """Two-sided surface error between a mesh and its simplification (Chamfer, Hausdorff, normal
-error), from uniform area samples and Embree closest points."""
+error), from uniform area samples and Embree closest points, with float64 distances and an
+exact maximum (see ``geometry.closest.exact_distances``)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from ..core.mesh import MeshData
-from ..geometry.closest import closest_points, raycasting_scene
+from ..geometry.closest import closest_points, exact_distances, raycasting_scene
 from ..geometry.normals import face_normals
 from ..geometry.sampling import sample_surface, surface_points
 
@@ -17,9 +18,12 @@ def _samples(mesh: MeshData, n: int, rng: np.random.Generator) -> tuple[np.ndarr
     return surface_points(mesh.vertices, mesh.faces, idx, bary), idx
 
 
-def _closest(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray):
-    q, prim, _ = closest_points(raycasting_scene(vertices, faces), points)
-    return q, prim
+def _closest(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """(distance, nearest face) of each point: Embree's face, the distance exact (float64,
+    and the largest made exact by a search; see ``exact_distances``)."""
+    _, prim, _ = closest_points(raycasting_scene(vertices, faces), points)
+    return exact_distances(vertices, faces, points, prim), prim
 
 
 def surface_error(dense: MeshData, simple: MeshData, samples: int = 100_000,
@@ -33,10 +37,8 @@ def surface_error(dense: MeshData, simple: MeshData, samples: int = 100_000,
     diag = float(np.linalg.norm(hi - lo)) or 1.0
     pd, fd = _samples(dense, samples, rng)
     ps, _ = _samples(simple, samples, rng)
-    to_simple, prim = _closest(simple.vertices, simple.faces, pd)
-    to_dense, _ = _closest(dense.vertices, dense.faces, ps)
-    a = np.linalg.norm(to_simple - pd, axis=1)
-    b = np.linalg.norm(to_dense - ps, axis=1)
+    a, prim = _closest(simple.vertices, simple.faces, pd)
+    b, _ = _closest(dense.vertices, dense.faces, ps)
     nd = face_normals(dense.vertices, dense.faces[fd])
     ns = face_normals(simple.vertices, simple.faces[prim])
     angle = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", nd, ns), -1, 1)))

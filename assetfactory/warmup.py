@@ -20,6 +20,8 @@ KERNEL_MODULES = (
     "assetfactory.geometry._raster_numba",
     "assetfactory.algorithms._qem_numba",
     "assetfactory.algorithms._edge_ops_numba",
+    "assetfactory.algorithms._features_numba",
+    "assetfactory.geometry._closest_numba",
     "assetfactory.algorithms._packing_numba",
     "assetfactory.geometry._texel_numba",
     "assetfactory.algorithms._ao_numba",
@@ -62,6 +64,7 @@ def warm_up() -> float:
     from .algorithms.chart_packing import pack_charts
     from .algorithms.decimate import decimate
     from .algorithms.edge_ops import flip_slivers
+    from .algorithms.surface_error import surface_error
     from .algorithms.unwrap import unwrap_chunk
     from .algorithms.uv_quality import uv_metrics
     from .core.mesh import MeshData
@@ -79,6 +82,7 @@ def warm_up() -> float:
     decimate(clean, 200)
     y = clean.vertices[clean.faces].mean(axis=1)[:, 1]  # two parts: the per-part kernels
     decimate(clean.replace(face_labels=(y > 0).astype(np.int32)), 200)
+    surface_error(clean, decimate(clean, 200), 1000)  # the exact distances
     sliver = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1e-5, 0], [0.5, -1, 0]], np.float64)
     flip_slivers(sliver, np.array([[0, 1, 2], [1, 0, 3]], np.int64), np.zeros(2, np.int32))
     # uv: packing and the coverage raster (uv_metrics)

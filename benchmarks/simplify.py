@@ -215,6 +215,27 @@ def warm_up() -> None:
 # ------------------------------------------------------------------------------ output
 
 
+def merge_reference(rows: list[dict], reference: list[dict], faces_in: dict[str, int],
+                    targets: list[int]) -> list[dict]:
+    """This run's rows with the reference run's rows for the cases run now (same mesh, same
+    input face count, same target) and the methods not run now, one row per (mesh, target,
+    method): a reference that itself merged an earlier one can hold a case twice, and its
+    rows must not stand beside (or in place of) this run's."""
+    ran = {(r["mesh"], r["target"], r["method"]) for r in rows}
+    by_key: dict[tuple, dict] = {}
+    for r in reference:
+        key = (r["mesh"], r["target"], r["method"])
+        if key in ran or r["mesh"] not in faces_in or r["target"] not in targets \
+                or r["tris_in"] != faces_in[r["mesh"]] or r["method"] in {k[2] for k in ran}:
+            continue
+        by_key[key] = r  # the last row of a case wins
+    merged = list(by_key.values()) + rows
+    names = list(faces_in)
+    merged.sort(key=lambda r: (names.index(r["mesh"]), targets.index(r["target"]),
+                               PEERS.index(r["method"])))
+    return merged
+
+
 def print_table(rows: list[dict]) -> None:
     ref = {(r["mesh"], r["target"]): r for r in rows if r["method"] == "pymeshlab"}
     head = (f"{'mesh':22s} {'target':>6s} {'method':20s} {'faces':>6s} {'seconds':>8s} "
@@ -236,6 +257,33 @@ def print_table(rows: list[dict]) -> None:
               f"{r['normal_error_deg']:7.2f} {wt:>3s}"
               + (f"  (one thread {r['seconds_one_thread']:.2f} s)"
                  if r.get("seconds_one_thread") is not None else ""))
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The rows as BENCHMARKS.md's table: each method beside pymeshlab's row of the same case,
+    ratios to it, and whether the case meets the target (Chamfer and Hausdorff at most 1.1x
+    pymeshlab's, CPU time at most 0.1x)."""
+    ref = {(r["mesh"], r["target"]): r for r in rows if r["method"] == "pymeshlab"}
+    out = [("| mesh | faces | target | method | faces out | Chamfer | ratio | Hausdorff | ratio "
+            "| CPU s | ratio | target met |"),
+           "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+    for r in rows:
+        p = ref.get((r["mesh"], r["target"]))
+        ratio = {k: r[k] / p[k] if p and p[k] else float("nan")
+                 for k in ("chamfer", "hausdorff", "cpu_seconds")}
+        met = ""
+        if r["method"] != "pymeshlab" and p:
+            miss = [name for name, k, limit in (("Chamfer", "chamfer", 1.1),
+                                                ("Hausdorff", "hausdorff", 1.1),
+                                                ("time", "cpu_seconds", 0.1))
+                    if not ratio[k] <= limit]
+            met = "yes" if not miss else "NO (" + ", ".join(miss) + ")"
+        name = "ours" if r["method"] == "fast_qem" else r["method"]
+        out.append(f"| {r['mesh']} | {r['tris_in']:,} | {r['target']:,} | {name} | "
+                   f"{r['faces']:,} | {r['chamfer']:.3e} | {ratio['chamfer']:.2f} | "
+                   f"{r['hausdorff']:.3e} | {ratio['hausdorff']:.2f} | {r['cpu_seconds']:.2f} | "
+                   f"{ratio['cpu_seconds']:.2f} | {met} |")
+    return "\n".join(out)
 
 
 def summary(rows: list[dict]) -> dict:
@@ -333,15 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:  # noqa: BLE001 - report, keep the simplify figures
             paths[name] = {"error": repr(exc)}
     if args.reference:
-        ran = set(args.methods.split(","))
-        keep = {(n, t) for n in meshes for t in targets}
-        rows = [r for r in json.loads(Path(args.reference).read_text())["rows"]
-                if r["method"] not in ran and (r["mesh"], r["target"]) in keep
-                and r["tris_in"] == meshes[r["mesh"]].n_faces] + rows
-        rows.sort(key=lambda r: (list(meshes).index(r["mesh"]), targets.index(r["target"]),
-                                 PEERS.index(r["method"])))
+        rows = merge_reference(rows, json.loads(Path(args.reference).read_text())["rows"],
+                               {n: m.n_faces for n, m in meshes.items()}, targets)
     print()
     print_table(rows)
+    print()
+    print(markdown_table(rows))
     print("\nours and peers / pymeshlab (geometric mean over cases; max = worst case):")
     for method, d in summary(rows).items():
         print(f"  {method:20s} " + "  ".join(

@@ -165,3 +165,32 @@ class RayScene:
         if len(again):  # still behind removed faces after MAX_SKIPS: counted as misses
             t[again], face[again] = np.inf, -1
         return t, face, n
+
+
+def exact_distances(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
+                    prim: np.ndarray) -> np.ndarray:
+    """Distances (T,) from ``points`` to the mesh, given Embree's closest faces ``prim``: each
+    is the float64 distance to that face, and the largest are made exact by a search over
+    every face near the point, so the maximum is exact.
+
+    Why: Embree's closest-point query (through open3d) works in float32, and on long, thin
+    slivers (a flat face split into coplanar triangles, then collapsed) its point-triangle
+    test can land up to ~1e-3 of the extent off; it then reports that distance, or a farther
+    face. The float64 distance to the reported face is never below the true one, so
+    searching the points in order of that bound, until the bound falls under the largest
+    exact distance found, gives the exact maximum (a Hausdorff distance) at the cost of a few
+    linear scans; the other points keep the float64 distance to the reported face."""
+    from ._closest_numba import candidate_distances, exact_top
+
+    v = np.ascontiguousarray(vertices, np.float64)
+    f = np.ascontiguousarray(faces, np.int64)
+    p = np.ascontiguousarray(points, np.float64)
+    d = candidate_distances(p, v, f, np.ascontiguousarray(prim, np.int64))
+    if len(d) == 0 or len(f) == 0:
+        return d
+    tri = v[f]
+    lo, hi = tri.min(1), tri.max(1)
+    order = np.argsort(lo[:, 0], kind="stable")
+    idx, exact = exact_top(p, d, v, f, lo, hi, order)
+    d[idx] = exact
+    return d

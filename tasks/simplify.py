@@ -28,6 +28,15 @@ triangles hanging off an edge: dropped) or pinches two sheets along one edge (th
 re-run with the dense vertices around the pinch locked). The edges are checked on welded
 positions; if a result is still open, pymeshlab's is used when it is closed.
 
+Faceted inputs (CAD exports, scans whose flat faces were split into many coplanar triangles):
+most collapses there cost no error, but meshoptimizer's passes take a costly one (a hole's rim
+vertex, a point where a crease turns) once most zero-cost collapses of a pass are blocked by
+their neighbours' collapses, and each such collapse cuts a chord across the feature. When most
+edges of the mesh join coplanar faces, the corners of its crease network (vertices where the
+creases do not run straight through) are locked for the collapse, as long as they are few
+against the target (at most a quarter of a closed result's vertices; a finely faceted scan has
+more, and is then collapsed by error order as before). Smooth meshes are untouched.
+
 Exact counts: the collapse can still end a few faces short (a dropped pillow, a border step, a
 neighbour part's border collapses); ``top_up`` makes up the difference by splitting the longest
 well-shaped edges inside the parts below their budget at their midpoints, which leaves the
@@ -62,7 +71,8 @@ the peers), ``qem_placement``, ``part_budgets``, ``edge_ops`` (sliver flips, top
 ``surface_error`` and ``collision``; this module is the stage over them.
 
 Error metrics are point-to-surface distances both ways between uniform area samples of the
-result and of the dense (clean) mesh, with the dense mesh's bounding-box DIAGONAL scaled to 1.
+result and of the dense (clean) mesh, with the dense mesh's bounding-box DIAGONAL scaled to 1
+(Embree's nearest face, the distance to it in float64, the maximum confirmed exactly).
 """
 
 from __future__ import annotations
@@ -164,7 +174,7 @@ def _part_counts(mesh: MeshData) -> str:
     return ", ".join(f"{int(a)}:{int(b)}" for a, b in zip(labels, counts))
 
 
-@stage(NAME, "0.3.1", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
+@stage(NAME, "0.3.2", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
 def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
     """Decimate ``clean_mesh`` to the triangle budget as ``mesh``; optional collision hulls."""
     clean = load_mesh(state, "clean_mesh")

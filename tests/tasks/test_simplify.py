@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import trimesh
 
+from assetfactory.algorithms import decimate as decimate_module
+from assetfactory.algorithms._features_numba import crease_corners
 from assetfactory.algorithms.collision import collision_hulls
 from assetfactory.algorithms.decimate import (
     _build,
     _FaceBuffer,
     decimate,
     decimate_prepared,
+    feature_corners,
     prepare,
 )
 from assetfactory.algorithms.edge_ops import top_up
@@ -501,6 +504,63 @@ def test_label_index_is_np_unique(labels):
 def test_bad_part_budget_options_rejected(bad):
     with pytest.raises(OptionsError):
         SimplifyOptions(**bad)
+
+
+def drilled_plate(subdivisions: int = 3) -> tuple[np.ndarray, MeshData]:
+    """(the 72 vertices of a CSG plate with a 32-sided drilled hole, as built; the plate
+    midpoint-subdivided and a third of its faces split at their centroids: every new triangle
+    coplanar with its parent, as a CAD export over-tessellated)."""
+    import manifold3d as mf
+    from trimesh.remesh import subdivide
+
+    part = mf.Manifold.cube([1.6, 0.4, 1.2], center=True) - mf.Manifold.cylinder(
+        0.6, 0.15, 0.15, 32, center=True).rotate([90, 0, 0])
+    built = part.to_mesh()
+    v = np.asarray(built.vert_properties, np.float64)[:, :3]
+    f = np.asarray(built.tri_verts, np.int64)
+    corners = v.copy()
+    for _ in range(subdivisions):
+        v, f = subdivide(v, f)
+    pick = np.random.default_rng(0).choice(len(f), len(f) // 3, replace=False)
+    keep = np.ones(len(f), bool)
+    keep[pick] = False
+    s, c = f[pick], np.arange(len(v), len(v) + len(pick))
+    f = np.concatenate([f[keep], np.stack([s[:, 0], s[:, 1], c], 1),
+                        np.stack([s[:, 1], s[:, 2], c], 1), np.stack([s[:, 2], s[:, 0], c], 1)])
+    return corners, MeshData(np.concatenate([v, v[s].mean(1)]), f)
+
+
+def _missing(corners: np.ndarray, mesh: MeshData) -> int:
+    d = np.linalg.norm(corners[:, None] - mesh.vertices[None], axis=2).min(1)
+    return int((d > 1e-9).sum())
+
+
+def test_faceted_plate_keeps_every_rim_vertex_of_its_hole(monkeypatch):
+    corners, mesh = drilled_plate()  # 15,360 faces; 72 corners (64 on the hole's two rims)
+    prep = prepare(mesh, True, True)
+    assert int(feature_corners(prep, 1000).sum()) == 72
+    out = decimate(mesh, 1000)
+    assert out.n_faces == 1000 and is_watertight(weld_ids(out.vertices)[out.faces])
+    assert _missing(corners, out) == 0
+    # without the lock meshoptimizer's passes cut chords across the rims (measured: 8 lost)
+    monkeypatch.setattr(decimate_module, "feature_corners", lambda *a: None)
+    assert _missing(corners, decimate(mesh, 1000)) > 0
+
+
+def test_crease_corners_of_a_box_and_none_on_a_smooth_or_finely_faceted_mesh():
+    from trimesh.remesh import subdivide
+
+    v, f = subdivide(*subdivide(trimesh.creation.box().vertices, trimesh.creation.box().faces))
+    flat, corner = crease_corners(np.asarray(v, float), np.asarray(f, np.int64), 1e-7, 1e-3,
+                                  0.5)
+    assert flat > 0.5
+    assert sorted(map(tuple, np.abs(v[corner]))) == [(0.5, 0.5, 0.5)] * 8
+    smooth = sphere(4)  # no two faces coplanar: not faceted, nothing locked
+    assert feature_corners(prepare(smooth, True, False), 2000) is None
+    # a faceted mesh with more corners than a quarter of the result's vertices: no lock
+    _, plate = drilled_plate(2)
+    assert feature_corners(prepare(plate, True, False), 8 * 72) is not None
+    assert feature_corners(prepare(plate, True, False), 8 * 72 - 8) is None
 
 
 def test_the_dense_quadrics_take_a_second_thread_only_on_a_second_granted_cpu():
