@@ -7,6 +7,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ..geometry._topology_numba import corner_cross
+
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
 def crease_corners(positions, faces, flat_tol, turn_tol, faceted_share):
@@ -28,16 +30,7 @@ def crease_corners(positions, faces, flat_tol, turn_tol, faceted_share):
     vsum = np.zeros((n, 3))
     vcount = np.zeros(n, np.int64)
     for f in range(m):
-        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
-        ux = positions[b, 0] - positions[a, 0]
-        uy = positions[b, 1] - positions[a, 1]
-        uz = positions[b, 2] - positions[a, 2]
-        vx = positions[c, 0] - positions[a, 0]
-        vy = positions[c, 1] - positions[a, 1]
-        vz = positions[c, 2] - positions[a, 2]
-        x = uy * vz - uz * vy
-        y = uz * vx - ux * vz
-        z = ux * vy - uy * vx
+        x, y, z = corner_cross(positions, faces[f, 0], faces[f, 1], faces[f, 2])
         ln = np.sqrt(x * x + y * y + z * z)
         if ln > 0.0:
             x, y, z = x / ln, y / ln, z / ln
