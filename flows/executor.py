@@ -334,7 +334,8 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
         # ``warm_worker``) plan, instead of more started for planning alone
         ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
             _identify_batch, fn_kwargs={"recipe": recipe, "recipe_id": recipe_id},
-            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy", concurrency=cpus)
+            batch_size=None, num_cpus=PLAN_CPUS, batch_format="numpy",
+            compute=ray.data.TaskPoolStrategy(size=cpus))
         for r in ds.iter_rows():
             ids[int(r["i"])] = (str(r["aid"]), json.loads(r["hashes"]))
         missing = [specs[i].sku for i, v in enumerate(ids) if v is None]
@@ -714,7 +715,7 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                 pool = options.gpu_actors or (max(1, int(_cluster("GPU") // seg.resources.gpus))
                                               if seg.resources.gpus else 1)
                 ds = ds.map(BackendActor, fn_constructor_args=(seg, ctx),
-                            concurrency=pool, max_restarts=-1,
+                            compute=ray.data.ActorPoolStrategy(size=pool), max_restarts=-1,
                             max_task_retries=options.worker_retries,
                             **_remote_args(seg.resources))
             else:
