@@ -65,6 +65,17 @@ class ClosestSurface:
                         if mesh.vertex_normals is None
                         else unit(np.asarray(mesh.vertex_normals, np.float64)))
 
+    @classmethod
+    def built(cls, mesh: MeshData, threads: int = 0, build_threads: int = 0) -> ClosestSurface:
+        """One whose BVH is built already (Embree builds it at the first query), on at most
+        ``build_threads`` threads (0: ``threads``), e.g. one thread beside the stage's own
+        work; its queries then run on ``threads``."""
+        surface = cls(mesh, build_threads or threads)
+        if mesh.n_faces:
+            surface.closest(np.asarray(mesh.vertices[mesh.faces[:1, 0]], np.float64))
+        surface.threads = int(threads)
+        return surface
+
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance (T,), unit normal (T, 3)) of the closest surface point."""
         q, prim, bary = closest_points(self.scene, points, self.threads)
@@ -167,11 +178,29 @@ class RayScene:
         return t, face, n
 
 
+class ExactIndex:
+    """What ``exact_distances`` searches a mesh with, built once per mesh: the float64
+    positions, the faces, each face's bounding box and the faces in order of the box's low x.
+    Built apart from the queries so that a stage can build it (with the Embree scene) beside
+    other work, on a CPU it was granted."""
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        self.vertices = np.ascontiguousarray(vertices, np.float64)
+        self.faces = np.ascontiguousarray(faces, np.int64)
+        if len(self.faces):
+            tri = self.vertices[self.faces]
+            self.lo, self.hi = tri.min(1), tri.max(1)
+        else:
+            self.lo = self.hi = np.zeros((0, 3))
+        self.order = np.argsort(self.lo[:, 0], kind="stable")
+
+
 def exact_distances(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
-                    prim: np.ndarray) -> np.ndarray:
+                    prim: np.ndarray, index: ExactIndex | None = None) -> np.ndarray:
     """Distances (T,) from ``points`` to the mesh, given Embree's closest faces ``prim``: each
     is the float64 distance to that face, and the largest are made exact by a search over
-    every face near the point, so the maximum is exact.
+    every face near the point, so the maximum is exact. ``index``: the mesh's ``ExactIndex``
+    when one was built already (else built here).
 
     Why: Embree's closest-point query (through open3d) works in float32, and on long, thin
     slivers (a flat face split into coplanar triangles, then collapsed) its point-triangle
@@ -182,15 +211,11 @@ def exact_distances(vertices: np.ndarray, faces: np.ndarray, points: np.ndarray,
     linear scans; the other points keep the float64 distance to the reported face."""
     from ._closest_numba import candidate_distances, exact_top
 
-    v = np.ascontiguousarray(vertices, np.float64)
-    f = np.ascontiguousarray(faces, np.int64)
+    ix = ExactIndex(vertices, faces) if index is None else index
     p = np.ascontiguousarray(points, np.float64)
-    d = candidate_distances(p, v, f, np.ascontiguousarray(prim, np.int64))
-    if len(d) == 0 or len(f) == 0:
+    d = candidate_distances(p, ix.vertices, ix.faces, np.ascontiguousarray(prim, np.int64))
+    if len(d) == 0 or len(ix.faces) == 0:
         return d
-    tri = v[f]
-    lo, hi = tri.min(1), tri.max(1)
-    order = np.argsort(lo[:, 0], kind="stable")
-    idx, exact = exact_top(p, d, v, f, lo, hi, order)
+    idx, exact = exact_top(p, d, ix.vertices, ix.faces, ix.lo, ix.hi, ix.order)
     d[idx] = exact
     return d
