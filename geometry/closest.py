@@ -108,6 +108,16 @@ class RayScene:
         extent = float(np.linalg.norm(np.ptp(mesh.vertices, axis=0))) if mesh.n_vertices else 1.0
         return cls(raycasting_scene(mesh.vertices, mesh.faces, threads), None, extent)
 
+    @classmethod
+    def built(cls, mesh: MeshData, threads: int = 0) -> RayScene:
+        """``of(mesh, threads)`` with its BVH built now (Embree builds it at the first query),
+        e.g. on a spare granted CPU before the rays are ready."""
+        scene = cls.of(mesh, threads)
+        if mesh.n_faces:
+            c = np.asarray(mesh.vertices[mesh.faces[0]], np.float64).mean(axis=0)
+            scene.first_hits(np.array([[*(c + 1.0), -1.0, -1.0, -1.0]]), threads=threads or 1)
+        return scene
+
     def subset(self, kept: np.ndarray, n_before: int) -> RayScene:
         """This scene for a mesh keeping faces ``kept`` (indices, increasing) of the
         ``n_before`` faces of the mesh it serves now, in order."""

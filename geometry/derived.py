@@ -73,6 +73,19 @@ def ray_scene(mesh: MeshData) -> RayScene:
     return mesh.derived("ray_scene", lambda: RayScene.of(mesh))
 
 
+def adopt_ray_scene(mesh: MeshData, source: MeshData, scene: RayScene) -> bool:
+    """Cache ``scene``, built for ``source``, as ``mesh``'s when the two have the same
+    positions and faces (corner order included: it decides the hit normals); returns whether
+    it did. For a scene built ahead of time, beside steps that usually leave the mesh as it
+    was (cleanup builds the hidden-face test's scene while it orients the faces)."""
+    same = (source.vertices.shape == mesh.vertices.shape and source.faces.shape == mesh.faces.shape
+            and np.array_equal(source.faces, mesh.faces)
+            and np.array_equal(source.vertices, mesh.vertices))
+    if same:
+        mesh.derived("ray_scene", lambda: scene)
+    return same
+
+
 def keep_ray_scene(before: MeshData, after: MeshData, kept: np.ndarray) -> None:
     """Let ``after``, which keeps faces ``kept`` (indices, increasing) of ``before`` in order
     with the same corner positions (a face subset, bow-ties split), use ``before``'s cached

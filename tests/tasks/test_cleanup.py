@@ -263,6 +263,38 @@ def test_inner_shell_behind_a_hole_removed_once_the_hole_is_filled():
     assert closed_and_manifold(out)
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_scene_built_ahead_on_a_second_cpu_gives_the_same_mesh(monkeypatch, flip):
+    """With two CPUs the hidden-face test's BVH is built beside the orient step; it is used
+    only when the mesh came through unchanged (else built again), and the result is the same
+    as with one CPU either way."""
+    import assetfactory.tasks.cleanup as cleanup_module
+    from assetfactory.core.stage import cpu_budget
+    from assetfactory.geometry import derived
+
+    outer = sphere(3, 1.0)
+    if flip:  # orienting changes the faces: the scene built ahead is not the mesh's
+        faces = outer.faces.copy()
+        faces[::7] = faces[::7, ::-1]
+        outer = MeshData(outer.vertices, faces)
+    mesh = concat(outer, sphere(2, 0.5))
+    options = CleanupOptions(visibility_views=8, visibility_resolution=64)
+    adopted = []
+    adopt = derived.adopt_ray_scene
+    monkeypatch.setattr(derived, "adopt_ray_scene", lambda *a: adopted.append(adopt(*a)))
+    with cpu_budget(1):
+        one, c1 = clean_mesh(mesh, options)
+    assert adopted == []
+    monkeypatch.setattr(cleanup_module, "AHEAD_FACES", 0)
+    with cpu_budget(2):
+        two, c2 = clean_mesh(mesh, options)
+    assert adopted == [not flip]
+    assert c1 == c2 and c2["interior"] == 320
+    for a, b in ((one.vertices, two.vertices), (one.faces, two.faces),
+                 (one.face_labels, two.face_labels)):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_interior_removal_can_be_disabled():
     mesh = concat(sphere(2, 1.0), sphere(1, 0.3))
     out, counts = clean_mesh(mesh, CleanupOptions(remove_interior=False,
