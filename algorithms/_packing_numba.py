@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def row_spans(pts, faces, h):
     # per cell row r (strip r <= y < r + 1): the cells [lo, hi] any triangle touches;
     # exact per triangle (clipped to the strip), conservative for the chart (holes
@@ -40,7 +40,7 @@ def row_spans(pts, faces, h):
                 hi[r] = max(hi[r], int(np.floor(xmax)))
     return lo, hi
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pack(p, faces, fstart, order, extents, grid, d):
     # first fit, lowest row then leftmost column, on a grid x grid occupancy raster;
     # each chart's rows are tested dilated by d cells (the padding), so two charts'

@@ -9,11 +9,13 @@ and placed first-fit, as xatlas packs: overlap-free by construction.
 from __future__ import annotations
 
 import math
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
+from ..core.stage import beside, stage_cpus
 from ..geometry.components import vertex_labels
 from .uv_quality import uv_areas as _uv_areas
 
@@ -133,17 +135,32 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
 
     eps = 1e-9  # every point strictly inside its cells, whatever the rounding
 
-    def attempt(k: float):
+    def run(k: float):
         extents = np.floor(sizes * k + eps).astype(np.int64) + 1
         return pack(placed * k + eps, sorted_faces, fstart, order, extents, grid, d)
+
+    ahead: dict[float, Future] = {}
+
+    def attempt(k: float, then: float | None = None):
+        """``run(k)``; with a second granted CPU, ``run(then)`` (the scale the search will
+        probably try next) starts beside it. The search is the same either way."""
+        pending = ahead.pop(k, None)
+        for stale in ahead.values():  # a wrong guess: let it end (never two at once)
+            stale.result()
+        ahead.clear()
+        if then is not None and stage_cpus() >= 2:
+            ahead[then] = beside(lambda: run(then))
+        return pending.result() if pending is not None else run(k)
 
     hi = min(grid / math.sqrt(total), (grid - 2 * d - 1) / max(float(sizes.max()), 1e-300))
     lo, best = 0.0, None
     # xatlas-like packings fill 0.4-0.6 of the square: start a little above, or at the scale
     # the caller says (a re-pack: the earlier packing's, which nearly always fits again)
     k = 0.8 * hi if start is None else min(float(start), hi)
+    up = start is not None  # the likely direction: a re-pack's start fits, a guess does not
     for _ in range(80):  # 4% steps: down until it fits, or up until it does not
-        corners, ok = attempt(k)
+        corners, ok = attempt(k, k * 1.04 if up else k * 0.96)
+        up = ok or best is not None
         if ok:
             lo, best = k, corners
             if k * 1.04 >= hi:
@@ -154,9 +171,10 @@ def pack_charts(uv: np.ndarray, faces: np.ndarray, options: PackSettings,
             if best is not None:
                 break
             k *= 0.96
-    for _ in range(3):  # then bisect the last step (to 0.5%)
+    for i in range(3):  # then bisect the last step (to 0.5%)
         mid = (lo + hi) / 2
-        corners, ok = attempt(mid)
+        # the next midpoint if this one fits (the scale is meant to fill the square)
+        corners, ok = attempt(mid, (mid + hi) / 2 if i < 2 else None)
         if ok:
             lo, best = mid, corners
         else:
