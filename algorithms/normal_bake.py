@@ -13,7 +13,6 @@ from typing import Protocol
 import numpy as np
 
 from ..core.mesh import MeshData
-from ..core.stage import beside, stage_cpus
 from ..geometry.closest import ClosestSurface
 from ..geometry.dilation import texels_to_image
 from ..geometry.normals import seamless_normals
@@ -95,7 +94,6 @@ class BakedMaps:
     dense_share: float   # share of covered texels that took the dense normal
     ao_mean: float       # mean AO over covered texels
     ao_points: int = 0   # points the AO traced rays from (lattice nodes + lone texels)
-    dense: DenseSurface | None = None  # the dense surface the maps were baked from
 
 
 def ao_stride(size: int, ao_size: int) -> int:
@@ -103,13 +101,10 @@ def ao_stride(size: int, ao_size: int) -> int:
     return max(1, int(size) // max(1, int(ao_size)))
 
 
-def bake_maps(low: MeshData, dense: DenseSurface | MeshData, options: BakeSettings,
-              normals: np.ndarray, tangents: np.ndarray, threads: int = 0) -> BakedMaps:
+def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals: np.ndarray,
+              tangents: np.ndarray, threads: int = 0) -> BakedMaps:
     """Normal map and AO for ``low`` (with UVs) against the dense surface; ``threads`` bounds
-    the ray tracer's threads (0 = all cores). ``dense`` given as a mesh: its surface (the
-    returned maps' ``dense``) is built here, with two threads or more on one thread beside
-    the AO, which needs only ``low`` and is traced on the others meanwhile (Embree builds a
-    BVH serially: a dense mesh's is ~0.5 s of one core)."""
+    the ray tracer's threads (0 = all cores)."""
     from ..geometry.render import get_renderer
 
     size = options.size
@@ -119,29 +114,19 @@ def bake_maps(low: MeshData, dense: DenseSurface | MeshData, options: BakeSettin
     fids = face.reshape(-1)[index].astype(np.int64)
     bary = uv_barycentric(low, fids, texel_uv(index, size))
     frames = surface_frames(low, normals, tangents, fids, bary)
-    n_threads = threads or stage_cpus()
-    building = isinstance(dense, MeshData) and n_threads >= 2
-    if building:
-        mesh = dense
-        dense = beside(lambda: DenseSurface.built(mesh, n_threads, 1))
-    elif isinstance(dense, MeshData):
-        dense = DenseSurface(dense, n_threads)
-    ao_threads = n_threads - 1 if building else threads
+    target, took = target_normals(frames, dense, options.max_distance * diag)
+    m = encode_tangent_space(frames, target)
     ao, traced = texel_ambient_occlusion(
         low, index, fids, frames.position, frames.normal, size,
         ao_stride(size, options.ao_size), options.ao_rays, options.ao_distance * diag,
-        options.seed, ao_threads)
-    if building:
-        dense = dense.result()
-    target, took = target_normals(frames, dense, options.max_distance * diag)
-    m = encode_tangent_space(frames, target)
+        options.seed, threads)
     ao_mean = float(ao.mean()) if len(ao) else 1.0
     # one dilation for both maps: normal xyz + AO
     img = texels_to_image(size, index, np.concatenate([m, ao[:, None]], axis=1),
                           options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
     normal = to_rgb8(_unit(img[..., :3].reshape(-1, 3)).reshape(size, size, 3))
     return BakedMaps(normal, np.clip(img[..., 3], 0.0, 1.0), len(index),
-                     float(took.mean()) if len(took) else 0.0, ao_mean, traced, dense)
+                     float(took.mean()) if len(took) else 0.0, ao_mean, traced)
 
 
 def orm_image(ao: np.ndarray, roughness: float, metallic: float) -> np.ndarray:

@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
@@ -169,7 +169,10 @@ _POOL_WORKERS = 0
 
 
 def _pool(workers: int) -> ProcessPoolExecutor:
-    """One pool per process, kept between calls.
+    """One pool per process, kept between calls, with at least ``workers`` children: it grows
+    and never shrinks, so a worker that unwraps small meshes (one child) between big ones (one
+    per granted CPU) forks its children once (~0.2 s per child under a big parent), not at
+    every switch; ``_run`` keeps to the workers it is asked for.
 
     Forked on Linux: a spawned (or forkserver) child re-imports the caller's ``__main__``
     script, which breaks any script that lacks an ``if __name__ == "__main__"`` guard, and
@@ -177,7 +180,7 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     no locks of the parent's threads (e.g. a Ray worker's). Elsewhere (macOS) spawn is safer.
     """
     global _POOL, _POOL_WORKERS
-    if _POOL is None or _POOL_WORKERS != workers:
+    if _POOL is None or _POOL_WORKERS < workers:
         if _POOL is not None:
             _POOL.shutdown(wait=False, cancel_futures=True)
         method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -196,10 +199,19 @@ def _drop_pool() -> None:
 
 def _run(calls: list[tuple], workers: int, what: str) -> list:
     """Run ``(fn, *args)`` calls in the pool; a crashed child becomes a ``ProcessingError``."""
-    pool = _pool(max(1, workers))
+    workers = max(1, workers)
+    pool = _pool(max(workers, stage_cpus()))  # a child per granted CPU, used or not
     try:
-        futures = [pool.submit(fn, *args) for fn, *args in calls]
-        return [f.result() for f in futures]
+        results: list = [None] * len(calls)
+        todo, running = list(enumerate(calls)), {}
+        while todo or running:  # at most ``workers`` at once, whatever the pool's size
+            while todo and len(running) < workers:
+                i, (fn, *args) = todo.pop(0)
+                running[pool.submit(fn, *args)] = i
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in done:
+                results[running.pop(f)] = f.result()
+        return results
     except BrokenProcessPool as exc:
         _drop_pool()
         raise ProcessingError(

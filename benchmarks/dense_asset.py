@@ -165,13 +165,15 @@ def run_input(sku: str, v: np.ndarray, f: np.ndarray, tmp: Path, cpus: float = 0
     return row
 
 
-def warm_up() -> None:
-    """Compile the numba kernels and import the libraries outside the timings."""
+def warm_up(cpus: float = 0) -> None:
+    """Compile the numba kernels, import the libraries and start the uv stage's xatlas
+    children outside the timings, with the CPUs the timed run grants (a worker that has run
+    a stage before: its children are kept between assets)."""
     import trimesh
 
     s = trimesh.creation.icosphere(3)
     with tempfile.TemporaryDirectory() as d:
-        run_input("warm", np.asarray(s.vertices), np.asarray(s.faces), Path(d))
+        run_input("warm", np.asarray(s.vertices), np.asarray(s.faces), Path(d), cpus)
 
 
 # ------------------------------------------------------------------------------ output
@@ -254,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     wanted = args.faces or (250_000 if args.quick else 1_000_000)
-    warm_up()
+    warm_up(args.cpus)
     inputs = {}
     scan = faceted_scan(wanted)
     if scan is None:

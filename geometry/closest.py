@@ -65,17 +65,6 @@ class ClosestSurface:
                         if mesh.vertex_normals is None
                         else unit(np.asarray(mesh.vertex_normals, np.float64)))
 
-    @classmethod
-    def built(cls, mesh: MeshData, threads: int = 0, build_threads: int = 0) -> ClosestSurface:
-        """One whose BVH is built already (Embree builds it at the first query), on at most
-        ``build_threads`` threads (0: ``threads``), e.g. one thread beside the stage's own
-        work; its queries then run on ``threads``."""
-        surface = cls(mesh, build_threads or threads)
-        if mesh.n_faces:
-            surface.closest(np.asarray(mesh.vertices[mesh.faces[:1, 0]], np.float64))
-        surface.threads = int(threads)
-        return surface
-
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance (T,), unit normal (T, 3)) of the closest surface point."""
         q, prim, bary = closest_points(self.scene, points, self.threads)

@@ -62,6 +62,7 @@ from ..algorithms.material_transfer import transfer
 from ..algorithms.materials import asset_name
 from ..algorithms.normal_bake import (
     BakedMaps,
+    DenseSurface,
     bake_maps,
     low_normals,
     normal_error,
@@ -162,9 +163,8 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
     normals = low_normals(low)
     tangents = vertex_tangents(low, normals)
     threads = stage_cpus()  # the ray tracer's: the CPUs the stage's task was granted
-    # the dense surface is built inside, beside the AO where two CPUs were granted
-    maps = bake_maps(low, dense_mesh, options, normals, tangents, threads)
-    dense = maps.dense
+    dense = DenseSurface(dense_mesh, threads)
+    maps = bake_maps(low, dense, options, normals, tangents, threads)
     err, err_low = (normal_error(low, normals, tangents, maps.normal, dense,
                                  options.error_samples, options.seed)
                     if options.error_samples else (np.zeros(0), np.zeros(0)))
