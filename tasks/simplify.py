@@ -126,7 +126,8 @@ class SimplifyOptions:
     collision_method: "auto" (hull per part when there are 2..collision_hulls parts, else
         CoACD), "parts" or "coacd".
     measure_error: compute Chamfer/Hausdorff/normal error against the clean mesh (costs about
-        as much as the simplification itself on 1M faces).
+        as much as the simplification itself on 1M faces; with a second granted CPU its
+        dense side, most of that, runs beside the collapse).
     error_samples: surface samples per side for those metrics.
     """
 
