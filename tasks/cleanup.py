@@ -404,13 +404,14 @@ def cleanup(state: AssetState, options: CleanupOptions) -> StageResult:
         _check_closed(mesh, counts)
     place = placement_for(mesh, state, options)
     mesh = mesh.transformed(place.matrix)
-    closed = beside(lambda: _welded_stats(mesh))  # with 2 CPUs: while the mesh is saved
+    # with 2 CPUs: the closedness checks and the part report while the mesh is saved
+    closed = beside(lambda: (_welded_stats(mesh), part_report(mesh)))
     artifacts = {"clean_mesh": save_mesh(state, mesh),
                  "placement": save_json(state, place.to_json())}
     if "cameras" in state.artifacts:
         cams = [c.transformed(place.matrix) for c in load_cameras(state)]
         artifacts["cameras"] = save_cameras(state, cams)
-    metrics = _metrics(dense, mesh, counts, place, closed.result())
+    metrics = _metrics(dense, mesh, counts, place, *closed.result())
     log.info("%s cleanup: tris %d -> %d, floaters -%d, degenerate -%d, duplicates -%d, "
              "slivers %d+%d, non-manifold edges %d / vertices %d, interior -%d, holes +%d, "
              "parts %d (%d closed), flipped %d, scale %.4g (%s)", state.sku, dense.n_faces,
@@ -453,9 +454,8 @@ def _welded_stats(mesh: MeshData) -> tuple[bool, float | None]:
 
 
 def _metrics(dense: MeshData, mesh: MeshData, counts: dict, place: Placement,
-             welded: tuple[bool, float | None]) -> dict:
+             welded: tuple[bool, float | None], parts: dict) -> dict:
     closed, volume = welded
-    parts = part_report(mesh)
     errs = [e for e in place.dims_error if e is not None]
     metrics = {
         "cleanup_watertight": closed,
