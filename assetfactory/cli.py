@@ -111,7 +111,7 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
     try:
-        with progress, conv.services(ray_address):
+        with progress:
             summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
                                            backend=backend, force=force, overrides=overrides,
                                            ray_address=ray_address, shard_size=shard_size,

@@ -16,12 +16,10 @@ per SKU or per stage would cost more than a small asset's conversion.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -64,41 +62,6 @@ PLAN_HOOK: Callable[[int, int], None] | None = None
 class RunInputError(ValueError):
     """The run cannot start: a bad profile, backend, option or catalog file. The message is
     one line that names the problem and the fix; nothing was converted."""
-
-
-@contextlib.contextmanager
-def services(ray_address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
-    """Prefect's temporary API server and Ray, started side by side, for the body (a flow run
-    of ``convert_catalog`` in it uses both; Ray is shut down after it, where it was started
-    here).
-
-    Why: a command-line run starts both from nothing, and each start is seconds of one process
-    mostly waiting (the API server's imports and database, Ray's processes coming up); one
-    after the other, as the flow alone would start them, they were the first ~10 % of the
-    demo's wall time. Where ``PREFECT_API_URL`` names a server, or the temporary server is
-    off, only Ray starts here."""
-    from prefect.settings import PREFECT_API_URL, PREFECT_SERVER_EPHEMERAL_ENABLED
-
-    starter = None
-    if not PREFECT_API_URL.value() and PREFECT_SERVER_EPHEMERAL_ENABLED.value():
-        from prefect.server.api.server import SubprocessASGIServer
-
-        def start() -> None:
-            # the flow's first API call uses this same server (one per process); a start that
-            # fails here is tried again there, and its error reported there
-            with contextlib.suppress(Exception):
-                SubprocessASGIServer().start()
-
-        starter = threading.Thread(target=start, name="prefect-server-start", daemon=True)
-        starter.start()
-    try:
-        with ray_session(ray_address, num_cpus):
-            if starter is not None:
-                starter.join()
-            yield
-    finally:
-        if starter is not None:
-            starter.join()
 
 
 def check_names(profile: str, backend: str) -> None:

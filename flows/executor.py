@@ -650,36 +650,14 @@ def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
     return int(max(1, min(32 if fused else 8, n // int(4 * cpus))))
 
 
-def expected_cost(spec: SkuSpec) -> tuple[bool, int]:
-    """A SKU's expected conversion cost, for ordering only (larger sorts first): a vendor mesh
-    (dense geometry through cleanup and the bake) above photos alone, then the number of
-    photos (the visual hull, the camera fit and the texture's projection grow with it; on the
-    demo an eight-photo SKU costs ~1.5x a one-photo SKU)."""
-    return (bool(spec.mesh_uri), len(spec.images))
-
-
-def largest_first(jobs: Sequence[Job]) -> list[Job]:
-    """``jobs`` by ``expected_cost``, largest first, ties in their given order (so the same
-    jobs give the same order). Why: the CPUs take tasks in this order, and a shard ends when
-    its last task does; with the long SKUs first, the tasks left at the end are short, and a
-    CPU that has run out of work waits on a short task, not a long one (on the demo, 12 SKUs
-    on 2 CPUs, one CPU otherwise idled for most of an eight-photo SKU)."""
-    def key(i: int) -> tuple[int, ...]:
-        return (*(-int(x) for x in expected_cost(jobs[i].state.spec)), i)
-
-    return [jobs[i] for i in sorted(range(len(jobs)), key=key)]
-
-
 def task_blocks(jobs: Sequence[Job], recipe: Recipe,
                 options: ExecutorOptions = ExecutorOptions()) -> list[list[Job]]:
-    """``jobs`` in the blocks their tasks will run and record together, largest expected cost
-    first (``largest_first``): consecutive runs of ``skus_per_task``; where that size is
-    chosen here, the last CPUs x size SKUs in blocks of a quarter of it (the shard's last
-    tasks then keep every CPU busy nearly to its end). The same jobs give the same blocks, so
-    a shard that is run again can leave out the blocks already recorded and run the others
-    with the same members (whose records then have the same names as any an earlier try
-    wrote)."""
-    jobs = largest_first(jobs)
+    """``jobs`` in the blocks their tasks will run and record together: consecutive runs of
+    ``skus_per_task``; where that size is chosen here, the last CPUs x size SKUs in blocks of
+    a quarter of it (the shard's last tasks then keep every CPU busy nearly to its end). The
+    same jobs give the same blocks, so a shard that is run again can leave out the blocks
+    already recorded and run the others with the same members (whose records then have the
+    same names as any an earlier try wrote)."""
     segs = segments(recipe, options)
     fused = sum(1 for s in segs if not s.actor) <= 1
     per_task = skus_per_task(len(jobs), options, fused)

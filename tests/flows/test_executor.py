@@ -14,13 +14,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 import toy_stages
 
 from assetfactory.catalog.views import query
-from assetfactory.core.types import AssetState, ImageSpec, Resources, SkuSpec
+from assetfactory.core.types import AssetState, Resources, SkuSpec
 from assetfactory.flows.executor import (
     ExecutorOptions,
     Job,
     concurrent_runs,
     convert,
-    largest_first,
     plan,
     segments,
     skus_per_task,
@@ -203,23 +202,6 @@ def test_a_retried_shard_runs_only_unrecorded_blocks_with_the_same_members(tmp_p
     left = unrecorded(blocks)
     assert [[j.state.sku for j in b] for b in left] == [["s3", "s5"], ["s6"]]
     assert _rows(tmp_path, "SELECT count(*) AS n FROM attempts")[0]["n"] == 4
-
-
-def test_tasks_take_the_skus_expected_to_cost_most_first(tmp_path):
-    """No Ray needed. A vendor mesh first, then more photos before fewer; ties keep the
-    catalog's order, so the same jobs always give the same blocks."""
-    photos = {"one": 1, "eight": 8, "none": 0, "four": 4, "eight2": 8, "mesh": 1}
-    jobs = [Job(AssetState(sku=s, spec=SkuSpec(
-        sku=s, images=tuple(ImageSpec(f"{s}/{i}.png") for i in range(n)),
-        mesh_uri="m.glb" if s == "mesh" else None), store_uri=str(tmp_path), run_id="r1",
-        attempt_id=f"att-{s}", asset_id=f"id-{s}"), {}) for s, n in photos.items()]
-    order = ["mesh", "eight", "eight2", "four", "one", "none"]
-    assert [j.state.sku for j in largest_first(jobs)] == order
-    options = ExecutorOptions(skus_per_task=4, fuse_cpu_stages=False)
-    blocks = task_blocks(jobs, RECIPE, options)
-    assert [[j.state.sku for j in b] for b in blocks] == [order[:4], order[4:]]
-    assert task_blocks(list(reversed(jobs)), RECIPE, options) != blocks  # ties: given order
-    assert task_blocks(jobs, RECIPE, options) == blocks
 
 
 def test_two_shards_run_at_once_only_where_each_gets_a_whole_operator():
