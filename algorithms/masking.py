@@ -150,6 +150,14 @@ def _resize_bool(mask: np.ndarray, w: int, h: int) -> np.ndarray:
     return cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR) >= 128
 
 
+def _seed_grabcut(cv2) -> None:
+    """GrabCut seeds its colour models with k-means from OpenCV's per-thread random generator,
+    whose state is whatever the thread's earlier calls left: the same photo got a different
+    mask depending on which SKUs a worker had masked before it. Reset it to its initial state
+    (seed 0 means OpenCV's default) before each call, so a mask depends on its photo alone."""
+    cv2.setRNGSeed(0)
+
+
 def _grabcut_refine(rgb: np.ndarray, fg: np.ndarray, sure_bg: np.ndarray,
                     distinct: np.ndarray) -> np.ndarray:
     """Let GrabCut drop what the flood fill wrongly kept (soft shadows, halos).
@@ -173,6 +181,7 @@ def _grabcut_refine(rgb: np.ndarray, fg: np.ndarray, sure_bg: np.ndarray,
     gc[inner] = cv2.GC_FGD
     gc[bg_s & ~fg_s] = cv2.GC_BGD
     try:
+        _seed_grabcut(cv2)
         cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), gc, None, np.zeros((1, 65)),
                     np.zeros((1, 65)), 3, cv2.GC_INIT_WITH_MASK)
     except cv2.error as exc:
@@ -197,6 +206,7 @@ def _grabcut_rect(rgb: np.ndarray) -> np.ndarray:
         return np.zeros((h, w), bool)
     gc = np.zeros((sh, sw), np.uint8)
     try:
+        _seed_grabcut(cv2)
         cv2.grabCut(np.ascontiguousarray(small[..., ::-1]), gc,
                     (inset, inset, sw - 2 * inset, sh - 2 * inset), np.zeros((1, 65)),
                     np.zeros((1, 65)), 5, cv2.GC_INIT_WITH_RECT)

@@ -104,7 +104,8 @@ def densified_model(path: Path, faces_wanted: int) -> MeshData | None:
     return MeshData(v, f)
 
 
-def faceted_meshes(faces_wanted: int, quick: bool) -> dict[str, MeshData]:
+def faceted_meshes(faces_wanted: int, quick: bool, only: set[str] | None = None
+                   ) -> dict[str, MeshData]:
     """Over-tessellated, faceted inputs (CAD exports, scans whose flat faces were split into
     many coplanar triangles): real models midpoint-subdivided, then centroid-split to the
     wanted count (every new triangle coplanar with its parent), and a boolean CSG part whose
@@ -114,21 +115,27 @@ def faceted_meshes(faces_wanted: int, quick: bool) -> dict[str, MeshData]:
     out = {}
     names = ["odedstein_boot.obj"] if quick else ["odedstein_boot.obj", "pc_EgyptianCatStatue.glb"]
     for name in names:
+        key = "faceted_" + Path(name).stem.split("_")[-1].lower()
+        if only and key not in only:
+            continue
         vf = faceted_scan(faces_wanted, name)
         if vf is None:
             print(f"(skipped faceted {name}: {MODELS} not found)")
             continue
-        out["faceted_" + Path(name).stem.split("_")[-1].lower()] = MeshData(*vf)
-    v, f = csg_part(faces_wanted)
-    out["csg_part"] = MeshData(*centroid_split(v, f, faces_wanted))
+        out[key] = MeshData(*vf)
+    if not only or "csg_part" in only:
+        v, f = csg_part(faces_wanted)
+        out["csg_part"] = MeshData(*centroid_split(v, f, faces_wanted))
     return out
 
 
-def build_meshes(faces_wanted: int, quick: bool, sets: str = "smooth,faceted"
-                 ) -> dict[str, MeshData]:
+def build_meshes(faces_wanted: int, quick: bool, sets: str = "smooth,faceted",
+                 only: set[str] | None = None) -> dict[str, MeshData]:
+    """The sets' dense meshes; ``only``: these mesh names alone (a faceted one is not built
+    otherwise; the smooth set is built whole, then filtered)."""
     meshes: dict[str, MeshData] = {}
     if "faceted" in sets:
-        meshes.update(faceted_meshes(faces_wanted, quick))
+        meshes.update(faceted_meshes(faces_wanted, quick, only))
     if "smooth" not in sets:
         return meshes
     meshes.update({"sdf_bumpy": marching_cubes_mesh(_sdf_bumpy, faces_wanted),
@@ -144,7 +151,7 @@ def build_meshes(faces_wanted: int, quick: bool, sets: str = "smooth,faceted"
             print(f"(skipped {name}: {MODELS} not found)")
     if quick:
         meshes.pop("sdf_bumpy")
-    return meshes
+    return {k: m for k, m in meshes.items() if not only or k in only}
 
 
 # --------------------------------------------------------------------------------- runs
@@ -346,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="mesh sets: smooth (marching cubes, Loop-subdivided models), faceted "
                          "(midpoint-subdivided models, CSG part)")
     ap.add_argument("--methods", default=",".join(PEERS))
+    ap.add_argument("--meshes", default="",
+                    help="only these meshes, by the names the tables print (e.g. csg_part)")
     ap.add_argument("--faces", type=int, default=0, help="faces wanted (default 1M)")
     ap.add_argument("--no-path", action="store_true", help="skip the cleanup critical path")
     ap.add_argument("--out", default=str(HERE / "out"))
@@ -361,7 +370,8 @@ def main(argv: list[str] | None = None) -> int:
     targets = [int(t) for t in args.targets.split(",")]
     warm_up()
     t = time.perf_counter()
-    meshes = build_meshes(faces_wanted, args.quick, args.sets)
+    only = {m for m in args.meshes.split(",") if m} or None
+    meshes = build_meshes(faces_wanted, args.quick, args.sets, only)
     print(f"built {len(meshes)} dense meshes in {time.perf_counter() - t:.0f} s: "
           + ", ".join(f"{k} {m.n_faces}" for k, m in meshes.items()))
     rows, paths = [], {}
@@ -397,6 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:22s} " + "  ".join(
             f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in p.items()))
     stem = "simplify" if args.sets == "smooth,faceted" else "simplify_" + args.sets.replace(",", "_")
+    if only:
+        stem += "_" + "_".join(sorted(only))
     (out / f"{stem}.json").write_text(json.dumps(
         {"rows": rows, "summary": summary(rows), "critical_path": paths,
          "load": os.getloadavg()}, indent=1))
