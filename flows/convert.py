@@ -7,10 +7,11 @@ What Prefect sees: the run's inputs checked before any work (an unknown profile 
 catalog that cannot be read, a missing tool or model weights: the run fails with the problem
 and the fix, see ``prepare_run``),
 ``find-converted`` (one catalog query), then one ``convert-shard`` task per shard of the catalog
-(``shard_size`` SKUs, default 1,000) with retries: each works out its SKUs' identities, skips
-those already converted and converts the rest, so the UI shows progress shard by shard, the
-first shard converts while the catalog's later inputs are still unread, and a run that crashed
-resumes where it stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task
+(``shard_size`` SKUs, default 1,000) with retries: each converts its SKUs, each SKU's identity
+worked out first in the task that converts it (and the SKU skipped there if it was converted
+with that identity before), so the UI shows progress shard by shard, the CPUs convert from the
+first moment instead of waiting on a planning pass, and a run that crashed resumes where it
+stopped. Per-SKU work stays inside Ray (``flows/executor.py``): a Prefect task
 per SKU or per stage would cost more than a small asset's conversion.
 """
 
@@ -172,8 +173,8 @@ class Shard:
       retry_delay_seconds=10, cache_policy=NO_CACHE)
 def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: str,
                   run_id: str, force: bool, catalog_source: str) -> dict[str, Any]:
-    """Plan and convert one shard: each SKU's identity (its inputs read and hashed on the
-    workers), the SKUs already converted with that identity skipped, the others converted.
+    """Convert one shard: each SKU's identity (its inputs read and hashed) worked out in the
+    task that converts it, which skips the SKU if it was already converted with it.
 
     Attempt ids are fixed per run and SKU, and the tasks' blocks by the planned SKUs, so a
     retry converts only the blocks that the failed try did not record, with the same members
@@ -181,19 +182,18 @@ def convert_shard(shard: Shard, recipe: Recipe, options: ExecutorOptions, out: s
     """
     from prefect.context import get_run_context
 
+    # each SKU's identity is worked out in the task that converts it (and the SKU skipped
+    # there if it was converted with it before): the CPUs convert from the first moment
     p = plan(shard.specs, recipe, out=out, run_id=run_id, force=force, done=shard.done,
-             extra=shard.extra)
+             extra=shard.extra, in_tasks=True)
     blocks = task_blocks(p.jobs, recipe, options)
     run_ctx = get_run_context()
     if getattr(getattr(run_ctx, "task_run", None), "run_count", 1) > 1 and blocks:
         blocks = unrecorded(blocks)
-    if PROGRESS_HOOK:
-        for sku in p.skipped:
-            PROGRESS_HOOK({"sku": sku, "status": "skipped", "failed_stage": None, "error": None})
     outcome = convert([], recipe, catalog_source=catalog_source, options=options,
                       on_done=PROGRESS_HOOK, blocks=blocks)
-    return {"shard": shard.index, "skus": len(shard.specs), "skipped": len(p.skipped),
-            "converted": sum(len(b) for b in blocks), "counts": outcome.counts,
+    return {"shard": shard.index, "skus": len(shard.specs), "skipped": len(outcome.skipped),
+            "converted": len(outcome.summaries), "counts": outcome.counts,
             "lost": outcome.lost}
 
 

@@ -39,7 +39,9 @@ Faults:
   failure row from the driver, and every other SKU goes on.
 
 ``plan`` works out each SKU's identity in parallel (its inputs' bytes are read and hashed in
-the workers, not the driver) and leaves out SKUs already converted with the same identity;
+the workers, not the driver) and leaves out SKUs already converted with the same identity, or,
+with ``in_tasks`` (the catalog flow's shards), leaves both to the task that converts the SKU,
+so that no planning pass keeps the CPUs waiting before the first stage;
 ``convert`` runs the planned jobs; ``run_catalog`` is both, for any flow that converts a list
 of SKUs (the catalog flow converts shards of it; a reprocess flow can pass its own list).
 """
@@ -157,6 +159,12 @@ class Job:
     #: CPU seconds its stages used in the worker processes (not in their child processes);
     #: reported to the driver beside the stages' wall time
     cpu_s: float = 0.0
+    #: identities of the SKU's earlier successful attempts, for a job whose identity is
+    #: worked out in the task that converts it (``plan(in_tasks=True)``: its ``asset_id`` is
+    #: empty until then); a job whose identity is among them is skipped there
+    done: tuple[str, ...] = ()
+    #: set in the task: the SKU was already converted with this identity (nothing recorded)
+    skip: bool = False
 
 
 @dataclass(frozen=True)
@@ -242,6 +250,8 @@ def _data_context():
     ctx.print_on_execution_start = False
     ctx.enable_auto_log_stats = False
     ctx.max_errored_blocks = -1
+    # no thread per task reading the worker's memory map every second for Ray Data's metrics
+    ctx.memory_usage_poll_interval_s = None
     with contextlib.suppress(AttributeError):
         ctx.issue_detectors_config.detectors = []
     logging.getLogger("ray.data").setLevel(logging.WARNING)
@@ -308,18 +318,31 @@ def attempt_id_for(run_id: str, sku: str) -> str:
 def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
          force: bool = False, done: Mapping[str, Collection[str]] | None = None,
          extra: Mapping[str, Mapping[str, Any]] | None = None,
-         local_below: int = 64) -> Plan:
+         local_below: int = 64, in_tasks: bool = False) -> Plan:
     """Jobs for the SKUs that need converting; the others (same identity as a successful
     attempt, unless ``force``) are listed as skipped.
 
     Identities need every input's bytes, so they are computed in Ray tasks (in this process
     for fewer than ``local_below`` SKUs). ``done`` (SKU -> identities) is read from the
     catalog under ``out`` when not given.
+
+    ``in_tasks``: work out nothing here; each job carries its SKU's earlier identities
+    (``Job.done``) and the task that converts the SKU works out its identity first and skips
+    it there if it is among them (``convert`` reports it in ``Outcome.skipped``). The CPUs
+    then start converting at once instead of waiting for a planning pass over the shard, and
+    the inputs' bytes are read by the task that reads them anyway.
     """
     recipe_id = _recipe_id(recipe)
     if not force and done is None:
         done = done_identities(out, {s.sku for s in specs})
     done = {} if force else done or {}
+    if in_tasks:
+        return Plan([Job(AssetState(sku=s.sku, spec=s, store_uri=out, run_id=run_id,
+                                    attempt_id=attempt_id_for(run_id, s.sku),
+                                    profile=recipe.profile, backend=recipe.backend), {},
+                         dict((extra or {}).get(s.sku, {})),
+                         done=tuple(sorted(done.get(s.sku, ()))))
+                     for s in specs], [])
     if len(specs) < local_below:
         ids = [_identity(s, recipe, recipe_id) for s in specs]
     else:
@@ -441,6 +464,8 @@ class RunContext:
     recipe_hash: str
     catalog_source: str
     options: ExecutorOptions
+    #: the recipe, for jobs whose identity is worked out in their task (``plan(in_tasks=)``)
+    recipe: Recipe | None = None
 
 
 _HUNG_DIR = Path(tempfile.gettempdir()) / "assetfactory-hung"
@@ -472,7 +497,26 @@ def _on_hang(job: Job, ctx: RunContext) -> Callable[[AssetState], None]:
     return hang
 
 
+def _identified(job: Job, ctx: RunContext) -> Job:
+    """``job`` with its identity (asset id, input hashes), worked out here if the driver left
+    it to the task; marked ``skip`` when the SKU was already converted with it."""
+    if job.state.asset_id or job.skip or ctx.recipe is None:
+        return job
+    try:
+        aid, hashes = _identity(job.state.spec, ctx.recipe, ctx.recipe_hash)
+    except Exception as exc:  # noqa: BLE001 - the SKU's failure, not its task's
+        return dataclasses.replace(job, state=job.state.failed(StageFailure(
+            "ingest", f"its identity could not be worked out: {type(exc).__name__}: {exc}",
+            "check the SKU's input references in the catalog, then re-run", "input",
+            type(exc).__name__)))
+    return dataclasses.replace(job, state=dataclasses.replace(job.state, asset_id=aid),
+                               input_hashes=hashes, skip=aid in job.done)
+
+
 def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
+    job = _identified(job, ctx)
+    if job.skip:
+        return job
     state = job.state
     marker = _hung_marker(state.attempt_id)
     if state.ok and marker.exists():  # this SKU's stage hung an earlier try of this task
@@ -510,6 +554,10 @@ def record_block(jobs: Sequence[Job], ctx: RunContext) -> list[dict[str, Any]]:
     todo, alone = [], {}
     for job in jobs:
         s = job.state
+        if job.skip:  # already converted with this identity: nothing to record
+            alone[s.attempt_id] = {"sku": s.sku, "status": "skipped", "failed_stage": None,
+                                   "error": None, "attempt_id": s.attempt_id}
+            continue
         store = open_storage(s.store_uri)
         if store.exists(_single_key(s)):
             alone[s.attempt_id] = summary_of(_read_single(store, s), s)
@@ -565,13 +613,13 @@ class BackendActor:
                         f"{type(exc).__name__}: {exc}", "install what the message names (weights "
                         "go in the local path or cache it gives), then re-run", "backend",
                         type(exc).__name__)
-        self._fn = _row_fn(seg, ctx)
+        self._fn, self._ctx = _row_fn(seg, ctx), ctx
 
     def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
         if self._broken is None:
             return self._fn(row)
-        job: Job = pickle.loads(row["job"])
-        if job.state.ok:
+        job = _identified(pickle.loads(row["job"]), self._ctx)
+        if job.state.ok and not job.skip:
             job = dataclasses.replace(job, state=job.state.failed(self._broken))
         return {"sku": row["sku"], "job": pickle.dumps(job)}
 
@@ -699,7 +747,8 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
     if not blocks:
         return outcome
     _data_context()
-    ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options)
+    ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options,
+                     recipe if any(not j.state.asset_id for b in blocks for j in b) else None)
     segs = segments(recipe, options)
     pending = {j.state.attempt_id: j for b in blocks for j in b}
     # one Arrow table per block: Ray Data keeps them as the tasks' blocks through every map
@@ -732,7 +781,10 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
     for row in ds.iter_rows():
         summary = json.loads(row["summary"])
         pending.pop(summary["attempt_id"], None)
-        outcome.summaries.append(summary)
+        if summary["status"] == "skipped":  # identity worked out in the task: done before
+            outcome.skipped.append(summary["sku"])
+        else:
+            outcome.summaries.append(summary)
         if on_done:
             on_done(summary)
     if pending and any(len(b) > 1 for b in blocks):
@@ -745,9 +797,13 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
         retry = convert([], recipe, catalog_source=catalog_source, options=options,
                         on_done=on_done, blocks=again)
         outcome.summaries += retry.summaries
+        outcome.skipped += retry.skipped
         outcome.lost += retry.lost
         for s in retry.summaries:
             pending.pop(s["attempt_id"], None)
+        again_skipped = set(retry.skipped)
+        for aid in [a for a, j in pending.items() if j.state.sku in again_skipped]:
+            pending.pop(aid)
     if pending:
         recorded = _recorded(pending.values())
         for job in pending.values():  # Ray gave up on these SKUs' task
@@ -774,9 +830,11 @@ def _recorded(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:
 def _lost(job: Job, ctx: RunContext, row: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The record of a SKU whose task Ray gave up on, unless it has one (``row``: its worker
     wrote it first, e.g. the watchdog of a hung stage before ending the worker)."""
-    state = job.state
     if row is not None:
-        return summary_of(row, state)
+        return summary_of(row, job.state)
+    if ctx.recipe is not None:  # its identity was to be worked out in the task that died
+        job = _identified(dataclasses.replace(job, done=()), ctx)
+    state = job.state
     log.error("sku=%s: its task failed %d times; recorded as lost", state.sku,
               ctx.options.worker_retries + 1)
     failed = state.failed(StageFailure(
@@ -800,10 +858,11 @@ def run_catalog(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str,
     has one attempt per run. Call inside ``ray_session()`` (or with Ray initialised).
     """
     run_id = run_id or new_run_id()
-    p = plan(specs, recipe, out=out, run_id=run_id, force=force, done=done, extra=extra)
+    p = plan(specs, recipe, out=out, run_id=run_id, force=force, done=done, extra=extra,
+             in_tasks=True)
     outcome = convert(p.jobs, recipe, catalog_source=catalog_source, options=options,
                       on_done=on_done)
-    outcome.skipped = p.skipped
+    outcome.skipped = p.skipped + outcome.skipped
     return outcome
 
 

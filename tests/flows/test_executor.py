@@ -18,6 +18,8 @@ from assetfactory.core.types import AssetState, Resources, SkuSpec
 from assetfactory.flows.executor import (
     ExecutorOptions,
     Job,
+    RunContext,
+    _identified,
     concurrent_runs,
     convert,
     plan,
@@ -26,6 +28,7 @@ from assetfactory.flows.executor import (
     task_blocks,
     unrecorded,
 )
+from assetfactory.flows.identity import recipe_identity
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
 from assetfactory.tasks.generate import GenerateOptions
 
@@ -114,6 +117,16 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     assert again.skipped == ["p3"] and len(again.jobs) == 79
     small = plan(specs[:5], recipe, out=str(tmp_path), run_id="r", done={})  # in-process
     assert [j.state.asset_id for j in small.jobs] == [j.state.asset_id for j in first.jobs[:5]]
+    # identities left to the converting task: the same ids there, and the same SKU skipped
+    deferred = plan(specs, recipe, out=str(tmp_path), run_id="r",
+                    done={"p3": {first.jobs[3].state.asset_id}, "p4": {"other"}}, in_tasks=True)
+    assert not deferred.skipped and not any(j.state.asset_id for j in deferred.jobs)
+    assert [j.state.attempt_id for j in deferred.jobs] == [j.state.attempt_id for j in first.jobs]
+    ctx = RunContext(recipe.describe(), recipe_identity(recipe), "", ExecutorOptions(), recipe)
+    worked = [_identified(j, ctx) for j in deferred.jobs[:6]]
+    assert [j.state.asset_id for j in worked] == [j.state.asset_id for j in first.jobs[:6]]
+    assert [j.input_hashes for j in worked] == [j.input_hashes for j in first.jobs[:6]]
+    assert [j.skip for j in worked] == [False, False, False, True, False, False]
     assert skus_per_task(5, ExecutorOptions()) == 1
     assert skus_per_task(1000, ExecutorOptions()) == 8
     assert skus_per_task(1000, ExecutorOptions(skus_per_task=3)) == 3
