@@ -3,8 +3,10 @@
 Each stage is one Ray Data operator (``Dataset.map``) with the stage's declared resources, so
 Ray Data's streaming executor overlaps stages of different SKUs, launches a task only when the
 cluster has the CPUs (and memory) the stage declared, and stops launching while the outputs
-waiting for the next stage exceed its budget (backpressure). However long the catalog, only
-the SKUs in running tasks and in those bounded queues are in memory or in the object store.
+waiting for the next stage exceed their bound (backpressure). A CPU stage's tasks in flight
+are capped at what the cluster runs at once plus ``tasks_ahead`` waiting behind each (handed
+to Ray, so a CPU starts its next task as its last ends). However long the catalog, only
+the SKUs in those tasks and in the bounded queues are in memory or in the object store.
 A generator backend that declares a GPU (``models.base.backend_resources``) runs the generate
 stage in a pool of Ray actors instead: each actor builds the backend (loads its weights) once
 and serves SKUs until the run ends.
@@ -108,6 +110,12 @@ class ExecutorOptions:
         memory does not bind; ``fuse_pays``).
     resources: per-stage replacements of the declared resources (e.g. ``{"uv": Resources(
         cpus=4)}`` to give the unwrapper four processes).
+    tasks_ahead: tasks handed to Ray beyond those the cluster can run at once, per place a
+        CPU stage's task fits (1: one waits behind each running task, so a CPU starts its next
+        task the moment its last ends). Ray Data's resource-budget backpressure, which holds a
+        task back until the one before it has ended and the driver's loop has noticed (a few
+        tenths of a second of idle CPU at every task boundary), is then off; this cap bounds
+        the work in flight instead. 0: Ray Data's own policies, as they come.
     """
 
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
@@ -120,10 +128,13 @@ class ExecutorOptions:
     gpu_actors: int = 0
     fuse_cpu_stages: bool | None = None
     resources: Mapping[str, Resources] = field(default_factory=dict)
+    tasks_ahead: int = 1
 
     def __post_init__(self) -> None:
-        if self.worker_retries < 0 or self.skus_per_task < 0 or self.gpu_actors < 0:
-            raise ValueError("worker_retries, skus_per_task and gpu_actors must be >= 0")
+        if (self.worker_retries < 0 or self.skus_per_task < 0 or self.gpu_actors < 0
+                or self.tasks_ahead < 0):
+            raise ValueError(
+                "worker_retries, skus_per_task, gpu_actors and tasks_ahead must be >= 0")
         for name, t in self.timeouts.items():
             if t is not None and not t > 0:
                 raise ValueError(f"timeout for {name!r} must be > 0 seconds, got {t}")
@@ -239,12 +250,18 @@ def warm_worker() -> None:
             importlib.import_module(f"assetfactory.tasks.{name}")
 
 
-def _data_context():
+def _data_context(tasks_ahead: int = 0):
     """Ray Data settings for the factory: quiet, and a failed block is its SKUs' failure,
-    not the run's."""
+    not the run's. ``tasks_ahead`` > 0: without the resource-budget backpressure policy (the
+    conversion caps its tasks in flight itself: ``ExecutorOptions.tasks_ahead``)."""
     import ray.data
+    from ray.data._internal.execution import backpressure_policy as bp
 
     ctx = ray.data.DataContext.get_current()
+    policies = list(bp.ENABLED_BACKPRESSURE_POLICIES)
+    if tasks_ahead > 0:
+        policies = [p for p in policies if p is not bp.ResourceBudgetBackpressurePolicy]
+    ctx.set_config(bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, policies)
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False
@@ -624,6 +641,20 @@ class BackendActor:
         return {"sku": row["sku"], "job": pickle.dumps(job)}
 
 
+def _task_cap(res: Resources, ahead: int) -> dict[str, Any]:
+    """``compute=`` for a CPU stage's tasks: as many in flight as the cluster runs at once,
+    plus ``ahead`` waiting behind each (none: Ray Data's defaults)."""
+    import ray.data
+
+    if ahead <= 0:
+        return {}
+    fits = [_cluster("CPU") / res.cpus] if res.cpus else []
+    if res.memory_mb:
+        fits.append(_cluster("memory") / (res.memory_mb * 1024 * 1024))
+    at_once = max(1, int(min(fits))) if fits else 1
+    return {"compute": ray.data.TaskPoolStrategy(size=at_once * (1 + ahead))}
+
+
 def _remote_args(res: Resources) -> dict[str, Any]:
     args: dict[str, Any] = {"num_cpus": res.cpus}
     if res.gpus:
@@ -746,7 +777,7 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                                 else blocks) if b]
     if not blocks:
         return outcome
-    _data_context()
+    _data_context(options.tasks_ahead)
     ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options,
                      recipe if any(not j.state.asset_id for b in blocks for j in b) else None)
     segs = segments(recipe, options)
@@ -769,6 +800,7 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                             **_remote_args(seg.resources))
             else:
                 ds = ds.map(_row_fn(seg, ctx), max_retries=options.worker_retries,
+                            **_task_cap(seg.resources, options.tasks_ahead),
                             **_remote_args(seg.resources))
         # the block's records, in the last stage's task where Ray Data fuses them (same
         # resources), after a GPU backend's pool in a CPU task of its own
@@ -777,6 +809,7 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                       else Resources(cpus=min(1.0, PLAN_CPUS)))
         ds = ds.map_batches(_record_fn(ctx), batch_size=None, batch_format="numpy",
                             zero_copy_batch=True, max_retries=options.worker_retries,
+                            **_task_cap(record_res, options.tasks_ahead),
                             **_remote_args(record_res))
     for row in ds.iter_rows():
         summary = json.loads(row["summary"])

@@ -19,7 +19,9 @@ from assetfactory.flows.executor import (
     ExecutorOptions,
     Job,
     RunContext,
+    _data_context,
     _identified,
+    _task_cap,
     concurrent_runs,
     convert,
     plan,
@@ -137,6 +139,17 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
         == blocks
     assert {len(b) for b in blocks[-4:]} == {max(1, size // 4)} and size > 2
     assert sum(len(b) for b in blocks if len(b) < size) == 2 * size  # 2 CPUs x the size
+    # tasks in flight: what the 2 CPUs run at once, plus one waiting behind each; Ray Data's
+    # resource-budget backpressure (which holds the next task back) off only then
+    assert _task_cap(Resources(cpus=1), 1)["compute"].size == 4
+    assert _task_cap(Resources(cpus=2), 2)["compute"].size == 3
+    assert _task_cap(Resources(cpus=1), 0) == {}
+    from ray.data._internal.execution import backpressure_policy as bp
+    names = [p.__name__ for p in _data_context(1).get_config(
+        bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)]
+    assert "ResourceBudgetBackpressurePolicy" not in names and names
+    assert "ResourceBudgetBackpressurePolicy" in [p.__name__ for p in _data_context(0).get_config(
+        bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)]
 
 
 def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only(tmp_path):
