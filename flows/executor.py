@@ -250,6 +250,23 @@ def warm_worker() -> None:
             importlib.import_module(f"assetfactory.tasks.{name}")
 
 
+class _StarvationNotice(logging.Filter):
+    """Drops Ray Data's "Cluster resources are not enough to run any task ... may hang forever"
+    while the resource-budget policy is off (``tasks_ahead``): its allocator then counts the
+    tasks of a shard that runs beside this one against this one's share, but nothing holds
+    this one's tasks back, so it is not starved (the fits are checked before the run:
+    ``concurrent_runs``, the declared memory)."""
+
+    active = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.active and record.getMessage().startswith(
+            "Cluster resources are not enough to run any task"))
+
+
+_STARVATION_NOTICE = _StarvationNotice()
+
+
 def _data_context(tasks_ahead: int = 0):
     """Ray Data settings for the factory: quiet, and a failed block is its SKUs' failure,
     not the run's. ``tasks_ahead`` > 0: without the resource-budget backpressure policy (the
@@ -262,6 +279,10 @@ def _data_context(tasks_ahead: int = 0):
     if tasks_ahead > 0:
         policies = [p for p in policies if p is not bp.ResourceBudgetBackpressurePolicy]
     ctx.set_config(bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, policies)
+    _STARVATION_NOTICE.active = tasks_ahead > 0
+    starved = logging.getLogger("ray.data._internal.execution.resource_manager")
+    if _STARVATION_NOTICE not in starved.filters:
+        starved.addFilter(_STARVATION_NOTICE)
     ctx.enable_progress_bars = False
     ctx.enable_operator_progress_bars = False
     ctx.print_on_execution_start = False

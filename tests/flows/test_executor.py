@@ -148,8 +148,14 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     names = [p.__name__ for p in _data_context(1).get_config(
         bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)]
     assert "ResourceBudgetBackpressurePolicy" not in names and names
+    import logging
+    starved = logging.getLogger("ray.data._internal.execution.resource_manager")
+    notice = logging.LogRecord(starved.name, logging.WARNING, "", 0, "Cluster resources are not "
+                               "enough to run any task from X.", None, None)
+    assert not starved.filter(notice)  # not starved while nothing holds its tasks back
     assert "ResourceBudgetBackpressurePolicy" in [p.__name__ for p in _data_context(0).get_config(
         bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY)]
+    assert starved.filter(notice)
 
 
 def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only(tmp_path):
