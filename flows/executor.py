@@ -275,11 +275,11 @@ def _data_context(tasks_ahead: int = 0):
     from ray.data._internal.execution import backpressure_policy as bp
 
     ctx = ray.data.DataContext.get_current()
-    policies = list(bp.ENABLED_BACKPRESSURE_POLICIES)
-    if tasks_ahead > 0:
-        policies = [p for p in policies if p is not bp.ResourceBudgetBackpressurePolicy]
-    ctx.set_config(bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, policies)
-    _STARVATION_NOTICE.active = tasks_ahead > 0
+    budget_off = tasks_ahead > 0
+    ctx.set_config(bp.ENABLED_BACKPRESSURE_POLICIES_CONFIG_KEY, [
+        p for p in bp.ENABLED_BACKPRESSURE_POLICIES
+        if not (budget_off and p is bp.ResourceBudgetBackpressurePolicy)])
+    _STARVATION_NOTICE.active = budget_off
     starved = logging.getLogger("ray.data._internal.execution.resource_manager")
     if _STARVATION_NOTICE not in starved.filters:
         starved.addFilter(_STARVATION_NOTICE)
