@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Self
+from typing import Self, TypeVar
 
 import duckdb
 
@@ -67,7 +67,23 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
 ROW_GROUP_ROWS = 65_536
 #: Compacted files larger than this are left alone; new rows go to a new file beside them.
 MERGE_UP_TO_BYTES = 256 * 1024 * 1024
+#: Fragments read by one query of a compaction; more are first merged in groups of this many.
+#: DuckDB holds a reader per file of a query that reads files by name (schemas may differ), about
+#: 0.4 MB for an asset fragment of ~180 columns, outside its memory limit: reading a 10,000-SKU
+#: run's 380 block fragments at once took 150 MB for that alone.
+GROUP_FILES = 32
+#: The most a row group of a compacted file holds in memory while it is written (DuckDB's
+#: writer keeps the group's rows until it is full); 65,536 asset rows are ~600 MB.
+ROW_GROUP_BYTES = "64MB"
+#: The compaction a run does when it finishes, in the run's driver: one file per chunk of at
+#: most this many bytes of the run's fragments (~1,300 SKUs' asset rows of the cheap recipe),
+#: so that its memory does not grow with the run. DuckDB's sort does not stay within a memory
+#: limit for rows this wide (180 columns, ~9 kB): under 183 MB it ran out of memory sorting
+#: 30,000 of them, so the bound is the rows a sort is given, not the limit.
+RUN_CHUNK_BYTES = 4 * 1024 * 1024
+DEFAULT_MEMORY_LIMIT = "2GB"
 STALE_LOCK_S = 3600.0
+T = TypeVar("T")
 
 
 class CompactionBusy(RuntimeError):
@@ -80,9 +96,10 @@ class PartitionResult:
     partition: str | None
     files_in: int
     rows: int
-    output: str | None
+    output: str | None                # the (last) file written
     seconds: float
     busy: bool = False
+    outputs: list[str] = field(default_factory=list)  # every file written (one per chunk)
 
 
 @dataclass
@@ -110,7 +127,8 @@ class CompactReport:
 def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
             runs: Sequence[str] | None = None,
             on_written: Callable[[str], None] | None = None,
-            memory_limit: str = "2GB", latest: bool = True) -> CompactReport:
+            memory_limit: str = DEFAULT_MEMORY_LIMIT, latest: bool = True,
+            chunk_bytes: int | None = None) -> CompactReport:
     """Compact every partition of each kind that has something to merge (with ``runs``, only
     those runs' partitions: what a run does when it finishes).
 
@@ -118,6 +136,11 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
     are deleted (the moment a crash would be most awkward; tests look at the catalog there).
     ``latest=False`` leaves the runs' latest-attempt tables for a compaction that follows
     (a run compacts its attempts, triages them, then compacts the verdicts: one build, not two).
+    ``memory_limit``: DuckDB's, per job; beyond it the sort spills to a temporary folder (a
+    job that cannot run within it is run again with more, up to the default).
+    ``chunk_bytes``: a partition holding fragments only (a run's, when it ends) is merged into
+    one file per chunk of at most this many bytes of fragments, so that no sort holds more
+    rows than a chunk's, however large the run (None: one file per partition).
     """
     root = str(root) if str(root).startswith("s3://") else os.path.abspath(str(root))
     store = open_storage(root)
@@ -130,7 +153,8 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
         for part in parts:
             try:
                 with _lock(store, kind, part):
-                    res = _compact_partition(root, store, kind, part, on_written, memory_limit)
+                    res = _compact_partition(root, store, kind, part, on_written, memory_limit,
+                                             chunk_bytes)
             except CompactionBusy:
                 res = PartitionResult(kind, part, 0, 0, None, 0.0, busy=True)
             if res is not None:
@@ -143,13 +167,36 @@ def compact(root: str, kinds: tuple[str, ...] = tuple(KINDS), *,
     return report
 
 
+def _mb(limit: str) -> float:
+    """A DuckDB memory limit ("128MB", "2GB") in MB."""
+    num = limit.strip().upper().rstrip("IB").rstrip("B")
+    for unit, f in (("K", 1 / 1024), ("M", 1.0), ("G", 1024.0), ("T", 1024.0 ** 2)):
+        if num.endswith(unit):
+            return float(num[:-1]) * f
+    return float(num) / 2 ** 20
+
+
+def _with_more_memory(limit: str, job: Callable[[str], T]) -> T:
+    """``job(limit)``; where DuckDB runs out of memory under a small limit (a sort spills to
+    disk, but each thread needs some blocks of its own, more for wide rows), again under 4x
+    the limit, up to the default 2 GB: a run's compaction may be slower, never refused."""
+    while True:
+        try:
+            return job(limit)
+        except duckdb.OutOfMemoryException:
+            if _mb(limit) >= _mb(DEFAULT_MEMORY_LIMIT):
+                raise
+            limit = f"{min(4 * _mb(limit), _mb(DEFAULT_MEMORY_LIMIT)):.0f}MB"
+
+
 def _partition_dir(kind: str, part: str | None) -> str:
     return compacted_prefix(kind, part) if part is not None else f"catalog/compacted/{kind}/mixed/"
 
 
 def _compact_partition(root: str, store, kind: str, part: str | None,
                        on_written: Callable[[str], None] | None,
-                       memory_limit: str) -> PartitionResult | None:
+                       memory_limit: str, chunk_bytes: int | None = None
+                       ) -> PartitionResult | None:
     t0 = time.perf_counter()
     snap = snapshot(root, [kind])                     # fresh, now that we hold the lock
     mine = [f for f in snap.of(kind) if f.partition == part]
@@ -159,6 +206,40 @@ def _compact_partition(root: str, store, kind: str, part: str | None,
     _collect_garbage(store, kind, part)
     if not frags and len(small) < 2:
         return None
+    if chunk_bytes and not comps:
+        # a partition of fragments only (a run's, when it ends): one file per chunk of them, so
+        # no sort holds more than a chunk's rows (fragments hold distinct keys: nothing for
+        # one chunk to resolve against another)
+        batches = [(c, []) for c in _chunks(frags, chunk_bytes)]
+    else:
+        batches = [(frags, small)]
+    rows, outputs = 0, []
+    for fr, sm in batches:
+        n, data_key = _merge(root, store, kind, part, fr, sm, on_written, memory_limit)
+        rows += n
+        outputs.append(data_key)
+    return PartitionResult(kind, part, len(frags) + len(small), rows, outputs[-1],
+                           time.perf_counter() - t0, outputs=outputs)
+
+
+def _chunks(frags: list[CatalogFile], chunk_bytes: int) -> list[list[CatalogFile]]:
+    """``frags`` in consecutive chunks of at most ``chunk_bytes`` (a larger file alone)."""
+    out: list[list[CatalogFile]] = [[]]
+    size = 0
+    for f in frags:
+        if out[-1] and size + f.size > chunk_bytes:
+            out.append([])
+            size = 0
+        out[-1].append(f)
+        size += f.size
+    return out
+
+
+def _merge(root: str, store, kind: str, part: str | None, frags: list[CatalogFile],
+           small: list[CatalogFile], on_written: Callable[[str], None] | None,
+           memory_limit: str) -> tuple[int, str]:
+    """Merge ``frags`` and the compacted files ``small`` into one new compacted file, then
+    delete them; returns its rows and key."""
     inputs = frags + small
     key = KINDS[kind][0]
     sources = sorted({f.key for f in inputs} | _inherited_sources(store, kind, small))
@@ -166,40 +247,47 @@ def _compact_partition(root: str, store, kind: str, part: str | None,
     name = f"c-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{uuid.uuid4().hex[:10]}"
     data_key, side_key = out_dir + name + ".parquet", out_dir + name + ".sources.json"
 
-    with duckdb_job(memory_limit, "assetfactory-compact-", keep_order=False) as (con, tmpdir):
-        src = _source_sql(root, frags, small, key)
-        order = ", ".join(f'"{c}"' for c in SORT_KEYS[kind] if c)
-        tmp_out = staging_file(store, data_key, tmpdir)
-        con.execute(f"COPY (SELECT * FROM {src} ORDER BY {order}) TO '{_esc(str(tmp_out))}' "
-                    f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
-        want = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {src} t").fetchone()
-        got = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM "
-                          f"read_parquet('{_esc(str(tmp_out))}', hive_partitioning = false) t").fetchone()
-        if tuple(want) != tuple(got):
-            tmp_out.unlink(missing_ok=True)
-            raise RuntimeError(
-                f"compaction of {kind} partition {part}: the merged file holds {got[0]} rows "
-                f"(hash {got[1]}) but its inputs hold {want[0]} (hash {want[1]}); nothing was "
-                "deleted. Report this with the catalog's files attached.")
-        store.put(side_key, json.dumps({"sources": sources, "rows": int(want[0]),
-                                        "written_at": time.time(),
-                                        "host": socket.gethostname()}).encode())
-        publish(store, tmp_out, data_key)
+    def job(limit: str) -> int:
+        with duckdb_job(limit, "assetfactory-compact-", keep_order=False) as (con, tmpdir):
+            # more fragments than GROUP_FILES are first copied, a group at a time, into files
+            # in the job's folder, each checked: DuckDB keeps a reader per file of a query
+            # that reads files by name, outside its memory limit (~0.4 MB per asset fragment)
+            fpaths = local_paths(root, frags) if frags else []
+            level = 0
+            while len(fpaths) > GROUP_FILES:      # ~32x fewer files a level
+                fpaths = [_merge_group(con, fpaths[i:i + GROUP_FILES],
+                                       Path(tmpdir) / f"l{level}-{i // GROUP_FILES:06d}.parquet",
+                                       kind, part)
+                          for i in range(0, len(fpaths), GROUP_FILES)]
+                level += 1
+            src = _source_sql(fpaths, local_paths(root, small) if small else [], key)
+            order = ", ".join(f'"{c}"' for c in SORT_KEYS[kind] if c)
+            tmp_out = staging_file(store, data_key, tmpdir)
+            rows = _copy_checked(con, f"SELECT * FROM {src} ORDER BY {order}", src, tmp_out,
+                                 f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE "
+                                 f"{ROW_GROUP_ROWS}, ROW_GROUP_SIZE_BYTES '{ROW_GROUP_BYTES}')",
+                                 kind, part)
+            store.put(side_key, json.dumps({"sources": sources, "rows": rows,
+                                            "written_at": time.time(),
+                                            "host": socket.gethostname()}).encode())
+            publish(store, tmp_out, data_key)
+        return rows
+
+    rows = _with_more_memory(memory_limit, job)
     if on_written:
         on_written(data_key)
     _delete_many(store, [f.key for f in frags])
     for f in small:                                   # data first: a sidecar alone is inert
         _delete_many(store, [f.key])
         _delete_many(store, [f.key[:-len(".parquet")] + ".sources.json"])
-    return PartitionResult(kind, part, len(inputs), int(want[0]), data_key,
-                           time.perf_counter() - t0)
+    return rows, data_key
 
 
-def _source_sql(root: str, frags: list[CatalogFile], comps: list[CatalogFile], key: str) -> str:
+def _source_sql(fp: list[str], cp: list[str], key: str) -> str:
+    """The rows of the fragments ``fp`` and the compacted files ``cp``, each once: a row in both
+    is taken from the fragment."""
     from .views import read_sql
 
-    fp = local_paths(root, frags) if frags else []
-    cp = local_paths(root, comps) if comps else []
     if not cp:
         return f"(SELECT * FROM {read_sql(fp)})"
     if not fp:
@@ -207,6 +295,35 @@ def _source_sql(root: str, frags: list[CatalogFile], comps: list[CatalogFile], k
     k = f'"{key}"'
     return (f"(SELECT * FROM {read_sql(cp)} WHERE {k} NOT IN (SELECT {k} FROM {read_sql(fp)} "
             f"WHERE {k} IS NOT NULL) UNION ALL BY NAME SELECT * FROM {read_sql(fp)})")
+
+
+def _merge_group(con: duckdb.DuckDBPyConnection, paths: list[str], out: Path, kind: str,
+                 part: str | None) -> str:
+    """The rows of ``paths`` in one file ``out`` (unsorted: the final merge sorts), checked."""
+    from .views import read_sql
+
+    src = f"(SELECT * FROM {read_sql(paths)})"
+    _copy_checked(con, f"SELECT * FROM {src}", src, out, "(FORMAT parquet, COMPRESSION snappy)",
+                  kind, part)
+    return str(out)
+
+
+def _copy_checked(con: duckdb.DuckDBPyConnection, select: str, src: str, out: Path,
+                  options: str, kind: str, part: str | None) -> int:
+    """``COPY (select) TO out``, then check that ``out`` holds exactly the rows of ``src``
+    (count and an order-independent content hash), else delete it and raise: nothing of the
+    inputs is deleted by a compaction whose output was not checked. Returns the rows."""
+    con.execute(f"COPY ({select}) TO '{_esc(str(out))}' {options}")
+    want = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM {src} t").fetchone()
+    got = con.execute(f"SELECT count(*), sum(hash(t)::HUGEINT) FROM "
+                      f"read_parquet('{_esc(str(out))}', hive_partitioning = false) t").fetchone()
+    if tuple(want) != tuple(got):
+        out.unlink(missing_ok=True)
+        raise RuntimeError(
+            f"compaction of {kind} partition {part}: the merged file holds {got[0]} rows "
+            f"(hash {got[1]}) but its inputs hold {want[0]} (hash {want[1]}); nothing was "
+            "deleted. Report this with the catalog's files attached.")
+    return int(want[0])
 
 
 def _inherited_sources(store, kind: str, comps: list[CatalogFile]) -> set[str]:

@@ -34,11 +34,13 @@ import duckdb
 
 from ..core.storage import open_storage
 from .compact import (
+    DEFAULT_MEMORY_LIMIT,
     ROW_GROUP_ROWS,
     CompactionBusy,
     _delete_many,
     _esc,
     _lock,
+    _with_more_memory,
     duckdb_job,
     publish,
     staging_file,
@@ -50,7 +52,7 @@ from .views import _DUCK_TYPES, _lit, is_metric, latest_sql, quote_ident, read_s
 
 
 def build_latest(root: str, runs: Sequence[str] | None = None, *,
-                 memory_limit: str = "2GB") -> list[str]:
+                 memory_limit: str = DEFAULT_MEMORY_LIMIT) -> list[str]:
     """Write the latest-attempt table of each run (of ``runs``, or every run) whose attempts
     and verdicts are all compacted and that has no fresh one, and delete its tables that no
     longer match. Returns the keys written.
@@ -73,7 +75,8 @@ def build_latest(root: str, runs: Sequence[str] | None = None, *,
             # the partitions whose compaction changes the run's sources: held while the table
             # is computed, so it is never computed from files a compaction is replacing
             with _lock(store, "assets", run), _lock(store, "verdicts", run):
-                key = _build_run(root, store, run, memory_limit)
+                key = _with_more_memory(memory_limit, lambda lim, run=run:
+                                        _build_run(root, store, run, lim))
         except CompactionBusy:
             continue
         except duckdb.IOException as exc:

@@ -11,12 +11,13 @@ parameters (only the sort column is an identifier, checked against the catalog's
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,7 @@ import pyarrow.compute as pc
 from ..core.storage import open_storage
 from .fragments import RULESET_SCHEMA, VERDICT_SCHEMA, parquet_bytes, rows_table
 from .rules import RuleSet, compile_rules, load_rules, rules_json
-from .views import ALIASES, Catalog, arrow_table, open_catalog, quote_ident
+from .views import ALIASES, Catalog, open_catalog, quote_ident, with_retry
 
 
 def actor() -> str:
@@ -92,47 +93,123 @@ def record_verdicts(root: str | Catalog, *, runs: Sequence[str] | None = None,
                "src AS (SELECT s.*, b._budget_tris, b._budget_glb_bytes FROM scope s "
                "LEFT JOIN budgets b USING (recipe_hash)) "
                + compile_rules(rules, cat.columns["assets"], "src"))
-        table = arrow_table(cat.execute(sql, params))
         batch = VerdictBatch(f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-"
                              f"{uuid.uuid4().hex[:8]}", rules.version, rules.hash)
-        if table.num_rows == 0:
-            return batch
+        # streamed: the verdicts go from DuckDB to each run's file a batch of rows at a time
+        # (a run's verdicts in memory at once grew with the run, in the driver of a run)
         store = open_storage(cat.root)
-        _record_ruleset(cat, store, rules)
-        now = pa.scalar(int(time.time() * 1000), pa.timestamp("ms", tz="UTC"))
-        n = table.num_rows
-        ids = pc.binary_join_element_wise(
-            table["attempt_id"], pa.array([batch.batch_id] * n), ":")
-        full = pa.table({
-            "verdict_id": ids,
-            "attempt_id": table["attempt_id"], "run_id": table["run_id"], "sku": table["sku"],
-            "verdict": table["verdict"], "severity": table["severity"],
-            "reasons": table["reasons"], "rules_hit": table["rules_hit"],
-            "details": table["details"],
-            "rules_version": pa.array([rules.version] * n, pa.string()),
-            "rules_hash": pa.array([rules.hash] * n, pa.string()),
-            "computed_at": pa.array([now.value] * n, pa.timestamp("ms", tz="UTC")),
-            "computed_by": pa.array([computed_by or actor()] * n, pa.string()),
-        }).cast(VERDICT_SCHEMA)
-        for run in sorted(set(full["run_id"].to_pylist()), key=lambda r: r or ""):
-            part = full.filter(pc.equal(full["run_id"], run)) if run is not None else \
-                full.filter(pc.is_null(full["run_id"]))
-            key = f"catalog/verdicts/run={run or '_none'}/{batch.batch_id}.parquet"
-            store.put(key, parquet_bytes(part))
-            batch.keys.append(key)
-        counts = pc.value_counts(full["verdict"]).to_pylist()
-        batch.counts = {c["values"]: int(c["counts"]) for c in counts}
+        ruleset_known = _ruleset_known(cat, rules)   # asked first: a query ends the stream
+        reader = record_batches(cat, sql, params, VERDICT_BATCH_ROWS)
+        writers: dict[str | None, _VerdictFile] = {}
+        counts: dict[str, int] = {}
+        now = int(time.time() * 1000)
+        by = computed_by or actor()
+        try:
+            for rb in reader:
+                if rb.num_rows == 0:
+                    continue
+                if not ruleset_known:   # the rule set, once, before the first verdict row
+                    _put_ruleset(store, rules)
+                    ruleset_known = True
+                full = _verdict_rows(pa.Table.from_batches([rb]), batch, rules, now, by)
+                for c in pc.value_counts(full["verdict"]).to_pylist():
+                    counts[c["values"]] = counts.get(c["values"], 0) + int(c["counts"])
+                runs_here = pc.unique(full["run_id"]).to_pylist()
+                for run in runs_here:
+                    part = full.filter(pc.equal(full["run_id"], run)) if run is not None \
+                        else full.filter(pc.is_null(full["run_id"]))
+                    if run not in writers:
+                        writers[run] = _VerdictFile(
+                            store, f"catalog/verdicts/run={run or '_none'}/"
+                            f"{batch.batch_id}.parquet")
+                    writers[run].write(part)
+            for run in sorted(writers, key=lambda r: r or ""):
+                batch.keys.append(writers.pop(run).publish())
+        finally:
+            for w in writers.values():  # an error part-way: nothing of this batch published
+                w.discard()
+        batch.counts = counts
         return batch
     finally:
         if mine:
             cat.close()
 
 
-def _record_ruleset(cat: Catalog, store, rules: RuleSet) -> None:
-    known = cat.execute("SELECT count(*) FROM rulesets WHERE rules_hash = ?",
-                        [rules.hash]).fetchone()[0]
-    if known:
-        return
+#: Verdict rows handed from DuckDB to the files at a time.
+VERDICT_BATCH_ROWS = 16_384
+
+
+def record_batches(cat: Catalog, sql: str, params: Sequence[Any],
+                   rows: int) -> Iterator[pa.RecordBatch]:
+    """The rows of ``sql`` as Arrow record batches of up to ``rows`` rows, streamed from DuckDB
+    (a relation's reader: a cursor's result would be held whole first)."""
+    rel = with_retry(cat, lambda: cat.con.sql(sql, params=list(params)))
+    fn = getattr(rel, "to_arrow_reader", None) or rel.record_batch
+    yield from fn(rows)
+
+
+def _verdict_rows(table: pa.Table, batch: VerdictBatch, rules: RuleSet, now: int,
+                  by: str) -> pa.Table:
+    n = table.num_rows
+    ids = pc.binary_join_element_wise(table["attempt_id"], pa.array([batch.batch_id] * n), ":")
+    return pa.table({
+        "verdict_id": ids,
+        "attempt_id": table["attempt_id"], "run_id": table["run_id"], "sku": table["sku"],
+        "verdict": table["verdict"], "severity": table["severity"],
+        "reasons": table["reasons"], "rules_hit": table["rules_hit"],
+        "details": table["details"],
+        "rules_version": pa.array([rules.version] * n, pa.string()),
+        "rules_hash": pa.array([rules.hash] * n, pa.string()),
+        "computed_at": pa.array([now] * n, pa.timestamp("ms", tz="UTC")),
+        "computed_by": pa.array([by] * n, pa.string()),
+    }).cast(VERDICT_SCHEMA)
+
+
+class _VerdictFile:
+    """One run's verdict fragment, written a batch at a time into a staged file and made
+    visible whole (``publish``: a rename locally, one PUT on S3), or not at all."""
+
+    def __init__(self, store, key: str) -> None:
+        import tempfile
+
+        import pyarrow.parquet as pq
+
+        from .compact import staging_file
+
+        self.store, self.key = store, key
+        self.tmpdir = tempfile.mkdtemp(prefix="assetfactory-verdicts-")
+        self.path = staging_file(store, key, self.tmpdir)
+        self.writer = pq.ParquetWriter(str(self.path), VERDICT_SCHEMA, compression="zstd")
+
+    def write(self, table: pa.Table) -> None:
+        self.writer.write_table(table)
+
+    def publish(self) -> str:
+        from .compact import publish
+
+        self.writer.close()
+        publish(self.store, self.path, self.key)
+        self._rmtmp()
+        return self.key
+
+    def discard(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+        self.path.unlink(missing_ok=True)
+        self._rmtmp()
+
+    def _rmtmp(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+def _ruleset_known(cat: Catalog, rules: RuleSet) -> bool:
+    return bool(cat.execute("SELECT count(*) FROM rulesets WHERE rules_hash = ?",
+                            [rules.hash]).fetchall()[0][0])
+
+
+def _put_ruleset(store, rules: RuleSet) -> None:
     row = {"rules_hash": rules.hash, "rules_version": rules.version,
            "sources": json.dumps(list(rules.sources)), "rules": rules_json(rules),
            "recorded_at": int(time.time() * 1000)}

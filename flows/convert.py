@@ -316,9 +316,7 @@ def _only(parse: CatalogParse, skus: Sequence[str]) -> CatalogParse:
 @task(name="triage-run")
 def _record_run_verdicts(out: str, run_id: str, rules) -> None:
     """Judge the run's attempts under the run's rules (verdict rows; see catalog.triage)."""
-    from ..catalog.triage import record_verdicts
-
-    batch = record_verdicts(out, runs=[run_id], rules=rules)
+    batch = judge_run(out, run_id, rules)
     get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)
 
 
@@ -326,7 +324,32 @@ def _record_run_verdicts(out: str, run_id: str, rules) -> None:
 def _compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True) -> None:
     """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
     handful of files instead of thousands (see catalog.compact; safe beside readers)."""
-    from ..catalog.compact import compact
-
-    report = compact(out, kinds, runs=[run_id], latest=latest)
+    report = compact_run(out, run_id, kinds, latest)
     get_run_logger().info("compacted run %s: %s", run_id, report.rows)
+
+
+def compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True):
+    """The run's compaction, in the driver: one file per chunk of the run's fragments
+    (``RUN_CHUNK_BYTES``), so the driver's memory does not grow with the run (catalog.compact)."""
+    from ..catalog.compact import RUN_CHUNK_BYTES, compact
+
+    return compact(out, kinds, runs=[run_id], latest=latest, chunk_bytes=RUN_CHUNK_BYTES)
+
+
+def judge_run(out: str, run_id: str, rules):
+    """The run's verdicts (catalog.triage.record_verdicts, streamed from DuckDB to the file)."""
+    from ..catalog.triage import record_verdicts
+
+    return record_verdicts(out, runs=[run_id], rules=rules)
+
+
+def post_run_steps(out: str, run_id: str, rules) -> list[tuple[str, Callable[[], Any]]]:
+    """The driver's work after a run's last SKU, in the order ``convert_catalog`` does it
+    (what ``benchmarks/post_run.py`` measures)."""
+    return [
+        ("compact assets+stages",
+         lambda: compact_run(out, run_id, ("assets", "stages"), latest=False)),
+        ("triage", lambda: judge_run(out, run_id, rules)),
+        ("compact verdicts+latest", lambda: compact_run(out, run_id, ("verdicts",))),
+        ("run summary", lambda: run_summary(out, run_id)),
+    ]
