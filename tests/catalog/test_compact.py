@@ -213,3 +213,76 @@ def _bytes(table: pa.Table) -> bytes:
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
+
+
+def _every_row(root: str, view: str, key: str) -> list[dict]:
+    """Every column of every row of ``view`` (by name: files may order their columns apart)."""
+    with Catalog(root) as cat:
+        cur = cat.execute(f"SELECT * FROM {view} ORDER BY {key}")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def _a_run_of_fragments(root: str) -> None:
+    """14 attempts of run r1, each its own fragment with its own columns (metrics that only
+    some attempts have, failures without metrics, 1-3 stage rows)."""
+    for i in range(14):
+        metrics = {"metrics_tris": 1000 + i} if i % 3 else {"metrics_iou_min": 0.9,
+                                                             f"extra_{i % 2}": i}
+        write(root, f"sku-{(i * 5) % 14:02d}", "r1", files=False, stages=1 + i % 3,
+              metrics={} if i % 5 == 0 else metrics, failed="uv" if i % 5 == 0 else None)
+
+
+def test_a_run_compacted_in_chunks_and_groups_keeps_every_row(tmp_path, monkeypatch):
+    import shutil
+
+    from assetfactory.catalog import compact as compact_module
+
+    root = str(tmp_path / "run")
+    _a_run_of_fragments(root)
+    views = (("attempts", "attempt_id"), ("stages", "attempt_id, seq"))
+    expected = {v: _every_row(root, v, k) for v, k in views}
+    assert len(expected["attempts"]) == 14 and len(expected["stages"]) == 27
+    # the fragments read a few files at a time (several levels of groups), in one file
+    monkeypatch.setattr(compact_module, "GROUP_FILES", 3)
+    grouped = str(tmp_path / "grouped")
+    shutil.copytree(root, grouped)
+    compact(grouped, ("assets", "stages"))
+    assert [len(snapshot(grouped).of(k)) for k in ("assets", "stages")] == [1, 1]
+    assert {v: _every_row(grouped, v, k) for v, k in views} == expected
+    # as a run does when it ends: one sorted file per chunk of at most ~4 fragments
+    chunked = str(tmp_path / "chunked")
+    shutil.copytree(root, chunked)
+    size = max(f.size for f in snapshot(chunked).of("assets"))
+    report = compact(chunked, ("assets", "stages"), runs=["r1"], chunk_bytes=4 * size)
+    (assets,) = [p for p in report.partitions if p.kind == "assets"]
+    assert len(assets.outputs) >= 4 and assets.rows == 14
+    files = snapshot(chunked).of("assets")
+    assert all(f.compacted for f in files) and len(files) == len(assets.outputs)
+    for f in files:
+        skus = pq.read_table(str(open_storage(chunked).local_path(f.key))).column("sku")
+        assert skus.to_pylist() == sorted(skus.to_pylist())
+    assert {v: _every_row(chunked, v, k) for v, k in views} == expected
+
+
+def test_a_crash_between_two_chunks_loses_and_duplicates_nothing(tmp_path):
+    root = str(tmp_path)
+    _a_run_of_fragments(root)
+    expected = _observe(root)
+    size = max(f.size for f in snapshot(root).of("assets"))
+    written = []
+
+    def crash_at_the_second(key: str) -> None:
+        written.append(key)
+        assert _observe(root) == expected
+        if len(written) == 2:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        compact(root, ("assets",), runs=["r1"], chunk_bytes=4 * size,
+                on_written=crash_at_the_second)
+    assert _observe(root) == expected
+    # the next run of it merges what is left (fragments beside compacted files: one sort)
+    compact(root, ("assets",), runs=["r1"], chunk_bytes=4 * size)
+    assert _observe(root) == expected
+    assert all(f.compacted for f in snapshot(root).of("assets"))

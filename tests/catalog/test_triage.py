@@ -103,3 +103,32 @@ def test_triage_command_judges_and_prints_the_queue(tmp_path):
     assert res.exit_code == 2 and "--where failed" in res.output
     res = runner.invoke(app, ["triage", "--show-rules"])
     assert res.exit_code == 0 and "silhouette-iou-low" in res.output
+
+
+def test_verdicts_streamed_in_small_batches_are_the_same_rows(tmp_path, monkeypatch):
+    import shutil
+
+    from assetfactory.catalog import triage
+    from assetfactory.catalog.views import Catalog
+
+    def content(root: str) -> list[tuple]:
+        with Catalog(root) as cat:
+            return cat.execute(
+                "SELECT attempt_id, run_id, sku, verdict, severity, reasons, rules_hit, "
+                "details, rules_version, rules_hash FROM verdicts ORDER BY attempt_id").fetchall()
+
+    one, many = str(tmp_path / "one"), str(tmp_path / "many")
+    _catalog(one)
+    shutil.copytree(one, many)
+    whole = record_verdicts(one)
+    monkeypatch.setattr(triage, "VERDICT_BATCH_ROWS", 2)
+    streamed = record_verdicts(many)
+    assert streamed.counts == whole.counts and streamed.total == 7
+    assert content(many) == content(one)
+    # one file per run, each holding its run's rows only; the rule set recorded once
+    assert sorted(k.split("/")[2] for k in streamed.keys) == ["run=r1", "run=r2"]
+    with Catalog(many) as cat:
+        assert cat.execute("SELECT count(*) FROM rulesets").fetchall() == [(1,)]
+        assert cat.execute("SELECT count(*) FROM verdicts v JOIN attempts a "
+                           "USING (attempt_id) WHERE v.run_id <> a.run_id").fetchall() == [(0,)]
+    assert record_verdicts(many).total == 0       # nothing new to judge
