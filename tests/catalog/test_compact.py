@@ -265,8 +265,9 @@ def test_a_run_compacted_in_chunks_and_groups_keeps_every_row(tmp_path, monkeypa
     assert {v: _every_row(chunked, v, k) for v, k in views} == expected
 
 
-def test_a_crash_between_two_chunks_loses_and_duplicates_nothing(tmp_path):
-    root = str(tmp_path)
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_crash_between_two_chunks_loses_and_duplicates_nothing(where, tmp_path, request):
+    root = _root(where, tmp_path, request)
     _a_run_of_fragments(root)
     expected = _observe(root)
     size = max(f.size for f in snapshot(root).of("assets"))
