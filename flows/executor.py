@@ -57,7 +57,10 @@ import logging
 import math
 import os
 import pickle
+import signal
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -204,16 +207,10 @@ class Outcome:
 # ---------------------------------------------------------------------------- Ray session
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> Iterator[None]:
-    """Ray for the body: the running one, a cluster (``address`` or ``RAY_ADDRESS``), or a
-    local instance started here (and shut down after)."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
+def _init_kwargs(address: str | None, num_cpus: int | None,
+                 num_gpus: int | None) -> dict[str, Any]:
+    """``ray.init``'s arguments for a session: a cluster (``address`` or ``RAY_ADDRESS``) or
+    a local instance of ``num_cpus`` / ``num_gpus``."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "ignore_reinit_error": True,
@@ -228,11 +225,114 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             kwargs["num_cpus"] = num_cpus
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
-    ray.init(**kwargs)
+    return kwargs
+
+
+#: A Ray start begun by ``early_ray`` and not yet taken over by a ``ray_session``.
+_EARLY: dict[str, Any] = {}
+#: The thread stopping the last session that ``ray_session(stop_later=True)`` started.
+_STOPPING: list[threading.Thread] = []
+
+
+class _NotMainThread(logging.Filter):
+    """Drops ``ray.init``'s notice that a thread other than the main one cannot set its
+    SIGTERM handler (``early_ray`` sets the same handler from the main thread)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+@contextlib.contextmanager
+def early_ray(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Start Ray (as ``ray_session(address, num_cpus)`` would) in a thread while the body
+    starts Prefect, so that Ray's processes and warm workers come up beside Prefect's
+    temporary server instead of after it; the body's ``ray_session`` with the same arguments
+    takes the instance over (and shuts it down). An instance the body never took over (a run
+    refused before its conversion) is shut down on exit. Nothing is started when Ray is
+    already initialised."""
+    import ray
+
+    if ray.is_initialized() or _EARLY:
+        yield
+        return
+    wait_ray_stopped()
+    kwargs = _init_kwargs(address, num_cpus, None)
+    if threading.current_thread() is threading.main_thread():
+        # what ray.init does when called from the main thread: a SIGTERM ends the driver
+        # through its exit handlers (which stop the local instance)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+    notice = _NotMainThread()
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(notice)
+    outcome: dict[str, BaseException] = {}
+
+    def start() -> None:
+        try:
+            ray.init(**kwargs)
+        except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=start, name="ray-start", daemon=True)
+    _EARLY.update(thread=thread, kwargs=kwargs, outcome=outcome)
+    thread.start()
     try:
         yield
     finally:
-        ray.shutdown()
+        left = _take_early()
+        worker_log.removeFilter(notice)
+        if left is not None and ray.is_initialized():
+            ray.shutdown()
+
+
+def _take_early() -> dict[str, Any] | None:
+    """The pending early start, once its thread is done (None when there is none)."""
+    if not _EARLY:
+        return None
+    early = dict(_EARLY)
+    _EARLY.clear()
+    early["thread"].join()
+    return early
+
+
+def wait_ray_stopped() -> None:
+    """Wait until the session that ``ray_session(stop_later=True)`` left stopping is down."""
+    while _STOPPING:
+        _STOPPING.pop().join()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                num_gpus: int | None = None, stop_later: bool = False) -> Iterator[None]:
+    """Ray for the body: the running one, a cluster (``address`` or ``RAY_ADDRESS``), or a
+    local instance started here (or by an enclosing ``early_ray``) and shut down after.
+
+    ``stop_later``: the shutdown (mostly waiting on Ray's processes to exit, ~1.5 s) runs in
+    a thread while the caller goes on with work that needs no Ray (compaction, triage); the
+    caller then calls ``wait_ray_stopped`` before it returns. Any later session waits for it
+    too."""
+    import ray
+
+    kwargs = _init_kwargs(address, num_cpus, num_gpus)
+    early = _take_early()
+    if early is not None and (early["outcome"] or early["kwargs"] != kwargs):
+        if ray.is_initialized():  # started for other arguments: not this session's
+            ray.shutdown()
+        early = None  # a failed early start: ray.init below raises its error in this thread
+    if early is None:
+        if ray.is_initialized():
+            yield
+            return
+        wait_ray_stopped()
+        ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        if stop_later:
+            stopper = threading.Thread(target=ray.shutdown, name="ray-stop")
+            _STOPPING.append(stopper)
+            stopper.start()
+        else:
+            ray.shutdown()
 
 
 def warm_worker() -> None:
