@@ -51,6 +51,7 @@ of SKUs (the catalog flow converts shards of it; a reprocess flow can pass its o
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
@@ -268,7 +269,7 @@ def early_ray(address: str | None = None, num_cpus: int | None = None) -> Iterat
 
     def start() -> None:
         try:
-            ray.init(**kwargs)
+            ray.init(**copy.deepcopy(kwargs))  # ray.init fills in the runtime_env it is given
         except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
             outcome["error"] = exc
 
