@@ -266,33 +266,51 @@ def early_ray(address: str | None = None, num_cpus: int | None = None) -> Iterat
     worker_log = logging.getLogger("ray._private.worker")
     worker_log.addFilter(notice)
     outcome: dict[str, BaseException] = {}
+    started, release = threading.Event(), threading.Event()
 
     def start() -> None:
         try:
             ray.init(**copy.deepcopy(kwargs))  # ray.init fills in the runtime_env it is given
         except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
             outcome["error"] = exc
+        finally:
+            started.set()
+        # Ray's processes are started with PR_SET_PDEATHSIG, which fires when the *thread*
+        # that started them ends: this one lives until the session has shut Ray down
+        release.wait()
 
     thread = threading.Thread(target=start, name="ray-start", daemon=True)
-    _EARLY.update(thread=thread, kwargs=kwargs, outcome=outcome)
+    _EARLY.update(started=started, release=release, kwargs=kwargs, outcome=outcome)
     thread.start()
     try:
         yield
     finally:
         left = _take_early()
         worker_log.removeFilter(notice)
-        if left is not None and ray.is_initialized():
-            ray.shutdown()
+        if left is not None:
+            _stop(left)
 
 
 def _take_early() -> dict[str, Any] | None:
-    """The pending early start, once its thread is done (None when there is none)."""
+    """The pending early start, once ``ray.init`` has returned (None when there is none)."""
     if not _EARLY:
         return None
     early = dict(_EARLY)
     _EARLY.clear()
-    early["thread"].join()
+    early["started"].wait()
     return early
+
+
+def _stop(early: dict[str, Any] | None) -> None:
+    """Shut Ray down, then let the thread that started it (``early_ray``) end."""
+    import ray
+
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    finally:
+        if early is not None:
+            early["release"].set()
 
 
 def wait_ray_stopped() -> None:
@@ -316,9 +334,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
     kwargs = _init_kwargs(address, num_cpus, num_gpus)
     early = _take_early()
     if early is not None and (early["outcome"] or early["kwargs"] != kwargs):
-        if ray.is_initialized():  # started for other arguments: not this session's
-            ray.shutdown()
-        early = None  # a failed early start: ray.init below raises its error in this thread
+        _stop(early)  # started for other arguments, or failed: ray.init below says why
+        early = None
     if early is None:
         if ray.is_initialized():
             yield
@@ -329,11 +346,11 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         yield
     finally:
         if stop_later:
-            stopper = threading.Thread(target=ray.shutdown, name="ray-stop")
+            stopper = threading.Thread(target=_stop, args=(early,), name="ray-stop")
             _STOPPING.append(stopper)
             stopper.start()
         else:
-            ray.shutdown()
+            _stop(early)
 
 
 def warm_worker() -> None:
