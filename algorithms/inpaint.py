@@ -39,6 +39,12 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     shoe box), which keeps the query to a few hundred thousand points at any texture size (one
     numba pass per set, no sort).
     ``threads``: KD-tree query workers (-1 = the cores the running stage was granted).
+
+    Why the tree is built with ``compact_nodes=False, balanced_tree=False``: the unseen
+    cells (the inside of a mug, the underside of a bowl) are often nearly equidistant from a
+    large part of the seen surface; with the default (shrunk node boxes, median splits) that
+    query took 1.3 s on a demo mug and 0.2 s with these (the same neighbours: the search is
+    exact either way; only the tree's layout differs).
     """
     out = np.array(colours, np.float32, copy=True)
     src = np.flatnonzero(observed)
@@ -61,7 +67,8 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
     workers = threads if threads > 0 else stage_cpus()
-    dist, nn = cKDTree(s_pos).query(d_pos, k=k, workers=workers)
+    tree = cKDTree(s_pos, compact_nodes=False, balanced_tree=False)
+    dist, nn = tree.query(d_pos, k=k, workers=workers)
     dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
     w = 1.0 / np.maximum(dist, 1e-9)
     agree = np.einsum("ikj,ij->ik", s_nrm[nn], d_nrm) > 0

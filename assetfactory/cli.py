@@ -82,6 +82,7 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     from prefect.exceptions import FailedRun
 
     from assetfactory.flows import convert as conv
+    from assetfactory.flows.executor import early_ray
 
     try:  # names and the file are checked before Prefect and Ray start (seconds otherwise)
         conv.check_names(profile, backend)
@@ -111,7 +112,8 @@ def _convert(catalog: str, out: str, profile: str, backend: str, force: bool,
     conv.PROGRESS_HOOK, conv.PLAN_HOOK = on_done, on_plan
     t0 = time.perf_counter()
     try:
-        with progress:
+        # Ray starts beside Prefect's temporary server (the flow's session takes it over)
+        with progress, early_ray(ray_address):
             summary = conv.convert_catalog(catalog=str(catalog), out=out, profile=profile,
                                            backend=backend, force=force, overrides=overrides,
                                            ray_address=ray_address, shard_size=shard_size,

@@ -46,6 +46,7 @@ from .executor import (
     shards,
     task_blocks,
     unrecorded,
+    wait_ray_stopped,
 )
 from .preflight import preflight
 from .recipe import PROFILES, Recipe, build_recipe
@@ -266,7 +267,8 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         PLAN_HOOK(len(specs), 0)  # skips are reported shard by shard, as they are found
     extra = {sku: {"supersedes": sup, "trigger": why}
              for sku, (sup, why) in (lineage or {}).items()}
-    with ray_session(ray_address, num_cpus):
+    # Ray's shutdown (waiting on its processes) overlaps the compaction and triage below
+    with ray_session(ray_address, num_cpus, stop_later=True):
         shard_results = run_shards(specs, done, recipe, options, out, run_id, force,
                                    parse.source, shard_size, extra=extra) if specs else []
     skipped = sum(r["skipped"] for r in shard_results)
@@ -292,6 +294,7 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
                                  description=f"asset factory run {run_id}")
     except Exception as exc:  # noqa: BLE001 - the summary artifact is a convenience
         logger.warning("could not create the summary artifact: %s", exc)
+    wait_ray_stopped()
     return summary
 
 

@@ -51,13 +51,17 @@ of SKUs (the catalog flow converts shards of it; a reprocess flow can pass its o
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import logging
 import math
 import os
 import pickle
+import signal
+import sys
 import tempfile
+import threading
 import time
 import warnings
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -204,16 +208,10 @@ class Outcome:
 # ---------------------------------------------------------------------------- Ray session
 
 
-@contextlib.contextmanager
-def ray_session(address: str | None = None, num_cpus: int | None = None,
-                num_gpus: int | None = None) -> Iterator[None]:
-    """Ray for the body: the running one, a cluster (``address`` or ``RAY_ADDRESS``), or a
-    local instance started here (and shut down after)."""
-    import ray
-
-    if ray.is_initialized():
-        yield
-        return
+def _init_kwargs(address: str | None, num_cpus: int | None,
+                 num_gpus: int | None) -> dict[str, Any]:
+    """``ray.init``'s arguments for a session: a cluster (``address`` or ``RAY_ADDRESS``) or
+    a local instance of ``num_cpus`` / ``num_gpus``."""
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
                               "ignore_reinit_error": True,
@@ -228,11 +226,131 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
             kwargs["num_cpus"] = num_cpus
         if num_gpus is not None:
             kwargs["num_gpus"] = num_gpus
-    ray.init(**kwargs)
+    return kwargs
+
+
+#: A Ray start begun by ``early_ray`` and not yet taken over by a ``ray_session``.
+_EARLY: dict[str, Any] = {}
+#: The thread stopping the last session that ``ray_session(stop_later=True)`` started.
+_STOPPING: list[threading.Thread] = []
+
+
+class _NotMainThread(logging.Filter):
+    """Drops ``ray.init``'s notice that a thread other than the main one cannot set its
+    SIGTERM handler (``early_ray`` sets the same handler from the main thread)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("SIGTERM handler is not set")
+
+
+@contextlib.contextmanager
+def early_ray(address: str | None = None, num_cpus: int | None = None) -> Iterator[None]:
+    """Start Ray (as ``ray_session(address, num_cpus)`` would) in a thread while the body
+    starts Prefect, so that Ray's processes and warm workers come up beside Prefect's
+    temporary server instead of after it; the body's ``ray_session`` with the same arguments
+    takes the instance over (and shuts it down). An instance the body never took over (a run
+    refused before its conversion) is shut down on exit. Nothing is started when Ray is
+    already initialised."""
+    import ray
+
+    if ray.is_initialized() or _EARLY:
+        yield
+        return
+    wait_ray_stopped()
+    kwargs = _init_kwargs(address, num_cpus, None)
+    if threading.current_thread() is threading.main_thread():
+        # what ray.init does when called from the main thread: a SIGTERM ends the driver
+        # through its exit handlers (which stop the local instance)
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))
+    notice = _NotMainThread()
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(notice)
+    outcome: dict[str, BaseException] = {}
+    started, release = threading.Event(), threading.Event()
+
+    def start() -> None:
+        try:
+            ray.init(**copy.deepcopy(kwargs))  # ray.init fills in the runtime_env it is given
+        except BaseException as exc:  # noqa: BLE001 - handed to the session that takes it
+            outcome["error"] = exc
+        finally:
+            started.set()
+        # Ray's processes are started with PR_SET_PDEATHSIG, which fires when the *thread*
+        # that started them ends: this one lives until the session has shut Ray down
+        release.wait()
+
+    thread = threading.Thread(target=start, name="ray-start", daemon=True)
+    _EARLY.update(started=started, release=release, kwargs=kwargs, outcome=outcome)
+    thread.start()
     try:
         yield
     finally:
-        ray.shutdown()
+        left = _take_early()
+        worker_log.removeFilter(notice)
+        if left is not None:
+            _stop(left)
+
+
+def _take_early() -> dict[str, Any] | None:
+    """The pending early start, once ``ray.init`` has returned (None when there is none)."""
+    if not _EARLY:
+        return None
+    early = dict(_EARLY)
+    _EARLY.clear()
+    early["started"].wait()
+    return early
+
+
+def _stop(early: dict[str, Any] | None) -> None:
+    """Shut Ray down, then let the thread that started it (``early_ray``) end."""
+    import ray
+
+    try:
+        if ray.is_initialized():
+            ray.shutdown()
+    finally:
+        if early is not None:
+            early["release"].set()
+
+
+def wait_ray_stopped() -> None:
+    """Wait until the session that ``ray_session(stop_later=True)`` left stopping is down."""
+    while _STOPPING:
+        _STOPPING.pop().join()
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None = None, num_cpus: int | None = None,
+                num_gpus: int | None = None, stop_later: bool = False) -> Iterator[None]:
+    """Ray for the body: the running one, a cluster (``address`` or ``RAY_ADDRESS``), or a
+    local instance started here (or by an enclosing ``early_ray``) and shut down after.
+
+    ``stop_later``: the shutdown (mostly waiting on Ray's processes to exit, ~1.5 s) runs in
+    a thread while the caller goes on with work that needs no Ray (compaction, triage); the
+    caller then calls ``wait_ray_stopped`` before it returns. Any later session waits for it
+    too."""
+    import ray
+
+    kwargs = _init_kwargs(address, num_cpus, num_gpus)
+    early = _take_early()
+    if early is not None and (early["outcome"] or early["kwargs"] != kwargs):
+        _stop(early)  # started for other arguments, or failed: ray.init below says why
+        early = None
+    if early is None:
+        if ray.is_initialized():
+            yield
+            return
+        wait_ray_stopped()
+        ray.init(**kwargs)
+    try:
+        yield
+    finally:
+        if stop_later:
+            stopper = threading.Thread(target=_stop, args=(early,), name="ray-stop")
+            _STOPPING.append(stopper)
+            stopper.start()
+        else:
+            _stop(early)
 
 
 def warm_worker() -> None:

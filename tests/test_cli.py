@@ -30,3 +30,6 @@ def test_a_run_that_cannot_start_exits_2_with_the_reason(tmp_path):
     text = " ".join(res.output.split())
     assert "cannot start the run" in text and "Traceback" not in res.output
     assert f"Copy the weights to {absent}" in text and "ASSETFACTORY_MASK_WEIGHTS" in text
+    import ray
+
+    assert not ray.is_initialized()  # the Ray started beside Prefect was stopped

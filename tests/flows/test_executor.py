@@ -24,11 +24,14 @@ from assetfactory.flows.executor import (
     _task_cap,
     concurrent_runs,
     convert,
+    early_ray,
     plan,
+    ray_session,
     segments,
     skus_per_task,
     task_blocks,
     unrecorded,
+    wait_ray_stopped,
 )
 from assetfactory.flows.identity import recipe_identity
 from assetfactory.flows.recipe import Recipe, StageCall, build_recipe
@@ -39,6 +42,25 @@ RECIPE = Recipe("test", "none", (
     StageCall("picky", "toy_stages:picky", toy_stages.CountOptions()),
     StageCall("count", "toy_stages:count", toy_stages.CountOptions(3)),
 ))
+
+
+def test_an_early_ray_start_is_taken_over_and_stopped_while_the_caller_goes_on(monkeypatch):
+    """The command line starts Ray beside Prefect's temporary server (``early_ray``); the
+    flow's session with the same arguments takes that instance over (one start, not two) and,
+    with ``stop_later``, stops it in a thread that ``wait_ray_stopped`` joins. (Runs before
+    this module's Ray fixture starts its own instance.)"""
+    import ray
+
+    assert not ray.is_initialized()
+    starts = []
+    real_init = ray.init
+    monkeypatch.setattr(ray, "init", lambda **kw: starts.append(kw) or real_init(**kw))
+    with early_ray(num_cpus=1):
+        with ray_session(num_cpus=1, stop_later=True):
+            assert ray.is_initialized() and ray.cluster_resources()["CPU"] == 1
+        wait_ray_stopped()
+        assert not ray.is_initialized()
+    assert len(starts) == 1 and not ray.is_initialized()
 
 
 @pytest.fixture(scope="module")
