@@ -5,7 +5,9 @@ estimated from the photo's border; on a near-uniform background the object is wh
 from the border cannot reach, refined with OpenCV GrabCut initialised from that fill; on a busy
 background GrabCut starts from "the object is inside the frame" (flag ``busy_background``).
 Masks are cleaned: specks smaller than a tenth of the largest part go, pin holes are filled (real
-openings such as a mug's handle stay). A learned segmentation (``object_mask``'s ``learned``,
+openings such as a mug's handle stay). An enclosed region is an opening only where its median
+colour is the background's within the border's noise, and GrabCut punches no hole inside the
+object: a false opening carves a tunnel through the visual hull. A learned segmentation (``object_mask``'s ``learned``,
 which the ingest stage builds from ``models.masks``) is tried before the classical mask when
 given; an implausible answer falls back to it.
 """
