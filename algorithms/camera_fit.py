@@ -93,6 +93,9 @@ class FitOptions:
         overrules a catalog value or a rim that is wrong).
     outlier_gain: how much leaving one view out must raise the others' agreement (the mean
         covered fraction of their silhouettes) for that view to be called inconsistent.
+    elevation_scan: the grid the unknown shared elevation is scanned on: "fine" (the finer
+        grid, which also decides between the candidates) or "coarse" (cheaper, but a product's
+        details are lost there and its best basins may miss the true elevation).
     stated_gain: a fully stated shoot (every view's elevation and the lens from the catalog)
         keeps its cameras unless the fitted ones raise the consistency by this much: the
         silhouettes must clearly disagree with the catalog, not merely prefer another camera
@@ -121,6 +124,7 @@ class FitOptions:
     stated_gain: float = 0.02
     candidates: int = 3         # the small grid's best basins that the finer grid re-ranks
     per_view: bool = True       # search a per-view elevation too (a hand-held shoot)
+    elevation_scan: str = "fine"  # the grid the shared elevation is scanned on ("coarse")
 
 
 @dataclass
@@ -516,10 +520,12 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
     def objective(carver: _Carver, q: _Params) -> float:
         return 1.0 - float(carver.view_ious(q).mean()) + prior(q)
 
-    # The small grid ranks the candidates; the finer one decides between the best few. On the
-    # small grid a product's details (a cake's candles, a frame's bars) are lost and its
-    # score is flat and noisy over tens of degrees: eight views of a cake scored -11 degrees
-    # best there, which the finer grid scores far below the true 15.
+    # The small grid ranks the lens's candidates; the finer one decides between the best few.
+    # On the small grid a product's details (a cake's candles, a frame's bars) are lost and
+    # its score is flat and noisy over tens of degrees: eight views of a cake scored -11
+    # degrees best there, which the finer grid scores far below the true 15. The elevation is
+    # scanned on the finer grid itself: with exact masks of the same cake, the small grid's
+    # three best basins (-10, -2.5, 5) did not include the true one at all.
     def fine_at(q: _Params) -> _Carver:
         return _Carver(shoot, _object_box(shoot, q), options.fine_px, options.fine_grid)
 
@@ -532,7 +538,8 @@ def _fit(shoot: _Shoot, options: FitOptions, rim: _Rims) -> tuple[_Params, dict]
         else:
             lo, hi = options.elevation_range_deg
             step = 7.5
-        cands = _candidates(lambda e: objective(coarse, replace(p, elevation=e)), lo, hi, step,
+        scan = coarse if options.elevation_scan == "coarse" else fine
+        cands = _candidates(lambda e: objective(scan, replace(p, elevation=e)), lo, hi, step,
                             options.candidates)
         best = min(cands, key=lambda e: objective(fine, replace(p, elevation=e)))
         p.elevation = _golden(lambda e: objective(fine, replace(p, elevation=e)),

@@ -5,7 +5,9 @@ estimated from the photo's border; on a near-uniform background the object is wh
 from the border cannot reach, refined with OpenCV GrabCut initialised from that fill; on a busy
 background GrabCut starts from "the object is inside the frame" (flag ``busy_background``).
 Masks are cleaned: specks smaller than a tenth of the largest part go, pin holes are filled (real
-openings such as a mug's handle stay). A learned segmentation (``object_mask``'s ``learned``,
+openings such as a mug's handle stay). An enclosed region is an opening only where its median
+colour is the background's within the border's noise, and GrabCut punches no hole inside the
+object: a false opening carves a tunnel through the visual hull. A learned segmentation (``object_mask``'s ``learned``,
 which the ingest stage builds from ``models.masks``) is tried before the classical mask when
 given; an implausible answer falls back to it.
 """
@@ -61,13 +63,15 @@ def background_mask(rgb: np.ndarray) -> tuple[np.ndarray, list[str]]:
     h, w = rgb.shape[:2]
     ring = border_ring(h, w, max(1, round(0.02 * min(h, w))))
     img = rgb.astype(np.float32)
-    dist = np.sqrt(((img - _background_field(img, ring)) ** 2).sum(axis=2))
+    resid = img - _background_field(img, ring)
+    dist = np.sqrt((resid ** 2).sum(axis=2))
     tol = float(np.clip(2.5 * np.percentile(dist[ring], 75) + 8.0, 10.0, 40.0))
     if (dist[ring] <= tol).mean() < 0.6:
         return _grabcut_rect(rgb), ["busy_background"]
     background_like = dist <= tol
     fg = _flood_from_border(background_like)
-    fg &= ~_enclosed_background(fg & background_like, dist, tol, int(fg.sum()))
+    fg &= ~_enclosed_background(fg & background_like, dist, tol, int(fg.sum()), resid,
+                                _border_noise(resid, ring & background_like))
     fg = _grabcut_refine(rgb, fg, dist <= 0.5 * tol, fg & (dist > 3.0 * tol))
     flags = []
     if fg.any() and float(np.median(dist[fg])) < max(3.0 * tol, LOW_CONTRAST):
@@ -100,12 +104,34 @@ def _background_field(img: np.ndarray, ring: np.ndarray) -> np.ndarray:
             + c[5] * gv * gv).astype(np.float32)
 
 
+def _border_noise(resid: np.ndarray, ring: np.ndarray) -> np.ndarray:
+    """Per channel: the background's pixel noise on the border (robust standard deviation of
+    the residual from the fitted field; 0 for a flat rendered or keyed background)."""
+    r = resid[ring]
+    if len(r) < 6:
+        return np.zeros(resid.shape[2], np.float32)
+    return (1.4826 * np.median(np.abs(r - np.median(r, axis=0)), axis=0)).astype(np.float32)
+
+
+#: How far (colour levels, on top of twice the border's noise) an opening's typical colour may
+#: sit from the background's: the fitted field's error inside the frame.
+OPENING_OFFSET = 1.0
+
+
 def _enclosed_background(candidates: np.ndarray, dist: np.ndarray, tol: float,
-                         object_area: int) -> np.ndarray:
+                         object_area: int, resid: np.ndarray | None = None,
+                         noise: np.ndarray | None = None) -> np.ndarray:
     """Background seen through openings of the product (a chair's back, a handle's loop).
 
     A flood fill from the border cannot reach them. Regions that are large and match the
     background closely are openings; small ones are kept as object (noise, white details).
+    With the residual from the background field (``resid``) and the border's noise, a region
+    is an opening only if its median colour is the background's, within the noise: white
+    icing, a white van's panel seams or a lit white top sit a few levels off the background,
+    consistently (their median is off), whereas real background seen through a gap has the
+    border's colour up to noise. Why it matters: every opening carves a tunnel through the
+    visual hull, and a false one in any photo cuts the product apart, so more photos made
+    worse shapes (each adds its own false openings).
     """
     from scipy import ndimage
 
@@ -116,6 +142,11 @@ def _enclosed_background(candidates: np.ndarray, dist: np.ndarray, tol: float,
     mean = np.bincount(labels.ravel(), weights=dist.ravel()) / np.maximum(area, 1)
     opening = (area >= _hole_limit(object_area)) & (mean <= 0.6 * tol)
     opening[0] = False
+    if resid is not None and noise is not None:
+        limit = OPENING_OFFSET + 2.0 * noise
+        for i in np.flatnonzero(opening):
+            typical = np.median(resid[labels == i], axis=0)
+            opening[i] = bool((np.abs(typical) <= limit).all())
     return opening[labels]
 
 
@@ -189,8 +220,28 @@ def _grabcut_refine(rgb: np.ndarray, fg: np.ndarray, sure_bg: np.ndarray,
         return fg
     keep = (gc == cv2.GC_FGD) | (gc == cv2.GC_PR_FGD)
     keep = cv2.dilate(keep.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
-    refined = fg & _resize_bool(keep, w, h)
+    refined = _no_new_holes(fg, fg & _resize_bool(keep, w, h))
     return refined if refined.sum() >= 0.5 * fg.sum() else fg
+
+
+def _no_new_holes(fg: np.ndarray, refined: np.ndarray) -> np.ndarray:
+    """``refined`` with what GrabCut removed away from the background given back.
+
+    GrabCut trims what touches the background (a shadow, a halo at the outline, the edge of an
+    opening); a patch it removed inside the object, touching neither the outside nor an
+    accepted opening, is a part coloured like the background (white icing on a white sweep),
+    and a hole there would carve a tunnel through the visual hull."""
+    from scipy import ndimage
+
+    removed = fg & ~refined
+    if not removed.any():
+        return refined
+    labels, n = ndimage.label(removed, structure=np.ones((3, 3), bool))
+    near_bg = ndimage.binary_dilation(~fg, structure=np.ones((3, 3), bool))
+    touches = np.zeros(n + 1, bool)
+    touches[np.unique(labels[near_bg & removed])] = True
+    touches[0] = True
+    return refined | ~touches[labels]
 
 
 def _grabcut_rect(rgb: np.ndarray) -> np.ndarray:

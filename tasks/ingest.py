@@ -124,7 +124,7 @@ class _Pose:
     elevation_deg: float
 
 
-@stage("ingest", "4", IngestOptions, Resources(cpus=1),
+@stage("ingest", "5", IngestOptions, Resources(cpus=1),
        reads=("images", "fov_deg", "camera_distance"))
 def ingest(state: AssetState, options: IngestOptions) -> StageResult:
     spec = state.spec

@@ -48,6 +48,18 @@ def product(kind: str) -> MeshData:
         neck = trimesh.creation.box([0.05, 0.5, 0.03])
         neck.apply_translation([0.0, 0.28, 0.0])
         return MeshData.concatenate([_mesh(x) for x in (body, neck)])
+    if kind == "cake":          # a low twelve-sided drum with six thin candles on top
+        body = trimesh.creation.cylinder(radius=0.5, height=0.36, sections=12)
+        body.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2, [1, 0, 0]))
+        parts = [body]
+        for k in range(6):
+            a = 2 * np.pi * k / 6 + 0.3
+            candle = trimesh.creation.cylinder(radius=0.025, height=0.2, sections=8)
+            candle.apply_transform(trimesh.transformations.rotation_matrix(np.pi / 2,
+                                                                           [1, 0, 0]))
+            candle.apply_translation([0.36 * np.cos(a), 0.28, 0.36 * np.sin(a)])
+            parts.append(candle)
+        return MeshData.concatenate([_mesh(x) for x in parts])
     if kind == "box":
         return _mesh(trimesh.creation.box([0.7, 0.5, 0.4]))
     if kind == "sphere":
