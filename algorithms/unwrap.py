@@ -190,34 +190,78 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return _POOL
 
 
-def _drop_pool() -> None:
+def _drop_pool(kill: bool = False) -> None:
+    """Forget the pool; ``kill``: end its children first (a hung child ignores a shutdown)."""
     global _POOL
     if _POOL is not None:
+        if kill:
+            for proc in list((getattr(_POOL, "_processes", None) or {}).values()):
+                proc.kill()
         _POOL.shutdown(wait=False, cancel_futures=True)
     _POOL = None
 
 
-def _run(calls: list[tuple], workers: int, what: str) -> list:
-    """Run ``(fn, *args)`` calls in the pool; a crashed child becomes a ``ProcessingError``."""
+# A call that has not returned after this long is taken as hung, not slow: xatlas on 100k
+# faces takes ~95 s on one core, and a partition holds ``chunk_faces`` (8k) or fewer. A child
+# forked from a Ray worker can inherit a lock another of the worker's threads held at the fork
+# and then wait on it forever at 0 % CPU (seen once in 4,600 SKUs under load 30): the stage
+# would hold its CPU until its own timeout (30 min) and stall the shard behind it.
+STALL_BASE_S = 300.0
+STALL_PER_FACE_S = 2e-3
+
+
+class _Stalled(Exception):
+    pass
+
+
+def _run_once(pool: ProcessPoolExecutor, calls: list[tuple], faces: list[int], workers: int
+              ) -> list:
+    results: list = [None] * len(calls)
+    todo, running = list(enumerate(calls)), {}
+    deadline: dict = {}
+    while todo or running:  # at most ``workers`` at once, whatever the pool's size
+        while todo and len(running) < workers:
+            i, (fn, *args) = todo.pop(0)
+            f = pool.submit(fn, *args)
+            running[f] = i
+            deadline[f] = time.monotonic() + STALL_BASE_S + STALL_PER_FACE_S * faces[i]
+        first = min(deadline[f] for f in running)
+        done, _ = wait(running, timeout=max(0.0, first - time.monotonic()),
+                       return_when=FIRST_COMPLETED)
+        if not done and time.monotonic() >= first:
+            raise _Stalled
+        for f in done:
+            results[running.pop(f)] = f.result()
+    return results
+
+
+def _run(calls: list[tuple], workers: int, what: str, faces: list[int] | None = None) -> list:
+    """Run ``(fn, *args)`` calls in the pool; a crashed child becomes a ``ProcessingError``.
+
+    A call that outlives its stall limit (``STALL_BASE_S`` + ``STALL_PER_FACE_S`` per face of
+    ``faces[i]``) kills the pool's children; the calls (pure functions of their arrays) run
+    once more in a freshly forked pool, and a second stall is a ``ProcessingError``."""
     workers = max(1, workers)
-    pool = _pool(max(workers, stage_cpus()))  # a child per granted CPU, used or not
-    try:
-        results: list = [None] * len(calls)
-        todo, running = list(enumerate(calls)), {}
-        while todo or running:  # at most ``workers`` at once, whatever the pool's size
-            while todo and len(running) < workers:
-                i, (fn, *args) = todo.pop(0)
-                running[pool.submit(fn, *args)] = i
-            done, _ = wait(running, return_when=FIRST_COMPLETED)
-            for f in done:
-                results[running.pop(f)] = f.result()
-        return results
-    except BrokenProcessPool as exc:
-        _drop_pool()
-        raise ProcessingError(
-            f"xatlas crashed while unwrapping {what}",
-            "set uv mode='parallel' with a smaller chunk_faces (smaller xatlas inputs), or "
-            "re-run cleanup/simplify on this SKU") from exc
+    faces = list(faces) if faces is not None else [0] * len(calls)
+    for attempt in (1, 2):
+        pool = _pool(max(workers, stage_cpus()))  # a child per granted CPU, used or not
+        try:
+            return _run_once(pool, calls, faces, workers)
+        except _Stalled:
+            _drop_pool(kill=True)
+            if attempt == 2:
+                raise ProcessingError(
+                    f"xatlas did not finish unwrapping {what} within its limit "
+                    f"({STALL_BASE_S:.0f} s + {STALL_PER_FACE_S * 1e3:g} ms per face), twice",
+                    "re-run this SKU; if it stalls again, set uv mode='parallel' with a "
+                    "smaller chunk_faces") from None
+        except BrokenProcessPool as exc:
+            _drop_pool()
+            raise ProcessingError(
+                f"xatlas crashed while unwrapping {what}",
+                "set uv mode='parallel' with a smaller chunk_faces (smaller xatlas inputs), or "
+                "re-run cleanup/simplify on this SKU") from exc
+    raise AssertionError("unreachable")
 
 
 def bisect(points: np.ndarray, max_size: int) -> list[np.ndarray]:
@@ -272,7 +316,8 @@ def unwrap_parallel(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
         normals = None if mesh.vertex_normals is None else mesh.vertex_normals[vids]
         calls.append((unwrap_chunk, mesh.vertices[vids], local.reshape(-1, 3), normals, max_area))
         used.append(vids)
-    parts = _run(calls, min(workers, len(calls)), f"{len(calls)} partitions")
+    parts = _run(calls, min(workers, len(calls)), f"{len(calls)} partitions",
+                 [len(g) for g in groups])
     vmapping, uvs, faces = [], [], np.empty((mesh.n_faces, 3), np.int64)
     offset, shift = 0, 0.0
     for g, vids, (vmap, fcs, uv) in zip(groups, used, parts):
@@ -297,7 +342,8 @@ def unwrap_guarded(mesh: MeshData, options: UnwrapSettings) -> tuple[Unwrap, str
     if mode == "parallel":
         result = unwrap_parallel(mesh, options)
     else:
-        result = _run([(unwrap, mesh, options)], 1, f"the whole mesh ({mesh.n_faces} faces)")[0]
+        result = _run([(unwrap, mesh, options)], 1, f"the whole mesh ({mesh.n_faces} faces)",
+                      [mesh.n_faces])[0]
     return without_overlaps(result, options), mode
 
 

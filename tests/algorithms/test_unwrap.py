@@ -47,3 +47,50 @@ def test_pool_children_exit_when_their_parent_is_killed():
             os.killpg(parent.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _hang_once(marker: str, value: int) -> int:
+    """Hang (as a child holding an inherited lock would) the first time, answer after."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        time.sleep(600)
+    return value * 2
+
+
+def test_a_hung_call_is_run_again_in_a_fresh_pool(tmp_path, monkeypatch):
+    """A child that stops answering is killed at its stall limit and its calls run again in
+    newly forked children, so the stage goes on instead of holding its CPU until its timeout."""
+    from assetfactory.algorithms import unwrap
+
+    monkeypatch.setattr(unwrap, "STALL_BASE_S", 1.5)
+    marker = str(tmp_path / "hung")
+    unwrap._drop_pool(kill=True)
+    first = unwrap._pool(1)
+    hung = list(first._processes)
+    out = unwrap._run([(_hang_once, marker, 3), (_hang_once, marker, 4)], 1, "two calls",
+                      [10, 10])
+    assert out == [6, 8]
+    assert unwrap._POOL is not first
+    deadline = time.monotonic() + 10
+    while any(_alive(pid) for pid in hung) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(pid) for pid in hung), "the hung child was left running"
+    unwrap._drop_pool(kill=True)
+
+
+def _hang_always(value: int) -> int:
+    time.sleep(600)
+    return value
+
+
+def test_a_call_that_hangs_twice_fails_the_stage_with_a_fix(monkeypatch):
+    import pytest
+
+    from assetfactory.algorithms import unwrap
+    from assetfactory.core.errors import ProcessingError
+
+    monkeypatch.setattr(unwrap, "STALL_BASE_S", 1.0)
+    with pytest.raises(ProcessingError, match="did not finish unwrapping the mesh") as err:
+        unwrap._run([(_hang_always, 1)], 1, "the mesh", [10])
+    assert "chunk_faces" in err.value.fix
+    assert unwrap._POOL is None
