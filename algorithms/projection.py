@@ -45,10 +45,7 @@ class ProjectionSettings(Protocol):
 
 #: What the blend reads with ``getattr`` when a settings object lacks it (see
 #: ``tasks.texture.TextureOptions``): plain weighted mean, no exposure harmonisation.
-BLEND_DEFAULTS = {"blend": "mean", "consistency_sigma": 0.08, "harmonise": False,
-                  "harmonise_above": 0.0}
-#: Texels (an even sample of the atlas) the exposure check of ``exposure_gains`` reads.
-HARMONISE_SAMPLE = 40_000
+BLEND_DEFAULTS = {"blend": "mean", "consistency_sigma": 0.08, "harmonise": False}
 #: Harmonisation: gains are fitted on texels both photos see with at least this linear
 #: luminance (darker texels carry noise, not exposure), and clamped to this range.
 HARMONISE_MIN_LUMA = 0.02
@@ -236,8 +233,6 @@ class BlendStats:
     used: list
     edge_only: int = 0
     mean_level: float = 0.0
-    exposure_spread: float | None = None
-    harmonised: bool = False
 
 
 def blend_views(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings
@@ -286,13 +281,6 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
     blend = getattr(options, "blend", BLEND_DEFAULTS["blend"])
     harmonise = bool(getattr(options, "harmonise", BLEND_DEFAULTS["harmonise"]))
     per_view = blend != "mean" or harmonise
-    above = float(getattr(options, "harmonise_above", BLEND_DEFAULTS["harmonise_above"]))
-    spread, view_gains = None, None
-    if not per_view and above > 0 and len(views) > 1:
-        gains = exposure_gains(grid, views, options, light)
-        spread = float(max(np.abs(np.log(g)).max() for g in gains))
-        if spread > np.log1p(above):
-            view_gains = gains
     t = len(grid.index)
     acc = np.zeros((t, 3), np.float64)
     wsum = np.zeros(t, np.float64)
@@ -308,10 +296,15 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
     light_dir = (np.zeros(0, np.float64) if light is None
                  else np.ascontiguousarray(light.direction, np.float64))
     ambient = 0.0 if light is None else float(light.ambient)
-    for k, v in enumerate(views):
-        pyr, footprint = _view_levels(v, options)
-        if view_gains is not None:
-            pyr = (pyr[0] * np.append(view_gains[k], np.float32(1.0)),) + pyr[1:]
+    for v in views:
+        mip = options.mip_filter and v.pyramid is not None and v.face_footprint is not None
+        if mip:
+            pyr = pack_levels(v.pyramid)
+            footprint = np.ascontiguousarray(v.face_footprint, np.float64)
+        else:
+            rgb = np.asarray(v.linear_rgb, np.float32)
+            pyr = pack_levels([(rgb, np.ones(rgb.shape[:2], np.float32))])
+            footprint = np.zeros(0, np.float64)
         cam = v.camera
         if per_view:
             acc[:] = 0.0
@@ -347,54 +340,8 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
     else:
         colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
     stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
-                       lv_acc / lv_w if lv_w > 0 else 0.0, spread, view_gains is not None)
+                       lv_acc / lv_w if lv_w > 0 else 0.0)
     return colour.astype(np.float32), wsum, stats
-
-
-def _view_levels(v: ViewInput, options: ProjectionSettings):
-    if options.mip_filter and v.pyramid is not None and v.face_footprint is not None:
-        return pack_levels(v.pyramid), np.ascontiguousarray(v.face_footprint, np.float64)
-    rgb = np.asarray(v.linear_rgb, np.float32)
-    return pack_levels([(rgb, np.ones(rgb.shape[:2], np.float32))]), np.zeros(0, np.float64)
-
-
-def exposure_gains(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings,
-                   light=None, sample: int = HARMONISE_SAMPLE) -> list[np.ndarray]:
-    """(3,) RGB gain per view (``harmonise_gains``) fitted on an even sample of at most
-    ``sample`` texels, each view's colours read by the projection kernel."""
-    from ._projection_numba import accumulate_view
-
-    step = max(1, int(np.ceil(len(grid.index) / max(sample, 1))))
-    sel = np.arange(0, len(grid.index), step)
-    positions = np.ascontiguousarray(grid.positions[sel], np.float64)
-    normals = np.ascontiguousarray(grid.normals[sel], np.float64)
-    faces = np.ascontiguousarray(grid.faces[sel], np.int64)
-    t = len(sel)
-    no_edge = np.zeros((0, 0), bool)
-    no_feather = np.zeros((0, 0), np.float32)
-    light_dir = (np.zeros(0, np.float64) if light is None
-                 else np.ascontiguousarray(light.direction, np.float64))
-    ambient = 0.0 if light is None else float(light.ambient)
-    seen = []
-    for v in views:
-        pyr, footprint = _view_levels(v, options)
-        cam = v.camera
-        acc = np.zeros((t, 3), np.float64)
-        wsum = np.zeros(t, np.float64)
-        accumulate_view(
-            positions, normals, faces, np.ascontiguousarray(cam.world_to_camera[:3, :3]),
-            np.ascontiguousarray(cam.world_to_camera[:3, 3]), np.asarray(cam.K, np.float64),
-            np.asarray(cam.position, np.float64), np.ascontiguousarray(v.depth, np.float32),
-            np.ascontiguousarray(v.mask, bool),
-            no_edge if v.edge is None else np.ascontiguousarray(v.edge, bool),
-            float(options.depth_tolerance), float(options.incidence_power), 1.0,
-            float(options.edge_weight), footprint, float(options.mip_bias), *pyr, acc, wsum,
-            np.zeros(t, bool), light_dir, ambient,
-            no_feather if v.feather is None else np.ascontiguousarray(v.feather, np.float32))
-        idx = np.flatnonzero(wsum > 0)
-        seen.append((idx, (acc[idx] / wsum[idx, None]).astype(np.float32),
-                     wsum[idx].astype(np.float32)))
-    return harmonise_gains(seen, t)
 
 
 def mean_blend(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int

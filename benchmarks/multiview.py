@@ -735,8 +735,7 @@ def score_asset(state, truth: dict, inputs, held, keep: Path | None = None) -> d
                              None)
     row["stage_s"] = {r.stage: round(r.duration_s, 2) for r in state.records}
     row.update({k: v for k, v in state.metrics.items()
-                if k.startswith(("texture_light", "texture_delit", "texture_harmonised",
-                                 "texture_exposure", "generate_camera_",
+                if k.startswith(("texture_light", "texture_delit", "generate_camera_",
                                  "generate_ground", "generate_carve", "generate_vote",
                                  "generate_components"))})
     row["cam_views"] = view_cameras(state, [c for c, _, _ in inputs])

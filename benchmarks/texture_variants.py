@@ -136,8 +136,7 @@ def main() -> None:
                    "factory_ssim": done.metrics.get("metrics_ssim_mean"),
                    **ctx["shape"],
                    **{k: v for k, v in done.metrics.items()
-                      if k in ("texture_observed_frac", "texture_delit", "texture_harmonised",
-                               "texture_exposure_spread")}}
+                      if k in ("texture_observed_frac", "texture_delit")}}
             if args.inputs:
                 row.update({f"in_{k}": v for k, v in
                             mv.image_scores(ctx["best"], img, inputs).items()})

@@ -141,7 +141,6 @@ class TextureOptions:
     blend: str = "mean"
     consistency_sigma: float = 0.08
     harmonise: bool = False
-    harmonise_above: float = 0.1
 
     def __post_init__(self) -> None:
         s = self.size
@@ -238,7 +237,7 @@ RESOURCES = Resources(cpus=1, memory_mb=2048)
 THREADS = max(1, int(RESOURCES.cpus))
 
 
-@stage(NAME, "8", TextureOptions, RESOURCES, reads=("material",))
+@stage(NAME, "7", TextureOptions, RESOURCES, reads=("material",))
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
@@ -288,10 +287,7 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
         "texture_delit": light is not None,
         "texture_delight_skipped_hull": bool(options.delight and hull
                                              and not options.delight_hulls),
-        "texture_harmonised": bool(stats.harmonised or (options.harmonise and inputs)),
     }
-    if stats.exposure_spread is not None:
-        metrics["texture_exposure_spread"] = round(stats.exposure_spread, 4)
     if light is not None:
         artifacts["lighting"] = save_json(state, light.to_dict())
         metrics.update(texture_light_ambient=round(light.ambient, 3),
