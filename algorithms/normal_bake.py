@@ -128,9 +128,11 @@ def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals
         ao_stride(size, options.ao_size), options.ao_rays, options.ao_distance * diag,
         options.seed, threads)
     ao_mean = float(ao.mean()) if len(ao) else 1.0
-    # one dilation for both maps: normal xyz + AO
-    img = texels_to_image(size, index, np.concatenate([m, ao[:, None]], axis=1),
-                          options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
+    # one dilation for both maps: normal xyz + AO (float32, as the image holds them)
+    values = np.empty((len(index), 4), np.float32)
+    values[:, :3] = m
+    values[:, 3] = ao
+    img = texels_to_image(size, index, values, options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
     normal, ao_img, ao8 = normal_ao_bytes(img)
     return BakedMaps(normal, ao_img, len(index), float(took.mean()) if len(took) else 0.0,
                      ao_mean, traced, ao8)
