@@ -141,6 +141,8 @@ def test_coverage_is_the_rendered_alpha(renderer, az, el, ssaa):
     assert cover.dtype == np.uint8 and cover.shape == (48, 48)
     assert np.array_equal(cover, renderer.render(_box(), cam, shading="unlit", ssaa=ssaa)[..., 3])
     assert 0 < (cover > 0).mean() < 1
+    if ssaa == 1:
+        assert np.array_equal(renderer.mask(_box(), cam), renderer.face_ids(_box(), cam) >= 0)
 
 
 def test_rasterize_uv_faces_and_texels_are_rasterize_uvs(renderer):
