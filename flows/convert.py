@@ -26,6 +26,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.states import Failed
 
 from ..catalog.fragments import new_attempt_id, write_attempt
@@ -205,18 +206,37 @@ def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
     SKUs fill the CPUs that the previous shard's last SKUs leave idle). None: two where the
     cluster can hold two executions at once, else one (``executor.concurrent_runs``: on one
-    CPU, or one GPU for a GPU backend, two shards at once would starve each other)."""
+    CPU, or one GPU for a GPU backend, two shards at once would starve each other).
+    Results in shard order."""
     if parallel is None:
         parallel = concurrent_runs(recipe, options) if len(specs) > shard_size else 1
-    results, running = [], []
-    for i, part in enumerate(shards(specs, shard_size)):
+
+    def submit(i: int, part: Sequence[SkuSpec]):
         mine = {s.sku: done[s.sku] for s in part if s.sku in done}
         theirs = {s.sku: extra[s.sku] for s in part if extra and s.sku in extra}
-        running.append(convert_shard.submit(Shard(i, list(part), mine, theirs), recipe, options,
-                                            out, run_id, force, catalog_source))
-        if len(running) >= parallel:
-            results.append(running.pop(0).result())
-    results += [f.result() for f in running]
+        return convert_shard.submit(Shard(i, list(part), mine, theirs), recipe, options,
+                                    out, run_id, force, catalog_source)
+
+    results = bounded_submit(submit, list(enumerate(shards(specs, shard_size))), parallel)
+    return sorted(results, key=lambda r: r["shard"])
+
+
+def bounded_submit(submit: Callable[..., Any], items: Sequence[tuple], parallel: int
+                   ) -> list[Any]:
+    """Submit ``submit(*item)`` for each item, at most ``parallel`` Prefect futures in flight;
+    the next item goes in as soon as *any* running one ends (not the oldest: one slow shard
+    must not leave the CPUs idle behind it). Results in the order the futures ended; a
+    future that failed raises, as ``result()`` does."""
+    results: list[Any] = []
+    running: list[Any] = []
+    for item in items:
+        running.append(submit(*item))
+        if len(running) >= max(1, parallel):
+            first = next(as_completed(running))
+            running.remove(first)
+            results.append(first.result())
+    for future in as_completed(running):
+        results.append(future.result())
     return results
 
 
