@@ -297,13 +297,11 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                     skipped)
     if converted or n_bad:
-        # merged first: triage then reads a handful of files, not one per attempt (the
-        # driver's memory stays flat in the catalog's size), and its verdicts after it
-        _compact_run(out, run_id, ("assets", "stages"), latest=False)
-        _record_run_verdicts(out, run_id, triage_rules)
-        _compact_run(out, run_id, ("verdicts",))
-    summary = run_summary(out, run_id) if (converted or n_bad) else {
-        "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
+        # the run's compaction, triage and summary, each a Prefect task (post_run_steps)
+        for name, step in post_run_steps(out, run_id, triage_rules):
+            summary = _post_run_step.with_options(name=name)(name, step)
+    else:
+        summary = {"run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = skipped
     summary["out"] = out
     summary["shards"] = len(shard_results)
@@ -336,19 +334,19 @@ def _only(parse: CatalogParse, skus: Sequence[str]) -> CatalogParse:
                                errors=[e for e in parse.errors if e.sku in keep])
 
 
-@task(name="triage-run")
-def _record_run_verdicts(out: str, run_id: str, rules) -> None:
-    """Judge the run's attempts under the run's rules (verdict rows; see catalog.triage)."""
-    batch = judge_run(out, run_id, rules)
-    get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)
-
-
-@task(name="compact-run")
-def _compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True) -> None:
-    """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
-    handful of files instead of thousands (see catalog.compact; safe beside readers)."""
-    report = compact_run(out, run_id, kinds, latest)
-    get_run_logger().info("compacted run %s: %s", run_id, report.rows)
+@task(name="post-run", cache_policy=NO_CACHE)
+def _post_run_step(name: str, step: Callable[[], Any]) -> Any:
+    """One step of the driver's work after the run's last SKU, as a Prefect task (the UI
+    shows each), logged with what it did."""
+    result = step()
+    if hasattr(result, "rules_version"):  # the triage's batch
+        what = f"rules {result.rules_version}: {result.counts}"
+    elif hasattr(result, "rows"):  # a compaction's report
+        what = f"rows {result.rows}"
+    else:
+        what = "done"
+    get_run_logger().info("%s: %s", name, what)
+    return result
 
 
 def compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True):
@@ -367,12 +365,14 @@ def judge_run(out: str, run_id: str, rules):
 
 
 def post_run_steps(out: str, run_id: str, rules) -> list[tuple[str, Callable[[], Any]]]:
-    """The driver's work after a run's last SKU, in the order ``convert_catalog`` does it
-    (what ``benchmarks/post_run.py`` measures)."""
+    """The driver's work after a run's last SKU, in order: the one list that
+    ``convert_catalog`` runs (each step a Prefect task) and ``benchmarks/post_run.py``
+    measures. The run's fragments are merged first, so triage reads a handful of files, not
+    one per task block (the driver's memory stays flat in the run's size), then its verdicts
+    are merged with the run's latest-attempt table; the last step's result is the summary."""
     return [
-        ("compact assets+stages",
-         lambda: compact_run(out, run_id, ("assets", "stages"), latest=False)),
-        ("triage", lambda: judge_run(out, run_id, rules)),
-        ("compact verdicts+latest", lambda: compact_run(out, run_id, ("verdicts",))),
-        ("run summary", lambda: run_summary(out, run_id)),
+        ("compact-run", lambda: compact_run(out, run_id, ("assets", "stages"), latest=False)),
+        ("triage-run", lambda: judge_run(out, run_id, rules)),
+        ("compact-verdicts", lambda: compact_run(out, run_id, ("verdicts",))),
+        ("run-summary", lambda: run_summary(out, run_id)),
     ]
