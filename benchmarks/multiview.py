@@ -19,6 +19,9 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
   (azimuths 22.5 + 90k at elevations 30 / 5, fov 30) rendered from the original model with the
   photos' conventions (textures through the model's UVs, vertex colours, a light from
   (-0.25, 0.35, 1) in camera space, ambient 0.3, diffuse 0.7, linear light, 2x supersampled);
+* where the image error lies (``error_breakdown``, registered asset): PSNR and share of the
+  squared error of the pixels within 3 px of either outline, and of the others whose surface
+  point an input photo sees or no photo sees (the fill);
 * the cameras the factory used (elevation, field of view, distance) against the true ones;
 * the factory's own input-view silhouette IoU (``metrics_iou_mean``) and the generate time.
 
@@ -32,7 +35,10 @@ scoring.
     .venv/bin/python benchmarks/multiview.py --quick --tag try         # 4 models, 4/8 views
     .venv/bin/python benchmarks/multiview.py --table base new          # tables side by side
 
-Writes ``benchmarks/out/multiview_<tag>.json`` (one row per asset) and prints the tables.
+Writes ``benchmarks/out/multiview_<tag>.json`` (one row per asset) and prints the tables. The
+original's solid voxels and held-out renders are kept under ``benchmarks/out/multiview_truth_v2``
+(made once per model), so a run split into parts (``--models`` subsets, one view count each,
+each part well under ten minutes) renders them once.
 """
 
 from __future__ import annotations
@@ -904,7 +910,8 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
     print_breakdown(tagged)
 
 
-BREAKDOWN = (("factory_psnr", "factory PSNR in", 1), ("in_reg_psnr", "PSNR in", 1),
+BREAKDOWN = (("vol_iou", "vol IoU", 3), ("held_reg_sil_iou", "sil held", 3),
+             ("factory_psnr", "factory PSNR in", 1), ("in_reg_psnr", "PSNR in", 1),
              ("in_reg_psnr_seen", "in: inside", 1), ("in_reg_psnr_edge", "in: edge", 1),
              ("held_reg_psnr", "PSNR held", 1), ("held_reg_psnr_lit", "held lit", 1),
              ("held_reg_ssim", "SSIM held", 3), ("held_reg_psnr_seen", "held: seen", 1),
