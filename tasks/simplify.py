@@ -189,7 +189,7 @@ def _part_counts(mesh: MeshData) -> str:
     return ", ".join(f"{int(a)}:{int(b)}" for a, b in zip(labels, counts))
 
 
-@stage(NAME, "0.3.2", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
+@stage(NAME, "0.3.3", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
 def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
     """Decimate ``clean_mesh`` to the triangle budget as ``mesh``; optional collision hulls."""
     clean = load_mesh(state, "clean_mesh")
