@@ -15,6 +15,7 @@ padding, max_chart_area, mode, chunk_faces, workers).
 
 from __future__ import annotations
 
+import logging
 import math
 import multiprocessing
 import os
@@ -33,6 +34,8 @@ from ..core.stage import stage_cpus
 from ..geometry.normals import face_areas as _face_areas_3d
 from .chart_packing import PackSettings, Unwrap, pack_charts, without_overlaps
 from .uv_quality import uv_areas as _uv_areas
+
+log = logging.getLogger(__name__)
 
 
 class UnwrapSettings(PackSettings, Protocol):
@@ -64,17 +67,68 @@ def _pack_options(resolution: int, padding: int, texels_per_unit: float):
     return pack
 
 
+_TASKS = "/proc/self/task"
+
+
+def _threads() -> frozenset[str]:
+    """This process's thread ids (Linux), to tell xatlas's threads from the others."""
+    try:
+        return frozenset(os.listdir(_TASKS))
+    except OSError:
+        return frozenset()
+
+
+def _settle(before: frozenset[str], timeout_s: float = 5.0) -> None:
+    """Wait until the threads started since ``before`` (xatlas's workers) sleep, before an
+    xatlas atlas is destroyed.
+
+    Each ``xatlas.Atlas`` starts a task scheduler with worker threads; destroying it sets a
+    shutdown flag, wakes each worker once (without the worker's lock) and joins it. A worker
+    that has not yet reached its first wait (on a small mesh the calling thread does all the
+    work, and a busy machine may not have run the new thread at all) misses that wake-up, then
+    waits forever, and the join with it: the child hangs at 0 % CPU with its result computed
+    (seen as ``TaskScheduler::~TaskScheduler`` in ``std::thread::join``, the worker with no
+    CPU time, ~1 in 2,500 SKUs). A thread that sleeps here is in that wait, so the wake-up
+    reaches it. Linux only (``/proc``); elsewhere a no-op.
+    """
+    me = str(threading.get_native_id())
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        runnable = False
+        for tid in _threads() - before:
+            if tid == me:
+                continue
+            try:
+                with open(f"{_TASKS}/{tid}/stat", "rb") as fh:
+                    state = fh.read().rsplit(b")", 1)[1].split()[0]
+            except (OSError, IndexError):
+                continue
+            if state == b"R":
+                runnable = True
+                break
+        if not runnable:
+            return
+        time.sleep(0.001)
+
+
 def _generate(add, options: UnwrapSettings, max_chart_area: float):
-    """One atlas at the requested resolution; re-packed at a lower density if it overflows."""
+    """One atlas at the requested resolution; re-packed at a lower density if it overflows.
+    Every atlas dropped here is dropped after ``_settle`` (see there)."""
     import xatlas
+
+    before = _threads()
 
     def attempt(tpu: float):
         atlas = xatlas.Atlas()
-        add(atlas)
-        chart = xatlas.ChartOptions()
-        if max_chart_area > 0:
-            chart.max_chart_area = float(max_chart_area)
-        atlas.generate(chart, _pack_options(options.resolution, options.padding, tpu))
+        try:
+            add(atlas)
+            chart = xatlas.ChartOptions()
+            if max_chart_area > 0:
+                chart.max_chart_area = float(max_chart_area)
+            atlas.generate(chart, _pack_options(options.resolution, options.padding, tpu))
+        except BaseException:
+            _settle(before)
+            raise
         return atlas
 
     atlas = attempt(0.0)
@@ -82,26 +136,32 @@ def _generate(add, options: UnwrapSettings, max_chart_area: float):
     if size > options.resolution or atlas.atlas_count > 1:
         tpu = atlas.texels_per_unit * options.resolution / size * 0.99
         for _ in range(_MAX_REPACKS):
-            candidate = attempt(tpu)
+            candidate = attempt(tpu)  # drops the last candidate, settled below
+            _settle(before)
             if candidate.atlas_count == 1:
                 atlas = candidate
                 break
             tpu *= 0.9
     if atlas.atlas_count != 1:
+        _settle(before)
         raise ProcessingError(
             "xatlas could not pack the charts into one atlas",
             "raise uv resolution or lower padding for this SKU")
-    return atlas
+    return atlas, before
 
 
-def _square(atlas) -> Unwrap:
+def _square(generated) -> Unwrap:
+    atlas, before = generated
     vmapping, faces, uv = atlas[0]
     w, h = atlas.width, atlas.height
     side = float(max(w, h))
     faces = np.asarray(faces, np.int64).reshape(-1, 3)
     uv = np.asarray(uv, np.float64) * np.array([w, h]) / side
-    return Unwrap(np.asarray(vmapping, np.int64), faces, np.clip(uv, 0.0, 1.0).astype(np.float32), int(atlas.chart_count),
-                  float(atlas.utilization) * w * h / side**2)
+    result = Unwrap(np.asarray(vmapping, np.int64), faces,
+                    np.clip(uv, 0.0, 1.0).astype(np.float32), int(atlas.chart_count),
+                    float(atlas.utilization) * w * h / side**2)
+    _settle(before)  # the caller drops the atlas next
+    return result
 
 
 def unwrap(mesh: MeshData, options: UnwrapSettings) -> Unwrap:
@@ -126,19 +186,25 @@ def unwrap_chunk(vertices: np.ndarray, faces: np.ndarray, normals: np.ndarray | 
     """
     import xatlas
 
+    before = _threads()
     atlas = xatlas.Atlas()
-    atlas.add_mesh(np.ascontiguousarray(vertices, np.float32),
-                   np.ascontiguousarray(faces, np.uint32),
-                   None if normals is None else np.ascontiguousarray(normals, np.float32))
-    chart = xatlas.ChartOptions()
-    if max_chart_area > 0:
-        chart.max_chart_area = float(max_chart_area)
-    # resolution 0: one atlas of any size (a fixed one would spill charts into more atlases
-    # whose UVs lie over each other)
-    atlas.generate(chart, _pack_options(0, 1, 0.0))
-    vmapping, out_faces, uv = atlas[0]
+    try:
+        atlas.add_mesh(np.ascontiguousarray(vertices, np.float32),
+                       np.ascontiguousarray(faces, np.uint32),
+                       None if normals is None else np.ascontiguousarray(normals, np.float32))
+        chart = xatlas.ChartOptions()
+        if max_chart_area > 0:
+            chart.max_chart_area = float(max_chart_area)
+        # resolution 0: one atlas of any size (a fixed one would spill charts into more
+        # atlases whose UVs lie over each other)
+        atlas.generate(chart, _pack_options(0, 1, 0.0))
+        vmapping, out_faces, uv = (np.array(a) for a in atlas[0])
+        width, height = atlas.width, atlas.height
+    finally:
+        _settle(before)  # before the atlas is dropped (see _settle)
+        del atlas
     out_faces = np.asarray(out_faces, np.int64).reshape(-1, 3)
-    uv = np.asarray(uv, np.float64) * np.array([atlas.width, atlas.height])
+    uv = np.asarray(uv, np.float64) * np.array([width, height])
     area_uv = np.abs(_uv_areas(uv, out_faces)).sum()
     area_3d = _face_areas_3d(np.asarray(vertices, np.float64), np.asarray(faces)).sum()
     scale = math.sqrt(area_3d / area_uv) if area_uv > 0 else 1.0
@@ -201,11 +267,16 @@ def _drop_pool(kill: bool = False) -> None:
     _POOL = None
 
 
-# A call that has not returned after this long is taken as hung, not slow: xatlas on 100k
-# faces takes ~95 s on one core, and a partition holds ``chunk_faces`` (8k) or fewer. A child
-# forked from a Ray worker can inherit a lock another of the worker's threads held at the fork
-# and then wait on it forever at 0 % CPU (seen once in 4,600 SKUs under load 30): the stage
-# would hold its CPU until its own timeout (30 min) and stall the shard behind it.
+# A call is taken as hung, not slow, when the pool's children have used no CPU for
+# ``IDLE_S`` while it runs: xatlas is CPU-bound, so a child that works always advances its CPU
+# time, even at a few percent of a core on a loaded machine. A child forked from a Ray worker
+# can inherit a lock another of the worker's threads held at the fork and then wait on it
+# forever at 0 % CPU (seen twice in ~7,600 SKUs of 10,000-SKU runs): caught here within
+# ``IDLE_S``, not at the stage's timeout (30 min). ``STALL_BASE_S`` + ``STALL_PER_FACE_S`` per
+# face is the ceiling for a call that keeps working without end (xatlas on 100k faces takes
+# ~95 s on one core; a partition holds ``chunk_faces``, 8k, or fewer).
+IDLE_S = 20.0
+POLL_S = 2.0
 STALL_BASE_S = 300.0
 STALL_PER_FACE_S = 2e-3
 
@@ -214,11 +285,46 @@ class _Stalled(Exception):
     pass
 
 
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _children_cpu(pool: ProcessPoolExecutor) -> float:
+    """CPU seconds used so far by the pool's live children (user + system), summed."""
+    total = 0.0
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            with open(f"/proc/{proc.pid}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / _TICKS
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
+def _waits(pool: ProcessPoolExecutor) -> str:
+    """Where each child's threads sleep in the kernel (``/proc/<pid>/task/*/wchan``): a lock
+    (``futex_wait_queue``) or a read, to tell an inherited lock from a crash, in the log."""
+    out = []
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        try:
+            tasks = sorted(os.listdir(f"/proc/{proc.pid}/task"))
+            chans = []
+            for tid in tasks:
+                with open(f"/proc/{proc.pid}/task/{tid}/wchan") as fh:
+                    chans.append(fh.read().strip() or "running")
+            out.append(f"{proc.pid}: {', '.join(chans)}")
+        except OSError:
+            continue
+    return "; ".join(out) or "unknown"
+
+
 def _run_once(pool: ProcessPoolExecutor, calls: list[tuple], faces: list[int], workers: int
               ) -> list:
     results: list = [None] * len(calls)
     todo, running = list(enumerate(calls)), {}
     deadline: dict = {}
+    watch_idle = sys.platform.startswith("linux")  # the children's CPU time, from /proc
+    last_cpu, since = -1.0, time.monotonic()
     while todo or running:  # at most ``workers`` at once, whatever the pool's size
         while todo and len(running) < workers:
             i, (fn, *args) = todo.pop(0)
@@ -226,20 +332,31 @@ def _run_once(pool: ProcessPoolExecutor, calls: list[tuple], faces: list[int], w
             running[f] = i
             deadline[f] = time.monotonic() + STALL_BASE_S + STALL_PER_FACE_S * faces[i]
         first = min(deadline[f] for f in running)
-        done, _ = wait(running, timeout=max(0.0, first - time.monotonic()),
+        done, _ = wait(running, timeout=max(0.0, min(POLL_S, first - time.monotonic())),
                        return_when=FIRST_COMPLETED)
-        if not done and time.monotonic() >= first:
+        now = time.monotonic()
+        if done:
+            since = now
+            for f in done:
+                results[running.pop(f)] = f.result()
+            continue
+        if now >= first:
             raise _Stalled
-        for f in done:
-            results[running.pop(f)] = f.result()
+        if watch_idle:
+            cpu = _children_cpu(pool)
+            if cpu > last_cpu:
+                last_cpu, since = cpu, now
+            elif now - since >= IDLE_S:
+                raise _Stalled
     return results
 
 
 def _run(calls: list[tuple], workers: int, what: str, faces: list[int] | None = None) -> list:
     """Run ``(fn, *args)`` calls in the pool; a crashed child becomes a ``ProcessingError``.
 
-    A call that outlives its stall limit (``STALL_BASE_S`` + ``STALL_PER_FACE_S`` per face of
-    ``faces[i]``) kills the pool's children; the calls (pure functions of their arrays) run
+    A call whose children use no CPU for ``IDLE_S``, or that outlives its ceiling
+    (``STALL_BASE_S`` + ``STALL_PER_FACE_S`` per face of ``faces[i]``), kills the pool's
+    children; the calls (pure functions of their arrays) run
     once more in a freshly forked pool, and a second stall is a ``ProcessingError``."""
     workers = max(1, workers)
     faces = list(faces) if faces is not None else [0] * len(calls)
@@ -248,11 +365,14 @@ def _run(calls: list[tuple], workers: int, what: str, faces: list[int] | None = 
         try:
             return _run_once(pool, calls, faces, workers)
         except _Stalled:
+            log.warning("xatlas stalled on %s (try %d); its children's threads wait in: %s",
+                        what, attempt, _waits(pool))
             _drop_pool(kill=True)
             if attempt == 2:
                 raise ProcessingError(
-                    f"xatlas did not finish unwrapping {what} within its limit "
-                    f"({STALL_BASE_S:.0f} s + {STALL_PER_FACE_S * 1e3:g} ms per face), twice",
+                    f"xatlas stopped working on {what} (no CPU used for {IDLE_S:.0f} s, or "
+                    f"past {STALL_BASE_S:.0f} s + {STALL_PER_FACE_S * 1e3:g} ms per face), "
+                    "twice",
                     "re-run this SKU; if it stalls again, set uv mode='parallel' with a "
                     "smaller chunk_faces") from None
         except BrokenProcessPool as exc:

@@ -260,8 +260,8 @@ def _warm_prefect() -> None:
 
 
 #: the driver's steps inside the flow whose start and end each run records (``stamp``)
-STEPS = ("prepare_run", "find_converted", "plan", "convert", "_compact_run",
-         "_record_run_verdicts", "run_summary")
+STEPS = ("prepare_run", "find_converted", "plan", "convert", "compact_run", "judge_run",
+         "run_summary")
 
 
 def stamp(module, names: tuple[str, ...], marks: list) -> None:

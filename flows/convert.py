@@ -26,6 +26,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.states import Failed
 
 from ..catalog.fragments import new_attempt_id, write_attempt
@@ -205,18 +206,37 @@ def run_shards(specs: list[SkuSpec], done: dict[str, set[str]], recipe: Recipe,
     """Submit the shards as Prefect tasks, ``parallel`` at a time (the next shard's first
     SKUs fill the CPUs that the previous shard's last SKUs leave idle). None: two where the
     cluster can hold two executions at once, else one (``executor.concurrent_runs``: on one
-    CPU, or one GPU for a GPU backend, two shards at once would starve each other)."""
+    CPU, or one GPU for a GPU backend, two shards at once would starve each other).
+    Results in shard order."""
     if parallel is None:
         parallel = concurrent_runs(recipe, options) if len(specs) > shard_size else 1
-    results, running = [], []
-    for i, part in enumerate(shards(specs, shard_size)):
+
+    def submit(i: int, part: Sequence[SkuSpec]):
         mine = {s.sku: done[s.sku] for s in part if s.sku in done}
         theirs = {s.sku: extra[s.sku] for s in part if extra and s.sku in extra}
-        running.append(convert_shard.submit(Shard(i, list(part), mine, theirs), recipe, options,
-                                            out, run_id, force, catalog_source))
-        if len(running) >= parallel:
-            results.append(running.pop(0).result())
-    results += [f.result() for f in running]
+        return convert_shard.submit(Shard(i, list(part), mine, theirs), recipe, options,
+                                    out, run_id, force, catalog_source)
+
+    results = bounded_submit(submit, list(enumerate(shards(specs, shard_size))), parallel)
+    return sorted(results, key=lambda r: r["shard"])
+
+
+def bounded_submit(submit: Callable[..., Any], items: Sequence[tuple], parallel: int
+                   ) -> list[Any]:
+    """Submit ``submit(*item)`` for each item, at most ``parallel`` Prefect futures in flight;
+    the next item goes in as soon as *any* running one ends (not the oldest: one slow shard
+    must not leave the CPUs idle behind it). Results in the order the futures ended; a
+    future that failed raises, as ``result()`` does."""
+    results: list[Any] = []
+    running: list[Any] = []
+    for item in items:
+        running.append(submit(*item))
+        if len(running) >= max(1, parallel):
+            first = next(as_completed(running))
+            running.remove(first)
+            results.append(first.result())
+    for future in as_completed(running):
+        results.append(future.result())
     return results
 
 
@@ -277,13 +297,11 @@ def convert_catalog(catalog: str, out: str = "factory-data", profile: str = "ar"
         logger.info("%d SKUs already converted with the same inputs and recipe: skipped",
                     skipped)
     if converted or n_bad:
-        # merged first: triage then reads a handful of files, not one per attempt (the
-        # driver's memory stays flat in the catalog's size), and its verdicts after it
-        _compact_run(out, run_id, ("assets", "stages"), latest=False)
-        _record_run_verdicts(out, run_id, triage_rules)
-        _compact_run(out, run_id, ("verdicts",))
-    summary = run_summary(out, run_id) if (converted or n_bad) else {
-        "run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
+        # the run's compaction, triage and summary, each a Prefect task (post_run_steps)
+        for name, step in post_run_steps(out, run_id, triage_rules):
+            summary = _post_run_step.with_options(name=name)(name, step)
+    else:
+        summary = {"run_id": run_id, "counts": {}, "failures": [], "stages": [], "total": 0}
     summary["skipped"] = skipped
     summary["out"] = out
     summary["shards"] = len(shard_results)
@@ -316,19 +334,19 @@ def _only(parse: CatalogParse, skus: Sequence[str]) -> CatalogParse:
                                errors=[e for e in parse.errors if e.sku in keep])
 
 
-@task(name="triage-run")
-def _record_run_verdicts(out: str, run_id: str, rules) -> None:
-    """Judge the run's attempts under the run's rules (verdict rows; see catalog.triage)."""
-    batch = judge_run(out, run_id, rules)
-    get_run_logger().info("triage %s (rules %s): %s", run_id, batch.rules_version, batch.counts)
-
-
-@task(name="compact-run")
-def _compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True) -> None:
-    """Merge the run's fragments (one per attempt) into a few sorted files, so readers open a
-    handful of files instead of thousands (see catalog.compact; safe beside readers)."""
-    report = compact_run(out, run_id, kinds, latest)
-    get_run_logger().info("compacted run %s: %s", run_id, report.rows)
+@task(name="post-run", cache_policy=NO_CACHE)
+def _post_run_step(name: str, step: Callable[[], Any]) -> Any:
+    """One step of the driver's work after the run's last SKU, as a Prefect task (the UI
+    shows each), logged with what it did."""
+    result = step()
+    if hasattr(result, "rules_version"):  # the triage's batch
+        what = f"rules {result.rules_version}: {result.counts}"
+    elif hasattr(result, "rows"):  # a compaction's report
+        what = f"rows {result.rows}"
+    else:
+        what = "done"
+    get_run_logger().info("%s: %s", name, what)
+    return result
 
 
 def compact_run(out: str, run_id: str, kinds: tuple[str, ...], latest: bool = True):
@@ -347,12 +365,14 @@ def judge_run(out: str, run_id: str, rules):
 
 
 def post_run_steps(out: str, run_id: str, rules) -> list[tuple[str, Callable[[], Any]]]:
-    """The driver's work after a run's last SKU, in the order ``convert_catalog`` does it
-    (what ``benchmarks/post_run.py`` measures)."""
+    """The driver's work after a run's last SKU, in order: the one list that
+    ``convert_catalog`` runs (each step a Prefect task) and ``benchmarks/post_run.py``
+    measures. The run's fragments are merged first, so triage reads a handful of files, not
+    one per task block (the driver's memory stays flat in the run's size), then its verdicts
+    are merged with the run's latest-attempt table; the last step's result is the summary."""
     return [
-        ("compact assets+stages",
-         lambda: compact_run(out, run_id, ("assets", "stages"), latest=False)),
-        ("triage", lambda: judge_run(out, run_id, rules)),
-        ("compact verdicts+latest", lambda: compact_run(out, run_id, ("verdicts",))),
-        ("run summary", lambda: run_summary(out, run_id)),
+        ("compact-run", lambda: compact_run(out, run_id, ("assets", "stages"), latest=False)),
+        ("triage-run", lambda: judge_run(out, run_id, rules)),
+        ("compact-verdicts", lambda: compact_run(out, run_id, ("verdicts",))),
+        ("run-summary", lambda: run_summary(out, run_id)),
     ]

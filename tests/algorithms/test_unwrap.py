@@ -90,7 +90,63 @@ def test_a_call_that_hangs_twice_fails_the_stage_with_a_fix(monkeypatch):
     from assetfactory.core.errors import ProcessingError
 
     monkeypatch.setattr(unwrap, "STALL_BASE_S", 1.0)
-    with pytest.raises(ProcessingError, match="did not finish unwrapping the mesh") as err:
+    with pytest.raises(ProcessingError, match="xatlas stopped working on the mesh") as err:
         unwrap._run([(_hang_always, 1)], 1, "the mesh", [10])
     assert "chunk_faces" in err.value.fix
     assert unwrap._POOL is None
+
+
+def _busy(seconds: float) -> float:
+    """Work on the CPU for ``seconds`` (a slow xatlas call, not a hung one)."""
+    end, x = time.monotonic() + seconds, 0.0
+    while time.monotonic() < end:
+        x += sum(i * i for i in range(1000))
+    return seconds
+
+
+def test_an_idle_child_is_caught_long_before_the_ceiling_and_a_busy_one_is_not(tmp_path,
+                                                                               monkeypatch):
+    """A hung child uses no CPU: it is taken as stalled after ``IDLE_S`` without CPU, not at
+    the ceiling of minutes; a call that keeps working past ``IDLE_S`` runs to its end."""
+    from assetfactory.algorithms import unwrap
+
+    monkeypatch.setattr(unwrap, "IDLE_S", 1.0)
+    monkeypatch.setattr(unwrap, "POLL_S", 0.2)
+    monkeypatch.setattr(unwrap, "STALL_BASE_S", 300.0)
+    unwrap._drop_pool(kill=True)
+    assert unwrap._run([(_busy, 2.5)], 1, "a slow call", [10]) == [2.5]
+    first = unwrap._POOL
+    t = time.monotonic()
+    out = unwrap._run([(_hang_once, str(tmp_path / "hung"), 5)], 1, "one call", [10])
+    assert out == [10] and unwrap._POOL is not first
+    assert time.monotonic() - t < 60, "the hung call waited for the ceiling"
+    unwrap._drop_pool(kill=True)
+
+
+def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped():
+    """xatlas wakes its workers once when an atlas is destroyed; a worker still running
+    towards its wait would miss it and hang the process. ``_settle`` returns only when the
+    threads started since ``before`` sleep, and at once when they already do."""
+    import threading
+
+    from assetfactory.algorithms.unwrap import _settle, _threads
+
+    before = _threads()
+    worked, release = threading.Event(), threading.Event()
+
+    def worker():
+        end = time.monotonic() + 0.5
+        while time.monotonic() < end:  # runnable, like a worker not yet at its wait
+            sum(i * i for i in range(1000))
+        worked.set()
+        release.wait()  # asleep in the kernel, like a worker waiting for work
+
+    t = threading.Thread(target=worker)
+    t.start()
+    try:
+        _settle(before)
+        assert worked.is_set(), "settled while the new thread was still running"
+        _settle(before)  # already asleep: returns
+    finally:
+        release.set()
+        t.join()

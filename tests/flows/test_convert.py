@@ -254,3 +254,34 @@ def test_shards_are_prefect_tasks_and_a_rerun_skips_every_sku(tmp_path, ray_loca
                             backend="mesh", overrides=small, shard_size=2)
     assert again["skipped"] == 5 and again["shards"] == 3 and not again["counts"]
     assert _rows(out, "SELECT count(*) AS n FROM attempts")[0]["n"] == 5
+
+
+def test_a_slow_shard_does_not_hold_back_the_next(tmp_path):
+    """``bounded_submit`` (how ``run_shards`` keeps two shards in flight) submits the next
+    shard when *any* running one ends: behind a slow first shard the others go on."""
+    import threading
+    import time
+
+    from prefect import flow, task
+
+    from assetfactory.flows.convert import bounded_submit
+
+    times: dict[int, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    @task
+    def shard(i: int, seconds: float) -> int:
+        start = time.monotonic()
+        time.sleep(seconds)
+        with lock:
+            times[i] = (start, time.monotonic())
+        return i
+
+    @flow
+    def run() -> list[int]:
+        return bounded_submit(shard.submit, [(0, 3.0), (1, 0.1), (2, 0.1), (3, 0.1)], 2)
+
+    done = run()
+    assert sorted(done) == [0, 1, 2, 3] and done[-1] == 0  # the slow one ended last
+    slow_end = times[0][1]
+    assert times[2][0] < slow_end and times[3][0] < slow_end, times
