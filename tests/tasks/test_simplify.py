@@ -590,6 +590,15 @@ def test_flat_collapse_keeps_shape_corners_borders_and_closedness():
     copies = np.bincount(prep.split_src, minlength=plate.n_vertices)[prep.split_src] > 1
     assert copies.any() and np.isin(np.flatnonzero(copies), faces).all()
 
+    # an open sheet: its border stays whole
+    v, f = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float), np.array([[0, 1, 2],
+                                                                                      [0, 2, 3]])
+    for _ in range(4):
+        v, f = subdivide(v, f)
+    _, faces = _flat(MeshData(v, f), 2)
+    rim = np.flatnonzero((v[:, :2] % 1 == 0).any(1))
+    assert len(faces) < len(f) // 2 and np.isin(rim, faces).all()
+
     smooth = sphere(3)
     assert len(_flat(smooth, 10)[1]) == smooth.n_faces
 
