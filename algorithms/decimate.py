@@ -444,9 +444,9 @@ def flat_collapse(prep: Prepared, split_pos: np.ndarray, target_tris: int,
     a faceted mesh.
 
     Why: on a CAD-like mesh (large flat faces split into many coplanar triangles) nearly every
-    collapse costs exactly zero, and meshoptimizer spends most of its time on them (its
-    priority queue, its passes limited by each collapse's neighbours, two calls from the dense
-    count); a flat region needs no queue. A vertex goes to a neighbour that lies on the plane
+    collapse costs exactly zero, and meshoptimizer orders them all through its priority queue
+    (in passes limited by each collapse's neighbours, two calls from the dense count: the
+    largest share of the stage's time on a CSG part); a flat region needs no queue. A vertex goes to a neighbour that lies on the plane
     of every face around it (``_flat_numba.flat_collapse``: inside a flat region any neighbour,
     on a straight crease the two along it; corners, borders and seams stay), so the surface
     does not move (at most FLAT_DIST of the diagonal, against the input faces' planes), the
@@ -468,7 +468,7 @@ def flat_collapse(prep: Prepared, split_pos: np.ndarray, target_tris: int,
     # is not closed), and so do the vertices around them: meshoptimizer collapses a seam on
     # both sides at once and refuses where that flips a face, so it needs their small faces
     wid_of = prep.wid[prep.split_src]
-    edge = np.bincount(wid_of, minlength=len(prep.wid))[wid_of] > 1
+    edge = np.bincount(wid_of)[wid_of] > 1
     if not prep.watertight:
         edge |= boundary_vertices(prep.wfaces, int(prep.wid.max()) + 1)[wid_of]
     if edge.any():
