@@ -299,7 +299,7 @@ class _Carver:
     def coverage(self, mesh, cam: Camera) -> np.ndarray:
         """Soft silhouette (0-1 coverage) of ``mesh`` in ``cam``, 2x supersampled."""
         self.trials += 1
-        return self.renderer.render(mesh, cam, shading="unlit", ssaa=2)[..., 3] / 255.0
+        return self.renderer.coverage(mesh, cam, ssaa=2) / 255.0
 
     def view_ious(self, p: _Params) -> np.ndarray:
         mesh = self.hull(self.fields(p))

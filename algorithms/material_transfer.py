@@ -329,7 +329,7 @@ def transfer(low: MeshData, appearance: SourceAppearance, clean: MeshData | None
     """
     from ..geometry.render import get_renderer
 
-    _, _, face_img = get_renderer().rasterize_uv(low.replace(vertex_normals=None), size)
+    face_img = get_renderer().rasterize_uv_faces(low, size)
     index = np.flatnonzero(face_img.reshape(-1) >= 0)
     fids = face_img.reshape(-1)[index].astype(np.int64)
     query = SourceQuery(appearance, clean)

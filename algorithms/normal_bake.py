@@ -22,9 +22,10 @@ from ..geometry.tangents import (
     SurfaceFrames,
     decode_tangent_space,
     encode_tangent_space,
+    normal_ao_bytes,
     surface_frames,
 )
-from ..geometry.texture_sampling import sample_bilinear_uv, texel_uv, uv_barycentric
+from ..geometry.texture_sampling import sample_bilinear_uv, texel_barycentric
 from .ambient_occlusion import texel_ambient_occlusion
 
 #: The bake's closest-point queries against the dense mesh.
@@ -63,7 +64,8 @@ def target_normals(frames: SurfaceFrames, dense: DenseSurface, max_dist: float
 
 
 def to_rgb8(m: np.ndarray) -> np.ndarray:
-    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5)."""
+    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5); the bake's maps take the
+    same bytes from ``geometry.tangents.normal_ao_bytes``."""
     return np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -94,6 +96,11 @@ class BakedMaps:
     dense_share: float   # share of covered texels that took the dense normal
     ao_mean: float       # mean AO over covered texels
     ao_points: int = 0   # points the AO traced rays from (lattice nodes + lone texels)
+    ao8: np.ndarray | None = None  # (S, S) uint8: round(ao * 255)
+
+    def ao_uint8(self) -> np.ndarray:
+        """The AO map as bytes, round(ao * 255)."""
+        return self.ao8 if self.ao8 is not None else np.round(self.ao * 255).astype(np.uint8)
 
 
 def ao_stride(size: int, ao_size: int) -> int:
@@ -109,10 +116,10 @@ def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals
 
     size = options.size
     diag = float(np.linalg.norm(np.ptp(low.vertices, axis=0))) or 1.0
-    _, _, face = get_renderer().rasterize_uv(low.replace(vertex_normals=None), size)
-    index = np.flatnonzero(face.reshape(-1) >= 0)
-    fids = face.reshape(-1)[index].astype(np.int64)
-    bary = uv_barycentric(low, fids, texel_uv(index, size))
+    face = get_renderer().rasterize_uv_faces(low, size).reshape(-1)
+    index = np.flatnonzero(face >= 0)
+    fids = face[index].astype(np.int64)
+    bary = texel_barycentric(low, fids, index, size)
     frames = surface_frames(low, normals, tangents, fids, bary)
     target, took = target_normals(frames, dense, options.max_distance * diag)
     m = encode_tangent_space(frames, target)
@@ -121,18 +128,21 @@ def bake_maps(low: MeshData, dense: DenseSurface, options: BakeSettings, normals
         ao_stride(size, options.ao_size), options.ao_rays, options.ao_distance * diag,
         options.seed, threads)
     ao_mean = float(ao.mean()) if len(ao) else 1.0
-    # one dilation for both maps: normal xyz + AO
-    img = texels_to_image(size, index, np.concatenate([m, ao[:, None]], axis=1),
-                          options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
-    normal = to_rgb8(_unit(img[..., :3].reshape(-1, 3)).reshape(size, size, 3))
-    return BakedMaps(normal, np.clip(img[..., 3], 0.0, 1.0), len(index),
-                     float(took.mean()) if len(took) else 0.0, ao_mean, traced)
+    # one dilation for both maps: normal xyz + AO (float32, as the image holds them)
+    values = np.empty((len(index), 4), np.float32)
+    values[:, :3] = m
+    values[:, 3] = ao
+    img = texels_to_image(size, index, values, options.dilate_px, (0.0, 0.0, 1.0, ao_mean))
+    normal, ao_img, ao8 = normal_ao_bytes(img)
+    return BakedMaps(normal, ao_img, len(index), float(took.mean()) if len(took) else 0.0,
+                     ao_mean, traced, ao8)
 
 
 def orm_image(ao: np.ndarray, roughness: float, metallic: float) -> np.ndarray:
-    """(S, S, 3) uint8: R = AO, G = roughness, B = metal (linear values, as glTF reads them)."""
+    """(S, S, 3) uint8: R = AO, G = roughness, B = metal (linear values, as glTF reads them);
+    ``ao`` in 0-1, or already as bytes (uint8)."""
     orm = np.empty(ao.shape + (3,), np.uint8)
-    orm[..., 0] = np.round(np.clip(ao, 0, 1) * 255)
+    orm[..., 0] = ao if ao.dtype == np.uint8 else np.round(np.clip(ao, 0, 1) * 255)
     orm[..., 1] = round(roughness * 255)
     orm[..., 2] = round(metallic * 255)
     return orm

@@ -102,17 +102,29 @@ def warm_up() -> float:
 
 def _warm_texels(low) -> None:
     """The bake's and the texture's per-texel kernels, with the argument types of a run: the
-    texel frames, tangent-space encoding, AO lattice, dilation and one view's projection
+    texel frames, closest points, tangent-space encoding, AO lattice, dilation, the maps'
+    bytes and one view's projection
     (with and without the pyramid and edge band). No renderer: the texels are taken from
     face centres."""
     from .algorithms.ambient_occlusion import texel_ambient_occlusion
     from .algorithms.inpaint import fill_nearest_3d
     from .algorithms.projection import TexelGrid, ViewInput, blend_views_stats
     from .core.camera import orbit_camera
+    from .geometry.closest import ClosestSurface
     from .geometry.dilation import texels_to_image
     from .geometry.normals import vertex_normals
-    from .geometry.tangents import encode_tangent_space, surface_frames, vertex_tangents
-    from .geometry.texture_sampling import build_pyramid, texel_uv, uv_barycentric
+    from .geometry.tangents import (
+        encode_tangent_space,
+        normal_ao_bytes,
+        surface_frames,
+        vertex_tangents,
+    )
+    from .geometry.texture_sampling import (
+        build_pyramid,
+        texel_barycentric,
+        texel_uv,
+        uv_barycentric,
+    )
     from .tasks.texture import TextureOptions
 
     size = 64
@@ -123,14 +135,17 @@ def _warm_texels(low) -> None:
     index = (np.clip(((1 - centre[:, 1]) * size).astype(np.int64), 0, size - 1) * size
              + np.clip((centre[:, 0] * size).astype(np.int64), 0, size - 1))
     bary = uv_barycentric(low, fids, texel_uv(index, size))
+    texel_barycentric(low, fids, index, size)
     frames = surface_frames(low, normals, tangents, fids, bary)
+    ClosestSurface(low, threads=1).closest(frames.position)
     m = encode_tangent_space(frames, frames.normal)
     index, first = np.unique(index, return_index=True)
     ao, _ = texel_ambient_occlusion(low, index, fids[first], frames.position[first],
                                     frames.normal[first], size, 4, 4, 0.1, 0, threads=1)
-    texels_to_image(size, index, np.concatenate([m[first], ao[:, None]], axis=1), 2,
-                    (0.0, 0.0, 1.0, 1.0))
+    normal_ao_bytes(texels_to_image(size, index, np.concatenate([m[first], ao[:, None]], axis=1),
+                                    2, (0.0, 0.0, 1.0, 1.0)))
     grid = TexelGrid(size, index, frames.position[first], frames.normal[first], fids[first])
+    _warm_raster_texels(size)
     cam = orbit_camera("front", 0.0, 0.0, 3.0, size=32)
     rgb = np.full((32, 32, 3), 0.5, np.float32)
     mask = np.ones((32, 32), bool)
@@ -141,6 +156,18 @@ def _warm_texels(low) -> None:
     colour, _, _ = blend_views_stats(grid, [plain, mip], TextureOptions())
     seen = np.arange(len(index)) % 2 == 0
     fill_nearest_3d(grid.positions, grid.normals, colour, seen, threads=1)
+
+
+def _warm_raster_texels(size: int) -> None:
+    """The UV raster's texel gather, on read-only buffers as GL's read-back gives them."""
+    from .geometry._texel_numba import raster_texels
+
+    face = np.zeros((size, size), np.int32)
+    face[1, 2] = 1
+    raw = (np.zeros((size, size, 4), np.float32), np.ones((size, size, 4), np.float32), face)
+    for a in raw:
+        a.flags.writeable = False
+    raster_texels(*raw)
 
 
 def main() -> None:

@@ -13,6 +13,29 @@ import numpy as np
 jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _uv_bary(uv, faces, f, px, py, out, i):
+    """Row ``i`` of ``out``: barycentric coordinates of UV point (px, py) in face ``f``."""
+    ax, ay = uv[faces[f, 0], 0], uv[faces[f, 0], 1]
+    bx, by = uv[faces[f, 1], 0], uv[faces[f, 1], 1]
+    cx, cy = uv[faces[f, 2], 0], uv[faces[f, 2], 1]
+    v0x, v0y = bx - ax, by - ay
+    v1x, v1y = cx - ax, cy - ay
+    v2x, v2y = px - ax, py - ay
+    den = v0x * v1y - v1x * v0y
+    if abs(den) < 1e-30:
+        den = 1e-30
+    l1 = (v2x * v1y - v1x * v2y) / den
+    l2 = (v0x * v2y - v2x * v0y) / den
+    l0 = max(1.0 - l1 - l2, 0.0)
+    l1 = max(l1, 0.0)
+    l2 = max(l2, 0.0)
+    s = max(l0 + l1 + l2, 1e-12)
+    out[i, 0] = l0 / s
+    out[i, 1] = l1 / s
+    out[i, 2] = l2 / s
+
+
 @jit
 def uv_barycentric(uv, faces, fids, tuv):
     """Barycentric coordinates (T, 3) of UV points ``tuv`` in faces ``fids`` (clamped to the
@@ -20,25 +43,19 @@ def uv_barycentric(uv, faces, fids, tuv):
     t = len(fids)
     out = np.empty((t, 3))
     for i in range(t):
-        f = fids[i]
-        ax, ay = uv[faces[f, 0], 0], uv[faces[f, 0], 1]
-        bx, by = uv[faces[f, 1], 0], uv[faces[f, 1], 1]
-        cx, cy = uv[faces[f, 2], 0], uv[faces[f, 2], 1]
-        v0x, v0y = bx - ax, by - ay
-        v1x, v1y = cx - ax, cy - ay
-        v2x, v2y = tuv[i, 0] - ax, tuv[i, 1] - ay
-        den = v0x * v1y - v1x * v0y
-        if abs(den) < 1e-30:
-            den = 1e-30
-        l1 = (v2x * v1y - v1x * v2y) / den
-        l2 = (v0x * v2y - v2x * v0y) / den
-        l0 = max(1.0 - l1 - l2, 0.0)
-        l1 = max(l1, 0.0)
-        l2 = max(l2, 0.0)
-        s = max(l0 + l1 + l2, 1e-12)
-        out[i, 0] = l0 / s
-        out[i, 1] = l1 / s
-        out[i, 2] = l2 / s
+        _uv_bary(uv, faces, fids[i], tuv[i, 0], tuv[i, 1], out, i)
+    return out
+
+
+@jit
+def texel_barycentric(uv, faces, fids, index, size):
+    """``uv_barycentric`` at the centres of texels ``index`` (flat, row 0 at the top) of a
+    ``size`` px atlas, as ``texture_sampling.texel_uv`` places them: no (T, 2) array of UVs."""
+    t = len(fids)
+    out = np.empty((t, 3))
+    for i in range(t):
+        row, col = index[i] // size, index[i] % size
+        _uv_bary(uv, faces, fids[i], (col + 0.5) / size, 1.0 - (row + 0.5) / size, out, i)
     return out
 
 
@@ -184,3 +201,90 @@ def dilate(img, ok, iterations):
         for x in range(w):
             grown[y, x] = gen[y, x] != INF
     return grown
+
+
+@jit
+def scatter(index, values, size):
+    """An (S, S, C) float32 image holding float32 ``values`` (T, C) at flat ``index``, zero
+    elsewhere, and its (S, S) mask of set texels."""
+    c = values.shape[1]
+    img = np.zeros((size * size, c), np.float32)
+    ok = np.zeros(size * size, np.bool_)
+    for i in range(len(index)):
+        j = index[i]
+        for k in range(c):
+            img[j, k] = values[i, k]
+        ok[j] = True
+    return img.reshape(size, size, c), ok.reshape(size, size)
+
+
+@jit
+def fill_invalid(img, ok, background):
+    """``img[~ok] = background`` in place, one pass."""
+    h, w, c = img.shape
+    for y in range(h):
+        for x in range(w):
+            if not ok[y, x]:
+                for k in range(c):
+                    img[y, x, k] = background[k]
+
+
+@jit
+def encode_normal_ao(img):
+    """(S, S, 4) float32 (tangent-space normal xyz, AO) -> (normal map (S, S, 3) uint8 from
+    the unit normal as round((n * 0.5 + 0.5) * 255), AO (S, S) float32 clipped to 0-1, AO
+    (S, S) uint8). In float32 throughout, in the order of the numpy formulation it replaces
+    (``normals.unit``, then ``normal_bake.to_rgb8``), so the bytes are the same."""
+    h, w, _ = img.shape
+    normal = np.empty((h, w, 3), np.uint8)
+    ao = np.empty((h, w), np.float32)
+    ao8 = np.empty((h, w), np.uint8)
+    half, full, zero = np.float32(0.5), np.float32(255.0), np.float32(0.0)
+    one = np.float32(1.0)
+    for y in range(h):
+        for x in range(w):
+            nx, ny, nz = img[y, x, 0], img[y, x, 1], img[y, x, 2]
+            n = np.sqrt(nx * nx + ny * ny + nz * nz)
+            if not n > 1e-30:
+                n = one
+            for k, v in enumerate((nx / n, ny / n, nz / n)):
+                e = np.float32(np.rint((v * half + half) * full))
+                normal[y, x, k] = np.uint8(min(max(e, zero), full))
+            a = min(max(img[y, x, 3], zero), one)
+            ao[y, x] = a
+            ao8[y, x] = np.uint8(np.rint(a * full))
+    return normal, ao, ao8
+
+
+@jit
+def raster_texels(position, normal, face):
+    """The covered texels of a UV raster as GL reads it (row 0 at the bottom; ``face`` = id
+    + 1, 0 = empty): (flat index with row 0 at the top, in image order; position as float64;
+    the normal scaled to unit length in float64 (by at least 1e-12); face id), as
+    ``projection.TexelGrid.from_raster`` defines them."""
+    s = face.shape[0]
+    count = 0
+    for y in range(s):
+        for x in range(s):
+            if face[y, x] > 0:
+                count += 1
+    index = np.empty(count, np.int64)
+    pos = np.empty((count, 3))
+    nrm = np.empty((count, 3))
+    fid = np.empty(count, np.int64)
+    i = 0
+    for r in range(s):
+        y = s - 1 - r
+        for x in range(s):
+            if face[y, x] <= 0:
+                continue
+            index[i] = r * s + x
+            nx, ny, nz = (np.float64(normal[y, x, 0]), np.float64(normal[y, x, 1]),
+                          np.float64(normal[y, x, 2]))
+            n = max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+            for k in range(3):
+                pos[i, k] = position[y, x, k]
+            nrm[i, 0], nrm[i, 1], nrm[i, 2] = nx / n, ny / n, nz / n
+            fid[i] = face[y, x] - 1
+            i += 1
+    return index, pos, nrm, fid

@@ -29,11 +29,12 @@ def texels_to_image(size: int, index: np.ndarray, values: np.ndarray, margin: in
                     background) -> np.ndarray:
     """Per-texel values (T, C) at flat ``index`` of a size x size image -> an (S, S, C) float32
     image dilated ``margin`` texels past the charts; texels beyond get ``background``."""
+    from ._texel_numba import dilate as grow
+    from ._texel_numba import fill_invalid, scatter
+
     c = values.shape[1]
-    img = np.zeros((size * size, c), np.float32)
-    ok = np.zeros(size * size, bool)
-    img[index] = values
-    ok[index] = True
-    img, ok = dilate(img.reshape(size, size, c), ok.reshape(size, size), margin)
-    img[~ok] = background
+    img, ok = scatter(np.ascontiguousarray(index, np.int64),
+                      np.ascontiguousarray(values, np.float32), int(size))
+    ok = grow(img, ok, int(margin))   # in place: the image is this function's own
+    fill_invalid(img, ok, np.broadcast_to(np.asarray(background, np.float32), (c,)).copy())
     return img

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 
 import numpy as np
 
@@ -145,6 +146,30 @@ void main() {
 }
 """
 
+_COVER_FS = """
+#version 330
+layout(location = 0) out float f_cover;
+void main() {
+    f_cover = 1.0;
+}
+"""
+
+_UV_FACE_VS = """
+#version 330
+in vec2 in_uv;
+void main() {
+    gl_Position = vec4(in_uv * 2.0 - 1.0, 0.0, 1.0);
+}
+"""
+
+_UV_FACE_FS = """
+#version 330
+layout(location = 0) out int f_face;
+void main() {
+    f_face = gl_PrimitiveID + 1;
+}
+"""
+
 
 def _gl(m: np.ndarray) -> bytes:
     """Row-major numpy matrix -> column-major float32 bytes as GLSL expects."""
@@ -178,6 +203,14 @@ def face_normals(mesh: MeshData) -> np.ndarray:
     return normals(mesh.vertices, mesh.faces).astype(np.float32)
 
 
+@dataclasses.dataclass(frozen=True)
+class UploadedTexture:
+    """A texture already on the GL context, with its mipmaps (``Renderer.texture_uploaded``);
+    ``render`` takes it in place of an image."""
+
+    gl: object
+
+
 class Renderer:
     """Renders ``MeshData`` through a ``Camera``; numpy arrays in and out.
 
@@ -191,12 +224,23 @@ class Renderer:
         self._color = self.ctx.program(vertex_shader=_COLOR_VS, fragment_shader=_COLOR_FS)
         self._ids = self.ctx.program(vertex_shader=_ID_VS, fragment_shader=_ID_FS)
         self._uv = self.ctx.program(vertex_shader=_UV_VS, fragment_shader=_UV_FS)
+        self._cover = self.ctx.program(vertex_shader=_ID_VS, fragment_shader=_COVER_FS)
+        self._uv_face = self.ctx.program(vertex_shader=_UV_FACE_VS, fragment_shader=_UV_FACE_FS)
         self.max_size = int(self.ctx.info.get("GL_MAX_RENDERBUFFER_SIZE", 8192))
         log.info("renderer: %s", self.ctx.info.get("GL_RENDERER", "?"))
 
     # ------------------------------------------------------------------ public API
 
-    def render(self, mesh: MeshData, camera: Camera, *, texture: np.ndarray | None = None,
+    @contextmanager
+    def texture_uploaded(self, image: np.ndarray) -> Iterator[UploadedTexture]:
+        """``image`` uploaded once (with its mipmaps) for several ``render`` calls, released
+        at the end of the block: a 2048 px texture costs ~0.05 s of CPU to upload, per
+        call when passed as an array."""
+        with ExitStack() as stack:
+            yield UploadedTexture(self._texture(stack, image))
+
+    def render(self, mesh: MeshData, camera: Camera, *,
+               texture: np.ndarray | UploadedTexture | None = None,
                shading: str = "lambert", background: tuple = (1.0, 1.0, 1.0),
                ssaa: int = 1, light: tuple | None = None) -> np.ndarray:
         """(H, W, 4) uint8 RGBA; alpha is coverage, RGB is composited over ``background``.
@@ -232,7 +276,8 @@ class Renderer:
                 d = np.asarray(light[0], np.float64)
                 p["u_light"].value = tuple(float(x) for x in d / max(np.linalg.norm(d), 1e-12))
             if use_tex:
-                tex = self._texture(stack, texture)
+                tex = (texture.gl if isinstance(texture, UploadedTexture)
+                       else self._texture(stack, texture))
                 tex.use(location=0)
                 p["u_tex"].value = 0
             fbo.use()
@@ -244,9 +289,38 @@ class Renderer:
             rgba = _box_down(rgba, ssaa)
         return rgba
 
+    def coverage(self, mesh: MeshData, camera: Camera, ssaa: int = 1) -> np.ndarray:
+        """(H, W) uint8: the alpha channel of ``render`` (255 where the mesh covers the pixel
+        centre; with ``ssaa``, the box-filtered share of the finer grid's covered centres),
+        from a one-channel render: a fitting loop that only compares silhouettes reads back a
+        quarter of the bytes and shades nothing."""
+        ssaa = max(1, int(ssaa))
+        w, h = camera.width * ssaa, camera.height * ssaa
+        self._check_size(w, h)
+        if mesh.n_faces == 0:
+            return np.zeros((camera.height, camera.width), np.uint8)
+        with ExitStack() as stack:
+            fbo = self._framebuffer(stack, (w, h), ["f1:1"], depth=False)
+            vbo = self._buffer(stack, mesh.vertices.astype(np.float32))
+            ibo = self._buffer(stack, mesh.faces.astype(np.uint32))
+            vao = self.ctx.vertex_array(self._cover, [(vbo, "3f", "in_pos")], index_buffer=ibo,
+                                        index_element_size=4)
+            stack.callback(vao.release)
+            self._set_camera(self._cover, mesh, camera, ssaa)
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 0.0)
+            self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
+            vao.render(self.ctx.TRIANGLES)
+            cover = np.frombuffer(fbo.read(components=1, dtype="f1"), np.uint8)
+        cover = cover.reshape(h, w, 1)[::-1]
+        if ssaa > 1:
+            cover = _box_down(cover, ssaa)
+        return np.ascontiguousarray(cover[..., 0])
+
     def mask(self, mesh: MeshData, camera: Camera) -> np.ndarray:
-        """(H, W) bool: where the mesh covers the pixel centre."""
-        return self.face_ids(mesh, camera) >= 0
+        """(H, W) bool: where the mesh covers the pixel centre (``coverage``'s one-channel
+        render: the same pixels as ``face_ids >= 0``)."""
+        return self.coverage(mesh, camera) > 0
 
     def depth(self, mesh: MeshData, camera: Camera) -> np.ndarray:
         """(H, W) float32 depth along the view axis in world units; ``inf`` where empty."""
@@ -270,13 +344,40 @@ class Renderer:
         centre no triangle covers get face -1 and zeros (dilate seams downstream); where UV
         islands overlap, the face drawn last wins.
         """
-        if mesh.uv is None:
-            raise ValueError("rasterize_uv needs mesh.uv (run the uv stage first)")
         size = int(size)
-        self._check_size(size, size)
-        if mesh.n_faces == 0:
+        raw = self._uv_raster(mesh, size, "rasterize_uv")
+        if raw is None:
             return (np.zeros((size, size, 3), np.float32), np.zeros((size, size, 3), np.float32),
                     np.full((size, size), -1, np.int32))
+        # flipped and cut to xyz in one copy (a 2048 px float map is 64 MB)
+        position, normal, face = (a[::-1] for a in raw)
+        return (np.ascontiguousarray(position[..., :3]), np.ascontiguousarray(normal[..., :3]),
+                (face - 1).astype(np.int32, copy=False))
+
+    def rasterize_uv_texels(self, mesh: MeshData, size: int
+                            ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``rasterize_uv`` as one row per covered texel: (flat index (T,) int64, row 0 at the
+        top, in image order; position (T, 3) float64; unit normal (T, 3) float64; face (T,)
+        int64), gathered from the framebuffers in one numba pass (no flipped full-size
+        copies, which at 2048 px cost more than the draw)."""
+        from ._texel_numba import raster_texels
+
+        raw = self._uv_raster(mesh, int(size), "rasterize_uv_texels")
+        if raw is None:
+            return (np.zeros(0, np.int64), np.zeros((0, 3)), np.zeros((0, 3)),
+                    np.zeros(0, np.int64))
+        return raster_texels(*raw)
+
+    def _uv_raster(self, mesh: MeshData, size: int, caller: str
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """The UV-space draw behind ``rasterize_uv``: (position (S, S, 4) float32, normal
+        (S, S, 4) float32, face + 1 (S, S) int32, 0 = empty), as GL reads them (row 0 at the
+        bottom); None for a mesh with no faces."""
+        if mesh.uv is None:
+            raise ValueError(f"{caller} needs mesh.uv (run the uv stage first)")
+        self._check_size(size, size)
+        if mesh.n_faces == 0:
+            return None
         corners = mesh.faces.reshape(-1)
         uv = np.asarray(mesh.uv, np.float32)[corners]
         pos = mesh.vertices[corners].astype(np.float32)
@@ -295,12 +396,36 @@ class Renderer:
             fbo.clear(0.0, 0.0, 0.0, 0.0)
             self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
             vao.render(self.ctx.TRIANGLES)
-            # flipped and cut to xyz in one copy (a 2048 px float map is 64 MB)
-            position = self._read(fbo, 0, 4, "f4", size, size, copy=False)[..., :3]
-            normal = self._read(fbo, 1, 4, "f4", size, size, copy=False)[..., :3]
-            face = self._read(fbo, 2, 1, "i4", size, size, copy=False)[..., 0] - 1
-        return (np.ascontiguousarray(position), np.ascontiguousarray(normal),
-                face.astype(np.int32, copy=False))
+            read = lambda i, c, t, dt: np.frombuffer(
+                fbo.read(components=c, attachment=i, dtype=t), dt)
+            return (read(0, 4, "f4", np.float32).reshape(size, size, 4),
+                    read(1, 4, "f4", np.float32).reshape(size, size, 4),
+                    read(2, 1, "i4", np.int32).reshape(size, size))
+
+    def rasterize_uv_faces(self, mesh: MeshData, size: int) -> np.ndarray:
+        """The face ids of ``rasterize_uv`` alone, (size, size) int32, -1 where no triangle
+        covers the texel centre: one integer attachment drawn and read back instead of three
+        (the two float maps are 128 MB at 2048 px), for a caller that interpolates positions
+        and normals itself (the bake)."""
+        if mesh.uv is None:
+            raise ValueError("rasterize_uv_faces needs mesh.uv (run the uv stage first)")
+        size = int(size)
+        self._check_size(size, size)
+        if mesh.n_faces == 0:
+            return np.full((size, size), -1, np.int32)
+        uv = np.asarray(mesh.uv, np.float32)[mesh.faces.reshape(-1)]
+        with ExitStack() as stack:
+            fbo = self._framebuffer(stack, (size, size), ["i4:1"], depth=False)
+            vao = self.ctx.vertex_array(self._uv_face, [(self._buffer(stack, uv), "2f",
+                                                          "in_uv")])
+            stack.callback(vao.release)
+            fbo.use()
+            fbo.clear(0.0, 0.0, 0.0, 0.0)
+            self.ctx.disable(self.ctx.DEPTH_TEST | self.ctx.CULL_FACE)
+            vao.render(self.ctx.TRIANGLES)
+            face = self._read(fbo, 0, 1, "i4", size, size, copy=False)[..., 0]
+            face = face - 1   # a new array: the read buffer is not kept
+        return face.astype(np.int32, copy=False)
 
     # ------------------------------------------------------------------ internals
 

@@ -93,6 +93,15 @@ def encode_tangent_space(frames: SurfaceFrames, target: np.ndarray) -> np.ndarra
                   np.ascontiguousarray(frames.degenerate, np.bool_), f64(target))
 
 
+def normal_ao_bytes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An (S, S, 4) float image of tangent-space normals (xyz, any length) and AO -> (normal
+    map (S, S, 3) uint8 of the unit normals, n * 0.5 + 0.5; AO clipped to 0-1 (S, S) float32;
+    AO (S, S) uint8), in one numba pass over the image."""
+    from ._texel_numba import encode_normal_ao as kernel
+
+    return kernel(np.ascontiguousarray(img, np.float32))
+
+
 def decode_tangent_space(frames: SurfaceFrames, m: np.ndarray) -> np.ndarray:
     """World normal a viewer shades with: normalize(T m.x + B m.y + N m.z)."""
     return _unit(frames.tangent * m[:, :1] + frames.bitangent * m[:, 1:2]

@@ -170,9 +170,9 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
                     if options.error_samples else (np.zeros(0), np.zeros(0)))
     artifacts = {
         "texture/normal": save_image(state, maps.normal),
-        "texture/ao": save_image(state, np.round(maps.ao * 255).astype(np.uint8)),
-        "texture/orm": save_image(state, orm_image(maps.ao, options.roughness,
-                                                        options.metallic)),
+        "texture/ao": save_image(state, maps.ao_uint8()),
+        "texture/orm": save_image(state, orm_image(maps.ao_uint8(), options.roughness,
+                                                   options.metallic)),
     }
     source_metrics = {}
     if has_appearance(state):  # a vendor mesh's own look: bake it into the same atlas

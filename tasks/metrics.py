@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -197,6 +198,16 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
     ious: dict[str, float] = {}
     psnrs: dict[str, float] = {}
     ssims: dict[str, float] = {}
+    with ExitStack() as stack:  # the texture uploaded once for every view
+        if tex is not None:
+            tex = stack.enter_context(r.texture_uploaded(tex))
+        _compare_views(r, mesh, views, state, tex, light, ious, psnrs, ssims)
+    return {**_summary("iou", ious), **_summary("psnr", psnrs), **_summary("ssim", ssims)}
+
+
+def _compare_views(r, mesh: MeshData, views, state: AssetState, tex, light, ious: dict,
+                   psnrs: dict, ssims: dict) -> None:
+    """Fill ``ious``, ``psnrs`` and ``ssims`` per view label (see ``view_metrics``)."""
     for cam, mask in views:
         iou = silhouette_iou(r.mask(mesh, cam), mask)
         if iou is not None:
@@ -213,7 +224,6 @@ def view_metrics(state: AssetState, mesh: MeshData) -> dict:
                 q = masked_ssim(render, photo, mask)
                 if q is not None:
                     ssims[cam.label] = q
-    return {**_summary("iou", ious), **_summary("psnr", psnrs), **_summary("ssim", ssims)}
 
 
 # ---------------------------------------------------------------- the stage

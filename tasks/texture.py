@@ -211,8 +211,7 @@ def _renderer():
 def _render_inputs(mesh: MeshData, views, options: TextureOptions
                    ) -> tuple[TexelGrid, list[ViewInput]]:
     r = _renderer()
-    position, normal, face = r.rasterize_uv(mesh, options.size)
-    grid = TexelGrid.from_raster(np.asarray(position), np.asarray(normal), np.asarray(face))
+    grid = TexelGrid(options.size, *r.rasterize_uv_texels(mesh, options.size))
     inputs = []
     for cam, rgb, mask in views:
         lin = image_to_linear(rgb)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import trimesh
 
-from assetfactory.geometry.closest import closest_points, exact_distances, raycasting_scene
+from assetfactory.core.mesh import MeshData
+from assetfactory.geometry.closest import (
+    ClosestSurface,
+    closest_points,
+    exact_distances,
+    raycasting_scene,
+)
+from assetfactory.geometry.normals import unit
 from tests.builders import sphere
 
 # a plate-long flat sliver that a simplified faceted plate had (0.92 long, 0.006 wide)
@@ -45,3 +52,16 @@ def test_distances_match_a_float64_search_and_the_maximum_is_exact():
     bad = exact_distances(mesh.vertices, mesh.faces, points, np.zeros(len(points), np.int64))
     assert (bad >= truth - 1e-12).all()
     assert bad.max() == np.float64(truth.max()) or abs(bad.max() - truth.max()) < 1e-12
+
+
+def test_closest_surface_is_the_numpy_formulation_to_the_bit():
+    mesh = sphere(3)
+    rng = np.random.default_rng(2)
+    bumpy = MeshData(mesh.vertices * (1 + 0.1 * rng.random((mesh.n_vertices, 1))), mesh.faces)
+    surface = ClosestSurface(bumpy, threads=1)
+    points = rng.normal(size=(2000, 3)) * 0.8
+    dist, normal = surface.closest(points)
+    q, prim, bary = closest_points(surface.scene, points, threads=1)
+    assert np.array_equal(dist, np.linalg.norm(q - points, axis=1))
+    assert np.array_equal(normal, unit(np.einsum("ik,ikc->ic", bary,
+                                                 surface.normals[bumpy.faces[prim]])))

@@ -134,9 +134,42 @@ def test_rasterize_uv(renderer):
     assert face[31, 31] == 0 and face[0, 0] == -1
 
 
+@pytest.mark.parametrize("az,el,ssaa", [(30, 20, 1), (135, -25, 2), (270, 60, 3)])
+def test_coverage_is_the_rendered_alpha(renderer, az, el, ssaa):
+    cam = orbit_camera("v", az, el, 2.5, size=48)
+    cover = renderer.coverage(_box(), cam, ssaa=ssaa)
+    assert cover.dtype == np.uint8 and cover.shape == (48, 48)
+    assert np.array_equal(cover, renderer.render(_box(), cam, shading="unlit", ssaa=ssaa)[..., 3])
+    assert 0 < (cover > 0).mean() < 1
+    if ssaa == 1:
+        assert np.array_equal(renderer.mask(_box(), cam), renderer.face_ids(_box(), cam) >= 0)
+
+
+def test_rasterize_uv_faces_and_texels_are_rasterize_uvs(renderer):
+    sphere = trimesh.creation.icosphere(2)
+    uv = np.random.default_rng(0).random((len(sphere.vertices), 2))   # overlapping UVs
+    mesh = MeshData(sphere.vertices, sphere.faces, uv=uv)
+    face = renderer.rasterize_uv_faces(mesh, 64)
+    assert face.dtype == np.int32 and (face >= 0).any() and (face == -1).any()
+    pos, nrm, full = renderer.rasterize_uv(mesh.replace(vertex_normals=sphere.vertex_normals), 64)
+    assert np.array_equal(face, full)                      # the same last writer
+    index, p, n, f = renderer.rasterize_uv_texels(
+        mesh.replace(vertex_normals=sphere.vertex_normals), 64)
+    assert np.array_equal(index, np.flatnonzero(full.reshape(-1) >= 0))
+    assert np.array_equal(f, full.reshape(-1)[index])
+    assert np.array_equal(p, pos.reshape(-1, 3)[index].astype(np.float64))
+    n_ref = nrm.reshape(-1, 3)[index].astype(np.float64)
+    n_ref /= np.maximum(np.linalg.norm(n_ref, axis=1, keepdims=True), 1e-12)
+    assert np.array_equal(n, n_ref)
+
+
 def test_rasterize_uv_needs_uv(renderer):
     with pytest.raises(ValueError, match="uv"):
         renderer.rasterize_uv(_box(), 16)
+    with pytest.raises(ValueError, match="uv"):
+        renderer.rasterize_uv_faces(_box(), 16)
+    with pytest.raises(ValueError, match="uv"):
+        renderer.rasterize_uv_texels(_box(), 16)
 
 
 def test_large_mesh(renderer):
@@ -153,3 +186,4 @@ def test_empty_mesh(renderer):
     empty = MeshData(np.zeros((0, 3)), np.zeros((0, 3), int))
     assert not renderer.mask(empty, cam).any()
     assert renderer.render(empty, cam)[..., 3].max() == 0
+    assert renderer.coverage(empty, cam, ssaa=2).max() == 0

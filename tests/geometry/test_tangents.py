@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 
 from assetfactory.core.mesh import MeshData
+from assetfactory.geometry.normals import unit as unit_rows
 from assetfactory.geometry.tangents import (
     decode_tangent_space,
     encode_tangent_space,
+    normal_ao_bytes,
     surface_frames,
     vertex_tangents,
 )
@@ -64,3 +66,17 @@ def test_encode_then_decode_gives_the_target_back():
     assert ok.mean() > 0.5
     assert np.allclose(decode_tangent_space(fr, m)[ok], target[ok], atol=1e-6)
     assert np.allclose(m[fr.degenerate], (0, 0, 1))
+
+
+def test_normal_ao_bytes_are_the_numpy_formulations():
+    rng = np.random.default_rng(4)
+    img = rng.normal(size=(64, 64, 4)).astype(np.float32)
+    img[0, :4] = 0.0                                       # zero vectors
+    img[1, :, 3] = np.linspace(-0.5, 1.5, 64)              # AO outside 0-1 is clipped
+    img[2, :, :3] = np.float32([0.6, 0.8, 0.0])            # exact halves
+    normal, ao, ao8 = normal_ao_bytes(img)
+    m = unit_rows(img[..., :3].reshape(-1, 3)).reshape(64, 64, 3)
+    assert np.array_equal(normal, np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255)
+                          .astype(np.uint8))
+    assert np.array_equal(ao, np.clip(img[..., 3], 0.0, 1.0))
+    assert np.array_equal(ao8, np.round(ao * 255).astype(np.uint8))

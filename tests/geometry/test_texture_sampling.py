@@ -11,6 +11,7 @@ from assetfactory.core.mesh import MeshData
 from assetfactory.geometry.texture_sampling import (
     sample_bilinear,
     sample_wrapped,
+    texel_barycentric,
     texel_uv,
     uv_barycentric,
     wrap,
@@ -66,3 +67,12 @@ def test_uv_barycentric_inside_outside_and_degenerate():
 
 def test_texel_uv_centres():
     assert np.allclose(texel_uv(np.array([0, 5]), 4), [[0.125, 0.875], [0.375, 0.625]])
+
+
+def test_texel_barycentric_is_uv_barycentric_at_texel_centres():
+    rng = np.random.default_rng(3)
+    mesh = MeshData(rng.random((30, 3)), rng.integers(0, 30, (40, 3)), uv=rng.random((30, 2)))
+    index = rng.integers(0, 256 * 256, 5000)
+    fids = rng.integers(0, 40, 5000)
+    assert np.array_equal(texel_barycentric(mesh, fids, index, 256),
+                          uv_barycentric(mesh, fids, texel_uv(index, 256)))
