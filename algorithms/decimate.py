@@ -304,7 +304,8 @@ def _build(source: MeshData, src_vertex: np.ndarray, positions: np.ndarray, face
 
 def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
                      lock_border: bool, parts: tuple | None = None,
-                     corners: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+                     corners: np.ndarray | None = None,
+                     start: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """The collapse, kept closed and at the exact count; returns (faces, retries).
 
     meshoptimizer sometimes (i) folds a sliver into two back-to-back triangles (a "pillow")
@@ -321,11 +322,12 @@ def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
     (every face of it is a dense face with re-pointed corners, over the same split vertices,
     so locks and labels still apply) instead of from the ~1M dense faces. The coarse pass
     itself costs about one full collapse, since most of meshoptimizer's time goes into the
-    first, largest passes.
+    first, largest passes. ``start``: the split faces after ``flat_collapse`` (the dense faces
+    when None), where the coarse pass begins.
     """
     wid_of = prep.wid[prep.split_src]
     base, base_pinched = _coarse_pass(prep, split_pos, target_tris, lock_border, parts, wid_of,
-                                      corners)
+                                      corners, start)
     lock, aim, retries = corners, target_tris, 0
     for _ in range(4):
         if parts is None:
@@ -355,20 +357,23 @@ def _collapse_closed(prep: Prepared, split_pos: np.ndarray, target_tris: int,
 
 def _coarse_pass(prep: Prepared, split_pos: np.ndarray, target_tris: int, lock_border: bool,
                  parts: tuple | None, wid_of: np.ndarray,
-                 corners: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
-    """(faces, pinched): the dense faces collapsed to PRE_FACTOR x the target, or the dense
-    faces themselves when they are few enough. ``pinched``: the coarse faces pinch somewhere
+                 corners: np.ndarray | None = None,
+                 start: np.ndarray | None = None) -> tuple[np.ndarray, bool]:
+    """(faces, pinched): the dense faces (or ``start``, the flat pre-collapse's faces)
+    collapsed to PRE_FACTOR x the target, or those faces themselves when they are few enough. ``pinched``: the coarse faces pinch somewhere
     (a non-manifold edge or vertex of welded positions); the final pass usually collapses such
     a pinch away (measured: every pinched coarse pass of benchmarks/simplify.py), and the caller
     goes back to the dense faces when it does not."""
     aim = PRE_FACTOR * target_tris
-    if len(prep.split_faces) <= 2 * aim:
-        return prep.split_faces, False
+    dense = prep.split_faces if start is None else start
+    if len(dense) <= 2 * aim:
+        return dense, False
     if parts is None:
-        coarse = meshopt_collapse(split_pos, prep.split_faces, aim, lock_border, corners)
+        coarse = meshopt_collapse(split_pos, dense, aim, lock_border, corners)
     else:
         budgets = allocate_budgets(aim, parts[2], parts[1])
-        coarse = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, corners)
+        coarse = _collapse_per_part(prep, split_pos, parts[0], budgets, lock_border, corners,
+                                    dense)
     coarse = coarse[~pillow_faces(wid_of[coarse])]
     return coarse, bool(prep.watertight and len(nonmanifold_vertices(wid_of[coarse])))
 
@@ -426,6 +431,53 @@ def feature_corners(prep: Prepared, target_tris: int) -> np.ndarray | None:
     return corner[prep.wid[prep.split_src]]
 
 
+FLAT_DIST = 1e-7       # a flat collapse moves the surface at most this share of the diagonal
+FLAT_QUALITY = 1e-3    # twice-area / sum of squared edges of the faces a flat collapse leaves
+                       # at least (an equilateral triangle: 0.29; a 1:500 sliver: 1e-3)
+FLAT_SWEEPS = 8        # sweeps over the vertices at most
+
+
+def flat_collapse(prep: Prepared, split_pos: np.ndarray, target_tris: int,
+                  parts: tuple | None, lock: np.ndarray | None = None) -> np.ndarray:
+    """The split faces after collapsing, in bulk, every vertex whose collapse costs no error
+    (down to the target; with per-part budgets, to PRE_FACTOR x each part's): the pre-pass of
+    a faceted mesh.
+
+    Why: on a CAD-like mesh (large flat faces split into many coplanar triangles) nearly every
+    collapse costs exactly zero, and meshoptimizer orders them all through its priority queue
+    (in passes limited by each collapse's neighbours, two calls from the dense count: the
+    largest share of the stage's time on a CSG part); a flat region needs no queue. A vertex goes to a neighbour that lies on the plane
+    of every face around it (``_flat_numba.flat_collapse``: inside a flat region any neighbour,
+    on a straight crease the two along it; corners, borders and seams stay), so the surface
+    does not move (at most FLAT_DIST of the diagonal, against the input faces' planes), the
+    mesh stays closed and manifold, and the quadric collapse takes over from there with only
+    the collapses that cost something left to order."""
+    from ._flat_numba import flat_collapse as kernel
+
+    faces = np.array(prep.split_faces, np.int64)
+    if parts is None:
+        flabel = np.zeros(len(faces), np.int64)
+        floor = np.array([target_tris], np.int64)
+    else:  # to PRE_FACTOR x each part's budget: the per-part passes still collapse the part
+        # borders (seams, locked here), and a part already at its budget would lock them
+        flabel = np.searchsorted(parts[0], prep.mesh.face_labels).astype(np.int64)
+        floor = allocate_budgets(PRE_FACTOR * target_tris, parts[2], parts[1]).astype(np.int64)
+    pos = np.ascontiguousarray(split_pos, np.float64)
+    locked = np.zeros(len(pos), bool) if lock is None else np.array(lock, bool)
+    # seams, part borders and open borders stay (the kernel never moves a vertex whose fan
+    # is not closed), and so do the vertices around them: meshoptimizer collapses a seam on
+    # both sides at once and refuses where that flips a face, so it needs their small faces
+    wid_of = prep.wid[prep.split_src]
+    edge = np.bincount(wid_of)[wid_of] > 1
+    if not prep.watertight:
+        edge |= boundary_vertices(prep.wfaces, int(prep.wid.max()) + 1)[wid_of]
+    if edge.any():
+        locked[faces[edge[faces].any(1)].ravel()] = True
+    tol = FLAT_DIST * float(np.linalg.norm(np.ptp(pos, axis=0))) if len(pos) else 0.0
+    alive, _ = kernel(pos, faces, flabel, floor, locked, tol, FLAT_QUALITY, FLAT_SWEEPS)
+    return faces[alive]
+
+
 def fast_qem(prep: Prepared, target_tris: int, options: QemSettings) -> Decimation:
     """Ours: meshoptimizer's collapse over part-split vertices, then optimal placement."""
     mesh, seconds = prep.mesh, {}
@@ -444,8 +496,20 @@ def fast_qem(prep: Prepared, target_tris: int, options: QemSettings) -> Decimati
     split_pos = mesh.vertices[prep.split_src]
     corners = feature_corners(prep, target_tris)
     seconds["corners"] = time.perf_counter() - t
+    flat = None
+    # a CAD-like faceted mesh collapsed as one: its zero-error collapses in bulk. Not with
+    # per-part budgets: there the per-part passes must collapse the part borders, and on
+    # flattened neighbours meshoptimizer then stopped short of a budget (a dense cylinder,
+    # side and caps as two parts: 8 faces off where the collapse alone is 1 off)
+    if corners is not None and parts is None:
+        t1 = time.perf_counter()
+        flat = flat_collapse(prep, split_pos, target_tris, parts, corners)
+        seconds["flat"] = time.perf_counter() - t1
     faces, retries = _collapse_closed(prep, split_pos, target_tris, options.preserve_border,
-                                      parts, corners)
+                                      parts, corners, flat)
+    # the flat collapses alone reached the count: the surface has not moved, and there is
+    # nothing for the placement to improve
+    exact = flat is not None and len(faces) == len(flat)
     seconds["collapse"] = time.perf_counter() - t
     t = time.perf_counter()
     kept_split, local = _compact(faces, len(split_pos))
@@ -455,11 +519,13 @@ def fast_qem(prep: Prepared, target_tris: int, options: QemSettings) -> Decimati
     ukept, inv = np.unique(wid, return_inverse=True)
     inv = inv.reshape(-1)
     wfaces = inv[local]
-    start = prep.quadrics.positions[ukept]
     locked = boundary_vertices(wfaces, len(ukept)) if options.preserve_border else \
         np.zeros(len(ukept), bool)
-    x, unmoved = place_vertices(prep.quadrics, ukept, wfaces, start,
-                                 options.placement_regularization, locked)
+    if exact:
+        x, unmoved = prep.positions[ukept], int(np.sum(~locked))
+    else:
+        x, unmoved = place_vertices(prep.quadrics, ukept, wfaces, prep.quadrics.positions[ukept],
+                                     options.placement_regularization, locked)
     seconds["placement"] = time.perf_counter() - t
     labels = _labels_of(prep, kept_split, local)
     local, flips = flip_slivers(x[inv], local, labels)

@@ -21,6 +21,7 @@ KERNEL_MODULES = (
     "assetfactory.algorithms._qem_numba",
     "assetfactory.algorithms._edge_ops_numba",
     "assetfactory.algorithms._features_numba",
+    "assetfactory.algorithms._flat_numba",
     "assetfactory.geometry._closest_numba",
     "assetfactory.algorithms._packing_numba",
     "assetfactory.geometry._texel_numba",
@@ -83,6 +84,9 @@ def warm_up() -> float:
     y = clean.vertices[clean.faces].mean(axis=1)[:, 1]  # two parts: the per-part kernels
     decimate(clean.replace(face_labels=(y > 0).astype(np.int32)), 200)
     surface_error(clean, decimate(clean, 200), 1000)  # the exact distances
+    box = trimesh.creation.box()  # faceted, 8 corners: the flat pre-collapse
+    decimate(MeshData(*trimesh.remesh.subdivide(*trimesh.remesh.subdivide(box.vertices,
+                                                                           box.faces))), 64)
     sliver = np.array([[0, 0, 0], [1, 0, 0], [0.5, 1e-5, 0], [0.5, -1, 0]], np.float64)
     flip_slivers(sliver, np.array([[0, 1, 2], [1, 0, 3]], np.int64), np.zeros(2, np.int32))
     # uv: packing and the coverage raster (uv_metrics)

@@ -213,6 +213,9 @@ def warm_up() -> None:
     m = MeshData(s.vertices, s.faces)
     for method in PEERS:
         Q.decimate(m, 500, method=method)
+    box = trimesh.creation.box()  # faceted, 8 corners: the crease scan and flat pre-collapse
+    Q.decimate(MeshData(*trimesh.remesh.subdivide(*trimesh.remesh.subdivide(
+        box.vertices, box.faces))), 64)
     surface_error(m, Q.decimate(m, 500), 2000)
     from assetfactory.tasks.cleanup import CleanupOptions, clean_mesh
 

@@ -35,7 +35,12 @@ their neighbours' collapses, and each such collapse cuts a chord across the feat
 edges of the mesh join coplanar faces, the corners of its crease network (vertices where the
 creases do not run straight through) are locked for the collapse, as long as they are few
 against the target (at most a quarter of a closed result's vertices; a finely faceted scan has
-more, and is then collapsed by error order as before). Smooth meshes are untouched.
+more, and is then collapsed by error order as before). On such a mesh (corners locked) the
+collapses that cost nothing are first taken in bulk, without a queue (``flat_collapse``): a
+vertex inside a flat region, or on a straight crease, goes to a neighbour that lies on the
+plane of each of its faces, as long as the faces left keep their orientation and a fair shape
+and the mesh stays manifold; meshoptimizer then orders only what is left. Smooth meshes are
+untouched.
 
 Exact counts: the collapse can still end a few faces short (a dropped pillow, a border step, a
 neighbour part's border collapses); ``top_up`` makes up the difference by splitting the longest
@@ -184,7 +189,7 @@ def _part_counts(mesh: MeshData) -> str:
     return ", ".join(f"{int(a)}:{int(b)}" for a, b in zip(labels, counts))
 
 
-@stage(NAME, "0.3.2", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
+@stage(NAME, "0.3.3", SimplifyOptions, Resources(cpus=1, memory_mb=3072))
 def simplify(state: AssetState, options: SimplifyOptions) -> StageResult:
     """Decimate ``clean_mesh`` to the triangle budget as ``mesh``; optional collision hulls."""
     clean = load_mesh(state, "clean_mesh")

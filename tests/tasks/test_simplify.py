@@ -15,6 +15,7 @@ from assetfactory.algorithms.decimate import (
     decimate,
     decimate_prepared,
     feature_corners,
+    flat_collapse,
     prepare,
 )
 from assetfactory.algorithms.edge_ops import top_up
@@ -545,6 +546,61 @@ def test_faceted_plate_keeps_every_rim_vertex_of_its_hole(monkeypatch):
     # without the lock meshoptimizer's passes cut chords across the rims (measured: 8 lost)
     monkeypatch.setattr(decimate_module, "feature_corners", lambda *a: None)
     assert _missing(corners, decimate(mesh, 1000)) > 0
+
+
+def _flat(mesh: MeshData, target: int, parts: tuple | None = None) -> tuple[object, np.ndarray]:
+    prep = prepare(mesh, True, False)
+    return prep, flat_collapse(prep, mesh.vertices[prep.split_src], target, parts)
+
+
+def test_flat_collapse_keeps_shape_corners_borders_and_closedness():
+    """The faceted pre-pass takes only zero-error collapses: a subdivided box goes back to its
+    12 faces over its 8 corners; on a drilled plate (two parts) every vertex of the part as
+    built stays (hole rims turn: corners), the surface does not move, the part border stays
+    where it was, each part keeps its budget and the result is closed and manifold; a
+    smooth mesh is left as it was."""
+    from trimesh.remesh import subdivide
+
+    box = trimesh.creation.box()
+    v, f = subdivide(*subdivide(*subdivide(box.vertices, box.faces)))
+    prep, faces = _flat(MeshData(v, f), 12)
+    assert len(v) > 200 and len(faces) == 12
+    assert sorted(map(tuple, np.abs(v[np.unique(faces)]))) == [(0.5, 0.5, 0.5)] * 8
+    assert is_watertight(prep.wid[faces])
+
+    corners, plate = drilled_plate()
+    top = plate.vertices[plate.faces].mean(1)[:, 1] > 0.199  # the plate's top: part 1
+    plate = plate.replace(face_labels=top.astype(np.int32))
+    prep = prepare(plate, True, False)
+    parts = part_weights(plate, prep.wid)
+    # with parts, down to PRE_FACTOR x each budget (the per-part passes collapse the borders)
+    budgets = allocate_budgets(decimate_module.PRE_FACTOR * 300, parts[2], parts[1])
+    faces = flat_collapse(prep, plate.vertices[prep.split_src], 300, parts)
+    assert len(faces) < plate.n_faces // 4
+    wfaces = prep.wid[prep.split_src][faces]
+    assert is_watertight(wfaces) and len(nonmanifold_vertices(wfaces)) == 0
+    out = MeshData(plate.vertices[prep.split_src], faces)
+    assert _missing(corners, out) == 0
+    assert surface_error(plate, out, 20_000)["hausdorff"] < 1e-9
+    label = np.zeros(len(prep.split_src), np.int32)
+    label[prep.split_faces.ravel()] = np.repeat(plate.face_labels, 3)
+    counts = np.bincount(label[faces[:, 0]], minlength=2)
+    assert (counts >= budgets).all() and counts.sum() < plate.n_faces // 4
+    # the border between the parts: every split vertex with a copy in the other part stays
+    copies = np.bincount(prep.split_src, minlength=plate.n_vertices)[prep.split_src] > 1
+    assert copies.any() and np.isin(np.flatnonzero(copies), faces).all()
+
+    # an open sheet: its border stays whole
+    v, f = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0]], float), np.array([[0, 1, 2],
+                                                                                      [0, 2, 3]])
+    for _ in range(4):
+        v, f = subdivide(v, f)
+    _, faces = _flat(MeshData(v, f), 2)
+    rim = np.flatnonzero((v[:, :2] % 1 == 0).any(1))
+    assert len(faces) < len(f) // 2 and np.isin(rim, faces).all()
+
+    smooth = sphere(3)
+    assert len(_flat(smooth, 10)[1]) == smooth.n_faces
 
 
 def test_crease_corners_of_a_box_and_none_on_a_smooth_or_finely_faceted_mesh():
