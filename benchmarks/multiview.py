@@ -19,6 +19,9 @@ distance or field of view) and with the exact cameras (``@azimuth,elevation``,
   (azimuths 22.5 + 90k at elevations 30 / 5, fov 30) rendered from the original model with the
   photos' conventions (textures through the model's UVs, vertex colours, a light from
   (-0.25, 0.35, 1) in camera space, ambient 0.3, diffuse 0.7, linear light, 2x supersampled);
+* where the image error lies (``error_breakdown``, registered asset): PSNR and share of the
+  squared error of the pixels within 3 px of either outline, and of the others whose surface
+  point an input photo sees or no photo sees (the fill);
 * the cameras the factory used (elevation, field of view, distance) against the true ones;
 * the factory's own input-view silhouette IoU (``metrics_iou_mean``) and the generate time.
 
@@ -32,7 +35,10 @@ scoring.
     .venv/bin/python benchmarks/multiview.py --quick --tag try         # 4 models, 4/8 views
     .venv/bin/python benchmarks/multiview.py --table base new          # tables side by side
 
-Writes ``benchmarks/out/multiview_<tag>.json`` (one row per asset) and prints the tables.
+Writes ``benchmarks/out/multiview_<tag>.json`` (one row per asset) and prints the tables. The
+original's solid voxels and held-out renders are kept under ``benchmarks/out/multiview_truth_v2``
+(made once per model), so a run split into parts (``--models`` subsets, one view count each,
+each part well under ten minutes) renders them once.
 """
 
 from __future__ import annotations
@@ -329,6 +335,89 @@ def image_scores(mesh, texture, views) -> dict:
     return {k: (float(np.mean(v)) if v else None) for k, v in out.items()}
 
 
+EDGE_PX = 3          # the silhouette band of ``error_breakdown``
+SEEN_TOLERANCE = 0.01
+
+
+def unproject(cam, depth: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 3) world points of the finite ``depth`` pixels (view-axis depth), and their flat
+    pixel indices."""
+    idx = np.flatnonzero(np.isfinite(depth.reshape(-1)))
+    v, u = np.divmod(idx, depth.shape[1])
+    z = depth.reshape(-1)[idx].astype(np.float64)
+    K = cam.K
+    yc = -(v - K[1, 2]) * z / K[1, 1]
+    xc = (u - K[0, 2] - K[0, 1] * (-yc) / z) * z / K[0, 0]
+    pc = np.stack([xc, yc, -z, np.ones_like(z)], 1)
+    return (pc @ np.linalg.inv(cam.world_to_camera).T)[:, :3], idx
+
+
+def error_breakdown(mesh, texture, views, inputs) -> dict:
+    """Where the squared error at ``views`` lies, on the asset rendered unlit: pixels within
+    ``EDGE_PX`` of either silhouette's outline (**edge**: placement and shape), and inside
+    both silhouettes away from them, split into surface points some input photo sees
+    (**seen**: the blend, the photos' lighting, the shape between the photos) and points no
+    photo sees (**unseen**: the fill). Seen = the asset's surface point at the pixel projects
+    inside an input photo's mask (eroded 2 px) and is not hidden there by the asset itself
+    (depth within 1 %), with the ``inputs``' cameras (the true ones: the asset must be
+    registered). Returns the pixel fraction of each class among the pixels inside both
+    silhouettes, its PSNR, and its share of the summed squared error."""
+    import cv2
+
+    from assetfactory.geometry.render import get_renderer
+    from assetfactory.geometry.texture_sampling import sample_nearest
+
+    r = get_renderer()
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * EDGE_PX + 1, 2 * EDGE_PX + 1))
+    k5 = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
+    in_depth = [(cam, r.depth(mesh, cam),
+                 cv2.erode(mask.astype(np.uint8), k5, borderValue=0).astype(bool))
+                for cam, _, mask in inputs]
+    se = {c: 0.0 for c in ("edge", "seen", "unseen")}
+    px = {c: 0 for c in se}
+    for cam, rgb, mask in views:
+        render = r.render(mesh, cam, texture=texture, shading="unlit", ssaa=2)
+        amask = render[..., 3] >= 128
+        both = mask & amask
+        if not both.any():
+            continue
+        band = np.zeros(mask.shape, bool)
+        for m in (mask, amask):
+            m8 = m.astype(np.uint8)
+            band |= cv2.dilate(m8, k).astype(bool) & ~cv2.erode(m8, k, borderValue=0).astype(bool)
+        depth = r.depth(mesh, cam)
+        pts, idx = unproject(cam, depth)
+        seen = np.zeros(mask.size, bool)
+        for icam, idepth, imask in in_depth:
+            pix, z = icam.project(pts)
+            h, w = idepth.shape
+            ok = (z > 0) & (pix[:, 0] > -0.5) & (pix[:, 0] < w - 0.5) & \
+                (pix[:, 1] > -0.5) & (pix[:, 1] < h - 0.5)
+            d = np.full(len(pts), np.inf)
+            inm = np.zeros(len(pts), bool)
+            d[ok] = sample_nearest(idepth, pix[ok])
+            inm[ok] = sample_nearest(imask, pix[ok]).astype(bool)
+            vis = inm & np.isfinite(d) & (np.abs(z - d) <= SEEN_TOLERANCE * np.abs(d))
+            seen[idx[vis]] = True
+        seen = seen.reshape(mask.shape)
+        err = ((render[..., :3].astype(np.float64) - rgb[..., :3].astype(np.float64)) ** 2
+               ).sum(2)
+        classes = {"edge": both & band, "seen": both & ~band & seen,
+                   "unseen": both & ~band & ~seen}
+        for c, sel in classes.items():
+            se[c] += float(err[sel].sum())
+            px[c] += int(sel.sum())
+    total_px, total_se = sum(px.values()), sum(se.values())
+    out: dict = {}
+    for c, err_sum in se.items():
+        out[f"{c}_frac"] = px[c] / total_px if total_px else None
+        out[f"{c}_share"] = err_sum / total_se if total_se else None
+        mse = err_sum / (3 * px[c]) if px[c] else None
+        out[f"psnr_{c}"] = (None if mse is None else
+                            99.0 if mse <= 1e-10 else float(10 * np.log10(255.0 ** 2 / mse)))
+    return out
+
+
 def with_normals(mesh):
     """The mesh with smooth vertex normals (area-weighted), for lit renders, and white vertex
     colours (the texture carries the colour)."""
@@ -394,14 +483,25 @@ def shoot_rig(prims: list[Prim], rig: Rig, n_views: int, folder: Path, norm: dic
     return folder
 
 
-def held_out_views(prims: list[Prim], distance: float):
+def held_out_views(prims: list[Prim], distance: float, model: str | None = None):
+    """(camera, rgb, mask) of the original model at the ``HELD_OUT`` views; with ``model``,
+    rendered once and kept under ``benchmarks/out/multiview_truth_v2`` (the renders depend on
+    the model, the distance and the views only, so every view count, catalog and part of a
+    split run reuses them)."""
     from assetfactory.core.camera import orbit_camera
 
-    out = []
-    for az, el in HELD_OUT:
-        cam = orbit_camera(f"held{az:g}", az, el, distance, 30.0, 512)
-        rgb, mask = render_truth(prims, cam)
-        out.append((cam, rgb, mask))
+    cams = [orbit_camera(f"held{az:g}", az, el, distance, 30.0, 512) for az, el in HELD_OUT]
+    key = zlib.crc32(json.dumps([HELD_OUT, round(distance, 6), LIGHT, AMBIENT, DIFFUSE])
+                     .encode())
+    cache = OUT / "multiview_truth_v2" / f"{model}-held-{key:08x}.npz" if model else None
+    if cache is not None and cache.exists():
+        z = np.load(cache)
+        return [(cam, z["rgb"][i], z["mask"][i]) for i, cam in enumerate(cams)]
+    out = [(cam, *render_truth(prims, cam)) for cam in cams]
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(cache, rgb=np.stack([o[1] for o in out]),
+                            mask=np.stack([o[2] for o in out]))
     return out
 
 
@@ -595,6 +695,11 @@ def registered_scores(mesh, tex, inputs, held, reg=None) -> dict:
     row: dict = {"registration": how + ("+refined" if best is not start else "")}
     row.update({f"in_reg_{k}": v for k, v in image_scores(best, tex, inputs).items()})
     row.update({f"held_reg_{k}": v for k, v in image_scores(best, tex, held).items()})
+    if tex is not None:
+        row.update({f"held_reg_{k}": v
+                    for k, v in error_breakdown(best, tex, held, inputs).items()})
+        row.update({f"in_reg_{k}": v
+                    for k, v in error_breakdown(best, tex, inputs, inputs).items()})
     return row
 
 
@@ -802,6 +907,48 @@ def print_tables(tagged: dict[str, list[dict]]) -> None:
                 print("| " + " | ".join(cells) + " |")
     print_long(tagged)
     print_views(tagged)
+    print_breakdown(tagged)
+
+
+BREAKDOWN = (("vol_iou", "vol IoU", 3), ("held_reg_sil_iou", "sil held", 3),
+             ("factory_psnr", "factory PSNR in", 1), ("in_reg_psnr", "PSNR in", 1),
+             ("in_reg_psnr_seen", "in: inside", 1), ("in_reg_psnr_edge", "in: edge", 1),
+             ("held_reg_psnr", "PSNR held", 1), ("held_reg_psnr_lit", "held lit", 1),
+             ("held_reg_ssim", "SSIM held", 3), ("held_reg_psnr_seen", "held: seen", 1),
+             ("held_reg_psnr_unseen", "held: unseen", 1), ("held_reg_psnr_edge", "held: edge", 1),
+             ("held_reg_seen_share", "held err share seen", 2),
+             ("held_reg_unseen_share", "held err share unseen", 2),
+             ("held_reg_edge_share", "held err share edge", 2),
+             ("held_reg_unseen_frac", "held px unseen", 3))
+
+
+def print_breakdown(tagged: dict[str, list[dict]]) -> None:
+    """Where the image error lies (``error_breakdown``, registered asset, unlit): per asset and
+    the mean per (views, catalog); only rows scored with the breakdown."""
+    rows = [r for t in tagged.values() for r in t if r.get("status") == "ok"
+            and r.get("held_reg_seen_share") is not None]
+    if not rows:
+        return
+    print("\n### Where the image error lies (registered, unlit)\n")
+    print("PSNR inside both silhouettes per pixel class: `edge` = within "
+          f"{EDGE_PX} px of either outline, `seen` / `unseen` = the rest, whose surface point "
+          "an input photo sees / no photo sees; shares of the summed squared error\n")
+    head = ["model", "shoot", "views", "catalog"] + [c[1] for c in BREAKDOWN]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    keyf = (lambda r: (r["rig"] != "shared", r["rig"], r["views"],
+                       not _mode(r).startswith("labels"), _mode(r), r["model"]))
+    for r in sorted(rows, key=keyf):
+        cells = [r["model"], r["rig"], str(r["views"]), _mode(r)]
+        cells += [_fmt(r.get(k), nd) for k, _, nd in BREAKDOWN]
+        print("| " + " | ".join(cells) + " |")
+    groups = sorted({(r["rig"], r["views"], _mode(r)) for r in rows},
+                    key=lambda g: (g[0] != "shared", g[0], g[1], not g[2].startswith("labels")))
+    for rig, nv, mode in groups:
+        sel = [r for r in rows if (r["rig"], r["views"], _mode(r)) == (rig, nv, mode)]
+        cells = [f"**mean of {len(sel)}**", rig, str(nv), mode]
+        cells += [_fmt(_mean(sel, k), nd) for k, _, nd in BREAKDOWN]
+        print("| " + " | ".join(cells) + " |")
 
 
 def print_views(tagged: dict[str, list[dict]]) -> None:
@@ -882,7 +1029,7 @@ def rescore(tag: str, args_images_only: bool = False) -> None:
             cams = json.loads((DATA / "renders" / model / "4views" / "cameras.json").read_text())
             prims, truth = truth_of(model, cams)
             dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
-            cache = {model: (truth, held_out_views(prims, dist))}
+            cache = {model: (truth, held_out_views(prims, dist, model))}
         truth, held = cache[model]
         views_dir = (DATA / "renders" / model / f"{row['views']}views" if row["rig"] == "shared"
                      else case_dir(tag, model, row["rig"], row["views"], "inputs"))
@@ -976,7 +1123,8 @@ def main() -> None:
                                           .read_text())
                         prims, truth = truth_of(model, cams)
                         dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
-                        cache = {model: (cams, prims, truth, held_out_views(prims, dist))}
+                        cache = {model: (cams, prims, truth,
+                                          held_out_views(prims, dist, model))}
                     cams, prims, truth, held = cache[model]
                     if rig is None:
                         folder = renders / model / f"{nv}views"

@@ -33,6 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import multiview as mv
 
 CACHE = mv.OUT / "texture_variants"
+#: Stages run per variant: the texture, then the factory's own scores at the input views.
+VARIANT_STAGES = ("texture", "metrics")
 
 
 def recipe(backend: str, tex: dict, gen: dict | None = None):
@@ -81,7 +83,7 @@ def case(model: str, nv: int, mode: str):
     if "best" not in ctx or "shape" not in ctx:
         prims, truth = mv.truth_of(model, cams)
         dist = float((cams.get("views") or cams["cameras"])[0]["distance"])
-        ctx["held"] = mv.held_out_views(prims, dist)
+        ctx["held"] = mv.held_out_views(prims, dist, model)
         raw = load_mesh(shape, "mesh")
         mesh = mv.normalised(raw)
         reg = mv.registered(raw, load_cameras(shape), [c for c, _, _ in inputs])
@@ -105,7 +107,12 @@ def main() -> None:
     ap.add_argument("--cases", required=True, help="model:views:catalog, comma-separated")
     ap.add_argument("--variants", default='{"base": {}}', help="{name: texture options} JSON")
     ap.add_argument("--inputs", action="store_true", help="also score at the input views")
+    ap.add_argument("--cache", default="texture_variants",
+                    help="folder under benchmarks/out for the shapes (a new name after a change "
+                    "of the stages before texture)")
     args = ap.parse_args()
+    global CACHE
+    CACHE = mv.OUT / args.cache
     variants = json.loads(args.variants)
     CACHE.mkdir(parents=True, exist_ok=True)
     for spec in args.cases.split(","):
@@ -115,15 +122,18 @@ def main() -> None:
             r, calls, first = recipe(shape.backend, tex)
             t0 = time.perf_counter()
             done = run_asset(shape, dataclasses.replace(
-                r, calls=tuple(c for c in calls[first:] if c.name == "texture")))
+                r, calls=tuple(c for c in calls[first:] if c.name in VARIANT_STAGES)))
             secs = time.perf_counter() - t0
             if not done.ok:
                 print(json.dumps({"case": spec, "variant": name, "error": str(done.failure)}))
                 continue
             img = load_image(done, "texture/base_color")[..., :3]
             held = mv.image_scores(ctx["best"], img, ctx["held"])
+            held.update(mv.error_breakdown(ctx["best"], img, ctx["held"], inputs))
             row = {"model": model, "views": int(nv), "catalog": mode, "variant": name,
                    "texture_s": round(secs, 1), **{f"held_{k}": v for k, v in held.items()},
+                   "factory_psnr": done.metrics.get("metrics_psnr_mean"),
+                   "factory_ssim": done.metrics.get("metrics_ssim_mean"),
                    **ctx["shape"],
                    **{k: v for k, v in done.metrics.items()
                       if k in ("texture_observed_frac", "texture_delit")}}
