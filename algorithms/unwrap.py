@@ -256,12 +256,17 @@ def _pool(workers: int) -> ProcessPoolExecutor:
     return _POOL
 
 
+def _children(pool: ProcessPoolExecutor) -> list:
+    """The pool's live child processes (the executor keeps them in ``_processes``)."""
+    return list((getattr(pool, "_processes", None) or {}).values())
+
+
 def _drop_pool(kill: bool = False) -> None:
     """Forget the pool; ``kill``: end its children first (a hung child ignores a shutdown)."""
     global _POOL
     if _POOL is not None:
         if kill:
-            for proc in list((getattr(_POOL, "_processes", None) or {}).values()):
+            for proc in _children(_POOL):
                 proc.kill()
         _POOL.shutdown(wait=False, cancel_futures=True)
     _POOL = None
@@ -291,7 +296,7 @@ _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 def _children_cpu(pool: ProcessPoolExecutor) -> float:
     """CPU seconds used so far by the pool's live children (user + system), summed."""
     total = 0.0
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in _children(pool):
         try:
             with open(f"/proc/{proc.pid}/stat", "rb") as fh:
                 fields = fh.read().rsplit(b")", 1)[1].split()
@@ -305,7 +310,7 @@ def _waits(pool: ProcessPoolExecutor) -> str:
     """Where each child's threads sleep in the kernel (``/proc/<pid>/task/*/wchan``): a lock
     (``futex_wait_queue``) or a read, to tell an inherited lock from a crash, in the log."""
     out = []
-    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+    for proc in _children(pool):
         try:
             tasks = sorted(os.listdir(f"/proc/{proc.pid}/task"))
             chans = []
