@@ -25,7 +25,10 @@ The parameters, in the order they are searched:
 A view that stays inconsistent after all this is named (``FitResult.outliers``): the hull of the
 other views covers too little of its silhouette. For each such view the azimuth that would fit it
 best is searched too, which tells a mislabelled photo (it fits, at another angle) from a photo of
-something else (it fits nowhere).
+something else (it fits nowhere). A view whose silhouette the others cover but which fills
+clearly less of their hull than each of them fills the hull of the rest has an incomplete mask:
+the photo is right, but its background removal lost part of the product (a white product on a
+white background), and carving with it would cut the product away.
 """
 
 from __future__ import annotations
@@ -93,6 +96,9 @@ class FitOptions:
         overrules a catalog value or a rim that is wrong).
     outlier_gain: how much leaving one view out must raise the others' agreement (the mean
         covered fraction of their silhouettes) for that view to be called inconsistent.
+    incomplete_gap: how much less of the others' hull a view's silhouette must fill than the
+        other views fill theirs for its mask to be called incomplete (it lost part of the
+        product: a white product on a white background, an over-exposed photo).
     elevation_scan: the grid the unknown shared elevation is scanned on: "fine" (the finer
         grid, which also decides between the candidates) or "coarse" (cheaper, but a product's
         details are lost there and its best basins may miss the true elevation).
@@ -121,6 +127,7 @@ class FitOptions:
     coarse_grid: int = 32
     fine_grid: int = 44
     outlier_gain: float = 0.04
+    incomplete_gap: float = 0.15
     stated_gain: float = 0.02
     candidates: int = 3         # the small grid's best basins that the finer grid re-ranks
     per_view: bool = True       # search a per-view elevation too (a hand-held shoot)
@@ -748,9 +755,11 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
              "others_covered": round(typical, 3),
              "labelled_azimuth_deg": float(shoot.azimuth[j])}
     if partner is None and own >= typical - options.outlier_gain:
-        # the others explain it as well as they explain each other: what they disagree about
-        # is what the small grid loses (thin parts), not this photo
-        return None
+        # the others explain its silhouette as well as they explain each other. Either what
+        # they disagree about is what the small grid loses (thin parts), not this photo, or its
+        # silhouette lies inside theirs but falls short of it: its mask lost part of the
+        # product (a white product on a white background, an over-exposed photo)
+        return _incomplete(carver, p, j, rest, cams, entry, options)
     if partner is not None:
         # two photos contradict each other when leaving one out lets the other agree with the
         # rest as well as the rest agree; thin parts lost on the small grid lower both alike
@@ -774,6 +783,39 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
         entry.update(kind="mislabelled", fits_azimuth_deg=fit_az, fits_covered=round(fit_cov, 3))
     else:
         entry.update(kind="other_object", fits_covered=round(fit_cov, 3))
+    return entry
+
+
+def _filled(carver: _Carver, mesh, cam: Camera, i: int) -> float:
+    """The fraction of ``mesh``'s projection in ``cam`` that view ``i``'s silhouette fills."""
+    proj = carver.coverage(mesh, cam)
+    return float(np.minimum(carver.soft[i], proj).sum() / max(proj.sum(), 1e-9))
+
+
+def _incomplete(carver: _Carver, p: _Params, j: int, rest, cams: list[Camera], entry: dict,
+                options: FitOptions) -> dict | None:
+    """The verdict on view ``j`` when the others' hull covers its silhouette: an incomplete
+    mask if its silhouette fills clearly less of that hull's projection than each other view
+    fills the hull carved without it (the fair comparison: a view never fills less of a hull
+    it carved itself), else None (nothing wrong with the photo).
+
+    A consistent view fills the others' hull up to what only it can carve (a gap only it sees
+    through), which the others show alike when left out of theirs; a mask that lost part of
+    the product leaves much of the hull unfilled, and carving with it cut the product away."""
+    fields = carver.fields(p)
+    others = [i for i in range(carver.shoot.n) if i != j]
+    own = _filled(carver, rest, cams[j], j)
+    fills = []
+    for i in others:
+        without = carver.hull({k: fields[k] for k in others if k != i})
+        if without is not None:
+            fills.append(_filled(carver, without, cams[i], i))
+    if not fills:
+        return None
+    typical = float(np.mean(fills))
+    if own >= typical - options.incomplete_gap:
+        return None
+    entry.update(kind="incomplete_mask", filled=round(own, 3), others_filled=round(typical, 3))
     return entry
 
 

@@ -57,8 +57,9 @@ class SilhouetteConfig:
         per-view azimuth, elevation and centre) to the silhouettes (``algorithms/camera_fit.py``);
         one photo: the elevation from a rim seen as an ellipse. Only when ingest recorded the
         catalog's camera hints; cameras given without hints are used as they are.
-    on_inconsistent: a photo that disagrees with the others (mislabelled, or another
-        product): "fail" the SKU naming the photo, or "drop" it from the carving.
+    on_inconsistent: a photo that disagrees with the others (mislabelled, another product, or
+        a mask that lost part of the product): "fail" the SKU naming the photo, or "drop" it
+        from the carving (a photo with an incomplete mask still textures).
     ground_cut: remove the wedge a hull grows under a product seen only from above, up to the
         lowest point every photo still needs (``ground_cut``).
     photo_carve: carve the hull where the photos disagree about its colour (concavities and
@@ -118,8 +119,10 @@ class SilhouetteGenerator:
         cams = [views[i].camera for i in posed]
         info: dict = {}
         report = None
+        texture_only: dict[str, Camera] = {}
         if request.camera_hints is not None and self.config.estimate_cameras:
-            cams, posed, masks, info, report = self._cameras(request, views, posed, masks, cams)
+            cams, posed, masks, info, report, texture_only = self._cameras(
+                request, views, posed, masks, cams)
         if len(posed) == 1:
             mesh, hull_info = inflate(cams[0], masks[0], self.config)
         else:
@@ -133,17 +136,21 @@ class SilhouetteGenerator:
                  info["method"], len(posed), len(views), mesh.n_faces)
         # Every view's camera goes back (estimated where it was): texturing still projects the
         # photos that did not carve; a photo dropped as inconsistent is not projected either.
-        out = [v.camera for v in views]
+        # A photo dropped for its incomplete mask still textures, at its fitted camera.
+        out = [texture_only.get(v.label, v.camera) for v in views]
         for i, cam in zip(posed, cams):
             out[i] = cam
-        dropped = set(str(info.get("camera_dropped") or "").split(",")) - {""}
+        dropped = set(str(info.get("camera_dropped") or "").split(",")) - {""} \
+            - set(texture_only)
         out = [c for c in out if c.label not in dropped]
         return DenseMesh(mesh=mesh, cameras=out, info=info, report=report)
 
     def _cameras(self, request: GenerateRequest, views: list, posed: list[int],
                  masks: list[np.ndarray], cams: list[Camera]):
         """Estimated cameras for the posed views (see ``algorithms/camera_fit.py``); a photo that
-        disagrees with the others fails the SKU or is dropped (``on_inconsistent``)."""
+        disagrees with the others fails the SKU or is dropped (``on_inconsistent``). Also
+        returns {label: fitted camera} of a photo dropped from the carving for its incomplete
+        mask only, which still textures."""
         from ..algorithms.camera_fit import ShootHints, fit_cameras, single_view
 
         raw = dict(request.camera_hints or {})
@@ -156,9 +163,10 @@ class SilhouetteGenerator:
                     "camera_rim_elevation_deg": None if found is None else round(found, 3),
                     "camera_elevation_source": "rim" if found is not None else
                     ("catalog" if hints.elevation_known[0] else "default")}
-            return [cam], posed, masks, info, {"camera_fit": info}
+            return [cam], posed, masks, info, {"camera_fit": info}, {}
         fit = fit_cameras(cams, masks, hints)
         dropped = []
+        texture_only: dict[str, Camera] = {}
         if fit.outliers:
             bad = fit.outliers[0]
             if self.config.on_inconsistent == "fail":
@@ -168,6 +176,8 @@ class SilhouetteGenerator:
             if bad.get("partner"):
                 gone.add(labels.index(bad["partner"]))
             dropped.append(bad)
+            if bad.get("kind") == "incomplete_mask":
+                texture_only[bad["label"]] = fit.cameras[labels.index(bad["label"])]
             keep = [k for k in range(len(posed)) if k not in gone]
             posed, masks, cams = ([seq[k] for k in keep] for seq in (posed, masks, fit.cameras))
             raw["elevation_known"] = [raw["elevation_known"][k] for k in keep]
@@ -181,7 +191,7 @@ class SilhouetteGenerator:
             x for d in dropped for x in (d["label"], d.get("partner")) if x)
         report = {"camera_fit": {**fit.provenance(), "hints": hints.to_dict(),
                                  "dropped": dropped}}
-        return cams, posed, masks, info, report
+        return cams, posed, masks, info, report, texture_only
 
 
 def _inconsistent(bad: dict, n: int) -> InputError:
@@ -193,6 +203,16 @@ def _inconsistent(bad: dict, n: int) -> InputError:
             f"either one alone): one of them is probably mislabelled or shows another product",
             f"check the view labels (or @azimuth) of photos {label!r} and {other!r} in the "
             "catalog", code="inconsistent_views")
+    if bad.get("kind") == "incomplete_mask":
+        return InputError(
+            f"the mask of photo {label!r} lost part of the product: it fills "
+            f"{100 * bad['filled']:.0f}% of the outline the other {n - 1} photos give the product "
+            f"from its side (they fill {100 * bad['others_filled']:.0f}% of each other's), so "
+            "carving with it would cut the product away; the background removal could not tell "
+            "product from background (too little contrast, or an over-exposed photo)",
+            f"shoot photo {label!r} on a background that contrasts with the product, or give it "
+            "an alpha channel (a cut-out PNG); or leave it out of the carving with "
+            "-B on_inconsistent=drop (it still textures)", code="incomplete_mask")
     if bad.get("kind") == "mislabelled":
         return InputError(
             f"photo {label!r} disagrees with the other {n - 1} photos: it matches the product "

@@ -116,6 +116,30 @@ def test_a_photo_of_another_product_is_named():
     assert [(o["label"], o["kind"]) for o in fit.outliers] == [("back", "other_object")]
 
 
+def lose_part(mask: np.ndarray, keep: float = 0.3, seed: int = 0) -> np.ndarray:
+    """The mask a background removal leaves of a product that blends into the background: only
+    scattered blobs of it (a white product on white, an over-exposed photo)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    h, w = mask.shape
+    noise = cv2.resize(rng.random((h // 12 + 1, w // 12 + 1)), (w, h),
+                       interpolation=cv2.INTER_CUBIC)
+    return mask & (noise > np.quantile(noise[mask], 1.0 - keep))
+
+
+@pytest.mark.parametrize("labels", [LABELS4, LABELS8], ids=["4 views", "8 views"])
+def test_a_photo_whose_mask_lost_part_of_the_product_is_named(labels):
+    views, _ = shoot(product("asym"), labels, elevation=18.0, fov=30.0)
+    views[0].mask = lose_part(views[0].mask)
+    fit = _fit(views)
+    assert [(o["label"], o["kind"]) for o in fit.outliers] == [("front", "incomplete_mask")]
+    (bad,) = fit.outliers
+    assert bad["filled"] < bad["others_filled"] - 0.15
+    # the others were fitted without it, and their cameras are right
+    assert fit.elevation_deg == pytest.approx(18.0, abs=4.0)
+
+
 def test_consistent_photos_name_no_one_and_per_view_corrections_stay_small():
     views, _ = shoot(product("box"), LABELS4, elevation=12.0, fov=30.0)
     fit = _fit(views)

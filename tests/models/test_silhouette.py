@@ -232,6 +232,26 @@ def test_a_mislabelled_photo_fails_the_sku_naming_it_or_is_dropped():
     assert "back" not in [c.label for c in out.cameras]
 
 
+def test_a_photo_whose_mask_lost_part_of_the_product_fails_naming_it_or_only_textures():
+    from tests.algorithms.test_camera_fit import lose_part
+
+    views = _shoot(elevation=18.0, fov=30.0)
+    whole = _generate_hinted(views, resolution=48)
+    views[0].mask = lose_part(views[0].mask)
+    with pytest.raises(InputError, match="mask of photo 'front' lost part") as err:
+        _generate_hinted(views, resolution=48)
+    assert err.value.code == "incomplete_mask"
+    assert "contrasts" in err.value.fix and "'front'" in err.value.fix
+    out = _generate_hinted(views, resolution=48, on_inconsistent="drop")
+    assert out.info["camera_dropped"] == "front" and out.info["views_used"] == 3
+    # the photo still textures, at a fitted camera like the others'
+    front = next(c for c in out.cameras if c.label == "front")
+    assert len(out.cameras) == 4
+    assert front.elevation_deg == pytest.approx(out.cameras[1].elevation_deg, abs=3.0)
+    # carved by the three good photos, the product keeps (nearly) all its volume
+    assert signed_volume(out.mesh) > 0.9 * signed_volume(whole.mesh)
+
+
 # ---------------------------------------------------------------- one view
 
 def test_one_view_inflates_a_closed_shape_with_the_views_silhouette():
