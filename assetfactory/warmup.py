@@ -28,6 +28,7 @@ KERNEL_MODULES = (
     "assetfactory.algorithms._ao_numba",
     "assetfactory.algorithms._projection_numba",
     "assetfactory.algorithms._inpaint_numba",
+    "assetfactory.geometry._colour_numba",
 )
 
 
@@ -97,6 +98,8 @@ def warm_up() -> float:
     twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)  # a texel covered twice: its faces
     overlapping_faces(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), twice, 16)
     _warm_texels(low)
+    from .geometry.colour import linear_to_srgb
+    linear_to_srgb(np.linspace(0.0, 1.0, 16))  # the sRGB power (C library pow)
     return time.perf_counter() - t
 
 

@@ -6,15 +6,26 @@ import numpy as np
 
 
 def srgb_to_linear(x: np.ndarray, dtype=np.float32) -> np.ndarray:
-    """sRGB-encoded values in 0..1 -> linear light, computed in ``dtype``."""
-    x = np.asarray(x, dtype)
-    return np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4).astype(dtype)
+    """sRGB-encoded values in 0..1 -> linear light, computed in ``dtype`` (the power with the C
+    library's ``pow`` in float64: the same bits on every machine, see ``_colour_numba``)."""
+    from ._colour_numba import decode_into
+
+    x = np.ascontiguousarray(x, dtype)
+    t = np.dtype(dtype).type
+    out = np.empty(x.shape, dtype)
+    decode_into(x.reshape(-1), t(0.04045), t(0.055), t(1.055), t(12.92), out.reshape(-1))
+    return out
 
 
 def linear_to_srgb(x: np.ndarray) -> np.ndarray:
-    """Linear light in 0..1 -> sRGB-encoded values (float32)."""
-    x = np.clip(np.asarray(x, np.float32), 0.0, 1.0)
-    return np.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055).astype(np.float32)
+    """Linear light in 0..1 -> sRGB-encoded values (float32; the power with the C library's
+    ``pow`` in float64: the same bits on every machine, see ``_colour_numba``)."""
+    from ._colour_numba import encode_into
+
+    x = np.ascontiguousarray(np.clip(np.asarray(x, np.float32), 0.0, 1.0))
+    out = np.empty(x.shape, np.float32)
+    encode_into(x.reshape(-1), np.float32(0.0031308), np.float32(12.92), out.reshape(-1))
+    return out
 
 
 #: Linear value of every 8-bit sRGB code.
