@@ -72,11 +72,19 @@ METHODS = ("raycast", "render")
 RAY_BATCH = 1 << 19  # rays per Embree call (~24 MB of float32 rays + hits)
 
 
-def camera_rays(cam: Camera) -> np.ndarray:
+def camera_rays(cam: Camera, outline: np.ndarray | None = None) -> np.ndarray:
     """(H*W, 6) float32 rays (origin, direction) through every pixel centre of ``cam``, row
-    by row from the top, the way the renderer's face-id image is laid out."""
+    by row from the top, the way the renderer's face-id image is laid out.
+
+    ``outline``: points whose convex hull holds the whole surface (e.g. the mesh's hull
+    vertices): then only the pixels whose ray can reach that hull, still in row order (a
+    ray through any other pixel misses the surface). Each kept ray is the same as in the
+    full image."""
     u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64),
                        np.arange(cam.height, dtype=np.float64))
+    if outline is not None:
+        keep = _inside_outline(cam, outline, u.ravel(), v.ravel())
+        u, v = u.ravel()[keep], v.ravel()[keep]
     K = cam.K
     y = -(v - K[1, 2]) / K[1, 1]
     x = (u - K[0, 2] + K[0, 1] * y) / K[0, 0]
@@ -84,6 +92,55 @@ def camera_rays(cam: Camera) -> np.ndarray:
     d = d @ cam.world_to_camera[:3, :3]                       # camera -> world: R^T d
     o = np.broadcast_to(cam.position, d.shape)
     return np.concatenate([o, d], axis=1).astype(np.float32)
+
+
+#: Pixels of slack around a surface's projected outline (float32 rays, rounding).
+OUTLINE_MARGIN_PX = 2.0
+
+
+def surface_outline(mesh: MeshData) -> np.ndarray:
+    """The vertices of the convex hull of the mesh's corners (all corners when the hull
+    cannot be built: flat or tiny meshes): every face lies inside their hull."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    used = np.zeros(mesh.n_vertices, bool)
+    used[mesh.faces.ravel()] = True
+    pts = np.asarray(mesh.vertices, np.float64)[used]
+    if len(pts) < 5:
+        return pts
+    try:
+        return pts[ConvexHull(pts).vertices]
+    except (QhullError, ValueError):
+        return pts
+
+
+def _inside_outline(cam: Camera, outline: np.ndarray, u: np.ndarray, v: np.ndarray
+                    ) -> np.ndarray:
+    """(P,) bool: pixel centres (u, v) within ``OUTLINE_MARGIN_PX`` of the projected outline's
+    convex hull (its points all in front of the camera: the sphere cameras frame the whole
+    bounding sphere). A ray through a pixel outside cannot hit any face inside the hull."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    q = (cam.world_to_camera[:3, :3] @ np.asarray(outline, np.float64).T
+         + cam.world_to_camera[:3, 3:4])
+    if len(outline) == 0 or not np.all(q[2] < 0):
+        return np.ones(len(u), bool)  # a point behind the camera: no outline, every pixel
+    K = cam.K
+    y, x = q[1] / -q[2], q[0] / -q[2]
+    # the inverse of camera_rays' pixel -> direction map
+    pu, pv = K[0, 0] * x + K[0, 2] - K[0, 1] * y, K[1, 2] - K[1, 1] * y
+    m = OUTLINE_MARGIN_PX
+    keep = ((u >= pu.min() - m) & (u <= pu.max() + m)
+            & (v >= pv.min() - m) & (v <= pv.max() + m))
+    try:
+        eq = ConvexHull(np.stack([pu, pv], axis=1)).equations  # unit normals, offsets
+    except (QhullError, ValueError):  # collinear: the rectangle alone
+        return keep
+    idx = np.flatnonzero(keep)
+    inside = (np.outer(u[idx], eq[:, 0]) + np.outer(v[idx], eq[:, 1]) + eq[:, 2]
+              <= m).all(axis=1)
+    keep[idx[~inside]] = False
+    return keep
 
 
 #: Barycentric sample points per face for the point test: the centroid and three points
@@ -141,11 +198,17 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
                 and every_face_seen_at_points(scene, mesh, cams)):
             seen[:] = True
             return seen
-        per_view = resolution * resolution
-        step = max(1, RAY_BATCH // per_view)
-        for i in range(0, len(cams), step):
-            rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            seen[scene.seen_faces(rays)] = True
+        # only the pixels inside the surface's projected outline: on a compact object about
+        # a third of each image (the cameras frame its bounding sphere), the others miss
+        outline = surface_outline(mesh)
+        batch: list[np.ndarray] = []
+        size = 0
+        for cam in cams:
+            batch.append(camera_rays(cam, outline))
+            size += len(batch[-1])
+            if size >= RAY_BATCH or cam is cams[-1]:
+                seen[scene.seen_faces(np.concatenate(batch))] = True
+                batch, size = [], 0
         return seen
     if renderer is None:
         from ..geometry.render import get_renderer
