@@ -83,7 +83,7 @@ def camera_rays(cam: Camera, outline: np.ndarray | None = None) -> np.ndarray:
     u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64),
                        np.arange(cam.height, dtype=np.float64))
     if outline is not None:
-        keep = _inside_outline(cam, outline, u.ravel(), v.ravel())
+        keep = _inside_outline(cam, outline).ravel()
         u, v = u.ravel()[keep], v.ravel()[keep]
     K = cam.K
     y = -(v - K[1, 2]) / K[1, 1]
@@ -114,28 +114,54 @@ def surface_outline(mesh: MeshData) -> np.ndarray:
         return pts
 
 
-def _inside_outline(cam: Camera, outline: np.ndarray, u: np.ndarray, v: np.ndarray
-                    ) -> np.ndarray:
-    """(P,) bool: pixel centres (u, v) within ``OUTLINE_MARGIN_PX`` of the projected outline's
-    convex hull (its points all in front of the camera: the sphere cameras frame the whole
-    bounding sphere). A ray through a pixel outside cannot hit any face inside the hull."""
+def _inside_outline(cam: Camera, outline: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels whose centre lies within ``OUTLINE_MARGIN_PX`` of the projected
+    outline's convex hull (its points all in front of the camera: the sphere cameras frame
+    the whole bounding sphere). A ray through another pixel cannot hit a face in the hull."""
     from scipy.spatial import ConvexHull, QhullError
 
+    h, w = cam.height, cam.width
     q = (cam.world_to_camera[:3, :3] @ np.asarray(outline, np.float64).T
          + cam.world_to_camera[:3, 3:4])
     if len(outline) == 0 or not np.all(q[2] < 0):
-        return np.ones(len(u), bool)  # a point behind the camera: no outline, every pixel
+        return np.ones((h, w), bool)  # a point behind the camera: every pixel
     K = cam.K
     y, x = q[1] / -q[2], q[0] / -q[2]
     # the inverse of camera_rays' pixel -> direction map
     pu, pv = K[0, 0] * x + K[0, 2] - K[0, 1] * y, K[1, 2] - K[1, 1] * y
     m = OUTLINE_MARGIN_PX
-    keep = ((u >= pu.min() - m) & (u <= pu.max() + m)
-            & (v >= pv.min() - m) & (v <= pv.max() + m))
+    rows = np.arange(h, dtype=np.float64)
+    lo = np.where((rows >= pv.min() - m) & (rows <= pv.max() + m), pu.min() - m, np.inf)
+    hi = np.full(h, pu.max() + m)
     try:
-        eq = ConvexHull(np.stack([pu, pv], axis=1)).equations  # unit normals, offsets
+        eq = ConvexHull(np.stack([pu, pv], axis=1)).equations  # a u + b v + c <= 0 inside
     except (QhullError, ValueError):  # collinear: the rectangle alone
-        return keep
+        eq = np.zeros((0, 3))
+    # each row's span inside the hull grown by m: a u + b v + c <= m for every edge
+    a, b, c = eq[:, 0], eq[:, 1], eq[:, 2]
+    bound = m - c[None, :] - b[None, :] * rows[:, None]  # a u <= bound, (rows, edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = bound / a[None, :]
+    lo = np.maximum(lo, np.max(np.where(a < 0, lim, -np.inf), axis=1, initial=-np.inf))
+    hi = np.minimum(hi, np.min(np.where(a > 0, lim, np.inf), axis=1, initial=np.inf))
+    shut = (np.where(a == 0, bound, 0.0) < 0).any(axis=1)  # edges along a row bound v alone
+    lo[shut] = np.inf
+    cols = np.arange(w, dtype=np.float64)
+    return (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
+    # each pixel row's span inside the hull (grown by m): a u + b v + c <= m for every edge
+    rows, inv = np.unique(v, return_inverse=True)
+    a, b, c = eq[:, 0], eq[:, 1], eq[:, 2]
+    bound = (m - c[None, :] - b[None, :] * rows[:, None])  # a u <= bound, (rows, edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = bound / a[None, :]
+    lo = np.max(np.where(a < 0, lim, -np.inf), axis=1, initial=-np.inf)
+    hi = np.min(np.where(a > 0, lim, np.inf), axis=1, initial=np.inf)
+    flat = (a == 0)  # edges along a row: they bound v alone
+    if flat.any():
+        shut = (bound[:, flat] < 0).any(axis=1)
+        lo[shut], hi[shut] = np.inf, -np.inf
+    keep &= (u >= lo[inv]) & (u <= hi[inv])
+    return keep
     idx = np.flatnonzero(keep)
     inside = (np.outer(u[idx], eq[:, 0]) + np.outer(v[idx], eq[:, 1]) + eq[:, 2]
               <= m).all(axis=1)
