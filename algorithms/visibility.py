@@ -31,6 +31,7 @@ from ..geometry.derived import (
     edge_face_pairs,
     edge_table,
     face_normals,
+    hull_points,
     manifold_pairs,
     ray_scene,
 )
@@ -96,22 +97,6 @@ def camera_rays(cam: Camera, outline: np.ndarray | None = None) -> np.ndarray:
 
 #: Pixels of slack around a surface's projected outline (float32 rays, rounding).
 OUTLINE_MARGIN_PX = 2.0
-
-
-def surface_outline(mesh: MeshData) -> np.ndarray:
-    """The vertices of the convex hull of the mesh's corners (all corners when the hull
-    cannot be built: flat or tiny meshes): every face lies inside their hull."""
-    from scipy.spatial import ConvexHull, QhullError
-
-    used = np.zeros(mesh.n_vertices, bool)
-    used[mesh.faces.ravel()] = True
-    pts = np.asarray(mesh.vertices, np.float64)[used]
-    if len(pts) < 5:
-        return pts
-    try:
-        return pts[ConvexHull(pts).vertices]
-    except (QhullError, ValueError):
-        return pts
 
 
 def _inside_outline(cam: Camera, outline: np.ndarray) -> np.ndarray:
@@ -226,7 +211,7 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
             return seen
         # only the pixels inside the surface's projected outline: on a compact object about
         # a third of each image (the cameras frame its bounding sphere), the others miss
-        outline = surface_outline(mesh)
+        outline = hull_points(mesh)  # cached: cleanup computes it beside other work
         batch: list[np.ndarray] = []
         size = 0
         for cam in cams:

@@ -12,10 +12,10 @@ from assetfactory.algorithms.visibility import (
     fibonacci_directions,
     hidden_faces,
     sphere_cameras,
-    surface_outline,
     visible_faces,
 )
 from assetfactory.core.mesh import MeshData
+from assetfactory.geometry.derived import hull_points
 from assetfactory.geometry.components import flood_from_seeds
 from assetfactory.geometry.render import get_renderer
 from assetfactory.geometry.topology import edge_face_pairs
@@ -85,7 +85,7 @@ def test_rays_outside_the_outline_miss_and_kept_rays_are_unchanged():
     # rays kept are the full image's rays (same values, same row order)
     box = trimesh.creation.box(extents=(4.0, 0.3, 0.3))
     mesh = _concat(box, trimesh.creation.icosphere(2, 0.1))
-    outline = surface_outline(mesh)
+    outline = hull_points(mesh)
     assert 8 <= len(outline) <= mesh.n_vertices
     scene = o3d.t.geometry.RaycastingScene()
     scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
