@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..core.stage import beside
 from ..geometry import topology as kernels
 from ..geometry.components import face_components, face_graph_labels
 from ..geometry.derived import (
@@ -247,15 +248,21 @@ def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float =
     if len(given) > max_parts:
         _, region = np.unique(labels, return_inverse=True)
         names = given
-        min_share = 0.0  # the file's own parts: only merge as far as max_parts asks
+        min_share = 0.0
+        inputs = None  # the file's own parts: only merge as far as max_parts asks
     else:
+        # what merging needs of the mesh alone (region borders' edges and lengths,
+        # area-weighted face centres), on a second granted CPU while regions are found
+        edge_table(mesh), face_areas(mesh)  # cached now, not by both threads at once
+        ahead = beside(lambda: _merge_inputs(mesh))
         _, comp = face_components(mesh)
         region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None)
         # never let a region span two components (concave_regions already ensures it)
         _, region = np.unique(comp * (int(region.max()) + 1) + region, return_inverse=True)
         names = None
         min_share = min_part_share
-    merged = merge_regions(mesh, region.reshape(-1), max_parts, min_share)
+        inputs = ahead.result()
+    merged = merge_regions(mesh, region.reshape(-1), max_parts, min_share, inputs)
     _, merged = np.unique(merged, return_inverse=True)
     if merged.max() == 0:
         return labels.astype(np.int32)
@@ -279,15 +286,17 @@ def _first_seen_order(labels: np.ndarray) -> np.ndarray:
 
 
 def merge_regions(mesh: MeshData, region: np.ndarray, max_parts: int,
-                  min_share: float) -> np.ndarray:
+                  min_share: float, inputs: tuple | None = None) -> np.ndarray:
     """Merge regions smallest first (a heap): fragments under ``min_share`` into the neighbour
     with the longest shared border, then anything while more than ``max_parts`` remain
-    (separate components into the nearest region by centroid). Returns a region id per face."""
+    (separate components into the nearest region by centroid). Returns a region id per face.
+    ``inputs``: ``_merge_inputs(mesh)`` when computed already."""
     n_regions = int(region.max()) + 1
     area = np.bincount(region, weights=face_areas(mesh), minlength=n_regions)
     total = float(area.sum()) or 1.0
-    centroid = _region_centroids(mesh, region, n_regions)
-    adjacency = _region_adjacency(mesh, region)
+    inputs = _merge_inputs(mesh) if inputs is None else inputs
+    centroid = _region_centroids(inputs, region, n_regions)
+    adjacency = _region_adjacency(inputs, region)
     parent = np.arange(n_regions)
     alive = n_regions
     heap = [(float(area[r]), r) for r in range(n_regions)]
@@ -315,25 +324,34 @@ def merge_regions(mesh: MeshData, region: np.ndarray, max_parts: int,
     return root[region]
 
 
-def _region_centroids(mesh: MeshData, region: np.ndarray, n: int) -> np.ndarray:
+def _merge_inputs(mesh: MeshData) -> tuple:
+    """What merging needs of the mesh, whatever the regions: (area + tiny (F,), area-weighted
+    face centres (F, 3), the two faces of each pair of consecutive slots on one edge, that
+    edge's length)."""
     area = face_areas(mesh) + 1e-300
-    c = mesh.vertices[mesh.faces].mean(axis=1) * area[:, None]
-    out = np.stack([np.bincount(region, weights=c[:, k], minlength=n) for k in range(3)], 1)
-    return out / np.bincount(region, weights=area, minlength=n)[:, None]
-
-
-def _region_adjacency(mesh: MeshData, region: np.ndarray) -> dict[int, dict[int, float]]:
-    """Border length between every two regions that share an edge."""
+    weighted = mesh.vertices[mesh.faces].mean(axis=1) * area[:, None]
     edges, face_edge, _ = edge_table(mesh)
     flat = face_edge.ravel()
     _, order = kernels.edge_slots(face_edge, len(edges))  # the slots grouped by edge
     same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
-    ra, rb = region[order[same] // 3], region[order[same + 1] // 3]
-    cross = ra != rb
-    e = flat[order[same]][cross]
+    e = flat[order[same]]
     length = np.linalg.norm(mesh.vertices[edges[e, 0]] - mesh.vertices[edges[e, 1]], axis=1)
+    return area, weighted, order[same] // 3, order[same + 1] // 3, length
+
+
+def _region_centroids(inputs: tuple, region: np.ndarray, n: int) -> np.ndarray:
+    area, c = inputs[0], inputs[1]
+    out = np.stack([np.bincount(region, weights=c[:, k], minlength=n) for k in range(3)], 1)
+    return out / np.bincount(region, weights=area, minlength=n)[:, None]
+
+
+def _region_adjacency(inputs: tuple, region: np.ndarray) -> dict[int, dict[int, float]]:
+    """Border length between every two regions that share an edge."""
+    fa, fb, length = inputs[2], inputs[3], inputs[4]
+    ra, rb = region[fa], region[fb]
+    cross = ra != rb
     adjacency: dict[int, dict[int, float]] = {}
-    for a, b, w in zip(ra[cross].tolist(), rb[cross].tolist(), length.tolist()):
+    for a, b, w in zip(ra[cross].tolist(), rb[cross].tolist(), length[cross].tolist()):
         adjacency.setdefault(a, {})[b] = adjacency.get(a, {}).get(b, 0.0) + w
         adjacency.setdefault(b, {})[a] = adjacency.get(b, {}).get(a, 0.0) + w
     return adjacency
