@@ -31,6 +31,7 @@ import heapq
 import logging
 import math
 import warnings
+from concurrent.futures import Future
 
 import numpy as np
 
@@ -56,24 +57,35 @@ log = logging.getLogger(__name__)
 
 
 def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
-                    diameter_comp: np.ndarray | None = None) -> np.ndarray:
+                    diameter_comp: np.ndarray | None = None,
+                    crease: Future | None = None) -> np.ndarray:
     """Region id per face: faces joined across every edge except sharp concave creases (and,
     with ``diameter_comp``, the component id per face, except where the shape diameter
     changes class: see ``diameter_classes``).
 
     Needs consistent winding (cleanup orients first). Faces only meeting at a vertex or a
-    non-manifold edge end up in different regions.
+    non-manifold edge end up in different regions. ``crease``: a future of
+    ``concave_crease`` over the manifold pairs, when it runs elsewhere (``segment_parts``).
     """
     if mesh.n_faces == 0:
         return np.zeros(0, np.int64)
-    edges, _, _ = edge_table(mesh)
     pairs, e = manifold_pairs(mesh)
-    keep = ~concave_crease(mesh, pairs, concave_angle_deg, edges[e])
+    if crease is None:
+        edges, _, _ = edge_table(mesh)
+        crease = _done(concave_crease(mesh, pairs, concave_angle_deg, edges[e]))
+    keep = None
     if diameter_comp is not None:
         cls = diameter_classes(mesh, diameter_comp, pairs)
-        keep &= cls[pairs[:, 0]] == cls[pairs[:, 1]]
+        keep = cls[pairs[:, 0]] == cls[pairs[:, 1]]
+    keep = ~crease.result() if keep is None else (~crease.result() & keep)
     _, region = face_graph_labels(mesh.n_faces, pairs[keep])
     return region.astype(np.int64)
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
 
 
 def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float,
@@ -251,12 +263,26 @@ def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float =
         min_share = 0.0
         inputs = None  # the file's own parts: only merge as far as max_parts asks
     else:
-        # what merging needs of the mesh alone (region borders' edges and lengths,
-        # area-weighted face centres), on a second granted CPU while regions are found
-        edge_table(mesh), face_areas(mesh)  # cached now, not by both threads at once
-        ahead = beside(lambda: _merge_inputs(mesh))
+        # the concave creases, then what merging needs of the mesh alone (region borders'
+        # edges and lengths, area-weighted face centres), on a second granted CPU while the
+        # shape diameters are measured (one thread beside: never more than the CPUs)
+        edges = edge_table(mesh)[0]  # cached now, not by both threads at once
+        pairs, e = manifold_pairs(mesh)
+        face_areas(mesh), face_normals(mesh)
+        crease: Future = Future()
+
+        def aside() -> tuple:
+            try:
+                crease.set_result(concave_crease(mesh, pairs, concave_angle_deg, edges[e]))
+            except BaseException as exc:  # noqa: BLE001 - raised again where it is awaited
+                crease.set_exception(exc)
+                raise
+            return _merge_inputs(mesh)
+
+        ahead = beside(aside)
         _, comp = face_components(mesh)
-        region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None)
+        region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None,
+                                 crease)
         # never let a region span two components (concave_regions already ensures it)
         _, region = np.unique(comp * (int(region.max()) + 1) + region, return_inverse=True)
         names = None
