@@ -274,7 +274,7 @@ def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float =
         def aside() -> tuple:
             try:
                 crease.set_result(concave_crease(mesh, pairs, concave_angle_deg, edges[e]))
-            except BaseException as exc:  # noqa: BLE001 - raised again where it is awaited
+            except BaseException as exc:  # raised again where it is awaited
                 crease.set_exception(exc)
                 raise
             return _merge_inputs(mesh)

@@ -133,25 +133,6 @@ def _inside_outline(cam: Camera, outline: np.ndarray) -> np.ndarray:
     lo[shut] = np.inf
     cols = np.arange(w, dtype=np.float64)
     return (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
-    # each pixel row's span inside the hull (grown by m): a u + b v + c <= m for every edge
-    rows, inv = np.unique(v, return_inverse=True)
-    a, b, c = eq[:, 0], eq[:, 1], eq[:, 2]
-    bound = (m - c[None, :] - b[None, :] * rows[:, None])  # a u <= bound, (rows, edges)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        lim = bound / a[None, :]
-    lo = np.max(np.where(a < 0, lim, -np.inf), axis=1, initial=-np.inf)
-    hi = np.min(np.where(a > 0, lim, np.inf), axis=1, initial=np.inf)
-    flat = (a == 0)  # edges along a row: they bound v alone
-    if flat.any():
-        shut = (bound[:, flat] < 0).any(axis=1)
-        lo[shut], hi[shut] = np.inf, -np.inf
-    keep &= (u >= lo[inv]) & (u <= hi[inv])
-    return keep
-    idx = np.flatnonzero(keep)
-    inside = (np.outer(u[idx], eq[:, 0]) + np.outer(v[idx], eq[:, 1]) + eq[:, 2]
-              <= m).all(axis=1)
-    keep[idx[~inside]] = False
-    return keep
 
 
 #: Barycentric sample points per face for the point test: the centroid and three points

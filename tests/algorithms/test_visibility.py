@@ -15,8 +15,8 @@ from assetfactory.algorithms.visibility import (
     visible_faces,
 )
 from assetfactory.core.mesh import MeshData
-from assetfactory.geometry.derived import hull_points
 from assetfactory.geometry.components import flood_from_seeds
+from assetfactory.geometry.derived import hull_points
 from assetfactory.geometry.render import get_renderer
 from assetfactory.geometry.topology import edge_face_pairs
 from tests.builders import concat as _concat
