@@ -31,10 +31,12 @@ import heapq
 import logging
 import math
 import warnings
+from concurrent.futures import Future
 
 import numpy as np
 
 from ..core.mesh import MeshData
+from ..core.stage import beside
 from ..geometry import topology as kernels
 from ..geometry.components import face_components, face_graph_labels
 from ..geometry.derived import (
@@ -55,24 +57,35 @@ log = logging.getLogger(__name__)
 
 
 def concave_regions(mesh: MeshData, concave_angle_deg: float = 30.0,
-                    diameter_comp: np.ndarray | None = None) -> np.ndarray:
+                    diameter_comp: np.ndarray | None = None,
+                    crease: Future | None = None) -> np.ndarray:
     """Region id per face: faces joined across every edge except sharp concave creases (and,
     with ``diameter_comp``, the component id per face, except where the shape diameter
     changes class: see ``diameter_classes``).
 
     Needs consistent winding (cleanup orients first). Faces only meeting at a vertex or a
-    non-manifold edge end up in different regions.
+    non-manifold edge end up in different regions. ``crease``: a future of
+    ``concave_crease`` over the manifold pairs, when it runs elsewhere (``segment_parts``).
     """
     if mesh.n_faces == 0:
         return np.zeros(0, np.int64)
-    edges, _, _ = edge_table(mesh)
     pairs, e = manifold_pairs(mesh)
-    keep = ~concave_crease(mesh, pairs, concave_angle_deg, edges[e])
+    if crease is None:
+        edges, _, _ = edge_table(mesh)
+        crease = _done(concave_crease(mesh, pairs, concave_angle_deg, edges[e]))
+    keep = None
     if diameter_comp is not None:
         cls = diameter_classes(mesh, diameter_comp, pairs)
-        keep &= cls[pairs[:, 0]] == cls[pairs[:, 1]]
+        keep = cls[pairs[:, 0]] == cls[pairs[:, 1]]
+    keep = ~crease.result() if keep is None else (~crease.result() & keep)
     _, region = face_graph_labels(mesh.n_faces, pairs[keep])
     return region.astype(np.int64)
+
+
+def _done(value) -> Future:
+    f: Future = Future()
+    f.set_result(value)
+    return f
 
 
 def concave_crease(mesh: MeshData, pairs: np.ndarray, angle_deg: float,
@@ -247,15 +260,35 @@ def segment_parts(mesh: MeshData, max_parts: int = 8, concave_angle_deg: float =
     if len(given) > max_parts:
         _, region = np.unique(labels, return_inverse=True)
         names = given
-        min_share = 0.0  # the file's own parts: only merge as far as max_parts asks
+        min_share = 0.0
+        inputs = None  # the file's own parts: only merge as far as max_parts asks
     else:
+        # the concave creases, then what merging needs of the mesh alone (region borders'
+        # edges and lengths, area-weighted face centres), on a second granted CPU while the
+        # shape diameters are measured (one thread beside: never more than the CPUs)
+        edges = edge_table(mesh)[0]  # cached now, not by both threads at once
+        pairs, e = manifold_pairs(mesh)
+        face_areas(mesh), face_normals(mesh)
+        crease: Future = Future()
+
+        def aside() -> tuple:
+            try:
+                crease.set_result(concave_crease(mesh, pairs, concave_angle_deg, edges[e]))
+            except BaseException as exc:  # raised again where it is awaited
+                crease.set_exception(exc)
+                raise
+            return _merge_inputs(mesh)
+
+        ahead = beside(aside)
         _, comp = face_components(mesh)
-        region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None)
+        region = concave_regions(mesh, concave_angle_deg, comp if diameter_split else None,
+                                 crease)
         # never let a region span two components (concave_regions already ensures it)
         _, region = np.unique(comp * (int(region.max()) + 1) + region, return_inverse=True)
         names = None
         min_share = min_part_share
-    merged = merge_regions(mesh, region.reshape(-1), max_parts, min_share)
+        inputs = ahead.result()
+    merged = merge_regions(mesh, region.reshape(-1), max_parts, min_share, inputs)
     _, merged = np.unique(merged, return_inverse=True)
     if merged.max() == 0:
         return labels.astype(np.int32)
@@ -279,15 +312,17 @@ def _first_seen_order(labels: np.ndarray) -> np.ndarray:
 
 
 def merge_regions(mesh: MeshData, region: np.ndarray, max_parts: int,
-                  min_share: float) -> np.ndarray:
+                  min_share: float, inputs: tuple | None = None) -> np.ndarray:
     """Merge regions smallest first (a heap): fragments under ``min_share`` into the neighbour
     with the longest shared border, then anything while more than ``max_parts`` remain
-    (separate components into the nearest region by centroid). Returns a region id per face."""
+    (separate components into the nearest region by centroid). Returns a region id per face.
+    ``inputs``: ``_merge_inputs(mesh)`` when computed already."""
     n_regions = int(region.max()) + 1
     area = np.bincount(region, weights=face_areas(mesh), minlength=n_regions)
     total = float(area.sum()) or 1.0
-    centroid = _region_centroids(mesh, region, n_regions)
-    adjacency = _region_adjacency(mesh, region)
+    inputs = _merge_inputs(mesh) if inputs is None else inputs
+    centroid = _region_centroids(inputs, region, n_regions)
+    adjacency = _region_adjacency(inputs, region)
     parent = np.arange(n_regions)
     alive = n_regions
     heap = [(float(area[r]), r) for r in range(n_regions)]
@@ -315,25 +350,34 @@ def merge_regions(mesh: MeshData, region: np.ndarray, max_parts: int,
     return root[region]
 
 
-def _region_centroids(mesh: MeshData, region: np.ndarray, n: int) -> np.ndarray:
+def _merge_inputs(mesh: MeshData) -> tuple:
+    """What merging needs of the mesh, whatever the regions: (area + tiny (F,), area-weighted
+    face centres (F, 3), the two faces of each pair of consecutive slots on one edge, that
+    edge's length)."""
     area = face_areas(mesh) + 1e-300
-    c = mesh.vertices[mesh.faces].mean(axis=1) * area[:, None]
-    out = np.stack([np.bincount(region, weights=c[:, k], minlength=n) for k in range(3)], 1)
-    return out / np.bincount(region, weights=area, minlength=n)[:, None]
-
-
-def _region_adjacency(mesh: MeshData, region: np.ndarray) -> dict[int, dict[int, float]]:
-    """Border length between every two regions that share an edge."""
+    weighted = mesh.vertices[mesh.faces].mean(axis=1) * area[:, None]
     edges, face_edge, _ = edge_table(mesh)
     flat = face_edge.ravel()
     _, order = kernels.edge_slots(face_edge, len(edges))  # the slots grouped by edge
     same = np.flatnonzero(flat[order][1:] == flat[order][:-1])
-    ra, rb = region[order[same] // 3], region[order[same + 1] // 3]
-    cross = ra != rb
-    e = flat[order[same]][cross]
+    e = flat[order[same]]
     length = np.linalg.norm(mesh.vertices[edges[e, 0]] - mesh.vertices[edges[e, 1]], axis=1)
+    return area, weighted, order[same] // 3, order[same + 1] // 3, length
+
+
+def _region_centroids(inputs: tuple, region: np.ndarray, n: int) -> np.ndarray:
+    area, c = inputs[0], inputs[1]
+    out = np.stack([np.bincount(region, weights=c[:, k], minlength=n) for k in range(3)], 1)
+    return out / np.bincount(region, weights=area, minlength=n)[:, None]
+
+
+def _region_adjacency(inputs: tuple, region: np.ndarray) -> dict[int, dict[int, float]]:
+    """Border length between every two regions that share an edge."""
+    fa, fb, length = inputs[2], inputs[3], inputs[4]
+    ra, rb = region[fa], region[fb]
+    cross = ra != rb
     adjacency: dict[int, dict[int, float]] = {}
-    for a, b, w in zip(ra[cross].tolist(), rb[cross].tolist(), length.tolist()):
+    for a, b, w in zip(ra[cross].tolist(), rb[cross].tolist(), length[cross].tolist()):
         adjacency.setdefault(a, {})[b] = adjacency.get(a, {}).get(b, 0.0) + w
         adjacency.setdefault(b, {})[a] = adjacency.get(b, {}).get(a, 0.0) + w
     return adjacency

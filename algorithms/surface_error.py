@@ -14,7 +14,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.mesh import MeshData
-from ..geometry.closest import ExactIndex, closest_points, exact_distances, raycasting_scene
+from ..geometry.closest import (
+    ExactIndex,
+    closest_points,
+    exact_distances,
+    raycasting_scene,
+    shared_scene,
+)
 from ..geometry.normals import face_normals
 from ..geometry.sampling import sample_surface, surface_points
 
@@ -34,10 +40,15 @@ class _Surface:
     index: ExactIndex
 
     @classmethod
-    def of(cls, mesh: MeshData, threads: int = 0) -> _Surface:
-        scene = raycasting_scene(mesh.vertices, mesh.faces, threads)
-        if mesh.n_faces:  # Embree builds the BVH at the first query: build it now
-            closest_points(scene, mesh.vertices[mesh.faces[:1, 0]], threads or 1)
+    def of(cls, mesh: MeshData, threads: int = 0, shared: bool = False) -> _Surface:
+        """``shared``: the scene is kept for a later stage of this process that asks for the
+        same mesh's (``geometry.closest.shared_scene``: bake's closest points)."""
+        if shared:
+            scene = shared_scene(mesh, threads)
+        else:
+            scene = raycasting_scene(mesh.vertices, mesh.faces, threads)
+            if mesh.n_faces:  # Embree builds the BVH at the first query: build it now
+                closest_points(scene, mesh.vertices[mesh.faces[:1, 0]], threads or 1)
         return cls(mesh, scene, ExactIndex(mesh.vertices, mesh.faces))
 
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,14 +73,16 @@ class Reference:
 
 
 def reference(dense: MeshData, samples: int = 100_000, seed: int = 0,
-              threads: int = 0) -> Reference:
+              threads: int = 0, share: bool = False) -> Reference:
     """The dense side of ``surface_error(dense, ..., samples, seed)``; ``threads`` bounds the
-    threads of its BVH build (0: the cores the running stage was granted)."""
+    threads of its BVH build (0: the cores the running stage was granted). ``share``: the
+    dense mesh's scene is kept for a later stage of this process that asks for the same
+    mesh's (``geometry.closest.shared_scene``; bake's closest points on the clean mesh)."""
     rng = np.random.default_rng(seed)
     lo, hi = dense.bounds()
     diag = float(np.linalg.norm(hi - lo)) or 1.0
     pd, fd = _samples(dense, samples, rng)
-    return Reference(_Surface.of(dense, threads), samples, pd, fd, rng, diag)
+    return Reference(_Surface.of(dense, threads, shared=share), samples, pd, fd, rng, diag)
 
 
 def surface_error(dense: MeshData, simple: MeshData, samples: int = 100_000,

@@ -31,6 +31,7 @@ from ..geometry.derived import (
     edge_face_pairs,
     edge_table,
     face_normals,
+    hull_points,
     manifold_pairs,
     ray_scene,
 )
@@ -72,11 +73,19 @@ METHODS = ("raycast", "render")
 RAY_BATCH = 1 << 19  # rays per Embree call (~24 MB of float32 rays + hits)
 
 
-def camera_rays(cam: Camera) -> np.ndarray:
+def camera_rays(cam: Camera, outline: np.ndarray | None = None) -> np.ndarray:
     """(H*W, 6) float32 rays (origin, direction) through every pixel centre of ``cam``, row
-    by row from the top, the way the renderer's face-id image is laid out."""
+    by row from the top, the way the renderer's face-id image is laid out.
+
+    ``outline``: points whose convex hull holds the whole surface (e.g. the mesh's hull
+    vertices): then only the pixels whose ray can reach that hull, still in row order (a
+    ray through any other pixel misses the surface). Each kept ray is the same as in the
+    full image."""
     u, v = np.meshgrid(np.arange(cam.width, dtype=np.float64),
                        np.arange(cam.height, dtype=np.float64))
+    if outline is not None:
+        keep = _inside_outline(cam, outline).ravel()
+        u, v = u.ravel()[keep], v.ravel()[keep]
     K = cam.K
     y = -(v - K[1, 2]) / K[1, 1]
     x = (u - K[0, 2] + K[0, 1] * y) / K[0, 0]
@@ -84,6 +93,46 @@ def camera_rays(cam: Camera) -> np.ndarray:
     d = d @ cam.world_to_camera[:3, :3]                       # camera -> world: R^T d
     o = np.broadcast_to(cam.position, d.shape)
     return np.concatenate([o, d], axis=1).astype(np.float32)
+
+
+#: Pixels of slack around a surface's projected outline (float32 rays, rounding).
+OUTLINE_MARGIN_PX = 2.0
+
+
+def _inside_outline(cam: Camera, outline: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels whose centre lies within ``OUTLINE_MARGIN_PX`` of the projected
+    outline's convex hull (its points all in front of the camera: the sphere cameras frame
+    the whole bounding sphere). A ray through another pixel cannot hit a face in the hull."""
+    from scipy.spatial import ConvexHull, QhullError
+
+    h, w = cam.height, cam.width
+    q = (cam.world_to_camera[:3, :3] @ np.asarray(outline, np.float64).T
+         + cam.world_to_camera[:3, 3:4])
+    if len(outline) == 0 or not np.all(q[2] < 0):
+        return np.ones((h, w), bool)  # a point behind the camera: every pixel
+    K = cam.K
+    y, x = q[1] / -q[2], q[0] / -q[2]
+    # the inverse of camera_rays' pixel -> direction map
+    pu, pv = K[0, 0] * x + K[0, 2] - K[0, 1] * y, K[1, 2] - K[1, 1] * y
+    m = OUTLINE_MARGIN_PX
+    rows = np.arange(h, dtype=np.float64)
+    lo = np.where((rows >= pv.min() - m) & (rows <= pv.max() + m), pu.min() - m, np.inf)
+    hi = np.full(h, pu.max() + m)
+    try:
+        eq = ConvexHull(np.stack([pu, pv], axis=1)).equations  # a u + b v + c <= 0 inside
+    except (QhullError, ValueError):  # collinear: the rectangle alone
+        eq = np.zeros((0, 3))
+    # each row's span inside the hull grown by m: a u + b v + c <= m for every edge
+    a, b, c = eq[:, 0], eq[:, 1], eq[:, 2]
+    bound = m - c[None, :] - b[None, :] * rows[:, None]  # a u <= bound, (rows, edges)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        lim = bound / a[None, :]
+    lo = np.maximum(lo, np.max(np.where(a < 0, lim, -np.inf), axis=1, initial=-np.inf))
+    hi = np.minimum(hi, np.min(np.where(a > 0, lim, np.inf), axis=1, initial=np.inf))
+    shut = (np.where(a == 0, bound, 0.0) < 0).any(axis=1)  # edges along a row bound v alone
+    lo[shut] = np.inf
+    cols = np.arange(w, dtype=np.float64)
+    return (cols[None, :] >= lo[:, None]) & (cols[None, :] <= hi[:, None])
 
 
 #: Barycentric sample points per face for the point test: the centroid and three points
@@ -141,11 +190,17 @@ def visible_faces(mesh: MeshData, n_views: int = 64, resolution: int = 256,
                 and every_face_seen_at_points(scene, mesh, cams)):
             seen[:] = True
             return seen
-        per_view = resolution * resolution
-        step = max(1, RAY_BATCH // per_view)
-        for i in range(0, len(cams), step):
-            rays = np.concatenate([camera_rays(c) for c in cams[i:i + step]])
-            seen[scene.seen_faces(rays)] = True
+        # only the pixels inside the surface's projected outline: on a compact object about
+        # a third of each image (the cameras frame its bounding sphere), the others miss
+        outline = hull_points(mesh)  # cached: cleanup computes it beside other work
+        batch: list[np.ndarray] = []
+        size = 0
+        for cam in cams:
+            batch.append(camera_rays(cam, outline))
+            size += len(batch[-1])
+            if size >= RAY_BATCH or cam is cams[-1]:
+                seen[scene.seen_faces(np.concatenate(batch))] = True
+                batch, size = [], 0
         return seen
     if renderer is None:
         from ..geometry.render import get_renderer

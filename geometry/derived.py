@@ -73,16 +73,41 @@ def ray_scene(mesh: MeshData) -> RayScene:
     return mesh.derived("ray_scene", lambda: RayScene.of(mesh))
 
 
-def adopt_ray_scene(mesh: MeshData, source: MeshData, scene: RayScene) -> bool:
+def hull_points(mesh: MeshData) -> np.ndarray:
+    """The vertices of the convex hull of the vertices the faces use (read-only, cached);
+    all of those vertices where no hull can be built (flat or tiny meshes). Every face lies
+    inside their hull, so a ray that misses the hull misses the mesh."""
+    return mesh.derived("hull_points", lambda: _frozen(_hull_points(mesh)),
+                        ("vertices", "faces"))
+
+
+def _hull_points(mesh: MeshData) -> np.ndarray:
+    from scipy.spatial import ConvexHull, QhullError
+
+    used = np.zeros(mesh.n_vertices, bool)
+    used[np.asarray(mesh.faces).ravel()] = True
+    pts = np.array(mesh.vertices, np.float64)[used]
+    if len(pts) < 5:
+        return pts
+    try:
+        return pts[ConvexHull(pts).vertices]
+    except (QhullError, ValueError):
+        return pts
+
+
+def adopt_ray_scene(mesh: MeshData, source: MeshData, scene: RayScene,
+                    hull: np.ndarray | None = None) -> bool:
     """Cache ``scene``, built for ``source``, as ``mesh``'s when the two have the same
     positions and faces (corner order included: it decides the hit normals); returns whether
-    it did. For a scene built ahead of time, beside steps that usually leave the mesh as it
+    it did (``hull``: the source's ``hull_points``, cached the same way). For a scene built ahead of time, beside steps that usually leave the mesh as it
     was (cleanup builds the hidden-face test's scene while it orients the faces)."""
     same = (source.vertices.shape == mesh.vertices.shape and source.faces.shape == mesh.faces.shape
             and np.array_equal(source.faces, mesh.faces)
             and np.array_equal(source.vertices, mesh.vertices))
     if same:
         mesh.derived("ray_scene", lambda: scene)
+        if hull is not None:  # ``hull_points(source)``, computed beside it
+            mesh.derived("hull_points", lambda: hull, ("vertices", "faces"))
     return same
 
 

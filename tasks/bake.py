@@ -163,7 +163,8 @@ def bake(state: AssetState, options: BakeOptions) -> StageResult:
     normals = low_normals(low)
     tangents = vertex_tangents(low, normals)
     threads = stage_cpus()  # the ray tracer's: the CPUs the stage's task was granted
-    dense = DenseSurface(dense_mesh, threads)
+    # simplify's error metric, in this process, may have built this mesh's BVH already
+    dense = DenseSurface(dense_mesh, threads, shared=True)
     maps = bake_maps(low, dense, options, normals, tangents, threads)
     err, err_low = (normal_error(low, normals, tangents, maps.normal, dense,
                                  options.error_samples, options.seed)

@@ -184,7 +184,7 @@ class Run:
     sku: str = "-"
     had_normals: bool = False
     non_finite: int = 0
-    scene_ahead: Future | None = None  # (mesh, its ray scene) built beside the orient step
+    scene_ahead: Future | None = None  # (mesh, its ray scene, its hull) built beside orienting
     counts: dict = field(default_factory=lambda: {
         "degenerate": 0, "duplicate": 0, "slivers_collapsed": 0, "slivers_flipped": 0,
         "non_manifold_edges": 0, "non_manifold_faces_removed": 0, "non_manifold_vertices": 0,
@@ -253,11 +253,12 @@ def orient_step(mesh: MeshData, run: Run) -> MeshData:
     options = run.options
     if (options.remove_interior and options.visibility_method == "raycast"
             and mesh.n_faces >= AHEAD_FACES and stage_cpus() >= 2):
-        # the hidden-face test's BVH (one thread: Embree builds it serially) on the second
-        # granted CPU while the faces are oriented; used when orienting, floaters and holes
+        # the hidden-face test's BVH (one thread: Embree builds it serially) and the hull its
+        # rays are aimed inside, on the second granted CPU while the faces are oriented; used when orienting, floaters and holes
         # left the mesh as it was (a well-made scan: nothing flipped, nothing dropped)
         source = mesh
-        run.scene_ahead = beside(lambda: (source, RayScene.built(source, 1)))
+        run.scene_ahead = beside(lambda: (source, RayScene.built(source, 1),
+                                          derived.hull_points(source)))
     mesh, run.counts["flipped"] = orient_faces(mesh)
     return mesh
 
@@ -288,9 +289,9 @@ def interior_step(mesh: MeshData, run: Run) -> MeshData:
     if not options.remove_interior:
         return mesh
     if run.scene_ahead is not None:
-        source, scene = run.scene_ahead.result()
+        source, scene, hull = run.scene_ahead.result()
         run.scene_ahead = None
-        derived.adopt_ray_scene(mesh, source, scene)
+        derived.adopt_ray_scene(mesh, source, scene, hull)
     views = visibility_views(mesh.n_faces, options)
     hidden = hidden_faces(mesh, views, options.visibility_resolution,
                           options.visibility_normal_dot, run.renderer, options.visibility_method)

@@ -16,6 +16,7 @@ from assetfactory.algorithms.visibility import (
 )
 from assetfactory.core.mesh import MeshData
 from assetfactory.geometry.components import flood_from_seeds
+from assetfactory.geometry.derived import hull_points
 from assetfactory.geometry.render import get_renderer
 from assetfactory.geometry.topology import edge_face_pairs
 from tests.builders import concat as _concat
@@ -76,6 +77,32 @@ def test_rays_and_renders_see_the_same_faces():
     seen_r = visible_faces(mesh, 8, 96, method="render")
     seen_c = visible_faces(mesh, 8, 96, method="raycast")
     assert np.mean(seen_r == seen_c) > 0.98
+
+
+def test_rays_outside_the_outline_miss_and_kept_rays_are_unchanged():
+    # a long, thin box seen from the sphere cameras covers a small part of each image: the
+    # pixels outside its projected hull are left out, every one of them a miss, and the
+    # rays kept are the full image's rays (same values, same row order)
+    box = trimesh.creation.box(extents=(4.0, 0.3, 0.3))
+    mesh = _concat(box, trimesh.creation.icosphere(2, 0.1))
+    outline = hull_points(mesh)
+    assert 8 <= len(outline) <= mesh.n_vertices
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.core.Tensor(mesh.vertices.astype(np.float32)),
+                        o3d.core.Tensor(mesh.faces.astype(np.uint32)))
+    dropped = 0
+    for cam in sphere_cameras(mesh, 12, 96):
+        full, part = camera_rays(cam), camera_rays(cam, outline)
+        rows = {r.tobytes() for r in part}
+        kept = np.array([r.tobytes() in rows for r in full])
+        assert kept.sum() == len(part)
+        np.testing.assert_array_equal(full[kept], part)  # in order
+        hit = scene.cast_rays(o3d.core.Tensor(full[~kept]))["primitive_ids"].numpy()
+        assert (hit == o3d.t.geometry.RaycastingScene.INVALID_ID).all()
+        dropped += int((~kept).sum())
+    assert dropped > 0.5 * 12 * 96 * 96
+    seen = visible_faces(mesh, 12, 96)
+    assert seen[:len(box.faces)].all()
 
 
 def test_flood_fill_recovers_faces_no_view_saw():

@@ -11,6 +11,7 @@ from assetfactory.geometry.closest import (
     closest_points,
     exact_distances,
     raycasting_scene,
+    shared_scene,
 )
 from assetfactory.geometry.normals import unit
 from tests.builders import sphere
@@ -65,3 +66,20 @@ def test_closest_surface_is_the_numpy_formulation_to_the_bit():
     assert np.array_equal(dist, np.linalg.norm(q - points, axis=1))
     assert np.array_equal(normal, unit(np.einsum("ik,ikc->ic", bary,
                                                  surface.normals[bumpy.faces[prim]])))
+
+
+def test_a_shared_scene_is_handed_on_once_and_answers_as_its_own():
+    mesh = sphere(3)
+    rng = np.random.default_rng(3)
+    bumpy = MeshData(mesh.vertices * (1 + 0.1 * rng.random((mesh.n_vertices, 1))), mesh.faces)
+    kept = shared_scene(bumpy, threads=1)                   # the first user keeps it
+    other = MeshData(bumpy.vertices * 1.01, bumpy.faces)
+    assert ClosestSurface(other, 1, shared=True).scene is not kept  # another mesh: its own
+    twin = MeshData(bumpy.vertices.copy(), bumpy.faces.copy())      # the same content
+    taken = ClosestSurface(twin, 1, shared=True)
+    assert taken.scene is kept
+    assert ClosestSurface(twin, 1, shared=True).scene is not kept   # handed on once, dropped
+    points = rng.normal(size=(2000, 3)) * 0.8
+    own = ClosestSurface(twin, 1)
+    for a, b in zip(taken.closest(points), own.closest(points)):
+        assert np.array_equal(a, b)
