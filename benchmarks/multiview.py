@@ -74,6 +74,11 @@ TEXTURE_VARIANTS: dict = {}
 #: Stop after this stage (``--shape-only [STAGE]``, generate unless named): shape and
 #: silhouette scores, no texture.
 SHAPE_ONLY: list = []
+#: ``--hull-bound`` with ``--bound-extra``: more views (azimuth, elevation), rendered from the
+#: original model, added to the photos for the ``ideal_plus`` hull (what another photo would give).
+BOUND_EXTRA: list = []
+#: ``--hull-bound`` with ``--bound-held-only``: the ideal hull's scores only (no other hulls).
+BOUND_HELD_ONLY: list = []
 #: Silhouette backend options on top of the profile's (``--generate '{"photo_carve": true}'``).
 GENERATE_OPTIONS: dict = {}
 
@@ -852,11 +857,23 @@ def hull_bound(model: str, n_views: int, truth: dict, prims, resolution: int = 2
     from assetfactory.algorithms.masking import object_mask
     from assetfactory.models.silhouette import SilhouetteConfig, visual_hull
 
-    _, _, inputs = input_views(DATA / "renders" / model / f"{n_views}views")
+    _, entries, inputs = input_views(DATA / "renders" / model / f"{n_views}views")
     cameras = [c for c, _, _ in inputs]
     true_masks = [m for _, _, m in inputs]
     T = truth["solid"]
     row: dict = {"model": model, "views": n_views, "resolution": resolution}
+    if BOUND_EXTRA:
+        from assetfactory.core.camera import orbit_camera
+
+        extra = [orbit_camera(f"extra{az:g},{el:g}", az, el, float(entries[0]["distance"]),
+                              30.0, 512) for az, el in BOUND_EXTRA]
+        masks = true_masks + [render_truth(prims, cam)[1] for cam in extra]
+        plus, _ = visual_hull(cameras + extra, masks, SilhouetteConfig(resolution=128))
+        row["extra"] = [list(x) for x in BOUND_EXTRA]
+        row["ideal_plus_128"] = float((solid_voxels(normalised(plus)) & T).sum()
+                                      / max((solid_voxels(normalised(plus)) | T).sum(), 1))
+        row["ideal_plus_raw_128"] = float((solid_voxels(plus) & T).sum()
+                                          / max((solid_voxels(plus) | T).sum(), 1))
 
     def carve(masks, res, cut=True):
         t0 = time.perf_counter()
@@ -868,6 +885,11 @@ def hull_bound(model: str, n_views: int, truth: dict, prims, resolution: int = 2
 
     ideal, row["ideal_s"] = carve(true_masks, resolution)
     row["ideal"] = iou(solid_voxels(normalised(ideal)), T)
+    # in the truth's frame, as the exact cameras place it: silhouettes at the held-out views
+    held = held_out_views(prims, float(entries[0]["distance"]), model)
+    row["ideal_held_sil"] = image_scores(ideal, None, held)["sil_iou"]
+    if BOUND_HELD_ONLY:
+        return row
     row["ideal_128"] = iou(solid_voxels(normalised(carve(true_masks, 128)[0])), T)
     row["ideal_nocut"] = iou(solid_voxels(normalised(carve(true_masks, 128, False)[0])), T)
     photo = [object_mask(rgb, None)[0] for _, rgb, _ in inputs]
@@ -900,6 +922,19 @@ def hull_bound(model: str, n_views: int, truth: dict, prims, resolution: int = 2
 def print_bound(rows: list[dict]) -> None:
     cols = ("ideal", "ideal_128", "ideal_nocut", "photo_masks", "ideal_raw", "photo_bound_raw",
             "photo_bound2_raw")
+    if all("ideal_held_sil" in r and "ideal_128" not in r for r in rows):
+        head = ["model", "views", "ideal", "ideal: held-out silhouette IoU (truth frame)"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for r in rows:
+            print(f"| {r['model']} | {r['views']} | {r['ideal']:.3f} | {r['ideal_held_sil']:.3f} |")
+        for nv in sorted({r["views"] for r in rows}):
+            sel = [r for r in rows if r["views"] == nv]
+            print(f"| **mean** | {nv} | **{np.mean([r['ideal'] for r in sel]):.3f}** | "
+                  f"**{np.mean([r['ideal_held_sil'] for r in sel]):.3f}** |")
+        return
+    if all("ideal_plus_128" in r for r in rows):
+        cols = ("ideal_128", "ideal_plus_128", "ideal_raw", "ideal_plus_raw_128")
     head = ["model", "views", *cols, "missing / truth", "phantom / truth", "phantom seen",
             "seen by 2+"]
     print("| " + " | ".join(head) + " |")
@@ -1164,6 +1199,12 @@ def main() -> None:
                     help="no factory run: the ideal visual hull (true masks, exact cameras) at "
                     "RES voxels, the hull from the photos' masks and the photo-consistency "
                     "bound, per model and view count (``hull_bound``)")
+    ap.add_argument("--bound-extra", default="", metavar="AZ:EL,...",
+                    help="with --hull-bound: views added to the photos (rendered from the "
+                    "original) for the ideal_plus hull, e.g. 0:80 (a photo from above)")
+    ap.add_argument("--bound-held-only", action="store_true",
+                    help="with --hull-bound: only the ideal hull, its vol IoU and its silhouette "
+                    "IoU at the held-out views")
     ap.add_argument("--rescore", action="store_true",
                     help="score the kept assets of --tag again (after a change of the scores)")
     args = ap.parse_args()
@@ -1198,6 +1239,11 @@ def main() -> None:
     if args.quick:
         views = [v for v in views if v != 1]
     modes = tuple((args.modes or ("labels" if args.rigs else "labels,exact")).split(","))
+    if args.bound_held_only:
+        BOUND_HELD_ONLY.append(True)
+    if args.bound_extra:
+        BOUND_EXTRA.extend(tuple(float(x) for x in v.split(":"))
+                           for v in args.bound_extra.split(","))
     if args.hull_bound:
         path = OUT / f"multiview_{args.tag}_bound.json"
         rows = json.loads(path.read_text()) if path.exists() else []
