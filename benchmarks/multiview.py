@@ -71,8 +71,14 @@ TEXTURE_PX = 512
 TEXTURE_OPTIONS: dict = {}
 #: Named texture variants made on one shape (``--texture-variants``): {name: options}.
 TEXTURE_VARIANTS: dict = {}
-#: Stop after generate (``--shape-only``): shape and silhouette scores, no texture.
+#: Stop after this stage (``--shape-only [STAGE]``, generate unless named): shape and
+#: silhouette scores, no texture.
 SHAPE_ONLY: list = []
+#: ``--hull-bound`` with ``--bound-extra``: more views (azimuth, elevation), rendered from the
+#: original model, added to the photos for the ``ideal_plus`` hull (what another photo would give).
+BOUND_EXTRA: list = []
+#: ``--hull-bound`` with ``--bound-held-only``: the ideal hull's scores only (no other hulls).
+BOUND_HELD_ONLY: list = []
 #: Silhouette backend options on top of the profile's (``--generate '{"photo_carve": true}'``).
 GENERATE_OPTIONS: dict = {}
 
@@ -537,7 +543,7 @@ def run_factory(views_dir: Path, work: Path, sku: str, labels_only: bool,
                                                  if GENERATE_OPTIONS else {})})
         calls = [c for c in recipe.calls if c.name not in ("bake", "export")]
         if SHAPE_ONLY:
-            calls = calls[:[c.name for c in calls].index("generate") + 1]
+            calls = calls[:[c.name for c in calls].index(SHAPE_ONLY[0]) + 1]
             state = run_asset(state, dataclasses.replace(recipe, calls=tuple(calls)))
             return [(name, state, time.perf_counter() - t0)]
         first = next(i for i, c in enumerate(calls) if c.name == "texture")
@@ -826,6 +832,125 @@ def run_case(model: str, views_dir: Path, prims, truth, held, n_views: int, rig:
     return rows
 
 
+# ------------------------------------------------------------------------ the hull's bound
+
+def hull_bound(model: str, n_views: int, truth: dict, prims, resolution: int = 256) -> dict:
+    """Where a visual hull loses volume with the exact cameras (``--hull-bound``), scored as the
+    assets are (normalised, solid voxels at 128^3):
+
+    * ``ideal``: the true silhouettes (the renders' masks) carved at ``resolution`` by the
+      factory's own carving (``models.silhouette.visual_hull``, ground cut on): the bound of
+      any silhouette-only shape; ``ideal_128`` the same at the factory's 128 voxels, and
+      ``ideal_nocut`` at 128 without the ground cut (the pure hull);
+    * ``photo_masks``: the masks the factory derives from the photos (``object_mask``, as
+      ingest runs it on photos without alpha) at 128 voxels: the factory's hull before
+      cleanup and simplification;
+    * in the truth's own frame (no renormalisation, ``raw``): the truth's voxels the ideal hull
+      misses, its phantom voxels, and the phantoms some camera sees (its ray to the voxel's
+      centre meets no surface of the original first): a perfect photo-consistency carving
+      could remove those, the others only a prior; ``photo_bound_raw`` is the IoU with every
+      seen phantom carved (the bound of any method that uses these photos and no prior), and
+      ``photo_bound2_raw`` with those seen by two photos or more carved (what comparing the
+      photos can check: a point one photo sees has nothing to disagree with)."""
+    import open3d as o3d
+
+    from assetfactory.algorithms.masking import object_mask
+    from assetfactory.models.silhouette import SilhouetteConfig, visual_hull
+
+    _, entries, inputs = input_views(DATA / "renders" / model / f"{n_views}views")
+    cameras = [c for c, _, _ in inputs]
+    true_masks = [m for _, _, m in inputs]
+    T = truth["solid"]
+    row: dict = {"model": model, "views": n_views, "resolution": resolution}
+    if BOUND_EXTRA:
+        from assetfactory.core.camera import orbit_camera
+
+        extra = [orbit_camera(f"extra{az:g},{el:g}", az, el, float(entries[0]["distance"]),
+                              30.0, 512) for az, el in BOUND_EXTRA]
+        masks = true_masks + [render_truth(prims, cam)[1] for cam in extra]
+        plus, _ = visual_hull(cameras + extra, masks, SilhouetteConfig(resolution=128))
+        row["extra"] = [list(x) for x in BOUND_EXTRA]
+        row["ideal_plus_128"] = float((solid_voxels(normalised(plus)) & T).sum()
+                                      / max((solid_voxels(normalised(plus)) | T).sum(), 1))
+        row["ideal_plus_raw_128"] = float((solid_voxels(plus) & T).sum()
+                                          / max((solid_voxels(plus) | T).sum(), 1))
+
+    def carve(masks, res, cut=True):
+        t0 = time.perf_counter()
+        mesh, _ = visual_hull(cameras, masks, SilhouetteConfig(resolution=res, ground_cut=cut))
+        return mesh, time.perf_counter() - t0
+
+    def iou(a, b):
+        return float((a & b).sum() / max((a | b).sum(), 1))
+
+    ideal, row["ideal_s"] = carve(true_masks, resolution)
+    row["ideal"] = iou(solid_voxels(normalised(ideal)), T)
+    # in the truth's frame, as the exact cameras place it: silhouettes at the held-out views
+    held = held_out_views(prims, float(entries[0]["distance"]), model)
+    row["ideal_held_sil"] = image_scores(ideal, None, held)["sil_iou"]
+    if BOUND_HELD_ONLY:
+        return row
+    row["ideal_128"] = iou(solid_voxels(normalised(carve(true_masks, 128)[0])), T)
+    row["ideal_nocut"] = iou(solid_voxels(normalised(carve(true_masks, 128, False)[0])), T)
+    photo = [object_mask(rgb, None)[0] for _, rgb, _ in inputs]
+    row["photo_masks"] = iou(solid_voxels(normalised(carve(photo, 128)[0])), T)
+    H = solid_voxels(ideal)
+    lo, n = -0.55, VOXELS
+    h = -2 * lo / n
+    phantom = np.argwhere(H & ~T)
+    pts = lo + h * (phantom + 0.5)
+    tm = truth_mesh(prims)
+    scene = o3d.t.geometry.RaycastingScene()
+    scene.add_triangles(o3d.t.geometry.TriangleMesh.from_legacy(_o3d_mesh(tm.vertices,
+                                                                          tm.faces)))
+    seen = np.zeros(len(pts), np.int32)
+    for cam in cameras:
+        d = pts - cam.position
+        dist = np.linalg.norm(d, axis=1)
+        rays = np.concatenate([np.broadcast_to(cam.position, d.shape), d / dist[:, None]], 1)
+        t = scene.cast_rays(o3d.core.Tensor(rays.astype(np.float32)))["t_hit"].numpy()
+        seen += t > dist - 0.5 * h
+    union, both = int((H | T).sum()), float((H & T).sum())
+    row.update({"truth_voxels": int(T.sum()), "missing": int((T & ~H).sum()),
+                "phantom": len(phantom), "phantom_seen": int((seen >= 1).sum()),
+                "phantom_seen2": int((seen >= 2).sum()), "ideal_raw": iou(H, T),
+                "photo_bound_raw": both / max(union - int((seen >= 1).sum()), 1),
+                "photo_bound2_raw": both / max(union - int((seen >= 2).sum()), 1)})
+    return row
+
+
+def print_bound(rows: list[dict]) -> None:
+    cols = ("ideal", "ideal_128", "ideal_nocut", "photo_masks", "ideal_raw", "photo_bound_raw",
+            "photo_bound2_raw")
+    if all("ideal_held_sil" in r and "ideal_128" not in r for r in rows):
+        head = ["model", "views", "ideal", "ideal: held-out silhouette IoU (truth frame)"]
+        print("| " + " | ".join(head) + " |")
+        print("|" + " --- |" * len(head))
+        for r in rows:
+            print(f"| {r['model']} | {r['views']} | {r['ideal']:.3f} | {r['ideal_held_sil']:.3f} |")
+        for nv in sorted({r["views"] for r in rows}):
+            sel = [r for r in rows if r["views"] == nv]
+            print(f"| **mean** | {nv} | **{np.mean([r['ideal'] for r in sel]):.3f}** | "
+                  f"**{np.mean([r['ideal_held_sil'] for r in sel]):.3f}** |")
+        return
+    if all("ideal_plus_128" in r for r in rows):
+        cols = ("ideal_128", "ideal_plus_128", "ideal_raw", "ideal_plus_raw_128")
+    head = ["model", "views", *cols, "missing / truth", "phantom / truth", "phantom seen",
+            "seen by 2+"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + " --- |" * len(head))
+    for nv in sorted({r["views"] for r in rows}):
+        sel = [r for r in rows if r["views"] == nv]
+        for r in sel:
+            tv = max(r["truth_voxels"], 1)
+            print("| " + " | ".join([r["model"], str(nv), *(f"{r[c]:.3f}" for c in cols),
+                                     f"{r['missing'] / tv:.3f}", f"{r['phantom'] / tv:.3f}",
+                                     f"{r['phantom_seen'] / max(r['phantom'], 1):.2f}",
+                                     f"{r['phantom_seen2'] / max(r['phantom'], 1):.2f}"]) + " |")
+        print("| **mean** | " + str(nv) + " | " + " | ".join(
+            f"**{np.mean([r[c] for r in sel]):.3f}**" for c in cols) + " | | | | |")
+
+
 # ------------------------------------------------------------------------ tables
 
 COLS = (("vol_iou", "vol IoU", 3), ("chamfer_pct", "Chamfer %", 2), ("in_sil_iou", "sil in", 3),
@@ -1063,13 +1188,23 @@ def main() -> None:
     ap.add_argument("--texture-variants", default="",
                     help="texture option sets as JSON {name: options}, each made on the same "
                     "shape: a before/after of the texture stage")
-    ap.add_argument("--shape-only", action="store_true",
-                    help="stop after generate: shape, silhouette and camera scores, no texture "
-                    "(quick loops on the shape)")
+    ap.add_argument("--shape-only", nargs="?", const="generate", default="", metavar="STAGE",
+                    help="stop after generate (or after STAGE: cleanup, simplify): shape, "
+                    "silhouette and camera scores, no texture (quick loops on the shape)")
     ap.add_argument("--generate", default="{}", help="silhouette backend options as JSON, e.g. "
                     "'{\"photo_carve\": true}'")
     ap.add_argument("--registration-only", action="store_true",
                     help="with --rescore: only the registered image scores (reg: columns)")
+    ap.add_argument("--hull-bound", type=int, default=0, metavar="RES",
+                    help="no factory run: the ideal visual hull (true masks, exact cameras) at "
+                    "RES voxels, the hull from the photos' masks and the photo-consistency "
+                    "bound, per model and view count (``hull_bound``)")
+    ap.add_argument("--bound-extra", default="", metavar="AZ:EL,...",
+                    help="with --hull-bound: views added to the photos (rendered from the "
+                    "original) for the ideal_plus hull, e.g. 0:80 (a photo from above)")
+    ap.add_argument("--bound-held-only", action="store_true",
+                    help="with --hull-bound: only the ideal hull, its vol IoU and its silhouette "
+                    "IoU at the held-out views")
     ap.add_argument("--rescore", action="store_true",
                     help="score the kept assets of --tag again (after a change of the scores)")
     args = ap.parse_args()
@@ -1077,10 +1212,14 @@ def main() -> None:
     TEXTURE_VARIANTS.update(json.loads(args.texture_variants or "{}"))
     GENERATE_OPTIONS.update(json.loads(args.generate))
     if args.shape_only:
-        SHAPE_ONLY.append(True)
+        SHAPE_ONLY.append(args.shape_only)
     OUT.mkdir(parents=True, exist_ok=True)
     if args.rescore:
         rescore(args.tag, args.registration_only)
+        return
+    if args.table and (OUT / f"multiview_{args.table[0]}_bound.json").exists():
+        print_bound([r for t in args.table
+                     for r in json.loads((OUT / f"multiview_{t}_bound.json").read_text())])
         return
     if args.table:
         tagged = {}
@@ -1100,6 +1239,26 @@ def main() -> None:
     if args.quick:
         views = [v for v in views if v != 1]
     modes = tuple((args.modes or ("labels" if args.rigs else "labels,exact")).split(","))
+    if args.bound_held_only:
+        BOUND_HELD_ONLY.append(True)
+    if args.bound_extra:
+        BOUND_EXTRA.extend(tuple(float(x) for x in v.split(":"))
+                           for v in args.bound_extra.split(","))
+    if args.hull_bound:
+        path = OUT / f"multiview_{args.tag}_bound.json"
+        rows = json.loads(path.read_text()) if path.exists() else []
+        for nv in views:
+            for model in models:
+                if nv < 2 or any((r["model"], r["views"]) == (model, nv) for r in rows):
+                    continue
+                cams = json.loads((renders / model / "4views" / "cameras.json").read_text())
+                prims, truth = truth_of(model, cams)
+                rows.append(hull_bound(model, nv, truth, prims, args.hull_bound))
+                print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v)
+                                  for k, v in rows[-1].items()}), flush=True)
+                path.write_text(json.dumps(rows, indent=1))
+        print_bound(rows)
+        return
     out_path = OUT / f"multiview_{args.tag}.json"
     rows: list[dict] = json.loads(out_path.read_text()) if out_path.exists() else []
     done = {(r["model"], r["rig"], r["views"], r["mode"]) for r in rows}
