@@ -131,13 +131,19 @@ def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped():
 
     from assetfactory.algorithms.unwrap import _settle, _threads
 
+    import numpy as np
+
     before = _threads()
     worked, release = threading.Event(), threading.Event()
+    values = np.random.default_rng(0).random(4_000_000)
+    ran_until = []
 
     def worker():
-        end = time.monotonic() + 0.5
-        while time.monotonic() < end:  # runnable, like a worker not yet at its wait
-            sum(i * i for i in range(1000))
+        # runnable, like a worker not yet at its wait: one long sort that holds no GIL (a
+        # pure-Python loop would sleep on the GIL whenever this thread checks, which is not
+        # what xatlas's threads do)
+        np.sort(values, kind="stable")
+        ran_until.append(time.monotonic())
         worked.set()
         release.wait()  # asleep in the kernel, like a worker waiting for work
 
@@ -145,7 +151,11 @@ def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped():
     t.start()
     try:
         _settle(before)
-        assert worked.is_set(), "settled while the new thread was still running"
+        settled = time.monotonic()
+        assert worked.wait(10)
+        # it may return in the instant the thread waits for the GIL to report its sort done,
+        # never while the sort runs
+        assert settled >= ran_until[0] - 0.05, "settled while the new thread was still running"
         _settle(before)  # already asleep: returns
     finally:
         release.set()
