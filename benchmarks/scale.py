@@ -377,6 +377,9 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
                                    overrides=OVERRIDES, shard_size=1000,
                                    execution=json.loads(os.environ.get("SCALE_EXECUTION", "{}")))
     wall = time.perf_counter() - t0
+    # the run's stage records and steps are in epoch seconds, its wall on the monotonic clock:
+    # where the two disagree (the system clock stepped or slewed), the split is not to be read
+    clock_skew = (time.time() - epoch0) - wall
     # the driver's peak through the flow call (the timeline below reads the run's stage rows)
     peak_flow = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     stop.set()
@@ -402,7 +405,8 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
             "driver_peak_convert_mb": marks.get("rss_convert"),
             "driver_peak_flow_mb": peak_flow,
             "object_store_peak_mb": sampler.peak_shm, "series": sampler.series,
-            "timeline": tl, "load_before": load_before, "load_after": load()}
+            "timeline": tl, "load_before": load_before, "load_after": load(),
+            "clock_skew_s": clock_skew}
 
 
 def run_dispatch(n: int, cpus: int, workdir: Path) -> dict:
@@ -628,6 +632,10 @@ def main() -> None:
                   f"{tl['idle_after_core_s']:6.1f} (last end {tl['last_stage_end_s']:.1f} s "
                   f"of {r['wall_s']:.1f})")
             print("    " + "; ".join(f"{name} {a:.1f}-{b:.1f}" for name, a, b in tl["steps"]))
+            if abs(r.get("clock_skew_s") or 0.0) > 0.005 * r["wall_s"]:
+                print(f"    warning: the system clock moved {r['clock_skew_s']:+.1f} s against "
+                      "the monotonic one over the flow call: the split above and the stage "
+                      "records' times are not to be trusted for this run")
             print(f"    driver peak MB: conversion {r.get('driver_peak_convert_mb') or 0:.0f}, "
                   f"flow call {r.get('driver_peak_flow_mb') or 0:.0f}, run with the "
                   f"benchmark's own timeline query {r['driver_peak_mb']:.0f}")
