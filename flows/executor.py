@@ -555,6 +555,7 @@ def plan(specs: Sequence[SkuSpec], recipe: Recipe, *, out: str, run_id: str,
     else:
         import ray.data
 
+        await_warm()
         _data_context()
         rows = [{"i": i, "spec": pickle.dumps(s)} for i, s in enumerate(specs)]
         ids = [None] * len(specs)  # type: ignore[list-item]
