@@ -63,6 +63,35 @@ def test_an_early_ray_start_is_taken_over_and_stopped_while_the_caller_goes_on(m
     assert len(starts) == 1 and not ray.is_initialized()
 
 
+def test_a_local_session_is_warm_before_its_first_conversion():
+    """A local instance that ``ray_session`` starts brings up, as it starts, what the first
+    conversion would otherwise wait on: its worker with every stage imported (a task per CPU)
+    and Ray Data's statistics and autoscaling actors (``_warm_session``). Only a cluster's
+    workers get the set-up hook. (Runs before this module's Ray fixture starts its own
+    instance.)"""
+    import ray
+
+    from assetfactory.flows.executor import _init_kwargs, await_warm
+
+    assert "runtime_env" not in _init_kwargs(None, 1, None)
+    assert "worker_process_setup_hook" in _init_kwargs("ray://head:10001", None, None)[
+        "runtime_env"]
+    assert not ray.is_initialized()
+    with ray_session(num_cpus=1):
+        await_warm()
+
+        @ray.remote(num_cpus=1)
+        def imported() -> bool:
+            return "assetfactory.tasks.bake" in sys.modules
+
+        assert ray.get(imported.remote())
+        actors = {(a["namespace"], a["name"])
+                  for a in ray.util.list_named_actors(all_namespaces=True)}
+        assert ("_dataset_stats_actor", "datasets_stats_actor") in actors
+        assert ("AutoscalingCoordinator", "AutoscalingCoordinator") in actors
+    assert not ray.is_initialized()
+
+
 @pytest.fixture(scope="module")
 def ray_gpu(tmp_path_factory):
     """Ray with 2 CPUs and one (logical) GPU: Ray schedules GPU actors on it like on a real one."""
