@@ -123,40 +123,43 @@ def test_an_idle_child_is_caught_long_before_the_ceiling_and_a_busy_one_is_not(t
     unwrap._drop_pool(kill=True)
 
 
-def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped():
+def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped(tmp_path, monkeypatch):
     """xatlas wakes its workers once when an atlas is destroyed; a worker still running
     towards its wait would miss it and hang the process. ``_settle`` returns only when the
-    threads started since ``before`` sleep, and at once when they already do."""
+    threads started since ``before`` sleep, and at once when they already do.
+
+    The threads' states come from a stand-in for ``/proc/self/task`` (a Python thread cannot
+    play an xatlas worker: whenever the checking thread holds the GIL it sleeps on it, and
+    reads as asleep mid-run): one new thread runnable for 0.4 s, then asleep; an old one
+    runnable throughout, which must not count."""
     import threading
 
-    from assetfactory.algorithms.unwrap import _settle, _threads
+    from assetfactory.algorithms import unwrap
 
-    import numpy as np
+    def state(tid: str, letter: str) -> None:
+        (tmp_path / tid).mkdir(exist_ok=True)
+        (tmp_path / tid / "stat").write_text(f"{tid} (xatlas worker) {letter} 1 2 3\n")
 
-    before = _threads()
-    worked, release = threading.Event(), threading.Event()
-    values = np.random.default_rng(0).random(4_000_000)
-    ran_until = []
+    state("100", "R")                                  # there before: ignored
+    monkeypatch.setattr(unwrap, "_TASKS", str(tmp_path))
+    before = unwrap._threads()
+    state("200", "R")                                  # new, running towards its wait
+    slept_at = []
 
-    def worker():
-        # runnable, like a worker not yet at its wait: one long sort that holds no GIL (a
-        # pure-Python loop would sleep on the GIL whenever this thread checks, which is not
-        # what xatlas's threads do)
-        np.sort(values, kind="stable")
-        ran_until.append(time.monotonic())
-        worked.set()
-        release.wait()  # asleep in the kernel, like a worker waiting for work
+    def fall_asleep():
+        state("200", "S")
+        slept_at.append(time.monotonic())
 
-    t = threading.Thread(target=worker)
-    t.start()
+    timer = threading.Timer(0.4, fall_asleep)
+    timer.start()
     try:
-        _settle(before)
+        unwrap._settle(before)
         settled = time.monotonic()
-        assert worked.wait(10)
-        # it may return in the instant the thread waits for the GIL to report its sort done,
-        # never while the sort runs
-        assert settled >= ran_until[0] - 0.05, "settled while the new thread was still running"
-        _settle(before)  # already asleep: returns
+        assert slept_at and settled >= slept_at[0], "settled while the new thread was running"
+        # already asleep: returns without waiting out its 5 s limit (an old thread still
+        # running would hold it there)
+        again = time.monotonic()
+        unwrap._settle(before)
+        assert time.monotonic() - again < 2.5
     finally:
-        release.set()
-        t.join()
+        timer.cancel()
