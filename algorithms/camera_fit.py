@@ -759,7 +759,7 @@ def _judge(carver: _Carver, p: _Params, j: int, options: FitOptions,
         # they disagree about is what the small grid loses (thin parts), not this photo, or its
         # silhouette lies inside theirs but falls short of it: its mask lost part of the
         # product (a white product on a white background, an over-exposed photo)
-        return _incomplete(carver, p, j, rest, cams, entry, options)
+        return _incomplete(carver, fields, j, rest, cams, entry, options)
     if partner is not None:
         # two photos contradict each other when leaving one out lets the other agree with the
         # rest as well as the rest agree; thin parts lost on the small grid lower both alike
@@ -792,8 +792,8 @@ def _filled(carver: _Carver, mesh, cam: Camera, i: int) -> float:
     return float(np.minimum(carver.soft[i], proj).sum() / max(proj.sum(), 1e-9))
 
 
-def _incomplete(carver: _Carver, p: _Params, j: int, rest, cams: list[Camera], entry: dict,
-                options: FitOptions) -> dict | None:
+def _incomplete(carver: _Carver, fields: dict[int, np.ndarray], j: int, rest,
+                cams: list[Camera], entry: dict, options: FitOptions) -> dict | None:
     """The verdict on view ``j`` when the others' hull covers its silhouette: an incomplete
     mask if its silhouette fills clearly less of that hull's projection than each other view
     fills the hull carved without it (the fair comparison: a view never fills less of a hull
@@ -801,8 +801,8 @@ def _incomplete(carver: _Carver, p: _Params, j: int, rest, cams: list[Camera], e
 
     A consistent view fills the others' hull up to what only it can carve (a gap only it sees
     through), which the others show alike when left out of theirs; a mask that lost part of
-    the product leaves much of the hull unfilled, and carving with it cut the product away."""
-    fields = carver.fields(p)
+    the product leaves much of the hull unfilled, and carving with it cut the product away.
+    ``fields``: every view's hull field, as ``_judge`` computed them."""
     others = [i for i in range(carver.shoot.n) if i != j]
     own = _filled(carver, rest, cams[j], j)
     fills = []
