@@ -99,8 +99,9 @@ def adopt_ray_scene(mesh: MeshData, source: MeshData, scene: RayScene,
                     hull: np.ndarray | None = None) -> bool:
     """Cache ``scene``, built for ``source``, as ``mesh``'s when the two have the same
     positions and faces (corner order included: it decides the hit normals); returns whether
-    it did (``hull``: the source's ``hull_points``, cached the same way). For a scene built ahead of time, beside steps that usually leave the mesh as it
-    was (cleanup builds the hidden-face test's scene while it orients the faces)."""
+    it did (``hull``: the source's ``hull_points``, cached the same way). For a scene built
+    ahead of time, beside steps that usually leave the mesh as it was (cleanup builds the
+    hidden-face test's scene and hull while it orients the faces)."""
     same = (source.vertices.shape == mesh.vertices.shape and source.faces.shape == mesh.faces.shape
             and np.array_equal(source.faces, mesh.faces)
             and np.array_equal(source.vertices, mesh.vertices))

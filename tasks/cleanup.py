@@ -254,8 +254,9 @@ def orient_step(mesh: MeshData, run: Run) -> MeshData:
     if (options.remove_interior and options.visibility_method == "raycast"
             and mesh.n_faces >= AHEAD_FACES and stage_cpus() >= 2):
         # the hidden-face test's BVH (one thread: Embree builds it serially) and the hull its
-        # rays are aimed inside, on the second granted CPU while the faces are oriented; used when orienting, floaters and holes
-        # left the mesh as it was (a well-made scan: nothing flipped, nothing dropped)
+        # rays are aimed inside, on the second granted CPU while the faces are oriented; used
+        # when orienting, floaters and holes left the mesh as it was (a well-made scan:
+        # nothing flipped, nothing dropped)
         source = mesh
         run.scene_ahead = beside(lambda: (source, RayScene.built(source, 1),
                                           derived.hull_points(source)))
