@@ -96,6 +96,11 @@ class FitOptions:
         overrules a catalog value or a rim that is wrong).
     outlier_gain: how much leaving one view out must raise the others' agreement (the mean
         covered fraction of their silhouettes) for that view to be called inconsistent.
+    pair_floor: two views are called a contradicting pair only when, on the finer grid,
+        leaving one out raises the others' agreement by at least this multiple of what their
+        hull still leaves uncovered: on a product with thin parts (chair legs, frames) the
+        grids leave much of every silhouette uncovered, and opposite views disagree by about
+        that much for that reason alone (a single odd view is judged without this test).
     incomplete_gap: how much less of the others' hull a view's silhouette must fill than the
         other views fill theirs for its mask to be called incomplete (it lost part of the
         product: a white product on a white background, an over-exposed photo).
@@ -127,6 +132,7 @@ class FitOptions:
     coarse_grid: int = 32
     fine_grid: int = 44
     outlier_gain: float = 0.04
+    pair_floor: float = 1.5
     incomplete_gap: float = 0.15
     stated_gain: float = 0.02
     candidates: int = 3         # the small grid's best basins that the finer grid re-ranks
@@ -688,7 +694,7 @@ def _covered(carver: _Carver, mesh, cam: Camera, i: int) -> float:
     return float(np.minimum(m, carver.coverage(mesh, cam)).sum() / max(m.sum(), 1e-9))
 
 
-def _culprit(carver: _Carver, p: _Params, options: FitOptions
+def _culprit(carver: _Carver, p: _Params, options: FitOptions, pair_floor: float = 0.0
              ) -> tuple[int, int | None] | None:
     """(the view whose removal makes the others agree, None) if one does; (j, k) when either
     of two views does and no third (they contradict each other); None when the views agree.
@@ -697,7 +703,9 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions
     covered fraction says how well the rest agree without j. A view is the culprit when
     leaving it out raises that agreement by ``outlier_gain`` over the whole set and clearly more
     than leaving out any other view does (thin parts lost on the small grid lower every score
-    alike, so only the differences count).
+    alike, so only the differences count). With ``pair_floor``, two views are named together
+    only when that raise is at least that multiple of what the rest's hull still leaves
+    uncovered (a thin product's opposite views disagree by about that much alone).
     """
     shoot = carver.shoot
     n = shoot.n
@@ -721,7 +729,7 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions
         return None
     if best - second >= 0.4 * gain:
         return int(order[0]), None
-    if second - third >= 0.4 * gain:
+    if second - third >= 0.4 * gain and gain >= pair_floor * (1.0 - best):
         return int(order[0]), int(order[1])
     return None
 
@@ -729,9 +737,10 @@ def _culprit(carver: _Carver, p: _Params, options: FitOptions
 def _confirmed(shoot: _Shoot, p: _Params, suspect: int, options: FitOptions) -> bool:
     """A verdict found on the coarse grid holds on the fine one too: thin parts (chair legs,
     handles) that the coarse grid loses make a photo look inconsistent there, but a photo of
-    another product or a mislabelled one stays the odd one out at any resolution."""
+    another product or a mislabelled one stays the odd one out at any resolution. A pair must
+    also stand out of what the fine grid still leaves uncovered (``pair_floor``)."""
     fine = _Carver(shoot, _object_box(shoot, p), options.fine_px, options.fine_grid)
-    again = _culprit(fine, p, options)
+    again = _culprit(fine, p, options, options.pair_floor)
     return again is not None and suspect in again
 
 

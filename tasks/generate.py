@@ -98,7 +98,7 @@ def resolve_mesh_uri(mesh_uri: str, catalog_root: str) -> str:
     return str(full)
 
 
-@stage("generate", "6", GenerateOptions, Resources(cpus=1),
+@stage("generate", "7", GenerateOptions, Resources(cpus=1),
        reads=("mesh_uri", "width_mm", "height_mm", "depth_mm"))
 def generate(state: AssetState, options: GenerateOptions) -> StageResult:
     spec = state.spec
