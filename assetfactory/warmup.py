@@ -140,7 +140,9 @@ def _warm_texels(low) -> None:
     bary = uv_barycentric(low, fids, texel_uv(index, size))
     texel_barycentric(low, fids, index, size)
     frames = surface_frames(low, normals, tangents, fids, bary)
-    ClosestSurface(low, threads=1).closest(frames.position)
+    surface = ClosestSurface(low, threads=1)
+    surface.closest(frames.position)
+    surface.closest_coherent(frames.position)
     m = encode_tangent_space(frames, frames.normal)
     index, first = np.unique(index, return_index=True)
     ao, _ = texel_ambient_occlusion(low, index, fids[first], frames.position[first],
