@@ -67,8 +67,9 @@ def target_normals(frames: SurfaceFrames, dense: DenseSurface, max_dist: float
 
 
 def to_rgb8(m: np.ndarray) -> np.ndarray:
-    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5); the bake's maps take the
-    same bytes from ``geometry.tangents.normal_ao_bytes``."""
+    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5); the bake's own maps take
+    these bytes from ``geometry.tangents.normal_ao_bytes`` but for exact halves, which
+    alternate by row there."""
     return np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
 
 

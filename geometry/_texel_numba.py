@@ -233,8 +233,16 @@ def fill_invalid(img, ok, background):
 def encode_normal_ao(img):
     """(S, S, 4) float32 (tangent-space normal xyz, AO) -> (normal map (S, S, 3) uint8 from
     the unit normal as round((n * 0.5 + 0.5) * 255), AO (S, S) float32 clipped to 0-1, AO
-    (S, S) uint8). In float32 throughout, in the order of the numpy formulation it replaces
-    (``normals.unit``, then ``normal_bake.to_rgb8``), so the bytes are the same."""
+    (S, S) uint8). In float32 throughout, in the order of the numpy formulation it replaced
+    (``normals.unit``, then ``normal_bake.to_rgb8``), except for exact halves of the normal's
+    codes: they round up on even rows and down on odd rows.
+
+    Why the halves alternate: a component 0 (the flat normal (0, 0, 1), the commonest value
+    of a bake: every texel where the dense surface lies along the low one) encodes to 127.5,
+    which one rounding direction turns into a tilt of 0.32 degrees everywhere; alternating
+    rows (127, 128, 127, ...) average to the exact value under the viewer's bilinear filter
+    and mipmaps, and keep each row one run of bytes for the PNG's run-length deflate (a
+    checkerboard would halve the tilt again but triple the PNG of a flat map)."""
     h, w, _ = img.shape
     normal = np.empty((h, w, 3), np.uint8)
     ao = np.empty((h, w), np.float32)
@@ -242,13 +250,19 @@ def encode_normal_ao(img):
     half, full, zero = np.float32(0.5), np.float32(255.0), np.float32(0.0)
     one = np.float32(1.0)
     for y in range(h):
+        up = y % 2 == 0
         for x in range(w):
             nx, ny, nz = img[y, x, 0], img[y, x, 1], img[y, x, 2]
             n = np.sqrt(nx * nx + ny * ny + nz * nz)
             if not n > 1e-30:
                 n = one
             for k, v in enumerate((nx / n, ny / n, nz / n)):
-                e = np.float32(np.rint((v * half + half) * full))
+                s = (v * half + half) * full
+                f = np.float32(np.floor(s))
+                if s - f == half:
+                    e = f + one if up else f
+                else:
+                    e = np.float32(np.rint(s))
                 normal[y, x, k] = np.uint8(min(max(e, zero), full))
             a = min(max(img[y, x, 3], zero), one)
             ao[y, x] = a

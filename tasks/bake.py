@@ -25,8 +25,9 @@ Normal map convention (glTF 2.0: OpenGL, +Y green up, RGB = n * 0.5 + 0.5):
     ``geometry.closest.CoherentGrid``), with the dense mesh's smooth vertex normals
     interpolated there. Beyond ``max_distance``, or where
     the closest point faces the other way (the far side of a thin part), the texel keeps the
-    low normal (encodes as neutral (128, 128, 255)); texels of faces with degenerate UVs are
-    neutral too. Charts are dilated by ``dilate_px`` texels so mipmaps do not bleed.
+    low normal (encodes as neutral (128, 128, 255) on even rows, (127, 127, 255) on odd
+    ones: exact halves alternate by row, so a flat map averages to the flat normal); texels
+    of faces with degenerate UVs are neutral too. Charts are dilated by ``dilate_px`` texels so mipmaps do not bleed.
 
 AO: ``ao_rays`` cosine-weighted rays (stratified: a Fibonacci spiral over the hemisphere,
 jittered per point) over the hemisphere of the low surface normal, tested against the low
