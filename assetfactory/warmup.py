@@ -28,6 +28,7 @@ KERNEL_MODULES = (
     "assetfactory.algorithms._ao_numba",
     "assetfactory.algorithms._projection_numba",
     "assetfactory.algorithms._inpaint_numba",
+    "assetfactory.algorithms._materials_numba",
     "assetfactory.geometry._colour_numba",
 )
 
@@ -111,6 +112,7 @@ def _warm_texels(low) -> None:
     face centres."""
     from .algorithms.ambient_occlusion import texel_ambient_occlusion
     from .algorithms.inpaint import fill_nearest_3d
+    from .algorithms.materials import part_colour_stats
     from .algorithms.projection import TexelGrid, ViewInput, blend_views_stats
     from .core.camera import orbit_camera
     from .geometry.closest import ClosestSurface
@@ -161,6 +163,7 @@ def _warm_texels(low) -> None:
     colour, _, _ = blend_views_stats(grid, [plain, mip], TextureOptions())
     seen = np.arange(len(index)) % 2 == 0
     fill_nearest_3d(grid.positions, grid.normals, colour, seen, threads=1)
+    part_colour_stats(colour, np.zeros(len(low.faces), np.int64), grid.faces, seen)
 
 
 def _warm_raster_texels(size: int) -> None:

@@ -32,14 +32,19 @@ def decode_into(x: np.ndarray, lo, a, b, c, out: np.ndarray) -> None:
             out[i] = math.pow(np.float64((v + a) / b), 2.4)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def encode_one(v, lo, c):
+    """linear -> sRGB of one value ``v`` (already clipped to 0..1): ``v * c`` in ``v``'s
+    precision where ``v <= lo``, else ``1.055 v ** (1/2.4) - 0.055`` in float64; the caller
+    rounds it to its output type (``encode_into``: float32)."""
+    if v <= lo:
+        return np.float64(v * c)
+    return 1.055 * math.pow(np.float64(v), 1.0 / 2.4) - 0.055
+
+
 @numba.njit(cache=True, nogil=True)
 def encode_into(x: np.ndarray, lo, c, out: np.ndarray) -> None:
     """linear -> sRGB: ``x * c`` where ``x <= lo``, else ``1.055 x ** (1/2.4) - 0.055``
     (flat; ``x`` already clipped to 0..1)."""
-    e = 1.0 / 2.4
     for i in range(x.size):
-        v = x[i]
-        if v <= lo:
-            out[i] = v * c
-        else:
-            out[i] = 1.055 * math.pow(np.float64(v), e) - 0.055
+        out[i] = encode_one(x[i], lo, c)

@@ -48,7 +48,6 @@ from ..algorithms.projection import (
     face_footprints,
     margin_texels,
     orm_texels,
-    part_colours,
     texture_colours_stats,
     vertex_colour_texels,
 )
@@ -293,8 +292,8 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
                        texture_light_direction=",".join(f"{x:.3f}" for x in light.direction),
                        texture_light_explained=round(light.explained, 3))
     if options.pbr:
-        _, by_part = part_colours(grid, mesh, colour, observed)
-        table = mats.assign(by_part, state.spec.material, mats.asset_name(state.sku))
+        by_part = mats.part_colour_stats(colour, mesh.face_labels, grid.faces, observed)
+        table = mats.assign_stats(by_part, state.spec.material, mats.asset_name(state.sku))
         ao = read_ao(state, grid)
         orm = compose_values(grid, orm_texels(parts, table, ao), margin)
         artifacts["texture/orm"] = save_image(state, to_uint8(orm))
