@@ -127,6 +127,7 @@ def _warm_texels(low) -> None:
     from .geometry.texture_sampling import (
         build_pyramid,
         texel_barycentric,
+        texel_surface,
         texel_uv,
         uv_barycentric,
     )
@@ -152,6 +153,9 @@ def _warm_texels(low) -> None:
     normal_ao_bytes(texels_to_image(size, index, np.concatenate([m[first], ao[:, None]], axis=1),
                                     2, (0.0, 0.0, 1.0, 1.0)))
     grid = TexelGrid(size, index, frames.position[first], frames.normal[first], fids[first])
+    face_raster = np.full((size, size), -1, np.int32)
+    face_raster.reshape(-1)[index] = fids[first]
+    texel_surface(low, face_raster)
     _warm_raster_texels(size)
     cam = orbit_camera("front", 0.0, 0.0, 3.0, size=32)
     rgb = np.full((32, 32, 3), 0.5, np.float32)

@@ -302,3 +302,32 @@ def raster_texels(position, normal, face):
             fid[i] = face[y, x] - 1
             i += 1
     return index, pos, nrm, fid
+
+
+@jit
+def texel_points(vertices, faces, fids, bary, normals, per_face):
+    """(position (T, 3), unit normal (T, 3)) at barycentric points ``bary`` of faces ``fids``:
+    the vertices interpolated, and ``normals`` per vertex interpolated (``per_face`` False)
+    or per face taken as they are, scaled to unit length (a zero normal stays zero)."""
+    t = len(fids)
+    pos = np.empty((t, 3))
+    nrm = np.empty((t, 3))
+    for i in range(t):
+        f = fids[i]
+        px = py = pz = nx = ny = nz = 0.0
+        for k in range(3):
+            v = faces[f, k]
+            w = bary[i, k]
+            px += w * vertices[v, 0]
+            py += w * vertices[v, 1]
+            pz += w * vertices[v, 2]
+            if not per_face:
+                nx += w * normals[v, 0]
+                ny += w * normals[v, 1]
+                nz += w * normals[v, 2]
+        if per_face:
+            nx, ny, nz = normals[f, 0], normals[f, 1], normals[f, 2]
+        n = max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+        pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
+        nrm[i, 0], nrm[i, 1], nrm[i, 2] = nx / n, ny / n, nz / n
+    return pos, nrm
