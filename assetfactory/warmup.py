@@ -99,8 +99,10 @@ def warm_up() -> float:
     twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)  # a texel covered twice: its faces
     overlapping_faces(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), twice, 16)
     _warm_texels(low)
-    from .geometry.colour import linear_to_srgb
+    from .geometry.colour import linear_to_srgb, srgb_bytes, to_uint8
     linear_to_srgb(np.linspace(0.0, 1.0, 16))  # the sRGB power (C library pow)
+    srgb_bytes(np.linspace(0.0, 1.0, 16, dtype=np.float32))
+    to_uint8(np.linspace(0.0, 1.0, 16, dtype=np.float32))
     return time.perf_counter() - t
 
 
