@@ -6,8 +6,14 @@ import math
 
 import numpy as np
 
-from assetfactory.geometry.colour import (SRGB_LUT, image_to_linear, linear_to_srgb,
-                                          srgb_bytes, srgb_to_linear, to_uint8)
+from assetfactory.geometry.colour import (
+    SRGB_LUT,
+    image_to_linear,
+    linear_to_srgb,
+    srgb_bytes,
+    srgb_to_linear,
+    to_uint8,
+)
 
 
 def _reference_to_srgb(x: np.float32) -> np.float32:
