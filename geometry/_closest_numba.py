@@ -222,21 +222,42 @@ def _closest_bary(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
 
 
 @jit
-def build_grid(vertices, faces, lo, h, nx, ny, nz):
-    """Uniform grid of cell edge ``h`` from ``lo`` (nx x ny x nz cells): every face listed in
-    each cell its bounding box overlaps. Returns (start (cells + 1,) int64, faces by cell
-    (int32), face box low (F, 3), face box high (F, 3))."""
+def face_boxes(vertices, faces):
+    """(face box low (F, 3), face box high (F, 3), the mesh's low (3,) and high (3,) corner
+    over its faces, the faces' mean area), in one pass."""
     nf = faces.shape[0]
     flo = np.empty((nf, 3))
     fhi = np.empty((nf, 3))
+    lo = np.full(3, np.inf)
+    hi = np.full(3, -np.inf)
+    area = 0.0
+    for f in range(nf):
+        a, b, c = faces[f, 0], faces[f, 1], faces[f, 2]
+        for d in range(3):
+            flo[f, d] = min(vertices[a, d], vertices[b, d], vertices[c, d])
+            fhi[f, d] = max(vertices[a, d], vertices[b, d], vertices[c, d])
+            lo[d] = min(lo[d], flo[f, d])
+            hi[d] = max(hi[d], fhi[f, d])
+        ux, uy, uz = (vertices[b, 0] - vertices[a, 0], vertices[b, 1] - vertices[a, 1],
+                      vertices[b, 2] - vertices[a, 2])
+        vx, vy, vz = (vertices[c, 0] - vertices[a, 0], vertices[c, 1] - vertices[a, 1],
+                      vertices[c, 2] - vertices[a, 2])
+        cx, cy, cz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
+        area += 0.5 * np.sqrt(cx * cx + cy * cy + cz * cz)
+    return flo, fhi, lo, hi, area / max(nf, 1)
+
+
+@jit
+def build_grid(flo, fhi, lo, h, nx, ny, nz):
+    """Uniform grid of cell edge ``h`` from ``lo`` (nx x ny x nz cells): every face listed in
+    each cell its bounding box (``flo``, ``fhi``) overlaps. Returns (start (cells + 1,)
+    int64, faces by cell (int32))."""
+    nf = flo.shape[0]
     start = np.zeros(nx * ny * nz + 1, np.int64)
-    cells = np.empty((nf, 6), np.int64)
+    cells = np.empty((nf, 6), np.int32)
     dims = (nx, ny, nz)
     for f in range(nf):
         for d in range(3):
-            a, b, c = vertices[faces[f, 0], d], vertices[faces[f, 1], d], vertices[faces[f, 2], d]
-            flo[f, d] = min(a, b, c)
-            fhi[f, d] = max(a, b, c)
             cells[f, d] = min(max(int(np.floor((flo[f, d] - lo[d]) / h)), 0), dims[d] - 1)
             cells[f, 3 + d] = min(max(int(np.floor((fhi[f, d] - lo[d]) / h)), 0), dims[d] - 1)
         for i in range(cells[f, 0], cells[f, 3] + 1):
@@ -254,7 +275,7 @@ def build_grid(vertices, faces, lo, h, nx, ny, nz):
                     c = (i * ny + j) * nz + k
                     items[fill[c]] = f
                     fill[c] += 1
-    return start, items, flo, fhi
+    return start, items
 
 
 @numba.njit(cache=True, nogil=True, inline="always")

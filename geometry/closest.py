@@ -102,18 +102,14 @@ class CoherentGrid:
     MAX_CELLS = 1 << 23
 
     def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
-        from ._closest_numba import build_grid
+        from ._closest_numba import build_grid, face_boxes
 
         self.vertices = np.ascontiguousarray(vertices, np.float64)
         self.faces = np.ascontiguousarray(faces, np.int64)
         if len(self.faces) == 0:
             raise ValueError("CoherentGrid needs a mesh with faces")
-        used = self.vertices[np.unique(self.faces)]
-        self.lo = used.min(axis=0)
-        extent = np.maximum(used.max(axis=0) - self.lo, 1e-12)
-        tri = self.vertices[self.faces]
-        area = 0.5 * np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]),
-                                    axis=1).mean()
+        self.flo, self.fhi, self.lo, hi, area = face_boxes(self.vertices, self.faces)
+        extent = np.maximum(hi - self.lo, 1e-12)
         h = max(self.CELL_FACES * float(np.sqrt(area)), float(extent.max()) * 1e-6)
         h = max(h, float(np.prod(extent) / self.MAX_CELLS) ** (1.0 / 3.0))
         dims = np.maximum(np.ceil(extent / h).astype(np.int64), 1)
@@ -122,8 +118,7 @@ class CoherentGrid:
             dims = np.maximum(np.ceil(extent / h).astype(np.int64), 1)
         self.h = h
         self.dims = tuple(int(d) for d in dims)
-        self.start, self.items, self.flo, self.fhi = build_grid(
-            self.vertices, self.faces, self.lo, self.h, *self.dims)
+        self.start, self.items = build_grid(self.flo, self.fhi, self.lo, self.h, *self.dims)
 
     def query(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
                                                   np.ndarray]:
