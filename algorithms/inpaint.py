@@ -7,6 +7,9 @@ import numpy as np
 
 from ..core.stage import stage_cpus
 
+#: Points per leaf of the KD-tree over the seen cells (see ``fill_nearest_3d``).
+LEAF = 64
+
 
 def _cell_means(keys: np.ndarray, *arrays: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     """Group rows by integer cell key (one int64 per row, or (N, D) integer cell coordinates);
@@ -44,7 +47,10 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     cells (the inside of a mug, the underside of a bowl) are often nearly equidistant from a
     large part of the seen surface; with the default (shrunk node boxes, median splits) that
     query took 1.3 s on a demo mug and 0.2 s with these (the same neighbours: the search is
-    exact either way; only the tree's layout differs).
+    exact either way; only the tree's layout differs). Leaves of ``LEAF`` points for the same
+    reason: a far query reaches many leaves whatever their size, and fewer, larger leaves
+    cost less to reach than they cost to scan (the demo shoe box seen from one side, 89k
+    unseen cells half a box away from 73k seen ones: 1.56 s against 2.15 s at scipy's 16).
     """
     out = np.array(colours, np.float32, copy=True)
     src = np.flatnonzero(observed)
@@ -67,7 +73,7 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
     workers = threads if threads > 0 else stage_cpus()
-    tree = cKDTree(s_pos, compact_nodes=False, balanced_tree=False)
+    tree = cKDTree(s_pos, leafsize=LEAF, compact_nodes=False, balanced_tree=False)
     dist, nn = tree.query(d_pos, k=k, workers=workers)
     dist, nn = dist.reshape(len(d_pos), k), nn.reshape(len(d_pos), k)
     w = 1.0 / np.maximum(dist, 1e-9)

@@ -57,15 +57,19 @@ def low_normals(mesh: MeshData) -> np.ndarray:
 
 def target_normals(frames: SurfaceFrames, dense: DenseSurface, max_dist: float
                    ) -> tuple[np.ndarray, np.ndarray]:
-    """Dense normal per point, or the low normal where the dense answer is not trusted."""
-    dist, n = dense.closest(frames.position)
+    """Dense normal per point, or the low normal where the dense answer is not trusted.
+
+    The points are texels in image order: ``closest_coherent`` answers them exactly from a
+    grid, each query starting at the previous texel's dense face."""
+    dist, n = dense.closest_coherent(frames.position)
     keep = (dist <= max_dist) & (np.einsum("ij,ij->i", n, frames.normal) > 0)
     return np.where(keep[:, None], n, frames.normal), keep
 
 
 def to_rgb8(m: np.ndarray) -> np.ndarray:
-    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5); the bake's maps take the
-    same bytes from ``geometry.tangents.normal_ao_bytes``."""
+    """Tangent-space unit vectors -> uint8 RGB (n * 0.5 + 0.5); the bake's own maps take
+    these bytes from ``geometry.tangents.normal_ao_bytes`` but for exact halves, which
+    alternate by row there."""
     return np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255).astype(np.uint8)
 
 

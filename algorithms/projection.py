@@ -20,7 +20,7 @@ import numpy as np
 from ..core.camera import Camera
 from ..core.mesh import MeshData
 from ..geometry.colour import SRGB_LUT as _SRGB_LUT
-from ..geometry.colour import linear_to_srgb, srgb_to_linear, to_uint8
+from ..geometry.colour import linear_to_srgb, srgb_bytes, srgb_to_linear
 from ..geometry.dilation import texels_to_image
 from ..geometry.texture_sampling import barycentric, sample_nearest
 from . import materials as mats
@@ -470,7 +470,7 @@ def compose_texture(grid: TexelGrid, colours: np.ndarray, margin: int) -> np.nda
     Texels beyond the margin get the mean colour: smaller mip levels then average to it.
     """
     bg = None if len(colours) else np.asarray(NEUTRAL_GREY, np.float32)
-    return to_uint8(linear_to_srgb(compose_values(grid, colours, margin, bg)))
+    return srgb_bytes(compose_values(grid, colours, margin, bg))
 
 
 def texture_colours(grid: TexelGrid, views: list[ViewInput], options: ProjectionSettings

@@ -28,6 +28,7 @@ KERNEL_MODULES = (
     "assetfactory.algorithms._ao_numba",
     "assetfactory.algorithms._projection_numba",
     "assetfactory.algorithms._inpaint_numba",
+    "assetfactory.algorithms._materials_numba",
     "assetfactory.geometry._colour_numba",
 )
 
@@ -98,8 +99,10 @@ def warm_up() -> float:
     twice = np.array([[0, 1, 2], [0, 1, 2]], np.int64)  # a texel covered twice: its faces
     overlapping_faces(np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]]), twice, 16)
     _warm_texels(low)
-    from .geometry.colour import linear_to_srgb
+    from .geometry.colour import linear_to_srgb, srgb_bytes, to_uint8
     linear_to_srgb(np.linspace(0.0, 1.0, 16))  # the sRGB power (C library pow)
+    srgb_bytes(np.linspace(0.0, 1.0, 16, dtype=np.float32))
+    to_uint8(np.linspace(0.0, 1.0, 16, dtype=np.float32))
     return time.perf_counter() - t
 
 
@@ -111,6 +114,7 @@ def _warm_texels(low) -> None:
     face centres."""
     from .algorithms.ambient_occlusion import texel_ambient_occlusion
     from .algorithms.inpaint import fill_nearest_3d
+    from .algorithms.materials import part_colour_stats
     from .algorithms.projection import TexelGrid, ViewInput, blend_views_stats
     from .core.camera import orbit_camera
     from .geometry.closest import ClosestSurface
@@ -125,6 +129,7 @@ def _warm_texels(low) -> None:
     from .geometry.texture_sampling import (
         build_pyramid,
         texel_barycentric,
+        texel_surface,
         texel_uv,
         uv_barycentric,
     )
@@ -140,7 +145,9 @@ def _warm_texels(low) -> None:
     bary = uv_barycentric(low, fids, texel_uv(index, size))
     texel_barycentric(low, fids, index, size)
     frames = surface_frames(low, normals, tangents, fids, bary)
-    ClosestSurface(low, threads=1).closest(frames.position)
+    surface = ClosestSurface(low, threads=1)
+    surface.closest(frames.position)
+    surface.closest_coherent(frames.position)
     m = encode_tangent_space(frames, frames.normal)
     index, first = np.unique(index, return_index=True)
     ao, _ = texel_ambient_occlusion(low, index, fids[first], frames.position[first],
@@ -148,6 +155,9 @@ def _warm_texels(low) -> None:
     normal_ao_bytes(texels_to_image(size, index, np.concatenate([m[first], ao[:, None]], axis=1),
                                     2, (0.0, 0.0, 1.0, 1.0)))
     grid = TexelGrid(size, index, frames.position[first], frames.normal[first], fids[first])
+    face_raster = np.full((size, size), -1, np.int32)
+    face_raster.reshape(-1)[index] = fids[first]
+    texel_surface(low, face_raster)
     _warm_raster_texels(size)
     cam = orbit_camera("front", 0.0, 0.0, 3.0, size=32)
     rgb = np.full((32, 32, 3), 0.5, np.float32)
@@ -159,6 +169,7 @@ def _warm_texels(low) -> None:
     colour, _, _ = blend_views_stats(grid, [plain, mip], TextureOptions())
     seen = np.arange(len(index)) % 2 == 0
     fill_nearest_3d(grid.positions, grid.normals, colour, seen, threads=1)
+    part_colour_stats(colour, np.zeros(len(low.faces), np.int64), grid.faces, seen)
 
 
 def _warm_raster_texels(size: int) -> None:

@@ -32,14 +32,40 @@ def decode_into(x: np.ndarray, lo, a, b, c, out: np.ndarray) -> None:
             out[i] = math.pow(np.float64((v + a) / b), 2.4)
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def encode_one(v, lo, c):
+    """linear -> sRGB of one value ``v`` (already clipped to 0..1): ``v * c`` in ``v``'s
+    precision where ``v <= lo``, else ``1.055 v ** (1/2.4) - 0.055`` in float64; the caller
+    rounds it to its output type (``encode_into``: float32)."""
+    if v <= lo:
+        return np.float64(v * c)
+    return 1.055 * math.pow(np.float64(v), 1.0 / 2.4) - 0.055
+
+
 @numba.njit(cache=True, nogil=True)
 def encode_into(x: np.ndarray, lo, c, out: np.ndarray) -> None:
     """linear -> sRGB: ``x * c`` where ``x <= lo``, else ``1.055 x ** (1/2.4) - 0.055``
     (flat; ``x`` already clipped to 0..1)."""
-    e = 1.0 / 2.4
+    for i in range(x.size):
+        out[i] = encode_one(x[i], lo, c)
+
+
+@numba.njit(cache=True, nogil=True)
+def bytes_into(x: np.ndarray, srgb: bool, lo, c, out: np.ndarray) -> None:
+    """float32 values -> uint8 as ``colour.to_uint8`` rounds them (``x * 255 + 0.5`` in
+    float32, clipped to 0..255, truncated), after ``encode_into``'s sRGB transfer of the
+    value clipped to 0..1 when ``srgb`` (flat). A run of equal inputs (an image's background)
+    takes the transfer once."""
+    full, half = np.float32(255.0), np.float32(0.5)
+    zero, one = np.float32(0.0), np.float32(1.0)
+    last = np.float32(np.nan)
+    code = np.uint8(0)
     for i in range(x.size):
         v = x[i]
-        if v <= lo:
-            out[i] = v * c
-        else:
-            out[i] = 1.055 * math.pow(np.float64(v), e) - 0.055
+        if v != last:
+            if srgb:
+                v = np.float32(encode_one(min(max(v, zero), one), lo, c))
+            e = min(max(v * full + half, zero), full)
+            code = np.uint8(e)
+            last = x[i]
+        out[i] = code

@@ -233,8 +233,16 @@ def fill_invalid(img, ok, background):
 def encode_normal_ao(img):
     """(S, S, 4) float32 (tangent-space normal xyz, AO) -> (normal map (S, S, 3) uint8 from
     the unit normal as round((n * 0.5 + 0.5) * 255), AO (S, S) float32 clipped to 0-1, AO
-    (S, S) uint8). In float32 throughout, in the order of the numpy formulation it replaces
-    (``normals.unit``, then ``normal_bake.to_rgb8``), so the bytes are the same."""
+    (S, S) uint8). In float32 throughout, in the order of the numpy formulation it replaced
+    (``normals.unit``, then ``normal_bake.to_rgb8``), except for exact halves of the normal's
+    codes: they round up on even rows and down on odd rows.
+
+    Why the halves alternate: a component 0 (the flat normal (0, 0, 1), the commonest value
+    of a bake: every texel where the dense surface lies along the low one) encodes to 127.5,
+    which one rounding direction turns into a tilt of 0.32 degrees everywhere; alternating
+    rows (127, 128, 127, ...) average to the exact value under the viewer's bilinear filter
+    and mipmaps, and keep each row one run of bytes for the PNG's run-length deflate (a
+    checkerboard would halve the tilt again but triple the PNG of a flat map)."""
     h, w, _ = img.shape
     normal = np.empty((h, w, 3), np.uint8)
     ao = np.empty((h, w), np.float32)
@@ -242,13 +250,19 @@ def encode_normal_ao(img):
     half, full, zero = np.float32(0.5), np.float32(255.0), np.float32(0.0)
     one = np.float32(1.0)
     for y in range(h):
+        up = y % 2 == 0
         for x in range(w):
             nx, ny, nz = img[y, x, 0], img[y, x, 1], img[y, x, 2]
             n = np.sqrt(nx * nx + ny * ny + nz * nz)
             if not n > 1e-30:
                 n = one
             for k, v in enumerate((nx / n, ny / n, nz / n)):
-                e = np.float32(np.rint((v * half + half) * full))
+                s = (v * half + half) * full
+                f = np.float32(np.floor(s))
+                if s - f == half:
+                    e = f + one if up else f
+                else:
+                    e = np.float32(np.rint(s))
                 normal[y, x, k] = np.uint8(min(max(e, zero), full))
             a = min(max(img[y, x, 3], zero), one)
             ao[y, x] = a
@@ -288,3 +302,32 @@ def raster_texels(position, normal, face):
             fid[i] = face[y, x] - 1
             i += 1
     return index, pos, nrm, fid
+
+
+@jit
+def texel_points(vertices, faces, fids, bary, normals, per_face):
+    """(position (T, 3), unit normal (T, 3)) at barycentric points ``bary`` of faces ``fids``:
+    the vertices interpolated, and ``normals`` per vertex interpolated (``per_face`` False)
+    or per face taken as they are, scaled to unit length (a zero normal stays zero)."""
+    t = len(fids)
+    pos = np.empty((t, 3))
+    nrm = np.empty((t, 3))
+    for i in range(t):
+        f = fids[i]
+        px = py = pz = nx = ny = nz = 0.0
+        for k in range(3):
+            v = faces[f, k]
+            w = bary[i, k]
+            px += w * vertices[v, 0]
+            py += w * vertices[v, 1]
+            pz += w * vertices[v, 2]
+            if not per_face:
+                nx += w * normals[v, 0]
+                ny += w * normals[v, 1]
+                nz += w * normals[v, 2]
+        if per_face:
+            nx, ny, nz = normals[f, 0], normals[f, 1], normals[f, 2]
+        n = max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
+        pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
+        nrm[i, 0], nrm[i, 1], nrm[i, 2] = nx / n, ny / n, nz / n
+    return pos, nrm

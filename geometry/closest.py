@@ -87,6 +87,50 @@ def shared_scene(mesh: MeshData, threads: int = 0, keep: bool = True):
     return scene
 
 
+class CoherentGrid:
+    """Exact closest points on a triangle mesh (float64) from a uniform grid of its faces,
+    for query points that come in runs of neighbours (``_closest_numba.closest_in_grid``).
+
+    Why: the bake asks for the closest dense point of every texel of the atlas (2-3M) in
+    image order, where each texel lies a fraction of a face from the one before it. Starting
+    each query from the previous texel's face bounds it to the grid cells within that
+    distance (one to a few, a dozen faces each, most rejected by their boxes), where a BVH
+    descends from its root every time. The cell edge is ``CELL_FACES`` times the mean face
+    size (the square root of the mean area), the grid at most ``MAX_CELLS`` cells."""
+
+    CELL_FACES = 1.5
+    MAX_CELLS = 1 << 23
+
+    def __init__(self, vertices: np.ndarray, faces: np.ndarray) -> None:
+        from ._closest_numba import build_grid, face_boxes
+
+        self.vertices = np.ascontiguousarray(vertices, np.float64)
+        self.faces = np.ascontiguousarray(faces, np.int64)
+        if len(self.faces) == 0:
+            raise ValueError("CoherentGrid needs a mesh with faces")
+        self.flo, self.fhi, self.lo, hi, area = face_boxes(self.vertices, self.faces)
+        extent = np.maximum(hi - self.lo, 1e-12)
+        h = max(self.CELL_FACES * float(np.sqrt(area)), float(extent.max()) * 1e-6)
+        h = max(h, float(np.prod(extent) / self.MAX_CELLS) ** (1.0 / 3.0))
+        dims = np.maximum(np.ceil(extent / h).astype(np.int64), 1)
+        while int(np.prod(dims)) > self.MAX_CELLS:   # flat boxes: ceil() can overshoot
+            h *= 1.1
+            dims = np.maximum(np.ceil(extent / h).astype(np.int64), 1)
+        self.h = h
+        self.dims = tuple(int(d) for d in dims)
+        self.start, self.items = build_grid(self.flo, self.fhi, self.lo, self.h, *self.dims)
+
+    def query(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                  np.ndarray]:
+        """(distance (T,), face (T,), u (T,), v (T,)): the closest point of each point is
+        ``(1 - u - v) a + u b + v c`` of its face's corners a, b, c."""
+        from ._closest_numba import closest_in_grid
+
+        return closest_in_grid(np.ascontiguousarray(points, np.float64), self.vertices,
+                               self.faces, self.lo, self.h, *self.dims, self.start,
+                               self.items, self.flo, self.fhi)
+
+
 class ClosestSurface:
     """Closest-point queries on one mesh, with its smooth normal at the answer, on at most
     ``threads`` threads (0 = the cores the running stage was granted)."""
@@ -98,9 +142,24 @@ class ClosestSurface:
         self.scene = (shared_scene(mesh, self.threads, keep=False) if shared
                       else raycasting_scene(mesh.vertices, mesh.faces, self.threads))
         self.faces = np.ascontiguousarray(mesh.faces, np.int64)
+        self.vertices = np.ascontiguousarray(mesh.vertices, np.float64)
+        self._grid: CoherentGrid | None = None
         self.normals = np.ascontiguousarray(vertex_normals(mesh.vertices, mesh.faces)
                         if mesh.vertex_normals is None
                         else unit(np.asarray(mesh.vertex_normals, np.float64)))
+
+    def closest_coherent(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``closest`` for many points in an order where neighbours follow each other (texels
+        in image order), exact in float64, on this thread (``CoherentGrid``): each query
+        starts from the previous point's face, so it visits one or a few grid cells instead
+        of descending Embree's BVH (2-3M texel queries on a 20-70k-face dense mesh: about
+        a fifth of Embree's time on one core)."""
+        from ._closest_numba import interpolate_normals
+
+        if self._grid is None:
+            self._grid = CoherentGrid(self.vertices, self.faces)
+        dist, face, u, v = self._grid.query(points)
+        return dist, interpolate_normals(face, u, v, self.faces, self.normals)
 
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(distance (T,), unit normal (T, 3)) of the closest surface point.

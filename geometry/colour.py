@@ -44,5 +44,23 @@ def image_to_linear(rgb: np.ndarray) -> np.ndarray:
 
 
 def to_uint8(values: np.ndarray) -> np.ndarray:
-    """Values in 0..1 -> uint8, rounded."""
-    return np.clip(np.asarray(values) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    """Values in 0..1 -> uint8, rounded (float32 arrays in one numba pass, the same bytes)."""
+    a = np.asarray(values)
+    if a.dtype == np.float32:
+        return _bytes(a, False)
+    return np.clip(a * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def srgb_bytes(x: np.ndarray) -> np.ndarray:
+    """``to_uint8(linear_to_srgb(x))`` for float32 linear light, in one numba pass with no
+    float copy of the image (the same bytes)."""
+    return _bytes(np.asarray(x, np.float32), True)
+
+
+def _bytes(x: np.ndarray, srgb: bool) -> np.ndarray:
+    from ._colour_numba import bytes_into
+
+    x = np.ascontiguousarray(x, np.float32)
+    out = np.empty(x.shape, np.uint8)
+    bytes_into(x.reshape(-1), srgb, np.float32(0.0031308), np.float32(12.92), out.reshape(-1))
+    return out

@@ -96,7 +96,8 @@ def encode_tangent_space(frames: SurfaceFrames, target: np.ndarray) -> np.ndarra
 def normal_ao_bytes(img: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """An (S, S, 4) float image of tangent-space normals (xyz, any length) and AO -> (normal
     map (S, S, 3) uint8 of the unit normals, n * 0.5 + 0.5; AO clipped to 0-1 (S, S) float32;
-    AO (S, S) uint8), in one numba pass over the image."""
+    AO (S, S) uint8), in one numba pass over the image; exact halves of a normal code round
+    up on even rows and down on odd ones (see the kernel)."""
     from ._texel_numba import encode_normal_ao as kernel
 
     return kernel(np.ascontiguousarray(img, np.float32))

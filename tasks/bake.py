@@ -20,21 +20,26 @@ Normal map convention (glTF 2.0: OpenGL, +Y green up, RGB = n * 0.5 + 0.5):
     Per texel the viewer interpolates N, T and B and decodes n = normalize([T B N] m); the
     bake inverts exactly that (m = [T B N]^-1 n), so a non-orthogonal interpolated frame still
     decodes to the dense normal.
-    Target normal: the closest point on the dense mesh (open3d ``RaycastingScene``), with the
-    dense mesh's smooth vertex normals interpolated there. Beyond ``max_distance``, or where
+    Target normal: the closest point on the dense mesh (exact, in float64, from a grid of its
+    faces, each texel's query starting at the previous texel's face:
+    ``geometry.closest.CoherentGrid``), with the dense mesh's smooth vertex normals
+    interpolated there. Beyond ``max_distance``, or where
     the closest point faces the other way (the far side of a thin part), the texel keeps the
-    low normal (encodes as neutral (128, 128, 255)); texels of faces with degenerate UVs are
-    neutral too. Charts are dilated by ``dilate_px`` texels so mipmaps do not bleed.
+    low normal (encodes as neutral (128, 128, 255) on even rows, (127, 127, 255) on odd
+    ones: exact halves alternate by row, so a flat map averages to the flat normal); texels
+    of faces with degenerate UVs are neutral too. Charts are dilated by ``dilate_px`` texels so mipmaps do not bleed.
 
 AO: ``ao_rays`` cosine-weighted rays (stratified: a Fibonacci spiral over the hemisphere,
 jittered per point) over the hemisphere of the low surface normal, tested against the low
 mesh up to ``ao_distance``; AO = unoccluded fraction. AO varies slowly, so it is traced on a
-lattice of ``ao_size`` x ``ao_size`` texels (every 4th texel each way at 2048 px) and each
+lattice of ``ao_size`` x ``ao_size`` texels (every 8th texel each way at 2048 px) and each
 texel takes the bilinear interpolation of the lattice nodes of its own chart
 (``algorithms.ambient_occlusion``); texels no node of their chart reaches are traced
 themselves. On the demo mug at 2048 px, against a 1024-ray reference at 20k texels, this is
-twice as close as 16 rays at every texel (mean absolute error 0.0048 against 0.0091) with 0.13
-of the rays (BENCHMARKS.md). Written alone as
+twice as close as 16 rays at every texel (mean absolute error 0.0044 against 0.0091) with 0.08
+of the rays; a lattice twice as dense with half the rays per node (every 4th texel, 32 rays)
+is no closer (0.0049) and traces 1.7 times the rays: the noise of few rays per node costs
+more than the coarser interpolation (BENCHMARKS.md). Written alone as
 ``texture/ao`` (grey PNG) and packed as ``texture/orm`` (R = AO, G = roughness, B = metal, the
 glTF layout), so a later PBR stage can rewrite G and B per part.
 
@@ -44,7 +49,8 @@ passes are serial.
 
 Metrics: ``bake_normal_error_mean_deg`` / ``_median_deg``: angle between the dense normal and
 the normal a viewer would shade with (map decoded from the 8-bit PNG, bilinear) at uniform
-samples on the low surface (AssetGen's "baked mean"); ``bake_normal_error_low_mean_deg``: the
+samples on the low surface (AssetGen's "baked mean"; the dense normal there from Embree's
+closest point, not the bake's own grid); ``bake_normal_error_low_mean_deg``: the
 same without the map (what the map buys).
 """
 
@@ -102,9 +108,9 @@ class BakeOptions:
     """
 
     size: int = 1024
-    ao_rays: int = 32
+    ao_rays: int = 64
     ao_distance: float = 0.1
-    ao_size: int = 512
+    ao_size: int = 256
     max_distance: float = 0.05
     dilate_px: int = 8
     roughness: float = 0.6
@@ -155,7 +161,7 @@ def _inputs(state: AssetState) -> tuple[MeshData, MeshData]:
 RESOURCES = Resources(cpus=1, memory_mb=4096)
 
 
-@stage(NAME, "3", BakeOptions, RESOURCES)
+@stage(NAME, "4", BakeOptions, RESOURCES)
 def bake(state: AssetState, options: BakeOptions) -> StageResult:
     """Write ``texture/normal``, ``texture/ao`` and ``texture/orm`` for ``mesh``."""
     t0 = time.perf_counter()

@@ -48,7 +48,6 @@ from ..algorithms.projection import (
     face_footprints,
     margin_texels,
     orm_texels,
-    part_colours,
     texture_colours_stats,
     vertex_colour_texels,
 )
@@ -60,7 +59,7 @@ from ..core.mesh import MeshData
 from ..core.stage import check, stage
 from ..core.types import AssetState, Resources, StageResult
 from ..geometry.colour import image_to_linear, srgb_to_linear, to_uint8
-from ..geometry.texture_sampling import build_pyramid
+from ..geometry.texture_sampling import build_pyramid, texel_surface
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,8 @@ def _renderer():
 def _render_inputs(mesh: MeshData, views, options: TextureOptions
                    ) -> tuple[TexelGrid, list[ViewInput]]:
     r = _renderer()
-    grid = TexelGrid(options.size, *r.rasterize_uv_texels(mesh, options.size))
+    faces = r.rasterize_uv_faces(mesh, options.size)
+    grid = TexelGrid(options.size, *texel_surface(mesh, faces))
     inputs = []
     for cam, rgb, mask in views:
         lin = image_to_linear(rgb)
@@ -236,7 +236,7 @@ RESOURCES = Resources(cpus=1, memory_mb=2048)
 THREADS = max(1, int(RESOURCES.cpus))
 
 
-@stage(NAME, "7", TextureOptions, RESOURCES, reads=("material",))
+@stage(NAME, "8", TextureOptions, RESOURCES, reads=("material",))
 def texture(state: AssetState, options: TextureOptions) -> StageResult:
     """Bake the photos into ``texture/base_color`` over the mesh's UV atlas; with ``pbr``, also
     ``texture/orm`` and the ``materials`` table (one material per part)."""
@@ -293,8 +293,8 @@ def texture(state: AssetState, options: TextureOptions) -> StageResult:
                        texture_light_direction=",".join(f"{x:.3f}" for x in light.direction),
                        texture_light_explained=round(light.explained, 3))
     if options.pbr:
-        _, by_part = part_colours(grid, mesh, colour, observed)
-        table = mats.assign(by_part, state.spec.material, mats.asset_name(state.sku))
+        by_part = mats.part_colour_stats(colour, mesh.face_labels, grid.faces, observed)
+        table = mats.assign_stats(by_part, state.spec.material, mats.asset_name(state.sku))
         ao = read_ao(state, grid)
         orm = compose_values(grid, orm_texels(parts, table, ao), margin)
         artifacts["texture/orm"] = save_image(state, to_uint8(orm))

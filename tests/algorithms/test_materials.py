@@ -91,3 +91,34 @@ def test_asset_name():
     assert mt.asset_name("SKU-001") == "sku-001"
     assert mt.asset_name("42 Chair") == "chair"
     assert mt.asset_name("!!!") == "asset"
+
+
+def test_part_colour_stats_are_colour_stats_of_each_parts_srgb_texels():
+    from assetfactory.geometry.colour import linear_to_srgb
+
+    rng = np.random.default_rng(7)
+    face_part = np.array([3, 3, 8, 8, 5, 9], np.int64)   # part 9's face has no texel
+    texel_face = rng.integers(0, 5, 5000)
+    colour = rng.uniform(-0.1, 1.1, (5000, 3)).astype(np.float32)   # clipped like the map
+    colour[texel_face == 4] = (0.3, 0.3, 0.3)                        # part 5: grey
+    colour[:50] = (0.2, 0.05, 0.01)
+    observed = rng.random(5000) < 0.7
+    observed[texel_face >= 2] &= texel_face[texel_face >= 2] != 3    # part 8: face 3 unseen
+    observed[texel_face == 4] = False                                # part 5: nothing seen
+    got = mt.part_colour_stats(colour, face_part, texel_face, observed)
+    assert sorted(got) == [3, 5, 8]
+    parts = face_part[texel_face]
+    srgb = linear_to_srgb(colour)
+    for part, stats in got.items():
+        sel = parts == part
+        want = mt.colour_stats(srgb[sel & observed if (sel & observed).any() else sel])
+        assert stats.texels == want.texels
+        for field in ("saturation", "value", "contrast"):
+            assert getattr(stats, field) == pytest.approx(getattr(want, field), abs=1e-12)
+        assert (stats.hue is None) == (want.hue is None)
+        if want.hue is not None:
+            assert stats.hue == pytest.approx(want.hue, abs=1e-9)
+    assert got[5].texels == (texel_face == 4).sum() and got[5].hue is None
+    by_part = {p: srgb[(parts == p) & observed] if ((parts == p) & observed).any()
+               else srgb[parts == p] for p in (3, 5, 8)}
+    assert mt.assign_stats(got, "", "x") == mt.assign(by_part, "", "x")

@@ -8,6 +8,7 @@ import trimesh
 from assetfactory.core.mesh import MeshData
 from assetfactory.geometry.closest import (
     ClosestSurface,
+    CoherentGrid,
     closest_points,
     exact_distances,
     raycasting_scene,
@@ -83,3 +84,46 @@ def test_a_shared_scene_is_handed_on_once_and_answers_as_its_own():
     own = ClosestSurface(twin, 1)
     for a, b in zip(taken.closest(points), own.closest(points)):
         assert np.array_equal(a, b)
+
+
+def _walk(rng, mesh, n):
+    """Points in runs of neighbours near the surface (as texels in image order come), with
+    jumps between runs."""
+    runs = []
+    for _ in range(n // 100):
+        start = mesh.vertices[rng.integers(mesh.n_vertices)] * (1 + 0.05 * rng.normal())
+        steps = rng.normal(scale=0.01, size=(100, 3)).cumsum(axis=0)
+        runs.append(start + steps)
+    return np.concatenate(runs)
+
+
+def test_the_coherent_grid_finds_the_exact_closest_point():
+    mesh = sphere(3)
+    rng = np.random.default_rng(4)
+    bumpy = MeshData(mesh.vertices * (1 + 0.1 * rng.random((mesh.n_vertices, 1))), mesh.faces)
+    points = np.concatenate([_walk(rng, bumpy, 3000),
+                             rng.normal(size=(200, 3)) * 3.0,    # far off, outside the grid
+                             rng.normal(size=(200, 3)) * 0.3])   # inside, far from the surface
+    surface = ClosestSurface(bumpy, threads=1)
+    dist, normal = surface.closest_coherent(points)
+    truth = _brute(bumpy.vertices, bumpy.faces, points)
+    assert np.allclose(dist, truth, rtol=0, atol=1e-12)
+    _, embree = surface.closest(points)                 # the same point: the same normal
+    assert np.abs(normal - embree).max() < 1e-4
+    # the order of the points changes nothing but the work
+    order = rng.permutation(len(points))
+    again, _ = surface.closest_coherent(points[order])
+    assert np.array_equal(again, dist[order])
+
+
+def test_the_coherent_grid_on_a_flat_mesh_with_a_degenerate_face():
+    v = np.array([[0, 0, 0], [1, 0, 0], [1, 1, 0], [0, 1, 0], [0.5, 0.5, 0], [2, 2, 0]], float)
+    f = np.array([[0, 1, 2], [0, 2, 3], [0, 4, 2], [1, 5, 5]])  # last: a segment, no area
+    rng = np.random.default_rng(5)
+    points = rng.uniform(-1, 3, size=(500, 3))
+    got, face, u, w = CoherentGrid(v, f).query(points)
+    truth = _brute(v, f, points)
+    assert np.allclose(got, truth, rtol=0, atol=1e-12)
+    q = ((1 - u - w)[:, None] * v[f[face, 0]] + u[:, None] * v[f[face, 1]]
+         + w[:, None] * v[f[face, 2]])                   # the weights give the point
+    assert np.allclose(np.linalg.norm(q - points, axis=1), got, atol=1e-12)

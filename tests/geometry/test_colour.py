@@ -6,8 +6,14 @@ import math
 
 import numpy as np
 
-from assetfactory.geometry.colour import (SRGB_LUT, image_to_linear, linear_to_srgb,
-                                          srgb_to_linear, to_uint8)
+from assetfactory.geometry.colour import (
+    SRGB_LUT,
+    image_to_linear,
+    linear_to_srgb,
+    srgb_bytes,
+    srgb_to_linear,
+    to_uint8,
+)
 
 
 def _reference_to_srgb(x: np.float32) -> np.float32:
@@ -45,3 +51,14 @@ def test_round_trip_and_8_bit_codes():
     assert np.array_equal(image_to_linear(rgb)[0, :, 0], SRGB_LUT)
     assert SRGB_LUT[0] == 0.0 and SRGB_LUT[255] == np.float32(1.0)
     assert np.all(np.diff(SRGB_LUT) > 0)
+
+
+def test_bytes_in_one_pass_are_the_numpy_formulation():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([np.linspace(-0.2, 1.2, 300_000, dtype=np.float32),
+                        np.full(1000, 0.25, np.float32),              # a run (a background)
+                        rng.random(5000).astype(np.float32)]).reshape(-1, 3)
+    numpy_bytes = lambda v: np.clip(v * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    assert np.array_equal(to_uint8(x), numpy_bytes(x))
+    assert np.array_equal(srgb_bytes(x), numpy_bytes(linear_to_srgb(x)))
+    assert np.array_equal(to_uint8(x.astype(np.float64)), numpy_bytes(x.astype(np.float64)))

@@ -163,6 +163,28 @@ def test_rasterize_uv_faces_and_texels_are_rasterize_uvs(renderer):
     assert np.array_equal(n, n_ref)
 
 
+def test_texel_surface_is_the_gpus_texel_raster_in_float64(renderer):
+    from assetfactory.geometry.texture_sampling import texel_surface
+
+    sphere = trimesh.creation.icosphere(2)
+    rng = np.random.default_rng(1)
+    # non-overlapping UVs: each face its own small triangle in a grid of cells
+    n = len(sphere.faces)
+    cells = int(np.ceil(np.sqrt(n)))
+    corner = np.stack([np.arange(n) % cells, np.arange(n) // cells], 1) / cells
+    uv = (corner[:, None, :] + np.array([[0.05, 0.05], [0.9, 0.05], [0.05, 0.9]]) / cells)
+    mesh = MeshData(sphere.vertices[sphere.faces].reshape(-1, 3), np.arange(3 * n).reshape(-1, 3),
+                    uv=uv.reshape(-1, 2))
+    smooth = mesh.replace(vertex_normals=rng.normal(size=(3 * n, 3)))
+    for m in (mesh, smooth):                # face normals; interpolated vertex normals
+        index, p, nrm, f = renderer.rasterize_uv_texels(m, 256)
+        got = texel_surface(m, renderer.rasterize_uv_faces(m, 256))
+        assert np.array_equal(got[0], index) and np.array_equal(got[3], f)
+        assert np.abs(got[1] - p).max() < 1e-5            # float64 against GL's float32
+        assert np.abs(got[2] - nrm).max() < 1e-4
+        assert np.allclose(np.linalg.norm(got[2], axis=1), 1.0)
+
+
 def test_rasterize_uv_needs_uv(renderer):
     with pytest.raises(ValueError, match="uv"):
         renderer.rasterize_uv(_box(), 16)

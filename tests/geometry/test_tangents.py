@@ -76,7 +76,21 @@ def test_normal_ao_bytes_are_the_numpy_formulations():
     img[2, :, :3] = np.float32([0.6, 0.8, 0.0])            # exact halves
     normal, ao, ao8 = normal_ao_bytes(img)
     m = unit_rows(img[..., :3].reshape(-1, 3)).reshape(64, 64, 3)
-    assert np.array_equal(normal, np.clip(np.round((m * 0.5 + 0.5) * 255.0), 0, 255)
-                          .astype(np.uint8))
+    code = (m * np.float32(0.5) + np.float32(0.5)) * np.float32(255.0)
+    tie = code - np.floor(code) == 0.5
+    even = (np.arange(64) % 2 == 0)[:, None, None]
+    want = np.where(tie, np.floor(code) + even, np.round(code))   # halves: up on even rows
+    assert tie[2, :, 1:].all() and tie.sum() > 128              # 229.5, 127.5; zero vectors
+    assert np.array_equal(normal, np.clip(want, 0, 255).astype(np.uint8))
     assert np.array_equal(ao, np.clip(img[..., 3], 0.0, 1.0))
     assert np.array_equal(ao8, np.round(ao * 255).astype(np.uint8))
+
+
+def test_a_flat_normal_map_averages_to_the_flat_normal_over_two_rows():
+    img = np.zeros((8, 8, 4), np.float32)
+    img[..., 2] = 1.0                                      # (0, 0, 1) everywhere
+    normal, _, _ = normal_ao_bytes(img)
+    assert (normal[0::2, :, :2] == 128).all() and (normal[1::2, :, :2] == 127).all()
+    assert (normal[..., 2] == 255).all()
+    decoded = normal[..., :2].astype(np.float64) / 255.0 * 2.0 - 1.0
+    assert np.allclose(decoded.reshape(4, 2, 8, 2).mean(axis=1), 0.0)   # rows in pairs
