@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 
 
 def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> None:
-    from scale import Sampler, load, timeline
+    from scale import STEPS, Sampler, load, stamp, timeline
 
     from assetfactory.catalog.views import connect
     from assetfactory.cli import _convert
@@ -55,6 +55,13 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> N
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
     lend_log.addHandler(handler)
+    from assetfactory.flows import convert as conv
+    from assetfactory.flows import executor
+
+    steps: list[tuple[str, float, float]] = []
+    stamp(conv, STEPS, steps)  # the flow's steps: its first one begins once Prefect is up
+    stamp(executor, tuple(f for f in ("_warm_session", "await_warm") if hasattr(executor, f)),
+          steps)
     catalog = catalog or make_demo_catalog(workdir / "demo-catalog", n=n)
     out = tempfile.mkdtemp(prefix="demo-", dir=workdir)
     cpus = cpu_count()
@@ -90,6 +97,7 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> N
     result.write_text(json.dumps({
         "wall_s": wall, "cpus": cpus, "ok": quality[3], "per_asset_s": wall / max(1, quality[3]),
         "stage_s": stage_s, "timeline": tl,
+        "steps": [(name, a - epoch0, b - epoch0) for name, a, b in sorted(steps, key=lambda x: x[1])],
         "sku_ends_s": [(s, e - epoch0, b - epoch0) for s, e, b in ends],
         "tail_s": (ends[-1][1] - ends[-2][1]) if len(ends) > 1 else None,
         "last_sku": last_sku,
@@ -135,6 +143,8 @@ def report(r: dict, name: str) -> None:
           f"{r['run_cpu_s'] / (cpus * r['wall_s']):.1%} of {cpus} x wall; PSNR {r['psnr']:.3f}, "
           f"SSIM {r['ssim']:.4f}, normal error {r['normal_error_deg']:.4f} deg; "
           f"{r['load_before']} -> {r['load_after']}")
+    print("  steps (s since the call): " + "; ".join(
+        f"{s} {a:.1f}-{b:.1f}" for s, a, b in r.get("steps", [])))
     print("  last SKU's stages (start s, seconds): " + ", ".join(
         f"{s} {a:.1f}/{d:.2f}" for s, a, d in r["last_sku_stages"]))
     print("  CPU s by process: " + ", ".join(
