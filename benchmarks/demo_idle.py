@@ -40,7 +40,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 
-def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> None:
+def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str,
+           execution: str) -> None:
     from scale import STEPS, Sampler, load, stamp, timeline
 
     from assetfactory.catalog.views import connect
@@ -69,7 +70,8 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> N
     sampler = Sampler()
     epoch0 = time.time()
     t0 = time.perf_counter()
-    summary = _convert(str(catalog), out, profile, "silhouette", False)
+    summary = _convert(str(catalog), out, profile, "silhouette", False,
+                       execution=json.loads(execution) if execution else None)
     wall = time.perf_counter() - t0
     sampler.stop()
     tl = timeline(out, summary["run_id"], epoch0, epoch0 + wall, cpus)
@@ -97,7 +99,8 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> N
     result.write_text(json.dumps({
         "wall_s": wall, "cpus": cpus, "ok": quality[3], "per_asset_s": wall / max(1, quality[3]),
         "stage_s": stage_s, "timeline": tl,
-        "steps": [(name, a - epoch0, b - epoch0) for name, a, b in sorted(steps, key=lambda x: x[1])],
+        "steps": [(name, a - epoch0, b - epoch0)
+                  for name, a, b in sorted(steps, key=lambda x: x[1])],
         "sku_ends_s": [(s, e - epoch0, b - epoch0) for s, e, b in ends],
         "tail_s": (ends[-1][1] - ends[-2][1]) if len(ends) > 1 else None,
         "last_sku": last_sku,
@@ -109,7 +112,8 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str) -> N
     }, indent=1))
 
 
-def run(workdir: Path, name: str, n: int, profile: str, catalog: str = "") -> dict:
+def run(workdir: Path, name: str, n: int, profile: str, catalog: str = "",
+        execution: str = "") -> dict:
     from scale import end_session
 
     workdir.mkdir(parents=True, exist_ok=True)
@@ -119,7 +123,8 @@ def run(workdir: Path, name: str, n: int, profile: str, catalog: str = "") -> di
     env.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
     with open(workdir / f"{name}.log", "w") as log:
         proc = subprocess.Popen([sys.executable, __file__, "_child", str(workdir), str(result),
-                                 str(n), profile, catalog], env=env, start_new_session=True,
+                                 str(n), profile, catalog, execution], env=env,
+                                start_new_session=True,
                                 stdout=log, stderr=subprocess.STDOUT)
         try:
             rc = proc.wait()
@@ -153,7 +158,8 @@ def report(r: dict, name: str) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_child":
-        _child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
+        _child(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6],
+               sys.argv[7])
         return
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--workdir", required=True, help="demo catalog, output and logs go here")
@@ -162,6 +168,8 @@ def main() -> None:
     ap.add_argument("--profile", default="ar")
     ap.add_argument("--catalog", default="", help="an existing demo catalog (catalog.csv) "
                     "instead of one made here; with --prepare, make it there and stop")
+    ap.add_argument("--execution", default="", help="executor options as JSON (the flow's "
+                    "`execution`), e.g. '{\"lend_idle_cpus\": false}'")
     ap.add_argument("--prepare", action="store_true", help="only make the demo catalog")
     ap.add_argument("--compare", default="", help="a result .json to compare GLB hashes with")
     a = ap.parse_args()
@@ -172,7 +180,7 @@ def main() -> None:
                                 Path(a.workdir) / "demo-catalog", n=a.n))
         return
     r = run(Path(a.workdir), a.name, a.n, a.profile, str(Path(a.catalog).resolve())
-            if a.catalog else "")
+            if a.catalog else "", a.execution)
     report(r, a.name)
     if a.compare:
         other = json.loads(Path(a.compare).read_text())["glb_sha256"]
