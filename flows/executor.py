@@ -120,14 +120,6 @@ class ExecutorOptions:
         task back until the one before it has ended and the driver's loop has noticed (a few
         tenths of a second of idle CPU at every task boundary), is then off; this cap bounds
         the work in flight instead. 0: Ray Data's own policies, as they come.
-    lend_idle_cpus: once a conversion has fewer unfinished tasks than the cluster has CPUs
-        (its tail: no task waits for a CPU), the CPUs no task holds are lent to the running
-        ones, shared evenly: each stage that starts then is granted its task's CPUs plus its
-        share (``core.stage.stage_cpus()``; the ray tracer, thread pools and the unwrapper's
-        processes use it), instead of those CPUs idling until the last SKU ends. Only while
-        this conversion is the only one in its driver (a second shard at once takes them).
-        None (the default): on a local instance that this process started (``ray_session``,
-        ``early_ray``), where nothing else schedules on its CPUs; off when joining a cluster.
     """
 
     timeouts: Mapping[str, float | None] = field(default_factory=dict)
@@ -141,7 +133,6 @@ class ExecutorOptions:
     fuse_cpu_stages: bool | None = None
     resources: Mapping[str, Resources] = field(default_factory=dict)
     tasks_ahead: int = 1
-    lend_idle_cpus: bool | None = None
 
     def __post_init__(self) -> None:
         if (self.worker_retries < 0 or self.skus_per_task < 0 or self.gpu_actors < 0
@@ -239,10 +230,6 @@ def _init_kwargs(address: str | None, num_cpus: int | None,
     return kwargs
 
 
-#: Whether the connected Ray is a local instance this process started (``ray_session``,
-#: ``early_ray``): its only scheduler is this driver, and its workers share this machine's
-#: temporary folder (what ``ExecutorOptions.lend_idle_cpus`` None needs).
-_LOCAL: list[bool] = [False]
 #: A Ray start begun by ``early_ray`` and not yet taken over by a ``ray_session``.
 _EARLY: dict[str, Any] = {}
 #: The thread stopping the last session that ``ray_session(stop_later=True)`` started.
@@ -323,7 +310,6 @@ def _stop(early: dict[str, Any] | None) -> None:
 
     await_warm()
     try:
-        _LOCAL[0] = False
         if ray.is_initialized():
             ray.shutdown()
     finally:
@@ -362,7 +348,6 @@ def ray_session(address: str | None = None, num_cpus: int | None = None,
         ray.init(**kwargs)
         if "address" not in kwargs:
             _start_warming()
-    _LOCAL[0] = "address" not in kwargs
     try:
         yield
     finally:
@@ -689,9 +674,6 @@ class RunContext:
     options: ExecutorOptions
     #: the recipe, for jobs whose identity is worked out in their task (``plan(in_tasks=)``)
     recipe: Recipe | None = None
-    #: the file through which the driver lends idle CPUs to this conversion's tasks
-    #: (``_Lender``; empty: no lending)
-    lend: str = ""
 
 
 _HUNG_DIR = Path(tempfile.gettempdir()) / "assetfactory-hung"
@@ -753,24 +735,9 @@ def _run_segment(job: Job, seg: Segment, ctx: RunContext) -> Job:
         if not state.ok:
             break
         state = run_stage(call, state, ctx.options.policy(call.name), _on_hang(job, ctx),
-                          cpus=_granted(seg, ctx))
+                          cpus=seg.resources.cpus)
     return dataclasses.replace(job, state=state,
                                cpu_s=job.cpu_s + time.process_time() - cpu)
-
-
-def _granted(seg: Segment, ctx: RunContext) -> float:
-    """The CPUs a stage starting now in ``seg``'s task may use: those its task reserved, plus
-    the idle CPUs the driver lends the conversion's last tasks (``_Lender``). Read per stage,
-    so a SKU's later stages use CPUs that its task-mates' ends left idle; one failed open of a
-    file that does not exist while nothing is lent (a few microseconds)."""
-    cpus = seg.resources.cpus
-    if not ctx.lend or seg.actor:
-        return cpus
-    try:
-        with open(ctx.lend, encoding="ascii") as f:
-            return max(cpus, float(f.read()))
-    except (OSError, ValueError):
-        return cpus
 
 
 def _row_fn(seg: Segment, ctx: RunContext) -> Callable[[dict], dict]:
@@ -982,102 +949,6 @@ def unrecorded(blocks: Sequence[Sequence[Job]]) -> list[list[Job]]:
     return [b for b in left if b]
 
 
-#: Where lenders write their grants (one file per conversion while it lends).
-_LEND_DIR = Path(tempfile.gettempdir()) / "assetfactory-lend"
-
-
-def lent_share(cluster_cpus: float, open_tasks: int, task_cpus: float) -> float:
-    """CPUs a running task may use when ``open_tasks`` tasks of ``task_cpus`` each are left
-    and nothing else runs on ``cluster_cpus``: its own plus an even, whole share of the CPUs
-    none of them holds (``task_cpus`` while every CPU is held or tasks still wait)."""
-    if open_tasks <= 0 or task_cpus <= 0:
-        return task_cpus
-    spare = cluster_cpus - open_tasks * task_cpus
-    return task_cpus + (spare // open_tasks if spare >= open_tasks else 0.0)
-
-
-class _Lender:
-    """The driver's side of ``ExecutorOptions.lend_idle_cpus`` for one conversion: counts the
-    tasks (blocks) not yet finished and, once they are fewer than the cluster's CPUs, writes
-    the share each may use to a file its tasks read as each stage starts (``_granted``);
-    removes the file while there is nothing to lend. Lends only while it is the only open
-    conversion in this process (two shards at once share the CPUs between them)."""
-
-    _open: list[_Lender] = []
-    _lock = threading.Lock()
-
-    def __init__(self, blocks: Sequence[Sequence[Job]], task_cpus: float,
-                 cluster_cpus: float) -> None:
-        import uuid
-
-        self.path = _LEND_DIR / f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._left: dict[int, int] = {}
-        self._block_of: dict[str, int] = {}
-        for i, b in enumerate(blocks):
-            self._left[i] = len(b)
-            for j in b:
-                self._block_of[j.state.attempt_id] = i
-        self._task_cpus, self._cluster_cpus = task_cpus, cluster_cpus
-        self._grant = task_cpus
-        self._writing = threading.Lock()  # other conversions' threads update it too
-        with _Lender._lock:
-            _Lender._open.append(self)
-            others = list(_Lender._open)
-        for lender in others:
-            lender._update()
-
-    def finished(self, attempt_id: str) -> None:
-        i = self._block_of.pop(attempt_id, None)
-        if i is None or i not in self._left:
-            return
-        self._left[i] -= 1
-        if self._left[i] <= 0:
-            del self._left[i]
-            self._update()
-
-    def close(self) -> None:
-        with _Lender._lock:
-            if self in _Lender._open:
-                _Lender._open.remove(self)
-            others = list(_Lender._open)
-        self._write(self._task_cpus)
-        for lender in others:
-            lender._update()
-
-    def _update(self) -> None:
-        with _Lender._lock:
-            alone = _Lender._open == [self]
-        grant = (lent_share(self._cluster_cpus, len(self._left), self._task_cpus) if alone
-                 else self._task_cpus)
-        self._write(grant)
-
-    def _write(self, grant: float) -> None:
-        with self._writing:
-            self._write_locked(grant)
-
-    def _write_locked(self, grant: float) -> None:
-        if grant == self._grant:
-            return
-        self._grant = grant
-        try:
-            if grant <= self._task_cpus:
-                self.path.unlink(missing_ok=True)
-                return
-            _LEND_DIR.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(f"{grant:g}", encoding="ascii")
-            os.replace(tmp, self.path)
-            log.debug("lending: %d tasks left, each may use %g CPUs", len(self._left), grant)
-        except OSError as exc:  # lending only speeds the tail up: never the run's failure
-            log.debug("lending CPUs failed: %s", exc)
-
-
-def _lends(options: ExecutorOptions, segs: Sequence[Segment]) -> bool:
-    if options.lend_idle_cpus is False or not any(not s.actor for s in segs):
-        return False
-    return bool(options.lend_idle_cpus) or _LOCAL[0]
-
-
 def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
             options: ExecutorOptions = ExecutorOptions(),
             on_done: Callable[[dict[str, Any]], None] | None = None,
@@ -1099,12 +970,9 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
         return outcome
     await_warm()
     _data_context(options.tasks_ahead)
-    segs = segments(recipe, options)
-    lender = (_Lender(blocks, max(s.resources.cpus for s in segs if not s.actor),
-                      _cluster("CPU")) if _lends(options, segs) else None)
     ctx = RunContext(recipe.describe(), _recipe_id(recipe), catalog_source, options,
-                     recipe if any(not j.state.asset_id for b in blocks for j in b) else None,
-                     lend=str(lender.path) if lender is not None else "")
+                     recipe if any(not j.state.asset_id for b in blocks for j in b) else None)
+    segs = segments(recipe, options)
     pending = {j.state.attempt_id: j for b in blocks for j in b}
     # one Arrow table per block: Ray Data keeps them as the tasks' blocks through every map
     ds = ray.data.from_arrow([pa.table({
@@ -1135,20 +1003,14 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                             zero_copy_batch=True, max_retries=options.worker_retries,
                             **_task_cap(record_res, options.tasks_ahead),
                             **_remote_args(record_res))
-    try:
-        for summary in _summaries(ds):
-            pending.pop(summary["attempt_id"], None)
-            if lender is not None:
-                lender.finished(summary["attempt_id"])
-            if summary["status"] == "skipped":  # identity worked out in the task: done before
-                outcome.skipped.append(summary["sku"])
-            else:
-                outcome.summaries.append(summary)
-            if on_done:
-                on_done(summary)
-    finally:
-        if lender is not None:
-            lender.close()
+    for summary in _summaries(ds):
+        pending.pop(summary["attempt_id"], None)
+        if summary["status"] == "skipped":  # identity worked out in the task: done before
+            outcome.skipped.append(summary["sku"])
+        else:
+            outcome.summaries.append(summary)
+        if on_done:
+            on_done(summary)
     if pending and any(len(b) > 1 for b in blocks):
         # Ray gave up on some tasks of several SKUs: one SKU (a crash in native code) can take
         # its task-mates down with it, so run the unrecorded ones again, one per task

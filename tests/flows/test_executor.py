@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -250,41 +249,28 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only(tmp_path):
         ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
 
 
-def test_idle_cpus_are_lent_evenly_to_the_last_tasks_only():
-    """No Ray needed: a task's share is its own CPUs while tasks wait or every CPU is held,
-    and its own plus an even, whole share of the idle ones once fewer tasks than CPUs are
-    left."""
-    from assetfactory.flows.executor import lent_share
-
-    assert lent_share(2, 3, 1) == lent_share(2, 2, 1) == 1
-    assert lent_share(2, 1, 1) == 2
-    assert lent_share(8, 3, 1) == 2 and lent_share(8, 2, 1) == 4 and lent_share(8, 1, 2) == 8
-    assert lent_share(4, 3, 1) == 1  # one idle CPU cannot be split evenly among three
-    assert lent_share(2, 0, 1) == 1
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("lend", [True, False])
-def test_the_last_task_gets_the_cpus_its_finished_task_mates_left_idle(tmp_path, ray_gpu, lend):
-    """Three one-SKU tasks of one CPU on two CPUs: the two quick SKUs' stages see one CPU
-    each; the slow SKU's stage that starts after both ended sees both CPUs when the executor
-    lends idle CPUs, one when it does not."""
-    nap = StageCall("nap", "toy_stages:nap", toy_stages.NapOptions(seconds=3.0))
-    cpus = StageCall("cpus", "toy_stages:cpus", toy_stages.CpuOptions())
-    recipe = Recipe("test", "none", (nap, cpus))
-    options = ExecutorOptions(skus_per_task=1, fuse_cpu_stages=True, lend_idle_cpus=lend,
-                              resources={"cpus": Resources(cpus=1)})
-    # both workers up first (a cold worker's start would outlast the slow SKU's nap)
-    convert(_jobs(tmp_path / "warm", ["warm1", "warm2"]), recipe, options=options)
-    skus = ["quick1", "quick2", "slow3"]
-    out = convert(_jobs(tmp_path, skus), recipe, options=options)
-    assert out.counts == {"ok": 3}
-    seen = {r["sku"]: r["cpus"] for r in _rows(
-        tmp_path, "SELECT sku, stage_cpus AS cpus FROM assets")}
-    from assetfactory.core.stage import cpu_count
+def test_the_driver_hears_of_each_task_as_it_ends(tmp_path, ray_gpu):
+    """Three one-SKU tasks on two CPUs; the third waits until the driver has been told of
+    the other two (its ``on_done`` writes a file the waiting stage looks for). Read with one
+    block of look-ahead (``iter_rows``), the second summary came only with the third's, so
+    the waiting SKU would wait out its 120 s and report it was never released."""
+    release = tmp_path / "release"
+    nap = StageCall("nap", "toy_stages:nap",
+                    toy_stages.NapOptions(seconds=120.0, until=str(release)))
+    seen = []
 
-    assert seen == {"quick1": 1, "quick2": 1, "slow3": min(2 if lend else 1, cpu_count())}
-    assert not any(Path(tempfile.gettempdir(), "assetfactory-lend").glob(f"{os.getpid()}-*"))
+    def on_done(summary):
+        seen.append(summary["sku"])
+        if {"quick1", "quick2"} <= set(seen):
+            release.touch()
+
+    out = convert(_jobs(tmp_path, ["quick1", "quick2", "wait3"]), Recipe("test", "none", (nap,)),
+                  options=ExecutorOptions(skus_per_task=1), on_done=on_done)
+    assert out.counts == {"ok": 3}
+    (row,) = _rows(tmp_path, "SELECT released FROM assets WHERE sku = 'wait3'")
+    assert row["released"] is True
+    assert seen[-1] == "wait3"
 
 
 def test_cpu_stages_fuse_by_default_only_where_declared_memory_does_not_bind():
