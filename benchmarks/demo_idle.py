@@ -169,7 +169,7 @@ def main() -> None:
     ap.add_argument("--catalog", default="", help="an existing demo catalog (catalog.csv) "
                     "instead of one made here; with --prepare, make it there and stop")
     ap.add_argument("--execution", default="", help="executor options as JSON (the flow's "
-                    "`execution`), e.g. '{\"lend_idle_cpus\": false}'")
+                    "`execution`), e.g. '{\"tasks_ahead\": 0}'")
     ap.add_argument("--prepare", action="store_true", help="only make the demo catalog")
     ap.add_argument("--compare", default="", help="a result .json to compare GLB hashes with")
     a = ap.parse_args()
