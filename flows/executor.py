@@ -1003,8 +1003,7 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
                             zero_copy_batch=True, max_retries=options.worker_retries,
                             **_task_cap(record_res, options.tasks_ahead),
                             **_remote_args(record_res))
-    for row in ds.iter_rows():
-        summary = json.loads(row["summary"])
+    for summary in _summaries(ds):
         pending.pop(summary["attempt_id"], None)
         if summary["status"] == "skipped":  # identity worked out in the task: done before
             outcome.skipped.append(summary["sku"])
@@ -1038,6 +1037,15 @@ def convert(jobs: Sequence[Job], recipe: Recipe, *, catalog_source: str = "",
             if on_done:
                 on_done(summary)
     return outcome
+
+
+def _summaries(ds: Any) -> Iterator[dict[str, Any]]:
+    """The conversion's summaries, each block's as soon as its task has ended: without the
+    look-ahead of ``iter_rows`` (its prefetch held a finished block back until the next one
+    was out too, so the driver learnt of a task's end only with the next task's)."""
+    for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+        for s in batch.column("summary").to_pylist():
+            yield json.loads(s)
 
 
 def _recorded(jobs: Iterable[Job]) -> dict[str, dict[str, Any]]:

@@ -249,6 +249,30 @@ def test_a_gpu_backend_on_a_cluster_without_gpus_asks_for_cpus_only(tmp_path):
         ExecutorOptions.from_dict({"timeouts": {"uv": 0}})
 
 
+@pytest.mark.slow
+def test_the_driver_hears_of_each_task_as_it_ends(tmp_path, ray_gpu):
+    """Three one-SKU tasks on two CPUs; the third waits until the driver has been told of
+    the other two (its ``on_done`` writes a file the waiting stage looks for). Read with one
+    block of look-ahead (``iter_rows``), the second summary came only with the third's, so
+    the waiting SKU would wait out its 120 s and report it was never released."""
+    release = tmp_path / "release"
+    nap = StageCall("nap", "toy_stages:nap",
+                    toy_stages.NapOptions(seconds=120.0, until=str(release)))
+    seen = []
+
+    def on_done(summary):
+        seen.append(summary["sku"])
+        if {"quick1", "quick2"} <= set(seen):
+            release.touch()
+
+    out = convert(_jobs(tmp_path, ["quick1", "quick2", "wait3"]), Recipe("test", "none", (nap,)),
+                  options=ExecutorOptions(skus_per_task=1), on_done=on_done)
+    assert out.counts == {"ok": 3}
+    (row,) = _rows(tmp_path, "SELECT released FROM assets WHERE sku = 'wait3'")
+    assert row["released"] is True
+    assert seen[-1] == "wait3"
+
+
 def test_cpu_stages_fuse_by_default_only_where_declared_memory_does_not_bind():
     """No Ray needed. Fused stages declare the largest memory of their stages (bake: 4 GiB):
     fused where the cluster still runs as many tasks at once as it has CPUs, apart where that

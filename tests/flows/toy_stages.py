@@ -44,6 +44,9 @@ class NapOptions:
 
     seconds: float = 0.0
     pid_dir: str = ""
+    #: "wait*" SKUs sleep until this file exists (at most ``seconds``) and report whether it
+    #: appeared (``released``)
+    until: str = ""
 
 
 @stage("nap", "1", NapOptions, Resources(cpus=1))
@@ -67,6 +70,11 @@ def nap(state: AssetState, options: NapOptions) -> StageResult:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGALRM})
     if state.sku.startswith("slow"):
         time.sleep(options.seconds)
+    if state.sku.startswith("wait"):
+        end = time.monotonic() + options.seconds
+        while not Path(options.until).exists() and time.monotonic() < end:
+            time.sleep(0.05)
+        return StageResult(metrics={"napped": True, "released": Path(options.until).exists()})
     return StageResult(metrics={"napped": True})
 
 
