@@ -48,14 +48,6 @@ def _child(workdir: Path, result: Path, n: int, profile: str, catalog: str,
     from assetfactory.cli import _convert
     from assetfactory.core.stage import cpu_count
     from assetfactory.demo import make_demo_catalog
-
-    import logging
-
-    lend_log = logging.getLogger("assetfactory.executor")  # when idle CPUs were lent, if ever
-    lend_log.setLevel(logging.DEBUG)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(message)s"))
-    lend_log.addHandler(handler)
     from assetfactory.flows import convert as conv
     from assetfactory.flows import executor
 

@@ -448,8 +448,9 @@ def child(kind: str, n: int, cpus: int, workdir: Path, pin: bool = False) -> dic
     env.setdefault("PREFECT_HOME", str(workdir / "prefect-home"))
     cores = sorted(os.sched_getaffinity(0))[:cpus]
     proc = subprocess.Popen([sys.executable, __file__, "_child", kind, str(n), str(cpus),
-                             str(workdir), str(result)], env=env, start_new_session=True,
-                            preexec_fn=(lambda: os.sched_setaffinity(0, cores)) if pin else None)
+                             str(workdir), str(result)], env=env, start_new_session=True)
+    if pin:  # before the child starts Ray: every process it starts inherits the cores
+        os.sched_setaffinity(proc.pid, cores)
     try:
         rc = proc.wait()
     finally:  # however it ended (or this script was interrupted): nothing of it runs on
