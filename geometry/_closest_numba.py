@@ -11,6 +11,39 @@ jit = numba.njit(cache=True, nogil=True, error_model="numpy")
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
+def _edges(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
+    """(squared distance, u, v) from p to the nearest point of triangle abc's three edges,
+    q = a + u (b - a) + v (c - a); the first edge wins a tie (a degenerate triangle, or a
+    point the barycentric regions miss by rounding)."""
+    best = np.inf
+    u = v = 0.0
+    for k in range(3):
+        if k == 0:
+            sx, sy, sz, ex, ey, ez = ax, ay, az, bx, by, bz
+        elif k == 1:
+            sx, sy, sz, ex, ey, ez = bx, by, bz, cx, cy, cz
+        else:
+            sx, sy, sz, ex, ey, ez = cx, cy, cz, ax, ay, az
+        dx, dy, dz = ex - sx, ey - sy, ez - sz
+        ll = dx * dx + dy * dy + dz * dz
+        t = 0.0
+        if ll > 0.0:
+            t = ((px - sx) * dx + (py - sy) * dy + (pz - sz) * dz) / ll
+            t = min(1.0, max(0.0, t))
+        qx, qy, qz = sx + t * dx - px, sy + t * dy - py, sz + t * dz - pz
+        dd = qx * qx + qy * qy + qz * qz
+        if dd < best:
+            best = dd
+            if k == 0:
+                u, v = t, 0.0
+            elif k == 1:
+                u, v = 1.0 - t, t
+            else:
+                u, v = 0.0, 1.0 - t
+    return best, u, v
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
 def _dist2(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     """Squared distance from p to triangle abc (Ericson, Real-Time Collision Detection 5.1.5,
     in float64; a degenerate triangle falls through to its edges)."""
@@ -37,23 +70,7 @@ def _dist2(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
     denom = va + vb + vc
     if denom <= 0.0 or vc < 0.0 or va < 0.0 or vb < 0.0:
         # on an edge (or a sliver too thin for the barycentric test): the nearest of the three
-        best = np.inf
-        for k in range(3):
-            if k == 0:
-                sx, sy, sz, ex, ey, ez = ax, ay, az, bx, by, bz
-            elif k == 1:
-                sx, sy, sz, ex, ey, ez = bx, by, bz, cx, cy, cz
-            else:
-                sx, sy, sz, ex, ey, ez = cx, cy, cz, ax, ay, az
-            dx, dy, dz = ex - sx, ey - sy, ez - sz
-            ll = dx * dx + dy * dy + dz * dz
-            t = 0.0
-            if ll > 0.0:
-                t = ((px - sx) * dx + (py - sy) * dy + (pz - sz) * dz) / ll
-                t = min(1.0, max(0.0, t))
-            qx, qy, qz = sx + t * dx - px, sy + t * dy - py, sz + t * dz - pz
-            best = min(best, qx * qx + qy * qy + qz * qz)
-        return best
+        return _edges(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)[0]
     v = vb / denom
     w = vc / denom
     qx = ax + abx * v + acx * w - px
@@ -191,30 +208,7 @@ def _closest_bary(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz):
             denom = va + vb + vc
             u, v = vb / denom, vc / denom
         else:  # degenerate (or rounding left no region): the nearest point of the three edges
-            best = np.inf
-            for k in range(3):
-                if k == 0:
-                    sx, sy, sz, ex, ey, ez = ax, ay, az, bx, by, bz
-                elif k == 1:
-                    sx, sy, sz, ex, ey, ez = bx, by, bz, cx, cy, cz
-                else:
-                    sx, sy, sz, ex, ey, ez = cx, cy, cz, ax, ay, az
-                dx, dy, dz = ex - sx, ey - sy, ez - sz
-                ll = dx * dx + dy * dy + dz * dz
-                t = 0.0
-                if ll > 0.0:
-                    t = ((px - sx) * dx + (py - sy) * dy + (pz - sz) * dz) / ll
-                    t = min(1.0, max(0.0, t))
-                qx, qy, qz = sx + t * dx - px, sy + t * dy - py, sz + t * dz - pz
-                dd = qx * qx + qy * qy + qz * qz
-                if dd < best:
-                    best = dd
-                    if k == 0:
-                        u, v = t, 0.0
-                    elif k == 1:
-                        u, v = 1.0 - t, t
-                    else:
-                        u, v = 0.0, 1.0 - t
+            _, u, v = _edges(px, py, pz, ax, ay, az, bx, by, bz, cx, cy, cz)
     qx = ax + abx * u + acx * v - px
     qy = ay + aby * u + acy * v - py
     qz = az + abz * u + acz * v - pz

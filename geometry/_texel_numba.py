@@ -67,6 +67,19 @@ def _unit3(x, y, z):
     return x, y, z
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _interpolate(values, faces, f, bary, i):
+    """The per-vertex ``values`` (V, 3) of face ``f`` at barycentric point ``bary[i]``."""
+    x = y = z = 0.0
+    for k in range(3):
+        v = faces[f, k]
+        w = bary[i, k]
+        x += w * values[v, 0]
+        y += w * values[v, 1]
+        z += w * values[v, 2]
+    return x, y, z
+
+
 @jit
 def surface_frames(vertices, faces, uv, normals, tangents, fids, bary):
     """Per point: position, unit normal, unit tangent, unit bitangent (interpolated
@@ -79,13 +92,11 @@ def surface_frames(vertices, faces, uv, normals, tangents, fids, bary):
     degenerate = np.empty(t, np.bool_)
     for i in range(t):
         f = fids[i]
-        px = py = pz = nx = ny = nz = tx = ty = tz = bx = by = bz = 0.0
+        px, py, pz = _interpolate(vertices, faces, f, bary, i)
+        nx = ny = nz = tx = ty = tz = bx = by = bz = 0.0
         for k in range(3):
             v = faces[f, k]
             w = bary[i, k]
-            px += w * vertices[v, 0]
-            py += w * vertices[v, 1]
-            pz += w * vertices[v, 2]
             n0, n1, n2 = normals[v, 0], normals[v, 1], normals[v, 2]
             t0, t1, t2, hw = tangents[v, 0], tangents[v, 1], tangents[v, 2], tangents[v, 3]
             nx += w * n0
@@ -314,19 +325,11 @@ def texel_points(vertices, faces, fids, bary, normals, per_face):
     nrm = np.empty((t, 3))
     for i in range(t):
         f = fids[i]
-        px = py = pz = nx = ny = nz = 0.0
-        for k in range(3):
-            v = faces[f, k]
-            w = bary[i, k]
-            px += w * vertices[v, 0]
-            py += w * vertices[v, 1]
-            pz += w * vertices[v, 2]
-            if not per_face:
-                nx += w * normals[v, 0]
-                ny += w * normals[v, 1]
-                nz += w * normals[v, 2]
+        px, py, pz = _interpolate(vertices, faces, f, bary, i)
         if per_face:
             nx, ny, nz = normals[f, 0], normals[f, 1], normals[f, 2]
+        else:
+            nx, ny, nz = _interpolate(normals, faces, f, bary, i)
         n = max(np.sqrt(nx * nx + ny * ny + nz * nz), 1e-12)
         pos[i, 0], pos[i, 1], pos[i, 2] = px, py, pz
         nrm[i, 0], nrm[i, 1], nrm[i, 2] = nx / n, ny / n, nz / n
