@@ -20,7 +20,7 @@ import numpy as np
 from ..core.camera import Camera
 from ..core.mesh import MeshData
 from ..geometry.colour import SRGB_LUT as _SRGB_LUT
-from ..geometry.colour import linear_to_srgb, srgb_bytes, srgb_to_linear
+from ..geometry.colour import srgb_bytes, srgb_to_linear
 from ..geometry.dilation import texels_to_image
 from ..geometry.texture_sampling import barycentric, sample_nearest
 from . import materials as mats
@@ -501,19 +501,6 @@ def texture_colours_stats(grid: TexelGrid, views: list[ViewInput], options: Proj
 def margin_texels(size: int) -> int:
     """Dilation margin: enough for the mip levels a viewer actually samples (4 at 1024)."""
     return max(2, size // 256)
-
-
-def part_colours(grid: TexelGrid, mesh: MeshData, colour: np.ndarray, observed: np.ndarray
-                 ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
-    """(part id per texel, {part: sRGB colours of its observed texels (all if none seen)})."""
-    parts = np.asarray(mesh.face_labels, np.int64)[grid.faces]
-    srgb = linear_to_srgb(colour)
-    out: dict[int, np.ndarray] = {}
-    for part in np.unique(parts):
-        sel = parts == part
-        seen = sel & observed
-        out[int(part)] = srgb[seen if seen.any() else sel]
-    return parts, out
 
 
 def orm_texels(parts: np.ndarray, table: dict, ao: np.ndarray | None) -> np.ndarray:
