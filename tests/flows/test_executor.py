@@ -327,3 +327,29 @@ def test_two_shards_run_at_once_only_where_each_gets_a_whole_operator():
     # half a GPU per actor: one GPU split in two is 0 each; two GPUs are one each
     assert concurrent_runs(gpu, cluster={"CPU": 4.0, "GPU": 1.0, "memory": 8 * gb}) == 1
     assert concurrent_runs(gpu, cluster={"CPU": 4.0, "GPU": 2.0, "memory": 8 * gb}) == 2
+
+
+def test_the_control_plane_polls_less_where_nothing_waits_on_it(monkeypatch):
+    """Ray Data's scheduling loop waits longer for finished tasks when tasks wait in Ray
+    behind the running ones (``tasks_ahead``), its own 0.1 s when it dispatches every task;
+    a local instance's log monitor lists its folder every 5 s (nothing reads its output), a
+    cluster's is left alone and a value the user set is kept."""
+    from ray.data._internal.execution import streaming_executor_state as state
+
+    from assetfactory.flows.executor import LOG_MONITOR_ENV, SCHEDULING_WAIT_S, _init_kwargs
+
+    _data_context(1)
+    assert state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == SCHEDULING_WAIT_S > 0.1
+    _data_context(0)
+    assert state.WAIT_FOR_TASK_COMPLETION_TIMEOUT_S == 0.1
+    for name in LOG_MONITOR_ENV:
+        monkeypatch.delenv(name, raising=False)
+    _init_kwargs("ray://head:10001", None, None)
+    assert not set(LOG_MONITOR_ENV) & set(os.environ)
+    monkeypatch.setenv("LOG_NAME_UPDATE_INTERVAL_S", "1")
+    _init_kwargs(None, 2, None)
+    assert os.environ["RAY_LOG_MONITOR_MANY_FILES_THRESHOLD"] == "0"
+    assert os.environ["LOG_NAME_UPDATE_INTERVAL_S"] == "1"
+    monkeypatch.delenv("LOG_NAME_UPDATE_INTERVAL_S")
+    _init_kwargs(None, 2, None)
+    assert os.environ["LOG_NAME_UPDATE_INTERVAL_S"] == "5"
