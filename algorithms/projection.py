@@ -338,10 +338,19 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
         else:
             colour, wsum = mean_blend(seen, t)
     else:
-        colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
+        colour = weighted_mean(acc, wsum)
     stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
                        lv_acc / lv_w if lv_w > 0 else 0.0)
-    return colour.astype(np.float32), wsum, stats
+    return colour.astype(np.float32, copy=False), wsum, stats
+
+
+def weighted_mean(acc: np.ndarray, wsum: np.ndarray) -> np.ndarray:
+    """(T, 3) float32 ``acc / max(wsum, 1e-12)`` (float64 sums of weight x colour and of
+    weight), in one numba pass (``_projection_numba.weighted_mean``; the numpy expression
+    makes two full-length float64 temporaries)."""
+    from ._projection_numba import weighted_mean as kernel
+
+    return kernel(np.ascontiguousarray(acc, np.float64), np.ascontiguousarray(wsum, np.float64))
 
 
 def mean_blend(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int
