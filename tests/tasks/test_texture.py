@@ -129,6 +129,21 @@ def test_fill_nearest_3d_interpolates_by_inverse_distance():
     assert out[2] == pytest.approx([0.25] * 3, abs=1e-6)
 
 
+def test_fill_nearest_3d_reads_float32_colours_as_their_float64_values():
+    # float32 colours go to the cell means as they are (summed in float64): the same fill
+    # as from their float64 copy, bit for bit
+    rng = np.random.default_rng(2)
+    pos = rng.random((3000, 3))
+    nrm = rng.normal(size=(3000, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    col = rng.random((3000, 3)).astype(np.float32)
+    observed = pos[:, 0] < 0.6
+    out = fill_nearest_3d(pos, nrm, col, observed, grid=32)
+    again = fill_nearest_3d(pos, nrm, col.astype(np.float64), observed, grid=32)
+    assert out.dtype == np.float32 and np.array_equal(out, again)
+    assert not np.array_equal(out[~observed], col[~observed])
+
+
 def test_dilate_grows_exactly_the_requested_margin():
     img = np.zeros((9, 9, 3), np.float32)
     ok = np.zeros((9, 9), bool)
