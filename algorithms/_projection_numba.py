@@ -151,8 +151,7 @@ def weighted_mean(acc, wsum):
     t = acc.shape[0]
     out = np.empty((t, 3), np.float32)
     for i in range(t):
-        w = wsum[i]
-        d = 1e-12 if w < 1e-12 else w   # np.maximum, NaN included
+        d = np.maximum(wsum[i], 1e-12)
         for k in range(3):
             out[i, k] = np.float32(acc[i, k] / d)
     return out
