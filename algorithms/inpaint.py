@@ -59,12 +59,12 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
         return out
     from scipy.spatial import cKDTree
 
-    from ._inpaint_numba import cell_means
+    from ._inpaint_numba import bounds, cell_means
 
-    lo = positions.min(0)
-    cell = max(float((positions.max(0) - lo).max()) / grid, 1e-12)
     positions = np.ascontiguousarray(positions, np.float64)
     normals = np.ascontiguousarray(normals, np.float64)
+    lo, hi = bounds(positions)   # positions.min(0), .max(0) in one pass
+    cell = max(float((hi - lo).max()) / grid, 1e-12)
     # the kernel sums colours in float64: float32 ones (the blend's) go in as they are
     col = np.ascontiguousarray(colours, np.float32 if np.asarray(colours).dtype == np.float32
                                else np.float64)

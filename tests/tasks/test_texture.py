@@ -461,3 +461,13 @@ def test_delight_recovers_the_albedo_under_a_light_fixed_to_the_camera(renderer,
     skipped = texture(hull, TextureOptions(size=256, delight=True)).metrics
     assert skipped["texture_delit"] is False and skipped["texture_delight_skipped_hull"]
     assert not m["texture_delight_skipped_hull"]
+
+
+def test_fill_bounds_are_numpys_min_and_max():
+    from assetfactory.algorithms._inpaint_numba import bounds
+
+    rng = np.random.default_rng(4)
+    for pos in (rng.normal(size=(5000, 3)), rng.normal(size=(1, 3)),
+                np.array([[0.0, -0.0, 1.0], [-0.0, 0.0, np.inf], [2.0, -5.0, -1.0]])):
+        lo, hi = bounds(np.ascontiguousarray(pos))
+        assert np.array_equal(lo, pos.min(0)) and np.array_equal(hi, pos.max(0))
