@@ -295,6 +295,32 @@ def test_face_footprint_is_pixels_per_texel():
     assert fp == pytest.approx([f / 3 / 32] * 2, rel=1e-6)
 
 
+def test_face_footprints_with_a_shared_uv_inverse_are_the_previous_formulation():
+    # the UVs' inverse computed once for every view: each view's footprints are exactly the
+    # per-view formulation's (J = dP inv(dT) over all faces, then its largest singular value)
+    from assetfactory.algorithms.projection import uv_texel_inverse
+
+    rng = np.random.default_rng(6)
+    mesh = MeshData(rng.normal(size=(60, 3)), rng.integers(0, 60, (100, 3)),
+                    uv=rng.random((60, 2)).astype(np.float32))
+    mesh.uv[mesh.faces[:7, 1]] = mesh.uv[mesh.faces[:7, 0]]   # degenerate in UV
+    shared = uv_texel_inverse(mesh, 64)
+    for az in (0.0, 70.0, 200.0):
+        cam = orbit_camera("v", az, 20.0, 4.0, size=128)
+        pix, _ = cam.project(mesh.vertices)
+        P, T = pix[mesh.faces], np.asarray(mesh.uv, np.float64)[mesh.faces] * 64
+        dP = np.stack([P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]], axis=2)
+        dT = np.stack([T[:, 1] - T[:, 0], T[:, 2] - T[:, 0]], axis=2)
+        det = dT[:, 0, 0] * dT[:, 1, 1] - dT[:, 0, 1] * dT[:, 1, 0]
+        ok = np.abs(det) > 1e-12
+        want = np.ones(len(mesh.faces))
+        want[ok] = np.linalg.svd(dP[ok] @ np.linalg.inv(dT[ok]), compute_uv=False)[:, 0]
+        want = np.nan_to_num(want, nan=1.0, posinf=1.0)
+        assert 0 < ok.sum() < len(ok)
+        assert np.array_equal(face_footprints(mesh, cam, 64, shared), want)
+        assert np.array_equal(face_footprints(mesh, cam, 64), want)
+
+
 def test_sample_pyramid_level0_is_bilinear_and_coarse_levels_average():
     img = np.zeros((64, 64, 3), np.float32)
     img[:, ::2] = 1.0                         # one-pixel stripes
