@@ -50,3 +50,17 @@ def cell_means(positions, normals, colours, rows, lo, cell, grid):
             if has_colour:
                 col[j, d] /= count[j]
     return inverse, pos, nrm, col
+
+
+@jit
+def bounds(positions):
+    """(lo, hi): the per-axis minimum and maximum of ``positions`` (N >= 1, 3) in one pass,
+    as ``positions.min(0)`` and ``positions.max(0)`` (NaN propagates as there)."""
+    lo = positions[0].copy()
+    hi = positions[0].copy()
+    for i in range(1, positions.shape[0]):
+        for d in range(3):
+            v = positions[i, d]
+            lo[d] = np.minimum(lo[d], v)
+            hi[d] = np.maximum(hi[d], v)
+    return lo, hi

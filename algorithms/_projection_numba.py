@@ -69,6 +69,13 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
     lv_w = 0.0
     for i in range(len(positions)):
         px, py, pz = positions[i, 0], positions[i, 1], positions[i, 2]
+        # incidence: max(0, n . unit(camera - p)) ** power; a texel facing away (weight 0,
+        # dropped below in any case) is dropped before its projection and depth test
+        dx, dy, dz = cam_pos[0] - px, cam_pos[1] - py, cam_pos[2] - pz
+        dn = max(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
+        cos = max((normals[i, 0] * dx + normals[i, 1] * dy + normals[i, 2] * dz) / dn, 0.0)
+        if not cos > 0.0:
+            continue
         cx = px * rot[0, 0] + py * rot[0, 1] + pz * rot[0, 2] + trans[0]
         cy = px * rot[1, 0] + py * rot[1, 1] + pz * rot[1, 2] + trans[1]
         cz = px * rot[2, 0] + py * rot[2, 1] + pz * rot[2, 2] + trans[2]
@@ -82,14 +89,10 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
         d = np.float64(depth[yi, xi])
         if not (np.isfinite(d) and abs(z - d) <= tolerance * abs(d)) or not mask[yi, xi]:
             continue
-        # incidence: max(0, n . unit(camera - p)) ** power
-        dx, dy, dz = cam_pos[0] - px, cam_pos[1] - py, cam_pos[2] - pz
-        dn = max(np.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
-        cos = max((normals[i, 0] * dx + normals[i, 1] * dy + normals[i, 2] * dz) / dn, 0.0)
         if power != 0:
             wt = cos ** power
         else:
-            wt = 1.0 if cos > 0 else 0.0
+            wt = 1.0
         wt *= prior
         on_edge = has_edge and edge[yi, xi]
         if on_edge:
@@ -105,10 +108,12 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
             lo = int(np.floor(lvc))
             frac = np.float32(lvc - lo)
             c0 = c1 = c2 = cm = np.float32(0.0)
-            for step in range(2):
+            # the upper level's weight is 0 at a whole level (always, below level 1): its
+            # samples (finite, >= 0) would add +0 to the sums
+            for step in range(1 if frac == 0 else 2):
                 li = lo if step == 0 else min(lo + 1, top)
                 wl = np.float32(1.0) - frac if step == 0 else frac
-                scale = 2.0 ** li
+                scale = np.float64(1 << li)
                 _bilinear(pyr, pyr_off[li], pyr_h[li], pyr_w[li], (u + 0.5) / scale - 0.5,
                           (v + 0.5) / scale - 0.5, sample)
                 c0 += wl * sample[0]
@@ -137,3 +142,16 @@ def accumulate_view(positions, normals, faces, rot, trans, K, cam_pos, depth, ma
         if not on_edge:
             clean[i] = True
     return kept, lv_acc, lv_w
+
+
+@jit
+def weighted_mean(acc, wsum):
+    """(T, 3) float32 ``acc / max(wsum, 1e-12)`` per row, each quotient in float64 and then
+    rounded to float32, as ``(acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)``."""
+    t = acc.shape[0]
+    out = np.empty((t, 3), np.float32)
+    for i in range(t):
+        d = np.maximum(wsum[i], 1e-12)
+        for k in range(3):
+            out[i, k] = np.float32(acc[i, k] / d)
+    return out

@@ -59,17 +59,18 @@ def fill_nearest_3d(positions: np.ndarray, normals: np.ndarray, colours: np.ndar
         return out
     from scipy.spatial import cKDTree
 
-    from ._inpaint_numba import cell_means
+    from ._inpaint_numba import bounds, cell_means
 
-    lo = positions.min(0)
-    cell = max(float((positions.max(0) - lo).max()) / grid, 1e-12)
     positions = np.ascontiguousarray(positions, np.float64)
     normals = np.ascontiguousarray(normals, np.float64)
-    _, s_pos, s_nrm, s_col = cell_means(positions, normals,
-                                        np.ascontiguousarray(colours, np.float64), src, lo,
-                                        cell, int(grid))
-    d_inv, d_pos, d_nrm, _ = cell_means(positions, normals, np.zeros((0, 3)), dst, lo, cell,
-                                        int(grid))
+    lo, hi = bounds(positions)   # positions.min(0), .max(0) in one pass
+    cell = max(float((hi - lo).max()) / grid, 1e-12)
+    # the kernel sums colours in float64: float32 ones (the blend's) go in as they are
+    col = np.ascontiguousarray(colours, np.float32 if np.asarray(colours).dtype == np.float32
+                               else np.float64)
+    _, s_pos, s_nrm, s_col = cell_means(positions, normals, col, src, lo, cell, int(grid))
+    d_inv, d_pos, d_nrm, _ = cell_means(positions, normals, np.zeros((0, 3), np.float32), dst,
+                                        lo, cell, int(grid))
     s_nrm /= np.maximum(np.linalg.norm(s_nrm, axis=1, keepdims=True), 1e-12)
     k = min(k, len(s_pos))
     workers = threads if threads > 0 else stage_cpus()

@@ -204,23 +204,36 @@ def edge_feather(depth: np.ndarray, mask: np.ndarray, px: int, rel_jump: float,
     return out.astype(np.float32)
 
 
-def face_footprints(mesh: MeshData, camera: Camera, size: int) -> np.ndarray:
+def uv_texel_inverse(mesh: MeshData, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ok (M,) bool, inv(dT) (K, 2, 2) of the faces where ``ok``): each face's texel-space
+    edge matrix dT (columns: its UV edges in texels at ``size``) inverted where it is not
+    degenerate (|det| > 1e-12). It depends on the UVs alone, so ``face_footprints`` of several
+    views share it."""
+    tri = mesh.faces
+    T = np.asarray(mesh.uv, np.float64)[tri] * size        # (M, 3, 2)
+    dT = np.stack([T[:, 1] - T[:, 0], T[:, 2] - T[:, 0]], axis=2)
+    det = dT[:, 0, 0] * dT[:, 1, 1] - dT[:, 0, 1] * dT[:, 1, 0]
+    ok = np.abs(det) > 1e-12
+    return ok, np.linalg.inv(dT[ok]) if ok.any() else np.zeros((0, 2, 2))
+
+
+def face_footprints(mesh: MeshData, camera: Camera, size: int,
+                    uv_inverse: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """(M,) how many photo pixels one texel of face f spans in this view (largest axis).
 
     The face's affine map texel -> pixel is its Jacobian J = dP inv(dT) (P projected corners,
     T texel corners); its largest singular value is the footprint, as GPUs choose mip levels.
+    ``uv_inverse``: ``uv_texel_inverse(mesh, size)``, computed here when not given (the same
+    for every view of a mesh).
     """
     tri = mesh.faces
-    pix, _ = camera.project(mesh.vertices)
-    P = pix[tri]                                           # (M, 3, 2)
-    T = np.asarray(mesh.uv, np.float64)[tri] * size        # (M, 3, 2)
-    dP = np.stack([P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]], axis=2)   # (M, 2, 2) columns
-    dT = np.stack([T[:, 1] - T[:, 0], T[:, 2] - T[:, 0]], axis=2)
-    det = dT[:, 0, 0] * dT[:, 1, 1] - dT[:, 0, 1] * dT[:, 1, 0]
-    ok = np.abs(det) > 1e-12
+    ok, inv = uv_texel_inverse(mesh, size) if uv_inverse is None else uv_inverse
     out = np.ones(len(tri), np.float64)
     if ok.any():
-        J = dP[ok] @ np.linalg.inv(dT[ok])
+        pix, _ = camera.project(mesh.vertices)
+        P = pix[tri[ok]]                                        # (K, 3, 2)
+        dP = np.stack([P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]], axis=2)   # (K, 2, 2) columns
+        J = dP @ inv
         out[ok] = np.linalg.svd(J, compute_uv=False)[:, 0]
     return np.nan_to_num(out, nan=1.0, posinf=1.0)
 
@@ -338,10 +351,19 @@ def blend_views_stats(grid: TexelGrid, views: list[ViewInput], options: Projecti
         else:
             colour, wsum = mean_blend(seen, t)
     else:
-        colour = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
+        colour = weighted_mean(acc, wsum)
     stats = BlendStats(used, int(((wsum > 0) & ~clean).sum()),
                        lv_acc / lv_w if lv_w > 0 else 0.0)
-    return colour.astype(np.float32), wsum, stats
+    return colour.astype(np.float32, copy=False), wsum, stats
+
+
+def weighted_mean(acc: np.ndarray, wsum: np.ndarray) -> np.ndarray:
+    """(T, 3) float32 ``acc / max(wsum, 1e-12)`` (float64 sums of weight x colour and of
+    weight), in one numba pass (``_projection_numba.weighted_mean``; the numpy expression
+    makes two full-length float64 temporaries)."""
+    from ._projection_numba import weighted_mean as kernel
+
+    return kernel(np.ascontiguousarray(acc, np.float64), np.ascontiguousarray(wsum, np.float64))
 
 
 def mean_blend(seen: list[tuple[np.ndarray, np.ndarray, np.ndarray]], t: int

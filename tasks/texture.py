@@ -49,6 +49,7 @@ from ..algorithms.projection import (
     margin_texels,
     orm_texels,
     texture_colours_stats,
+    uv_texel_inverse,
     vertex_colour_texels,
 )
 from ..algorithms.shading import flatten_shading
@@ -213,6 +214,7 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
     faces = r.rasterize_uv_faces(mesh, options.size)
     grid = TexelGrid(options.size, *texel_surface(mesh, faces))
     inputs = []
+    uv_inverse = uv_texel_inverse(mesh, options.size) if options.mip_filter and views else None
     for cam, rgb, mask in views:
         lin = image_to_linear(rgb)
         m = erode_mask(mask, options.mask_erode_px)
@@ -222,8 +224,8 @@ def _render_inputs(mesh: MeshData, views, options: TextureOptions
             edge=edge_band(depth, m, options.edge_px, options.depth_edge),
             feather=edge_feather(depth, m, options.edge_px, options.depth_edge,
                                  options.edge_feather_px, options.edge_weight),
-            face_footprint=face_footprints(mesh, cam, options.size) if options.mip_filter
-            else None,
+            face_footprint=face_footprints(mesh, cam, options.size, uv_inverse)
+            if options.mip_filter else None,
             pyramid=build_pyramid(lin, m) if options.mip_filter else None))
     return grid, inputs
 

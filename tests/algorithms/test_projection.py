@@ -194,3 +194,67 @@ def test_edge_feather_ramps_from_the_band_to_full_weight():
     inside = row[11:17]
     assert np.all(np.diff(inside[::-1]) >= 0)      # rises away from the border
     assert 0.1 <= inside.min() < 0.5
+
+
+def _kernel_args(grid: TexelGrid, v: ViewInput, o, light_dir, ambient, acc, wsum, clean):
+    from assetfactory.algorithms.projection import pack_levels
+
+    cam = v.camera
+    if v.pyramid is not None:
+        pyr = pack_levels(v.pyramid)
+        footprint = np.asarray(v.face_footprint, np.float64)
+    else:
+        pyr = pack_levels([(v.linear_rgb, np.ones(v.linear_rgb.shape[:2], np.float32))])
+        footprint = np.zeros(0)
+    return (grid.positions, grid.normals, grid.faces,
+            np.ascontiguousarray(cam.world_to_camera[:3, :3]),
+            np.ascontiguousarray(cam.world_to_camera[:3, 3]), np.asarray(cam.K, np.float64),
+            np.asarray(cam.position, np.float64), v.depth, v.mask,
+            np.zeros((0, 0), bool) if v.edge is None else v.edge, o.depth_tolerance,
+            o.incidence_power, view_prior(cam, o.front_back_prior), o.edge_weight, footprint,
+            o.mip_bias, *pyr, acc, wsum, clean, light_dir, ambient,
+            np.zeros((0, 0), np.float32) if v.feather is None else v.feather)
+
+
+@pytest.mark.parametrize("mip,edge,feather,power,light", [
+    (True, True, False, 2.0, False), (False, False, False, 2.0, True),
+    (True, True, True, 0.0, True), (True, False, False, 1.3, False)])
+def test_kernel_is_the_previous_kernel_bit_for_bit(mip, edge, feather, power, light):
+    """Texels facing away are dropped before their projection, and the upper pyramid level
+    is skipped at weight 0: the sums, marks and statistics stay exactly the previous
+    kernel's (levels spread over 0..3 with whole and fractional ones, back-facing texels,
+    occluded rows, both branches of the incidence power)."""
+    from assetfactory.algorithms._projection_numba import accumulate_view
+    from tests.algorithms.projection_before import accumulate_view as before
+
+    grid, views = scene(mip, edge, feather)
+    o = type("O", (Settings,), {"incidence_power": power, "mip_bias": -1.0})()
+    if mip:   # a third of the faces at whole levels 0..3 (frac 0), the rest between
+        views = [ViewInput(v.label, v.camera, v.linear_rgb, v.mask, v.depth, v.edge,
+                           np.where(np.arange(50) % 3 == 0, 2.0 ** (np.arange(50) % 4 + 1),
+                                    v.face_footprint), v.pyramid, v.feather) for v in views]
+    light_dir = np.array([0.3, 0.4, np.sqrt(0.75)]) if light else np.zeros(0)
+    t = len(grid.index)
+    out = []
+    for kernel in (accumulate_view, before):
+        acc, wsum, clean = np.zeros((t, 3)), np.zeros(t), np.zeros(t, bool)
+        stats = [kernel(*_kernel_args(grid, v, o, light_dir, 0.3, acc, wsum, clean))
+                 for v in views]
+        out.append((acc, wsum, clean, np.array(stats)))
+    (acc, wsum, clean, stats), (acc0, wsum0, clean0, stats0) = out
+    assert 0.2 < (wsum > 0).mean() < 0.95
+    assert np.array_equal(acc, acc0) and np.array_equal(wsum, wsum0)
+    assert np.array_equal(clean, clean0) and np.array_equal(stats, stats0)
+    if mip:
+        assert stats[:, 1].sum() > 0    # some texels read above level 0
+
+
+def test_weighted_mean_is_the_numpy_expression():
+    from assetfactory.algorithms.projection import weighted_mean
+
+    rng = np.random.default_rng(5)
+    acc = rng.random((1000, 3)) * rng.choice([0.0, 1e-14, 1.0, 7.0], (1000, 1))
+    wsum = rng.choice([0.0, 1e-13, 3e-12, 0.7, 5.0], 1000)
+    want = (acc / np.maximum(wsum, 1e-12)[:, None]).astype(np.float32)
+    got = weighted_mean(acc, wsum)
+    assert got.dtype == np.float32 and np.array_equal(got, want)

@@ -129,6 +129,21 @@ def test_fill_nearest_3d_interpolates_by_inverse_distance():
     assert out[2] == pytest.approx([0.25] * 3, abs=1e-6)
 
 
+def test_fill_nearest_3d_reads_float32_colours_as_their_float64_values():
+    # float32 colours go to the cell means as they are (summed in float64): the same fill
+    # as from their float64 copy, bit for bit
+    rng = np.random.default_rng(2)
+    pos = rng.random((3000, 3))
+    nrm = rng.normal(size=(3000, 3))
+    nrm /= np.linalg.norm(nrm, axis=1, keepdims=True)
+    col = rng.random((3000, 3)).astype(np.float32)
+    observed = pos[:, 0] < 0.6
+    out = fill_nearest_3d(pos, nrm, col, observed, grid=32)
+    again = fill_nearest_3d(pos, nrm, col.astype(np.float64), observed, grid=32)
+    assert out.dtype == np.float32 and np.array_equal(out, again)
+    assert not np.array_equal(out[~observed], col[~observed])
+
+
 def test_dilate_grows_exactly_the_requested_margin():
     img = np.zeros((9, 9, 3), np.float32)
     ok = np.zeros((9, 9), bool)
@@ -278,6 +293,32 @@ def test_face_footprint_is_pixels_per_texel():
     fp = face_footprints(quad, cam, size=32)
     # the quad spans f/3 px across 32 texels
     assert fp == pytest.approx([f / 3 / 32] * 2, rel=1e-6)
+
+
+def test_face_footprints_with_a_shared_uv_inverse_are_the_previous_formulation():
+    # the UVs' inverse computed once for every view: each view's footprints are exactly the
+    # per-view formulation's (J = dP inv(dT) over all faces, then its largest singular value)
+    from assetfactory.algorithms.projection import uv_texel_inverse
+
+    rng = np.random.default_rng(6)
+    mesh = MeshData(rng.normal(size=(60, 3)), rng.integers(0, 60, (100, 3)),
+                    uv=rng.random((60, 2)).astype(np.float32))
+    mesh.uv[mesh.faces[:7, 1]] = mesh.uv[mesh.faces[:7, 0]]   # degenerate in UV
+    shared = uv_texel_inverse(mesh, 64)
+    for az in (0.0, 70.0, 200.0):
+        cam = orbit_camera("v", az, 20.0, 4.0, size=128)
+        pix, _ = cam.project(mesh.vertices)
+        P, T = pix[mesh.faces], np.asarray(mesh.uv, np.float64)[mesh.faces] * 64
+        dP = np.stack([P[:, 1] - P[:, 0], P[:, 2] - P[:, 0]], axis=2)
+        dT = np.stack([T[:, 1] - T[:, 0], T[:, 2] - T[:, 0]], axis=2)
+        det = dT[:, 0, 0] * dT[:, 1, 1] - dT[:, 0, 1] * dT[:, 1, 0]
+        ok = np.abs(det) > 1e-12
+        want = np.ones(len(mesh.faces))
+        want[ok] = np.linalg.svd(dP[ok] @ np.linalg.inv(dT[ok]), compute_uv=False)[:, 0]
+        want = np.nan_to_num(want, nan=1.0, posinf=1.0)
+        assert 0 < ok.sum() < len(ok)
+        assert np.array_equal(face_footprints(mesh, cam, 64, shared), want)
+        assert np.array_equal(face_footprints(mesh, cam, 64), want)
 
 
 def test_sample_pyramid_level0_is_bilinear_and_coarse_levels_average():
@@ -446,3 +487,13 @@ def test_delight_recovers_the_albedo_under_a_light_fixed_to_the_camera(renderer,
     skipped = texture(hull, TextureOptions(size=256, delight=True)).metrics
     assert skipped["texture_delit"] is False and skipped["texture_delight_skipped_hull"]
     assert not m["texture_delight_skipped_hull"]
+
+
+def test_fill_bounds_are_numpys_min_and_max():
+    from assetfactory.algorithms._inpaint_numba import bounds
+
+    rng = np.random.default_rng(4)
+    for pos in (rng.normal(size=(5000, 3)), rng.normal(size=(1, 3)),
+                np.array([[0.0, -0.0, 1.0], [-0.0, 0.0, np.inf], [2.0, -5.0, -1.0]])):
+        lo, hi = bounds(np.ascontiguousarray(pos))
+        assert np.array_equal(lo, pos.min(0)) and np.array_equal(hi, pos.max(0))
