@@ -440,14 +440,15 @@ def partition_size(n_faces: int, options: UnwrapSettings) -> int:
     ``chunk_faces``; ``chunk_faces`` itself where ``partition_texels`` is 0.
 
     Why it depends on the atlas: xatlas's cost per face falls steeply with the partition
-    size (demo products, 23k faces: ~6 CPU s in partitions of up to 8000 faces, ~3 s in
-    partitions of up to 2000), but every partition border is a seam, and each seam costs a
-    strip of padding (a fixed number of texels per unit of seam length). The share of the
-    atlas those strips take grows as the atlas has fewer texels per face: at 2048 px over 23k
-    faces (~180 texels per face) partitions of ~1,400 faces left utilisation, stretch and the
-    bake as good as 8000 did, while at 1024 px (~45 texels per face) the same partitions
-    lowered utilisation (0.586 -> 0.571) and raised the baked-normal error (1.31 -> 1.33 deg)
-    of a faceted scan. A partition holding a fixed area of the atlas keeps that share fixed.
+    size (the demo's 23k-face products: the uv stage took 6.6 CPU s per asset with
+    partitions of ~5,700 faces, 3.6 s with ~1,400), but every partition border is a seam,
+    and each seam costs a strip of padding (a fixed number of texels per unit of seam
+    length). The share of the atlas those strips take grows as the atlas has fewer texels
+    per face: at 2048 px over 23k faces (~180 texels per face) partitions of ~1,400 faces
+    left utilisation, stretch and the baked-normal error no worse than before, while at
+    1024 px (~45 texels per face) partitions of <= 2000 lowered a faceted scan's utilisation
+    (0.586 -> 0.571) and raised its baked-normal error (1.31 -> 1.33 deg). A partition
+    holding a fixed area of the atlas keeps that share fixed. BENCHMARKS.md has the figures.
     """
     if not options.partition_texels:
         return options.chunk_faces
