@@ -163,3 +163,33 @@ def test_settle_waits_for_a_new_thread_to_sleep_before_an_atlas_is_dropped(tmp_p
         assert time.monotonic() - again < 2.5
     finally:
         timer.cancel()
+
+
+def test_partitions_hold_a_fixed_share_of_the_atlas():
+    """Partitions get smaller as the atlas gets more texels per face (seams' padding costs
+    less there), never below ``MIN_PARTITION`` nor above ``chunk_faces``."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import trimesh
+
+    from assetfactory.algorithms.unwrap import MIN_PARTITION, partition_faces, partition_size
+    from assetfactory.core.mesh import MeshData
+
+    def opts(resolution, chunk=8000, texels=360_000):
+        return SimpleNamespace(resolution=resolution, chunk_faces=chunk, partition_texels=texels)
+
+    assert partition_size(23_000, opts(2048)) == 23_000 * 360_000 // 2048**2  # 1974
+    assert partition_size(23_000, opts(1024)) == 7896          # 4x the texels per face
+    assert partition_size(23_000, opts(512)) == 8000           # capped at chunk_faces
+    assert partition_size(23_000, opts(2048, chunk=700)) == 700
+    assert partition_size(2_000, opts(4096)) == MIN_PARTITION
+    assert partition_size(23_000, opts(2048, texels=0)) == 8000  # 0: chunk_faces as before
+
+    s = trimesh.creation.icosphere(5)  # 20,480 faces, one part
+    mesh = MeshData(np.asarray(s.vertices), np.asarray(s.faces))
+    small = partition_faces(mesh, partition_size(mesh.n_faces, opts(2048)))
+    big = partition_faces(mesh, partition_size(mesh.n_faces, opts(1024)))
+    assert max(len(g) for g in small) <= 1758 < max(len(g) for g in big) <= 7864
+    for groups in (small, big):  # every face in exactly one partition
+        np.testing.assert_array_equal(np.sort(np.concatenate(groups)), np.arange(mesh.n_faces))
