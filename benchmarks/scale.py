@@ -15,7 +15,12 @@ default: ``assetfactory run --texture-px 256``).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
     catalog fragments) over a synthetic catalog, on a fresh local Ray limited to 1 or 2 CPUs
     and started as the flow starts it (``executor.ray_session``), each configuration in a
-    subprocess of its own, in a session that is reaped after it. Reported: wall time of the
+    subprocess of its own, in a session that is reaped after it; Ray starts beside Prefect's
+    temporary server, as ``assetfactory run`` starts it (``executor.early_ray``; its workers'
+    warm-up then overlaps Prefect's start), or after it with ``--ray-after-prefect`` (the
+    order of the figures before). An untimed run of 16 SKUs comes first (``--no-warm-run``:
+    not), so that no timed run is the one that reads the libraries from disk and creates
+    Prefect's database. Reported: wall time of the
     flow call and the starts apart (Prefect's temporary server, started by a warm-up flow, and
     Ray), SKUs/s, orchestration overhead = 1 - summed stage time / (wall x CPUs) over the flow
     call and over the starts and the call together, the idle core-seconds (CPUs x wall - stage
@@ -62,6 +67,9 @@ PX = int(os.environ.get("SCALE_PX", "256"))
 #: 448 triangles, curved, each SKU its own size) or ``box`` (12 triangles); ``--mesh``
 MESH = os.environ.get("SCALE_MESH", "capsule")
 OVERRIDES = {"profile": {"texture_px": PX}}
+#: start Ray only once Prefect's temporary server is up (``--ray-after-prefect``; the figures
+#: before Ray started beside Prefect, as ``assetfactory run`` starts it); SCALE_RAY_AFTER
+RAY_AFTER_PREFECT = os.environ.get("SCALE_RAY_AFTER", "") == "1"
 
 
 def load() -> str:
@@ -317,19 +325,27 @@ def timeline(out: str, run_id: str, t0: float, t1: float, cpus: int,
 def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     """One configuration of (b), in this (fresh) process."""
     from assetfactory.flows import convert as conv
-    from assetfactory.flows.executor import ray_session
+    from assetfactory.flows.executor import early_ray, ray_session
 
     catalog = make_catalog(workdir / f"catalog-{MESH}-{n}", n)
     out = tempfile.mkdtemp(prefix=f"scale-{n}-{cpus}-", dir=workdir)
+    early = contextlib.nullcontext()
+    if not RAY_AFTER_PREFECT:
+        # as ``assetfactory run`` starts them: Ray (and its warm-up) beside Prefect's server
+        early = early_ray(num_cpus=cpus)
+    early.__enter__()
     t_prefect = time.perf_counter()
     _warm_prefect()  # Prefect's temporary server starts once per process: timed apart
     t_prefect = time.perf_counter() - t_prefect
     sampler = Sampler()
     sampler._cpu()
-    before_cpu = sampler.descendants_cpu_s()  # Prefect's server so far
+    # the starts so far: Prefect's server (and Ray's processes where it started beside it)
+    before_cpu = sampler.descendants_cpu_s()
     before_by_pid = dict(sampler.cpu)
     t_ray = time.perf_counter()
-    session = ray_session(num_cpus=cpus)  # as the flow starts it (``convert --num-cpus``)
+    # as the flow starts it (``convert --num-cpus``); with Ray started beside Prefect, this
+    # takes that instance over once its start has returned (its warm-up may still run on)
+    session = ray_session(num_cpus=cpus)
     session.__enter__()
     t_ray = time.perf_counter() - t_ray
     marks: dict[str, float] = {}
@@ -386,6 +402,7 @@ def run_flow(n: int, cpus: int, workdir: Path) -> dict:
     own1 = os.times()
     sampler.stop()
     session.__exit__(None, None, None)
+    early.__exit__(None, None, None)
     tl = timeline(out, summary["run_id"], epoch0, epoch0 + wall, cpus)
     tl["steps"] = [(name, a - epoch0, b - epoch0) for name, a, b in steps]
     conv_wall = marks["last"] - marks["plan"]
@@ -556,6 +573,11 @@ def main() -> None:
                     "(default 256)")
     ap.add_argument("--mesh", default=MESH, choices=("capsule", "box"), help="the synthetic "
                     "SKUs' meshes (default capsule: 512 triangles; box: 12)")
+    ap.add_argument("--ray-after-prefect", action="store_true", help="(b) start Ray once "
+                    "Prefect's temporary server is up (the order before), not beside it as "
+                    "`assetfactory run` does")
+    ap.add_argument("--no-warm-run", action="store_true", help="(b) leave out the untimed "
+                    "run of a few SKUs before the timed ones")
     ap.add_argument("--name", default="scale", help="output file names under benchmarks/out")
     ap.add_argument("--configs", default="", help="(b) only these SKUSxCPUS runs, e.g. "
                     "1000x2,1000x1 (default: SMALLx1,SMALLx2,LARGEx2); a trailing p "
@@ -572,6 +594,8 @@ def main() -> None:
     PX, MESH = args.px, args.mesh
     OVERRIDES = {"profile": {"texture_px": PX}}
     os.environ["SCALE_PX"], os.environ["SCALE_MESH"] = str(PX), MESH  # and these
+    if args.ray_after_prefect:
+        os.environ["SCALE_RAY_AFTER"] = "1"
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="scale-"))
     workdir.mkdir(parents=True, exist_ok=True)
     report: dict = {"load_start": load(), "cpu_count": os.cpu_count(), "px": PX, "mesh": MESH}
@@ -597,6 +621,12 @@ def main() -> None:
             configs = [(int(c.split("x")[0]), int(c.split("x")[1].rstrip("p")),
                         c.endswith("p")) for c in args.configs.split(",")]
         configs = [c if len(c) == 3 else (*c, False) for c in configs]
+        if not args.no_warm_run:
+            # the first run after a while reads every module and library from disk and
+            # creates Prefect's database (a fresh PREFECT_HOME): an untimed run of a few SKUs
+            # first, so that every timed configuration starts from the same caches
+            print(f"\n(b) an untimed warm-up run: 16 SKUs on 2 CPUs ({load()}) ...", flush=True)
+            child("flow", 16, 2, workdir)
         for n, cpus, pin in configs:
             where = f", the whole run pinned to {cpus} core(s)" if pin else ""
             print(f"\n(b) running {n} SKUs on {cpus} CPU{where} ({load()}) ...", flush=True)

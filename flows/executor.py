@@ -961,22 +961,32 @@ def skus_per_task(n: int, options: ExecutorOptions, fused: bool = False) -> int:
 def task_blocks(jobs: Sequence[Job], recipe: Recipe,
                 options: ExecutorOptions = ExecutorOptions()) -> list[list[Job]]:
     """``jobs`` in the blocks their tasks will run and record together: consecutive runs of
-    ``skus_per_task``; where that size is chosen here, the last CPUs x size SKUs in blocks of
-    a quarter of it (the shard's last tasks then keep every CPU busy nearly to its end). The
-    same jobs give the same blocks, so a shard that is run again can leave out the blocks
-    already recorded and run the others with the same members (whose records then have the
-    same names as any an earlier try wrote)."""
+    ``skus_per_task``; where that size is chosen here, the shard's end in ever smaller blocks
+    (``tail_sizes``: the last CPUs x size SKUs in blocks of a quarter of it, the last CPUs x
+    that quarter in blocks of a quarter again, down to one SKU), so that its last tasks keep
+    every CPU busy nearly to its end. The same jobs give the same blocks, so a shard that is
+    run again can leave out the blocks already recorded and run the others with the same
+    members (whose records then have the same names as any an earlier try wrote)."""
     segs = segments(recipe, options)
     fused = sum(1 for s in segs if not s.actor) <= 1
     per_task = skus_per_task(len(jobs), options, fused)
-    cut = len(jobs)
-    if not options.skus_per_task and per_task > 2:
-        # the last blocks smaller: while the shard's last tasks run, the other CPUs wait on
-        # them, so its last CPUs x per_task SKUs go in blocks of a quarter of the size
-        cut = max(0, len(jobs) - int(max(1.0, _cluster("CPU"))) * per_task)
-    small = max(1, per_task // 4)
-    return ([list(jobs[i:min(i + per_task, cut)]) for i in range(0, cut, per_task)]
-            + [list(jobs[i:i + small]) for i in range(cut, len(jobs), small)])
+    sizes = [per_task] if options.skus_per_task else tail_sizes(per_task)
+    cpus = int(max(1.0, _cluster("CPU")))
+    # where each size's run of blocks starts: size k covers the shard's last CPUs x size k-1
+    starts = [0] + [max(0, len(jobs) - cpus * size) for size in sizes[:-1]]
+    starts = [max(starts[:k + 1]) for k in range(len(starts))] + [len(jobs)]
+    return [list(jobs[i:min(i + size, end)])
+            for size, begin, end in zip(sizes, starts, starts[1:])
+            for i in range(begin, end, size)]
+
+
+def tail_sizes(per_task: int) -> list[int]:
+    """The block sizes of a shard from its bulk to its end: ``per_task``, then a quarter of
+    the one before, down to one SKU (32, 8, 2, 1)."""
+    sizes = [max(1, per_task)]
+    while sizes[-1] > 1:
+        sizes.append(max(1, sizes[-1] // 4))
+    return sizes
 
 
 def unrecorded(blocks: Sequence[Sequence[Job]]) -> list[list[Job]]:

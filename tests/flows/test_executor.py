@@ -29,6 +29,7 @@ from assetfactory.flows.executor import (
     ray_session,
     segments,
     skus_per_task,
+    tail_sizes,
     task_blocks,
     unrecorded,
     wait_ray_stopped,
@@ -188,8 +189,13 @@ def test_plan_skips_converted_identities_and_sizes_tasks(tmp_path, ray_gpu):
     size = len(blocks[0])
     assert [j for b in blocks for j in b] == first.jobs and task_blocks(first.jobs, recipe) \
         == blocks
-    assert {len(b) for b in blocks[-4:]} == {max(1, size // 4)} and size > 2
-    assert sum(len(b) for b in blocks if len(b) < size) == 2 * size  # 2 CPUs x the size
+    lengths = [len(b) for b in blocks]
+    assert lengths == sorted(lengths, reverse=True) and size == 10  # 80 / (4 x 2 CPUs)
+    assert tail_sizes(size) == [10, 2, 1] and tail_sizes(32) == [32, 8, 2, 1]
+    for bigger, smaller in zip(tail_sizes(size), tail_sizes(size)[1:]):
+        # the last 2 CPUs x each size in blocks of the next size: 20 SKUs in 2s, 4 in 1s
+        assert sum(n for n in lengths if n <= smaller) == 2 * bigger
+        assert smaller in lengths
     # tasks in flight: what the 2 CPUs run at once, plus one waiting behind each; Ray Data's
     # resource-budget backpressure (which holds the next task back) off only then
     assert _task_cap(Resources(cpus=1), 1)["compute"].size == 4
