@@ -13,12 +13,12 @@ default: ``assetfactory run --texture-px 256``).
     is this process's CPU time for the SKU (the uv pool's and the validator's own processes
     are not in it).
 (b) The real flow (``convert_catalog``: Prefect, sharding, planning, the Ray Data executor,
-    catalog fragments) over a synthetic catalog, on a fresh local Ray limited to 1 or 2 CPUs
-    and started as the flow starts it (``executor.ray_session``), each configuration in a
-    subprocess of its own, in a session that is reaped after it; Ray starts beside Prefect's
-    temporary server, as ``assetfactory run`` starts it (``executor.early_ray``; its workers'
-    warm-up then overlaps Prefect's start), or after it with ``--ray-after-prefect`` (the
-    order of the figures before). An untimed run of 16 SKUs comes first (``--no-warm-run``:
+    catalog fragments) over a synthetic catalog, on a fresh local Ray limited to 1 or 2 CPUs,
+    each configuration in a subprocess of its own, in a session that is reaped after it. Ray
+    starts beside Prefect's temporary server, as ``assetfactory run`` starts it
+    (``executor.early_ray``; its workers' warm-up then overlaps Prefect's start), and the
+    flow's session (``executor.ray_session``) takes it over; with ``--ray-after-prefect`` it
+    starts once Prefect is up (the order of the figures before). An untimed run of 16 SKUs comes first (``--no-warm-run``:
     not), so that no timed run is the one that reads the libraries from disk and creates
     Prefect's database. Reported: wall time of the
     flow call and the starts apart (Prefect's temporary server, started by a warm-up flow, and
